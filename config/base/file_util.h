@@ -1,0 +1,40 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kvcri::base {
+
+// Writes `content` to `path` atomically: temp file in the same directory,
+// fsync, rename, fsync of the directory. A crash leaves the old or the new file.
+absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view content,
+                             mode_t mode = 0600);
+
+// Reads a whole file. NotFound when it does not exist.
+absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
+
+// mkdir -p with `mode` for the directories it creates.
+absl::Status MakeDirs(const std::filesystem::path& path, mode_t mode = 0700);
+
+// rm -rf; a missing path is OK.
+absl::Status RemoveAll(const std::filesystem::path& path);
+
+// Removes one file; a missing file is OK.
+absl::Status RemoveFile(const std::filesystem::path& path);
+
+// fsyncs a directory so a rename or unlink inside it is durable.
+absl::Status SyncDir(const std::filesystem::path& dir);
+
+// `n` random bytes from the kernel, as 2n lowercase hex characters.
+absl::StatusOr<std::string> RandomHex(size_t n);
+
+// True when `s` is exactly `len` lowercase hex characters.
+bool IsLowerHex(std::string_view s, size_t len);
+
+}  // namespace kvcri::base

@@ -1,0 +1,176 @@
+#include "config/config.h"
+
+#define TOML_EXCEPTIONS 0
+#include <toml++/toml.h>
+
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "config/base/file_util.h"
+#include "config/base/status_macros.h"
+
+namespace kvcri::config {
+namespace {
+
+absl::Status CheckKeys(const toml::table& table, std::string_view where,
+                       const std::set<std::string_view>& allowed) {
+  for (const auto& [key, node] : table) {
+    if (!allowed.count(key.str())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown config key \"", where, where.empty() ? "" : ".", key.str(), "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TypeError(std::string_view key, std::string_view want) {
+  return absl::InvalidArgumentError(absl::StrCat("config key \"", key, "\" must be ", want));
+}
+
+template <typename T>
+absl::Status Get(const toml::table& t, std::string_view key, std::string_view full, T* out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return absl::OkStatus();
+  if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::filesystem::path>) {
+    auto v = n->value<std::string>();
+    if (!v) return TypeError(full, "a string");
+    *out = *v;
+  } else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, int>) {
+    auto v = n->value<int64_t>();
+    if (!v) return TypeError(full, "an integer");
+    *out = static_cast<T>(*v);
+  } else {
+    static_assert(sizeof(T) == 0, "unsupported type");
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status GetList(const toml::table& t, std::string_view key, std::string_view full,
+                     std::vector<T>* out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return absl::OkStatus();
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr) return TypeError(full, "an array of strings");
+  out->clear();
+  for (const toml::node& e : *arr) {
+    auto v = e.value<std::string>();
+    if (!v) return TypeError(full, "an array of strings");
+    out->emplace_back(*v);
+  }
+  return absl::OkStatus();
+}
+
+const toml::table* Section(const toml::table& root, std::string_view name, absl::Status* err) {
+  const toml::node* n = root.get(name);
+  if (n == nullptr) return nullptr;
+  if (!n->is_table()) *err = TypeError(name, "a table");
+  return n->as_table();
+}
+
+absl::Status Validate(const Config& c) {
+  if (!c.listen.is_absolute()) return TypeError("listen", "an absolute path");
+  if (!c.root.is_absolute()) return TypeError("root", "an absolute path");
+  if (!c.state_dir.is_absolute()) return TypeError("state_dir", "an absolute path");
+  if (c.vm.default_memory_mib < c.vm.min_memory_mib)
+    return TypeError("vm.default_memory_mib", absl::StrCat(">= vm.min_memory_mib (", c.vm.min_memory_mib, ")"));
+  if (c.vm.default_vcpus < 1) return TypeError("vm.default_vcpus", ">= 1");
+  if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
+  if (!c.cni.conf_dir.is_absolute()) return TypeError("cni.conf_dir", "an absolute path");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text) {
+  if (text == "auto") return Accelerator::kAuto;
+  if (text == "kvm") return Accelerator::kKvm;
+  if (text == "tcg") return Accelerator::kTcg;
+  return absl::InvalidArgumentError(
+      absl::StrCat("accelerator \"", text, "\" is not one of auto, kvm, tcg"));
+}
+
+std::string_view AcceleratorName(Accelerator a) {
+  switch (a) {
+    case Accelerator::kAuto: return "auto";
+    case Accelerator::kKvm: return "kvm";
+    case Accelerator::kTcg: return "tcg";
+  }
+  return "auto";
+}
+
+std::string Config::LibvirtUri() const {
+  if (!libvirt.uri.empty()) return libvirt.uri;
+  return absl::StrCat("qemu:///embed?root=", (root / "libvirt").string());
+}
+
+std::filesystem::path Config::CniCacheDir() const {
+  return cni.cache_dir.empty() ? root / "cni-cache" : cni.cache_dir;
+}
+
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name) {
+  toml::parse_result parsed = toml::parse(toml_text, source_name);
+  if (!parsed) {
+    const toml::parse_error& e = parsed.error();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config \"", source_name, "\" line ", e.source().begin.line, ": ", e.description()));
+  }
+  const toml::table& root = parsed.table();
+  Config c;
+  RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
+                                       "vm", "cni", "runtime"}));
+  RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
+  RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
+  RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
+  RETURN_IF_ERROR(Get(root, "log_level", "log_level", &c.log_level));
+
+  absl::Status err;
+  if (const toml::table* t = Section(root, "libvirt", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "libvirt", {"uri", "accelerator", "emulator"}));
+    RETURN_IF_ERROR(Get(*t, "uri", "libvirt.uri", &c.libvirt.uri));
+    RETURN_IF_ERROR(Get(*t, "emulator", "libvirt.emulator", &c.libvirt.emulator));
+    std::string accel = std::string(AcceleratorName(c.libvirt.accelerator));
+    RETURN_IF_ERROR(Get(*t, "accelerator", "libvirt.accelerator", &accel));
+    ASSIGN_OR_RETURN(c.libvirt.accelerator, ParseAccelerator(accel));
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "vm", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "vm", {"default_memory_mib", "min_memory_mib", "default_vcpus",
+                                         "default_stop_timeout_seconds"}));
+    RETURN_IF_ERROR(Get(*t, "default_memory_mib", "vm.default_memory_mib", &c.vm.default_memory_mib));
+    RETURN_IF_ERROR(Get(*t, "min_memory_mib", "vm.min_memory_mib", &c.vm.min_memory_mib));
+    RETURN_IF_ERROR(Get(*t, "default_vcpus", "vm.default_vcpus", &c.vm.default_vcpus));
+    int64_t stop_s = absl::ToInt64Seconds(c.vm.default_stop_timeout);
+    RETURN_IF_ERROR(Get(*t, "default_stop_timeout_seconds", "vm.default_stop_timeout_seconds", &stop_s));
+    c.vm.default_stop_timeout = absl::Seconds(stop_s);
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "cni", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "cni", {"conf_dir", "bin_dirs", "cache_dir"}));
+    RETURN_IF_ERROR(Get(*t, "conf_dir", "cni.conf_dir", &c.cni.conf_dir));
+    RETURN_IF_ERROR(Get(*t, "cache_dir", "cni.cache_dir", &c.cni.cache_dir));
+    RETURN_IF_ERROR(GetList(*t, "bin_dirs", "cni.bin_dirs", &c.cni.bin_dirs));
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "runtime", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "runtime", {"vm_handlers", "default_handler"}));
+    RETURN_IF_ERROR(GetList(*t, "vm_handlers", "runtime.vm_handlers", &c.runtime.vm_handlers));
+    RETURN_IF_ERROR(Get(*t, "default_handler", "runtime.default_handler", &c.runtime.default_handler));
+  }
+  RETURN_IF_ERROR(err);
+  RETURN_IF_ERROR(Validate(c));
+  return c;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path, bool optional) {
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  if (!text.ok()) {
+    if (optional && absl::IsNotFound(text.status())) return Config{};
+    return text.status();
+  }
+  return ParseConfig(*text, path.string());
+}
+
+}  // namespace kvcri::config

@@ -1,0 +1,71 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace kvcri::config {
+
+// Which QEMU accelerator VMs use. kAuto picks KVM only where it can run guests.
+enum class Accelerator { kAuto, kKvm, kTcg };
+
+struct LibvirtConfig {
+  // Empty means the embedded QEMU driver rooted at <root>/libvirt.
+  std::string uri;
+  Accelerator accelerator = Accelerator::kAuto;
+  // QEMU binary used for domains; empty lets libvirt choose.
+  std::string emulator;
+};
+
+struct VmConfig {
+  int64_t default_memory_mib = 512;
+  int64_t min_memory_mib = 64;
+  int default_vcpus = 1;
+  // Grace period for an ACPI shutdown when the CRI gives a timeout of 0.
+  absl::Duration default_stop_timeout = absl::Seconds(10);
+};
+
+struct CniConfig {
+  std::filesystem::path conf_dir = "/etc/cni/net.d";
+  std::vector<std::filesystem::path> bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  // Where ADD results are cached so DEL works after a restart; empty = <root>/cni-cache.
+  std::filesystem::path cache_dir;
+};
+
+struct RuntimeConfig {
+  // Runtime handlers served as VMs.
+  std::vector<std::string> vm_handlers = {"kubevirt"};
+  // What an empty runtime_handler means: one of vm_handlers.
+  std::string default_handler = "kubevirt";
+};
+
+struct Config {
+  std::filesystem::path listen = "/run/kubevirt-cri/kubevirt-cri.sock";
+  // Persistent state: images, sandbox records, libvirt embed root.
+  std::filesystem::path root = "/var/lib/kubevirt-cri";
+  // Volatile state: network namespaces, console sockets.
+  std::filesystem::path state_dir = "/run/kubevirt-cri";
+  std::string log_level = "info";
+  LibvirtConfig libvirt;
+  VmConfig vm;
+  CniConfig cni;
+  RuntimeConfig runtime;
+
+  // The libvirt URI actually used: `libvirt.uri` or the embedded default.
+  std::string LibvirtUri() const;
+  std::filesystem::path CniCacheDir() const;
+};
+
+// Parses a TOML document; unknown keys are errors so typos do not go unnoticed.
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
+// Reads and parses a file. A missing file yields the defaults only when `optional`.
+absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path, bool optional);
+
+absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text);
+std::string_view AcceleratorName(Accelerator a);
+
+}  // namespace kvcri::config

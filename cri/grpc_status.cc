@@ -1,0 +1,19 @@
+#include "cri/grpc_status.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace kvcri::cri {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+grpc::Status Unimplemented(std::string_view rpc) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      absl::StrCat(rpc, " is not implemented by kubevirt-cri"));
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,92 @@
+// Version, Status, UpdateRuntimeConfig, RuntimeConfig.
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "cni/network_config.h"
+#include "config/base/log.h"
+#include "cri/grpc_status.h"
+#include "cri/runtime_service.h"
+
+namespace kvcri::cri {
+
+inline constexpr char kRuntimeName[] = "kubevirt-cri";
+inline constexpr char kCriApiVersion[] = "v1";
+// The CRI's Version RPC carries the kubelet-facing API version "0.1.0".
+inline constexpr char kKubeletApiVersion[] = "0.1.0";
+
+RuntimeService::RuntimeService(RuntimeDeps deps) : deps_(std::move(deps)) {}
+
+grpc::Status RuntimeService::Version(grpc::ServerContext*, const pb::VersionRequest*,
+                                     pb::VersionResponse* resp) {
+  resp->set_version(kKubeletApiVersion);
+  resp->set_runtime_name(kRuntimeName);
+  resp->set_runtime_version(KVCRI_VERSION);
+  resp->set_runtime_api_version(kCriApiVersion);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusRequest* req,
+                                    pb::StatusResponse* resp) {
+  pb::RuntimeCondition* runtime = resp->mutable_status()->add_conditions();
+  runtime->set_type("RuntimeReady");
+  absl::Status hv = deps_.hypervisor_ready ? deps_.hypervisor_ready()
+                                           : absl::UnavailableError("no hypervisor configured");
+  if (!hv.ok()) {
+    runtime->set_status(false);
+    runtime->set_reason("LibvirtUnavailable");
+    runtime->set_message(absl::StrCat("libvirt \"", deps_.config->LibvirtUri(), "\": ", hv.message()));
+  } else if (deps_.accelerator.empty()) {
+    runtime->set_status(false);
+    runtime->set_reason("NoAccelerator");
+    runtime->set_message(deps_.accelerator_reason);
+  } else {
+    runtime->set_status(true);
+  }
+
+  pb::RuntimeCondition* network = resp->mutable_status()->add_conditions();
+  network->set_type("NetworkReady");
+  absl::StatusOr<cni::NetworkConfigList> net = cni::FindDefaultNetwork(deps_.config->cni.conf_dir);
+  if (net.ok()) {
+    network->set_status(true);
+  } else {
+    network->set_status(false);
+    network->set_reason("NetworkPluginNotReady");
+    network->set_message(std::string(net.status().message()));
+  }
+
+  if (req->verbose()) {
+    nlohmann::json info = {
+        {"version", KVCRI_VERSION},
+        {"libvirtUri", deps_.config->LibvirtUri()},
+        {"accelerator", deps_.accelerator},
+        {"acceleratorReason", deps_.accelerator_reason},
+        {"cniConfDir", deps_.config->cni.conf_dir.string()},
+        {"cniNetwork", net.ok() ? net->source.string() : ""},
+        {"vmHandlers", deps_.config->runtime.vm_handlers},
+        {"root", deps_.config->root.string()},
+        {"stateDir", deps_.config->state_dir.string()},
+    };
+    auto& map = *resp->mutable_info();
+    map["kubevirt-cri"] = info.dump();
+    map["accelerator"] = nlohmann::json(deps_.accelerator).dump();
+    map["acceleratorReason"] = nlohmann::json(deps_.accelerator_reason).dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::UpdateRuntimeConfig(grpc::ServerContext*,
+                                                 const pb::UpdateRuntimeConfigRequest* req,
+                                                 pb::UpdateRuntimeConfigResponse*) {
+  // Our CNI configs are static files; the Pod CIDR is only recorded in the log.
+  base::LogInfo("runtime config update",
+                {{"pod_cidr", req->runtime_config().network_config().pod_cidr()}});
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::RuntimeConfig(grpc::ServerContext*, const pb::RuntimeConfigRequest*,
+                                           pb::RuntimeConfigResponse*) {
+  // kubelet falls back to its own cgroup driver setting on UNIMPLEMENTED.
+  return Unimplemented("RuntimeConfig");
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package kubevirt-cri needs to build, run and test.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+
+build_pkgs=(
+  build-essential cmake pkg-config ninja-build
+  protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
+  libabsl-dev libvirt-dev libseccomp-dev libcap-dev
+  libtomlplusplus-dev nlohmann-json3-dev
+  libcurl4-openssl-dev libssl-dev libarchive-dev libnl-route-3-dev libnl-3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+runtime_pkgs=(
+  libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
+  containernetworking-plugins iproute2 ovmf
+)
+test_pkgs=(
+  linux-image-amd64 busybox-static cpio kmod
+  skopeo umoci docker-registry apache2-utils jq
+)
+
+want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
+if [[ "${1:-}" == "--test" ]]; then want+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # A kernel package in a container must not try to build an initramfs or touch a bootloader.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# docker-registry's package starts a service on :5000 where systemd runs; tests start their own.
+if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi

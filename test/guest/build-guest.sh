@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Builds the test guest that integration tests boot: a busybox initramfs for
+# the host's Debian kernel, that kernel+initrd as an OCI "kernel image", and a
+# BIOS-bootable KubeVirt containerDisk. See test/guest/README.md.
+#
+#   test/guest/build-guest.sh OUT_DIR
+#
+# Outputs in OUT_DIR: vmlinuz, initrd.img, disk.qcow2, oci-kernel/, oci-disk/.
+# Skips the build when OUT_DIR/.build-hash matches the hash of this directory
+# and the host inputs (kernel, modules, busybox, syslinux, tool versions).
+# Environment: KVCRI_GUEST_KVER picks the kernel (default: newest in /boot).
+# Needs root (a /dev/console node, and uid 107 on the containerDisk file).
+set -euo pipefail
+
+if (($# != 1)); then
+  echo "usage: $0 OUT_DIR" >&2
+  exit 2
+fi
+out="$1"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# Kernel parameters baked into oci-kernel's label and the disk's syslinux.cfg.
+readonly kCmdline="console=ttyS0 panic=-1 quiet"
+readonly kCmdlineLabel="io.kubevirt-cri.cmdline"
+readonly kDiskUid=107  # KubeVirt's qemu user owns /disk/disk.qcow2.
+# The virtio stack and friends; their dependencies are added from modules.dep.
+readonly kModules=(
+  virtio_pci virtio_ring virtio virtio_net virtio_blk virtio_console virtio_rng
+  virtio_balloon virtio_scsi sd_mod crct10dif_generic
+  9p 9pnet_virtio virtiofs fuse ext4 crc32c_generic failover net_failover
+  vmw_vsock_virtio_transport pvpanic_pci pvpanic_mmio button evdev
+)
+readonly kSyslinuxBios=/usr/lib/syslinux/modules/bios
+readonly kSyslinuxMbr=/usr/lib/syslinux/mbr/mbr.bin
+
+die() {
+  echo "build-guest: $*" >&2
+  exit 1
+}
+
+missing=()
+for t in busybox cpio depmod modprobe gzip qemu-img umoci skopeo syslinux \
+  mkfs.vfat mcopy sfdisk flock sha256sum; do
+  command -v "$t" >/dev/null || missing+=("$t")
+done
+((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run scripts/install-deps.sh --test)"
+[[ -f "$kSyslinuxMbr" && -f "$kSyslinuxBios/ldlinux.c32" ]] ||
+  die "\"$kSyslinuxMbr\" or \"$kSyslinuxBios/ldlinux.c32\" missing (package syslinux-common)"
+[[ "$(id -u)" == 0 ]] || die "must run as root (needs mknod and chown to $kDiskUid)"
+
+kver="${KVCRI_GUEST_KVER:-}"
+if [[ -z "$kver" ]]; then
+  kernel="$(ls -1v /boot/vmlinuz-*-amd64 2>/dev/null | tail -n1)"
+  [[ -n "$kernel" ]] || die "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
+  kver="${kernel#/boot/vmlinuz-}"
+fi
+kernel="/boot/vmlinuz-$kver"
+moddir="/lib/modules/$kver"
+[[ -r "$kernel" ]] || die "kernel \"$kernel\" not readable"
+[[ -f "$moddir/modules.dep" ]] || die "\"$moddir/modules.dep\" missing"
+
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+# Parallel test runs may share OUT_DIR: one builds, the others wait and reuse.
+exec 9>"$out/.lock"
+flock 9
+
+input_hash="$(
+  {
+    echo "$kver"
+    (cd "$here" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
+      xargs -0 sha256sum)
+    sha256sum "$kernel" "$moddir/modules.dep" "$(command -v busybox)" \
+      "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32"
+    umoci --version
+  } | sha256sum | cut -d' ' -f1
+)"
+outputs=(vmlinuz initrd.img disk.qcow2 oci-kernel oci-disk)
+up_to_date=1
+for o in "${outputs[@]}"; do [[ -e "$out/$o" ]] || up_to_date=0; done
+if ((up_to_date)) && [[ "$(cat "$out/.build-hash" 2>/dev/null)" == "$input_hash" ]]; then
+  echo "build-guest: $out is up to date"
+  exit 0
+fi
+rm -f "$out/.build-hash"
+
+work="$(mktemp -d "$out/.build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# --- initrd.img --------------------------------------------------------------
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,www,var/log,var/run}
+cp -a "$here/rootfs/." "$root/"
+cp /usr/bin/busybox "$root/bin/busybox"
+while read -r applet; do
+  [[ -e "$root/$applet" ]] || ln -s /bin/busybox "$root/$applet"
+done < <(busybox --list-full | grep -v '^bin/busybox$')
+# The kernel opens /dev/console for PID 1 before /init mounts devtmpfs.
+mknod -m 600 "$root/dev/console" c 5 1
+
+# --show-depends prints "insmod PATH" for each module and its dependencies
+# (softdeps included) and "builtin NAME" for ones compiled into the kernel.
+mapfile -t kos < <(modprobe -S "$kver" --show-depends -a "${kModules[@]}" |
+  awk '$1 == "insmod" { print $2 }' | sort -u)
+((${#kos[@]} > 0)) || die "no modules resolved for $kver"
+for ko in "${kos[@]}"; do
+  mkdir -p "$root$(dirname "$ko")"
+  cp "$ko" "$root$ko"
+done
+cp "$moddir"/modules.{builtin,builtin.modinfo,order} "$root$moddir/"
+depmod -b "$root" "$kver"
+(cd "$root" && find . -print0 | LC_ALL=C sort -z |
+  cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9n >"$work/initrd.img"
+cp "$kernel" "$work/vmlinuz"
+
+# --- oci-kernel: /boot/vmlinuz + /boot/initrd.img ------------------------------
+mkdir -p "$work/kroot/boot"
+cp "$work/vmlinuz" "$work/initrd.img" "$work/kroot/boot/"
+chmod 0644 "$work/kroot/boot/"*
+umoci init --layout "$work/oci-kernel"
+umoci new --image "$work/oci-kernel:latest"
+umoci insert --image "$work/oci-kernel:latest" "$work/kroot/boot" /boot
+umoci config --image "$work/oci-kernel:latest" \
+  --config.label "$kCmdlineLabel=$kCmdline" --config.user "$kDiskUid" \
+  --author kubevirt-cri-test
+umoci gc --layout "$work/oci-kernel"
+
+# --- disk.qcow2: MBR + FAT partition with syslinux ----------------------------
+# The partition starts at 1 MiB; the FAT's hidden-sectors field must say so,
+# since syslinux's boot sector uses it when the MBR hands over no offset.
+part_start=2048
+files_kib=$(( ($(stat -c %s "$work/vmlinuz") + $(stat -c %s "$work/initrd.img")) / 1024 ))
+part_mib=$(( (files_kib + 4096) / 1024 + 1 ))
+part_kib=$((part_mib * 1024))
+cat >"$work/syslinux.cfg" <<EOF
+SERIAL 0 115200
+DEFAULT guest
+PROMPT 0
+TIMEOUT 0
+LABEL guest
+  KERNEL /vmlinuz
+  INITRD /initrd.img
+  APPEND $kCmdline
+EOF
+mkfs.vfat -C -F 16 -h "$part_start" -n KVCRIGUEST "$work/part.img" "$part_kib" >/dev/null
+syslinux --install "$work/part.img"
+MTOOLS_SKIP_CHECK=1 mcopy -i "$work/part.img" \
+  "$work/vmlinuz" "$work/initrd.img" "$work/syslinux.cfg" ::/
+truncate -s "$(((part_start / 2048 + part_mib + 1) * 1024 * 1024))" "$work/disk.raw"
+echo "start=$part_start, size=$((part_kib * 2)), type=6, bootable" |
+  sfdisk --quiet --label dos "$work/disk.raw"
+dd if="$kSyslinuxMbr" of="$work/disk.raw" bs=440 count=1 conv=notrunc status=none
+dd if="$work/part.img" of="$work/disk.raw" bs=512 seek="$part_start" conv=notrunc status=none
+qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
+rm -f "$work/disk.raw" "$work/part.img"
+
+# --- oci-disk: exactly /disk/disk.qcow2, 107:107 ------------------------------
+mkdir -p "$work/droot/disk"
+cp "$work/disk.qcow2" "$work/droot/disk/disk.qcow2"
+chown "$kDiskUid:$kDiskUid" "$work/droot/disk/disk.qcow2"
+chmod 0444 "$work/droot/disk/disk.qcow2"
+chmod 0555 "$work/droot/disk"
+umoci init --layout "$work/oci-disk"
+umoci new --image "$work/oci-disk:latest"
+umoci insert --image "$work/oci-disk:latest" "$work/droot/disk" /disk
+umoci config --image "$work/oci-disk:latest" --author kubevirt-cri-test
+umoci gc --layout "$work/oci-disk"
+
+# --- publish -------------------------------------------------------------------
+for o in "${outputs[@]}"; do
+  rm -rf "$out/$o"
+  mv "$work/$o" "$out/$o"
+done
+echo "$input_hash" >"$out/.build-hash"
+echo "build-guest: built $out (kernel $kver)"

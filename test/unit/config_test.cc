@@ -1,0 +1,96 @@
+#include "config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "config/base/file_util.h"
+#include "config/base/log.h"
+
+namespace kvcri::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Config, ShippedFileEqualsBuiltInDefaults) {
+  absl::StatusOr<Config> shipped =
+      LoadConfig(std::string(KVCRI_SOURCE_DIR) + "/config/kubevirt-cri.toml", false);
+  ASSERT_TRUE(shipped.ok()) << shipped.status();
+  Config defaults;
+  EXPECT_EQ(shipped->listen, defaults.listen);
+  EXPECT_EQ(shipped->root, defaults.root);
+  EXPECT_EQ(shipped->state_dir, defaults.state_dir);
+  EXPECT_EQ(shipped->log_level, defaults.log_level);
+  EXPECT_EQ(shipped->libvirt.uri, defaults.libvirt.uri);
+  EXPECT_EQ(shipped->libvirt.accelerator, defaults.libvirt.accelerator);
+  EXPECT_EQ(shipped->vm.default_memory_mib, defaults.vm.default_memory_mib);
+  EXPECT_EQ(shipped->vm.default_vcpus, defaults.vm.default_vcpus);
+  EXPECT_EQ(shipped->vm.default_stop_timeout, defaults.vm.default_stop_timeout);
+  EXPECT_EQ(shipped->cni.conf_dir, defaults.cni.conf_dir);
+  EXPECT_EQ(shipped->cni.bin_dirs, defaults.cni.bin_dirs);
+  EXPECT_EQ(shipped->runtime.vm_handlers, defaults.runtime.vm_handlers);
+  EXPECT_EQ(shipped->runtime.default_handler, defaults.runtime.default_handler);
+}
+
+TEST(Config, EmptyDocumentGivesDefaults) {
+  absl::StatusOr<Config> c = ParseConfig("", "empty");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->LibvirtUri(), "qemu:///embed?root=/var/lib/kubevirt-cri/libvirt");
+  EXPECT_EQ(c->CniCacheDir(), "/var/lib/kubevirt-cri/cni-cache");
+}
+
+TEST(Config, ExplicitUriAndAcceleratorAreUsed) {
+  absl::StatusOr<Config> c = ParseConfig(
+      "[libvirt]\nuri = \"qemu:///system\"\naccelerator = \"tcg\"\n", "t");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->LibvirtUri(), "qemu:///system");
+  EXPECT_EQ(c->libvirt.accelerator, Accelerator::kTcg);
+}
+
+TEST(Config, UnknownKeyIsNamed) {
+  absl::StatusOr<Config> c = ParseConfig("[vm]\ndefault_memroy_mib = 3\n", "t");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("vm.default_memroy_mib"));
+}
+
+TEST(Config, BadAcceleratorIsRefused) {
+  absl::StatusOr<Config> c = ParseConfig("[libvirt]\naccelerator = \"hvf\"\n", "t");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("\"hvf\""));
+}
+
+TEST(Config, WrongTypeIsNamed) {
+  absl::StatusOr<Config> c = ParseConfig("[vm]\ndefault_vcpus = \"two\"\n", "t");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("vm.default_vcpus"));
+}
+
+TEST(Config, SyntaxErrorNamesLine) {
+  absl::StatusOr<Config> c = ParseConfig("listen = \"/x\"\n[vm\n", "my.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("my.toml"));
+  EXPECT_THAT(c.status().message(), HasSubstr("line 2"));
+}
+
+TEST(Config, RelativePathsAreRefused) {
+  absl::StatusOr<Config> c = ParseConfig("root = \"var/lib\"\n", "t");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("root"));
+}
+
+TEST(Config, MissingOptionalFileGivesDefaults) {
+  absl::StatusOr<Config> c = LoadConfig("/nonexistent/kvcri.toml", true);
+  ASSERT_TRUE(c.ok());
+  absl::StatusOr<Config> required = LoadConfig("/nonexistent/kvcri.toml", false);
+  ASSERT_FALSE(required.ok());
+  EXPECT_EQ(required.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(Log, FieldsAreKeyValueAndQuotedWhenNeeded) {
+  std::string line = base::FormatLogLine(base::LogLevel::kInfo, "sandbox ready",
+                                         {{"pod", "default/web"}, {"note", "a \"b\" c"}});
+  EXPECT_THAT(line, HasSubstr("level=info msg=\"sandbox ready\" pod=default/web note=\"a \\\"b\\\" c\"\n"));
+}
+
+}  // namespace
+}  // namespace kvcri::config
