@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "absl/strings/str_join.h"
 #include "config/base/file_util.h"
 
@@ -17,7 +17,7 @@ namespace {
 
 absl::Status Bad(const fs::path& source, std::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("CNI config \"", source.string(), "\": ", why));
+      base::StrCat("CNI config \"", source.string(), "\": ", why));
 }
 
 }  // namespace
@@ -66,7 +66,7 @@ absl::StatusOr<NetworkConfigList> FindDefaultNetwork(const fs::path& conf_dir) {
     if (ext == ".conflist" || ext == ".conf" || ext == ".json") files.push_back(p);
   }
   if (ec && ec != std::errc::no_such_file_or_directory) {
-    return absl::ErrnoToStatus(ec.value(), absl::StrCat("read CNI config dir \"", conf_dir.string(), "\""));
+    return absl::ErrnoToStatus(ec.value(), base::StrCat("read CNI config dir \"", conf_dir.string(), "\""));
   }
   std::sort(files.begin(), files.end());
   std::vector<std::string> skipped;
@@ -80,7 +80,7 @@ absl::StatusOr<NetworkConfigList> FindDefaultNetwork(const fs::path& conf_dir) {
     if (parsed.ok()) return parsed;
     skipped.push_back(std::string(parsed.status().message()));
   }
-  std::string msg = absl::StrCat("no valid CNI network config in \"", conf_dir.string(), "\"");
+  std::string msg = base::StrCat("no valid CNI network config in \"", conf_dir.string(), "\"");
   if (!skipped.empty()) absl::StrAppend(&msg, " (", absl::StrJoin(skipped, "; "), ")");
   return absl::NotFoundError(msg);
 }

@@ -1,12 +1,11 @@
 #include "config/config.h"
 
-#define TOML_EXCEPTIONS 0
 #include <toml++/toml.h>
 
 #include <set>
 #include <sstream>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "absl/strings/str_join.h"
 #include "config/base/file_util.h"
 #include "config/base/status_macros.h"
@@ -18,7 +17,7 @@ absl::Status CheckKeys(const toml::table& table, std::string_view where,
                        const std::set<std::string_view>& allowed) {
   for (const auto& [key, node] : table) {
     if (!allowed.count(key.str())) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      return absl::InvalidArgumentError(base::StrCat(
           "unknown config key \"", where, where.empty() ? "" : ".", key.str(), "\""));
     }
   }
@@ -26,7 +25,7 @@ absl::Status CheckKeys(const toml::table& table, std::string_view where,
 }
 
 absl::Status TypeError(std::string_view key, std::string_view want) {
-  return absl::InvalidArgumentError(absl::StrCat("config key \"", key, "\" must be ", want));
+  return absl::InvalidArgumentError(base::StrCat("config key \"", key, "\" must be ", want));
 }
 
 template <typename T>
@@ -75,7 +74,7 @@ absl::Status Validate(const Config& c) {
   if (!c.root.is_absolute()) return TypeError("root", "an absolute path");
   if (!c.state_dir.is_absolute()) return TypeError("state_dir", "an absolute path");
   if (c.vm.default_memory_mib < c.vm.min_memory_mib)
-    return TypeError("vm.default_memory_mib", absl::StrCat(">= vm.min_memory_mib (", c.vm.min_memory_mib, ")"));
+    return TypeError("vm.default_memory_mib", base::StrCat(">= vm.min_memory_mib (", c.vm.min_memory_mib, ")"));
   if (c.vm.default_vcpus < 1) return TypeError("vm.default_vcpus", ">= 1");
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
   if (!c.cni.conf_dir.is_absolute()) return TypeError("cni.conf_dir", "an absolute path");
@@ -89,7 +88,7 @@ absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text) {
   if (text == "kvm") return Accelerator::kKvm;
   if (text == "tcg") return Accelerator::kTcg;
   return absl::InvalidArgumentError(
-      absl::StrCat("accelerator \"", text, "\" is not one of auto, kvm, tcg"));
+      base::StrCat("accelerator \"", text, "\" is not one of auto, kvm, tcg"));
 }
 
 std::string_view AcceleratorName(Accelerator a) {
@@ -103,7 +102,7 @@ std::string_view AcceleratorName(Accelerator a) {
 
 std::string Config::LibvirtUri() const {
   if (!libvirt.uri.empty()) return libvirt.uri;
-  return absl::StrCat("qemu:///embed?root=", (root / "libvirt").string());
+  return base::StrCat("qemu:///embed?root=", (root / "libvirt").string());
 }
 
 std::filesystem::path Config::CniCacheDir() const {
@@ -111,13 +110,14 @@ std::filesystem::path Config::CniCacheDir() const {
 }
 
 absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name) {
-  toml::parse_result parsed = toml::parse(toml_text, source_name);
-  if (!parsed) {
-    const toml::parse_error& e = parsed.error();
-    return absl::InvalidArgumentError(absl::StrCat(
+  // Debian's toml++ is built with exceptions; they stop here.
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(base::StrCat(
         "config \"", source_name, "\" line ", e.source().begin.line, ": ", e.description()));
   }
-  const toml::table& root = parsed.table();
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
                                        "vm", "cni", "runtime"}));

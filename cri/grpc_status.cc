@@ -1,6 +1,6 @@
 #include "cri/grpc_status.h"
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 
 namespace kvcri::cri {
 
@@ -13,7 +13,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 
 grpc::Status Unimplemented(std::string_view rpc) {
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      absl::StrCat(rpc, " is not implemented by kubevirt-cri"));
+                      base::StrCat(rpc, " is not implemented by kubevirt-cri"));
 }
 
 }  // namespace kvcri::cri

@@ -1,7 +1,7 @@
 // Version, Status, UpdateRuntimeConfig, RuntimeConfig.
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "cni/network_config.h"
 #include "config/base/log.h"
 #include "cri/grpc_status.h"
@@ -34,7 +34,7 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
   if (!hv.ok()) {
     runtime->set_status(false);
     runtime->set_reason("LibvirtUnavailable");
-    runtime->set_message(absl::StrCat("libvirt \"", deps_.config->LibvirtUri(), "\": ", hv.message()));
+    runtime->set_message(base::StrCat("libvirt \"", deps_.config->LibvirtUri(), "\": ", hv.message()));
   } else if (deps_.accelerator.empty()) {
     runtime->set_status(false);
     runtime->set_reason("NoAccelerator");

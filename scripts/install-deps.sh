@@ -17,6 +17,7 @@ runtime_pkgs=(
 )
 test_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
+  syslinux syslinux-common mtools dosfstools fdisk
   skopeo umoci docker-registry apache2-utils jq
 )
 

@@ -2,7 +2,7 @@
 
 #include <sys/stat.h>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
@@ -30,7 +30,7 @@ absl::Status Daemon::Start() {
 
   RETURN_IF_ERROR(PrepareSocketPath(config_.listen));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("unix:", config_.listen.string()),
+  builder.AddListeningPort(base::StrCat("unix:", config_.listen.string()),
                            grpc::InsecureServerCredentials());
   builder.RegisterService(runtime_service_.get());
   builder.RegisterService(image_service_.get());
@@ -42,7 +42,7 @@ absl::Status Daemon::Start() {
   server_ = builder.BuildAndStart();
   ::umask(old_umask);
   if (server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on \"", config_.listen.string(), "\""));
+    return absl::UnavailableError(base::StrCat("cannot listen on \"", config_.listen.string(), "\""));
   }
   RETURN_IF_ERROR(SetSocketMode(config_.listen, 0660));
   base::LogInfo("serving CRI", {{"socket", config_.listen.string()},
@@ -52,7 +52,9 @@ absl::Status Daemon::Start() {
 
 void Daemon::Shutdown() {
   if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    // In-flight calls get 2 s; idle client connections (kubelet keeps one) hold
+    // Shutdown until the deadline, so it stays short.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server_.reset();
     base::LogIfError(base::RemoveFile(config_.listen), "remove socket");
   }

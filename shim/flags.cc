@@ -1,7 +1,7 @@
 #include "shim/flags.h"
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 
@@ -37,12 +37,12 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& argv) {
     for (const Known& k : known) {
       if (k.name == name) match = &k;
     }
-    if (match == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag \"", name, "\""));
+    if (match == nullptr) return absl::InvalidArgumentError(base::StrCat("unknown flag \"", name, "\""));
     if (!has_value) {
-      if (i + 1 >= argv.size()) return absl::InvalidArgumentError(absl::StrCat("flag ", name, " needs a value"));
+      if (i + 1 >= argv.size()) return absl::InvalidArgumentError(base::StrCat("flag ", name, " needs a value"));
       value = argv[++i];
     }
-    if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("flag ", name, " is empty"));
+    if (value.empty()) return absl::InvalidArgumentError(base::StrCat("flag ", name, " is empty"));
     *match->slot = value;
   }
   return flags;
@@ -64,7 +64,7 @@ absl::StatusOr<config::Config> ResolveConfig(const Flags& flags) {
                                    {"--state-dir", &cfg.state_dir},
                                    {"--listen", &cfg.listen}}) {
     if (!path->is_absolute())
-      return absl::InvalidArgumentError(absl::StrCat(name, " \"", path->string(), "\" is not an absolute path"));
+      return absl::InvalidArgumentError(base::StrCat(name, " \"", path->string(), "\" is not an absolute path"));
   }
   base::LogLevel level;
   RETURN_IF_ERROR(base::ParseLogLevel(cfg.log_level, &level));

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "config/base/log.h"
 #include "shim/daemon.h"
 #include "shim/flags.h"

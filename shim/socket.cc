@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
@@ -18,18 +18,18 @@ namespace kvcri::shim {
 absl::Status PrepareSocketPath(const std::filesystem::path& path) {
   sockaddr_un addr{};
   if (path.string().size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("socket path \"", path.string(), "\" is longer than ",
+    return absl::InvalidArgumentError(base::StrCat("socket path \"", path.string(), "\" is longer than ",
                                                    sizeof(addr.sun_path) - 1, " bytes"));
   }
   RETURN_IF_ERROR(base::MakeDirs(path.parent_path(), 0755));
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return absl::ErrnoToStatus(errno, absl::StrCat("stat \"", path.string(), "\""));
+    return absl::ErrnoToStatus(errno, base::StrCat("stat \"", path.string(), "\""));
   }
   if (!S_ISSOCK(st.st_mode)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("listen path \"", path.string(), "\" exists and is not a socket; not removing it"));
+        base::StrCat("listen path \"", path.string(), "\" exists and is not a socket; not removing it"));
   }
   base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return absl::ErrnoToStatus(errno, "socket");
@@ -37,10 +37,10 @@ absl::Status PrepareSocketPath(const std::filesystem::path& path) {
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     return absl::AlreadyExistsError(
-        absl::StrCat("another process is serving on \"", path.string(), "\"; is kubevirt-cri already running?"));
+        base::StrCat("another process is serving on \"", path.string(), "\"; is kubevirt-cri already running?"));
   }
   if (errno != ECONNREFUSED && errno != ENOENT) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("probe socket \"", path.string(), "\""));
+    return absl::ErrnoToStatus(errno, base::StrCat("probe socket \"", path.string(), "\""));
   }
   base::LogInfo("removing stale socket", {{"path", path.string()}});
   return base::RemoveFile(path);
@@ -48,7 +48,7 @@ absl::Status PrepareSocketPath(const std::filesystem::path& path) {
 
 absl::Status SetSocketMode(const std::filesystem::path& path, mode_t mode) {
   if (::chmod(path.c_str(), mode) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("chmod \"", path.string(), "\""));
+    return absl::ErrnoToStatus(errno, base::StrCat("chmod \"", path.string(), "\""));
   }
   return absl::OkStatus();
 }

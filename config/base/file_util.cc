@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <system_error>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "config/base/unique_fd.h"
 
 namespace kvcri::base {
@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 absl::Status Errno(int err, std::string_view op, const fs::path& path) {
-  return absl::ErrnoToStatus(err, absl::StrCat(op, " \"", path.string(), "\""));
+  return absl::ErrnoToStatus(err, base::StrCat(op, " \"", path.string(), "\""));
 }
 
 absl::Status WriteAll(int fd, std::string_view data, const fs::path& path) {

@@ -5,7 +5,7 @@
 #include <atomic>
 #include <cstdio>
 
-#include "absl/strings/str_cat.h"
+#include "config/base/str.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -64,13 +64,13 @@ absl::Status ParseLogLevel(std::string_view text, LogLevel* out) {
   else if (text == "warn" || text == "warning") *out = LogLevel::kWarn;
   else if (text == "error") *out = LogLevel::kError;
   else
-    return absl::InvalidArgumentError(absl::StrCat(
+    return absl::InvalidArgumentError(base::StrCat(
         "log level \"", text, "\" is not one of debug, info, warn, error"));
   return absl::OkStatus();
 }
 
 std::string FormatLogLine(LogLevel level, std::string_view msg, LogFields fields) {
-  std::string line = absl::StrCat(
+  std::string line = base::StrCat(
       "time=", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
       " level=", LevelName(level), " msg=");
   AppendValue(&line, msg);

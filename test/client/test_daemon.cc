@@ -127,19 +127,29 @@ void TestDaemon::Start() {
     ::_exit(127);
   }
   pid_ = pid;
-  Connect();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool connected = false;
   while (std::chrono::steady_clock::now() < deadline) {
     int status;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       FAIL() << "daemon exited during start-up with status " << status << "; log:\n" << DaemonLog();
     }
-    pb::VersionRequest req;
-    pb::VersionResponse resp;
-    auto ctx = Ctx(std::chrono::seconds(1));
-    if (runtime().Version(ctx.get(), req, &resp).ok()) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // A channel made before the socket exists backs off for seconds; make it
+    // once the (new) socket is there. A stale socket from a killed daemon is
+    // replaced by the new one, so keep probing.
+    struct stat st;
+    if (::stat(socket().c_str(), &st) == 0) {
+      if (!connected) {
+        Connect();
+        connected = true;
+      }
+      pb::VersionResponse resp;
+      auto ctx = Ctx(std::chrono::seconds(1));
+      if (runtime().Version(ctx.get(), pb::VersionRequest(), &resp).ok()) return;
+      connected = false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   FAIL() << "daemon did not answer Version within 60 s; log:\n" << DaemonLog();
 }

@@ -22,7 +22,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Kernel parameters baked into oci-kernel's label and the disk's syslinux.cfg.
 readonly kCmdline="console=ttyS0 panic=-1 quiet"
 readonly kCmdlineLabel="io.kubevirt-cri.cmdline"
-readonly kDiskUid=107  # KubeVirt's qemu user owns /disk/disk.qcow2.
+readonly kDiskUid=107    # KubeVirt's qemu user owns /disk/disk.qcow2.
+readonly kKernelUser=107  # oci-kernel's config User, for uid-reporting tests.
 # The virtio stack and friends; their dependencies are added from modules.dep.
 readonly kModules=(
   virtio_pci virtio_ring virtio virtio_net virtio_blk virtio_console virtio_rng
@@ -39,7 +40,7 @@ die() {
 }
 
 missing=()
-for t in busybox cpio depmod modprobe gzip qemu-img umoci skopeo syslinux \
+for t in busybox cpio tar depmod modprobe gzip qemu-img umoci syslinux \
   mkfs.vfat mcopy sfdisk flock sha256sum; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
@@ -50,8 +51,9 @@ done
 
 kver="${KVCRI_GUEST_KVER:-}"
 if [[ -z "$kver" ]]; then
-  kernel="$(ls -1v /boot/vmlinuz-*-amd64 2>/dev/null | tail -n1)"
-  [[ -n "$kernel" ]] || die "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
+  kernels=(/boot/vmlinuz-*-amd64)
+  [[ -e "${kernels[0]}" ]] || die "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
+  kernel="$(printf '%s\n' "${kernels[@]}" | sort -V | tail -n1)"
   kver="${kernel#/boot/vmlinuz-}"
 fi
 kernel="/boot/vmlinuz-$kver"
@@ -109,9 +111,23 @@ for ko in "${kos[@]}"; do
 done
 cp "$moddir"/modules.{builtin,builtin.modinfo,order} "$root$moddir/"
 depmod -b "$root" "$kver"
+# Fixed mtimes: same inputs, same initrd bytes.
+find "$root" -exec touch -h -d "@$(stat -c %Y "$kernel")" {} +
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |
   cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9n >"$work/initrd.img"
 cp "$kernel" "$work/vmlinuz"
+
+# Appends DIR/TOP (owners and modes as staged) to LAYOUT:latest as one layer.
+# Not `umoci insert`: umoci 0.4.7 leaves the tar footer out (umoci#436), and
+# GNU tar, Python and strict unpackers then reject the layer.
+add_layer() {
+  local layout="$1" dir="$2" top="$3"
+  tar -C "$dir" -cf "$work/layer.tar" --format=ustar --numeric-owner \
+    --sort=name --mtime="@$(stat -c %Y "$kernel")" "$top"
+  umoci raw add-layer --image "$layout:latest" \
+    --history.created_by "test/guest/build-guest.sh" "$work/layer.tar"
+  rm -f "$work/layer.tar"
+}
 
 # --- oci-kernel: /boot/vmlinuz + /boot/initrd.img ------------------------------
 mkdir -p "$work/kroot/boot"
@@ -119,15 +135,15 @@ cp "$work/vmlinuz" "$work/initrd.img" "$work/kroot/boot/"
 chmod 0644 "$work/kroot/boot/"*
 umoci init --layout "$work/oci-kernel"
 umoci new --image "$work/oci-kernel:latest"
-umoci insert --image "$work/oci-kernel:latest" "$work/kroot/boot" /boot
+add_layer "$work/oci-kernel" "$work/kroot" boot
 umoci config --image "$work/oci-kernel:latest" \
-  --config.label "$kCmdlineLabel=$kCmdline" --config.user "$kDiskUid" \
+  --config.label "$kCmdlineLabel=$kCmdline" --config.user "$kKernelUser" \
   --author kubevirt-cri-test
 umoci gc --layout "$work/oci-kernel"
 
 # --- disk.qcow2: MBR + FAT partition with syslinux ----------------------------
-# The partition starts at 1 MiB; the FAT's hidden-sectors field must say so,
-# since syslinux's boot sector uses it when the MBR hands over no offset.
+# One FAT16 partition at 1 MiB (sector 2048); its boot sector's hidden-sectors
+# field (-h) holds that offset, as on any partitioned disk.
 part_start=2048
 files_kib=$(( ($(stat -c %s "$work/vmlinuz") + $(stat -c %s "$work/initrd.img")) / 1024 ))
 part_mib=$(( (files_kib + 4096) / 1024 + 1 ))
@@ -142,12 +158,16 @@ LABEL guest
   INITRD /initrd.img
   APPEND $kCmdline
 EOF
-mkfs.vfat -C -F 16 -h "$part_start" -n KVCRIGUEST "$work/part.img" "$part_kib" >/dev/null
+mkfs.vfat -C -F 16 --invariant -i 4b564352 -h "$part_start" -n KVCRIGUEST \
+  "$work/part.img" "$part_kib" >/dev/null
+touch -d "@$(stat -c %Y "$kernel")" "$work/syslinux.cfg"
+# Not byte-reproducible: syslinux stamps ldlinux.* with the current time.
 syslinux --install "$work/part.img"
-MTOOLS_SKIP_CHECK=1 mcopy -i "$work/part.img" \
+MTOOLS_SKIP_CHECK=1 mcopy -m -i "$work/part.img" \
   "$work/vmlinuz" "$work/initrd.img" "$work/syslinux.cfg" ::/
 truncate -s "$(((part_start / 2048 + part_mib + 1) * 1024 * 1024))" "$work/disk.raw"
-echo "start=$part_start, size=$((part_kib * 2)), type=6, bootable" |
+printf 'label-id: 0x4b564352\nstart=%s, size=%s, type=6, bootable\n' \
+  "$part_start" "$((part_kib * 2))" |
   sfdisk --quiet --label dos "$work/disk.raw"
 dd if="$kSyslinuxMbr" of="$work/disk.raw" bs=440 count=1 conv=notrunc status=none
 dd if="$work/part.img" of="$work/disk.raw" bs=512 seek="$part_start" conv=notrunc status=none
@@ -162,13 +182,15 @@ chmod 0444 "$work/droot/disk/disk.qcow2"
 chmod 0555 "$work/droot/disk"
 umoci init --layout "$work/oci-disk"
 umoci new --image "$work/oci-disk:latest"
-umoci insert --image "$work/oci-disk:latest" "$work/droot/disk" /disk
+add_layer "$work/oci-disk" "$work/droot" disk
 umoci config --image "$work/oci-disk:latest" --author kubevirt-cri-test
 umoci gc --layout "$work/oci-disk"
 
 # --- publish -------------------------------------------------------------------
+# umoci writes blobs 0600; let a registry or other users read the layouts too.
+chmod -R a+rX "$work/oci-kernel" "$work/oci-disk"
 for o in "${outputs[@]}"; do
-  rm -rf "$out/$o"
+  rm -rf "${out:?}/$o"
   mv "$work/$o" "$out/$o"
 done
 echo "$input_hash" >"$out/.build-hash"

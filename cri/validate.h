@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "cri/proto/api.pb.h"
+
+namespace kvcri::cri {
+
+namespace pb = ::runtime::v1;
+
+// Checks what RunPodSandbox needs: metadata name/namespace/uid, an absolute
+// log_directory without "..", sane port mappings. Errors name the field.
+absl::Status ValidateSandboxConfig(const pb::PodSandboxConfig& config);
+
+// Checks CreateContainer's config: metadata name, image, a relative log_path
+// that stays inside the sandbox's log directory.
+absl::Status ValidateContainerConfig(const pb::ContainerConfig& config);
+
+// A pod or container ID argument: non-empty, no path characters. Full IDs are
+// 64 hex characters; a shorter unique prefix is resolved by the store.
+absl::Status ValidateIdArgument(std::string_view field, std::string_view id);
+
+// True when `path` is relative and normalizes to something below its base
+// (no "..", no empty or "." result).
+bool IsContainedRelativePath(std::string_view path);
+
+}  // namespace kvcri::cri
