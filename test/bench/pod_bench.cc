@@ -1,0 +1,106 @@
+// kubevirt-cri benchmarks against the real daemon (results go to docs/benchmarks.md):
+//   pod_start  RunPodSandbox -> CreateContainer -> StartContainer, split into the
+//              daemon's own time and libvirt's domain-create time (reported by the
+//              daemon in ContainerStatus verbose info), median of N runs;
+//   list       ListPodSandbox / ListContainers / PodSandboxStatus latency with P pods.
+// Usage: pod_bench [--runs N] [--pods P] [--image-dir DIR]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "test/client/test_daemon.h"
+#include "test/client/pod_helpers.h"
+
+namespace kvcri::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t idx = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[idx];
+}
+
+int Main(int argc, char** argv) {
+  int runs = 10, pods = 100;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--runs") runs = std::atoi(argv[i + 1]);
+    if (a == "--pods") pods = std::atoi(argv[i + 1]);
+  }
+  TestDaemon d;
+  d.Start();
+  std::string out;
+  if (d.RunSubcommand({"images", "import", GuestImageDir("oci-kernel"), "bench/kernel:latest"}, &out) != 0) {
+    std::fprintf(stderr, "import failed: %s\n", out.c_str());
+    return 1;
+  }
+
+  // pod_start
+  std::vector<double> total, own, libvirt;
+  for (int i = 0; i < runs; ++i) {
+    PodTimings t;
+    std::string pod_id, ctr_id;
+    if (!StartPod(d, "bench-" + std::to_string(i), "bench/kernel:latest", &pod_id, &ctr_id, &t)) return 1;
+    total.push_back(t.total_ms);
+    libvirt.push_back(t.libvirt_create_ms);
+    own.push_back(t.total_ms - t.libvirt_create_ms);
+    RemovePod(d, pod_id);
+  }
+  std::printf("pod_start runs=%d median_total_ms=%.2f median_libvirt_create_ms=%.2f median_own_ms=%.2f own_share=%.1f%%\n",
+              runs, Percentile(total, 0.5), Percentile(libvirt, 0.5), Percentile(own, 0.5),
+              100.0 * Percentile(own, 0.5) / std::max(0.001, Percentile(libvirt, 0.5)));
+
+  // list latency with `pods` sandboxes (no VMs needed for the list path).
+  std::vector<std::string> ids;
+  for (int i = 0; i < pods; ++i) {
+    pb::RunPodSandboxRequest req;
+    *req.mutable_config() = SandboxConfig("list-" + std::to_string(i), d.log_dir());
+    req.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse resp;
+    grpc::Status s = d.runtime().RunPodSandbox(Ctx().get(), req, &resp);
+    if (!s.ok()) {
+      std::fprintf(stderr, "RunPodSandbox: %s\n", s.error_message().c_str());
+      return 1;
+    }
+    ids.push_back(resp.pod_sandbox_id());
+  }
+  std::vector<double> list_pods, list_ctrs, pod_status;
+  for (int i = 0; i < 1000; ++i) {
+    auto t0 = Clock::now();
+    pb::ListPodSandboxResponse lp;
+    (void)d.runtime().ListPodSandbox(Ctx().get(), pb::ListPodSandboxRequest(), &lp);
+    auto t1 = Clock::now();
+    pb::ListContainersResponse lc;
+    (void)d.runtime().ListContainers(Ctx().get(), pb::ListContainersRequest(), &lc);
+    auto t2 = Clock::now();
+    pb::PodSandboxStatusRequest sr;
+    sr.set_pod_sandbox_id(ids[i % ids.size()]);
+    pb::PodSandboxStatusResponse ss;
+    (void)d.runtime().PodSandboxStatus(Ctx().get(), sr, &ss);
+    auto t3 = Clock::now();
+    list_pods.push_back(Ms(t1 - t0));
+    list_ctrs.push_back(Ms(t2 - t1));
+    pod_status.push_back(Ms(t3 - t2));
+  }
+  std::printf("list pods=%d ListPodSandbox_p50_ms=%.3f p99_ms=%.3f ListContainers_p50_ms=%.3f p99_ms=%.3f "
+              "PodSandboxStatus_p50_ms=%.3f p99_ms=%.3f\n",
+              pods, Percentile(list_pods, 0.5), Percentile(list_pods, 0.99), Percentile(list_ctrs, 0.5),
+              Percentile(list_ctrs, 0.99), Percentile(pod_status, 0.5), Percentile(pod_status, 0.99));
+  for (const std::string& id : ids) RemovePod(d, id);
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvcri::testing
+
+int main(int argc, char** argv) { return kvcri::testing::Main(argc, argv); }

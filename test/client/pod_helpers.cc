@@ -1,0 +1,147 @@
+#include "test/client/pod_helpers.h"
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace kvcri::testing {
+
+using Clock = std::chrono::steady_clock;
+
+std::string GuestImageDir(const std::string& name) {
+  return (std::filesystem::path(KVCRI_GUEST_DIR) / name).string();
+}
+
+pb::PodSandboxConfig SandboxConfig(const std::string& name, const std::filesystem::path& log_root,
+                                   const std::string& ns) {
+  pb::PodSandboxConfig c;
+  c.mutable_metadata()->set_name(name);
+  c.mutable_metadata()->set_namespace_(ns);
+  c.mutable_metadata()->set_uid("uid-" + name);
+  c.mutable_metadata()->set_attempt(0);
+  c.set_hostname(name);
+  c.set_log_directory((log_root / (ns + "_" + name)).string());
+  (*c.mutable_labels())["app"] = name;
+  (*c.mutable_labels())["io.kubernetes.pod.name"] = name;
+  (*c.mutable_annotations())["test/annotation"] = "yes";
+  return c;
+}
+
+pb::ContainerConfig VmContainerConfig(const std::string& name, const std::string& image) {
+  pb::ContainerConfig c;
+  c.mutable_metadata()->set_name(name);
+  c.mutable_image()->set_image(image);
+  c.set_log_path(name + "/0.log");
+  (*c.mutable_labels())["container"] = name;
+  (*c.mutable_annotations())["test/container-annotation"] = "yes";
+  c.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(256ll << 20);
+  return c;
+}
+
+static double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+bool StartPod(TestDaemon& d, const std::string& name, const std::string& image, std::string* pod_id,
+              std::string* container_id, PodTimings* timings, pb::PodSandboxConfig* sandbox_out) {
+  pb::RunPodSandboxRequest run;
+  *run.mutable_config() = SandboxConfig(name, d.log_dir());
+  run.set_runtime_handler("kubevirt");
+  if (sandbox_out) *sandbox_out = run.config();
+  auto t0 = Clock::now();
+  pb::RunPodSandboxResponse run_resp;
+  grpc::Status s = d.runtime().RunPodSandbox(Ctx().get(), run, &run_resp);
+  if (!s.ok()) {
+    ADD_FAILURE() << "RunPodSandbox: " << s.error_message();
+    return false;
+  }
+  *pod_id = run_resp.pod_sandbox_id();
+  auto t1 = Clock::now();
+  pb::CreateContainerRequest create;
+  create.set_pod_sandbox_id(*pod_id);
+  *create.mutable_config() = VmContainerConfig("vm", image);
+  *create.mutable_sandbox_config() = run.config();
+  pb::CreateContainerResponse create_resp;
+  s = d.runtime().CreateContainer(Ctx().get(), create, &create_resp);
+  if (!s.ok()) {
+    ADD_FAILURE() << "CreateContainer: " << s.error_message();
+    return false;
+  }
+  *container_id = create_resp.container_id();
+  auto t2 = Clock::now();
+  pb::StartContainerRequest start;
+  start.set_container_id(*container_id);
+  pb::StartContainerResponse start_resp;
+  s = d.runtime().StartContainer(Ctx(std::chrono::seconds(120)).get(), start, &start_resp);
+  if (!s.ok()) {
+    ADD_FAILURE() << "StartContainer: " << s.error_message();
+    return false;
+  }
+  auto t3 = Clock::now();
+  if (timings != nullptr) {
+    timings->run_sandbox_ms = Ms(t1 - t0);
+    timings->create_ms = Ms(t2 - t1);
+    timings->start_ms = Ms(t3 - t2);
+    timings->total_ms = Ms(t3 - t0);
+    pb::ContainerStatusResponse st = GetContainerStatus(d, *container_id);
+    auto it = st.info().find("timings");
+    if (it != st.info().end()) {
+      nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+      if (j.is_object()) timings->libvirt_create_ms = j.value("libvirtCreateMs", 0.0);
+    }
+  }
+  return true;
+}
+
+void RemovePod(TestDaemon& d, const std::string& pod_id) {
+  pb::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod_id);
+  pb::StopPodSandboxResponse stop_resp;
+  grpc::Status s = d.runtime().StopPodSandbox(Ctx(std::chrono::seconds(120)).get(), stop, &stop_resp);
+  EXPECT_TRUE(s.ok()) << "StopPodSandbox: " << s.error_message();
+  pb::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod_id);
+  pb::RemovePodSandboxResponse rm_resp;
+  s = d.runtime().RemovePodSandbox(Ctx(std::chrono::seconds(120)).get(), rm, &rm_resp);
+  EXPECT_TRUE(s.ok()) << "RemovePodSandbox: " << s.error_message();
+}
+
+std::string ReadFileOrEmpty(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool WaitForFileContains(const std::filesystem::path& path, const std::string& needle,
+                         std::chrono::seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (ReadFileOrEmpty(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+pb::ContainerStatusResponse GetContainerStatus(TestDaemon& d, const std::string& id) {
+  pb::ContainerStatusRequest req;
+  req.set_container_id(id);
+  req.set_verbose(true);
+  pb::ContainerStatusResponse resp;
+  grpc::Status s = d.runtime().ContainerStatus(Ctx().get(), req, &resp);
+  EXPECT_TRUE(s.ok()) << "ContainerStatus " << id << ": " << s.error_message();
+  return resp;
+}
+
+bool WaitForContainerState(TestDaemon& d, const std::string& id, pb::ContainerState state,
+                           std::chrono::seconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (GetContainerStatus(d, id).status().state() == state) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+}  // namespace kvcri::testing

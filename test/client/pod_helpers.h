@@ -1,0 +1,50 @@
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "test/client/test_daemon.h"
+
+namespace kvcri::testing {
+
+// Path of a built guest artefact (oci-kernel, oci-disk, …) under KVCRI_GUEST_DIR.
+std::string GuestImageDir(const std::string& name);
+
+// A Pod config as kubelet sends it: metadata, a per-pod log directory under
+// `log_root`, labels {"app": name}, and a hostname.
+pb::PodSandboxConfig SandboxConfig(const std::string& name, const std::filesystem::path& log_root,
+                                   const std::string& ns = "default");
+
+// A VM container config: image, log path "vm/0.log".
+pb::ContainerConfig VmContainerConfig(const std::string& name, const std::string& image);
+
+struct PodTimings {
+  double run_sandbox_ms = 0, create_ms = 0, start_ms = 0, total_ms = 0;
+  // Reported by the daemon (ContainerStatus verbose info "timings").
+  double libvirt_create_ms = 0;
+};
+
+// RunPodSandbox + CreateContainer + StartContainer; false (with a gtest
+// failure) when a call fails.
+bool StartPod(TestDaemon& d, const std::string& name, const std::string& image, std::string* pod_id,
+              std::string* container_id, PodTimings* timings = nullptr,
+              pb::PodSandboxConfig* sandbox_out = nullptr);
+
+// StopPodSandbox + RemovePodSandbox (which removes its containers).
+void RemovePod(TestDaemon& d, const std::string& pod_id);
+
+// Waits until the file contains `needle`; returns whether it did.
+bool WaitForFileContains(const std::filesystem::path& path, const std::string& needle,
+                         std::chrono::seconds timeout);
+
+std::string ReadFileOrEmpty(const std::filesystem::path& path);
+
+// ContainerStatus with verbose info; fails the test when the call fails.
+pb::ContainerStatusResponse GetContainerStatus(TestDaemon& d, const std::string& id);
+
+// Polls ContainerStatus until the container reaches `state`.
+bool WaitForContainerState(TestDaemon& d, const std::string& id, pb::ContainerState state,
+                           std::chrono::seconds timeout);
+
+}  // namespace kvcri::testing
