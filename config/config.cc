@@ -137,14 +137,10 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "vm", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "vm", {"default_memory_mib", "min_memory_mib", "default_vcpus",
-                                         "default_stop_timeout_seconds"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "vm", {"default_memory_mib", "min_memory_mib", "default_vcpus"}));
     RETURN_IF_ERROR(Get(*t, "default_memory_mib", "vm.default_memory_mib", &c.vm.default_memory_mib));
     RETURN_IF_ERROR(Get(*t, "min_memory_mib", "vm.min_memory_mib", &c.vm.min_memory_mib));
     RETURN_IF_ERROR(Get(*t, "default_vcpus", "vm.default_vcpus", &c.vm.default_vcpus));
-    int64_t stop_s = absl::ToInt64Seconds(c.vm.default_stop_timeout);
-    RETURN_IF_ERROR(Get(*t, "default_stop_timeout_seconds", "vm.default_stop_timeout_seconds", &stop_s));
-    c.vm.default_stop_timeout = absl::Seconds(stop_s);
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "cni", &err)) {

@@ -25,8 +25,6 @@ struct VmConfig {
   int64_t default_memory_mib = 512;
   int64_t min_memory_mib = 64;
   int default_vcpus = 1;
-  // Grace period for an ACPI shutdown when the CRI gives a timeout of 0.
-  absl::Duration default_stop_timeout = absl::Seconds(10);
 };
 
 struct CniConfig {

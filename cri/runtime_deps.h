@@ -6,17 +6,32 @@
 #include "absl/status/status.h"
 #include "config/config.h"
 
+namespace kvcri::runtime {
+class Hypervisor;
+class ConsoleLogCopier;
+}  // namespace kvcri::runtime
+namespace kvcri::runtime::image {
+class ImageStore;
+}  // namespace kvcri::runtime::image
+namespace kvcri::sandbox {
+class SandboxStore;
+class NetnsManager;
+}  // namespace kvcri::sandbox
+
 namespace kvcri::cri {
 
 // What the services need from the modules, owned by the daemon (shim/) and
-// handed in by reference so tests can pass fakes.
+// handed in by pointer so tests can pass fakes.
 struct RuntimeDeps {
   const config::Config* config = nullptr;
-  // Accelerator chosen at start-up: "kvm"/"tcg" and why; empty name when none is usable.
-  std::string accelerator;
+  // Accelerator chosen at start-up; kAuto here means none is usable.
+  config::Accelerator accelerator = config::Accelerator::kAuto;
   std::string accelerator_reason;
-  // OK when the hypervisor connection is usable.
-  std::function<absl::Status()> hypervisor_ready;
+  runtime::Hypervisor* hypervisor = nullptr;
+  runtime::ConsoleLogCopier* console = nullptr;
+  runtime::image::ImageStore* images = nullptr;
+  sandbox::SandboxStore* store = nullptr;
+  sandbox::NetnsManager* netns = nullptr;
 };
 
 }  // namespace kvcri::cri

@@ -2,10 +2,19 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "config/config.h"
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/runtime_deps.h"
+#include "sandbox/store.h"
 
 namespace kvcri::cri {
 
@@ -16,6 +25,14 @@ namespace pb = ::runtime::v1;
 class RuntimeService final : public pb::RuntimeService::Service {
  public:
   explicit RuntimeService(RuntimeDeps deps);
+  ~RuntimeService() override;
+
+  // recovery.cc: reconciles records loaded from disk with libvirt and the
+  // network namespaces, finishing or undoing what a crash interrupted, then
+  // starts the VM monitor. Call once before serving.
+  absl::Status Recover(const sandbox::LoadReport& report);
+  // Stops the VM monitor and console copying; VMs keep running.
+  void StopBackground();
 
   // version_status.cc
   grpc::Status Version(grpc::ServerContext*, const pb::VersionRequest*, pb::VersionResponse*) override;
@@ -25,18 +42,20 @@ class RuntimeService final : public pb::RuntimeService::Service {
   grpc::Status RuntimeConfig(grpc::ServerContext*, const pb::RuntimeConfigRequest*,
                              pb::RuntimeConfigResponse*) override;
 
-  // unimplemented.cc: answered UNIMPLEMENTED with the RPC's name.
+  // sandbox_run.cc, sandbox_stop_remove.cc, sandbox_status_list.cc
   grpc::Status RunPodSandbox(grpc::ServerContext*, const pb::RunPodSandboxRequest*, pb::RunPodSandboxResponse*) override;
   grpc::Status StopPodSandbox(grpc::ServerContext*, const pb::StopPodSandboxRequest*, pb::StopPodSandboxResponse*) override;
   grpc::Status RemovePodSandbox(grpc::ServerContext*, const pb::RemovePodSandboxRequest*, pb::RemovePodSandboxResponse*) override;
   grpc::Status PodSandboxStatus(grpc::ServerContext*, const pb::PodSandboxStatusRequest*, pb::PodSandboxStatusResponse*) override;
   grpc::Status ListPodSandbox(grpc::ServerContext*, const pb::ListPodSandboxRequest*, pb::ListPodSandboxResponse*) override;
+  // container_create.cc, container_lifecycle.cc, container_status_list.cc
   grpc::Status CreateContainer(grpc::ServerContext*, const pb::CreateContainerRequest*, pb::CreateContainerResponse*) override;
   grpc::Status StartContainer(grpc::ServerContext*, const pb::StartContainerRequest*, pb::StartContainerResponse*) override;
   grpc::Status StopContainer(grpc::ServerContext*, const pb::StopContainerRequest*, pb::StopContainerResponse*) override;
   grpc::Status RemoveContainer(grpc::ServerContext*, const pb::RemoveContainerRequest*, pb::RemoveContainerResponse*) override;
   grpc::Status ListContainers(grpc::ServerContext*, const pb::ListContainersRequest*, pb::ListContainersResponse*) override;
   grpc::Status ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest*, pb::ContainerStatusResponse*) override;
+  // unimplemented.cc: answered UNIMPLEMENTED with the RPC's name.
   grpc::Status UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*,
                                         pb::UpdateContainerResourcesResponse*) override;
   grpc::Status ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest*,
@@ -61,7 +80,36 @@ class RuntimeService final : public pb::RuntimeService::Service {
                                      pb::ListPodSandboxMetricsResponse*) override;
 
  private:
+  // The proto-free halves of the RPCs; the gRPC methods convert and call these.
+  absl::StatusOr<std::string> RunSandbox(const pb::RunPodSandboxRequest& req);
+  absl::Status StopSandbox(const std::string& id);
+  absl::Status RemoveSandbox(const std::string& id);
+  absl::StatusOr<std::string> CreateVmContainer(const pb::CreateContainerRequest& req);
+  absl::Status StartVmContainer(const std::string& id);
+  absl::Status StopVmContainer(const std::string& id, int64_t timeout_seconds);
+  absl::Status RemoveVmContainer(const std::string& id);
+  // Tears down what a sandbox owns besides its records: netns (and later CNI).
+  absl::Status ReleaseSandboxResources(const sandbox::SandboxRecord& sb);
+  // Deletes a container's domain, overlay dir and console state; records stay.
+  absl::Status DeleteContainerArtifacts(const sandbox::ContainerRecord& c);
+
+  // Brings a RUNNING record in line with its domain: EXITED with code and
+  // reason once the VM is off. Returns the possibly updated record.
+  absl::StatusOr<sandbox::ContainerRecord> RefreshContainerState(const sandbox::ContainerRecord& c);
+  void MonitorLoop();
+  void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
+
+  std::filesystem::path ContainerDir(const std::string& container_id) const;
+  // The lock serializing lifecycle calls on one Pod (sandbox and container).
+  absl::Mutex& PodLock(std::string_view sandbox_id);
+
   RuntimeDeps deps_;
+  std::array<absl::Mutex, 32> pod_locks_;
+  absl::Mutex timings_mu_;
+  // Per-container start timings for ContainerStatus verbose info (memory only).
+  std::map<std::string, std::string> timings_ ABSL_GUARDED_BY(timings_mu_);
+  absl::Notification stop_monitor_;
+  std::thread monitor_;
 };
 
 // runtime.v1.ImageService for VM images.

@@ -4,56 +4,8 @@
 
 namespace kvcri::cri {
 
-grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*, const pb::RunPodSandboxRequest*, pb::RunPodSandboxResponse*) {
-  return Unimplemented("RunPodSandbox");
-}
-
-grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*, const pb::StopPodSandboxRequest*, pb::StopPodSandboxResponse*) {
-  return Unimplemented("StopPodSandbox");
-}
-
-grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*, const pb::RemovePodSandboxRequest*, pb::RemovePodSandboxResponse*) {
-  return Unimplemented("RemovePodSandbox");
-}
-
-grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::PodSandboxStatusRequest*, pb::PodSandboxStatusResponse*) {
-  return Unimplemented("PodSandboxStatus");
-}
-
-grpc::Status RuntimeService::ListPodSandbox(grpc::ServerContext*, const pb::ListPodSandboxRequest*, pb::ListPodSandboxResponse*) {
-  return Unimplemented("ListPodSandbox");
-}
-
-grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*, const pb::CreateContainerRequest*, pb::CreateContainerResponse*) {
-  return Unimplemented("CreateContainer");
-}
-
-grpc::Status RuntimeService::StartContainer(grpc::ServerContext*, const pb::StartContainerRequest*, pb::StartContainerResponse*) {
-  return Unimplemented("StartContainer");
-}
-
-grpc::Status RuntimeService::StopContainer(grpc::ServerContext*, const pb::StopContainerRequest*, pb::StopContainerResponse*) {
-  return Unimplemented("StopContainer");
-}
-
-grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*, const pb::RemoveContainerRequest*, pb::RemoveContainerResponse*) {
-  return Unimplemented("RemoveContainer");
-}
-
-grpc::Status RuntimeService::ListContainers(grpc::ServerContext*, const pb::ListContainersRequest*, pb::ListContainersResponse*) {
-  return Unimplemented("ListContainers");
-}
-
-grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest*, pb::ContainerStatusResponse*) {
-  return Unimplemented("ContainerStatus");
-}
-
 grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*, pb::UpdateContainerResourcesResponse*) {
   return Unimplemented("UpdateContainerResources");
-}
-
-grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest*, pb::ReopenContainerLogResponse*) {
-  return Unimplemented("ReopenContainerLog");
 }
 
 grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const pb::ExecSyncRequest*, pb::ExecSyncResponse*) {
@@ -103,28 +55,6 @@ grpc::Status RuntimeService::ListPodSandboxMetrics(grpc::ServerContext*, const p
 grpc::Status RuntimeService::GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
                                                 grpc::ServerWriter<pb::ContainerEventResponse>*) {
   return Unimplemented("GetContainerEvents");
-}
-
-ImageService::ImageService(RuntimeDeps deps) : deps_(std::move(deps)) {}
-
-grpc::Status ImageService::ListImages(grpc::ServerContext*, const pb::ListImagesRequest*, pb::ListImagesResponse*) {
-  return Unimplemented("ListImages");
-}
-
-grpc::Status ImageService::ImageStatus(grpc::ServerContext*, const pb::ImageStatusRequest*, pb::ImageStatusResponse*) {
-  return Unimplemented("ImageStatus");
-}
-
-grpc::Status ImageService::PullImage(grpc::ServerContext*, const pb::PullImageRequest*, pb::PullImageResponse*) {
-  return Unimplemented("PullImage");
-}
-
-grpc::Status ImageService::RemoveImage(grpc::ServerContext*, const pb::RemoveImageRequest*, pb::RemoveImageResponse*) {
-  return Unimplemented("RemoveImage");
-}
-
-grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const pb::ImageFsInfoRequest*, pb::ImageFsInfoResponse*) {
-  return Unimplemented("ImageFsInfo");
 }
 
 }  // namespace kvcri::cri

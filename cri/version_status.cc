@@ -6,6 +6,7 @@
 #include "config/base/log.h"
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
+#include "runtime/hypervisor.h"
 
 namespace kvcri::cri {
 
@@ -29,13 +30,13 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
                                     pb::StatusResponse* resp) {
   pb::RuntimeCondition* runtime = resp->mutable_status()->add_conditions();
   runtime->set_type("RuntimeReady");
-  absl::Status hv = deps_.hypervisor_ready ? deps_.hypervisor_ready()
-                                           : absl::UnavailableError("no hypervisor configured");
+  absl::Status hv = deps_.hypervisor != nullptr ? deps_.hypervisor->Ready()
+                                                : absl::UnavailableError("no hypervisor configured");
   if (!hv.ok()) {
     runtime->set_status(false);
     runtime->set_reason("LibvirtUnavailable");
-    runtime->set_message(base::StrCat("libvirt \"", deps_.config->LibvirtUri(), "\": ", hv.message()));
-  } else if (deps_.accelerator.empty()) {
+    runtime->set_message(base::StrCat("libvirt \"", deps_.config->LibvirtUri(), "\": ", std::string(hv.message())));
+  } else if (deps_.accelerator == config::Accelerator::kAuto) {
     runtime->set_status(false);
     runtime->set_reason("NoAccelerator");
     runtime->set_message(deps_.accelerator_reason);
@@ -54,11 +55,13 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
     network->set_message(std::string(net.status().message()));
   }
 
+  const std::string accel =
+      deps_.accelerator == config::Accelerator::kAuto ? "" : std::string(config::AcceleratorName(deps_.accelerator));
   if (req->verbose()) {
     nlohmann::json info = {
         {"version", KVCRI_VERSION},
         {"libvirtUri", deps_.config->LibvirtUri()},
-        {"accelerator", deps_.accelerator},
+        {"accelerator", accel},
         {"acceleratorReason", deps_.accelerator_reason},
         {"cniConfDir", deps_.config->cni.conf_dir.string()},
         {"cniNetwork", net.ok() ? net->source.string() : ""},
@@ -68,7 +71,7 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
     };
     auto& map = *resp->mutable_info();
     map["kubevirt-cri"] = info.dump();
-    map["accelerator"] = nlohmann::json(deps_.accelerator).dump();
+    map["accelerator"] = nlohmann::json(accel).dump();
     map["acceleratorReason"] = nlohmann::json(deps_.accelerator_reason).dump();
   }
   return grpc::Status::OK;

@@ -2,16 +2,31 @@
 
 #include <sys/stat.h>
 
-#include "config/base/str.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
+#include "config/base/str.h"
 #include "cri/runtime_service.h"
+#include "runtime/accelerator.h"
+#include "runtime/console_log.h"
+#include "runtime/image/image_store.h"
+#include "runtime/libvirt_hypervisor.h"
+#include "sandbox/netns.h"
+#include "sandbox/store.h"
 #include "shim/socket.h"
 
 namespace kvcri::shim {
 
-struct Daemon::Modules {};
+using base::StrCat;
+
+// Everything the daemon owns, in construction order (destroyed in reverse).
+struct Daemon::Modules {
+  std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
+  std::unique_ptr<runtime::ConsoleLogCopier> console;
+  std::unique_ptr<runtime::image::LocalImageStore> images;
+  std::unique_ptr<sandbox::SandboxStore> store;
+  std::unique_ptr<sandbox::PinnedNetnsManager> netns;
+};
 
 Daemon::Daemon(config::Config config) : config_(std::move(config)) {}
 
@@ -20,18 +35,48 @@ Daemon::~Daemon() { Shutdown(); }
 absl::Status Daemon::Start() {
   RETURN_IF_ERROR(base::MakeDirs(config_.root, 0711));
   RETURN_IF_ERROR(base::MakeDirs(config_.state_dir, 0711));
+  RETURN_IF_ERROR(base::MakeDirs(config_.root / "containers", 0700));
   modules_ = std::make_unique<Modules>();
+  Modules& m = *modules_;
 
   cri::RuntimeDeps deps;
   deps.config = &config_;
-  deps.hypervisor_ready = [] { return absl::UnavailableError("not wired yet"); };
-  runtime_service_ = std::make_unique<cri::RuntimeService>(deps);
+  absl::StatusOr<runtime::AccelChoice> accel =
+      runtime::ChooseAccelerator(config_.libvirt.accelerator, runtime::HostProbe());
+  if (accel.ok()) {
+    deps.accelerator = accel->accel;
+    deps.accelerator_reason = accel->reason;
+    base::LogInfo("accelerator chosen", {{"requested", std::string(config::AcceleratorName(config_.libvirt.accelerator))},
+                                         {"accelerator", std::string(config::AcceleratorName(accel->accel))},
+                                         {"reason", accel->reason}});
+  } else {
+    // Served anyway: Status reports RuntimeReady=false with the reason.
+    deps.accelerator = config::Accelerator::kAuto;
+    deps.accelerator_reason = std::string(accel.status().message());
+    base::LogError("no usable accelerator", {{"requested", std::string(config::AcceleratorName(config_.libvirt.accelerator))},
+                                             {"reason", deps.accelerator_reason}});
+  }
+
+  ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(config_));
+  m.console = std::make_unique<runtime::ConsoleLogCopier>();
+  ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(config_.root / "images", {}));
+  m.store = std::make_unique<sandbox::SandboxStore>(config_.root);
+  m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
+  ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
+
+  deps.hypervisor = m.hypervisor.get();
+  deps.console = m.console.get();
+  deps.images = m.images.get();
+  deps.store = m.store.get();
+  deps.netns = m.netns.get();
+  auto runtime_service = std::make_unique<cri::RuntimeService>(deps);
+  RETURN_IF_ERROR(runtime_service->Recover(report));
+  runtime_service_ = std::move(runtime_service);
   image_service_ = std::make_unique<cri::ImageService>(deps);
 
   RETURN_IF_ERROR(PrepareSocketPath(config_.listen));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(base::StrCat("unix:", config_.listen.string()),
-                           grpc::InsecureServerCredentials());
+  builder.AddListeningPort(StrCat("unix:", config_.listen.string()), grpc::InsecureServerCredentials());
   builder.RegisterService(runtime_service_.get());
   builder.RegisterService(image_service_.get());
   // kubelet sends large ListContainers/ListPodSandbox answers back; match its 16 MiB.
@@ -42,11 +87,10 @@ absl::Status Daemon::Start() {
   server_ = builder.BuildAndStart();
   ::umask(old_umask);
   if (server_ == nullptr) {
-    return absl::UnavailableError(base::StrCat("cannot listen on \"", config_.listen.string(), "\""));
+    return absl::UnavailableError(StrCat("cannot listen on \"", config_.listen.string(), "\""));
   }
   RETURN_IF_ERROR(SetSocketMode(config_.listen, 0660));
-  base::LogInfo("serving CRI", {{"socket", config_.listen.string()},
-                               {"libvirt", config_.LibvirtUri()}});
+  base::LogInfo("serving CRI", {{"socket", config_.listen.string()}, {"libvirt", config_.LibvirtUri()}});
   return absl::OkStatus();
 }
 
@@ -58,6 +102,9 @@ void Daemon::Shutdown() {
     server_.reset();
     base::LogIfError(base::RemoveFile(config_.listen), "remove socket");
   }
+  if (runtime_service_ != nullptr) static_cast<cri::RuntimeService*>(runtime_service_.get())->StopBackground();
+  image_service_.reset();
+  runtime_service_.reset();
   modules_.reset();
 }
 

@@ -145,3 +145,71 @@ bool WaitForContainerState(TestDaemon& d, const std::string& id, pb::ContainerSt
 }
 
 }  // namespace kvcri::testing
+
+namespace kvcri::testing {
+
+void ImportGuestImages(TestDaemon& d) {
+  for (const auto& [dir, ref] : {std::pair<std::string, std::string>{"oci-kernel", kKernelImage},
+                                 {"oci-disk", kDiskImage}}) {
+    std::string out;
+    int rc = d.RunSubcommand({"images", "import", GuestImageDir(dir), ref}, &out);
+    ASSERT_EQ(rc, 0) << "images import " << dir << ": " << out;
+  }
+}
+
+std::vector<int> ProcessesMatching(const std::string& needle) {
+  std::vector<int> pids;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = ReadFileOrEmpty(e.path() / "cmdline");
+    for (char& ch : cmd) {
+      if (ch == '\0') ch = ' ';
+    }
+    if (cmd.find(needle) != std::string::npos && std::stoi(name) != ::getpid()) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+static std::vector<std::string> Entries(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) out.push_back(e.path().filename());
+  return out;
+}
+
+void ExpectNoLeftovers(TestDaemon& d) {
+  pb::ListPodSandboxResponse pods;
+  ASSERT_TRUE(d.runtime().ListPodSandbox(Ctx().get(), pb::ListPodSandboxRequest(), &pods).ok());
+  EXPECT_EQ(pods.items_size(), 0);
+  pb::ListContainersResponse ctrs;
+  ASSERT_TRUE(d.runtime().ListContainers(Ctx().get(), pb::ListContainersRequest(), &ctrs).ok());
+  EXPECT_EQ(ctrs.containers_size(), 0);
+  EXPECT_TRUE(Entries(d.root() / "containers").empty()) << "container dirs left";
+  EXPECT_TRUE(Entries(d.state_dir() / "netns").empty()) << "network namespaces left";
+  for (const std::string& e : Entries(d.root() / "sandboxes")) ADD_FAILURE() << "sandbox dir left: " << e;
+  for (const std::string& e : Entries(d.root() / "libvirt" / "etc" / "qemu")) {
+    if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "libvirt domain definition left: " << e;
+  }
+  // QEMU's command line names its monitor socket under the embed root.
+  EXPECT_TRUE(ProcessesMatching(d.root().string()).empty()) << "QEMU (or other) processes under the test root left";
+}
+
+int CountCriLogLines(const std::filesystem::path& log, const std::string& needle) {
+  std::istringstream in(ReadFileOrEmpty(log));
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    if (line.find(needle) == std::string::npos) continue;
+    // 2026-11-29T00:00:00.123456789Z stdout F text
+    size_t sp1 = line.find(' ');
+    if (sp1 == std::string::npos || line[sp1 - 1] != 'Z' || line[4] != '-' || line[10] != 'T') continue;
+    std::string rest = line.substr(sp1 + 1);
+    if (rest.rfind("stdout F ", 0) != 0 && rest.rfind("stdout P ", 0) != 0) continue;
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace kvcri::testing

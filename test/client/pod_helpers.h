@@ -48,3 +48,25 @@ bool WaitForContainerState(TestDaemon& d, const std::string& id, pb::ContainerSt
                            std::chrono::seconds timeout);
 
 }  // namespace kvcri::testing
+
+namespace kvcri::testing {
+
+inline constexpr char kKernelImage[] = "kvcri.test/guest-kernel:latest";
+inline constexpr char kDiskImage[] = "kvcri.test/guest-disk:latest";
+
+// Imports the built guest images into the daemon's store under kKernelImage
+// and kDiskImage (through the `images import` subcommand, as operators do).
+void ImportGuestImages(TestDaemon& d);
+
+// Pids of processes whose command line contains `needle`.
+std::vector<int> ProcessesMatching(const std::string& needle);
+
+// Nothing of any Pod is left: container dirs, netns, sandbox records, QEMU
+// processes, libvirt domain definitions.
+void ExpectNoLeftovers(TestDaemon& d);
+
+// Lines of a CRI log file that carry `needle`, checked for the CRI format
+// "<RFC3339Nano> stdout F|P <text>".
+int CountCriLogLines(const std::filesystem::path& log, const std::string& needle);
+
+}  // namespace kvcri::testing

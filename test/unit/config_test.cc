@@ -24,7 +24,6 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(shipped->libvirt.accelerator, defaults.libvirt.accelerator);
   EXPECT_EQ(shipped->vm.default_memory_mib, defaults.vm.default_memory_mib);
   EXPECT_EQ(shipped->vm.default_vcpus, defaults.vm.default_vcpus);
-  EXPECT_EQ(shipped->vm.default_stop_timeout, defaults.vm.default_stop_timeout);
   EXPECT_EQ(shipped->cni.conf_dir, defaults.cni.conf_dir);
   EXPECT_EQ(shipped->cni.bin_dirs, defaults.cni.bin_dirs);
   EXPECT_EQ(shipped->runtime.vm_handlers, defaults.runtime.vm_handlers);

@@ -1,0 +1,61 @@
+// ContainerStatus and ListContainers.
+#include <nlohmann/json.hpp>
+
+#include "config/base/log.h"
+#include "config/base/status_macros.h"
+#include "cri/convert.h"
+#include "cri/filters.h"
+#include "cri/grpc_status.h"
+#include "cri/runtime_service.h"
+#include "cri/validate.h"
+
+namespace kvcri::cri {
+
+grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest* req,
+                                             pb::ContainerStatusResponse* resp) {
+  if (absl::Status s = ValidateIdArgument("container_id", req->container_id()); !s.ok()) return ToGrpc(s);
+  absl::StatusOr<std::string> id = deps_.store->ResolveContainerId(req->container_id());
+  if (!id.ok()) return ToGrpc(id.status());
+  absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(*id);
+  if (!c.ok()) return ToGrpc(c.status());
+  // One libvirt call: a guest that powered off a moment ago shows as EXITED
+  // now, not at the monitor's next round.
+  absl::StatusOr<sandbox::ContainerRecord> fresh = RefreshContainerState(*c);
+  if (fresh.ok()) {
+    c = *std::move(fresh);
+  } else {
+    base::LogWarn("container state refresh failed", {{"id", *id}, {"error", std::string(fresh.status().message())}});
+  }
+  absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c->sandbox_id);
+  ToPb(*c, sb.ok() ? sb->log_directory : std::string(), resp->mutable_status());
+  if (req->verbose()) {
+    nlohmann::json info = {
+        {"domain", c->domain_name},
+        {"console", c->console_path},
+        {"vcpus", c->vcpus},
+        {"memoryMib", c->memory_mib},
+        {"boot", c->boot.kind == sandbox::BootKind::kKernel ? "kernel" : "disk"},
+        {"disk", c->boot.disk},
+        {"phase", std::string(sandbox::PhaseName(c->phase))},
+    };
+    (*resp->mutable_info())["info"] = info.dump();
+    absl::MutexLock l(&timings_mu_);
+    if (auto it = timings_.find(*id); it != timings_.end()) (*resp->mutable_info())["timings"] = it->second;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::ListContainers(grpc::ServerContext*, const pb::ListContainersRequest* req,
+                                            pb::ListContainersResponse* resp) {
+  const pb::ContainerFilter& f = req->filter();
+  auto match = [&](const sandbox::ContainerRecord& r) {
+    if (!MatchesIdFilter(r.id, f.id())) return false;
+    if (!MatchesIdFilter(r.sandbox_id, f.pod_sandbox_id())) return false;
+    if (f.has_state() && ToPb(r.state) != f.state().state()) return false;
+    return MatchesSelector(r.labels, f.label_selector());
+  };
+  for (const sandbox::ContainerRecord& r : deps_.store->ListContainers(match)) ToPb(r, resp->add_containers());
+  return grpc::Status::OK;
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,147 @@
+#include "cri/convert.h"
+
+#include <filesystem>
+
+namespace kvcri::cri {
+
+using sandbox::ContainerRecord;
+using sandbox::SandboxRecord;
+
+namespace {
+
+template <typename PbMap>
+std::map<std::string, std::string> ToStdMap(const PbMap& m) {
+  return std::map<std::string, std::string>(m.begin(), m.end());
+}
+
+template <typename PbMap>
+void FillMap(const std::map<std::string, std::string>& in, PbMap* out) {
+  for (const auto& [k, v] : in) (*out)[k] = v;
+}
+
+sandbox::Protocol ProtocolFromPb(pb::Protocol p) {
+  switch (p) {
+    case pb::UDP: return sandbox::Protocol::kUdp;
+    case pb::SCTP: return sandbox::Protocol::kSctp;
+    default: return sandbox::Protocol::kTcp;
+  }
+}
+
+}  // namespace
+
+SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& c) {
+  SandboxRecord r;
+  r.metadata.name = c.metadata().name();
+  r.metadata.namespace_ = c.metadata().namespace_();
+  r.metadata.uid = c.metadata().uid();
+  r.metadata.attempt = c.metadata().attempt();
+  r.labels = ToStdMap(c.labels());
+  r.annotations = ToStdMap(c.annotations());
+  r.log_directory = c.log_directory();
+  r.hostname = c.hostname();
+  if (c.has_dns_config()) {
+    r.dns.servers.assign(c.dns_config().servers().begin(), c.dns_config().servers().end());
+    r.dns.searches.assign(c.dns_config().searches().begin(), c.dns_config().searches().end());
+    r.dns.options.assign(c.dns_config().options().begin(), c.dns_config().options().end());
+  }
+  for (const pb::PortMapping& pm : c.port_mappings()) {
+    r.port_mappings.push_back({ProtocolFromPb(pm.protocol()), pm.container_port(), pm.host_port(), pm.host_ip()});
+  }
+  r.host_network = c.has_linux() && c.linux().has_security_context() &&
+                   c.linux().security_context().has_namespace_options() &&
+                   c.linux().security_context().namespace_options().network() == pb::NODE;
+  if (c.has_linux()) r.cgroup_parent = c.linux().cgroup_parent();
+  return r;
+}
+
+pb::PodSandboxState ToPb(sandbox::SandboxState s) {
+  return s == sandbox::SandboxState::kReady ? pb::SANDBOX_READY : pb::SANDBOX_NOTREADY;
+}
+
+pb::ContainerState ToPb(sandbox::ContainerState s) {
+  switch (s) {
+    case sandbox::ContainerState::kCreated: return pb::CONTAINER_CREATED;
+    case sandbox::ContainerState::kRunning: return pb::CONTAINER_RUNNING;
+    case sandbox::ContainerState::kExited: return pb::CONTAINER_EXITED;
+    case sandbox::ContainerState::kUnknown: return pb::CONTAINER_UNKNOWN;
+  }
+  return pb::CONTAINER_UNKNOWN;
+}
+
+static void FillSandboxMetadata(const SandboxRecord& r, pb::PodSandboxMetadata* md) {
+  md->set_name(r.metadata.name);
+  md->set_namespace_(r.metadata.namespace_);
+  md->set_uid(r.metadata.uid);
+  md->set_attempt(r.metadata.attempt);
+}
+
+void ToPb(const SandboxRecord& r, pb::PodSandbox* out) {
+  out->set_id(r.id);
+  FillSandboxMetadata(r, out->mutable_metadata());
+  out->set_state(ToPb(r.state));
+  out->set_created_at(r.created_at);
+  FillMap(r.labels, out->mutable_labels());
+  FillMap(r.annotations, out->mutable_annotations());
+  out->set_runtime_handler(r.runtime_handler);
+}
+
+void ToPb(const SandboxRecord& r, pb::PodSandboxStatus* out) {
+  out->set_id(r.id);
+  FillSandboxMetadata(r, out->mutable_metadata());
+  out->set_state(ToPb(r.state));
+  out->set_created_at(r.created_at);
+  if (!r.network.ip.empty()) {
+    out->mutable_network()->set_ip(r.network.ip);
+    for (const std::string& ip : r.network.additional_ips) out->mutable_network()->add_additional_ips()->set_ip(ip);
+  }
+  pb::NamespaceOption* ns = out->mutable_linux()->mutable_namespaces()->mutable_options();
+  ns->set_network(r.host_network ? pb::NODE : pb::POD);
+  ns->set_pid(pb::POD);
+  ns->set_ipc(pb::POD);
+  FillMap(r.labels, out->mutable_labels());
+  FillMap(r.annotations, out->mutable_annotations());
+  out->set_runtime_handler(r.runtime_handler);
+}
+
+void ToPb(const ContainerRecord& r, pb::Container* out) {
+  out->set_id(r.id);
+  out->set_pod_sandbox_id(r.sandbox_id);
+  out->mutable_metadata()->set_name(r.metadata.name);
+  out->mutable_metadata()->set_attempt(r.metadata.attempt);
+  out->mutable_image()->set_image(r.image);
+  out->set_image_ref(r.image_ref);
+  out->set_image_id(r.image_ref);
+  out->set_state(ToPb(r.state));
+  out->set_created_at(r.created_at);
+  FillMap(r.labels, out->mutable_labels());
+  FillMap(r.annotations, out->mutable_annotations());
+}
+
+void ToPb(const ContainerRecord& r, const std::string& log_directory, pb::ContainerStatus* out) {
+  out->set_id(r.id);
+  out->mutable_metadata()->set_name(r.metadata.name);
+  out->mutable_metadata()->set_attempt(r.metadata.attempt);
+  out->set_state(ToPb(r.state));
+  out->set_created_at(r.created_at);
+  out->set_started_at(r.started_at);
+  out->set_finished_at(r.finished_at);
+  out->set_exit_code(r.exit_code);
+  out->mutable_image()->set_image(r.image);
+  out->set_image_ref(r.image_ref);
+  out->set_image_id(r.image_ref);
+  out->set_reason(r.reason);
+  out->set_message(r.load_error.empty() ? r.message : r.load_error);
+  FillMap(r.labels, out->mutable_labels());
+  FillMap(r.annotations, out->mutable_annotations());
+  if (!r.log_path.empty() && !log_directory.empty()) {
+    out->set_log_path((std::filesystem::path(log_directory) / r.log_path).string());
+  }
+  for (const sandbox::MountSpec& m : r.mounts) {
+    pb::Mount* pm = out->add_mounts();
+    pm->set_container_path(m.container_path);
+    pm->set_host_path(m.host_path);
+    pm->set_readonly(m.readonly);
+  }
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,22 @@
+#pragma once
+
+#include "cri/proto/api.pb.h"
+#include "sandbox/records.h"
+
+namespace kvcri::cri {
+
+namespace pb = ::runtime::v1;
+
+// CRI config → a new sandbox record (ID, state, phase and times are the caller's).
+sandbox::SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& config);
+
+void ToPb(const sandbox::SandboxRecord& r, pb::PodSandbox* out);
+void ToPb(const sandbox::SandboxRecord& r, pb::PodSandboxStatus* out);
+void ToPb(const sandbox::ContainerRecord& r, pb::Container* out);
+// `log_directory` is the sandbox's: ContainerStatus reports the full log path.
+void ToPb(const sandbox::ContainerRecord& r, const std::string& log_directory, pb::ContainerStatus* out);
+
+pb::PodSandboxState ToPb(sandbox::SandboxState s);
+pb::ContainerState ToPb(sandbox::ContainerState s);
+
+}  // namespace kvcri::cri

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/image/oci.h"
+
+namespace kvcri::runtime::image {
+
+// The boot artifacts found in an image's layers, as paths relative to the
+// output directory, and why the image cannot boot when it cannot.
+struct BootArtifacts {
+  std::string disk;    // "disk/<name>": the single regular file directly under /disk/
+  std::string kernel;  // "boot/vmlinuz"
+  std::string initrd;  // "boot/initrd.img"
+  // Non-empty when neither convention is met (no or several disks, a
+  // symlink where a file must be...): the image can be stored but not run.
+  std::string unbootable_reason;
+};
+
+// Applies `layers` (OCI tar layers, uncompressed, gzip or zstd) in order to
+// an empty view of the image's filesystem, materializing in `out_dir` only
+// what can boot a VM: regular files directly under /disk/, /boot/vmlinuz and
+// /boot/initrd.img. Later layers override earlier ones; whiteouts (.wh.NAME)
+// and opaque whiteouts (.wh..wh..opq) delete. Each blob's sha256 and size are
+// verified while it is read; any mismatch fails the whole call.
+//
+// InvalidArgument (the image is refused) for: entry names or hardlink
+// targets that are absolute or contain "..", and, under /disk or /boot,
+// absolute symlinks and device nodes. Relative symlinks, hardlinks to
+// unextracted files, FIFOs and directories where a boot artifact must be are
+// not errors; they make the image unbootable (`unbootable_reason`).
+//
+// Everything it writes is under `out_dir` (which must exist and be empty),
+// and the caller removes `out_dir` on failure. It takes only a BlobSource
+// and a directory so it can move into a sandboxed child process later.
+absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source,
+                                                   const std::vector<Descriptor>& layers,
+                                                   const std::filesystem::path& out_dir);
+
+}  // namespace kvcri::runtime::image

@@ -1,0 +1,188 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kvcri::sandbox {
+
+// Version of the on-disk JSON of both records. A reader refuses any other
+// version; additive optional fields do not need a bump (unknown keys are
+// ignored, missing optional keys take their defaults).
+inline constexpr int kRecordVersion = 1;
+
+// Length of sandbox and container IDs: 32 random bytes as lowercase hex.
+inline constexpr size_t kIdLength = 64;
+
+// Crash-safety phase of a record. A multi-step operation writes its phase
+// before the first side effect, so a restart finds what was half done:
+//   kCreating: written before netns/CNI (sandbox) or overlay/domain (container);
+//              recovery undoes whatever side effects exist and removes the record.
+//   kReady:    every side effect of creation exists.
+//   kRemoving: written before teardown; recovery finishes the teardown.
+enum class Phase { kCreating, kReady, kRemoving };
+
+// CRI PodSandboxState.
+enum class SandboxState { kReady, kNotReady };
+
+// CRI ContainerState.
+enum class ContainerState { kCreated, kRunning, kExited, kUnknown };
+
+enum class Protocol { kTcp, kUdp, kSctp };
+
+struct SandboxMetadata {
+  std::string name;
+  std::string namespace_;  // CRI "namespace"; trailing _ because it is a keyword.
+  std::string uid;
+  uint32_t attempt = 0;
+
+  bool operator==(const SandboxMetadata&) const = default;
+};
+
+struct DnsConfig {
+  std::vector<std::string> servers;
+  std::vector<std::string> searches;
+  std::vector<std::string> options;
+
+  bool operator==(const DnsConfig&) const = default;
+};
+
+struct PortMapping {
+  Protocol protocol = Protocol::kTcp;
+  int32_t container_port = 0;
+  int32_t host_port = 0;
+  std::string host_ip;
+
+  bool operator==(const PortMapping&) const = default;
+};
+
+// What CNI reported for the pod network; empty until CNI ADD succeeded.
+struct NetworkStatus {
+  std::string ip;
+  std::vector<std::string> additional_ips;
+
+  bool operator==(const NetworkStatus&) const = default;
+};
+
+struct SandboxRecord {
+  std::string id;  // kIdLength lowercase hex
+  SandboxMetadata metadata;
+  std::string runtime_handler;
+  SandboxState state = SandboxState::kNotReady;
+  Phase phase = Phase::kCreating;
+  int64_t created_at = 0;  // ns since the Unix epoch
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string log_directory;
+  std::string hostname;
+  std::string netns_path;  // empty for host_network
+  DnsConfig dns;
+  std::vector<PortMapping> port_mappings;
+  bool host_network = false;
+  std::string cgroup_parent;
+  NetworkStatus network;
+
+  // Memory only, never serialized: non-empty when Load() found this record's
+  // file unreadable. Such a placeholder carries only `id`, state kNotReady and
+  // this reason; it can be listed and removed but not updated.
+  std::string load_error;
+
+  bool operator==(const SandboxRecord&) const = default;
+
+  std::string ToJson() const;
+  // InvalidArgument for corrupt JSON, a wrong type, a missing required field,
+  // an unknown enum value or an unknown version.
+  static absl::StatusOr<SandboxRecord> FromJson(std::string_view text);
+};
+
+struct ContainerMetadata {
+  std::string name;
+  uint32_t attempt = 0;
+
+  bool operator==(const ContainerMetadata&) const = default;
+};
+
+// How the VM boots: a kernel (+initrd, cmdline) or a disk image.
+enum class BootKind { kUnset, kKernel, kDisk };
+
+struct BootInfo {
+  BootKind kind = BootKind::kUnset;
+  std::string kernel;
+  std::string initrd;
+  std::string cmdline;
+  std::string disk;
+  std::string disk_format;  // "qcow2", "raw"
+
+  bool operator==(const BootInfo&) const = default;
+};
+
+struct DeviceSpec {
+  std::string container_path;
+  std::string host_path;
+  std::string permissions;  // CRI cgroup permissions, e.g. "rwm"
+
+  bool operator==(const DeviceSpec&) const = default;
+};
+
+struct MountSpec {
+  std::string container_path;
+  std::string host_path;
+  bool readonly = false;
+
+  bool operator==(const MountSpec&) const = default;
+};
+
+struct ContainerRecord {
+  std::string id;          // kIdLength lowercase hex
+  std::string sandbox_id;  // kIdLength lowercase hex
+  ContainerMetadata metadata;
+  std::string image;      // the reference the user gave
+  std::string image_ref;  // resolved image ID
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string log_path;  // relative to the sandbox's log_directory, as in CRI
+  ContainerState state = ContainerState::kCreated;
+  Phase phase = Phase::kCreating;
+  int64_t created_at = 0;   // ns since the Unix epoch
+  int64_t started_at = 0;   // 0 = never started
+  int64_t finished_at = 0;  // 0 = not finished
+  int32_t exit_code = 0;
+  std::string reason;
+  std::string message;
+  std::string domain_name;   // libvirt domain
+  std::string overlay_path;  // writable disk layered over the image
+  std::string console_path;
+  int32_t vcpus = 0;
+  int64_t memory_mib = 0;
+  BootInfo boot;
+  std::vector<DeviceSpec> devices;
+  std::vector<MountSpec> mounts;
+
+  // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
+  std::string load_error;
+
+  bool operator==(const ContainerRecord&) const = default;
+
+  std::string ToJson() const;
+  static absl::StatusOr<ContainerRecord> FromJson(std::string_view text);
+};
+
+// CRI's unique sandbox name: "<name>_<namespace>_<uid>_<attempt>".
+std::string SandboxName(const SandboxMetadata& m);
+// Container name, unique within its sandbox: "<name>_<attempt>".
+std::string ContainerName(const ContainerMetadata& m);
+
+// True for a well-formed ID (kIdLength lowercase hex).
+bool IsValidId(std::string_view id);
+
+std::string_view PhaseName(Phase p);
+std::string_view SandboxStateName(SandboxState s);
+std::string_view ContainerStateName(ContainerState s);
+std::string_view ProtocolName(Protocol p);
+
+}  // namespace kvcri::sandbox

@@ -1,0 +1,189 @@
+// A VM Pod through the whole CRI lifecycle against the real daemon, libvirt
+// (embedded QEMU driver) and QEMU under TCG, in both boot modes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "test/client/pod_helpers.h"
+
+namespace kvcri::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PodLifecycleTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override { RequireIntegrationEnvironment(/*need_guest_images=*/true); }
+};
+
+TEST_P(PodLifecycleTest, BootsLogsStopsAndRemovesLeavingNothing) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  const std::string image = GetParam();
+
+  std::string pod_id, ctr_id;
+  pb::PodSandboxConfig sandbox;
+  ASSERT_TRUE(StartPod(d, "life", image, &pod_id, &ctr_id, nullptr, &sandbox));
+  EXPECT_EQ(pod_id.size(), 64u);
+  EXPECT_EQ(ctr_id.size(), 64u);
+
+  // The console reaches the CRI log file in CRI format.
+  pb::ContainerStatusResponse st = GetContainerStatus(d, ctr_id);
+  const std::string log_path = st.status().log_path();
+  ASSERT_EQ(log_path, sandbox.log_directory() + "/vm/0.log");
+  ASSERT_TRUE(WaitForFileContains(log_path, "KUBEVIRT-CRI-GUEST-READY", std::chrono::seconds(180)))
+      << "log:\n" << ReadFileOrEmpty(log_path) << "\ndaemon:\n" << d.DaemonLog();
+  EXPECT_EQ(CountCriLogLines(log_path, "KUBEVIRT-CRI-GUEST-READY"), 1) << ReadFileOrEmpty(log_path);
+
+  st = GetContainerStatus(d, ctr_id);
+  EXPECT_EQ(st.status().state(), pb::CONTAINER_RUNNING);
+  EXPECT_GT(st.status().created_at(), 0);
+  EXPECT_GE(st.status().started_at(), st.status().created_at());
+  EXPECT_EQ(st.status().finished_at(), 0);
+  EXPECT_EQ(st.status().image().image(), image);
+  EXPECT_THAT(st.status().image_ref(), HasSubstr("sha256:"));
+  EXPECT_EQ(st.status().labels().at("container"), "vm");
+  EXPECT_EQ(st.status().annotations().at("test/container-annotation"), "yes");
+  EXPECT_EQ(st.status().metadata().name(), "vm");
+
+  pb::PodSandboxStatusRequest psr;
+  psr.set_pod_sandbox_id(pod_id);
+  pb::PodSandboxStatusResponse ps;
+  ASSERT_TRUE(d.runtime().PodSandboxStatus(Ctx().get(), psr, &ps).ok());
+  EXPECT_EQ(ps.status().state(), pb::SANDBOX_READY);
+  EXPECT_EQ(ps.status().metadata().uid(), "uid-life");
+  EXPECT_EQ(ps.status().labels().at("app"), "life");
+  EXPECT_EQ(ps.status().annotations().at("test/annotation"), "yes");
+  EXPECT_EQ(ps.status().runtime_handler(), "kubevirt");
+
+  // Graceful stop: ACPI power button, the guest powers itself off → exit 0.
+  pb::StopContainerRequest stop;
+  stop.set_container_id(ctr_id);
+  stop.set_timeout(60);
+  pb::StopContainerResponse stop_resp;
+  grpc::Status s = d.runtime().StopContainer(Ctx(std::chrono::seconds(90)).get(), stop, &stop_resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  st = GetContainerStatus(d, ctr_id);
+  EXPECT_EQ(st.status().state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.status().exit_code(), 0) << st.status().reason() << " " << st.status().message();
+  EXPECT_EQ(st.status().reason(), "Completed");
+  EXPECT_GT(st.status().finished_at(), st.status().started_at());
+  EXPECT_TRUE(WaitForFileContains(log_path, "KUBEVIRT-CRI-GUEST-POWEROFF", std::chrono::seconds(5)));
+
+  // Stop again: idempotent.
+  s = d.runtime().StopContainer(Ctx().get(), stop, &stop_resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  pb::RemoveContainerRequest rm;
+  rm.set_container_id(ctr_id);
+  pb::RemoveContainerResponse rm_resp;
+  ASSERT_TRUE(d.runtime().RemoveContainer(Ctx().get(), rm, &rm_resp).ok());
+  EXPECT_TRUE(d.runtime().RemoveContainer(Ctx().get(), rm, &rm_resp).ok()) << "second remove must succeed";
+  pb::ContainerStatusRequest csr;
+  csr.set_container_id(ctr_id);
+  pb::ContainerStatusResponse cs;
+  EXPECT_EQ(d.runtime().ContainerStatus(Ctx().get(), csr, &cs).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  RemovePod(d, pod_id);
+  RemovePod(d, pod_id);  // both calls again: idempotent
+  ExpectNoLeftovers(d);
+  // The log file is kubelet's: it stays.
+  EXPECT_TRUE(std::filesystem::exists(log_path));
+}
+
+INSTANTIATE_TEST_SUITE_P(BootModes, PodLifecycleTest, ::testing::Values(kKernelImage, kDiskImage),
+                         [](const auto& info) {
+                           return std::string(info.param) == kKernelImage ? "KernelBoot" : "DiskBoot";
+                         });
+
+class PodExitTest : public ::testing::Test {
+ protected:
+  void SetUp() override { RequireIntegrationEnvironment(true); }
+
+  // Starts a kernel-boot Pod whose cmdline (Pod annotation) adds `extra`.
+  void StartWithCmdline(TestDaemon& d, const std::string& name, const std::string& extra, std::string* pod_id,
+                        std::string* ctr_id) {
+    pb::RunPodSandboxRequest run;
+    *run.mutable_config() = SandboxConfig(name, d.log_dir());
+    (*run.mutable_config()->mutable_annotations())["kubevirt-cri.io/kernel-cmdline"] =
+        "console=ttyS0 panic=-1 quiet " + extra;
+    run.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse rr;
+    ASSERT_TRUE(d.runtime().RunPodSandbox(Ctx().get(), run, &rr).ok());
+    *pod_id = rr.pod_sandbox_id();
+    pb::CreateContainerRequest cr;
+    cr.set_pod_sandbox_id(*pod_id);
+    *cr.mutable_config() = VmContainerConfig("vm", kKernelImage);
+    *cr.mutable_sandbox_config() = run.config();
+    pb::CreateContainerResponse cresp;
+    grpc::Status s = d.runtime().CreateContainer(Ctx().get(), cr, &cresp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    *ctr_id = cresp.container_id();
+    pb::StartContainerRequest sr;
+    sr.set_container_id(*ctr_id);
+    pb::StartContainerResponse sresp;
+    s = d.runtime().StartContainer(Ctx(std::chrono::seconds(120)).get(), sr, &sresp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+};
+
+TEST_F(PodExitTest, GuestPowerOffIsExitCodeZeroAndForcedStopIsNonZero) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  std::string exit_pod, exit_ctr, kill_pod, kill_ctr;
+  StartWithCmdline(d, "exits", "kvcri.exit=1", &exit_pod, &exit_ctr);
+  StartWithCmdline(d, "killed", "", &kill_pod, &kill_ctr);
+
+  // The guest powers itself off: the monitor notices without any call of ours.
+  ASSERT_TRUE(WaitForContainerState(d, exit_ctr, pb::CONTAINER_EXITED, std::chrono::seconds(180))) << d.DaemonLog();
+  pb::ContainerStatusResponse st = GetContainerStatus(d, exit_ctr);
+  EXPECT_EQ(st.status().exit_code(), 0);
+  EXPECT_EQ(st.status().reason(), "Completed");
+
+  pb::ListContainersRequest lr;
+  lr.mutable_filter()->mutable_state()->set_state(pb::CONTAINER_EXITED);
+  pb::ListContainersResponse lc;
+  ASSERT_TRUE(d.runtime().ListContainers(Ctx().get(), lr, &lc).ok());
+  ASSERT_EQ(lc.containers_size(), 1);
+  EXPECT_EQ(lc.containers(0).id(), exit_ctr);
+
+  // timeout 0: forced off at once.
+  pb::StopContainerRequest stop;
+  stop.set_container_id(kill_ctr);
+  stop.set_timeout(0);
+  pb::StopContainerResponse sresp;
+  ASSERT_TRUE(d.runtime().StopContainer(Ctx().get(), stop, &sresp).ok());
+  st = GetContainerStatus(d, kill_ctr);
+  EXPECT_EQ(st.status().state(), pb::CONTAINER_EXITED);
+  EXPECT_NE(st.status().exit_code(), 0);
+  EXPECT_FALSE(st.status().reason().empty());
+
+  RemovePod(d, exit_pod);
+  RemovePod(d, kill_pod);
+  ExpectNoLeftovers(d);
+}
+
+TEST_F(PodExitTest, ReopenContainerLogWritesToTheNewFile) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  StartWithCmdline(d, "rotate", "kvcri.heartbeat=1", &pod, &ctr);
+  std::string log = GetContainerStatus(d, ctr).status().log_path();
+  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT", std::chrono::seconds(180)));
+  // kubelet's rotation: rename, then ReopenContainerLog.
+  std::filesystem::rename(log, log + ".1");
+  pb::ReopenContainerLogRequest rr;
+  rr.set_container_id(ctr);
+  pb::ReopenContainerLogResponse rresp;
+  grpc::Status s = d.runtime().ReopenContainerLog(Ctx().get(), rr, &rresp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT", std::chrono::seconds(30)));
+  EXPECT_EQ(CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-READY"), 0) << "old lines must not be copied again";
+  RemovePod(d, pod);
+  ExpectNoLeftovers(d);
+}
+
+}  // namespace
+}  // namespace kvcri::testing
