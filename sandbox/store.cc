@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <system_error>
 #include <utility>
 
@@ -221,6 +222,10 @@ void SandboxStore::LoadSandboxDir(const fs::path& dir, const std::string& id, In
 }
 
 absl::StatusOr<LoadReport> SandboxStore::Load() {
+  // Every write lock, in index order (others take only one): no mutation
+  // interleaves with the rebuild.
+  std::vector<std::unique_ptr<absl::MutexLock>> wlocks;
+  for (absl::Mutex& m : write_mu_) wlocks.push_back(std::make_unique<absl::MutexLock>(&m));
   RETURN_IF_ERROR(base::MakeDirs(root_));
   ASSIGN_OR_RETURN(std::vector<DirEntry> entries, ListDir(root_));
   LoadReport report;
@@ -370,7 +375,10 @@ absl::StatusOr<SandboxRecord> SandboxStore::UpdateSandbox(
   }
   RETURN_IF_ERROR(base::WriteFileAtomic(SandboxFile(id), copy.ToJson()));
   absl::MutexLock lock(&mu_);
-  auto it = sandboxes_.find(id);  // still there: removals take the same write lock
+  auto it = sandboxes_.find(id);
+  // Cannot happen: Remove and Load take the write lock we hold.
+  if (it == sandboxes_.end())
+    return absl::InternalError(StrCat("sandbox \"", id, "\" vanished during update"));
   it->second.record = copy;
   return copy;
 }
@@ -393,6 +401,9 @@ absl::Status SandboxStore::RemoveSandbox(std::string_view id) {
   {
     absl::MutexLock lock(&mu_);
     auto it = sandboxes_.find(id);
+    // Cannot happen: Load and other mutations of `id` take the write lock we hold.
+    if (it == sandboxes_.end())
+      return absl::InternalError(StrCat("sandbox \"", id, "\" vanished during removal"));
     for (const auto& [cid, c] : it->second.containers) {
       container_sandbox_.erase(cid);
       auto n = container_names_.find(ContainerNameKey(id, ContainerName(c.metadata)));
@@ -557,7 +568,12 @@ absl::StatusOr<ContainerRecord> SandboxStore::UpdateContainer(
   }
   RETURN_IF_ERROR(base::WriteFileAtomic(ContainerFile(sandbox_id, id), copy.ToJson()));
   absl::MutexLock lock(&mu_);
-  sandboxes_.find(sandbox_id)->second.containers.find(id)->second = copy;
+  auto sb = sandboxes_.find(sandbox_id);
+  // Cannot happen: Remove and Load take the write lock we hold.
+  if (sb == sandboxes_.end() || !sb->second.containers.contains(id)) {
+    return absl::InternalError(StrCat("container \"", id, "\" vanished during update"));
+  }
+  sb->second.containers.find(id)->second = copy;
   return copy;
 }
 
@@ -575,7 +591,12 @@ absl::Status SandboxStore::RemoveContainer(std::string_view id) {
   RETURN_IF_ERROR(base::RemoveFile(file));
   RETURN_IF_ERROR(base::SyncDir(file.parent_path()));
   absl::MutexLock lock(&mu_);
-  auto& containers = sandboxes_.find(sandbox_id)->second.containers;
+  auto sb = sandboxes_.find(sandbox_id);
+  // Cannot happen: Remove and Load take the write lock we hold.
+  if (sb == sandboxes_.end() || !sb->second.containers.contains(id)) {
+    return absl::InternalError(StrCat("container \"", id, "\" vanished during removal"));
+  }
+  auto& containers = sb->second.containers;
   auto it = containers.find(id);
   auto n = container_names_.find(ContainerNameKey(sandbox_id, ContainerName(it->second.metadata)));
   if (n != container_names_.end() && n->second == id) container_names_.erase(n);

@@ -57,7 +57,10 @@ absl::Status Daemon::Start() {
                                              {"reason", deps.accelerator_reason}});
   }
 
-  ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(config_));
+  runtime::LibvirtHypervisorOptions hv_options;
+  hv_options.uri = config_.LibvirtUri();
+  hv_options.emulator = config_.libvirt.emulator;
+  ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
   m.console = std::make_unique<runtime::ConsoleLogCopier>();
   ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(config_.root / "images", {}));
   m.store = std::make_unique<sandbox::SandboxStore>(config_.root);

@@ -65,7 +65,8 @@ absl::StatusOr<Qcow2Header> ParseQcow2Header(std::string_view head) {
   }
   uint64_t ext_off = kQcow2V2HeaderLen;
   if (h.version == 3) {
-    if (head.size() < kQcow2V3MinHeaderLen) return Malformed("version 3 header shorter than 104 bytes");
+    if (head.size() < kQcow2V3MinHeaderLen)
+      return Malformed("version 3 header shorter than 104 bytes");
     h.incompatible_features = Be64(head, 72);
     uint32_t header_len = Be32(head, 100);
     if (header_len < kQcow2V3MinHeaderLen || header_len % 8 != 0) {
@@ -106,7 +107,8 @@ absl::StatusOr<DiskFormatInfo> DetectDiskFormat(const std::filesystem::path& pat
     got += static_cast<size_t>(n);
   }
   head.resize(got);
-  if (!HasQcow2Magic(head)) return DiskFormatInfo{DiskFormat::kRaw, static_cast<uint64_t>(st.st_size)};
+  if (!HasQcow2Magic(head))
+    return DiskFormatInfo{DiskFormat::kRaw, static_cast<uint64_t>(st.st_size)};
 
   auto refuse = [&](std::string_view why) {
     return absl::InvalidArgumentError(
@@ -115,7 +117,8 @@ absl::StatusOr<DiskFormatInfo> DetectDiskFormat(const std::filesystem::path& pat
   absl::StatusOr<Qcow2Header> h = ParseQcow2Header(head);
   if (!h.ok()) return refuse(base::Sv(h.status().message()));
   if (h->backing_file_offset != 0) return refuse("it has a backing file");
-  if (h->incompatible_features & kIncompatExternalData) return refuse("it uses an external data file");
+  if (h->incompatible_features & kIncompatExternalData)
+    return refuse("it uses an external data file");
   if (h->has_data_file_extension) return refuse("it names an external data file");
   if (h->crypt_method != 0) return refuse("it is encrypted");
   return DiskFormatInfo{DiskFormat::kQcow2, h->size};

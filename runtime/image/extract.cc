@@ -85,7 +85,8 @@ absl::StatusOr<std::string> NormalizeName(std::string_view name, std::string_vie
 
 class Extractor {
  public:
-  explicit Extractor(fs::path out_dir) : out_dir_(std::move(out_dir)), work_dir_(out_dir_ / ".layers") {}
+  explicit Extractor(fs::path out_dir)
+      : out_dir_(std::move(out_dir)), work_dir_(out_dir_ / ".layers") {}
 
   absl::Status ApplyLayer(BlobSource& source, const Descriptor& layer, size_t index);
   absl::StatusOr<BootArtifacts> Finish();
@@ -142,8 +143,8 @@ absl::Status Extractor::ApplyLayer(BlobSource& source, const Descriptor& layer, 
     if (!ctx.error.ok()) return ctx.error;
     if (absl::Status s = reader.Finish(); !s.ok()) return s;
     const char* msg = archive_error_string(a.get());
-    return absl::InvalidArgumentError(
-        base::StrCat("layer ", layer.digest, ": ", what, ": ", msg ? msg : "unknown libarchive error"));
+    return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": ", what, ": ",
+                                                   msg ? msg : "unknown libarchive error"));
   };
   if (archive_read_open(a.get(), &ctx, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
     return archive_error("not a tar archive");
@@ -160,7 +161,8 @@ absl::Status Extractor::ApplyLayer(BlobSource& source, const Descriptor& layer, 
   return reader.Finish();
 }
 
-absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_view digest, size_t index) {
+absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_view digest,
+                                   size_t index) {
   const char* raw = archive_entry_pathname(e);
   if (raw == nullptr) {
     return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": an entry has no name"));
@@ -169,9 +171,11 @@ absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_vie
   const char* link_target = archive_entry_hardlink(e);
   std::string hardlink;
   if (link_target != nullptr) {
-    ASSIGN_OR_RETURN(hardlink, NormalizeName(link_target, digest, base::StrCat("hardlink \"", raw, "\" to")));
+    ASSIGN_OR_RETURN(hardlink,
+                     NormalizeName(link_target, digest, base::StrCat("hardlink \"", raw, "\" to")));
     if (hardlink.empty()) {
-      return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": hardlink \"", raw, "\" points at the root"));
+      return absl::InvalidArgumentError(
+          base::StrCat("layer ", digest, ": hardlink \"", raw, "\" points at the root"));
     }
   }
   if (path.empty()) return absl::OkStatus();  // "./": the root directory
@@ -217,13 +221,14 @@ absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_vie
     const char* target = archive_entry_symlink(e);
     std::string_view t = target ? target : "";
     if (StartsWith(t, "/")) {
-      return absl::InvalidArgumentError(
-          base::StrCat("layer ", digest, ": /", path, " is a symlink to the absolute path \"", t, "\""));
+      return absl::InvalidArgumentError(base::StrCat(
+          "layer ", digest, ": /", path, " is a symlink to the absolute path \"", t, "\""));
     }
     node.type = NodeType::kSymlink;
     node.what = base::StrCat("a symlink to \"", t, "\"");
   } else if (type == AE_IFCHR || type == AE_IFBLK) {
-    return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": /", path, " is a device node"));
+    return absl::InvalidArgumentError(
+        base::StrCat("layer ", digest, ": /", path, " is a device node"));
   } else if (type == AE_IFREG) {
     if (NeedsContent(path)) node.content = NextContentPath();
   } else {
@@ -242,8 +247,10 @@ absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_vie
 
 absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::path& path) {
   RETURN_IF_ERROR(base::MakeDirs(work_dir_));
-  base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, base::StrCat("create \"", path.string(), "\""));
+  base::UniqueFd fd(
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid())
+    return absl::ErrnoToStatus(errno, base::StrCat("create \"", path.string(), "\""));
   int64_t end = 0;
   while (true) {
     const void* buf = nullptr;
@@ -253,8 +260,8 @@ absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::pat
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
       const char* msg = archive_error_string(a);
-      return absl::InvalidArgumentError(base::StrCat("reading \"", archive_entry_pathname(e), "\": ",
-                                                     msg ? msg : "unknown libarchive error"));
+      return absl::InvalidArgumentError(base::StrCat(
+          "reading \"", archive_entry_pathname(e), "\": ", msg ? msg : "unknown libarchive error"));
     }
     const char* p = static_cast<const char*>(buf);
     for (size_t done = 0; done < len;) {
@@ -265,7 +272,8 @@ absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::pat
         for (size_t w = 0; w < n;) {
           ssize_t k = ::pwrite(fd.get(), chunk + w, n - w, static_cast<off_t>(off + done + w));
           if (k < 0 && errno == EINTR) continue;
-          if (k < 0) return absl::ErrnoToStatus(errno, base::StrCat("write \"", path.string(), "\""));
+          if (k < 0)
+            return absl::ErrnoToStatus(errno, base::StrCat("write \"", path.string(), "\""));
           w += static_cast<size_t>(k);
         }
       }
@@ -282,7 +290,8 @@ absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::pat
 
 void Extractor::Remove(const std::string& path, bool self, bool children, size_t below_layer) {
   auto drop = [](const Node& n) {
-    if (!n.content.empty()) base::LogIfError(base::RemoveFile(n.content), "remove superseded layer file");
+    if (!n.content.empty())
+      base::LogIfError(base::RemoveFile(n.content), "remove superseded layer file");
   };
   if (self) {
     if (auto it = nodes_.find(path); it != nodes_.end() && it->second.layer < below_layer) {
@@ -321,7 +330,9 @@ std::string Describe(const Node& n) {
 absl::StatusOr<BootArtifacts> Extractor::Finish() {
   BootArtifacts out;
   std::vector<std::string> reasons;
-  auto regular = [](const Node* n) { return n != nullptr && n->type == NodeType::kFile && !n->content.empty(); };
+  auto regular = [](const Node* n) {
+    return n != nullptr && n->type == NodeType::kFile && !n->content.empty();
+  };
 
   const Node* boot = Find("boot");
   const Node* kernel = Find(kKernel);
@@ -329,12 +340,13 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
   if (boot != nullptr && boot->type != NodeType::kDir) {
     reasons.push_back(base::StrCat("/boot is ", Describe(*boot), ", not a directory"));
   } else if (kernel != nullptr && !regular(kernel)) {
-    reasons.push_back(base::StrCat("/boot/vmlinuz is ", Describe(*kernel), "; only regular files are accepted"));
+    reasons.push_back(
+        base::StrCat("/boot/vmlinuz is ", Describe(*kernel), "; only regular files are accepted"));
   } else if (regular(kernel)) {
     out.kernel = std::string(kKernel);
     if (initrd != nullptr && !regular(initrd)) {
-      reasons.push_back(
-          base::StrCat("/boot/initrd.img is ", Describe(*initrd), "; only regular files are accepted"));
+      reasons.push_back(base::StrCat("/boot/initrd.img is ", Describe(*initrd),
+                                     "; only regular files are accepted"));
     } else if (initrd != nullptr) {
       out.initrd = std::string(kInitrd);
     }
@@ -346,7 +358,8 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
   if (disk_dir != nullptr && disk_dir->type != NodeType::kDir) {
     reasons.push_back(base::StrCat("/disk is ", Describe(*disk_dir), ", not a directory"));
   } else {
-    for (auto it = nodes_.lower_bound("disk/"); it != nodes_.end() && StartsWith(it->first, "disk/"); ++it) {
+    for (auto it = nodes_.lower_bound("disk/");
+         it != nodes_.end() && StartsWith(it->first, "disk/"); ++it) {
       std::string_view rest = std::string_view(it->first).substr(5);
       size_t slash = rest.find('/');
       std::string child(rest.substr(0, slash));
@@ -375,7 +388,8 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
   }
   if (!reasons.empty()) {
     out = BootArtifacts{};
-    for (const std::string& r : reasons) out.unbootable_reason += (out.unbootable_reason.empty() ? "" : "; ") + r;
+    for (const std::string& r : reasons)
+      out.unbootable_reason += (out.unbootable_reason.empty() ? "" : "; ") + r;
   }
 
   // Move the chosen artifacts to their final names; drop everything else.
@@ -385,7 +399,8 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
     RETURN_IF_ERROR(base::MakeDirs(dst.parent_path(), 0755));
     const fs::path& src = Find(*rel)->content;
     if (::rename(src.c_str(), dst.c_str()) != 0) {
-      return absl::ErrnoToStatus(errno, base::StrCat("rename \"", src.string(), "\" to \"", dst.string(), "\""));
+      return absl::ErrnoToStatus(
+          errno, base::StrCat("rename \"", src.string(), "\" to \"", dst.string(), "\""));
     }
   }
   RETURN_IF_ERROR(base::RemoveAll(work_dir_));
@@ -395,7 +410,8 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
 
 }  // namespace
 
-absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source, const std::vector<Descriptor>& layers,
+absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source,
+                                                   const std::vector<Descriptor>& layers,
                                                    const fs::path& out_dir) {
   Extractor x(out_dir);
   for (size_t i = 0; i < layers.size(); ++i) RETURN_IF_ERROR(x.ApplyLayer(source, layers[i], i));

@@ -36,7 +36,9 @@ absl::Status Errno(std::string_view op, const fs::path& p) {
 }
 
 // Strings from image configs may hold invalid UTF-8; never let dump() throw.
-std::string Dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n"; }
+std::string Dump(const json& j) {
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
 
 // Holds flock(LOCK_EX) on <dir>/lock until destroyed.
 class StoreLock {
@@ -50,7 +52,8 @@ class StoreLock {
       r = ::flock(fd.get(), LOCK_EX | (wait ? 0 : LOCK_NB));
     } while (r != 0 && errno == EINTR);
     if (r != 0) {
-      if (errno == EWOULDBLOCK) return absl::UnavailableError(base::StrCat("\"", path.string(), "\" is locked"));
+      if (errno == EWOULDBLOCK)
+        return absl::UnavailableError(base::StrCat("\"", path.string(), "\" is locked"));
       return Errno("flock", path);
     }
     return StoreLock(std::move(fd));
@@ -91,7 +94,8 @@ absl::StatusOr<RawIndex> IndexFromJson(std::string_view text, const fs::path& pa
     return bad("lacks \"images\" or \"refs\"");
   }
   for (const json& id : *images) {
-    if (!id.is_string() || !ValidateDigest(id.get<std::string>(), "id").ok()) return bad("holds a malformed id");
+    if (!id.is_string() || !ValidateDigest(id.get<std::string>(), "id").ok())
+      return bad("holds a malformed id");
     out.images.insert(id.get<std::string>());
   }
   for (auto it = refs->begin(); it != refs->end(); ++it) {
@@ -106,7 +110,8 @@ absl::StatusOr<RawIndex> IndexFromJson(std::string_view text, const fs::path& pa
 using Stamp = std::array<int64_t, 4>;
 
 Stamp StampOf(const struct stat& st) {
-  return {static_cast<int64_t>(st.st_dev), static_cast<int64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+  return {static_cast<int64_t>(st.st_dev), static_cast<int64_t>(st.st_ino),
+          static_cast<int64_t>(st.st_size),
           static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
 }
 
@@ -121,8 +126,16 @@ absl::StatusOr<std::pair<RawIndex, Stamp>> ReadIndex(const fs::path& dir) {
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Errno("stat", path);
-  // Read through /proc/self/fd so content and stamp come from one inode.
-  ASSIGN_OR_RETURN(std::string text, base::ReadFile(base::StrCat("/proc/self/fd/", fd.get())));
+  // Content and stamp come from the same open inode.
+  std::string text;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("read", path);
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
   ASSIGN_OR_RETURN(RawIndex index, IndexFromJson(text, path));
   return std::make_pair(std::move(index), StampOf(st));
 }
@@ -176,7 +189,8 @@ void ParseUser(ImageInfo* info) {
 
 absl::StatusOr<ImageInfo> ImageFromJson(std::string_view text, const fs::path& image_dir) {
   auto bad = [&](std::string_view why) {
-    return absl::DataLossError(base::StrCat("image record \"", (image_dir / "image.json").string(), "\" ", why));
+    return absl::DataLossError(
+        base::StrCat("image record \"", (image_dir / "image.json").string(), "\" ", why));
   };
   json j = json::parse(text.begin(), text.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return bad("is not a JSON object");
@@ -202,7 +216,8 @@ absl::StatusOr<ImageInfo> ImageFromJson(std::string_view text, const fs::path& i
   info.id = str(j, "id");
   if (!ValidateDigest(info.id, "id").ok()) return bad("has a malformed id");
   info.manifest_digest = str(j, "manifest_digest");
-  if (auto s = j.find("size"); s != j.end() && s->is_number_integer()) info.size = s->get<int64_t>();
+  if (auto s = j.find("size"); s != j.end() && s->is_number_integer())
+    info.size = s->get<int64_t>();
   info.user = str(j, "user");
   ParseUser(&info);
   if (auto l = j.find("labels"); l != j.end() && l->is_object()) {
@@ -234,7 +249,8 @@ absl::StatusOr<ImageInfo> ImageFromJson(std::string_view text, const fs::path& i
     std::string rel = str(*b, k);
     if (rel.empty()) return absl::OkStatus();
     fs::path p(rel);
-    if (p.is_absolute() || rel.find("..") != std::string::npos) return bad(base::StrCat("has an unsafe ", k, " path"));
+    if (p.is_absolute() || rel.find("..") != std::string::npos)
+      return bad(base::StrCat("has an unsafe ", k, " path"));
     *out = image_dir / p;
     return absl::OkStatus();
   };
@@ -246,7 +262,8 @@ absl::StatusOr<ImageInfo> ImageFromJson(std::string_view text, const fs::path& i
     boot.disk_virtual_size = s->get<uint64_t>();
   }
   boot.cmdline = str(*b, "cmdline");
-  if ((boot.kind == BootKind::kDisk && boot.disk.empty()) || (boot.kind == BootKind::kKernel && boot.kernel.empty())) {
+  if ((boot.kind == BootKind::kDisk && boot.disk.empty()) ||
+      (boot.kind == BootKind::kKernel && boot.kernel.empty())) {
     return bad("lacks its boot artifact");
   }
   return info;
@@ -260,7 +277,8 @@ absl::StatusOr<ImageInfo> LoadImage(const fs::path& dir, std::string_view id) {
   fs::path image_dir = ImageDir(dir, id);
   ASSIGN_OR_RETURN(std::string text, base::ReadFile(image_dir / "image.json"));
   ASSIGN_OR_RETURN(ImageInfo info, ImageFromJson(text, image_dir));
-  if (info.id != id) return absl::DataLossError(base::StrCat("image record of ", id, " names ", info.id));
+  if (info.id != id)
+    return absl::DataLossError(base::StrCat("image record of ", id, " names ", info.id));
   return info;
 }
 
@@ -278,7 +296,9 @@ bool IsHex(std::string_view s) {
 }
 
 absl::StatusOr<Match> Lookup(const RawIndex& index, std::string_view ref) {
-  auto not_found = [&] { return absl::NotFoundError(base::StrCat("image \"", ref, "\" not found")); };
+  auto not_found = [&] {
+    return absl::NotFoundError(base::StrCat("image \"", ref, "\" not found"));
+  };
   if (ref.empty()) return absl::InvalidArgumentError("image reference is empty");
   // "sha256:<hex>" is an id or id prefix, never a repository named sha256.
   const bool id_form = ref.substr(0, kIdPrefix.size()) == kIdPrefix;
@@ -303,13 +323,14 @@ absl::StatusOr<Match> Lookup(const RawIndex& index, std::string_view ref) {
   if (IsHex(hex)) {
     std::string prefix = base::StrCat(kIdPrefix, hex);
     std::vector<std::string> hits;
-    for (auto it = index.images.lower_bound(prefix); it != index.images.end() && it->rfind(prefix, 0) == 0; ++it) {
+    for (auto it = index.images.lower_bound(prefix);
+         it != index.images.end() && it->rfind(prefix, 0) == 0; ++it) {
       hits.push_back(*it);
     }
     if (hits.size() == 1) return Match{hits[0], ""};
     if (hits.size() > 1) {
-      return absl::InvalidArgumentError(
-          base::StrCat("image id prefix \"", ref, "\" is ambiguous: it matches ", hits.size(), " images"));
+      return absl::InvalidArgumentError(base::StrCat(
+          "image id prefix \"", ref, "\" is ambiguous: it matches ", hits.size(), " images"));
     }
   }
   if (!parse_error.ok()) return parse_error;
@@ -339,7 +360,8 @@ absl::Status Walk(int dir_fd, const fs::path& path, ImageFsUsage* usage) {
     usage->inodes_used += 1;
     usage->used_bytes += static_cast<uint64_t>(st.st_blocks) * 512;
     if (S_ISDIR(st.st_mode)) {
-      base::UniqueFd sub(::openat(dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      base::UniqueFd sub(
+          ::openat(dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub.valid()) {
         if (errno == ENOENT) continue;
         return Errno("open", path / e->d_name);
@@ -386,7 +408,10 @@ std::string_view BootKindName(BootKind kind) {
 // ---- BlobWriter ----
 
 BlobWriter::BlobWriter(base::UniqueFd fd, fs::path tmp, fs::path final_path, Descriptor desc)
-    : fd_(std::move(fd)), tmp_(std::move(tmp)), final_(std::move(final_path)), desc_(std::move(desc)) {}
+    : fd_(std::move(fd)),
+      tmp_(std::move(tmp)),
+      final_(std::move(final_path)),
+      desc_(std::move(desc)) {}
 
 BlobWriter::BlobWriter(BlobWriter&& o) noexcept
     : fd_(std::move(o.fd_)),
@@ -401,7 +426,9 @@ BlobWriter::~BlobWriter() {
 }
 
 absl::Status BlobWriter::Write(std::string_view data) {
-  if (tmp_.empty()) return absl::FailedPreconditionError(base::StrCat("blob ", desc_.digest, " is already committed"));
+  if (tmp_.empty())
+    return absl::FailedPreconditionError(
+        base::StrCat("blob ", desc_.digest, " is already committed"));
   written_ += static_cast<int64_t>(data.size());
   if (written_ > desc_.size) {
     return absl::InvalidArgumentError(
@@ -418,14 +445,17 @@ absl::Status BlobWriter::Write(std::string_view data) {
 }
 
 absl::Status BlobWriter::Commit() {
-  if (tmp_.empty()) return absl::FailedPreconditionError(base::StrCat("blob ", desc_.digest, " is already committed"));
+  if (tmp_.empty())
+    return absl::FailedPreconditionError(
+        base::StrCat("blob ", desc_.digest, " is already committed"));
   if (written_ != desc_.size) {
-    return absl::InvalidArgumentError(
-        base::StrCat("blob ", desc_.digest, " has ", written_, " bytes, its descriptor says ", desc_.size));
+    return absl::InvalidArgumentError(base::StrCat("blob ", desc_.digest, " has ", written_,
+                                                   " bytes, its descriptor says ", desc_.size));
   }
   std::string got = hash_.Finish();
   if (got != desc_.digest) {
-    return absl::InvalidArgumentError(base::StrCat("blob ", desc_.digest, " does not match its digest: content is ", got));
+    return absl::InvalidArgumentError(
+        base::StrCat("blob ", desc_.digest, " does not match its digest: content is ", got));
   }
   if (::fsync(fd_.get()) != 0) return Errno("fsync", tmp_);
   fd_.Reset();
@@ -439,8 +469,10 @@ absl::Status BlobWriter::Commit() {
 LocalImageStore::LocalImageStore(fs::path dir)
     : dir_(std::move(dir)), blobs_(dir_), snapshot_(std::make_shared<Snapshot>()) {}
 
-absl::StatusOr<std::unique_ptr<LocalImageStore>> LocalImageStore::Open(fs::path dir, const Options& options) {
-  for (const char* sub : {"blobs/sha256", "store", "tmp"}) RETURN_IF_ERROR(base::MakeDirs(dir / sub, 0755));
+absl::StatusOr<std::unique_ptr<LocalImageStore>> LocalImageStore::Open(fs::path dir,
+                                                                       const Options& options) {
+  for (const char* sub : {"blobs/sha256", "store", "tmp"})
+    RETURN_IF_ERROR(base::MakeDirs(dir / sub, 0755));
   std::unique_ptr<LocalImageStore> store(new LocalImageStore(std::move(dir)));
   if (options.collect_garbage) RETURN_IF_ERROR(store->CollectGarbage());
   {
@@ -455,7 +487,8 @@ absl::Status LocalImageStore::CollectGarbage() {
   absl::StatusOr<StoreLock> lock = StoreLock::Acquire(dir_ / "lock", /*wait=*/false);
   if (absl::IsUnavailable(lock.status())) {
     // Another process is importing; its tmp/ work is live. Next start collects.
-    base::LogInfo("image store garbage collection skipped: store is locked", {{"dir", dir_.string()}});
+    base::LogInfo("image store garbage collection skipped: store is locked",
+                  {{"dir", dir_.string()}});
     return absl::OkStatus();
   }
   RETURN_IF_ERROR(lock.status());
@@ -482,7 +515,8 @@ absl::Status LocalImageStore::CollectGarbage() {
       ++it;
       continue;
     }
-    base::LogError("dropping unreadable image", {{"id", *it}, {"error", std::string(base::Sv(info.status().message()))}});
+    base::LogError("dropping unreadable image",
+                   {{"id", *it}, {"error", std::string(base::Sv(info.status().message()))}});
     for (auto r = index.refs.begin(); r != index.refs.end();) {
       r = r->second == *it ? index.refs.erase(r) : std::next(r);
     }
@@ -498,7 +532,8 @@ absl::Status LocalImageStore::CollectGarbage() {
   ASSIGN_OR_RETURN(std::vector<std::string> images, ListDir(dir_ / "store"));
   for (const std::string& name : images) {
     if (index.images.count(base::StrCat(kIdPrefix, name))) continue;
-    base::LogInfo("removing image directory not in the index", {{"path", (dir_ / "store" / name).string()}});
+    base::LogInfo("removing image directory not in the index",
+                  {{"path", (dir_ / "store" / name).string()}});
     RETURN_IF_ERROR(base::RemoveAll(dir_ / "store" / name));
   }
   ASSIGN_OR_RETURN(std::vector<std::string> blobs, ListDir(dir_ / "blobs" / "sha256"));
@@ -530,7 +565,8 @@ absl::Status LocalImageStore::RefreshLocked() {
     }
     absl::StatusOr<ImageInfo> info = LoadImage(dir_, id);
     if (!info.ok()) {
-      base::LogError("image is unreadable; not listed", {{"id", id}, {"error", std::string(base::Sv(info.status().message()))}});
+      base::LogError("image is unreadable; not listed",
+                     {{"id", id}, {"error", std::string(base::Sv(info.status().message()))}});
       continue;
     }
     next->records[id] = std::make_shared<const ImageInfo>(*std::move(info));
@@ -596,17 +632,19 @@ absl::StatusOr<ImageInfo> LocalImageStore::Import(const fs::path& layout_dir, st
   const std::string where = layout_dir.string();
   absl::StatusOr<std::string> marker = base::ReadFile(layout_dir / "oci-layout");
   if (!marker.ok()) {
-    return absl::InvalidArgumentError(
-        base::StrCat("\"", where, "\" is not an OCI image layout: ", base::Sv(marker.status().message())));
+    return absl::InvalidArgumentError(base::StrCat(
+        "\"", where, "\" is not an OCI image layout: ", base::Sv(marker.status().message())));
   }
   json m = json::parse(marker->begin(), marker->end(), nullptr, false);
   if (!m.is_object() || !m.contains("imageLayoutVersion") || !m["imageLayoutVersion"].is_string()) {
-    return absl::InvalidArgumentError(base::StrCat("\"", where, "/oci-layout\" has no imageLayoutVersion"));
+    return absl::InvalidArgumentError(
+        base::StrCat("\"", where, "/oci-layout\" has no imageLayoutVersion"));
   }
   ASSIGN_OR_RETURN(std::string index_text, base::ReadFile(layout_dir / "index.json"));
   absl::StatusOr<std::vector<Descriptor>> entries = ParseIndex(index_text);
   if (!entries.ok()) {
-    return absl::InvalidArgumentError(base::StrCat("\"", where, "/index.json\": ", base::Sv(entries.status().message())));
+    return absl::InvalidArgumentError(
+        base::StrCat("\"", where, "/index.json\": ", base::Sv(entries.status().message())));
   }
 
   // Which of the layout's images.
@@ -619,11 +657,13 @@ absl::StatusOr<ImageInfo> LocalImageStore::Import(const fs::path& layout_dir, st
                                      : d.ref_name == r.tag || d.ref_name == r.String();
     if (match) picked.push_back(&d);
   }
-  if (picked.empty() && layout_tag.empty() && entries->size() == 1) picked.push_back(&entries->front());
+  if (picked.empty() && layout_tag.empty() && entries->size() == 1)
+    picked.push_back(&entries->front());
   if (picked.size() != 1) {
     return absl::InvalidArgumentError(base::StrCat(
         "OCI layout \"", where, "\" has ", picked.empty() ? "no" : "several", " images for ",
-        layout_tag.empty() ? base::StrCat("reference \"", ref, "\"") : base::StrCat("tag \"", layout_tag, "\""),
+        layout_tag.empty() ? base::StrCat("reference \"", ref, "\"")
+                           : base::StrCat("tag \"", layout_tag, "\""),
         " (ref names: ", names, ")"));
   }
   DirBlobSource source(layout_dir);
@@ -646,27 +686,30 @@ absl::StatusOr<ImageInfo> LocalImageStore::Import(const fs::path& layout_dir, st
     }
     manifest = *found;
   } else if (!top.media_type.empty() && !IsManifestMediaType(top.media_type)) {
-    return absl::InvalidArgumentError(
-        base::StrCat("\"", where, "\" entry ", top.digest, " has media type \"", top.media_type, "\", not an image"));
+    return absl::InvalidArgumentError(base::StrCat("\"", where, "\" entry ", top.digest,
+                                                   " has media type \"", top.media_type,
+                                                   "\", not an image"));
   }
   std::string repo_digest = top.digest;
   if (!r.digest.empty()) {
     if (r.digest != top.digest && r.digest != manifest.digest) {
-      return absl::InvalidArgumentError(base::StrCat("reference \"", ref, "\" does not match the layout's image ",
-                                                     top.digest));
+      return absl::InvalidArgumentError(
+          base::StrCat("reference \"", ref, "\" does not match the layout's image ", top.digest));
     }
     repo_digest = r.digest;
   }
   return Commit(source, manifest, repo_digest, r);
 }
 
-absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Descriptor& manifest_desc,
-                                                  std::string_view repo_digest, const Reference& ref) {
+absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
+                                                  const Descriptor& manifest_desc,
+                                                  std::string_view repo_digest,
+                                                  const Reference& ref) {
   const absl::Time start = absl::Now();
   RETURN_IF_ERROR(ValidateDigest(repo_digest, "repo digest"));
   if (!ref.digest.empty() && ref.digest != repo_digest) {
-    return absl::InvalidArgumentError(
-        base::StrCat("reference \"", ref.String(), "\" does not match manifest digest ", repo_digest));
+    return absl::InvalidArgumentError(base::StrCat(
+        "reference \"", ref.String(), "\" does not match manifest digest ", repo_digest));
   }
   ASSIGN_OR_RETURN(std::string manifest_bytes, ReadBlob(source, manifest_desc, kMaxManifestSize));
   ASSIGN_OR_RETURN(Manifest manifest, ParseManifest(manifest_bytes));
@@ -709,8 +752,9 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
       boot.disk = work / artifacts.disk;
       absl::StatusOr<DiskFormatInfo> format = DetectDiskFormat(boot.disk);
       if (!format.ok()) {
-        return absl::InvalidArgumentError(
-            base::StrCat("image ", ref.String(), ": /", artifacts.disk, ": ", base::Sv(format.status().message())));
+        return absl::InvalidArgumentError(base::StrCat("image ", ref.String(), ": /",
+                                                       artifacts.disk, ": ",
+                                                       base::Sv(format.status().message())));
       }
       boot.disk_format = format->format;
       boot.disk_virtual_size = format->virtual_size;
@@ -736,8 +780,10 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
     }
     // A directory of the same id not in the index is a crash leftover.
     RETURN_IF_ERROR(base::RemoveAll(final_dir));
-    if (::rename(work.c_str(), final_dir.c_str()) != 0) return Errno("rename image directory to", final_dir);
-    undo.Add([final_dir] { base::LogIfError(base::RemoveAll(final_dir), "remove image directory"); });
+    if (::rename(work.c_str(), final_dir.c_str()) != 0)
+      return Errno("rename image directory to", final_dir);
+    undo.Add(
+        [final_dir] { base::LogIfError(base::RemoveAll(final_dir), "remove image directory"); });
     RETURN_IF_ERROR(base::SyncDir(final_dir.parent_path()));
     extracted = true;
   }
@@ -746,27 +792,31 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
   for (const auto& [digest, bytes] :
        {std::pair<const std::string&, const std::string&>{manifest_desc.digest, manifest_bytes},
         std::pair<const std::string&, const std::string&>{manifest.config.digest, config_bytes}}) {
-    if (!HasBlob(digest)) RETURN_IF_ERROR(base::WriteFileAtomic(blobs_.BlobPath(digest), bytes, 0644));
+    if (!HasBlob(digest))
+      RETURN_IF_ERROR(base::WriteFileAtomic(blobs_.BlobPath(digest), bytes, 0644));
   }
   index.images.insert(id);
   std::string moved_from;
   if (!ref.tag.empty()) {
     std::string key = ref.TagRef();
-    if (auto it = index.refs.find(key); it != index.refs.end() && it->second != id) moved_from = it->second;
+    if (auto it = index.refs.find(key); it != index.refs.end() && it->second != id)
+      moved_from = it->second;
     index.refs[key] = id;
   }
   index.refs[base::StrCat(ref.Name(), "@", repo_digest)] = id;
   RETURN_IF_ERROR(WriteIndex(dir_, index));
   undo.Dismiss();
 
-  base::LogInfo("image imported", {{"ref", ref.String()},
-                                   {"id", id},
-                                   {"extracted", extracted ? "true" : "false"},
-                                   {"tag_moved_from", moved_from},
-                                   {"took_ms", base::StrCat(absl::ToInt64Milliseconds(absl::Now() - start))}});
+  base::LogInfo("image imported",
+                {{"ref", ref.String()},
+                 {"id", id},
+                 {"extracted", extracted ? "true" : "false"},
+                 {"tag_moved_from", moved_from},
+                 {"took_ms", base::StrCat(absl::ToInt64Milliseconds(absl::Now() - start))}});
   absl::MutexLock l(&mu_);
   RETURN_IF_ERROR(RefreshLocked());
-  if (!snapshot_->records.count(id)) return absl::DataLossError(base::StrCat("image ", id, " vanished after import"));
+  if (!snapshot_->records.count(id))
+    return absl::DataLossError(base::StrCat("image ", id, " vanished after import"));
   return InfoLocked(id);
 }
 
@@ -789,7 +839,8 @@ absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& i
     // The repository's digest reference goes with its last tag.
     std::string name = m.tag_ref.substr(0, m.tag_ref.rfind(':'));
     bool repo_still_tagged = false;
-    for (const std::string& t : tags_of(m.id)) repo_still_tagged |= t.substr(0, t.rfind(':')) == name;
+    for (const std::string& t : tags_of(m.id))
+      repo_still_tagged |= t.substr(0, t.rfind(':')) == name;
     if (!repo_still_tagged) {
       for (auto it = index.refs.begin(); it != index.refs.end();) {
         bool drop = it->second == m.id && it->first.rfind(name + "@", 0) == 0;
@@ -809,10 +860,12 @@ absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& i
         ++it;
         continue;
       }
-      if (size_t at = it->first.find('@'); at != std::string::npos) manifests.insert(it->first.substr(at + 1));
+      if (size_t at = it->first.find('@'); at != std::string::npos)
+        manifests.insert(it->first.substr(at + 1));
       it = index.refs.erase(it);
     }
-    if (absl::StatusOr<ImageInfo> info = LoadImage(dir_, m.id); info.ok()) manifests.insert(info->manifest_digest);
+    if (absl::StatusOr<ImageInfo> info = LoadImage(dir_, m.id); info.ok())
+      manifests.insert(info->manifest_digest);
     index.images.erase(m.id);
     // Index first: from here on the directory is garbage, collected at the
     // next start if deleting it fails now.
@@ -821,7 +874,8 @@ absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& i
     // A manifest names its config, so its blobs belong to this image alone.
     manifests.insert(m.id);
     for (const std::string& d : manifests) {
-      if (ValidateDigest(d, "digest").ok()) base::LogIfError(base::RemoveFile(blobs_.BlobPath(d)), "remove blob");
+      if (ValidateDigest(d, "digest").ok())
+        base::LogIfError(base::RemoveFile(blobs_.BlobPath(d)), "remove blob");
     }
     base::LogInfo("image removed", {{"ref", std::string(ref)}, {"id", m.id}});
   }

@@ -126,7 +126,8 @@ class BlobWriter {
 
  private:
   friend class LocalImageStore;
-  BlobWriter(base::UniqueFd fd, std::filesystem::path tmp, std::filesystem::path final_path, Descriptor desc);
+  BlobWriter(base::UniqueFd fd, std::filesystem::path tmp, std::filesystem::path final_path,
+             Descriptor desc);
 
   base::UniqueFd fd_;
   std::filesystem::path tmp_;
@@ -162,8 +163,8 @@ class LocalImageStore : public ImageStore {
   static absl::StatusOr<std::unique_ptr<LocalImageStore>> Open(std::filesystem::path dir,
                                                                const Options& options);
 
-  absl::StatusOr<ImageInfo> Import(const std::filesystem::path& oci_layout_dir, std::string_view ref,
-                                   std::string_view layout_tag) override;
+  absl::StatusOr<ImageInfo> Import(const std::filesystem::path& oci_layout_dir,
+                                   std::string_view ref, std::string_view layout_tag) override;
   absl::StatusOr<ImageInfo> Resolve(std::string_view ref) override;
   absl::StatusOr<std::vector<ImageInfo>> List() override;
   absl::Status Remove(std::string_view ref, const ImageInUseFn& in_use) override;

@@ -15,7 +15,8 @@ namespace {
 using json = nlohmann::json;
 
 constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
-constexpr std::string_view kDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
+constexpr std::string_view kDockerList =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 constexpr std::string_view kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
 constexpr std::string_view kOciConfig = "application/vnd.oci.image.config.v1+json";
@@ -41,7 +42,8 @@ absl::Status StringListAt(const json& obj, const char* key, std::vector<std::str
                           std::string_view what) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_array()) return absl::InvalidArgumentError(base::StrCat(what, ".", key, " is not an array"));
+  if (!it->is_array())
+    return absl::InvalidArgumentError(base::StrCat(what, ".", key, " is not an array"));
   for (const json& v : *it) {
     if (!v.is_string()) {
       return absl::InvalidArgumentError(base::StrCat(what, ".", key, " holds a non-string"));
@@ -180,7 +182,9 @@ absl::StatusOr<base::UniqueFd> DirBlobSource::Open(std::string_view digest) {
   std::filesystem::path p = BlobPath(digest);
   base::UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) {
-    if (errno == ENOENT) return absl::NotFoundError(base::StrCat("blob ", digest, " not found at \"", p.string(), "\""));
+    if (errno == ENOENT)
+      return absl::NotFoundError(
+          base::StrCat("blob ", digest, " not found at \"", p.string(), "\""));
     return Errno("open blob", p);
   }
   return fd;
@@ -194,8 +198,8 @@ absl::StatusOr<size_t> VerifyingReader::Read(void* buf, size_t len) {
     hash_.Update(buf, static_cast<size_t>(n));
     read_ += n;
     if (read_ > desc_.size) {
-      return absl::InvalidArgumentError(base::StrCat("blob ", desc_.digest, " is larger than its descriptor's size ",
-                                                     desc_.size));
+      return absl::InvalidArgumentError(base::StrCat(
+          "blob ", desc_.digest, " is larger than its descriptor's size ", desc_.size));
     }
     return static_cast<size_t>(n);
   }
@@ -208,20 +212,21 @@ absl::Status VerifyingReader::Finish() {
     if (n == 0) break;
   }
   if (read_ != desc_.size) {
-    return absl::InvalidArgumentError(
-        base::StrCat("blob ", desc_.digest, " has ", read_, " bytes, its descriptor says ", desc_.size));
+    return absl::InvalidArgumentError(base::StrCat("blob ", desc_.digest, " has ", read_,
+                                                   " bytes, its descriptor says ", desc_.size));
   }
   std::string got = hash_.Finish();
   if (got != desc_.digest) {
-    return absl::InvalidArgumentError(base::StrCat("blob ", desc_.digest, " does not match its digest: content is ", got));
+    return absl::InvalidArgumentError(
+        base::StrCat("blob ", desc_.digest, " does not match its digest: content is ", got));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ReadBlob(BlobSource& source, const Descriptor& desc, int64_t max_size) {
   if (desc.size > max_size) {
-    return absl::InvalidArgumentError(
-        base::StrCat("blob ", desc.digest, " of ", desc.size, " bytes exceeds the limit of ", max_size));
+    return absl::InvalidArgumentError(base::StrCat("blob ", desc.digest, " of ", desc.size,
+                                                   " bytes exceeds the limit of ", max_size));
   }
   ASSIGN_OR_RETURN(base::UniqueFd fd, source.Open(desc.digest));
   VerifyingReader reader(std::move(fd), desc);

@@ -81,7 +81,8 @@ class DirBlobSource : public BlobSource {
 // whole blob (reading what the consumer left).
 class VerifyingReader {
  public:
-  VerifyingReader(base::UniqueFd fd, Descriptor desc) : fd_(std::move(fd)), desc_(std::move(desc)) {}
+  VerifyingReader(base::UniqueFd fd, Descriptor desc)
+      : fd_(std::move(fd)), desc_(std::move(desc)) {}
   // Up to `len` bytes; 0 at the end of the blob.
   absl::StatusOr<size_t> Read(void* buf, size_t len);
   // Drains the rest; InvalidArgument on a digest or size mismatch.

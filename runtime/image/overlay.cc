@@ -45,7 +45,8 @@ absl::Status Errno(std::string_view op, const std::filesystem::path& p) {
   return absl::ErrnoToStatus(errno, base::StrCat(op, " \"", p.string(), "\""));
 }
 
-absl::Status PWriteAll(int fd, std::string_view data, uint64_t off, const std::filesystem::path& p) {
+absl::Status PWriteAll(int fd, std::string_view data, uint64_t off,
+                       const std::filesystem::path& p) {
   while (!data.empty()) {
     ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
     if (n < 0 && errno == EINTR) continue;
@@ -83,22 +84,24 @@ absl::StatusOr<uint64_t> BaseVirtualSize(const std::filesystem::path& base, Disk
 }  // namespace
 
 absl::Status CreateOverlay(const std::filesystem::path& base_path, DiskFormat base_format,
-                           const std::filesystem::path& overlay_path, const OverlayOptions& options) {
+                           const std::filesystem::path& overlay_path,
+                           const OverlayOptions& options) {
   const std::string backing = base_path.string();
   if (!base_path.is_absolute()) {
-    return absl::InvalidArgumentError(base::StrCat("backing file \"", backing, "\" is not an absolute path"));
+    return absl::InvalidArgumentError(
+        base::StrCat("backing file \"", backing, "\" is not an absolute path"));
   }
   if (backing.size() > kMaxBackingNameLen) {
-    return absl::InvalidArgumentError(
-        base::StrCat("backing file \"", backing, "\" is longer than ", kMaxBackingNameLen, " bytes"));
+    return absl::InvalidArgumentError(base::StrCat("backing file \"", backing, "\" is longer than ",
+                                                   kMaxBackingNameLen, " bytes"));
   }
   ASSIGN_OR_RETURN(uint64_t size, BaseVirtualSize(base_path, base_format));
   const uint64_t l1_size = (size + kBytesPerL1Entry - 1) / kBytesPerL1Entry;
   const uint64_t l1_clusters = (l1_size * 8 + kClusterSize - 1) / kClusterSize;
   const uint64_t used_clusters = 3 + l1_clusters;
   if (used_clusters > kClustersPerRefcountBlock) {
-    return absl::InvalidArgumentError(
-        base::StrCat("backing file \"", backing, "\" is too large for an overlay: ", size, " bytes"));
+    return absl::InvalidArgumentError(base::StrCat(
+        "backing file \"", backing, "\" is too large for an overlay: ", size, " bytes"));
   }
 
   // Cluster 0: header, backing-format extension, end marker, backing file name.
@@ -133,9 +136,12 @@ absl::Status CreateOverlay(const std::filesystem::path& base_path, DiskFormat ba
   for (uint64_t i = 0; i < used_clusters; ++i) refcount_block[i * 2 + 1] = 1;
 
   base::Rollback undo;
-  base::UniqueFd fd(::open(overlay_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, options.mode));
+  base::UniqueFd fd(
+      ::open(overlay_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, options.mode));
   if (!fd.valid()) return Errno("create overlay", overlay_path);
-  undo.Add([overlay_path] { base::LogIfError(base::RemoveFile(overlay_path), "remove partial overlay"); });
+  undo.Add([overlay_path] {
+    base::LogIfError(base::RemoveFile(overlay_path), "remove partial overlay");
+  });
   // open() applies the umask; the caller's mode is what it asked for.
   if (::fchmod(fd.get(), options.mode) != 0) return Errno("chmod overlay", overlay_path);
   RETURN_IF_ERROR(PWriteAll(fd.get(), header, 0, overlay_path));

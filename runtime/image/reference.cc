@@ -135,7 +135,8 @@ absl::StatusOr<Reference> ParseReference(std::string_view ref) {
   // is a registry port.
   size_t last_slash = rest.rfind('/');
   size_t colon = rest.rfind(':');
-  if (colon != std::string_view::npos && (last_slash == std::string_view::npos || colon > last_slash)) {
+  if (colon != std::string_view::npos &&
+      (last_slash == std::string_view::npos || colon > last_slash)) {
     std::string_view tag = rest.substr(colon + 1);
     if (!ValidTag(tag)) return Invalid(ref, base::StrCat("invalid tag \"", tag, "\""));
     out.tag = std::string(tag);
@@ -150,12 +151,14 @@ absl::StatusOr<Reference> ParseReference(std::string_view ref) {
     bool has_upper = false;
     for (char c : first) has_upper |= (c >= 'A' && c <= 'Z');
     if (first.find_first_of(".:") != std::string_view::npos || first == "localhost" || has_upper) {
-      if (!ValidDomain(first)) return Invalid(ref, base::StrCat("invalid registry \"", first, "\""));
+      if (!ValidDomain(first))
+        return Invalid(ref, base::StrCat("invalid registry \"", first, "\""));
       out.domain = std::string(first);
       remote = rest.substr(slash + 1);
     }
   }
-  if (out.domain.empty() || out.domain == kLegacyDefaultDomain) out.domain = std::string(kDefaultDomain);
+  if (out.domain.empty() || out.domain == kLegacyDefaultDomain)
+    out.domain = std::string(kDefaultDomain);
   if (remote.empty()) return Invalid(ref, "repository path is empty");
   size_t start = 0;
   while (true) {
@@ -175,7 +178,8 @@ absl::StatusOr<Reference> ParseReference(std::string_view ref) {
     out.path = base::StrCat(kOfficialRepoPrefix, out.path);
   }
   if (out.Name().size() > kMaxNameLen) {
-    return Invalid(ref, base::StrCat("repository name is longer than ", kMaxNameLen, " characters"));
+    return Invalid(ref,
+                   base::StrCat("repository name is longer than ", kMaxNameLen, " characters"));
   }
   if (out.tag.empty() && out.digest.empty()) out.tag = "latest";
   return out;

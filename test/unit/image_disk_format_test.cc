@@ -1,5 +1,3 @@
-#include "runtime/image/disk_format.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,6 +9,7 @@
 #include <string>
 
 #include "config/base/file_util.h"
+#include "runtime/image/disk_format.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -30,7 +29,8 @@ class DiskFormatTest : public ::testing::Test {
   // Runs qemu-img; the test fails naming the command if it does.
   void QemuImg(const std::string& args) {
     std::string cmd = "qemu-img " + args + " >/dev/null 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << "qemu-img missing or failed (install qemu-utils): " << cmd;
+    ASSERT_EQ(std::system(cmd.c_str()), 0)
+        << "qemu-img missing or failed (install qemu-utils): " << cmd;
   }
 
   fs::path dir_;
@@ -86,7 +86,8 @@ TEST_F(DiskFormatTest, AnythingElseIsRaw) {
 
 TEST_F(DiskFormatTest, RejectsQcow2WithBackingFile) {
   QemuImg("create -f raw " + (dir_ / "base.raw").string() + " 1M");
-  QemuImg("create -f qcow2 -F raw -b " + (dir_ / "base.raw").string() + " " + (dir_ / "top.qcow2").string());
+  QemuImg("create -f qcow2 -F raw -b " + (dir_ / "base.raw").string() + " " +
+          (dir_ / "top.qcow2").string());
   absl::StatusOr<DiskFormatInfo> f = DetectDiskFormat(dir_ / "top.qcow2");
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
@@ -95,8 +96,8 @@ TEST_F(DiskFormatTest, RejectsQcow2WithBackingFile) {
 }
 
 TEST_F(DiskFormatTest, RejectsQcow2WithExternalDataFile) {
-  QemuImg("create -f qcow2 -o data_file=" + (dir_ / "data.raw").string() + " " + (dir_ / "d.qcow2").string() +
-          " 1M");
+  QemuImg("create -f qcow2 -o data_file=" + (dir_ / "data.raw").string() + " " +
+          (dir_ / "d.qcow2").string() + " 1M");
   absl::StatusOr<DiskFormatInfo> f = DetectDiskFormat(dir_ / "d.qcow2");
   ASSERT_FALSE(f.ok());
   EXPECT_THAT(std::string(f.status().message()), HasSubstr("external data file"));
@@ -109,15 +110,18 @@ TEST_F(DiskFormatTest, RejectsHandMadeHeaders) {
     return DetectDiskFormat(p);
   };
   ASSERT_TRUE(detect(V3Header()).ok());
-  EXPECT_THAT(std::string(detect(V3Header(1 << 2)).status().message()), HasSubstr("external data file"));
+  EXPECT_THAT(std::string(detect(V3Header(1 << 2)).status().message()),
+              HasSubstr("external data file"));
   EXPECT_THAT(std::string(detect(V3Header(0, 4)).status().message()), HasSubstr("version 4"));
-  EXPECT_THAT(std::string(detect(V3Header().substr(0, 50)).status().message()), HasSubstr("shorter"));
+  EXPECT_THAT(std::string(detect(V3Header().substr(0, 50)).status().message()),
+              HasSubstr("shorter"));
 
   std::string with_ext = V3Header();
   // Data-file name extension 0x44415441 at header_length, then the end marker.
   with_ext.replace(112, 8, std::string("\x44\x41\x54\x41\x00\x00\x00\x04", 8));
   with_ext.replace(120, 4, "data");
-  EXPECT_THAT(std::string(detect(with_ext).status().message()), HasSubstr("names an external data file"));
+  EXPECT_THAT(std::string(detect(with_ext).status().message()),
+              HasSubstr("names an external data file"));
 
   std::string endless = V3Header();
   // An extension whose length runs past the data.

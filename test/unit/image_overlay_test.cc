@@ -1,5 +1,3 @@
-#include "runtime/image/overlay.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "config/base/file_util.h"
+#include "runtime/image/overlay.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -44,16 +43,19 @@ class OverlayTest : public ::testing::Test {
     char tmpl[] = "/tmp/kvcri-overlay-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    ASSERT_EQ(std::system("command -v qemu-img >/dev/null"), 0) << "qemu-img missing (install qemu-utils)";
+    ASSERT_EQ(std::system("command -v qemu-img >/dev/null"), 0)
+        << "qemu-img missing (install qemu-utils)";
   }
   void TearDown() override { ASSERT_TRUE(base::RemoveAll(dir_).ok()); }
 
   // qemu-img's own view of an overlay: it must be consistent and name its base.
-  void ExpectValidOverlay(const fs::path& overlay, const fs::path& base, const std::string& base_fmt) {
+  void ExpectValidOverlay(const fs::path& overlay, const fs::path& base,
+                          const std::string& base_fmt) {
     Sh("qemu-img check -f qcow2 " + overlay.string());
-    nlohmann::json info = nlohmann::json::parse(Sh("qemu-img info --output=json -f qcow2 " + overlay.string()));
-    nlohmann::json base_info =
-        nlohmann::json::parse(Sh("qemu-img info --output=json -f " + base_fmt + " " + base.string()));
+    nlohmann::json info =
+        nlohmann::json::parse(Sh("qemu-img info --output=json -f qcow2 " + overlay.string()));
+    nlohmann::json base_info = nlohmann::json::parse(
+        Sh("qemu-img info --output=json -f " + base_fmt + " " + base.string()));
     EXPECT_EQ(info["format"], "qcow2");
     EXPECT_EQ(info["backing-filename"], base.string());
     EXPECT_EQ(info["backing-filename-format"], base_fmt);
@@ -136,16 +138,19 @@ TEST_F(OverlayTest, IsCheaperThanSpawningQemuImg) {
     auto t0 = std::chrono::steady_clock::now();
     ASSERT_TRUE(CreateOverlay(base, DiskFormat::kQcow2, dir_ / ("n" + std::to_string(i))).ok());
     auto t1 = std::chrono::steady_clock::now();
-    ASSERT_TRUE(CreateOverlay(base, DiskFormat::kQcow2, dir_ / ("u" + std::to_string(i)), {.sync = false}).ok());
+    ASSERT_TRUE(
+        CreateOverlay(base, DiskFormat::kQcow2, dir_ / ("u" + std::to_string(i)), {.sync = false})
+            .ok());
     auto t2 = std::chrono::steady_clock::now();
-    Sh("qemu-img create -q -f qcow2 -F qcow2 -b " + base.string() + " " + (dir_ / ("q" + std::to_string(i))).string());
+    Sh("qemu-img create -q -f qcow2 -F qcow2 -b " + base.string() + " " +
+       (dir_ / ("q" + std::to_string(i))).string());
     auto t3 = std::chrono::steady_clock::now();
     native.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     native_nosync.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
     qemu.push_back(std::chrono::duration<double, std::milli>(t3 - t2).count());
   }
-  std::printf("overlay median ms: native+fsync=%.3f native=%.3f qemu-img(popen)=%.3f\n", median_ms(native),
-              median_ms(native_nosync), median_ms(qemu));
+  std::printf("overlay median ms: native+fsync=%.3f native=%.3f qemu-img(popen)=%.3f\n",
+              median_ms(native), median_ms(native_nosync), median_ms(qemu));
   EXPECT_LT(median_ms(native_nosync), median_ms(qemu));
 }
 

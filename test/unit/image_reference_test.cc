@@ -1,9 +1,9 @@
-#include "runtime/image/reference.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
+
+#include "runtime/image/reference.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -62,12 +62,14 @@ TEST(ParseReference, DigestWithoutTagGetsNoLatest) {
 
 TEST(ParseReference, RejectsInvalidNamingTheReference) {
   for (const std::string& bad :
-       {std::string("Busybox"), std::string("foo/Bar"), std::string("busybox:"), std::string(":tag"),
-        std::string("a//b"), std::string("-foo"), std::string("foo-"), std::string("foo..bar"),
-        std::string("busybox@sha256:abc"), std::string("busybox@md5:") + std::string(32, 'a'),
-        std::string("busybox@sha256:") + std::string(64, 'A'), std::string("busybox:") + std::string(129, 't'),
-        std::string("localhost:abc/x"), std::string("bad_host.io:5000/x"), std::string("x/"), kHex,
-        std::string("busybox:.tag"), std::string("a b")}) {
+       {std::string("Busybox"), std::string("foo/Bar"), std::string("busybox:"),
+        std::string(":tag"), std::string("a//b"), std::string("-foo"), std::string("foo-"),
+        std::string("foo..bar"), std::string("busybox@sha256:abc"),
+        std::string("busybox@md5:") + std::string(32, 'a'),
+        std::string("busybox@sha256:") + std::string(64, 'A'),
+        std::string("busybox:") + std::string(129, 't'), std::string("localhost:abc/x"),
+        std::string("bad_host.io:5000/x"), std::string("x/"), kHex, std::string("busybox:.tag"),
+        std::string("a b")}) {
     absl::StatusOr<Reference> r = ParseReference(bad);
     ASSERT_FALSE(r.ok()) << bad << " parsed as " << r->String();
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/base/file_util.h"
@@ -117,7 +118,9 @@ class LayoutBuilder {
 
   json Blob(const std::string& content, const std::string& media_type) {
     std::string digest = Sha256Digest(content);
-    EXPECT_TRUE(base::WriteFileAtomic(dir_ / "blobs" / "sha256" / std::string(DigestHex(digest)), content).ok());
+    EXPECT_TRUE(
+        base::WriteFileAtomic(dir_ / "blobs" / "sha256" / std::string(DigestHex(digest)), content)
+            .ok());
     return {{"mediaType", media_type}, {"digest", digest}, {"size", content.size()}};
   }
 
@@ -127,7 +130,8 @@ class LayoutBuilder {
                                    "application/vnd.oci.image.layer.v1.tar+zstd"};
     std::string tar = MakeTar(entries, Compression::kNone);
     config_["rootfs"]["diff_ids"].push_back(Sha256Digest(tar));
-    layers_.push_back(Blob(c == Compression::kNone ? tar : MakeTar(entries, c), kTypes[static_cast<int>(c)]));
+    layers_.push_back(
+        Blob(c == Compression::kNone ? tar : MakeTar(entries, c), kTypes[static_cast<int>(c)]));
     return *this;
   }
   json& config() { return config_["config"]; }
@@ -143,7 +147,8 @@ class LayoutBuilder {
     desc["annotations"] = {{"org.opencontainers.image.ref.name", tag}};
     index_["manifests"].push_back(desc);
     EXPECT_TRUE(base::WriteFileAtomic(dir_ / "index.json", index_.dump()).ok());
-    EXPECT_TRUE(base::WriteFileAtomic(dir_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})").ok());
+    EXPECT_TRUE(
+        base::WriteFileAtomic(dir_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})").ok());
     return desc["digest"];
   }
   fs::path BlobPath(const json& desc) const {
@@ -177,7 +182,8 @@ class ImageStoreTest : public ::testing::Test {
   void TearDown() override { ASSERT_TRUE(base::RemoveAll(tmp_).ok()); }
 
   std::unique_ptr<LocalImageStore> Open(bool gc = true) {
-    absl::StatusOr<std::unique_ptr<LocalImageStore>> s = LocalImageStore::Open(tmp_ / "images", {.collect_garbage = gc});
+    absl::StatusOr<std::unique_ptr<LocalImageStore>> s =
+        LocalImageStore::Open(tmp_ / "images", {.collect_garbage = gc});
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;
   }
@@ -192,7 +198,8 @@ class ImageStoreTest : public ::testing::Test {
     Sh("qemu-img create -q -f qcow2 " + root.string() + "/disk/disk.qcow2 32M");
     Sh("tar -C " + root.string() + " -cf " + root.string() + ".tar --format=ustar disk");
     Sh("umoci raw add-layer --image " + layout.string() + ":latest " + root.string() + ".tar");
-    Sh("umoci config --image " + layout.string() + ":latest --config.user 107:107 --config.env A=1 "
+    Sh("umoci config --image " + layout.string() +
+       ":latest --config.user 107:107 --config.env A=1 "
        "--config.entrypoint /init --config.label team=vm");
     return layout;
   }
@@ -208,7 +215,8 @@ class ImageStoreTest : public ::testing::Test {
     Sh("printf 'INITRD' > " + root.string() + "/boot/initrd.img");
     Sh("tar -C " + root.string() + " -czf " + root.string() + ".tar.gz boot");
     Sh("umoci raw add-layer --image " + layout.string() + ":v1 " + root.string() + ".tar.gz");
-    Sh("umoci config --image " + layout.string() + ":v1 --config.user qemu "
+    Sh("umoci config --image " + layout.string() +
+       ":v1 --config.user qemu "
        "--config.label 'io.kubevirt-cri.cmdline=console=ttyS0 panic=-1'");
     return layout;
   }
@@ -217,7 +225,8 @@ class ImageStoreTest : public ::testing::Test {
   std::vector<std::string> StoreContents() {
     std::vector<std::string> out;
     for (const char* sub : {"store", "tmp"}) {
-      for (const auto& e : fs::directory_iterator(tmp_ / "images" / sub)) out.push_back(e.path().string());
+      for (const auto& e : fs::directory_iterator(tmp_ / "images" / sub))
+        out.push_back(e.path().string());
     }
     return out;
   }
@@ -247,7 +256,8 @@ TEST_F(ImageStoreTest, ImportsUmociContainerDisk) {
   EXPECT_EQ(info->boot.kind, BootKind::kDisk);
   EXPECT_EQ(info->boot.disk_format, DiskFormat::kQcow2);
   EXPECT_EQ(info->boot.disk_virtual_size, 32u << 20);
-  EXPECT_EQ(info->boot.disk, tmp_ / "images" / "store" / std::string(DigestHex(info->id)) / "disk" / "disk.qcow2");
+  EXPECT_EQ(info->boot.disk,
+            tmp_ / "images" / "store" / std::string(DigestHex(info->id)) / "disk" / "disk.qcow2");
   EXPECT_EQ(info->uid, 107);
   EXPECT_EQ(info->username, "");
   EXPECT_THAT(info->env, ElementsAre("A=1"));
@@ -279,7 +289,8 @@ TEST_F(ImageStoreTest, ImportsUmociInsertLayerWithoutTarFooter) {
   Sh("umoci init --layout " + layout.string());
   Sh("umoci new --image " + layout.string() + ":latest");
   Sh("truncate -s 4M " + (tmp_ / "d.raw").string());
-  Sh("umoci insert --image " + layout.string() + ":latest " + (tmp_ / "d.raw").string() + " /disk/d.raw");
+  Sh("umoci insert --image " + layout.string() + ":latest " + (tmp_ / "d.raw").string() +
+     " /disk/d.raw");
   absl::StatusOr<ImageInfo> info = store_->Import(layout, "ins", "");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->boot.kind, BootKind::kDisk);
@@ -292,16 +303,19 @@ TEST_F(ImageStoreTest, ResolvesEveryReferenceForm) {
   ASSERT_TRUE(info.ok()) << info.status();
   const std::string hex(DigestHex(info->id));
   for (const std::string& ref :
-       {std::string("busybox"), std::string("busybox:latest"), std::string("docker.io/library/busybox"),
-        std::string("docker.io/library/busybox:latest"), std::string("library/busybox"),
-        "busybox@" + info->manifest_digest, "docker.io/library/busybox@" + info->manifest_digest,
-        "busybox:latest@" + info->manifest_digest, info->id, hex, hex.substr(0, 12), "sha256:" + hex.substr(0, 6)}) {
+       {std::string("busybox"), std::string("busybox:latest"),
+        std::string("docker.io/library/busybox"), std::string("docker.io/library/busybox:latest"),
+        std::string("library/busybox"), "busybox@" + info->manifest_digest,
+        "docker.io/library/busybox@" + info->manifest_digest,
+        "busybox:latest@" + info->manifest_digest, info->id, hex, hex.substr(0, 12),
+        "sha256:" + hex.substr(0, 6)}) {
     absl::StatusOr<ImageInfo> r = store_->Resolve(ref);
     ASSERT_TRUE(r.ok()) << ref << ": " << r.status();
     EXPECT_EQ(r->id, info->id) << ref;
   }
-  for (const std::string& ref : {std::string("busybox:1"), std::string("quay.io/library/busybox"),
-                                 "busybox@sha256:" + std::string(64, '0'), "sha256:" + std::string(64, '0')}) {
+  for (const std::string& ref :
+       {std::string("busybox:1"), std::string("quay.io/library/busybox"),
+        "busybox@sha256:" + std::string(64, '0'), "sha256:" + std::string(64, '0')}) {
     absl::StatusOr<ImageInfo> r = store_->Resolve(ref);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << ref;
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("\"" + ref + "\"")) << ref;
@@ -318,7 +332,8 @@ TEST_F(ImageStoreTest, AmbiguousIdPrefixIsRefused) {
     b.Layer({{.name = "disk/d.raw", .data = "x"}});
     b.config()["Labels"] = {{"n", std::to_string(i)}};
     b.Finish();
-    absl::StatusOr<ImageInfo> info = store_->Import(tmp_ / ("l" + std::to_string(i)), "img:" + std::to_string(i), "");
+    absl::StatusOr<ImageInfo> info =
+        store_->Import(tmp_ / ("l" + std::to_string(i)), "img:" + std::to_string(i), "");
     ASSERT_TRUE(info.ok()) << info.status();
     char first = DigestHex(info->id)[0];
     if (by_first.count(first)) ambiguous = std::string(1, first);
@@ -416,7 +431,8 @@ TEST_F(ImageStoreTest, ImportsByDigestReferenceOnlyWhenItMatches) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_THAT(info->repo_tags, IsEmpty());
   EXPECT_THAT(info->repo_digests, ElementsAre("quay.io/a/b@" + manifest));
-  absl::StatusOr<ImageInfo> bad = store_->Import(tmp_ / "l", "quay.io/a/c@sha256:" + std::string(64, '1'), "x");
+  absl::StatusOr<ImageInfo> bad =
+      store_->Import(tmp_ / "l", "quay.io/a/c@sha256:" + std::string(64, '1'), "x");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -443,7 +459,9 @@ TEST_F(ImageStoreTest, AppliesWhiteoutsAndLaterLayers) {
            {.name = "disk/a.raw", .data = "a"},
            {.name = "disk/b.raw", .data = "b"},
            {.name = "boot/vmlinuz", .data = "old"}});
-  b.Layer({{.name = "./disk/.wh.a.raw"}, {.name = "disk/b.raw", .data = "B2"}, {.name = "boot/.wh.vmlinuz"}},
+  b.Layer({{.name = "./disk/.wh.a.raw"},
+           {.name = "disk/b.raw", .data = "B2"},
+           {.name = "boot/.wh.vmlinuz"}},
           Compression::kNone);
   b.Finish();
   absl::StatusOr<ImageInfo> info = store_->Import(tmp_ / "l", "wh", "");
@@ -453,7 +471,8 @@ TEST_F(ImageStoreTest, AppliesWhiteoutsAndLaterLayers) {
 
   LayoutBuilder o(tmp_ / "o");
   o.Layer({{.name = "disk/a.raw", .data = "a"}, {.name = "disk/b.raw", .data = "b"}});
-  o.Layer({{.name = "disk/.wh..wh..opq"}, {.name = "disk/c.qcow2", .data = Qcow2Bytes(tmp_ / "c.qcow2")}},
+  o.Layer({{.name = "disk/.wh..wh..opq"},
+           {.name = "disk/c.qcow2", .data = Qcow2Bytes(tmp_ / "c.qcow2")}},
           Compression::kZstd);
   o.Finish();
   info = store_->Import(tmp_ / "o", "opaque", "");
@@ -503,10 +522,13 @@ TEST_F(ImageStoreTest, UnbootableImagesAreStoredWithReason) {
       {{{.name = "disk/a.raw", .data = "a"}, {.name = "disk/b.qcow2", .data = "b"}},
        "/disk/ holds 2 entries (a.raw, b.qcow2)"},
       {{{.name = "disk/sub/x.raw", .data = "a"}}, "/disk/sub is a directory"},
-      {{{.name = "disk/l.raw", .type = TarEntry::kSymlink, .link = "../etc/x"}}, "/disk/l.raw is a symlink"},
-      {{{.name = "boot/vmlinuz-6.1", .data = "k"}, {.name = "boot/vmlinuz", .type = TarEntry::kSymlink, .link = "vmlinuz-6.1"}},
+      {{{.name = "disk/l.raw", .type = TarEntry::kSymlink, .link = "../etc/x"}},
+       "/disk/l.raw is a symlink"},
+      {{{.name = "boot/vmlinuz-6.1", .data = "k"},
+        {.name = "boot/vmlinuz", .type = TarEntry::kSymlink, .link = "vmlinuz-6.1"}},
        "/boot/vmlinuz is a symlink to \"vmlinuz-6.1\"; only regular files"},
-      {{{.name = "usr/vmlinuz", .data = "k"}, {.name = "boot/vmlinuz", .type = TarEntry::kHardlink, .link = "usr/vmlinuz"}},
+      {{{.name = "usr/vmlinuz", .data = "k"},
+        {.name = "boot/vmlinuz", .type = TarEntry::kHardlink, .link = "usr/vmlinuz"}},
        "/boot/vmlinuz is a hardlink to /usr/vmlinuz"},
       {{{.name = "disk/f", .type = TarEntry::kFifo}}, "/disk/f is a FIFO"},
   };
@@ -524,7 +546,8 @@ TEST_F(ImageStoreTest, UnbootableImagesAreStoredWithReason) {
     // Nothing but image.json was materialized.
     fs::path dir = tmp_ / "images" / "store" / std::string(DigestHex(info->id));
     std::vector<std::string> files;
-    for (const auto& e : fs::recursive_directory_iterator(dir)) files.push_back(e.path().filename());
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      files.push_back(e.path().filename());
     EXPECT_THAT(files, ElementsAre("image.json")) << name;
   }
 }
@@ -566,10 +589,13 @@ TEST_F(ImageStoreTest, RefusesHardlinkOutsideAbsoluteSymlinkAndDevice) {
     std::string error;
   };
   std::vector<Case> cases = {
-      {{.name = "disk/d.raw", .type = TarEntry::kHardlink, .link = "../../etc/passwd"}, "contains \"..\""},
+      {{.name = "disk/d.raw", .type = TarEntry::kHardlink, .link = "../../etc/passwd"},
+       "contains \"..\""},
       {{.name = "usr/x", .type = TarEntry::kHardlink, .link = "/etc/shadow"}, "absolute path"},
-      {{.name = "disk/d.raw", .type = TarEntry::kSymlink, .link = "/etc/passwd"}, "symlink to the absolute path"},
-      {{.name = "boot", .type = TarEntry::kSymlink, .link = "/usr/boot"}, "symlink to the absolute path"},
+      {{.name = "disk/d.raw", .type = TarEntry::kSymlink, .link = "/etc/passwd"},
+       "symlink to the absolute path"},
+      {{.name = "boot", .type = TarEntry::kSymlink, .link = "/usr/boot"},
+       "symlink to the absolute path"},
       {{.name = "boot/vmlinuz", .type = TarEntry::kCharDev}, "device node"},
   };
   for (const Case& c : cases) {
@@ -637,7 +663,8 @@ TEST_F(ImageStoreTest, StartupCollectsCrashLeftoversAndHidesCorruptImages) {
   // a temp index; and a damaged image.json.
   ASSERT_TRUE(base::MakeDirs(images / "tmp" / "import-dead" / "disk").ok());
   ASSERT_TRUE(base::MakeDirs(images / "store" / std::string(64, 'e')).ok());
-  ASSERT_TRUE(base::WriteFileAtomic(images / "blobs" / "sha256" / std::string(64, 'f'), "orphan").ok());
+  ASSERT_TRUE(
+      base::WriteFileAtomic(images / "blobs" / "sha256" / std::string(64, 'f'), "orphan").ok());
   ASSERT_TRUE(base::WriteFileAtomic(images / ".index.json.tmpABCDEF", "{").ok());
   fs::path corrupt_json = images / "store" / std::string(DigestHex(corrupt->id)) / "image.json";
   ::chmod(corrupt_json.c_str(), 0644);
@@ -662,7 +689,8 @@ TEST_F(ImageStoreTest, StartupCollectsCrashLeftoversAndHidesCorruptImages) {
   EXPECT_EQ((*all)[0].id, keep->id);
   EXPECT_TRUE(fs::exists(keep->boot.disk));
   EXPECT_TRUE(fs::exists(images / "blobs" / "sha256" / std::string(DigestHex(keep->id))));
-  EXPECT_TRUE(fs::exists(images / "blobs" / "sha256" / std::string(DigestHex(keep->manifest_digest))));
+  EXPECT_TRUE(
+      fs::exists(images / "blobs" / "sha256" / std::string(DigestHex(keep->manifest_digest))));
   // The corrupt image can be imported again.
   EXPECT_TRUE(daemon->Import(tmp_ / "k", "corrupt", "").ok());
 }
@@ -682,7 +710,9 @@ TEST_F(ImageStoreTest, FsUsageCountsWhatImportsAdd) {
 
 TEST_F(ImageStoreTest, BlobWriterVerifiesBeforeCommitting) {
   std::string content = "{\"hello\":1}";
-  Descriptor d{.media_type = "x", .digest = Sha256Digest(content), .size = static_cast<int64_t>(content.size())};
+  Descriptor d{.media_type = "x",
+               .digest = Sha256Digest(content),
+               .size = static_cast<int64_t>(content.size())};
   absl::StatusOr<BlobWriter> w = store_->NewBlobWriter(d);
   ASSERT_TRUE(w.ok()) << w.status();
   ASSERT_TRUE(w->Write(content.substr(0, 3)).ok());
@@ -710,7 +740,8 @@ TEST_F(ImageStoreTest, CommitFromStoreBlobsLikeAPuller) {
   Descriptor manifest;
   for (const auto& e : fs::directory_iterator(tmp_ / "l" / "blobs" / "sha256")) {
     std::string content = *base::ReadFile(e.path());
-    Descriptor d{.digest = "sha256:" + e.path().filename().string(), .size = static_cast<int64_t>(content.size())};
+    Descriptor d{.digest = "sha256:" + e.path().filename().string(),
+                 .size = static_cast<int64_t>(content.size())};
     if (d.digest == manifest_digest) manifest = d;
     absl::StatusOr<BlobWriter> w = store_->NewBlobWriter(d);
     ASSERT_TRUE(w.ok());
@@ -722,6 +753,34 @@ TEST_F(ImageStoreTest, CommitFromStoreBlobsLikeAPuller) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(*base::ReadFile(info->boot.disk), "pulled");
   EXPECT_THAT(info->repo_digests, ElementsAre("registry.example/vm@" + manifest_digest));
+}
+
+TEST_F(ImageStoreTest, ConcurrentImportsFromTwoInstancesLoseNothing) {
+  constexpr int kPerWriter = 6;
+  for (int i = 0; i < 2 * kPerWriter; ++i) {
+    LayoutBuilder b(tmp_ / ("l" + std::to_string(i)));
+    b.Layer({{.name = "disk/d.raw", .data = std::string(200000, static_cast<char>('a' + i))}});
+    b.Finish();
+  }
+  std::unique_ptr<LocalImageStore> other = Open(/*gc=*/false);
+  ASSERT_TRUE(other);
+  auto import = [&](LocalImageStore* s, int first) {
+    for (int i = first; i < first + kPerWriter; ++i) {
+      absl::StatusOr<ImageInfo> info =
+          s->Import(tmp_ / ("l" + std::to_string(i)), "img:" + std::to_string(i), "");
+      EXPECT_TRUE(info.ok()) << info.status();
+    }
+  };
+  std::thread t1(import, store_.get(), 0);
+  std::thread t2(import, other.get(), kPerWriter);
+  t1.join();
+  t2.join();
+  for (LocalImageStore* s : {store_.get(), other.get()}) {
+    EXPECT_EQ(s->List()->size(), 2u * kPerWriter);
+    for (int i = 0; i < 2 * kPerWriter; ++i)
+      EXPECT_TRUE(s->Resolve("img:" + std::to_string(i)).ok()) << i;
+  }
+  EXPECT_TRUE(fs::is_empty(tmp_ / "images" / "tmp"));
 }
 
 }  // namespace

@@ -1,0 +1,240 @@
+#include "runtime/domain_xml.h"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <memory>
+
+#include "config/base/str.h"
+#include "runtime/xml_writer.h"
+
+namespace kvcri::runtime {
+
+using base::StrCat;
+
+namespace {
+
+constexpr std::string_view kMetadataVersion = "1";
+
+absl::Status CheckText(std::string_view field, std::string_view value) {
+  if (!IsXmlSafe(value)) {
+    return absl::InvalidArgumentError(StrCat("vm spec ", field, " contains control characters"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Validate(const VmSpec& spec) {
+  if (spec.name.empty()) return absl::InvalidArgumentError("vm spec name is empty");
+  if (spec.name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(StrCat("vm spec name \"", spec.name, "\" contains '/'"));
+  }
+  for (auto [field, value] : {std::pair<std::string_view, std::string_view>{"name", spec.name},
+                              {"pod_id", spec.pod_id},
+                              {"container_id", spec.container_id},
+                              {"pod_namespace", spec.pod_namespace},
+                              {"pod_name", spec.pod_name},
+                              {"cmdline", spec.cmdline},
+                              {"kernel", spec.kernel.native()},
+                              {"initrd", spec.initrd.native()},
+                              {"console_log", spec.console_log.native()}}) {
+    if (absl::Status s = CheckText(field, value); !s.ok()) return s;
+  }
+  if (spec.vcpus < 1) return absl::InvalidArgumentError(StrCat("vm spec vcpus ", spec.vcpus, " is below 1"));
+  if (spec.memory_mib < 16) {
+    return absl::InvalidArgumentError(StrCat("vm spec memory_mib ", spec.memory_mib, " is below 16"));
+  }
+  if (spec.accel != config::Accelerator::kKvm && spec.accel != config::Accelerator::kTcg) {
+    return absl::InvalidArgumentError(
+        StrCat("vm spec accel \"", config::AcceleratorName(spec.accel), "\" is neither kvm nor tcg"));
+  }
+  if (!spec.initrd.empty() && spec.kernel.empty()) {
+    return absl::InvalidArgumentError("vm spec has an initrd but no kernel");
+  }
+  int boot_disks = 0;
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    const DiskSpec& d = spec.disks[i];
+    if (d.path.empty()) return absl::InvalidArgumentError(StrCat("vm spec disks[", i, "].path is empty"));
+    if (d.format != "qcow2" && d.format != "raw") {
+      return absl::InvalidArgumentError(
+          StrCat("vm spec disks[", i, "].format \"", d.format, "\" is neither qcow2 nor raw"));
+    }
+    if (absl::Status s = CheckText(StrCat("disks[", i, "].path"), d.path.native()); !s.ok()) return s;
+    if (absl::Status s = CheckText(StrCat("disks[", i, "].serial"), d.serial); !s.ok()) return s;
+    if (d.boot) ++boot_disks;
+  }
+  if (boot_disks > 1) return absl::InvalidArgumentError("vm spec has more than one boot disk");
+  if (spec.kernel.empty() && boot_disks == 0) {
+    return absl::InvalidArgumentError("vm spec has neither a kernel nor a boot disk");
+  }
+  for (size_t i = 0; i < spec.nics.size(); ++i) {
+    const NicSpec& n = spec.nics[i];
+    if (n.tap_name.empty()) return absl::InvalidArgumentError(StrCat("vm spec nics[", i, "].tap_name is empty"));
+    if (absl::Status s = CheckText(StrCat("nics[", i, "].tap_name"), n.tap_name); !s.ok()) return s;
+    if (absl::Status s = CheckText(StrCat("nics[", i, "].mac"), n.mac); !s.ok()) return s;
+    if (n.mtu < 0) return absl::InvalidArgumentError(StrCat("vm spec nics[", i, "].mtu ", n.mtu, " is negative"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string DiskTargetName(size_t index) {
+  // Spreadsheet-column naming, as the Linux virtio_blk driver names disks.
+  std::string suffix;
+  size_t n = index + 1;
+  while (n > 0) {
+    --n;
+    suffix.insert(suffix.begin(), static_cast<char>('a' + n % 26));
+    n /= 26;
+  }
+  return "vd" + suffix;
+}
+
+absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOptions& options) {
+  if (absl::Status s = Validate(spec); !s.ok()) return s;
+  if (!IsXmlSafe(options.emulator)) return absl::InvalidArgumentError("emulator path contains control characters");
+  const bool kvm = spec.accel == config::Accelerator::kKvm;
+  const std::string mem = StrCat(spec.memory_mib);
+
+  XmlWriter w;
+  // type='qemu' is TCG (software emulation); type='kvm' needs working KVM.
+  w.Open("domain", {{"type", kvm ? "kvm" : "qemu"}});
+  w.Text("name", spec.name);
+  w.Open("metadata");
+  std::string ns_attr = StrCat("xmlns:", kMetadataPrefix);
+  w.Leaf(StrCat(kMetadataPrefix, ":container"), {{ns_attr, kMetadataUri},
+                                                  {"version", kMetadataVersion},
+                                                  {"id", spec.container_id},
+                                                  {"pod-id", spec.pod_id},
+                                                  {"pod-namespace", spec.pod_namespace},
+                                                  {"pod-name", spec.pod_name}});
+  w.Close();
+  w.Leaf("memory", {{"unit", "MiB"}}, mem);
+  w.Leaf("currentMemory", {{"unit", "MiB"}}, mem);
+  w.Leaf("vcpu", {{"placement", "static"}}, StrCat(spec.vcpus));
+
+  w.Open("os");
+  // i440fx ('pc') with SeaBIOS: fewer devices than q35 (no PCIe root ports),
+  // so it starts faster under TCG, and the BIOS boots MBR disks.
+  w.Leaf("type", {{"arch", "x86_64"}, {"machine", "pc"}}, "hvm");
+  if (!spec.kernel.empty()) {
+    w.Text("kernel", spec.kernel.native());
+    if (!spec.initrd.empty()) w.Text("initrd", spec.initrd.native());
+    if (!spec.cmdline.empty()) w.Text("cmdline", spec.cmdline);
+  }
+  w.Close();
+
+  // ACPI: the power button is how Shutdown() asks the guest to stop.
+  w.Open("features");
+  w.Leaf("acpi");
+  w.Leaf("apic");
+  w.Close();
+  if (kvm) {
+    w.Leaf("cpu", {{"mode", "host-passthrough"}, {"check", "none"}});
+  } else {
+    // qemu64 is the cheapest model to emulate; every x86-64 kernel runs on it.
+    w.Open("cpu", {{"mode", "custom"}, {"match", "exact"}, {"check", "none"}});
+    w.Leaf("model", {{"fallback", "forbid"}}, "qemu64");
+    w.Close();
+  }
+  w.Leaf("clock", {{"offset", "utc"}});
+  // A persistent domain keeps its shutoff state and reason after QEMU exits,
+  // which is how Status() reports exit codes, also after a daemon restart.
+  // Crash → destroy still records reason CRASHED (pvpanic device below).
+  w.Text("on_poweroff", "destroy");
+  w.Text("on_reboot", "restart");
+  w.Text("on_crash", "destroy");
+  w.Open("pm");
+  w.Leaf("suspend-to-mem", {{"enabled", "no"}});
+  w.Leaf("suspend-to-disk", {{"enabled", "no"}});
+  w.Close();
+
+  w.Open("devices");
+  if (!options.emulator.empty()) w.Text("emulator", options.emulator);
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    const DiskSpec& d = spec.disks[i];
+    w.Open("disk", {{"type", d.block_device ? "block" : "file"}, {"device", "disk"}});
+    // The format is always explicit: probing would let a raw guest disk claim
+    // to be qcow2 with a backing file on the host.
+    w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}});
+    w.Leaf("source", {{d.block_device ? "dev" : "file", d.path.native()}});
+    w.Leaf("target", {{"dev", DiskTargetName(i)}, {"bus", "virtio"}});
+    if (!d.serial.empty()) w.Text("serial", d.serial);
+    if (d.read_only) w.Leaf("readonly");
+    if (d.boot && spec.kernel.empty()) w.Leaf("boot", {{"order", "1"}});
+    w.Close();
+  }
+  for (const NicSpec& n : spec.nics) {
+    // The tap exists already (cni/ made it in the Pod's netns); QEMU only opens it.
+    w.Open("interface", {{"type", "ethernet"}});
+    if (!n.mac.empty()) w.Leaf("mac", {{"address", n.mac}});
+    w.Leaf("target", {{"dev", n.tap_name}, {"managed", "no"}});
+    w.Leaf("model", {{"type", "virtio"}});
+    if (n.mtu > 0) w.Leaf("mtu", {{"size", StrCat(n.mtu)}});
+    w.Close();
+  }
+  w.Leaf("controller", {{"type", "usb"}, {"model", "none"}});
+  if (!spec.console_log.empty()) {
+    // QEMU appends ttyS0 to a plain file: nothing of ours has to be up for
+    // the guest to write its console, and the file outlives a daemon restart.
+    w.Open("serial", {{"type", "file"}});
+    w.Leaf("source", {{"path", spec.console_log.native()}, {"append", "on"}});
+    w.Leaf("target", {{"port", "0"}});
+    w.Close();
+    w.Open("console", {{"type", "file"}});
+    w.Leaf("source", {{"path", spec.console_log.native()}, {"append", "on"}});
+    w.Leaf("target", {{"type", "serial"}, {"port", "0"}});
+    w.Close();
+  }
+  w.Open("memballoon", {{"model", "virtio"}});
+  w.Leaf("stats", {{"period", "10"}});
+  w.Close();
+  w.Open("rng", {{"model", "virtio"}});
+  w.Leaf("backend", {{"model", "random"}}, "/dev/urandom");
+  w.Close();
+  // pvpanic: a guest kernel panic becomes a QEMU event, so libvirt records
+  // the domain as crashed instead of seeing a reboot loop.
+  w.Leaf("panic", {{"model", "isa"}});
+  w.Close();  // devices
+  w.Close();  // domain
+  return w.Finish();
+}
+
+namespace {
+struct XmlDocFree {
+  void operator()(xmlDoc* d) const { xmlFreeDoc(d); }
+};
+struct XmlCharFree {
+  void operator()(xmlChar* s) const { xmlFree(s); }
+};
+
+std::string Attr(xmlNode* node, const char* name) {
+  std::unique_ptr<xmlChar, XmlCharFree> v(xmlGetProp(node, reinterpret_cast<const xmlChar*>(name)));
+  return v ? std::string(reinterpret_cast<const char*>(v.get())) : std::string();
+}
+}  // namespace
+
+absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml) {
+  std::unique_ptr<xmlDoc, XmlDocFree> doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "metadata.xml",
+                                                        nullptr, XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                                                     XML_PARSE_NOWARNING));
+  if (!doc) return absl::InvalidArgumentError("domain metadata is not well-formed XML");
+  xmlNode* root = xmlDocGetRootElement(doc.get());
+  if (root == nullptr || root->ns == nullptr || root->ns->href == nullptr ||
+      std::string_view(reinterpret_cast<const char*>(root->ns->href)) != kMetadataUri ||
+      std::string_view(reinterpret_cast<const char*>(root->name)) != "container") {
+    return absl::InvalidArgumentError(StrCat("domain metadata is not a {", kMetadataUri, "}container element"));
+  }
+  std::string version = Attr(root, "version");
+  if (version != kMetadataVersion) {
+    return absl::InvalidArgumentError(StrCat("domain metadata version \"", version, "\" is unknown"));
+  }
+  VmMetadata m;
+  m.container_id = Attr(root, "id");
+  m.pod_id = Attr(root, "pod-id");
+  m.pod_namespace = Attr(root, "pod-namespace");
+  m.pod_name = Attr(root, "pod-name");
+  return m;
+}
+
+}  // namespace kvcri::runtime

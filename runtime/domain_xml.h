@@ -1,0 +1,37 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "runtime/hypervisor.h"
+
+namespace kvcri::runtime {
+
+// XML namespace of the <metadata> element that marks our domains.
+inline constexpr std::string_view kMetadataUri = "https://kubevirt-cri.io/xmlns/v1";
+inline constexpr std::string_view kMetadataPrefix = "kvcri";
+
+struct DomainXmlOptions {
+  std::string emulator;  // QEMU binary; empty lets libvirt choose
+};
+
+// The libvirt domain XML for `spec`; the only place domain XML is written.
+// InvalidArgument for specs libvirt would reject or misread (empty or
+// slash-containing name, control characters, unknown disk format, nothing
+// to boot).
+absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOptions& options = {});
+
+// What our <metadata> element (<kvcri:container version='1' id=... pod-id=...
+// pod-namespace=... pod-name=.../>) records.
+struct VmMetadata {
+  std::string pod_id, container_id, pod_namespace, pod_name;
+};
+// Parses the element virDomainGetMetadata returns. InvalidArgument when it is
+// not ours or of an unknown version.
+absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml);
+
+// Disk target name for index i: vda..vdz, vdaa...
+std::string DiskTargetName(size_t index);
+
+}  // namespace kvcri::runtime

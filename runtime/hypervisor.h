@@ -1,0 +1,106 @@
+#pragma once
+
+// The VM interface cri/ uses. One VM per CRI container; the domain name is
+// the key. Implementations: LibvirtHypervisor (runtime/libvirt_hypervisor.h)
+// and fakes under test/fakes/.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "config/config.h"
+
+namespace kvcri::runtime {
+
+// A tap device created by cni/ in the Pod's network namespace; QEMU opens it
+// (libvirt <interface type='ethernet'> with managed='no').
+struct NicSpec {
+  std::string tap_name;
+  std::string mac;  // "52:54:00:..."; empty lets libvirt pick one
+  int mtu = 0;      // 0 = default
+};
+
+struct DiskSpec {
+  std::filesystem::path path;
+  std::string format;  // "qcow2" or "raw"; always explicit, never probed
+  bool read_only = false;
+  std::string serial;  // visible in the guest as /sys/block/vdX/serial
+  bool boot = false;   // the disk firmware boots from (disk boot only)
+  bool block_device = false;
+};
+
+struct VmSpec {
+  std::string name;  // libvirt domain name, e.g. "kvcri-<container id>"
+  // Recorded in the domain's <metadata> so List() can map domains back.
+  std::string pod_id, container_id, pod_namespace, pod_name;
+  int vcpus = 1;
+  int64_t memory_mib = 512;
+  config::Accelerator accel = config::Accelerator::kTcg;  // kKvm or kTcg
+  std::vector<DiskSpec> disks;
+  // Direct kernel boot when `kernel` is set; disk boot otherwise.
+  std::filesystem::path kernel, initrd;
+  std::string cmdline;
+  // QEMU appends the serial console (ttyS0) to this file.
+  std::filesystem::path console_log;
+  std::vector<NicSpec> nics;
+  // Create paused; Resume() lets the guest run (e.g. once networking is wired).
+  bool start_paused = false;
+};
+
+enum class VmPhase { kRunning, kPaused, kShutoff, kCrashed, kMissing, kOther };
+
+// Exit code and reason as CRI reports them for a VM that stopped; see
+// VmStatusFromLibvirtState (runtime/vm_state.h) for the mapping.
+struct VmStatus {
+  VmPhase phase = VmPhase::kOther;
+  int exit_code = 0;
+  std::string reason;  // "Completed", "Killed", "Crashed", "StartFailed", ...
+};
+
+struct VmListing {
+  std::string name;
+  std::string pod_id;
+  std::string container_id;
+  VmPhase phase = VmPhase::kOther;
+};
+
+struct VmStats {
+  absl::Time timestamp;
+  uint64_t cpu_ns = 0;             // guest CPU time consumed, all vCPUs
+  uint64_t memory_rss_bytes = 0;   // QEMU's resident set (0 if unknown)
+  uint64_t memory_actual_bytes = 0;  // balloon size: memory the guest has
+  uint64_t memory_unused_bytes = 0;  // guest-reported free memory (0 if unknown)
+};
+
+// Thread-safe: cri/ calls it from many gRPC threads.
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+
+  // OK when the hypervisor connection is usable.
+  virtual absl::Status Ready() = 0;
+  // Defines a persistent domain and starts it (paused if asked). On failure
+  // nothing is left behind (the definition is undone).
+  virtual absl::Status Create(const VmSpec& spec) = 0;
+  virtual absl::Status Resume(std::string_view name) = 0;
+  // ACPI power button, then waits up to `grace` and forces the VM off. OK when
+  // it is already off; NotFound when there is no such domain.
+  virtual absl::Status Shutdown(std::string_view name, absl::Duration grace) = 0;
+  // Forces the VM off. OK when it is off or missing.
+  virtual absl::Status Destroy(std::string_view name) = 0;
+  // Forces the VM off and deletes its definition. OK when missing.
+  virtual absl::Status Remove(std::string_view name) = 0;
+  // Phase kMissing when there is no such domain.
+  virtual absl::StatusOr<VmStatus> Status(std::string_view name) = 0;
+  // Every domain we created (those carrying our metadata), any phase.
+  virtual absl::StatusOr<std::vector<VmListing>> List() = 0;
+  // FailedPrecondition when the VM is not running; NotFound when missing.
+  virtual absl::StatusOr<VmStats> Stats(std::string_view name) = 0;
+};
+
+}  // namespace kvcri::runtime

@@ -1,0 +1,61 @@
+#pragma once
+
+// Internal to runtime/: a libvirt connection plus the event loop thread the
+// embedded driver needs. Included by runtime/*.cc only.
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "runtime/libvirt_handles.h"
+
+namespace kvcri::runtime {
+
+// The <root> of "qemu:///embed?root=<root>", or empty for other URIs.
+std::filesystem::path EmbedRootOf(std::string_view uri);
+
+// qemu.conf for the embedded driver, written to <root>/etc/qemu.conf:
+//  - stdio_handler "file": there is no virtlogd next to an embedded driver;
+//  - user/group "root": QEMU opens disks, kernels and consoles below our
+//    root-owned 0700 state directories;
+//  - dynamic_ownership 0: nothing to chown for a root QEMU, and image-store
+//    files shared by many VMs must not change owner;
+//  - security_driver "none": hosts with AppArmor would need virt-aa-helper.
+std::string EmbedQemuConf();
+
+// Creates <root>/etc/qemu.conf when absent, or rewrites it when it is ours (an
+// older version); a qemu.conf the operator wrote is left alone.
+absl::Status PrepareEmbedRoot(const std::filesystem::path& root);
+
+class LibvirtConnection {
+ public:
+  // Opens `uri` with an event loop thread running (the embedded driver
+  // needs one; remote drivers use it for keepalive). For embed URIs the root
+  // is prepared first.
+  static absl::StatusOr<std::unique_ptr<LibvirtConnection>> Open(const std::string& uri);
+  ~LibvirtConnection();
+  LibvirtConnection(const LibvirtConnection&) = delete;
+  LibvirtConnection& operator=(const LibvirtConnection&) = delete;
+
+  // Borrowed; valid as long as this object. libvirt connections are thread-safe.
+  virConnectPtr get() const { return conn_.get(); }
+  const std::string& uri() const { return uri_; }
+
+ private:
+  LibvirtConnection() = default;
+  absl::Status StartEventLoop();
+  void StopEventLoop();
+
+  std::string uri_;
+  std::thread loop_;
+  std::atomic<bool> stop_{false};
+  int wake_timer_ = -1;
+  // Declared last: closed first, while the event loop still runs.
+  ConnectPtr conn_;
+};
+
+}  // namespace kvcri::runtime

@@ -1,0 +1,229 @@
+#include "runtime/libvirt_hypervisor.h"
+
+#include <cstdlib>
+
+#include "absl/time/clock.h"
+#include "config/base/log.h"
+#include "config/base/rollback.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+#include "runtime/domain_xml.h"
+#include "runtime/libvirt_connection.h"
+#include "runtime/libvirt_handles.h"
+#include "runtime/vm_state.h"
+
+namespace kvcri::runtime {
+
+using base::StrCat;
+
+namespace {
+
+std::string Quoted(std::string_view op, std::string_view name) { return StrCat(op, " \"", name, "\""); }
+
+absl::StatusOr<DomainPtr> Lookup(virConnectPtr conn, std::string_view name) {
+  std::string n(name);
+  DomainPtr dom(virDomainLookupByName(conn, n.c_str()));
+  if (!dom) return LibvirtError(Quoted("virDomainLookupByName", name));
+  return dom;
+}
+
+absl::StatusOr<VmStatus> StateOf(virDomainPtr dom, std::string_view name) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0) return LibvirtError(Quoted("virDomainGetState", name));
+  return VmStatusFromLibvirtState(state, reason);
+}
+
+bool IsActive(VmPhase p) { return p == VmPhase::kRunning || p == VmPhase::kPaused; }
+
+// Forces a domain off; a domain that is not running is fine.
+absl::Status DestroyDomain(virDomainPtr dom, std::string_view name) {
+  if (virDomainIsActive(dom) == 0) return absl::OkStatus();
+  if (virDomainDestroy(dom) == 0) return absl::OkStatus();
+  // It stopped between the check and the destroy.
+  if (LastLibvirtErrorCode() == VIR_ERR_OPERATION_INVALID && virDomainIsActive(dom) == 0) return absl::OkStatus();
+  return LibvirtError(Quoted("virDomainDestroy", name));
+}
+
+absl::Status UndefineDomain(virDomainPtr dom, std::string_view name) {
+  // NVRAM and managed-save data would otherwise survive the definition.
+  unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+  if (virDomainUndefineFlags(dom, flags) == 0) return absl::OkStatus();
+  if (LastLibvirtErrorCode() == VIR_ERR_NO_DOMAIN) return absl::OkStatus();
+  return LibvirtError(Quoted("virDomainUndefineFlags", name));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> LibvirtHypervisor::Open(const LibvirtHypervisorOptions& options) {
+  if (options.uri.empty()) return absl::InvalidArgumentError("libvirt uri is empty");
+  ASSIGN_OR_RETURN(std::unique_ptr<LibvirtConnection> conn, LibvirtConnection::Open(options.uri));
+  return std::unique_ptr<LibvirtHypervisor>(new LibvirtHypervisor(std::move(conn), options));
+}
+
+LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options)
+    : options_(std::move(options)), conn_(std::move(conn)) {}
+
+LibvirtHypervisor::~LibvirtHypervisor() = default;
+
+absl::Status LibvirtHypervisor::Ready() {
+  int alive = virConnectIsAlive(conn_->get());
+  if (alive == 1) return absl::OkStatus();
+  if (alive < 0) return LibvirtError(Quoted("virConnectIsAlive", conn_->uri()));
+  return absl::UnavailableError(Quoted("libvirt connection is closed:", conn_->uri()));
+}
+
+absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
+  ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(spec, DomainXmlOptions{options_.emulator}));
+  {
+    absl::MutexLock l(&mu_);
+    if (!creating_.insert(spec.name).second) {
+      return absl::AlreadyExistsError(StrCat("domain \"", spec.name, "\" is being created"));
+    }
+  }
+  // Destroyed last: the name stays reserved until the rollback has run.
+  struct Unmark {
+    LibvirtHypervisor* self;
+    std::string name;
+    ~Unmark() {
+      absl::MutexLock l(&self->mu_);
+      self->creating_.erase(name);
+    }
+  } unmark{this, spec.name};
+  base::Rollback undo;
+
+  virConnectPtr conn = conn_->get();
+  if (DomainPtr existing(virDomainLookupByName(conn, spec.name.c_str())); existing) {
+    return absl::AlreadyExistsError(StrCat("domain \"", spec.name, "\" already exists"));
+  }
+  DomainPtr dom(virDomainDefineXMLFlags(conn, xml.c_str(), VIR_DOMAIN_DEFINE_VALIDATE));
+  if (!dom) return LibvirtError(Quoted("virDomainDefineXML", spec.name));
+  undo.Add([d = dom.get(), name = spec.name] {
+    base::LogIfError(DestroyDomain(d, name), "rollback: destroy domain");
+    base::LogIfError(UndefineDomain(d, name), "rollback: undefine domain");
+  });
+  absl::Time t0 = absl::Now();
+  if (virDomainCreateWithFlags(dom.get(), spec.start_paused ? VIR_DOMAIN_START_PAUSED : 0) < 0) {
+    return LibvirtError(Quoted("virDomainCreateWithFlags", spec.name));
+  }
+  undo.Dismiss();
+  base::LogInfo("domain started", {{"domain", spec.name},
+                                   {"container", spec.container_id},
+                                   {"paused", spec.start_paused ? "true" : "false"},
+                                   {"took_ms", StrCat(absl::ToInt64Milliseconds(absl::Now() - t0))}});
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::Resume(std::string_view name) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  if (virDomainResume(dom.get()) < 0) return LibvirtError(Quoted("virDomainResume", name));
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::Shutdown(std::string_view name, absl::Duration grace) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  ASSIGN_OR_RETURN(VmStatus st, StateOf(dom.get(), name));
+  if (!IsActive(st.phase)) return absl::OkStatus();
+  // A paused guest cannot see the power button; it goes straight to destroy.
+  if (st.phase == VmPhase::kRunning) {
+    if (virDomainShutdownFlags(dom.get(), VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0) {
+      if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();
+      base::LogWarn("acpi shutdown failed; destroying",
+                    {{"domain", std::string(name)}, {"error", virGetLastErrorMessage()}});
+    } else {
+      absl::Time deadline = absl::Now() + grace;
+      while (absl::Now() < deadline) {
+        if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();
+        absl::SleepFor(std::min(options_.shutdown_poll, deadline - absl::Now()));
+      }
+      base::LogInfo("guest did not power off within grace; destroying",
+                    {{"domain", std::string(name)}, {"grace_s", StrCat(absl::ToInt64Seconds(grace))}});
+    }
+  }
+  return DestroyDomain(dom.get(), name);
+}
+
+absl::Status LibvirtHypervisor::Destroy(std::string_view name) {
+  absl::StatusOr<DomainPtr> dom = Lookup(conn_->get(), name);
+  if (absl::IsNotFound(dom.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(dom.status());
+  return DestroyDomain(dom->get(), name);
+}
+
+absl::Status LibvirtHypervisor::Remove(std::string_view name) {
+  absl::StatusOr<DomainPtr> dom = Lookup(conn_->get(), name);
+  if (absl::IsNotFound(dom.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(dom.status());
+  RETURN_IF_ERROR(DestroyDomain(dom->get(), name));
+  RETURN_IF_ERROR(UndefineDomain(dom->get(), name));
+  base::LogInfo("domain removed", {{"domain", std::string(name)}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VmStatus> LibvirtHypervisor::Status(std::string_view name) {
+  absl::StatusOr<DomainPtr> dom = Lookup(conn_->get(), name);
+  if (absl::IsNotFound(dom.status())) return VmStatus{VmPhase::kMissing, 0, ""};
+  RETURN_IF_ERROR(dom.status());
+  absl::StatusOr<VmStatus> st = StateOf(dom->get(), name);
+  if (absl::IsNotFound(st.status())) return VmStatus{VmPhase::kMissing, 0, ""};  // removed meanwhile
+  return st;
+}
+
+absl::StatusOr<std::vector<VmListing>> LibvirtHypervisor::List() {
+  virDomainPtr* raw = nullptr;
+  int n = virConnectListAllDomains(conn_->get(), &raw, 0);
+  if (n < 0) return LibvirtError("virConnectListAllDomains");
+  std::vector<DomainPtr> doms;
+  doms.reserve(n);
+  for (int i = 0; i < n; ++i) doms.emplace_back(raw[i]);
+  free(raw);
+
+  std::string uri(kMetadataUri);
+  std::vector<VmListing> out;
+  for (const DomainPtr& dom : doms) {
+    const char* name = virDomainGetName(dom.get());
+    LibvirtString meta(virDomainGetMetadata(dom.get(), VIR_DOMAIN_METADATA_ELEMENT, uri.c_str(), 0));
+    if (!meta) {
+      int code = LastLibvirtErrorCode();
+      if (code == VIR_ERR_NO_DOMAIN_METADATA || code == VIR_ERR_NO_DOMAIN) continue;  // not ours, or gone
+      return LibvirtError(Quoted("virDomainGetMetadata", name));
+    }
+    absl::StatusOr<VmMetadata> m = ParseMetadataXml(meta.get());
+    if (!m.ok()) {
+      base::LogWarn("skipping domain with unreadable metadata",
+                    {{"domain", name}, {"error", std::string(m.status().message())}});
+      continue;
+    }
+    absl::StatusOr<VmStatus> st = StateOf(dom.get(), name);
+    if (absl::IsNotFound(st.status())) continue;
+    RETURN_IF_ERROR(st.status());
+    out.push_back(VmListing{name, m->pod_id, m->container_id, st->phase});
+  }
+  return out;
+}
+
+absl::StatusOr<VmStats> LibvirtHypervisor::Stats(std::string_view name) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  virDomainInfo info;
+  if (virDomainGetInfo(dom.get(), &info) < 0) return LibvirtError(Quoted("virDomainGetInfo", name));
+  if (info.state != VIR_DOMAIN_RUNNING && info.state != VIR_DOMAIN_PAUSED && info.state != VIR_DOMAIN_BLOCKED) {
+    return absl::FailedPreconditionError(StrCat("domain \"", name, "\" is not running"));
+  }
+  VmStats s;
+  s.timestamp = absl::Now();
+  s.cpu_ns = info.cpuTime;
+  s.memory_actual_bytes = static_cast<uint64_t>(info.memory) * 1024;
+  virDomainMemoryStatStruct mem[VIR_DOMAIN_MEMORY_STAT_NR];
+  int n = virDomainMemoryStats(dom.get(), mem, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+  for (int i = 0; i < n; ++i) {  // n < 0 (unsupported): keep what GetInfo gave
+    switch (mem[i].tag) {
+      case VIR_DOMAIN_MEMORY_STAT_RSS: s.memory_rss_bytes = mem[i].val * 1024; break;
+      case VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON: s.memory_actual_bytes = mem[i].val * 1024; break;
+      case VIR_DOMAIN_MEMORY_STAT_UNUSED: s.memory_unused_bytes = mem[i].val * 1024; break;
+      default: break;
+    }
+  }
+  return s;
+}
+
+}  // namespace kvcri::runtime

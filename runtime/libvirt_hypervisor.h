@@ -1,0 +1,60 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "runtime/hypervisor.h"
+
+namespace kvcri::runtime {
+
+class LibvirtConnection;
+
+struct LibvirtHypervisorOptions {
+  // e.g. "qemu:///embed?root=/var/lib/kubevirt-cri/libvirt" (config::Config::LibvirtUri()),
+  // "qemu:///system", or "test:///default" in tests.
+  std::string uri;
+  // QEMU binary written to <emulator>; empty lets libvirt choose.
+  std::string emulator;
+  // How often Shutdown() polls the domain state while waiting for the guest.
+  absl::Duration shutdown_poll = absl::Milliseconds(100);
+};
+
+// Hypervisor over libvirt. VMs are persistent domains: they outlive this
+// object and the process (QEMU is daemonised), and a new instance on the same
+// URI finds them again through the metadata written at Create.
+//
+// The embedded driver ("qemu:///embed?root=...") can be opened with only one
+// root per process, and one process at a time per root.
+class LibvirtHypervisor : public Hypervisor {
+ public:
+  static absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> Open(const LibvirtHypervisorOptions& options);
+  ~LibvirtHypervisor() override;
+
+  absl::Status Ready() override;
+  absl::Status Create(const VmSpec& spec) override;
+  absl::Status Resume(std::string_view name) override;
+  absl::Status Shutdown(std::string_view name, absl::Duration grace) override;
+  absl::Status Destroy(std::string_view name) override;
+  absl::Status Remove(std::string_view name) override;
+  absl::StatusOr<VmStatus> Status(std::string_view name) override;
+  absl::StatusOr<std::vector<VmListing>> List() override;
+  absl::StatusOr<VmStats> Stats(std::string_view name) override;
+
+ private:
+  LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options);
+
+  const LibvirtHypervisorOptions options_;
+  const std::unique_ptr<LibvirtConnection> conn_;
+  absl::Mutex mu_;
+  // Names being created: a second Create of the same name must not redefine
+  // (libvirt's define replaces an existing definition of that name).
+  absl::flat_hash_set<std::string> creating_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvcri::runtime

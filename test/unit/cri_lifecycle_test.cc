@@ -1,0 +1,280 @@
+// cri/ orchestration with fakes: rollback, idempotency, recovery.
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "cri/runtime_service.h"
+#include "runtime/console_log.h"
+#include "test/fakes/fake_hypervisor.h"
+#include "test/fakes/fake_image_store.h"
+#include "test/fakes/fake_netns.h"
+
+namespace kvcri::cri {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::FakeHypervisor;
+using testing::FakeImageStore;
+using testing::FakeNetns;
+namespace fs = std::filesystem;
+
+class CriLifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kvcri-unit-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    config_.root = dir_ / "root";
+    config_.state_dir = dir_ / "run";
+    fs::create_directories(config_.root / "containers");
+    fs::create_directories(dir_ / "images");
+    std::ofstream(dir_ / "images" / "vmlinuz") << "kernel";
+    runtime::image::ImageInfo kernel;
+    kernel.id = "sha256:" + std::string(64, '1');
+    kernel.repo_tags = {"example.com/vm:1"};
+    kernel.boot.kind = runtime::image::BootKind::kKernel;
+    kernel.boot.kernel = dir_ / "images" / "vmlinuz";
+    images_.Add("example.com/vm:1", kernel);
+    runtime::image::ImageInfo plain = kernel;
+    plain.id = "sha256:" + std::string(64, '2');
+    plain.boot = {};
+    plain.boot.unbootable_reason = "no /disk/ file and no /boot/vmlinuz";
+    images_.Add("busybox", plain);
+    Restart();
+  }
+  void TearDown() override {
+    service_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // A new service over the same disk state, like a daemon restart.
+  void Restart() {
+    service_.reset();
+    console_ = std::make_unique<runtime::ConsoleLogCopier>(runtime::ConsoleLogOptions{.start_thread = false});
+    store_ = std::make_unique<sandbox::SandboxStore>(config_.root);
+    absl::StatusOr<sandbox::LoadReport> report = store_->Load();
+    ASSERT_TRUE(report.ok()) << report.status();
+    RuntimeDeps deps;
+    deps.config = &config_;
+    deps.accelerator = config::Accelerator::kTcg;
+    deps.hypervisor = &hv_;
+    deps.console = console_.get();
+    deps.images = &images_;
+    deps.store = store_.get();
+    deps.netns = &netns_;
+    service_ = std::make_unique<RuntimeService>(deps);
+    ASSERT_TRUE(service_->Recover(*report).ok());
+  }
+
+  pb::PodSandboxConfig PodConfig(const std::string& name) {
+    pb::PodSandboxConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_metadata()->set_namespace_("ns");
+    c.mutable_metadata()->set_uid("uid-" + name);
+    c.set_log_directory((dir_ / "logs" / name).string());
+    (*c.mutable_labels())["app"] = name;
+    return c;
+  }
+
+  grpc::Status RunPod(const std::string& name, std::string* id) {
+    pb::RunPodSandboxRequest req;
+    *req.mutable_config() = PodConfig(name);
+    req.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse resp;
+    grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
+    *id = resp.pod_sandbox_id();
+    return s;
+  }
+
+  grpc::Status CreateVm(const std::string& pod, const std::string& image, std::string* id,
+                        const std::string& name = "vm") {
+    pb::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    req.mutable_config()->mutable_metadata()->set_name(name);
+    req.mutable_config()->mutable_image()->set_image(image);
+    req.mutable_config()->set_log_path("vm.log");
+    pb::CreateContainerResponse resp;
+    grpc::Status s = service_->CreateContainer(nullptr, &req, &resp);
+    *id = resp.container_id();
+    return s;
+  }
+
+  grpc::Status Start(const std::string& id) {
+    pb::StartContainerRequest req;
+    req.set_container_id(id);
+    pb::StartContainerResponse resp;
+    return service_->StartContainer(nullptr, &req, &resp);
+  }
+
+  pb::ContainerStatus Status(const std::string& id) {
+    pb::ContainerStatusRequest req;
+    req.set_container_id(id);
+    pb::ContainerStatusResponse resp;
+    EXPECT_TRUE(service_->ContainerStatus(nullptr, &req, &resp).ok());
+    return resp.status();
+  }
+
+  fs::path dir_;
+  config::Config config_;
+  FakeHypervisor hv_;
+  FakeNetns netns_;
+  FakeImageStore images_;
+  std::unique_ptr<runtime::ConsoleLogCopier> console_;
+  std::unique_ptr<sandbox::SandboxStore> store_;
+  std::unique_ptr<RuntimeService> service_;
+};
+
+TEST_F(CriLifecycleTest, RunPodSandboxRemovesRecordAndNameWhenNetnsFails) {
+  netns_.create_error = absl::PermissionDeniedError("unshare: operation not permitted");
+  std::string id;
+  grpc::Status s = RunPod("web", &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(store_->SandboxCount(), 0u);
+  // The name is free again.
+  netns_.create_error = absl::OkStatus();
+  ASSERT_TRUE(RunPod("web", &id).ok());
+  EXPECT_EQ(store_->SandboxCount(), 1u);
+}
+
+TEST_F(CriLifecycleTest, DuplicateSandboxNameIsAlreadyExists) {
+  std::string a, b;
+  ASSERT_TRUE(RunPod("web", &a).ok());
+  grpc::Status s = RunPod("web", &b);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr(a));
+}
+
+TEST_F(CriLifecycleTest, ImageWithoutBootArtifactsIsFailedPrecondition) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  grpc::Status s = CreateVm(pod, "busybox", &ctr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("busybox"));
+  EXPECT_THAT(s.error_message(), HasSubstr("no /disk/ file"));
+  EXPECT_TRUE(store_->ListContainers().empty());
+}
+
+TEST_F(CriLifecycleTest, FailedStartRemovesDomainAndReportsStartError) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  hv_.create_error = absl::InternalError("qemu exploded");
+  grpc::Status s = Start(ctr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_FALSE(hv_.Has("kvcri-" + ctr));
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.reason(), "StartError");
+  EXPECT_THAT(st.message(), HasSubstr("qemu exploded"));
+}
+
+TEST_F(CriLifecycleTest, KernelCmdlineDefaultsToSerialConsole) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  absl::MutexLock l(&hv_.mu);
+  EXPECT_EQ(hv_.vms["kvcri-" + ctr].spec.cmdline, "console=ttyS0");
+  EXPECT_EQ(hv_.vms["kvcri-" + ctr].spec.accel, config::Accelerator::kTcg);
+}
+
+TEST_F(CriLifecycleTest, GuestPowerOffBecomesExitedWithItsCode) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+  hv_.SetStatus("kvcri-" + ctr, {runtime::VmPhase::kShutoff, 0, "Completed"});
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 0);
+  EXPECT_EQ(st.reason(), "Completed");
+  EXPECT_GT(st.finished_at(), 0);
+}
+
+TEST_F(CriLifecycleTest, RestartCreatesNewAttemptButNotASecondContainer) {
+  std::string pod, first, second;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &first).ok());
+  grpc::Status s = CreateVm(pod, "example.com/vm:1", &second, "sidecar");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(Start(first).ok());
+  hv_.SetStatus("kvcri-" + first, {runtime::VmPhase::kShutoff, 1, "Crashed"});
+  EXPECT_EQ(Status(first).state(), pb::CONTAINER_EXITED);
+  // kubelet restarts the exited VM container as a new attempt of the same name.
+  EXPECT_TRUE(CreateVm(pod, "example.com/vm:1", &second).ok());
+}
+
+TEST_F(CriLifecycleTest, RecoveryRemovesOrphanDomainsAndNamespaces) {
+  runtime::VmSpec orphan;
+  orphan.name = "kvcri-orphan";
+  orphan.container_id = std::string(64, 'e');
+  hv_.AddForeignVm(orphan);
+  ASSERT_TRUE(netns_.Create(std::string(64, 'f')).ok());
+  Restart();
+  EXPECT_FALSE(hv_.Has("kvcri-orphan"));
+  EXPECT_FALSE(*netns_.Exists(std::string(64, 'f')));
+}
+
+TEST_F(CriLifecycleTest, RecoveryReportsVmThatDiedWhileDownAsExited) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  hv_.Remove("kvcri-" + ctr).IgnoreError();  // gone behind our back
+  Restart();
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 255);
+  EXPECT_EQ(st.reason(), "VMNotFound");
+}
+
+TEST_F(CriLifecycleTest, RecoveryRollsBackASandboxCutShortMidCreation) {
+  sandbox::SandboxRecord half;
+  half.id = std::string(64, 'a');
+  half.metadata = {"half", "ns", "uid", 0};
+  half.phase = sandbox::Phase::kCreating;
+  ASSERT_TRUE(store_->PutSandbox(half).ok());
+  ASSERT_TRUE(netns_.Create(half.id).ok());
+  Restart();
+  EXPECT_FALSE(store_->GetSandbox(half.id).ok());
+  EXPECT_FALSE(*netns_.Exists(half.id));
+}
+
+TEST_F(CriLifecycleTest, RemovePodSandboxRemovesEverything) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  pb::RemovePodSandboxRequest req;
+  req.set_pod_sandbox_id(pod);
+  pb::RemovePodSandboxResponse resp;
+  ASSERT_TRUE(service_->RemovePodSandbox(nullptr, &req, &resp).ok());
+  EXPECT_FALSE(hv_.Has("kvcri-" + ctr));
+  EXPECT_FALSE(*netns_.Exists(pod));
+  EXPECT_FALSE(fs::exists(config_.root / "containers" / ctr));
+  EXPECT_EQ(store_->SandboxCount(), 0u);
+  EXPECT_TRUE(service_->RemovePodSandbox(nullptr, &req, &resp).ok());
+}
+
+TEST_F(CriLifecycleTest, ListFiltersByLabelStateAndIdPrefix) {
+  std::string a, b;
+  ASSERT_TRUE(RunPod("a", &a).ok());
+  ASSERT_TRUE(RunPod("b", &b).ok());
+  pb::ListPodSandboxRequest req;
+  (*req.mutable_filter()->mutable_label_selector())["app"] = "b";
+  pb::ListPodSandboxResponse resp;
+  ASSERT_TRUE(service_->ListPodSandbox(nullptr, &req, &resp).ok());
+  ASSERT_EQ(resp.items_size(), 1);
+  EXPECT_EQ(resp.items(0).id(), b);
+  req.Clear();
+  req.mutable_filter()->set_id(a.substr(0, 8));
+  resp.Clear();
+  ASSERT_TRUE(service_->ListPodSandbox(nullptr, &req, &resp).ok());
+  ASSERT_EQ(resp.items_size(), 1);
+  EXPECT_EQ(resp.items(0).id(), a);
+}
+
+}  // namespace
+}  // namespace kvcri::cri
