@@ -1,12 +1,14 @@
 #include "cni/network_config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <system_error>
 
 #include <nlohmann/json.hpp>
 
 #include "config/base/str.h"
 #include "absl/strings/str_join.h"
+#include "cni/result.h"
 #include "config/base/file_util.h"
 
 namespace kvcri::cni {
@@ -32,8 +34,8 @@ absl::StatusOr<NetworkConfigList> ParseNetworkConfig(std::string_view text,
     // A single plugin config: wrap it as a list of one.
     if (!doc.contains("type") || !doc["type"].is_string()) return Bad(source, "missing \"type\"");
     json plugin = doc;
-    json list = {{"cniVersion", doc.value("cniVersion", "")},
-                 {"name", doc.value("name", "")},
+    json list = {{"cniVersion", doc.contains("cniVersion") ? doc["cniVersion"] : json("")},
+                 {"name", doc.contains("name") ? doc["name"] : json("")},
                  {"plugins", json::array({plugin})}};
     doc = std::move(list);
   }
@@ -42,8 +44,19 @@ absl::StatusOr<NetworkConfigList> ParseNetworkConfig(std::string_view text,
   if (!doc.contains("name") || !doc["name"].is_string() || doc["name"].get<std::string>().empty())
     return Bad(source, "missing \"name\"");
   out.name = doc["name"].get<std::string>();
+  for (char c : out.name) {
+    // The spec's rule for network names; they also become cache file names.
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '.' || c == '-';
+    if (!ok) return Bad(source, base::StrCat("network name \"", out.name, "\" has a character other than [A-Za-z0-9_.-]"));
+  }
+  if (!std::isalnum(static_cast<unsigned char>(out.name[0])))
+    return Bad(source, base::StrCat("network name \"", out.name, "\" must start with a letter or digit"));
   if (doc.contains("cniVersion") && doc["cniVersion"].is_string())
     out.cni_version = doc["cniVersion"].get<std::string>();
+  if (!IsSupportedCniVersion(out.cni_version))
+    return Bad(source, base::StrCat("unsupported cniVersion \"", out.cni_version,
+                                    "\" (supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)"));
   if (doc.contains("disabled") && doc["disabled"].is_boolean() && doc["disabled"].get<bool>())
     return Bad(source, "the network list is disabled");
   const json& plugins = doc["plugins"];
@@ -81,8 +94,10 @@ absl::StatusOr<NetworkConfigList> FindDefaultNetwork(const fs::path& conf_dir) {
     skipped.push_back(std::string(parsed.status().message()));
   }
   std::string msg = base::StrCat("no valid CNI network config in \"", conf_dir.string(), "\"");
-  if (!skipped.empty()) absl::StrAppend(&msg, " (", absl::StrJoin(skipped, "; "), ")");
-  return absl::NotFoundError(msg);
+  if (skipped.empty()) return absl::NotFoundError(msg);
+  // Files exist but none is usable: that is a configuration error.
+  absl::StrAppend(&msg, " (", absl::StrJoin(skipped, "; "), ")");
+  return absl::InvalidArgumentError(msg);
 }
 
 }  // namespace kvcri::cni

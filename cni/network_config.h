@@ -19,14 +19,16 @@ struct NetworkConfigList {
   std::string json;
 };
 
-// Parses a .conflist (or .conf/.json single plugin) document.
+// Parses a .conflist (or .conf/.json single plugin) document. InvalidArgument
+// naming `source` for bad JSON, a missing or invalid name, a cniVersion we do
+// not support, or a plugin without "type".
 absl::StatusOr<NetworkConfigList> ParseNetworkConfig(std::string_view json,
                                                      const std::filesystem::path& source);
 
 // The default network, like containerd picks it: the lexicographically first
 // *.conflist/*.conf/*.json file in `conf_dir` that parses. NotFound (with the
-// directory named) when there is none; the parse errors of skipped files are
-// in the message.
+// directory named) when there is no such file; InvalidArgument naming every
+// file and its parse error when there are files but none is valid.
 absl::StatusOr<NetworkConfigList> FindDefaultNetwork(const std::filesystem::path& conf_dir);
 
 }  // namespace kvcri::cni

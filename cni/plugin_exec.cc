@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/cord.h"
@@ -93,7 +92,8 @@ void Drain(UniqueFd* fd, std::string* out) {
 }
 
 std::string Truncated(std::string_view s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+    s.remove_suffix(1);
   if (s.size() <= kMaxStderrInMessage) return std::string(s);
   return StrCat(s.substr(0, kMaxStderrInMessage), "...");
 }
@@ -108,15 +108,17 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   return *this;
 }
 
-absl::StatusOr<ChildProcess> ChildProcess::Spawn(const fs::path& binary,
-                                                 const std::vector<std::string>& argv,
-                                                 const std::vector<std::string>& env, int stdin_fd,
-                                                 int stdout_fd, int stderr_fd) {
+absl::StatusOr<ChildProcess> ChildProcess::Spawn(
+    const fs::path& binary, const std::vector<std::string>& argv,
+    const std::vector<std::string>& env, int stdin_fd, int stdout_fd,
+    int stderr_fd) {
   std::vector<char*> c_argv;
-  for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv)
+    c_argv.push_back(const_cast<char*>(a.c_str()));
   c_argv.push_back(nullptr);
   std::vector<char*> c_env;
-  for (const std::string& e : env) c_env.push_back(const_cast<char*>(e.c_str()));
+  for (const std::string& e : env)
+    c_env.push_back(const_cast<char*>(e.c_str()));
   c_env.push_back(nullptr);
 
   posix_spawn_file_actions_t actions;
@@ -124,13 +126,15 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const fs::path& binary,
   posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
   posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#if defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
   // Whatever fd the daemon opened without O_CLOEXEC stays out of plugins.
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 #endif
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  // Own process group, so a timeout kills the plugin's helpers (iptables...) too.
+  // Own process group, so a timeout kills the plugin's helpers (iptables...)
+  // too.
   posix_spawnattr_setpgroup(&attr, 0);
   sigset_t none, dfl;
   sigemptyset(&none);
@@ -138,18 +142,23 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const fs::path& binary,
   sigaddset(&dfl, SIGPIPE);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &dfl);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+                                      POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, c_argv.data(), c_env.data());
+  int rc = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, c_argv.data(),
+                         c_env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::ErrnoToStatus(rc, StrCat("posix_spawn \"", binary.string(), "\""));
+  if (rc != 0)
+    return absl::ErrnoToStatus(rc,
+                               StrCat("posix_spawn \"", binary.string(), "\""));
   return ChildProcess(pid);
 }
 
 absl::StatusOr<std::optional<int>> ChildProcess::TryWait() {
-  if (pid_ <= 0) return absl::FailedPreconditionError("child process already reaped");
+  if (pid_ <= 0)
+    return absl::FailedPreconditionError("child process already reaped");
   int status = 0;
   pid_t r;
   do {
@@ -176,7 +185,8 @@ void ChildProcess::KillAndReap() {
 absl::StatusOr<ProcessOutput> RunProcess(const fs::path& binary,
                                          const std::vector<std::string>& argv,
                                          const std::vector<std::string>& env,
-                                         std::string_view stdin_data, absl::Duration timeout) {
+                                         std::string_view stdin_data,
+                                         absl::Duration timeout) {
   ScopedSigpipeBlock no_sigpipe;
   UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
   RETURN_IF_ERROR(MakePipe(&in_r, &in_w));
@@ -188,7 +198,8 @@ absl::StatusOr<ProcessOutput> RunProcess(const fs::path& binary,
 
   const absl::Time deadline = absl::Now() + timeout;
   ASSIGN_OR_RETURN(ChildProcess child,
-                   ChildProcess::Spawn(binary, argv, env, in_r.get(), out_w.get(), err_w.get()));
+                   ChildProcess::Spawn(binary, argv, env, in_r.get(),
+                                       out_w.get(), err_w.get()));
   in_r.Reset();
   out_w.Reset();
   err_w.Reset();
@@ -204,13 +215,14 @@ absl::StatusOr<ProcessOutput> RunProcess(const fs::path& binary,
       if (wait_status) exited_at = absl::Now();
     }
     bool pipes_open = out_r.valid() || err_r.valid();
-    if (wait_status && (!pipes_open || absl::Now() - exited_at > kDrainGrace)) break;
+    if (wait_status && (!pipes_open || absl::Now() - exited_at > kDrainGrace))
+      break;
     absl::Duration remaining = deadline - absl::Now();
     if (remaining <= absl::ZeroDuration()) {
       child.KillAndReap();
       return absl::DeadlineExceededError(
-          StrCat("\"", binary.string(), "\" did not finish within ", absl::FormatDuration(timeout),
-                 " and was killed"));
+          StrCat("\"", binary.string(), "\" did not finish within ",
+                 absl::FormatDuration(timeout), " and was killed"));
     }
     struct pollfd pfds[3];
     int n = 0;
@@ -231,12 +243,15 @@ absl::StatusOr<ProcessOutput> RunProcess(const fs::path& binary,
     int tick_ms = static_cast<int>(
         std::clamp<int64_t>(absl::ToInt64Milliseconds(remaining), 1, 20));
     int r = ::poll(pfds, n, tick_ms);
-    if (r < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "poll plugin pipes");
+    if (r < 0 && errno != EINTR)
+      return absl::ErrnoToStatus(errno, "poll plugin pipes");
     if (r <= 0) continue;
     if (in_idx >= 0 && pfds[in_idx].revents) {
-      ssize_t w = ::write(in_w.get(), stdin_data.data() + written, stdin_data.size() - written);
+      ssize_t w = ::write(in_w.get(), stdin_data.data() + written,
+                          stdin_data.size() - written);
       if (w > 0) written += static_cast<size_t>(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == stdin_data.size()) {
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
+          written == stdin_data.size()) {
         in_w.Reset();  // done, or the plugin stopped reading (EPIPE)
       }
     }
@@ -251,8 +266,10 @@ absl::StatusOr<ProcessOutput> RunProcess(const fs::path& binary,
   return out;
 }
 
-absl::StatusOr<fs::path> FindPlugin(std::string_view type, const std::vector<fs::path>& dirs) {
-  if (type.empty() || type == "." || type == ".." || type.find('/') != std::string_view::npos) {
+absl::StatusOr<fs::path> FindPlugin(std::string_view type,
+                                    const std::vector<fs::path>& dirs) {
+  if (type.empty() || type == "." || type == ".." ||
+      type.find('/') != std::string_view::npos) {
     return absl::InvalidArgumentError(
         StrCat("CNI plugin type \"", type, "\" is not a plain file name"));
   }
@@ -267,23 +284,26 @@ absl::StatusOr<fs::path> FindPlugin(std::string_view type, const std::vector<fs:
       return candidate;
     }
   }
-  return absl::FailedPreconditionError(
-      StrCat("CNI plugin \"", type, "\" not found in bin dirs [", searched, "]"));
+  return absl::FailedPreconditionError(StrCat(
+      "CNI plugin \"", type, "\" not found in bin dirs [", searched, "]"));
 }
 
 absl::StatusOr<std::string> ExecPlugin(const PluginCall& call) {
-  absl::StatusOr<ProcessOutput> run = RunProcess(call.binary, {call.binary.string()}, call.env,
-                                                 call.stdin_data, call.timeout);
+  absl::StatusOr<ProcessOutput> run =
+      RunProcess(call.binary, {call.binary.string()}, call.env, call.stdin_data,
+                 call.timeout);
   if (!run.ok()) {
-    return absl::Status(run.status().code(),
-                        StrCat("CNI plugin \"", call.plugin, "\" ", call.command, ": ",
-                               base::Sv(run.status().message())));
+    return absl::Status(
+        run.status().code(),
+        StrCat("CNI plugin \"", call.plugin, "\" ", call.command, ": ",
+               base::Sv(run.status().message())));
   }
   if (run->exit_code == 0) {
     if (!run->stderr_data.empty()) {
-      base::LogDebug("CNI plugin stderr", {{"plugin", call.plugin},
-                                            {"command", call.command},
-                                            {"stderr", Truncated(run->stderr_data)}});
+      base::LogDebug("CNI plugin stderr",
+                     {{"plugin", call.plugin},
+                      {"command", call.command},
+                      {"stderr", Truncated(run->stderr_data)}});
     }
     return std::move(run->stdout_data);
   }
@@ -294,30 +314,35 @@ absl::StatusOr<std::string> ExecPlugin(const PluginCall& call) {
   if (!err.is_discarded() && err.is_object() && err.contains("code") &&
       err["code"].is_number_integer()) {
     code = err["code"].get<int>();
-    if (err.contains("msg") && err["msg"].is_string()) msg = err["msg"].get<std::string>();
+    if (err.contains("msg") && err["msg"].is_string())
+      msg = err["msg"].get<std::string>();
     if (err.contains("details") && err["details"].is_string()) {
       details = err["details"].get<std::string>();
     }
   }
   std::string text;
   if (code) {
-    text = StrCat("CNI plugin \"", call.plugin, "\" ", call.command, " failed: code=", *code,
-                  " msg=\"", msg, "\"");
+    text = StrCat("CNI plugin \"", call.plugin, "\" ", call.command,
+                  " failed: code=", *code, " msg=\"", msg, "\"");
     if (!details.empty()) text += StrCat(" details=\"", details, "\"");
   } else {
-    std::string how = run->term_signal != 0 ? StrCat("was killed by signal ", run->term_signal)
-                                            : StrCat("exited with status ", run->exit_code);
-    std::string said = Truncated(run->stderr_data.empty() ? run->stdout_data : run->stderr_data);
-    text = StrCat("CNI plugin \"", call.plugin, "\" ", call.command, " ", how, ": \"", said, "\"");
+    std::string how = run->term_signal != 0
+                          ? StrCat("was killed by signal ", run->term_signal)
+                          : StrCat("exited with status ", run->exit_code);
+    std::string said = Truncated(run->stderr_data.empty() ? run->stdout_data
+                                                          : run->stderr_data);
+    text = StrCat("CNI plugin \"", call.plugin, "\" ", call.command, " ", how,
+                  ": \"", said, "\"");
   }
-  absl::Status status = (code && *code == kCniErrTryAgainLater) ? absl::UnavailableError(text)
-                                                                : absl::InternalError(text);
+  absl::Status status = (code && *code == kCniErrTryAgainLater)
+                            ? absl::UnavailableError(text)
+                            : absl::InternalError(text);
   if (code) status.SetPayload(kCodePayload, absl::Cord(StrCat(*code)));
   return status;
 }
 
 std::optional<int> CniErrorCode(const absl::Status& status) {
-  std::optional<absl::Cord> payload = status.GetPayload(kCodePayload);
+  auto payload = status.GetPayload(kCodePayload);
   if (!payload) return std::nullopt;
   std::string s(*payload);
   int v = 0;

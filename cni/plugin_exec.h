@@ -22,7 +22,8 @@ namespace kvcri::cni {
 class ChildProcess {
  public:
   ChildProcess() = default;
-  ChildProcess(ChildProcess&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
+  ChildProcess(ChildProcess&& other) noexcept
+      : pid_(std::exchange(other.pid_, -1)) {}
   ChildProcess& operator=(ChildProcess&& other) noexcept;
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -30,10 +31,10 @@ class ChildProcess {
 
   // posix_spawn()s `binary` with `argv` (argv[0] included) and `env`;
   // stdin/stdout/stderr become the given fds (which the child gets as 0/1/2).
-  static absl::StatusOr<ChildProcess> Spawn(const std::filesystem::path& binary,
-                                            const std::vector<std::string>& argv,
-                                            const std::vector<std::string>& env, int stdin_fd,
-                                            int stdout_fd, int stderr_fd);
+  static absl::StatusOr<ChildProcess> Spawn(
+      const std::filesystem::path& binary, const std::vector<std::string>& argv,
+      const std::vector<std::string>& env, int stdin_fd, int stdout_fd,
+      int stderr_fd);
 
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
@@ -61,19 +62,20 @@ struct ProcessOutput {
 absl::StatusOr<ProcessOutput> RunProcess(const std::filesystem::path& binary,
                                          const std::vector<std::string>& argv,
                                          const std::vector<std::string>& env,
-                                         std::string_view stdin_data, absl::Duration timeout);
+                                         std::string_view stdin_data,
+                                         absl::Duration timeout);
 
 // The first executable file named `type` in `dirs`, like CNI_PATH lookup.
 // InvalidArgument for a type that is not a plain file name; FailedPrecondition
 // naming the plugin and every directory searched when none has it.
-absl::StatusOr<std::filesystem::path> FindPlugin(std::string_view type,
-                                                 const std::vector<std::filesystem::path>& dirs);
+absl::StatusOr<std::filesystem::path> FindPlugin(
+    std::string_view type, const std::vector<std::filesystem::path>& dirs);
 
 // One CNI plugin invocation.
 struct PluginCall {
   std::string plugin;  // the plugin's "type", for messages
   std::filesystem::path binary;
-  std::string command;  // ADD, DEL, CHECK, VERSION
+  std::string command;           // ADD, DEL, CHECK, VERSION
   std::vector<std::string> env;  // complete environment, CNI_* included
   std::string stdin_data;
   absl::Duration timeout = absl::Minutes(1);

@@ -220,9 +220,11 @@ absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml) {
                                                                      XML_PARSE_NOWARNING));
   if (!doc) return absl::InvalidArgumentError("domain metadata is not well-formed XML");
   xmlNode* root = xmlDocGetRootElement(doc.get());
-  if (root == nullptr || root->ns == nullptr || root->ns->href == nullptr ||
-      std::string_view(reinterpret_cast<const char*>(root->ns->href)) != kMetadataUri ||
-      std::string_view(reinterpret_cast<const char*>(root->name)) != "container") {
+  // virDomainGetMetadata selects by namespace and returns the element with
+  // the namespace stripped; a namespace, if any, must be ours.
+  bool foreign_ns = root != nullptr && root->ns != nullptr && root->ns->href != nullptr &&
+                    std::string_view(reinterpret_cast<const char*>(root->ns->href)) != kMetadataUri;
+  if (root == nullptr || foreign_ns || std::string_view(reinterpret_cast<const char*>(root->name)) != "container") {
     return absl::InvalidArgumentError(StrCat("domain metadata is not a {", kMetadataUri, "}container element"));
   }
   std::string version = Attr(root, "version");

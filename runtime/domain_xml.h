@@ -27,8 +27,8 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
 struct VmMetadata {
   std::string pod_id, container_id, pod_namespace, pod_name;
 };
-// Parses the element virDomainGetMetadata returns. InvalidArgument when it is
-// not ours or of an unknown version.
+// Parses the element virDomainGetMetadata returns (namespace stripped).
+// InvalidArgument when it is not ours or of an unknown version.
 absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml);
 
 // Disk target name for index i: vda..vdz, vdaa...

@@ -15,13 +15,20 @@ namespace {
 constexpr std::string_view kEmbedPrefix = "qemu:///embed?root=";
 constexpr std::string_view kConfHeader = "# Written by kubevirt-cri";
 
-absl::Status RegisterEventImplOnce() {
-  // libvirt's event loop implementation is process-wide by design: it can be
-  // registered once per process and never unregistered. This once_flag is
-  // the only process-wide state of runtime/.
+void IgnoreLibvirtError(void*, virErrorPtr) {}
+
+absl::Status InitLibvirtOnce() {
+  // libvirt's event loop implementation and error handler are process-wide
+  // by design: registered once per process, never unregistered. This
+  // once_flag is the only process-wide state of runtime/.
   static std::once_flag once;
   static int rc = 0;
-  std::call_once(once, [] { rc = virEventRegisterDefaultImpl(); });
+  std::call_once(once, [] {
+    // Errors reach callers as Status; libvirt's default handler would also
+    // print each one (including expected "Domain not found") to stderr.
+    virSetErrorFunc(nullptr, IgnoreLibvirtError);
+    rc = virEventRegisterDefaultImpl();
+  });
   if (rc < 0) return LibvirtError("virEventRegisterDefaultImpl");
   return absl::OkStatus();
 }
@@ -85,7 +92,7 @@ absl::StatusOr<std::unique_ptr<LibvirtConnection>> LibvirtConnection::Open(const
 }
 
 absl::Status LibvirtConnection::StartEventLoop() {
-  if (absl::Status s = RegisterEventImplOnce(); !s.ok()) return s;
+  if (absl::Status s = InitLibvirtOnce(); !s.ok()) return s;
   // A disabled timer; StopEventLoop() arms it to wake the loop so it sees stop_.
   wake_timer_ = virEventAddTimeout(-1, [](int, void*) {}, nullptr, nullptr);
   if (wake_timer_ < 0) return LibvirtError("virEventAddTimeout");

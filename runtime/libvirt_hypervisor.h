@@ -23,6 +23,9 @@ struct LibvirtHypervisorOptions {
   std::string emulator;
   // How often Shutdown() polls the domain state while waiting for the guest.
   absl::Duration shutdown_poll = absl::Milliseconds(100);
+  // Shutdown() presses the power button again at this interval: a guest
+  // still booting (no ACPI listener yet) loses earlier presses.
+  absl::Duration shutdown_repress = absl::Seconds(5);
 };
 
 // Hypervisor over libvirt. VMs are persistent domains: they outlive this

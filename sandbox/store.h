@@ -70,9 +70,10 @@ class SandboxStore {
   SandboxStore& operator=(const SandboxStore&) = delete;
 
   // Rebuilds memory from disk, replacing what was there; meant for start-up,
-  // before serving (it holds every write lock while it reads). Unreadable records become placeholders and are
-  // listed in the report, stray files (unknown names, symlinks) are ignored.
-  // Fails only when the sandboxes directory cannot be created or read.
+  // before serving (it holds every write lock while it reads). Unreadable
+  // records become placeholders and are listed in the report; stray files
+  // (unknown names, symlinks) are ignored. Fails only when the sandboxes
+  // directory cannot be created or read.
   absl::StatusOr<LoadReport> Load();
 
   // Deletes the garbage a report lists (temp files, incomplete and trash

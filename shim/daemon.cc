@@ -33,6 +33,9 @@ Daemon::Daemon(config::Config config) : config_(std::move(config)) {}
 Daemon::~Daemon() { Shutdown(); }
 
 absl::Status Daemon::Start() {
+  // First: a second daemon on the same paths must stop before it touches the
+  // state (libvirt's embed root admits one process anyway).
+  RETURN_IF_ERROR(PrepareSocketPath(config_.listen));
   RETURN_IF_ERROR(base::MakeDirs(config_.root, 0711));
   RETURN_IF_ERROR(base::MakeDirs(config_.state_dir, 0711));
   RETURN_IF_ERROR(base::MakeDirs(config_.root / "containers", 0700));
@@ -77,7 +80,6 @@ absl::Status Daemon::Start() {
   runtime_service_ = std::move(runtime_service);
   image_service_ = std::make_unique<cri::ImageService>(deps);
 
-  RETURN_IF_ERROR(PrepareSocketPath(config_.listen));
   grpc::ServerBuilder builder;
   builder.AddListeningPort(StrCat("unix:", config_.listen.string()), grpc::InsecureServerCredentials());
   builder.RegisterService(runtime_service_.get());

@@ -88,10 +88,11 @@ class CriLifecycleTest : public ::testing::Test {
   }
 
   grpc::Status CreateVm(const std::string& pod, const std::string& image, std::string* id,
-                        const std::string& name = "vm") {
+                        const std::string& name = "vm", uint32_t attempt = 0) {
     pb::CreateContainerRequest req;
     req.set_pod_sandbox_id(pod);
     req.mutable_config()->mutable_metadata()->set_name(name);
+    req.mutable_config()->mutable_metadata()->set_attempt(attempt);
     req.mutable_config()->mutable_image()->set_image(image);
     req.mutable_config()->set_log_path("vm.log");
     pb::CreateContainerResponse resp;
@@ -203,7 +204,8 @@ TEST_F(CriLifecycleTest, RestartCreatesNewAttemptButNotASecondContainer) {
   hv_.SetStatus("kvcri-" + first, {runtime::VmPhase::kShutoff, 1, "Crashed"});
   EXPECT_EQ(Status(first).state(), pb::CONTAINER_EXITED);
   // kubelet restarts the exited VM container as a new attempt of the same name.
-  EXPECT_TRUE(CreateVm(pod, "example.com/vm:1", &second).ok());
+  grpc::Status again = CreateVm(pod, "example.com/vm:1", &second, "vm", 1);
+  EXPECT_TRUE(again.ok()) << again.error_message();
 }
 
 TEST_F(CriLifecycleTest, RecoveryRemovesOrphanDomainsAndNamespaces) {

@@ -1,0 +1,104 @@
+#include "cni/cloud_init.h"
+
+#include <cstdio>
+
+#include "config/base/file_util.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+
+namespace kvcri::cni {
+namespace {
+
+// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+std::string QuotedList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += Quote(items[i]);
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+std::string MetaData(const CloudInitSeed& seed) {
+  std::string out = base::StrCat("instance-id: ", Quote(seed.instance_id), "\n");
+  if (!seed.hostname.empty()) out += base::StrCat("local-hostname: ", Quote(seed.hostname), "\n");
+  return out;
+}
+
+std::string NetworkConfigV2(const WiredNic& nic, const std::vector<std::string>& nameservers,
+                            const std::vector<std::string>& searches) {
+  const std::string name = nic.cni_ifname.empty() ? "eth0" : nic.cni_ifname;
+  std::string out = "version: 2\nethernets:\n";
+  out += base::StrCat("  ", name, ":\n");
+  out += base::StrCat("    match:\n      macaddress: ", Quote(nic.mac), "\n");
+  out += base::StrCat("    set-name: ", Quote(name), "\n");
+  // Static config only: DHCP stays available in the guest, but two sources
+  // racing for one interface help nobody.
+  out += "    dhcp4: false\n    dhcp6: false\n";
+  if (!nic.addresses.empty()) {
+    out += "    addresses:\n";
+    for (const IpPrefix& a : nic.addresses) out += base::StrCat("      - ", Quote(a.Cidr()), "\n");
+  }
+  if (nic.mtu > 0) out += base::StrCat("    mtu: ", nic.mtu, "\n");
+  bool header = false;
+  for (const IpRoute& r : nic.routes) {
+    // On-link routes need "scope: link", which not every cloud-init renderer
+    // understands; CNI routes without a gateway are rare, so they are left out.
+    if (r.gateway.empty()) continue;
+    if (!header) out += "    routes:\n";
+    header = true;
+    out += base::StrCat("      - to: ", Quote(r.dst), "\n        via: ", Quote(r.gateway), "\n");
+  }
+  if (!nameservers.empty() || !searches.empty()) {
+    out += "    nameservers:\n";
+    if (!nameservers.empty()) out += base::StrCat("      addresses: ", QuotedList(nameservers), "\n");
+    if (!searches.empty()) out += base::StrCat("      search: ", QuotedList(searches), "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<VfatFile>> SeedFiles(const CloudInitSeed& seed) {
+  if (seed.instance_id.empty()) return absl::InvalidArgumentError("cloud-init seed instance_id is empty");
+  std::vector<VfatFile> files;
+  files.push_back({"meta-data", MetaData(seed)});
+  files.push_back({"user-data", seed.user_data.empty() ? std::string(kDefaultUserData) : seed.user_data});
+  if (!seed.network_config.empty()) files.push_back({"network-config", seed.network_config});
+  for (const VfatFile& f : seed.extra_files) files.push_back(f);
+  return files;
+}
+
+absl::Status WriteSeedImage(const std::filesystem::path& path, const CloudInitSeed& seed) {
+  ASSIGN_OR_RETURN(std::vector<VfatFile> files, SeedFiles(seed));
+  auto image = BuildVfatImage(kSeedLabel, files);
+  if (!image.ok()) {
+    return absl::Status(image.status().code(),
+                        base::StrCat("cloud-init seed \"", path.string(), "\": ", base::Sv(image.status().message())));
+  }
+  return base::WriteFileAtomic(path, *image, 0600);
+}
+
+}  // namespace kvcri::cni

@@ -1,0 +1,215 @@
+#include "cni/dhcp_server.h"
+
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "config/base/log.h"
+#include "config/base/netns_exec.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+
+namespace kvcri::cni {
+namespace {
+
+constexpr uint64_t kWakeKey = 0;
+constexpr int kMaxPacketsPerWake = 64;
+
+absl::Status Errno(int err, std::string_view op, std::string_view tap) {
+  return absl::ErrnoToStatus(err, base::StrCat(op, " on \"", tap, "\""));
+}
+
+struct TapSocket {
+  base::UniqueFd fd;
+  dhcp::Mac mac{};
+};
+
+// Runs inside the Pod netns. The socket starts deaf (protocol 0), gets its
+// filter, then is bound to the tap: it never sees a frame from elsewhere.
+absl::StatusOr<TapSocket> OpenTapSocket(std::string_view tap) {
+  if (tap.empty() || tap.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(base::StrCat("tap name \"", tap, "\" must be 1..15 characters"));
+  }
+  TapSocket out;
+  out.fd = base::UniqueFd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!out.fd.valid()) return Errno(errno, "socket(AF_PACKET)", tap);
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, tap.data(), tap.size());
+  if (::ioctl(out.fd.get(), SIOCGIFINDEX, &ifr) != 0) {
+    int err = errno;
+    return err == ENODEV ? absl::NotFoundError(base::StrCat("tap \"", tap, "\" does not exist"))
+                         : Errno(err, "SIOCGIFINDEX", tap);
+  }
+  const int ifindex = ifr.ifr_ifindex;
+  if (::ioctl(out.fd.get(), SIOCGIFHWADDR, &ifr) != 0) return Errno(errno, "SIOCGIFHWADDR", tap);
+  std::memcpy(out.mac.data(), ifr.ifr_hwaddr.sa_data, out.mac.size());
+
+  // Incoming IPv4 UDP to port 67, not fragmented (tcpdump -dd 'inbound and
+  // udp dst port 67', by hand). ETH_P_ALL because tc on the tap steals
+  // frames from protocol-specific sockets; ETH_P_ALL taps run first.
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 9, 0),
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 7),
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 23),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 5),
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 20),
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 3, 0),
+      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),
+      BPF_STMT(BPF_LD | BPF_H | BPF_IND, 16),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, dhcp::kServerPort, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0xffff),
+      BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (::setsockopt(out.fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
+    return Errno(errno, "SO_ATTACH_FILTER", tap);
+  }
+  sockaddr_ll addr{};
+  addr.sll_family = AF_PACKET;
+  addr.sll_protocol = htons(ETH_P_ALL);
+  addr.sll_ifindex = ifindex;
+  if (::bind(out.fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Errno(errno, "bind AF_PACKET", tap);
+  }
+  return out;
+}
+
+std::string_view TypeName(dhcp::MessageType t) {
+  switch (t) {
+    case dhcp::MessageType::kOffer: return "offer";
+    case dhcp::MessageType::kAck: return "ack";
+    case dhcp::MessageType::kNak: return "nak";
+    default: return "other";
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DhcpServer>> DhcpServer::Start() {
+  base::UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1 for the DHCP server");
+  base::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake.valid()) return absl::ErrnoToStatus(errno, "eventfd for the DHCP server");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeKey;
+  if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0) {
+    return absl::ErrnoToStatus(errno, "epoll_ctl add eventfd for the DHCP server");
+  }
+  std::unique_ptr<DhcpServer> server(new DhcpServer(std::move(epoll), std::move(wake)));
+  server->thread_ = std::thread([s = server.get()] { s->Loop(); });
+  return server;
+}
+
+DhcpServer::DhcpServer(base::UniqueFd epoll, base::UniqueFd wake)
+    : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
+
+DhcpServer::~DhcpServer() {
+  uint64_t one = 1;
+  if (::write(wake_.get(), &one, sizeof one) != sizeof one) {
+    // An eventfd write only fails on counter overflow; nothing else to do.
+    base::LogError("dhcp server stop signal failed", {{"error", std::strerror(errno)}});
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::path& netns, const Lease& lease,
+                             std::string_view tap_name) {
+  ASSIGN_OR_RETURN(DhcpResponder responder, DhcpResponder::Create(lease));
+  TapSocket sock;
+  absl::Status s = base::RunInNetns(netns, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(sock, OpenTapSocket(tap_name));
+    return absl::OkStatus();
+  });
+  if (!s.ok()) {
+    return absl::Status(s.code(), base::StrCat("dhcp for pod \"", pod_id, "\" in netns \"", netns.string(),
+                                               "\": ", base::Sv(s.message())));
+  }
+  absl::MutexLock lock(&mu_);
+  if (auto it = keys_.find(std::string(pod_id)); it != keys_.end()) {
+    // Closing the fd drops it from the epoll set as well.
+    guests_.erase(it->second);
+    keys_.erase(it);
+  }
+  const uint64_t key = next_key_++;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = key;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.fd.get(), &ev) != 0) {
+    return absl::ErrnoToStatus(errno, base::StrCat("epoll_ctl add dhcp socket for pod \"", pod_id, "\""));
+  }
+  base::LogInfo("dhcp serving", {{"pod", std::string(pod_id)}, {"mac", lease.mac}, {"ip", lease.ip},
+                                 {"tap", std::string(tap_name)}});
+  guests_.emplace(key, Guest{std::string(pod_id), std::move(sock.fd), sock.mac, std::move(responder)});
+  keys_.emplace(std::string(pod_id), key);
+  return absl::OkStatus();
+}
+
+absl::Status DhcpServer::Remove(std::string_view pod_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = keys_.find(std::string(pod_id));
+  if (it == keys_.end()) return absl::OkStatus();
+  guests_.erase(it->second);  // closes the socket, which leaves the epoll set
+  keys_.erase(it);
+  base::LogInfo("dhcp stopped", {{"pod", std::string(pod_id)}});
+  return absl::OkStatus();
+}
+
+void DhcpServer::Loop() {
+  epoll_event events[16];
+  for (;;) {
+    int n = ::epoll_wait(epoll_.get(), events, 16, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      base::LogError("dhcp server epoll_wait failed; DHCP stops", {{"error", std::strerror(errno)}});
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == kWakeKey) return;
+      Serve(events[i].data.u64);
+    }
+  }
+}
+
+void DhcpServer::Serve(uint64_t key) {
+  absl::MutexLock lock(&mu_);
+  auto it = guests_.find(key);
+  if (it == guests_.end()) return;  // removed after epoll_wait returned
+  Guest& g = it->second;
+  uint8_t buf[2048];
+  for (int i = 0; i < kMaxPacketsPerWake; ++i) {
+    sockaddr_ll from{};
+    socklen_t from_len = sizeof from;
+    ssize_t n = ::recvfrom(g.sock.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) {
+        // ENETDOWN once the tap is deleted; Remove() follows.
+        base::LogDebug("dhcp recv failed", {{"pod", g.pod_id}, {"error", std::strerror(errno)}});
+      }
+      return;
+    }
+    if (from.sll_pkttype == PACKET_OUTGOING || static_cast<size_t>(n) > sizeof buf) continue;
+    auto reply = g.responder.HandleFrame(std::span(buf, static_cast<size_t>(n)), g.tap_mac);
+    if (!reply) continue;
+    if (::send(g.sock.get(), reply->frame.data(), reply->frame.size(), 0) < 0) {
+      base::LogWarn("dhcp send failed", {{"pod", g.pod_id}, {"error", std::strerror(errno)}});
+      continue;
+    }
+    auto log = reply->type == dhcp::MessageType::kOffer ? base::LogDebug : base::LogInfo;
+    log("dhcp reply", {{"pod", g.pod_id}, {"type", std::string(TypeName(reply->type))},
+                       {"ip", dhcp::FormatIp4(g.responder.ip())}});
+  }
+}
+
+}  // namespace kvcri::cni

@@ -1,0 +1,319 @@
+#include "cni/tap.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/rtnetlink.h>
+#include <netlink/addr.h>
+#include <netlink/cache.h>
+#include <netlink/errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/nexthop.h>
+#include <netlink/route/route.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "cni/netlink.h"
+#include "cni/tc_redirect.h"
+#include "config/base/log.h"
+#include "config/base/netns_exec.h"
+#include "config/base/rollback.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+#include "config/base/unique_fd.h"
+
+namespace kvcri::cni {
+namespace {
+
+constexpr std::string_view kAliasMagic = "kvcri1";
+constexpr size_t kMaxAlias = 255;  // IFALIASZ - 1
+
+std::string DefaultDst(int family) { return family == AF_INET6 ? "::/0" : "0.0.0.0/0"; }
+
+void DeriveGateways(WiredNic* nic) {
+  nic->gateway4.clear();
+  nic->gateway6.clear();
+  for (const IpRoute& r : nic->routes) {
+    if (r.dst == "0.0.0.0/0" && nic->gateway4.empty()) nic->gateway4 = r.gateway;
+    if (r.dst == "::/0" && nic->gateway6.empty()) nic->gateway6 = r.gateway;
+  }
+}
+
+void SortAddresses(std::vector<IpPrefix>* addrs) {
+  std::stable_sort(addrs->begin(), addrs->end(),
+                   [](const IpPrefix& a, const IpPrefix& b) { return !a.ipv6() && b.ipv6(); });
+}
+
+// Global-scope addresses of `ifindex` (link-local ones are the kernel's own).
+absl::StatusOr<std::vector<nl::RtAddrPtr>> ListAddresses(nl_sock* sock, int ifindex,
+                                                         std::string_view ifname) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(sock, &raw); err < 0) return nl::Error(err, "list addresses", ifname);
+  nl::CachePtr cache(raw);
+  std::vector<nl::RtAddrPtr> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
+    auto* a = reinterpret_cast<rtnl_addr*>(o);
+    if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_scope(a) != RT_SCOPE_UNIVERSE) continue;
+    nl_object_get(o);
+    out.emplace_back(a);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<IpRoute>> ListRoutes(nl_sock* sock, int ifindex, std::string_view ifname) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock, AF_UNSPEC, 0, &raw); err < 0) {
+    return nl::Error(err, "list routes", ifname);
+  }
+  nl::CachePtr cache(raw);
+  std::vector<IpRoute> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
+    auto* r = reinterpret_cast<rtnl_route*>(o);
+    // Connected routes (proto kernel) follow from the addresses themselves.
+    if (rtnl_route_get_table(r) != RT_TABLE_MAIN || rtnl_route_get_type(r) != RTN_UNICAST ||
+        rtnl_route_get_protocol(r) == RTPROT_KERNEL || rtnl_route_get_nnexthops(r) < 1) {
+      continue;
+    }
+    rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
+    if (rtnl_route_nh_get_ifindex(nh) != ifindex) continue;
+    int family = rtnl_route_get_family(r);
+    nl_addr* dst = rtnl_route_get_dst(r);
+    IpRoute route;
+    if (dst == nullptr || nl_addr_get_prefixlen(dst) == 0) {
+      route.dst = DefaultDst(family);
+    } else {
+      route.dst = base::StrCat(nl::AddrToString(dst), "/", nl_addr_get_prefixlen(dst));
+    }
+    route.gateway = nl::AddrToString(rtnl_route_nh_get_gateway(nh));
+    out.push_back(std::move(route));
+  }
+  // Defaults first: the order DHCP option 121 and cloud-init will list them.
+  std::stable_sort(out.begin(), out.end(), [](const IpRoute& a, const IpRoute& b) {
+    bool da = a.dst.ends_with("/0"), db = b.dst.ends_with("/0");
+    return da && !db;
+  });
+  return out;
+}
+
+absl::Status CreatePersistentTap(std::string_view name) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(base::StrCat("tap name \"", name, "\" must be 1..15 characters"));
+  }
+  base::UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!tun.valid()) return absl::ErrnoToStatus(errno, "open \"/dev/net/tun\"");
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  // Single queue with vnet headers: what libvirt asks for on <interface
+  // type='ethernet'> without <driver queues>. libvirt re-attaches with its
+  // own flags; these only shape the persistent device until then.
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(tun.get(), TUNSETIFF, &ifr) != 0) {
+    return absl::ErrnoToStatus(errno, base::StrCat("TUNSETIFF \"", name, "\""));
+  }
+  if (::ioctl(tun.get(), TUNSETOWNER, 0UL) != 0) {
+    return absl::ErrnoToStatus(errno, base::StrCat("TUNSETOWNER \"", name, "\""));
+  }
+  if (::ioctl(tun.get(), TUNSETPERSIST, 1UL) != 0) {
+    return absl::ErrnoToStatus(errno, base::StrCat("TUNSETPERSIST \"", name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeleteLink(nl_sock* sock, std::string_view name) {
+  nl::LinkPtr link(rtnl_link_alloc());
+  if (!link) return absl::ResourceExhaustedError("rtnl_link_alloc failed");
+  std::string n(name);
+  rtnl_link_set_name(link.get(), n.c_str());
+  int err = rtnl_link_delete(sock, link.get());
+  if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return absl::OkStatus();
+  if (err < 0) return nl::Error(err, "link delete", name);
+  return absl::OkStatus();
+}
+
+// Writes a per-interface IPv6 sysctl of the calling thread's netns. A kernel
+// without IPv6 has nothing to disable.
+absl::Status DisableIpv6(std::string_view ifname) {
+  std::string path = base::StrCat("/proc/sys/net/ipv6/conf/", ifname, "/disable_ipv6");
+  base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return absl::ErrnoToStatus(errno, base::StrCat("open \"", path, "\""));
+  }
+  if (::write(fd.get(), "1", 1) != 1) return absl::ErrnoToStatus(errno, base::StrCat("write \"", path, "\""));
+  return absl::OkStatus();
+}
+
+absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name, WiredNic* nic) {
+  // The socket outlives `undo` (declared after it): undos use it.
+  ASSIGN_OR_RETURN(nl::SockPtr sock, nl::ConnectRoute());
+  base::Rollback undo;
+  nl_sock* s = sock.get();
+
+  ASSIGN_OR_RETURN(nl::LinkPtr eth_link, nl::GetLink(s, cni_ifname));
+  nl::LinkAttrs eth = nl::ReadLink(eth_link.get());
+  nic->cni_ifname = std::string(cni_ifname);
+  nic->tap_name = std::string(tap_name);
+  nic->mac = eth.mac;
+  nic->mtu = eth.mtu;
+
+  ASSIGN_OR_RETURN(std::vector<nl::RtAddrPtr> addrs, ListAddresses(s, eth.ifindex, cni_ifname));
+  for (const nl::RtAddrPtr& a : addrs) {
+    nic->addresses.push_back(
+        IpPrefix{nl::AddrToString(rtnl_addr_get_local(a.get())), rtnl_addr_get_prefixlen(a.get())});
+  }
+  SortAddresses(&nic->addresses);
+  ASSIGN_OR_RETURN(nic->routes, ListRoutes(s, eth.ifindex, cni_ifname));
+  DeriveGateways(nic);
+
+  auto existing_tap = nl::GetLink(s, tap_name);
+  if (!existing_tap.ok() && !absl::IsNotFound(existing_tap.status())) return existing_tap.status();
+  if (existing_tap.ok() && nic->addresses.empty()) {
+    // Already wired: eth0 was flushed by an earlier call.
+    nl::LinkAttrs tap = nl::ReadLink(existing_tap->get());
+    if (!tap.alias.empty()) RETURN_IF_ERROR(DecodeWiringAlias(tap.alias, nic));
+  }
+  if (!existing_tap.ok()) {
+    RETURN_IF_ERROR(CreatePersistentTap(tap_name));
+    undo.Add([s, name = std::string(tap_name)] { base::LogIfError(DeleteLink(s, name), "undo tap create"); });
+  }
+  ASSIGN_OR_RETURN(nl::LinkPtr tap_link, nl::GetLink(s, tap_name));
+
+  RETURN_IF_ERROR(DisableIpv6(tap_name));
+  nl::LinkPtr change(rtnl_link_alloc());
+  if (!change) return absl::ResourceExhaustedError("rtnl_link_alloc failed");
+  rtnl_link_set_mtu(change.get(), static_cast<unsigned>(nic->mtu));
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  auto alias = EncodeWiringAlias(*nic);
+  if (alias.ok()) {
+    rtnl_link_set_ifalias(change.get(), alias->c_str());
+  } else {
+    base::LogWarn("wiring not recorded on tap; a second WireTap cannot recover it",
+                  {{"tap", std::string(tap_name)}, {"error", std::string(alias.status().message())}});
+  }
+  if (int err = rtnl_link_change(s, tap_link.get(), change.get(), 0); err < 0) {
+    return nl::Error(err, "link set mtu/up/alias", tap_name);
+  }
+  ASSIGN_OR_RETURN(tap_link, nl::GetLink(s, tap_name));
+  nl::LinkAttrs tap = nl::ReadLink(tap_link.get());
+
+  undo.Add([s, name = std::string(cni_ifname)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
+  RETURN_IF_ERROR(RedirectIngress(s, eth, tap));
+  undo.Add([s, name = std::string(tap_name)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
+  RETURN_IF_ERROR(RedirectIngress(s, tap, eth, RedirectOptions{.keep_dhcp_local = true}));
+
+  // The guest owns the IPs now; the netns must not answer ARP/NDP for them.
+  for (const nl::RtAddrPtr& a : addrs) {
+    int err = rtnl_addr_delete(s, a.get(), 0);
+    if (err < 0 && err != -NLE_NOADDR && err != -NLE_OBJ_NOTFOUND) {
+      return nl::Error(err, base::StrCat("address delete \"", nl::AddrToString(rtnl_addr_get_local(a.get())), "\""),
+                       cni_ifname);
+    }
+  }
+  RETURN_IF_ERROR(DisableIpv6(cni_ifname));
+  undo.Dismiss();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string IpPrefix::Cidr() const { return base::StrCat(address, "/", prefix_len); }
+
+absl::StatusOr<std::string> EncodeWiringAlias(const WiredNic& nic) {
+  std::string out(kAliasMagic);
+  out += " a=";
+  for (size_t i = 0; i < nic.addresses.size(); ++i) {
+    if (i) out += ',';
+    out += nic.addresses[i].Cidr();
+  }
+  out += " r=";
+  for (size_t i = 0; i < nic.routes.size(); ++i) {
+    if (i) out += ',';
+    out += nic.routes[i].dst;
+    if (!nic.routes[i].gateway.empty()) out += base::StrCat(">", nic.routes[i].gateway);
+  }
+  if (out.size() > kMaxAlias) {
+    return absl::ResourceExhaustedError(
+        base::StrCat("wiring record for \"", nic.tap_name, "\" is ", out.size(), " bytes, over ", kMaxAlias));
+  }
+  return out;
+}
+
+absl::Status DecodeWiringAlias(std::string_view alias, WiredNic* nic) {
+  auto bad = [&] { return absl::InvalidArgumentError(base::StrCat("tap alias \"", alias, "\" is not a wiring record")); };
+  auto split = [](std::string_view s, char sep) {
+    std::vector<std::string_view> parts;
+    while (!s.empty()) {
+      size_t i = s.find(sep);
+      parts.push_back(s.substr(0, i));
+      if (i == std::string_view::npos) break;
+      s.remove_prefix(i + 1);
+    }
+    return parts;
+  };
+  std::vector<std::string_view> fields = split(alias, ' ');
+  if (fields.size() != 3 || fields[0] != kAliasMagic || !fields[1].starts_with("a=") || !fields[2].starts_with("r=")) {
+    return bad();
+  }
+  std::vector<IpPrefix> addrs;
+  for (std::string_view a : split(fields[1].substr(2), ',')) {
+    size_t slash = a.find('/');
+    if (slash == std::string_view::npos) return bad();
+    int len = 0;
+    auto [p, ec] = std::from_chars(a.data() + slash + 1, a.data() + a.size(), len);
+    if (ec != std::errc() || p != a.data() + a.size()) return bad();
+    addrs.push_back(IpPrefix{std::string(a.substr(0, slash)), len});
+  }
+  std::vector<IpRoute> routes;
+  for (std::string_view r : split(fields[2].substr(2), ',')) {
+    size_t gt = r.find('>');
+    routes.push_back(IpRoute{std::string(r.substr(0, gt)),
+                             gt == std::string_view::npos ? "" : std::string(r.substr(gt + 1))});
+  }
+  nic->addresses = std::move(addrs);
+  nic->routes = std::move(routes);
+  DeriveGateways(nic);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string_view cni_ifname,
+                                 std::string_view tap_name) {
+  WiredNic nic;
+  absl::Status s = base::RunInNetns(netns, [&] { return WireInNetns(cni_ifname, tap_name, &nic); });
+  if (!s.ok()) {
+    return absl::Status(s.code(), base::StrCat("wire tap in netns \"", netns.string(), "\": ", base::Sv(s.message())));
+  }
+  base::LogInfo("tap wired", {{"netns", netns.string()}, {"tap", nic.tap_name}, {"mac", nic.mac},
+                              {"mtu", std::to_string(nic.mtu)},
+                              {"ip", nic.addresses.empty() ? "" : nic.addresses[0].Cidr()}});
+  return nic;
+}
+
+absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname, std::string_view tap_name) {
+  std::error_code ec;
+  if (!std::filesystem::exists(netns, ec)) return absl::OkStatus();
+  absl::Status s = base::RunInNetns(netns, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(nl::SockPtr sock, nl::ConnectRoute());
+    // Teardown continues past failures and reports the first.
+    absl::Status first = RemoveIngress(sock.get(), cni_ifname);
+    absl::Status del = DeleteLink(sock.get(), tap_name);
+    if (first.ok()) first = del;
+    return first;
+  });
+  // A netns unmounted between the check and the open is gone too.
+  if (absl::IsNotFound(s) && !std::filesystem::exists(netns, ec)) return absl::OkStatus();
+  if (!s.ok()) {
+    return absl::Status(s.code(), base::StrCat("unwire netns \"", netns.string(), "\": ", base::Sv(s.message())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvcri::cni

@@ -1,0 +1,333 @@
+// Wires a Pod-like netns (veth eth0 whose peer sits in a "host" netns), then
+// plays the guest on tap0: DHCP through our responder, ARP through the tc
+// redirect to the peer and back. Needs root; all traffic stays inside the
+// two test namespaces.
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "cni/dhcp_packet.h"
+#include "cni/dhcp_server.h"
+#include "cni/tap.h"
+#include "config/base/netns_exec.h"
+#include "config/base/unique_fd.h"
+
+namespace kvcri::cni {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+namespace opt = dhcp::opt;
+
+struct ShResult {
+  int exit_code;
+  std::string output;
+};
+
+ShResult Sh(const std::string& cmd) {
+  ShResult r{-1, ""};
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int st = ::pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+// Reads frames from `fd` until `want` accepts one or 5 s pass.
+std::optional<std::string> ReadUntil(int fd, const std::function<bool(const std::string&)>& want) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) continue;
+    std::string frame(buf, static_cast<size_t>(n));
+    if (want(frame)) return frame;
+  }
+  return std::nullopt;
+}
+
+std::optional<dhcp::Message> AsDhcpReply(const std::string& frame) {
+  auto udp = dhcp::ParseUdpFrame(Bytes(frame));
+  if (!udp.ok() || udp->dst_port != dhcp::kClientPort) return std::nullopt;
+  auto m = dhcp::ParseMessage(Bytes(udp->payload));
+  if (!m.ok() || m->op != 2) return std::nullopt;
+  return *m;
+}
+
+class NetwireTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "netwire tests need root (netns, veth, tap, tc): run as root";
+    ASSERT_EQ(Sh("command -v ip").exit_code, 0) << "iproute2 (ip) is missing";
+    ASSERT_EQ(Sh("test -c /dev/net/tun").exit_code, 0) << "/dev/net/tun is missing";
+    std::string id = std::to_string(::getpid());
+    pod_ = "kvcri-nw-pod-" + id;
+    host_ = "kvcri-nw-host-" + id;
+    netns_ = "/run/netns/" + pod_;
+    const std::string setup =
+        "set -e; ip netns add " + pod_ + "; ip netns add " + host_ +
+        "; ip -n " + pod_ + " link add eth0 mtu 1400 type veth peer name peer0 netns " + host_ +
+        "; ip -n " + host_ + " link set peer0 mtu 1400 up" +
+        "; ip -n " + host_ + " addr add 10.252.7.1/24 dev peer0" +
+        "; ip -n " + pod_ + " link set lo up; ip -n " + pod_ + " link set eth0 up" +
+        "; ip -n " + pod_ + " addr add 10.252.7.2/24 dev eth0" +
+        "; ip -n " + pod_ + " route add default via 10.252.7.1" +
+        "; ip -n " + pod_ + " route add 10.96.0.0/12 via 10.252.7.1";
+    ShResult r = Sh(setup);
+    ASSERT_EQ(r.exit_code, 0) << setup << "\n" << r.output;
+    mac_ = Sh("ip netns exec " + pod_ + " cat /sys/class/net/eth0/address").output;
+    while (!mac_.empty() && mac_.back() == '\n') mac_.pop_back();
+  }
+  void TearDown() override {
+    Sh("ip netns del " + pod_);
+    Sh("ip netns del " + host_);
+  }
+
+  // The test's end of tap0, opened inside the Pod netns like QEMU would.
+  base::UniqueFd OpenTap() {
+    base::UniqueFd fd;
+    absl::Status s = base::RunInNetns(netns_, [&]() -> absl::Status {
+      fd = base::UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
+      if (!fd.valid()) return absl::ErrnoToStatus(errno, "open /dev/net/tun");
+      ifreq ifr{};
+      std::strcpy(ifr.ifr_name, "tap0");
+      ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+      if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) return absl::ErrnoToStatus(errno, "TUNSETIFF tap0");
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    // Carrier-on activates the tap's qdisc asynchronously (linkwatch); until
+    // then frames sent to the guest are dropped, as they would be before
+    // QEMU opens the tap.
+    for (int i = 0; i < 100; ++i) {
+      if (Sh("ip -n " + pod_ + " -o link show tap0").output.find("state UP") != std::string::npos) return fd;
+      ::usleep(50000);
+    }
+    ADD_FAILURE() << "tap0 did not become operationally UP within 5s of opening it";
+    return fd;
+  }
+
+  // A capture of everything peer0 receives, in the host netns.
+  base::UniqueFd CapturePeer() {
+    base::UniqueFd fd;
+    absl::Status s = base::RunInNetns("/run/netns/" + host_, [&]() -> absl::Status {
+      fd = base::UniqueFd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL)));
+      if (!fd.valid()) return absl::ErrnoToStatus(errno, "socket");
+      ifreq ifr{};
+      std::strcpy(ifr.ifr_name, "peer0");
+      if (::ioctl(fd.get(), SIOCGIFINDEX, &ifr) != 0) return absl::ErrnoToStatus(errno, "SIOCGIFINDEX peer0");
+      sockaddr_ll a{};
+      a.sll_family = AF_PACKET;
+      a.sll_protocol = htons(ETH_P_ALL);
+      a.sll_ifindex = ifr.ifr_ifindex;
+      if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return absl::ErrnoToStatus(errno, "bind");
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return fd;
+  }
+
+  std::string ClientFrame(const dhcp::Message& m) {
+    dhcp::UdpFrame f;
+    f.dst_mac.fill(0xff);
+    f.src_mac = m.chaddr;
+    f.src_ip = 0;
+    f.dst_ip = 0xffffffff;
+    f.src_port = dhcp::kClientPort;
+    f.dst_port = dhcp::kServerPort;
+    f.payload = dhcp::SerializeMessage(m);
+    return dhcp::BuildUdpFrame(f);
+  }
+
+  std::string pod_, host_, netns_, mac_;
+};
+
+TEST_F(NetwireTest, WireTapReportsCniConfigAndMovesTheIpToTheGuest) {
+  auto nic = WireTap(netns_);
+  ASSERT_TRUE(nic.ok()) << nic.status();
+  EXPECT_EQ(nic->tap_name, "tap0");
+  EXPECT_EQ(nic->mac, mac_);
+  EXPECT_EQ(nic->mtu, 1400);
+  EXPECT_THAT(nic->addresses, ElementsAre(IpPrefix{"10.252.7.2", 24}));
+  EXPECT_EQ(nic->gateway4, "10.252.7.1");
+  EXPECT_THAT(nic->routes, ElementsAre(IpRoute{"0.0.0.0/0", "10.252.7.1"}, IpRoute{"10.96.0.0/12", "10.252.7.1"}));
+
+  ShResult addrs = Sh("ip -n " + pod_ + " -o addr show dev eth0");
+  EXPECT_THAT(addrs.output, ::testing::Not(HasSubstr("inet ")));
+  ShResult eth0 = Sh("ip -n " + pod_ + " link show eth0");
+  EXPECT_THAT(eth0.output, HasSubstr("state UP"));
+  ShResult tap = Sh("ip -n " + pod_ + " -d link show tap0");
+  EXPECT_THAT(tap.output, HasSubstr("mtu 1400"));
+  EXPECT_THAT(tap.output, HasSubstr("vnet_hdr on"));
+  EXPECT_THAT(tap.output, HasSubstr("persist on"));
+  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc filter show dev eth0 ingress").output,
+              HasSubstr("Egress Redirect to device tap0"));
+  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc filter show dev tap0 ingress").output,
+              HasSubstr("Egress Redirect to device eth0"));
+
+  // After a daemon restart the same call must give the same answer.
+  auto again = WireTap(netns_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *nic);
+}
+
+TEST_F(NetwireTest, GuestGetsDhcpLeaseAndReachesPeerThroughRedirect) {
+  auto nic = WireTap(netns_);
+  ASSERT_TRUE(nic.ok()) << nic.status();
+  auto lease = LeaseFromWiredNic(*nic, {"10.96.0.10"}, {"default.svc.cluster.local", "svc.cluster.local"}, "web-0");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  auto server = DhcpServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Add("pod-1", netns_, *lease).ok());
+
+  base::UniqueFd peer = CapturePeer();
+  base::UniqueFd tap = OpenTap();
+  ASSERT_TRUE(tap.valid());
+  dhcp::Mac mac = *dhcp::ParseMac(mac_);
+
+  // DISCOVER -> OFFER
+  dhcp::Message discover;
+  discover.op = 1;
+  discover.xid = 0x1234;
+  discover.chaddr = mac;
+  discover.options[opt::kMessageType] = std::string(1, static_cast<char>(dhcp::MessageType::kDiscover));
+  std::string frame = ClientFrame(discover);
+  ASSERT_EQ(::write(tap.get(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  auto offer_frame = ReadUntil(tap.get(), [](const std::string& f) { return AsDhcpReply(f).has_value(); });
+  ASSERT_TRUE(offer_frame.has_value()) << "no DHCP OFFER on tap0 within 5s";
+  dhcp::Message offer = *AsDhcpReply(*offer_frame);
+  auto offer_udp = dhcp::ParseUdpFrame(Bytes(*offer_frame));
+  EXPECT_EQ(dhcp::FormatMac(offer_udp->dst_mac), mac_);
+  EXPECT_EQ(offer.type(), dhcp::MessageType::kOffer);
+  EXPECT_EQ(offer.xid, 0x1234u);
+  EXPECT_EQ(dhcp::FormatIp4(offer.yiaddr), "10.252.7.2");
+  EXPECT_EQ(offer.Ip4Option(opt::kSubnetMask), 0xffffff00u);
+  EXPECT_EQ(dhcp::FormatIp4(*offer.Ip4Option(opt::kRouter)), "10.252.7.1");
+  EXPECT_EQ(dhcp::FormatIp4(*offer.Ip4Option(opt::kDns)), "10.96.0.10");
+  EXPECT_EQ(offer.options[opt::kHostName], "web-0");
+  EXPECT_EQ(offer.options[opt::kMtu], std::string("\x05\x78", 2));
+  auto search = dhcp::DecodeDomainSearch(offer.options[opt::kDomainSearch]);
+  ASSERT_TRUE(search.ok());
+  EXPECT_THAT(*search, ElementsAre("default.svc.cluster.local", "svc.cluster.local"));
+  auto routes = dhcp::DecodeClasslessRoutes(offer.options[opt::kClasslessRoutes]);
+  ASSERT_TRUE(routes.ok());
+  EXPECT_EQ(routes->size(), 2u);
+
+  // REQUEST -> ACK
+  dhcp::Message request = discover;
+  request.xid = 0x1235;
+  request.options[opt::kMessageType] = std::string(1, static_cast<char>(dhcp::MessageType::kRequest));
+  request.SetIp4Option(opt::kRequestedIp, offer.yiaddr);
+  request.SetIp4Option(opt::kServerId, *offer.Ip4Option(opt::kServerId));
+  frame = ClientFrame(request);
+  ASSERT_EQ(::write(tap.get(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  auto ack = ReadUntil(tap.get(), [](const std::string& f) {
+    auto m = AsDhcpReply(f);
+    return m && m->xid == 0x1235;
+  });
+  ASSERT_TRUE(ack.has_value()) << "no DHCP ACK on tap0 within 5s";
+  EXPECT_EQ(AsDhcpReply(*ack)->type(), dhcp::MessageType::kAck);
+
+  // REQUEST for another address -> NAK
+  request.xid = 0x1236;
+  request.options.erase(opt::kServerId);
+  request.SetIp4Option(opt::kRequestedIp, *dhcp::ParseIp4("10.252.7.99"));
+  frame = ClientFrame(request);
+  ASSERT_EQ(::write(tap.get(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  auto nak = ReadUntil(tap.get(), [](const std::string& f) {
+    auto m = AsDhcpReply(f);
+    return m && m->xid == 0x1236;
+  });
+  ASSERT_TRUE(nak.has_value()) << "no DHCP NAK on tap0 within 5s";
+  EXPECT_EQ(AsDhcpReply(*nak)->type(), dhcp::MessageType::kNak);
+
+  // ARP who-has 10.252.7.1 from the guest: out through tap0 -> eth0, the
+  // peer answers to the guest's MAC, back through eth0 -> tap0.
+  std::string arp(42, '\0');
+  std::memset(arp.data(), 0xff, 6);
+  std::memcpy(arp.data() + 6, mac.data(), 6);
+  const uint8_t hdr[] = {0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01};
+  std::memcpy(arp.data() + 12, hdr, sizeof hdr);
+  std::memcpy(arp.data() + 22, mac.data(), 6);
+  const uint8_t spa[] = {10, 252, 7, 2}, tpa[] = {10, 252, 7, 1};
+  std::memcpy(arp.data() + 28, spa, 4);
+  std::memcpy(arp.data() + 38, tpa, 4);
+  ASSERT_EQ(::write(tap.get(), arp.data(), arp.size()), static_cast<ssize_t>(arp.size()));
+  auto reply = ReadUntil(tap.get(), [&](const std::string& f) {
+    return f.size() >= 42 && static_cast<uint8_t>(f[12]) == 0x08 && f[13] == 0x06 && f[21] == 2 &&
+           std::memcmp(f.data() + 28, tpa, 4) == 0 && std::memcmp(f.data() + 32, mac.data(), 6) == 0;
+  });
+  ASSERT_TRUE(reply.has_value()) << "no ARP reply from the peer on tap0 within 5s: tc redirect broken";
+
+  // The peer saw the ARP request but none of the DHCP exchange.
+  bool saw_arp = false, saw_dhcp = false;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(peer.get(), buf, sizeof buf, 0)) > 0;) {
+    std::string f(buf, static_cast<size_t>(n));
+    if (f.size() >= 14 && static_cast<uint8_t>(f[12]) == 0x08 && f[13] == 0x06) saw_arp = true;
+    auto udp = dhcp::ParseUdpFrame(Bytes(f));
+    if (udp.ok() && (udp->dst_port == 67 || udp->dst_port == 68)) saw_dhcp = true;
+  }
+  EXPECT_TRUE(saw_arp);
+  EXPECT_FALSE(saw_dhcp) << "DHCP leaked onto the Pod network";
+
+  ASSERT_TRUE((*server)->Remove("pod-1").ok());
+  EXPECT_TRUE((*server)->Remove("pod-1").ok());
+}
+
+TEST_F(NetwireTest, UnwireLeavesNoTapOrQdiscAndToleratesRepeats) {
+  ASSERT_TRUE(WireTap(netns_).ok());
+  ASSERT_TRUE(Unwire(netns_).ok());
+  EXPECT_NE(Sh("ip -n " + pod_ + " link show tap0").exit_code, 0);
+  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc qdisc show dev eth0").output, ::testing::Not(HasSubstr("ingress")));
+  EXPECT_TRUE(Unwire(netns_).ok());
+  EXPECT_TRUE(Unwire("/run/netns/kvcri-nw-does-not-exist").ok());
+}
+
+TEST_F(NetwireTest, WireTapWithoutCniInterfaceIsNotFound) {
+  auto nic = WireTap(netns_, "eth9");
+  EXPECT_TRUE(absl::IsNotFound(nic.status())) << nic.status();
+  EXPECT_NE(Sh("ip -n " + pod_ + " link show tap0").exit_code, 0);
+}
+
+TEST_F(NetwireTest, DhcpAddForMissingTapIsNotFound) {
+  auto server = DhcpServer::Start();
+  ASSERT_TRUE(server.ok());
+  Lease lease;
+  lease.mac = "02:00:00:00:00:01";
+  lease.ip = "10.252.7.2";
+  lease.prefix_len = 24;
+  absl::Status s = (*server)->Add("pod-x", netns_, lease);
+  EXPECT_TRUE(absl::IsNotFound(s)) << s;
+}
+
+}  // namespace
+}  // namespace kvcri::cni
