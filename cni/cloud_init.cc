@@ -14,10 +14,18 @@ std::string Quote(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -95,8 +103,8 @@ absl::Status WriteSeedImage(const std::filesystem::path& path, const CloudInitSe
   ASSIGN_OR_RETURN(std::vector<VfatFile> files, SeedFiles(seed));
   auto image = BuildVfatImage(kSeedLabel, files);
   if (!image.ok()) {
-    return absl::Status(image.status().code(),
-                        base::StrCat("cloud-init seed \"", path.string(), "\": ", base::Sv(image.status().message())));
+    return absl::Status(image.status().code(), base::StrCat("cloud-init seed \"", path.string(),
+                                                            "\": ", base::Sv(image.status().message())));
   }
   return base::WriteFileAtomic(path, *image, 0600);
 }

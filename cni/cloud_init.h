@@ -22,9 +22,9 @@ inline constexpr std::string_view kDefaultUserData = "#cloud-config\n{}\n";
 inline constexpr std::string_view kSeedLabel = "cidata";
 
 struct CloudInitSeed {
-  std::string instance_id;  // Pod UID or sandbox ID: a new one re-runs per-instance modules
-  std::string hostname;     // local-hostname, the Pod name
-  std::string user_data;    // annotation value; empty -> kDefaultUserData
+  std::string instance_id;     // Pod UID or sandbox ID: a new one re-runs per-instance modules
+  std::string hostname;        // local-hostname, the Pod name
+  std::string user_data;       // annotation value; empty -> kDefaultUserData
   std::string network_config;  // NetworkConfigV2(...); empty -> file omitted
   // More root-directory files (e.g. vendor-data, volume hints). Names must
   // not clash with the three above.

@@ -13,7 +13,7 @@ namespace {
 
 constexpr size_t kSector = 512;
 constexpr size_t kDirEntry = 32;
-constexpr size_t kRootEntries = 256;  // 16 sectors; ~50 files with long names
+constexpr size_t kRootEntries = 256;   // 16 sectors; ~50 files with long names
 constexpr size_t kMaxClusters = 4000;  // FAT12 ends at 4084; stay clear of the edge
 constexpr size_t kMinClusters = 64;
 constexpr uint16_t kDate = ((2020 - 1980) << 9) | (1 << 5) | 1;  // 2020-01-01: reproducible images
@@ -40,7 +40,8 @@ void SetFat12(std::string* img, size_t fat_at, uint32_t cluster, uint16_t value)
 }
 
 bool ValidLongName(std::string_view n) {
-  if (n.empty() || n.size() > 255 || n == "." || n == ".." || n.back() == '.' || n.back() == ' ') return false;
+  if (n.empty() || n.size() > 255 || n == "." || n == ".." || n.back() == '.' || n.back() == ' ')
+    return false;
   for (unsigned char c : n) {
     if (c < 0x20 || c > 0x7e || std::strchr("\"*/:<>?\\|", c) != nullptr) return false;
   }
@@ -57,7 +58,8 @@ std::string ShortName(std::string_view long_name, int n) {
     std::string out;
     for (unsigned char c : in) {
       if (out.size() == max) break;
-      if (std::isalnum(c) || std::strchr("!#$%&'()-@^_`{}~", c) != nullptr) out.push_back(static_cast<char>(std::toupper(c)));
+      if (std::isalnum(c) || std::strchr("!#$%&'()-@^_`{}~", c) != nullptr)
+        out.push_back(static_cast<char>(std::toupper(c)));
     }
     return out;
   };
@@ -89,7 +91,8 @@ std::vector<std::string> LfnEntries(std::string_view name, uint8_t checksum) {
     static constexpr size_t kSlots[13] = {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30};
     for (size_t i = 0; i < 13; ++i) {
       size_t idx = (k - 1) * 13 + i;
-      uint16_t ch = idx < name.size() ? static_cast<uint8_t>(name[idx]) : (idx == name.size() ? 0x0000 : 0xffff);
+      uint16_t ch =
+          idx < name.size() ? static_cast<uint8_t>(name[idx]) : (idx == name.size() ? 0x0000 : 0xffff);
       e[kSlots[i]] = static_cast<char>(ch & 0xff);
       e[kSlots[i] + 1] = static_cast<char>(ch >> 8);
     }
@@ -107,14 +110,18 @@ absl::StatusOr<std::string> BuildVfatImage(std::string_view label, const std::ve
   std::set<std::string> seen;
   size_t dir_entries = 1;  // the volume label
   for (const VfatFile& f : files) {
-    if (!ValidLongName(f.name)) return absl::InvalidArgumentError(base::StrCat("file name \"", f.name, "\" is not valid on VFAT"));
+    if (!ValidLongName(f.name))
+      return absl::InvalidArgumentError(base::StrCat("file name \"", f.name, "\" is not valid on VFAT"));
     std::string lower = f.name;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (!seen.insert(lower).second) return absl::InvalidArgumentError(base::StrCat("file name \"", f.name, "\" appears twice"));
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (!seen.insert(lower).second)
+      return absl::InvalidArgumentError(base::StrCat("file name \"", f.name, "\" appears twice"));
     dir_entries += 1 + (f.name.size() + 12) / 13;
   }
   if (dir_entries > kRootEntries) {
-    return absl::ResourceExhaustedError(base::StrCat("seed has ", files.size(), " files, over the root directory's room"));
+    return absl::ResourceExhaustedError(
+        base::StrCat("seed has ", files.size(), " files, over the root directory's room"));
   }
 
   // Smallest cluster that keeps the cluster count FAT12-sized.
@@ -160,7 +167,8 @@ absl::StatusOr<std::string> BuildVfatImage(std::string_view label, const std::ve
   }
   Put32(&img, 39, volume_id);
   std::string padded_label(label);
-  std::transform(padded_label.begin(), padded_label.end(), padded_label.begin(), [](unsigned char c) { return std::toupper(c); });
+  std::transform(padded_label.begin(), padded_label.end(), padded_label.begin(),
+                 [](unsigned char c) { return std::toupper(c); });
   padded_label.resize(11, ' ');
   std::memcpy(img.data() + 43, padded_label.data(), 11);
   std::memcpy(img.data() + 54, "FAT12   ", 8);
@@ -196,7 +204,8 @@ absl::StatusOr<std::string> BuildVfatImage(std::string_view label, const std::ve
       uint32_t cl = next_cluster++;
       SetFat12(&img, fat_at, cl, c + 1 == n_clusters ? 0xfff : static_cast<uint16_t>(cl + 1));
     }
-    if (n_clusters) std::memcpy(img.data() + data_at + (first - 2) * cluster_bytes, f.content.data(), f.content.size());
+    if (n_clusters)
+      std::memcpy(img.data() + data_at + (first - 2) * cluster_bytes, f.content.data(), f.content.size());
 
     std::string e(kDirEntry, '\0');
     std::memcpy(e.data(), sn.data(), 11);

@@ -25,7 +25,9 @@ void PutU32(std::string* out, uint32_t v) {
   PutU16(out, static_cast<uint16_t>(v & 0xffff));
 }
 uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t GetU32(const uint8_t* p) { return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3]; }
+uint32_t GetU32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
 
 // RFC 1071 ones' complement sum, folded.
 uint32_t SumWords(const uint8_t* p, size_t n, uint32_t sum = 0) {
@@ -153,7 +155,8 @@ absl::StatusOr<std::string> EncodeDomainSearch(const std::vector<std::string>& d
       size_t dot = d.find('.', start);
       std::string_view label = d.substr(start, dot == std::string_view::npos ? dot : dot - start);
       if (label.empty() || label.size() > 63) {
-        return absl::InvalidArgumentError(base::StrCat("search domain \"", d, "\" has an empty or over-63-byte label"));
+        return absl::InvalidArgumentError(
+            base::StrCat("search domain \"", d, "\" has an empty or over-63-byte label"));
       }
       labels.push_back(label);
       if (dot == std::string_view::npos) break;
@@ -271,7 +274,8 @@ std::string BuildUdpFrame(const UdpFrame& f) {
   PutU16(&out, udp_len);
   PutU16(&out, 0);
   out.append(f.payload);
-  uint32_t pseudo = (f.src_ip >> 16) + (f.src_ip & 0xffff) + (f.dst_ip >> 16) + (f.dst_ip & 0xffff) + 17 + udp_len;
+  uint32_t pseudo =
+      (f.src_ip >> 16) + (f.src_ip & 0xffff) + (f.dst_ip >> 16) + (f.dst_ip & 0xffff) + 17 + udp_len;
   uint16_t udp_sum = Fold(SumWords(reinterpret_cast<const uint8_t*>(out.data()) + udp_at, udp_len, pseudo));
   if (udp_sum == 0) udp_sum = 0xffff;  // 0 means "no checksum"
   out[udp_at + 6] = static_cast<char>(udp_sum >> 8);
@@ -305,7 +309,9 @@ absl::StatusOr<UdpFrame> ParseUdpFrame(std::span<const uint8_t> p) {
 
 absl::StatusOr<Mac> ParseMac(std::string_view text) {
   Mac mac{};
-  auto bad = [&] { return absl::InvalidArgumentError(base::StrCat("MAC address \"", text, "\" is not aa:bb:cc:dd:ee:ff")); };
+  auto bad = [&] {
+    return absl::InvalidArgumentError(base::StrCat("MAC address \"", text, "\" is not aa:bb:cc:dd:ee:ff"));
+  };
   if (text.size() != 17) return bad();
   for (size_t i = 0; i < 6; ++i) {
     if (i > 0 && text[i * 3 - 1] != ':') return bad();

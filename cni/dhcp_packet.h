@@ -27,16 +27,21 @@ constexpr uint16_t kClientPort = 68;
 constexpr uint16_t kBroadcastFlag = 0x8000;
 
 enum class MessageType : uint8_t {
-  kDiscover = 1, kOffer = 2, kRequest = 3, kDecline = 4,
-  kAck = 5, kNak = 6, kRelease = 7, kInform = 8,
+  kDiscover = 1,
+  kOffer = 2,
+  kRequest = 3,
+  kDecline = 4,
+  kAck = 5,
+  kNak = 6,
+  kRelease = 7,
+  kInform = 8,
 };
 
 namespace opt {
-constexpr uint8_t kPad = 0, kSubnetMask = 1, kRouter = 3, kDns = 6, kHostName = 12,
-                  kDomainName = 15, kMtu = 26, kBroadcast = 28, kRequestedIp = 50,
-                  kLeaseTime = 51, kOverload = 52, kMessageType = 53, kServerId = 54,
-                  kParamList = 55, kMessage = 56, kRenewal = 58, kRebinding = 59,
-                  kClientId = 61, kDomainSearch = 119, kClasslessRoutes = 121, kEnd = 255;
+constexpr uint8_t kPad = 0, kSubnetMask = 1, kRouter = 3, kDns = 6, kHostName = 12, kDomainName = 15,
+                  kMtu = 26, kBroadcast = 28, kRequestedIp = 50, kLeaseTime = 51, kOverload = 52,
+                  kMessageType = 53, kServerId = 54, kParamList = 55, kMessage = 56, kRenewal = 58,
+                  kRebinding = 59, kClientId = 61, kDomainSearch = 119, kClasslessRoutes = 121, kEnd = 255;
 }  // namespace opt
 
 struct Message {

@@ -52,7 +52,8 @@ absl::StatusOr<Lease> LeaseFromWiredNic(const WiredNic& nic, const std::vector<s
     }
   }
   if (lease.ip.empty()) {
-    return absl::FailedPreconditionError(base::StrCat("interface \"", nic.cni_ifname, "\" has no IPv4 address"));
+    return absl::FailedPreconditionError(
+        base::StrCat("interface \"", nic.cni_ifname, "\" has no IPv4 address"));
   }
   lease.mac = nic.mac;
   lease.gateway = nic.gateway4;
@@ -75,10 +76,12 @@ absl::StatusOr<DhcpResponder> DhcpResponder::Create(const Lease& lease) {
   if (!ip.ok()) return Field(ip.status(), "ip");
   r.ip_ = *ip;
   if (lease.prefix_len < 1 || lease.prefix_len > 32) {
-    return absl::InvalidArgumentError(base::StrCat("lease.prefix_len ", lease.prefix_len, " is not in 1..32"));
+    return absl::InvalidArgumentError(
+        base::StrCat("lease.prefix_len ", lease.prefix_len, " is not in 1..32"));
   }
   if (lease.lease_seconds < 60) {
-    return absl::InvalidArgumentError(base::StrCat("lease.lease_seconds ", lease.lease_seconds, " is under 60"));
+    return absl::InvalidArgumentError(
+        base::StrCat("lease.lease_seconds ", lease.lease_seconds, " is under 60"));
   }
   r.lease_seconds_ = lease.lease_seconds;
   const Ip4 mask = dhcp::PrefixToMask(lease.prefix_len);
@@ -130,8 +133,10 @@ absl::StatusOr<DhcpResponder> DhcpResponder::Create(const Lease& lease) {
     if (ir.dst.find(':') != std::string::npos) continue;
     auto route = ParseRoute(ir);
     if (!route.ok()) return Field(route.status(), "routes");
-    if (route->prefix_len == 0) has_default = true;
-    else beyond_default = true;
+    if (route->prefix_len == 0)
+      has_default = true;
+    else
+      beyond_default = true;
     routes.push_back(*route);
   }
   if (beyond_default) {
@@ -187,7 +192,7 @@ std::optional<dhcp::Message> DhcpResponder::Handle(const dhcp::Message& req) con
 }
 
 std::optional<DhcpResponder::FrameReply> DhcpResponder::HandleFrame(std::span<const uint8_t> frame,
-                                                      const dhcp::Mac& server_mac) const {
+                                                                    const dhcp::Mac& server_mac) const {
   auto udp = dhcp::ParseUdpFrame(frame);
   if (!udp.ok() || udp->dst_port != dhcp::kServerPort) return std::nullopt;
   auto req = dhcp::ParseMessage(

@@ -18,11 +18,11 @@ namespace kvcri::cni {
 
 // What one Pod's guest is told. Textual, as CNI and the CRI hand it over.
 struct Lease {
-  std::string mac;          // the guest NIC's MAC (eth0's); only it is answered
-  std::string ip;           // "10.1.2.3"
-  int prefix_len = 0;       // 1..32
-  std::string gateway;      // router (option 3) and server identifier; may be empty
-  std::vector<IpRoute> routes;  // IPv4 ones beyond the default become option 121
+  std::string mac;                    // the guest NIC's MAC (eth0's); only it is answered
+  std::string ip;                     // "10.1.2.3"
+  int prefix_len = 0;                 // 1..32
+  std::string gateway;                // router (option 3) and server identifier; may be empty
+  std::vector<IpRoute> routes;        // IPv4 ones beyond the default become option 121
   std::vector<std::string> dns;       // IPv4 servers; IPv6 entries are skipped
   std::vector<std::string> searches;  // option 119 (and the first as option 15)
   std::string hostname;               // option 12, the Pod name

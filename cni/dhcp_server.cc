@@ -1,10 +1,10 @@
 #include "cni/dhcp_server.h"
 
+#include <arpa/inet.h>
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
-#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -87,10 +87,14 @@ absl::StatusOr<TapSocket> OpenTapSocket(std::string_view tap) {
 
 std::string_view TypeName(dhcp::MessageType t) {
   switch (t) {
-    case dhcp::MessageType::kOffer: return "offer";
-    case dhcp::MessageType::kAck: return "ack";
-    case dhcp::MessageType::kNak: return "nak";
-    default: return "other";
+    case dhcp::MessageType::kOffer:
+      return "offer";
+    case dhcp::MessageType::kAck:
+      return "ack";
+    case dhcp::MessageType::kNak:
+      return "nak";
+    default:
+      return "other";
   }
 }
 
@@ -149,8 +153,9 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.fd.get(), &ev) != 0) {
     return absl::ErrnoToStatus(errno, base::StrCat("epoll_ctl add dhcp socket for pod \"", pod_id, "\""));
   }
-  base::LogInfo("dhcp serving", {{"pod", std::string(pod_id)}, {"mac", lease.mac}, {"ip", lease.ip},
-                                 {"tap", std::string(tap_name)}});
+  base::LogInfo(
+      "dhcp serving",
+      {{"pod", std::string(pod_id)}, {"mac", lease.mac}, {"ip", lease.ip}, {"tap", std::string(tap_name)}});
   guests_.emplace(key, Guest{std::string(pod_id), std::move(sock.fd), sock.mac, std::move(responder)});
   keys_.emplace(std::string(pod_id), key);
   return absl::OkStatus();
@@ -191,7 +196,8 @@ void DhcpServer::Serve(uint64_t key) {
   for (int i = 0; i < kMaxPacketsPerWake; ++i) {
     sockaddr_ll from{};
     socklen_t from_len = sizeof from;
-    ssize_t n = ::recvfrom(g.sock.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &from_len);
+    ssize_t n =
+        ::recvfrom(g.sock.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) {
       if (errno != EAGAIN && errno != EINTR) {
         // ENETDOWN once the tap is deleted; Remove() follows.
@@ -207,7 +213,8 @@ void DhcpServer::Serve(uint64_t key) {
       continue;
     }
     auto log = reply->type == dhcp::MessageType::kOffer ? base::LogDebug : base::LogInfo;
-    log("dhcp reply", {{"pod", g.pod_id}, {"type", std::string(TypeName(reply->type))},
+    log("dhcp reply", {{"pod", g.pod_id},
+                       {"type", std::string(TypeName(reply->type))},
                        {"ip", dhcp::FormatIp4(g.responder.ip())}});
   }
 }

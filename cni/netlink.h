@@ -21,14 +21,30 @@ struct rtnl_act;
 
 namespace kvcri::cni::nl {
 
-struct SockFree { void operator()(nl_sock* p) const; };
-struct CacheFree { void operator()(nl_cache* p) const; };
-struct AddrFree { void operator()(nl_addr* p) const; };
-struct LinkFree { void operator()(rtnl_link* p) const; };
-struct RtAddrFree { void operator()(rtnl_addr* p) const; };
-struct QdiscFree { void operator()(rtnl_qdisc* p) const; };
-struct ClsFree { void operator()(rtnl_cls* p) const; };
-struct ActFree { void operator()(rtnl_act* p) const; };
+struct SockFree {
+  void operator()(nl_sock* p) const;
+};
+struct CacheFree {
+  void operator()(nl_cache* p) const;
+};
+struct AddrFree {
+  void operator()(nl_addr* p) const;
+};
+struct LinkFree {
+  void operator()(rtnl_link* p) const;
+};
+struct RtAddrFree {
+  void operator()(rtnl_addr* p) const;
+};
+struct QdiscFree {
+  void operator()(rtnl_qdisc* p) const;
+};
+struct ClsFree {
+  void operator()(rtnl_cls* p) const;
+};
+struct ActFree {
+  void operator()(rtnl_act* p) const;
+};
 
 using SockPtr = std::unique_ptr<nl_sock, SockFree>;
 using CachePtr = std::unique_ptr<nl_cache, CacheFree>;
@@ -58,7 +74,7 @@ struct LinkAttrs {
   std::string mac;  // "aa:bb:cc:dd:ee:ff"
   int mtu = 0;
   unsigned flags = 0;  // IFF_*
-  std::string alias;  // IFLA_IFALIAS, empty when unset
+  std::string alias;   // IFLA_IFALIAS, empty when unset
 };
 LinkAttrs ReadLink(rtnl_link* link);
 

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <system_error>
 
@@ -205,7 +205,8 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   ASSIGN_OR_RETURN(tap_link, nl::GetLink(s, tap_name));
   nl::LinkAttrs tap = nl::ReadLink(tap_link.get());
 
-  undo.Add([s, name = std::string(cni_ifname)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
+  undo.Add(
+      [s, name = std::string(cni_ifname)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
   RETURN_IF_ERROR(RedirectIngress(s, eth, tap));
   undo.Add([s, name = std::string(tap_name)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
   RETURN_IF_ERROR(RedirectIngress(s, tap, eth, RedirectOptions{.keep_dhcp_local = true}));
@@ -214,8 +215,9 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   for (const nl::RtAddrPtr& a : addrs) {
     int err = rtnl_addr_delete(s, a.get(), 0);
     if (err < 0 && err != -NLE_NOADDR && err != -NLE_OBJ_NOTFOUND) {
-      return nl::Error(err, base::StrCat("address delete \"", nl::AddrToString(rtnl_addr_get_local(a.get())), "\""),
-                       cni_ifname);
+      return nl::Error(
+          err, base::StrCat("address delete \"", nl::AddrToString(rtnl_addr_get_local(a.get())), "\""),
+          cni_ifname);
     }
   }
   RETURN_IF_ERROR(DisableIpv6(cni_ifname));
@@ -248,7 +250,9 @@ absl::StatusOr<std::string> EncodeWiringAlias(const WiredNic& nic) {
 }
 
 absl::Status DecodeWiringAlias(std::string_view alias, WiredNic* nic) {
-  auto bad = [&] { return absl::InvalidArgumentError(base::StrCat("tap alias \"", alias, "\" is not a wiring record")); };
+  auto bad = [&] {
+    return absl::InvalidArgumentError(base::StrCat("tap alias \"", alias, "\" is not a wiring record"));
+  };
   auto split = [](std::string_view s, char sep) {
     std::vector<std::string_view> parts;
     while (!s.empty()) {
@@ -260,7 +264,8 @@ absl::Status DecodeWiringAlias(std::string_view alias, WiredNic* nic) {
     return parts;
   };
   std::vector<std::string_view> fields = split(alias, ' ');
-  if (fields.size() != 3 || fields[0] != kAliasMagic || !fields[1].starts_with("a=") || !fields[2].starts_with("r=")) {
+  if (fields.size() != 3 || fields[0] != kAliasMagic || !fields[1].starts_with("a=") ||
+      !fields[2].starts_with("r=")) {
     return bad();
   }
   std::vector<IpPrefix> addrs;
@@ -289,15 +294,19 @@ absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string
   WiredNic nic;
   absl::Status s = base::RunInNetns(netns, [&] { return WireInNetns(cni_ifname, tap_name, &nic); });
   if (!s.ok()) {
-    return absl::Status(s.code(), base::StrCat("wire tap in netns \"", netns.string(), "\": ", base::Sv(s.message())));
+    return absl::Status(s.code(),
+                        base::StrCat("wire tap in netns \"", netns.string(), "\": ", base::Sv(s.message())));
   }
-  base::LogInfo("tap wired", {{"netns", netns.string()}, {"tap", nic.tap_name}, {"mac", nic.mac},
+  base::LogInfo("tap wired", {{"netns", netns.string()},
+                              {"tap", nic.tap_name},
+                              {"mac", nic.mac},
                               {"mtu", std::to_string(nic.mtu)},
                               {"ip", nic.addresses.empty() ? "" : nic.addresses[0].Cidr()}});
   return nic;
 }
 
-absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname, std::string_view tap_name) {
+absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname,
+                    std::string_view tap_name) {
   std::error_code ec;
   if (!std::filesystem::exists(netns, ec)) return absl::OkStatus();
   absl::Status s = base::RunInNetns(netns, [&]() -> absl::Status {
@@ -311,7 +320,8 @@ absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifn
   // A netns unmounted between the check and the open is gone too.
   if (absl::IsNotFound(s) && !std::filesystem::exists(netns, ec)) return absl::OkStatus();
   if (!s.ok()) {
-    return absl::Status(s.code(), base::StrCat("unwire netns \"", netns.string(), "\": ", base::Sv(s.message())));
+    return absl::Status(s.code(),
+                        base::StrCat("unwire netns \"", netns.string(), "\": ", base::Sv(s.message())));
   }
   return absl::OkStatus();
 }

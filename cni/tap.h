@@ -40,10 +40,10 @@ struct IpRoute {
 
 // What the guest must be configured with (via DHCP/cloud-init/domain XML).
 struct WiredNic {
-  std::string cni_ifname;  // "eth0"
-  std::string tap_name;    // "tap0": <target dev=.../> for libvirt
-  std::string mac;         // eth0's MAC, lowercase: the guest NIC's MAC
-  int mtu = 0;             // eth0's MTU, also set on the tap
+  std::string cni_ifname;           // "eth0"
+  std::string tap_name;             // "tap0": <target dev=.../> for libvirt
+  std::string mac;                  // eth0's MAC, lowercase: the guest NIC's MAC
+  int mtu = 0;                      // eth0's MTU, also set on the tap
   std::vector<IpPrefix> addresses;  // global-scope addresses, IPv4 first
   std::string gateway4;             // default-route gateways, may be empty
   std::string gateway6;
@@ -63,8 +63,7 @@ struct WiredNic {
 // restart) re-asserts the plumbing and returns the same WiredNic. Callers may
 // still persist the result; the alias is a fallback that dies with the netns.
 // NotFound when the netns or `cni_ifname` does not exist.
-absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns,
-                                 std::string_view cni_ifname = "eth0",
+absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string_view cni_ifname = "eth0",
                                  std::string_view tap_name = "tap0");
 
 // Removes the tap and eth0's ingress qdisc. OK when they, or the netns

@@ -4,8 +4,8 @@
 #include <linux/pkt_sched.h>
 #include <linux/tc_act/tc_mirred.h>
 #include <netlink/netlink.h>
-#include <netlink/route/action.h>
 #include <netlink/route/act/mirred.h>
+#include <netlink/route/action.h>
 #include <netlink/route/classifier.h>
 #include <netlink/route/cls/u32.h>
 #include <netlink/route/qdisc.h>

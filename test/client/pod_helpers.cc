@@ -193,7 +193,7 @@ void ExpectNoLeftovers(TestDaemon& d) {
     if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "libvirt domain definition left: " << e;
   }
   // QEMU's command line names its monitor socket under the embed root.
-  EXPECT_TRUE(ProcessesMatching(d.root().string()).empty()) << "QEMU (or other) processes under the test root left";
+  EXPECT_TRUE(ProcessesMatching((d.root() / "libvirt").string()).empty()) << "QEMU processes left";
 }
 
 int CountCriLogLines(const std::filesystem::path& log, const std::string& needle) {

@@ -72,7 +72,8 @@ TEST_F(CloudInitImage, SeedIsCleanVfatLabelledCidataWithTheThreeFiles) {
   seed.instance_id = "3fa4c1d2-uid";
   seed.hostname = "web-0";
   seed.user_data = "#cloud-config\npassword: \"x\"\n";
-  seed.network_config = NetworkConfigV2(TestNic(), {"10.96.0.10"}, {"default.svc.cluster.local", "cluster.local"});
+  seed.network_config =
+      NetworkConfigV2(TestNic(), {"10.96.0.10"}, {"default.svc.cluster.local", "cluster.local"});
   fs::path img = dir_ / "seed.img";
   ASSERT_TRUE(WriteSeedImage(img, seed).ok());
   EXPECT_EQ(fs::status(img).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
@@ -89,7 +90,8 @@ TEST_F(CloudInitImage, SeedIsCleanVfatLabelledCidataWithTheThreeFiles) {
   EXPECT_EQ(Read(img, "meta-data"), "instance-id: \"3fa4c1d2-uid\"\nlocal-hostname: \"web-0\"\n");
   EXPECT_EQ(Read(img, "user-data"), seed.user_data);
   EXPECT_EQ(Read(img, "network-config"), seed.network_config);
-  ShResult blkid = Sh("command -v blkid >/dev/null && blkid -o value -s LABEL " + img.string() + " || echo CIDATA");
+  ShResult blkid =
+      Sh("command -v blkid >/dev/null && blkid -o value -s LABEL " + img.string() + " || echo CIDATA");
   EXPECT_THAT(blkid.output, HasSubstr("CIDATA"));
 }
 
@@ -107,8 +109,10 @@ TEST_F(CloudInitImage, LargeUserDataAndExtraFilesSpanManyClusters) {
   CloudInitSeed seed;
   seed.instance_id = "sb-2";
   seed.user_data = "#!/bin/sh\n";
-  for (int i = 0; i < 2500000; ++i) seed.user_data += static_cast<char>('a' + i % 26);  // > 4000 sectors: 2-sector clusters
-  seed.extra_files = {{"vendor-data", "#cloud-config\n{}\n"}, {"a-rather-long-volume-hint-name.json", "{}"}, {"empty", ""}};
+  for (int i = 0; i < 2500000; ++i)
+    seed.user_data += static_cast<char>('a' + i % 26);  // > 4000 sectors: 2-sector clusters
+  seed.extra_files = {
+      {"vendor-data", "#cloud-config\n{}\n"}, {"a-rather-long-volume-hint-name.json", "{}"}, {"empty", ""}};
   fs::path img = dir_ / "seed.img";
   ASSERT_TRUE(WriteSeedImage(img, seed).ok());
   ShResult fsck = Sh("fsck.vfat -n " + img.string());

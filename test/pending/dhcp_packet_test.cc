@@ -15,20 +15,32 @@ std::span<const uint8_t> Bytes(const std::string& s) {
 TEST(DhcpDomainSearch, EncodesRfc3397ExampleWithCompression) {
   auto enc = EncodeDomainSearch({"eng.apple.com", "marketing.apple.com"});
   ASSERT_TRUE(enc.ok()) << enc.status();
-  const std::string want("\x03" "eng" "\x05" "apple" "\x03" "com" "\x00"
-                         "\x09" "marketing" "\xc0\x04", 27);
+  const std::string want(
+      "\x03"
+      "eng"
+      "\x05"
+      "apple"
+      "\x03"
+      "com"
+      "\x00"
+      "\x09"
+      "marketing"
+      "\xc0\x04",
+      27);
   EXPECT_EQ(*enc, want);
 }
 
 TEST(DhcpDomainSearch, RoundTripsKubernetesSearchList) {
-  std::vector<std::string> in = {"default.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.org."};
+  std::vector<std::string> in = {"default.svc.cluster.local", "svc.cluster.local", "cluster.local",
+                                 "example.org."};
   auto enc = EncodeDomainSearch(in);
   ASSERT_TRUE(enc.ok()) << enc.status();
   // svc.cluster.local and cluster.local are pure pointers into the first name.
   EXPECT_EQ(enc->size(), 27u + 2 + 2 + 13);
   auto dec = DecodeDomainSearch(*enc);
   ASSERT_TRUE(dec.ok()) << dec.status();
-  EXPECT_THAT(*dec, ElementsAre("default.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.org"));
+  EXPECT_THAT(*dec,
+              ElementsAre("default.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.org"));
 }
 
 TEST(DhcpDomainSearch, RejectsEmptyAndOverlongLabels) {
@@ -39,7 +51,10 @@ TEST(DhcpDomainSearch, RejectsEmptyAndOverlongLabels) {
 
 TEST(DhcpDomainSearch, DecodeRejectsForwardPointerLoops) {
   EXPECT_FALSE(DecodeDomainSearch(std::string("\xc0\x00", 2)).ok());
-  EXPECT_FALSE(DecodeDomainSearch(std::string("\x03" "ab", 3)).ok());
+  EXPECT_FALSE(DecodeDomainSearch(std::string("\x03"
+                                              "ab",
+                                              3))
+                   .ok());
 }
 
 TEST(DhcpClasslessRoutes, EncodesRfc3442Widths) {
@@ -51,10 +66,17 @@ TEST(DhcpClasslessRoutes, EncodesRfc3442Widths) {
   };
   std::string enc = EncodeClasslessRoutes(routes);
   const std::string want(
-      "\x00" "\x0a\x00\x00\x01"
-      "\x08" "\x0a" "\x0a\x01\x01\x01"
-      "\x10" "\x0a\x11" "\x0a\x01\x01\x01"
-      "\x19" "\xc0\xa8\x01\x80" "\x00\x00\x00\x00",
+      "\x00"
+      "\x0a\x00\x00\x01"
+      "\x08"
+      "\x0a"
+      "\x0a\x01\x01\x01"
+      "\x10"
+      "\x0a\x11"
+      "\x0a\x01\x01\x01"
+      "\x19"
+      "\xc0\xa8\x01\x80"
+      "\x00\x00\x00\x00",
       5 + 6 + 7 + 9);
   EXPECT_EQ(enc, want);
   auto dec = DecodeClasslessRoutes(enc);
@@ -111,7 +133,8 @@ TEST(DhcpFrame, BuildsValidIpv4UdpAndParsesBack) {
   ASSERT_EQ(wire.size(), 14u + 20 + 8 + f.payload.size());
   // An IPv4 header with a correct checksum sums to 0xffff.
   uint32_t sum = 0;
-  for (int i = 14; i < 34; i += 2) sum += static_cast<uint8_t>(wire[i]) << 8 | static_cast<uint8_t>(wire[i + 1]);
+  for (int i = 14; i < 34; i += 2)
+    sum += static_cast<uint8_t>(wire[i]) << 8 | static_cast<uint8_t>(wire[i + 1]);
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   EXPECT_EQ(sum, 0xffffu);
   auto back = ParseUdpFrame(Bytes(wire));

@@ -158,7 +158,8 @@ TEST(DhcpResponder, CreateRejectsBadLeasesNamingTheField) {
   EXPECT_THAT(std::string(DhcpResponder::Create(l).status().message()), ::testing::HasSubstr("lease.mac"));
   l = TestLease();
   l.prefix_len = 0;
-  EXPECT_THAT(std::string(DhcpResponder::Create(l).status().message()), ::testing::HasSubstr("lease.prefix_len"));
+  EXPECT_THAT(std::string(DhcpResponder::Create(l).status().message()),
+              ::testing::HasSubstr("lease.prefix_len"));
   l = TestLease();
   l.routes = {{"10.0.0.0", "10.244.1.1"}};
   EXPECT_THAT(std::string(DhcpResponder::Create(l).status().message()), ::testing::HasSubstr("lease.routes"));

@@ -3,12 +3,14 @@
 // redirect to the peer and back. Needs root; all traffic stays inside the
 // two test namespaces.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <linux/if.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -21,9 +23,6 @@
 #include <functional>
 #include <optional>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "cni/dhcp_packet.h"
 #include "cni/dhcp_server.h"
@@ -93,13 +92,11 @@ class NetwireTest : public ::testing::Test {
     host_ = "kvcri-nw-host-" + id;
     netns_ = "/run/netns/" + pod_;
     const std::string setup =
-        "set -e; ip netns add " + pod_ + "; ip netns add " + host_ +
-        "; ip -n " + pod_ + " link add eth0 mtu 1400 type veth peer name peer0 netns " + host_ +
-        "; ip -n " + host_ + " link set peer0 mtu 1400 up" +
-        "; ip -n " + host_ + " addr add 10.252.7.1/24 dev peer0" +
-        "; ip -n " + pod_ + " link set lo up; ip -n " + pod_ + " link set eth0 up" +
-        "; ip -n " + pod_ + " addr add 10.252.7.2/24 dev eth0" +
-        "; ip -n " + pod_ + " route add default via 10.252.7.1" +
+        "set -e; ip netns add " + pod_ + "; ip netns add " + host_ + "; ip -n " + pod_ +
+        " link add eth0 mtu 1400 type veth peer name peer0 netns " + host_ + "; ip -n " + host_ +
+        " link set peer0 mtu 1400 up" + "; ip -n " + host_ + " addr add 10.252.7.1/24 dev peer0" +
+        "; ip -n " + pod_ + " link set lo up; ip -n " + pod_ + " link set eth0 up" + "; ip -n " + pod_ +
+        " addr add 10.252.7.2/24 dev eth0" + "; ip -n " + pod_ + " route add default via 10.252.7.1" +
         "; ip -n " + pod_ + " route add 10.96.0.0/12 via 10.252.7.1";
     ShResult r = Sh(setup);
     ASSERT_EQ(r.exit_code, 0) << setup << "\n" << r.output;
@@ -148,7 +145,8 @@ class NetwireTest : public ::testing::Test {
       a.sll_family = AF_PACKET;
       a.sll_protocol = htons(ETH_P_ALL);
       a.sll_ifindex = ifr.ifr_ifindex;
-      if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return absl::ErrnoToStatus(errno, "bind");
+      if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+        return absl::ErrnoToStatus(errno, "bind");
       return absl::OkStatus();
     });
     EXPECT_TRUE(s.ok()) << s;
@@ -178,7 +176,8 @@ TEST_F(NetwireTest, WireTapReportsCniConfigAndMovesTheIpToTheGuest) {
   EXPECT_EQ(nic->mtu, 1400);
   EXPECT_THAT(nic->addresses, ElementsAre(IpPrefix{"10.252.7.2", 24}));
   EXPECT_EQ(nic->gateway4, "10.252.7.1");
-  EXPECT_THAT(nic->routes, ElementsAre(IpRoute{"0.0.0.0/0", "10.252.7.1"}, IpRoute{"10.96.0.0/12", "10.252.7.1"}));
+  EXPECT_THAT(nic->routes,
+              ElementsAre(IpRoute{"0.0.0.0/0", "10.252.7.1"}, IpRoute{"10.96.0.0/12", "10.252.7.1"}));
 
   ShResult addrs = Sh("ip -n " + pod_ + " -o addr show dev eth0");
   EXPECT_THAT(addrs.output, ::testing::Not(HasSubstr("inet ")));
@@ -202,7 +201,8 @@ TEST_F(NetwireTest, WireTapReportsCniConfigAndMovesTheIpToTheGuest) {
 TEST_F(NetwireTest, GuestGetsDhcpLeaseAndReachesPeerThroughRedirect) {
   auto nic = WireTap(netns_);
   ASSERT_TRUE(nic.ok()) << nic.status();
-  auto lease = LeaseFromWiredNic(*nic, {"10.96.0.10"}, {"default.svc.cluster.local", "svc.cluster.local"}, "web-0");
+  auto lease =
+      LeaseFromWiredNic(*nic, {"10.96.0.10"}, {"default.svc.cluster.local", "svc.cluster.local"}, "web-0");
   ASSERT_TRUE(lease.ok()) << lease.status();
   auto server = DhcpServer::Start();
   ASSERT_TRUE(server.ok()) << server.status();
@@ -307,7 +307,8 @@ TEST_F(NetwireTest, UnwireLeavesNoTapOrQdiscAndToleratesRepeats) {
   ASSERT_TRUE(WireTap(netns_).ok());
   ASSERT_TRUE(Unwire(netns_).ok());
   EXPECT_NE(Sh("ip -n " + pod_ + " link show tap0").exit_code, 0);
-  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc qdisc show dev eth0").output, ::testing::Not(HasSubstr("ingress")));
+  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc qdisc show dev eth0").output,
+              ::testing::Not(HasSubstr("ingress")));
   EXPECT_TRUE(Unwire(netns_).ok());
   EXPECT_TRUE(Unwire("/run/netns/kvcri-nw-does-not-exist").ok());
 }
