@@ -34,6 +34,13 @@ if ((${#missing[@]})); then
   # A kernel package in a container must not try to build an initramfs or touch a bootloader.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Debian's QEMU driver resolves its built-in default user "libvirt-qemu" before
+# it reads qemu.conf (libvirt-daemon-system would create it; we do not need
+# that package). Our embed root's qemu.conf then runs QEMU as root.
+getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+getent passwd libvirt-qemu >/dev/null || useradd --system --gid libvirt-qemu --no-create-home \
+  --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
+
 # docker-registry's package starts a service on :5000 where systemd runs; tests start their own.
 if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true

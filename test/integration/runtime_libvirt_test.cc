@@ -76,8 +76,11 @@ size_t CountOf(const std::filesystem::path& path, std::string_view needle) {
 
 bool QemuRunningFor(std::string_view domain) {
   std::string needle = "guest=" + std::string(domain) + ",";
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string cmdline = ReadAll(e.path() / "cmdline");
+  // error_code overloads: processes come and go while we iterate.
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    std::string cmdline = ReadAll(it->path() / "cmdline");
     for (char& c : cmdline) c = c == '\0' ? ' ' : c;
     if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(needle) != std::string::npos) return true;
   }
