@@ -179,7 +179,14 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   if (existing_tap.ok() && nic->addresses.empty()) {
     // Already wired: eth0 was flushed by an earlier call.
     nl::LinkAttrs tap = nl::ReadLink(existing_tap->get());
-    if (!tap.alias.empty()) RETURN_IF_ERROR(DecodeWiringAlias(tap.alias, nic));
+    // Without the record the Pod's IPs are unknowable here; saying so beats
+    // handing the guest an empty configuration.
+    if (tap.alias.empty()) {
+      return absl::FailedPreconditionError(
+          base::StrCat("\"", tap_name, "\" exists and \"", cni_ifname,
+                       "\" has no addresses, but the tap carries no wiring record; use the saved WiredNic"));
+    }
+    RETURN_IF_ERROR(DecodeWiringAlias(tap.alias, nic));
   }
   if (!existing_tap.ok()) {
     RETURN_IF_ERROR(CreatePersistentTap(tap_name));

@@ -62,7 +62,8 @@ struct WiredNic {
 // IFLA_IFALIAS before eth0 is flushed, so a second call (say, after a daemon
 // restart) re-asserts the plumbing and returns the same WiredNic. Callers may
 // still persist the result; the alias is a fallback that dies with the netns.
-// NotFound when the netns or `cni_ifname` does not exist.
+// NotFound when the netns or `cni_ifname` does not exist; FailedPrecondition
+// when the netns is wired but the record is missing (it did not fit).
 absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string_view cni_ifname = "eth0",
                                  std::string_view tap_name = "tap0");
 

@@ -313,6 +313,14 @@ TEST_F(NetwireTest, UnwireLeavesNoTapOrQdiscAndToleratesRepeats) {
   EXPECT_TRUE(Unwire("/run/netns/kvcri-nw-does-not-exist").ok());
 }
 
+TEST_F(NetwireTest, RewireWithoutWiringRecordIsFailedPrecondition) {
+  ASSERT_TRUE(WireTap(netns_).ok());
+  ShResult clear = Sh("ip -n " + pod_ + " link set dev tap0 alias ''");
+  ASSERT_EQ(clear.exit_code, 0) << clear.output;
+  auto again = WireTap(netns_);
+  EXPECT_TRUE(absl::IsFailedPrecondition(again.status())) << again.status();
+}
+
 TEST_F(NetwireTest, WireTapWithoutCniInterfaceIsNotFound) {
   auto nic = WireTap(netns_, "eth9");
   EXPECT_TRUE(absl::IsNotFound(nic.status())) << nic.status();
