@@ -18,7 +18,7 @@ runtime_pkgs=(
 test_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk
-  skopeo umoci docker-registry apache2-utils jq iputils-ping
+  skopeo umoci docker-registry apache2-utils jq iputils-ping debootstrap
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
