@@ -9,7 +9,9 @@
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "cni/cloud_init.h"
 #include "cri/grpc_status.h"
+#include "cri/pod_network_spec.h"
 #include "cri/runtime_service.h"
 #include "cri/validate.h"
 #include "runtime/image/image_store.h"
@@ -113,6 +115,7 @@ absl::StatusOr<std::string> RuntimeService::CreateVmContainer(const pb::CreateCo
   for (const pb::Mount& m : cfg.mounts()) rec.mounts.push_back({m.container_path(), m.host_path(), m.readonly()});
   const std::filesystem::path dir = ContainerDir(rec.id);
   rec.console_path = (dir / "console.log").string();
+  rec.seed_path = (dir / "cidata.img").string();
   if (image->boot.kind == runtime::image::BootKind::kKernel) {
     rec.boot.kind = sandbox::BootKind::kKernel;
     rec.boot.kernel = image->boot.kernel.string();
@@ -133,6 +136,9 @@ absl::StatusOr<std::string> RuntimeService::CreateVmContainer(const pb::CreateCo
   undo.Add([this, id] { base::LogIfError(deps_.store->RemoveContainer(id), "rollback: remove container record"); });
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
   undo.Add([dir] { base::LogIfError(base::RemoveAll(dir), "rollback: remove container dir"); });
+  // cloud-init NoCloud seed: hostname, network-config, user-data.
+  cni::CloudInitSeed seed = SeedFor(sb);
+  RETURN_IF_ERROR(cni::WriteSeedImage(rec.seed_path, seed));
   if (rec.boot.kind == sandbox::BootKind::kDisk) {
     // The image's disk is never written: the VM writes to its own overlay.
     RETURN_IF_ERROR(runtime::image::CreateOverlay(image->boot.disk, image->boot.disk_format, rec.boot.disk));

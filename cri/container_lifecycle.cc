@@ -42,6 +42,23 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
     disk.boot = true;
     spec.disks.push_back(disk);
   }
+  if (!c.seed_path.empty()) {
+    runtime::DiskSpec seed;
+    seed.path = c.seed_path;
+    seed.format = "raw";
+    seed.read_only = true;
+    seed.serial = "cidata";
+    spec.disks.push_back(seed);
+  }
+  if (!sb.network.nic.tap_name.empty()) {
+    // The tap exists in the Pod netns since RunPodSandbox: the guest's first
+    // frame already crosses a complete wiring.
+    runtime::NicSpec nic;
+    nic.tap_name = sb.network.nic.tap_name;
+    nic.mac = sb.network.nic.mac;
+    nic.mtu = sb.network.nic.mtu;
+    spec.nics.push_back(nic);
+  }
   return spec;
 }
 
@@ -175,12 +192,9 @@ absl::Status RuntimeService::StopVmContainer(const std::string& id_arg, int64_t 
 
 absl::Status RuntimeService::DeleteContainerArtifacts(const sandbox::ContainerRecord& c) {
   absl::Status first;
-  auto keep = [&first](absl::Status s) {
-    if (!s.ok() && first.ok()) first = std::move(s);
-  };
-  keep(deps_.console->Remove(c.id));
-  if (!c.domain_name.empty()) keep(deps_.hypervisor->Remove(c.domain_name));
-  keep(base::RemoveAll(ContainerDir(c.id)));
+  base::KeepFirstError(&first, deps_.console->Remove(c.id));
+  if (!c.domain_name.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(c.domain_name));
+  base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
   absl::MutexLock l(&timings_mu_);
   timings_.erase(c.id);
   return first;

@@ -3,10 +3,12 @@
 #include <set>
 #include <system_error>
 
+#include "cni/pod_network.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "cri/pod_network_spec.h"
 #include "cri/runtime_service.h"
 #include "runtime/console_log.h"
 #include "runtime/hypervisor.h"
@@ -92,16 +94,16 @@ absl::Status RuntimeService::Recover(const sandbox::LoadReport& report) {
   size_t running = 0;
   for (const sandbox::ContainerRecord& c : deps_.store->ListContainers(
            [](const sandbox::ContainerRecord& r) { return r.state == sandbox::ContainerState::kRunning; })) {
+    // Follow the console first: a VM that ended while we were down still
+    // gets the tail of its output copied when the refresh below settles it.
+    absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c.sandbox_id);
+    if (sb.ok()) RegisterConsole(c, *sb);
     absl::StatusOr<sandbox::ContainerRecord> now = RefreshContainerState(c);
     if (!now.ok()) {
       base::LogWarn("recovery: container state unknown", {{"id", c.id}, {"error", std::string(now.status().message())}});
       continue;
     }
-    if (now->state == sandbox::ContainerState::kRunning) {
-      absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c.sandbox_id);
-      if (sb.ok()) RegisterConsole(*now, *sb);
-      ++running;
-    }
+    if (now->state == sandbox::ContainerState::kRunning) ++running;
   }
 
   // 4. Namespaces: a pinned netns without a sandbox is a leftover; a READY
@@ -120,8 +122,20 @@ absl::Status RuntimeService::Recover(const sandbox::LoadReport& report) {
   for (const sandbox::SandboxRecord& sb : deps_.store->ListSandboxes(
            [](const sandbox::SandboxRecord& r) { return r.state == sandbox::SandboxState::kReady; })) {
     absl::StatusOr<bool> exists = deps_.netns->Exists(sb.id);
-    if (exists.ok() && !*exists) {
-      base::LogWarn("recovery: sandbox lost its network namespace", {{"id", sb.id}});
+    absl::Status network_ok = absl::OkStatus();
+    if (exists.ok() && *exists && !sb.network.nic.tap_name.empty()) {
+      // The DHCP responder lived in our process: serve the guest again (its
+      // lease renewals), and re-assert the tap wiring.
+      absl::StatusOr<cni::AttachSpec> attach = AttachSpecFor(sb);
+      network_ok = attach.status();
+      if (attach.ok()) network_ok = deps_.network->Restore(*attach, GuestDhcpFor(sb)).status();
+      if (!network_ok.ok()) {
+        base::LogError("recovery: Pod network not restored",
+                       {{"id", sb.id}, {"error", std::string(network_ok.message())}});
+      }
+    }
+    if ((exists.ok() && !*exists) || !network_ok.ok()) {
+      if (exists.ok() && !*exists) base::LogWarn("recovery: sandbox lost its network namespace", {{"id", sb.id}});
       base::LogIfError(deps_.store
                            ->UpdateSandbox(sb.id,
                                            [](sandbox::SandboxRecord& r) {

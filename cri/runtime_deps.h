@@ -12,7 +12,11 @@ class ConsoleLogCopier;
 }  // namespace kvcri::runtime
 namespace kvcri::runtime::image {
 class ImageStore;
+class ImagePuller;
 }  // namespace kvcri::runtime::image
+namespace kvcri::cni {
+class PodNetwork;
+}  // namespace kvcri::cni
 namespace kvcri::sandbox {
 class SandboxStore;
 class NetnsManager;
@@ -30,8 +34,12 @@ struct RuntimeDeps {
   runtime::Hypervisor* hypervisor = nullptr;
   runtime::ConsoleLogCopier* console = nullptr;
   runtime::image::ImageStore* images = nullptr;
+  // PullImage; null answers UNIMPLEMENTED.
+  runtime::image::ImagePuller* puller = nullptr;
   sandbox::SandboxStore* store = nullptr;
   sandbox::NetnsManager* netns = nullptr;
+  // CNI ADD/DEL, tap wiring and the guest's DHCP responder.
+  cni::PodNetwork* network = nullptr;
 };
 
 }  // namespace kvcri::cri

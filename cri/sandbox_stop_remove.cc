@@ -1,10 +1,12 @@
 // StopPodSandbox and RemovePodSandbox: idempotent, teardown continues past
 // failures and returns the first error (the record stays for a retry).
+#include "cni/pod_network.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "cri/grpc_status.h"
+#include "cri/pod_network_spec.h"
 #include "cri/runtime_service.h"
 #include "cri/validate.h"
 #include "runtime/hypervisor.h"
@@ -14,16 +16,7 @@ namespace kvcri::cri {
 
 using base::StrCat;
 
-namespace {
-
-void KeepFirst(absl::Status* first, absl::Status s) {
-  if (!s.ok()) {
-    base::LogWarn("teardown step failed", {{"error", std::string(s.message())}});
-    if (first->ok()) *first = std::move(s);
-  }
-}
-
-}  // namespace
+using base::KeepFirstError;
 
 grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*, const pb::StopPodSandboxRequest* req,
                                             pb::StopPodSandboxResponse*) {
@@ -39,7 +32,18 @@ grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*, const pb::Re
 
 absl::Status RuntimeService::ReleaseSandboxResources(const sandbox::SandboxRecord& sb) {
   absl::Status first;
-  KeepFirst(&first, deps_.netns->Remove(sb.id));
+  if (!sb.netns_path.empty()) {
+    absl::StatusOr<cni::AttachSpec> attach = AttachSpecFor(sb);
+    if (!attach.ok()) {
+      // Annotations were valid at RunPodSandbox; DEL only needs the ids.
+      attach = cni::AttachSpec{};
+      attach->container_id = sb.id;
+      attach->netns = sb.netns_path;
+    }
+    // DHCP off, tap gone, CNI DEL (IP released) before the netns goes away.
+    KeepFirstError(&first, deps_.network->Detach(*attach));
+  }
+  KeepFirstError(&first, deps_.netns->Remove(sb.id));
   return first;
 }
 
@@ -54,16 +58,17 @@ absl::Status RuntimeService::StopSandbox(const std::string& id_arg) {
        deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
     if (c.state != sandbox::ContainerState::kRunning) continue;
     // kubelet stops containers gracefully first; what is still running is forced off.
-    KeepFirst(&first, deps_.hypervisor->Destroy(c.domain_name));
+    KeepFirstError(&first, deps_.hypervisor->Destroy(c.domain_name));
     absl::StatusOr<sandbox::ContainerRecord> refreshed = RefreshContainerState(c);
-    KeepFirst(&first, refreshed.status());
+    KeepFirstError(&first, refreshed.status());
   }
-  KeepFirst(&first, ReleaseSandboxResources(sb));
+  KeepFirstError(&first, ReleaseSandboxResources(sb));
   if (!sb.load_error.empty()) return first;  // a corrupt placeholder cannot be updated
-  KeepFirst(&first, deps_.store
+  KeepFirstError(&first, deps_.store
                         ->UpdateSandbox(*id,
                                         [&](sandbox::SandboxRecord& r) {
                                           r.state = sandbox::SandboxState::kNotReady;
+                                          if (first.ok()) r.network = {};  // the IP is released
                                           return absl::OkStatus();
                                         })
                         .status());
@@ -91,9 +96,9 @@ absl::Status RuntimeService::RemoveSandbox(const std::string& id_arg) {
   absl::Status first;
   for (const sandbox::ContainerRecord& c :
        deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
-    KeepFirst(&first, DeleteContainerArtifacts(c));
+    KeepFirstError(&first, DeleteContainerArtifacts(c));
   }
-  KeepFirst(&first, ReleaseSandboxResources(sb));
+  KeepFirstError(&first, ReleaseSandboxResources(sb));
   if (!first.ok()) return first;  // keep the record: a retry or recovery finishes
   RETURN_IF_ERROR(deps_.store->RemoveSandbox(*id));
   base::LogInfo("sandbox removed", {{"id", *id}});

@@ -199,6 +199,38 @@ absl::Status Annotate(absl::Status s, std::string_view what) {
   return absl::InvalidArgumentError(base::StrCat(what, ": ", base::Sv(s.message())));
 }
 
+json NicJson(const GuestNic& nic) {
+  json routes = json::array();
+  for (const GuestRoute& r : nic.routes) routes.push_back({{"dst", r.dst}, {"gateway", r.gateway}});
+  return {{"cni_ifname", nic.cni_ifname}, {"tap_name", nic.tap_name}, {"mac", nic.mac},
+          {"mtu", nic.mtu},           {"addresses", nic.addresses}, {"gateway4", nic.gateway4},
+          {"gateway6", nic.gateway6}, {"routes", std::move(routes)}};
+}
+
+void ReadNic(ObjectReader& in, GuestNic* nic) {
+  in.Str("cni_ifname", &nic->cni_ifname);
+  in.Str("tap_name", &nic->tap_name);
+  in.Str("mac", &nic->mac);
+  in.Int("mtu", &nic->mtu);
+  in.StrList("addresses", &nic->addresses);
+  in.Str("gateway4", &nic->gateway4);
+  in.Str("gateway6", &nic->gateway6);
+  in.Objects("routes", [&](ObjectReader& r) {
+    GuestRoute route;
+    r.Str("dst", &route.dst);
+    r.Str("gateway", &route.gateway);
+    nic->routes.push_back(std::move(route));
+  });
+}
+
+// Keeps in *status an error naming `field` when `value` is not a record ID.
+void CheckIdField(std::string_view field, const std::string& value, absl::Status* status) {
+  if (status->ok() && !IsValidId(value)) {
+    *status = absl::InvalidArgumentError(base::StrCat("field \"", field, "\" value \"", value, "\" is not ",
+                                                      kIdLength, " lowercase hex characters"));
+  }
+}
+
 std::string Dump(const json& j) {
   // replace: invalid UTF-8 must not throw; CRI strings are UTF-8 already.
   return j.dump(1, ' ', false, json::error_handler_t::replace);
@@ -248,7 +280,7 @@ std::string SandboxRecord::ToJson() const {
       {"port_mappings", std::move(ports)},
       {"host_network", host_network},
       {"cgroup_parent", cgroup_parent},
-      {"network", {{"ip", network.ip}, {"additional_ips", network.additional_ips}}},
+      {"network", {{"ip", network.ip}, {"additional_ips", network.additional_ips}, {"nic", NicJson(network.nic)}}},
   };
   return Dump(j);
 }
@@ -294,11 +326,9 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(std::string_view text) {
   if (auto n = top.Object("network")) {
     n->Str("ip", &r.network.ip);
     n->StrList("additional_ips", &r.network.additional_ips);
+    if (auto nic = n->Object("nic")) ReadNic(*nic, &r.network.nic);
   }
-  if (status.ok() && !IsValidId(r.id)) {
-    status = absl::InvalidArgumentError(
-        base::StrCat("field \"id\" value \"", r.id, "\" is not ", kIdLength, " lowercase hex characters"));
-  }
+  CheckIdField("id", r.id, &status);
   if (!status.ok()) return Annotate(status, kWhat);
   return r;
 }
@@ -346,6 +376,7 @@ std::string ContainerRecord::ToJson() const {
         {"disk_format", boot.disk_format}}},
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
+      {"seed_path", seed_path},
   };
   return Dump(j);
 }
@@ -403,14 +434,9 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     m.Bool("readonly", &spec.readonly);
     r.mounts.push_back(std::move(spec));
   });
-  if (status.ok() && !IsValidId(r.id)) {
-    status = absl::InvalidArgumentError(
-        base::StrCat("field \"id\" value \"", r.id, "\" is not ", kIdLength, " lowercase hex characters"));
-  }
-  if (status.ok() && !IsValidId(r.sandbox_id)) {
-    status = absl::InvalidArgumentError(base::StrCat("field \"sandbox_id\" value \"", r.sandbox_id,
-                                                     "\" is not ", kIdLength, " lowercase hex characters"));
-  }
+  top.Str("seed_path", &r.seed_path);
+  CheckIdField("id", r.id, &status);
+  CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);
   return r;
 }

@@ -61,10 +61,34 @@ struct PortMapping {
   bool operator==(const PortMapping&) const = default;
 };
 
+struct GuestRoute {
+  std::string dst;      // CIDR
+  std::string gateway;  // empty for on-link
+
+  bool operator==(const GuestRoute&) const = default;
+};
+
+// The VM's NIC as the Pod network wired it (cni::WiredNic, without the cni/
+// dependency): tap in the Pod netns, the CNI interface's MAC and MTU, and the
+// addresses and routes the guest is handed.
+struct GuestNic {
+  std::string cni_ifname;
+  std::string tap_name;  // empty: no NIC (no Pod network)
+  std::string mac;
+  int32_t mtu = 0;
+  std::vector<std::string> addresses;  // CIDR, IPv4 first
+  std::string gateway4;
+  std::string gateway6;
+  std::vector<GuestRoute> routes;
+
+  bool operator==(const GuestNic&) const = default;
+};
+
 // What CNI reported for the pod network; empty until CNI ADD succeeded.
 struct NetworkStatus {
   std::string ip;
   std::vector<std::string> additional_ips;
+  GuestNic nic;
 
   bool operator==(const NetworkStatus&) const = default;
 };
@@ -162,6 +186,8 @@ struct ContainerRecord {
   BootInfo boot;
   std::vector<DeviceSpec> devices;
   std::vector<MountSpec> mounts;
+  // cloud-init NoCloud seed (raw VFAT image) given to the VM read-only.
+  std::string seed_path;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

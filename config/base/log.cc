@@ -95,4 +95,10 @@ void LogIfError(const absl::Status& status, std::string_view what) {
   if (!status.ok()) LogWarn(what, {{"error", std::string(status.ToString())}});
 }
 
+void KeepFirstError(absl::Status* first, absl::Status s) {
+  if (s.ok()) return;
+  LogWarn("teardown step failed", {{"error", std::string(s.message())}});
+  if (first->ok()) *first = std::move(s);
+}
+
 }  // namespace kvcri::base

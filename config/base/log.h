@@ -29,6 +29,10 @@ inline void LogError(std::string_view m, LogFields f = {}) { Log(LogLevel::kErro
 // Logs a failed status at warn level with `what` as message; OK is silent.
 void LogIfError(const absl::Status& status, std::string_view what = "cleanup failed");
 
+// For teardown that goes on past failures: logs a failed `s` and keeps it in
+// `*first` unless an earlier error is there already.
+void KeepFirstError(absl::Status* first, absl::Status s);
+
 // Formats the fields as key=value pairs (exposed for tests).
 std::string FormatLogLine(LogLevel level, std::string_view msg, LogFields fields);
 

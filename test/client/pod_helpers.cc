@@ -45,10 +45,16 @@ static double Ms(Clock::duration d) { return std::chrono::duration<double, std::
 
 bool StartPod(TestDaemon& d, const std::string& name, const std::string& image, std::string* pod_id,
               std::string* container_id, PodTimings* timings, pb::PodSandboxConfig* sandbox_out) {
+  pb::PodSandboxConfig config = SandboxConfig(name, d.log_dir());
+  if (sandbox_out) *sandbox_out = config;
+  return StartPodWithConfig(d, config, image, pod_id, container_id, timings);
+}
+
+bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const std::string& image,
+                        std::string* pod_id, std::string* container_id, PodTimings* timings) {
   pb::RunPodSandboxRequest run;
-  *run.mutable_config() = SandboxConfig(name, d.log_dir());
+  *run.mutable_config() = config;
   run.set_runtime_handler("kubevirt");
-  if (sandbox_out) *sandbox_out = run.config();
   auto t0 = Clock::now();
   pb::RunPodSandboxResponse run_resp;
   grpc::Status s = d.runtime().RunPodSandbox(Ctx().get(), run, &run_resp);
@@ -188,6 +194,16 @@ void ExpectNoLeftovers(TestDaemon& d) {
   EXPECT_EQ(ctrs.containers_size(), 0);
   EXPECT_TRUE(Entries(d.root() / "containers").empty()) << "container dirs left";
   EXPECT_TRUE(Entries(d.state_dir() / "netns").empty()) << "network namespaces left";
+  // Pod network: no IP still allocated, no veth on the bridge, no cached ADD.
+  for (const std::string& e : Entries(d.ipam_dir() / "kvcri-test")) {
+    if (e != "lock" && e.rfind("last_reserved_ip", 0) != 0) ADD_FAILURE() << "IP still allocated: " << e;
+  }
+  if (!d.bridge().empty()) {
+    for (const std::string& e : Entries(std::filesystem::path("/sys/class/net") / d.bridge() / "brif")) {
+      ADD_FAILURE() << "veth left on bridge " << d.bridge() << ": " << e;
+    }
+  }
+  for (const std::string& e : Entries(d.root() / "cni-cache" / "results")) ADD_FAILURE() << "CNI cache left: " << e;
   for (const std::string& e : Entries(d.root() / "sandboxes")) ADD_FAILURE() << "sandbox dir left: " << e;
   for (const std::string& e : Entries(d.root() / "libvirt" / "etc" / "qemu")) {
     if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "libvirt domain definition left: " << e;

@@ -31,6 +31,10 @@ bool StartPod(TestDaemon& d, const std::string& name, const std::string& image, 
               std::string* container_id, PodTimings* timings = nullptr,
               pb::PodSandboxConfig* sandbox_out = nullptr);
 
+// The same with a caller-made sandbox config (port mappings, DNS, ...).
+bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const std::string& image,
+                        std::string* pod_id, std::string* container_id, PodTimings* timings = nullptr);
+
 // StopPodSandbox + RemovePodSandbox (which removes its containers).
 void RemovePod(TestDaemon& d, const std::string& pod_id);
 

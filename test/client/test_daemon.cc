@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -87,9 +88,36 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+TestNetwork MakeTestNetwork(const fs::path& ipam_dir) {
+  std::random_device rd;
+  std::mt19937 gen(rd());
+  char bridge[16];
+  std::snprintf(bridge, sizeof bridge, "kvb%06x", static_cast<unsigned>(gen() & 0xffffff));
+  TestNetwork n;
+  n.bridge = bridge;
+  n.subnet = "10." + std::to_string(200 + gen() % 50) + "." + std::to_string(gen() % 256) + ".0/24";
+  n.conflist = R"({
+  "cniVersion": "1.0.0",
+  "name": "kvcri-test",
+  "plugins": [
+    {"type": "bridge", "bridge": ")" + n.bridge + R"(", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": ")" + n.subnet + R"("}]],
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ")" + ipam_dir.string() + R"("}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+})";
+  return n;
+}
+
 TestDaemon::TestDaemon(Options options) : options_(std::move(options)) {
   fs::create_directories(cni_dir());
   fs::create_directories(log_dir());
+  if (options_.cni_conflist.empty() && options_.pod_network) {
+    TestNetwork net = MakeTestNetwork(ipam_dir());
+    bridge_ = net.bridge;
+    subnet_ = net.subnet;
+    options_.cni_conflist = net.conflist;
+  }
   if (!options_.cni_conflist.empty()) {
     std::ofstream(cni_dir() / "10-test.conflist") << options_.cni_conflist;
   }
@@ -97,10 +125,14 @@ TestDaemon::TestDaemon(Options options) : options_(std::move(options)) {
   cfg << "log_level = \"" << options_.log_level << "\"\n"
       << options_.extra_config << "\n"
       << "[cni]\nconf_dir = \"" << cni_dir().string() << "\"\n";
+  // VM-only unless the test names an upstream: the node's containerd is none of our business.
+  if (options_.extra_config.find("[upstream]") == std::string::npos) cfg << "[upstream]\nendpoint = \"\"\n";
 }
 
 TestDaemon::~TestDaemon() {
   if (pid_ > 0) Terminate();
+  // The bridge plugin leaves its bridge behind by design (shared by Pods).
+  if (!bridge_.empty()) std::system(("ip link del " + bridge_ + " >/dev/null 2>&1").c_str());
 }
 
 std::vector<std::string> TestDaemon::DaemonArgs() const {

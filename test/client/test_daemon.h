@@ -42,6 +42,9 @@ class TestDaemon {
     std::string extra_config;
     // Written as <dir>/cni/10-test.conflist when non-empty.
     std::string cni_conflist;
+    // With no cni_conflist: true writes a private Pod network (TestNetwork)
+    // so Pods can be run; false leaves the CNI dir empty (NetworkReady=false).
+    bool pod_network = true;
     std::string log_level = "debug";
   };
 
@@ -68,6 +71,11 @@ class TestDaemon {
   std::filesystem::path cni_dir() const { return dir() / "cni"; }
   std::filesystem::path log_dir() const { return dir() / "pods"; }
   std::filesystem::path stderr_path() const { return dir() / "daemon.log"; }
+  // host-local's store of the generated Pod network.
+  std::filesystem::path ipam_dir() const { return dir() / "ipam"; }
+  // The generated Pod network's bridge and subnet ("" when none).
+  const std::string& bridge() const { return bridge_; }
+  const std::string& subnet() const { return subnet_; }
   std::string DaemonLog() const;
 
   pb::RuntimeService::Stub& runtime();
@@ -79,11 +87,24 @@ class TestDaemon {
 
   Options options_;
   TempDir dir_;
+  std::string bridge_;
+  std::string subnet_;
   pid_t pid_ = -1;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::RuntimeService::Stub> runtime_;
   std::unique_ptr<pb::ImageService::Stub> images_;
 };
+
+// The Pod network a TestDaemon writes by default: bridge (a private name,
+// gateway .1) + host-local (a random 10.x.y.0/24, store under `ipam_dir`) +
+// portmap, as a 1.0.0 conflist. Names and ranges differ per call so tests can
+// run side by side.
+struct TestNetwork {
+  std::string bridge;
+  std::string subnet;  // "10.x.y.0/24"
+  std::string conflist;
+};
+TestNetwork MakeTestNetwork(const std::filesystem::path& ipam_dir);
 
 // A client context with a deadline, as kubelet uses.
 std::unique_ptr<grpc::ClientContext> Ctx(std::chrono::seconds timeout = std::chrono::seconds(30));

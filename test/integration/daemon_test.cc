@@ -46,7 +46,9 @@ TEST_F(DaemonTest, VersionNamesRuntimeAndApi) {
 }
 
 TEST_F(DaemonTest, StatusIsRuntimeReadyWithTcgAndNetworkNotReadyWithoutCniConfig) {
-  TestDaemon d;
+  TestDaemon::Options opts;
+  opts.pod_network = false;
+  TestDaemon d(opts);
   d.Start();
   pb::StatusRequest req;
   req.set_verbose(true);

@@ -1,0 +1,93 @@
+#include "cri/pod_network_spec.h"
+
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+
+namespace kvcri::cri {
+
+absl::StatusOr<cni::AttachSpec> AttachSpecFor(const sandbox::SandboxRecord& sb) {
+  cni::AttachSpec spec;
+  spec.container_id = sb.id;
+  spec.netns = sb.netns_path;
+  spec.pod_namespace = sb.metadata.namespace_;
+  spec.pod_name = sb.metadata.name;
+  spec.pod_uid = sb.metadata.uid;
+  for (const sandbox::PortMapping& pm : sb.port_mappings) {
+    if (pm.host_port <= 0) continue;  // only mappings with a host port reach CNI (as in containerd)
+    cni::CniPortMapping m;
+    m.host_port = pm.host_port;
+    m.container_port = pm.container_port;
+    m.protocol = std::string(sandbox::ProtocolName(pm.protocol));
+    m.host_ip = pm.host_ip;
+    spec.port_mappings.push_back(std::move(m));
+  }
+  ASSIGN_OR_RETURN(spec.bandwidth, cni::BandwidthFromAnnotations(sb.annotations));
+  spec.dns.servers = sb.dns.servers;
+  spec.dns.searches = sb.dns.searches;
+  spec.dns.options = sb.dns.options;
+  return spec;
+}
+
+cni::GuestDhcpInfo GuestDhcpFor(const sandbox::SandboxRecord& sb) {
+  return {sb.dns.servers, sb.dns.searches, sb.hostname.empty() ? sb.metadata.name : sb.hostname};
+}
+
+sandbox::GuestNic GuestNicFrom(const cni::WiredNic& nic) {
+  sandbox::GuestNic g;
+  g.cni_ifname = nic.cni_ifname;
+  g.tap_name = nic.tap_name;
+  g.mac = nic.mac;
+  g.mtu = nic.mtu;
+  for (const cni::IpPrefix& p : nic.addresses) g.addresses.push_back(p.Cidr());
+  g.gateway4 = nic.gateway4;
+  g.gateway6 = nic.gateway6;
+  for (const cni::IpRoute& r : nic.routes) g.routes.push_back({r.dst, r.gateway});
+  return g;
+}
+
+cni::WiredNic WiredNicFrom(const sandbox::GuestNic& g) {
+  cni::WiredNic nic;
+  nic.cni_ifname = g.cni_ifname;
+  nic.tap_name = g.tap_name;
+  nic.mac = g.mac;
+  nic.mtu = g.mtu;
+  for (const std::string& cidr : g.addresses) {
+    size_t slash = cidr.find('/');
+    cni::IpPrefix p;
+    p.address = cidr.substr(0, slash);
+    p.prefix_len = slash == std::string::npos ? 0 : std::atoi(cidr.c_str() + slash + 1);
+    nic.addresses.push_back(std::move(p));
+  }
+  nic.gateway4 = g.gateway4;
+  nic.gateway6 = g.gateway6;
+  for (const sandbox::GuestRoute& r : g.routes) nic.routes.push_back({r.dst, r.gateway});
+  return nic;
+}
+
+sandbox::NetworkStatus NetworkStatusFrom(const cni::WiredNic& nic) {
+  sandbox::NetworkStatus status;
+  for (const cni::IpPrefix& p : nic.addresses) {
+    if (status.ip.empty()) {
+      status.ip = p.address;
+    } else {
+      status.additional_ips.push_back(p.address);
+    }
+  }
+  status.nic = GuestNicFrom(nic);
+  return status;
+}
+
+cni::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb) {
+  cni::CloudInitSeed seed;
+  seed.instance_id = sb.metadata.uid.empty() ? sb.id : sb.metadata.uid;
+  seed.hostname = sb.hostname.empty() ? sb.metadata.name : sb.hostname;
+  if (auto it = sb.annotations.find(std::string(cni::kUserDataAnnotation)); it != sb.annotations.end()) {
+    seed.user_data = it->second;
+  }
+  if (!sb.network.nic.tap_name.empty()) {
+    seed.network_config = cni::NetworkConfigV2(WiredNicFrom(sb.network.nic), sb.dns.servers, sb.dns.searches);
+  }
+  return seed;
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,35 @@
+#pragma once
+
+// Translation between sandbox records and the cni/ module's network types.
+
+#include "absl/status/statusor.h"
+#include "cni/cloud_init.h"
+#include "cni/cni_runner.h"
+#include "cni/pod_network.h"
+#include "cni/tap.h"
+#include "sandbox/records.h"
+
+namespace kvcri::cri {
+
+// The CNI attachment of a sandbox: ids, netns, CNI_ARGS, port mappings, DNS,
+// bandwidth from the kubernetes.io/{ingress,egress}-bandwidth annotations
+// (InvalidArgument naming the annotation when it does not parse). The same
+// record always gives the same spec, so DEL sees what ADD saw.
+absl::StatusOr<cni::AttachSpec> AttachSpecFor(const sandbox::SandboxRecord& sb);
+
+// DNS servers, search domains and hostname for the guest's DHCP lease.
+cni::GuestDhcpInfo GuestDhcpFor(const sandbox::SandboxRecord& sb);
+
+// The NIC as stored in the record, and back.
+sandbox::GuestNic GuestNicFrom(const cni::WiredNic& nic);
+cni::WiredNic WiredNicFrom(const sandbox::GuestNic& nic);
+
+// Pod IPs for PodSandboxStatus: the first address (IPv4 first) and the rest.
+sandbox::NetworkStatus NetworkStatusFrom(const cni::WiredNic& nic);
+
+// The cloud-init NoCloud seed of a Pod's VM: instance-id (Pod UID),
+// hostname, user-data from the kubevirt-cri.io/user-data annotation,
+// network-config v2 for the wired NIC (when there is one).
+cni::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb);
+
+}  // namespace kvcri::cri

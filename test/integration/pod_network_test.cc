@@ -1,0 +1,322 @@
+// Pod networking end to end with the real bridge + host-local + portmap
+// plugins: VM Pods get Pod IPs over DHCP from our responder, the host and the
+// other guest reach them, a port mapping reaches a guest, and teardown (also
+// after kill -9) releases everything. Needs root; the Pod bridge lives in the
+// host's network namespace, as under containerd.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "test/client/pod_helpers.h"
+#include "test/client/test_daemon.h"
+
+namespace kvcri::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kBootTimeout = std::chrono::seconds(240);
+
+// One HTTP/1.0 GET; "" when the connection fails or times out.
+std::string HttpGet(const std::string& ip, int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return "";
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr);
+  std::string out;
+  auto deadline = Clock::now() + std::chrono::seconds(15);
+  auto wait = [&](short events) {
+    pollfd p{fd, events, 0};
+    while (Clock::now() < deadline) {
+      if (::poll(&p, 1, 100) > 0) return true;
+    }
+    return false;
+  };
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+    ::close(fd);
+    return "";
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (!wait(POLLOUT) || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
+  (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  char buf[4096];
+  while (wait(POLLIN)) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// Retries HttpGet until the body contains `needle` (guests boot under TCG).
+std::string HttpGetUntil(const std::string& ip, int port, const std::string& path, const std::string& needle,
+                         std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  auto deadline = Clock::now() + timeout;
+  std::string last;
+  while (Clock::now() < deadline) {
+    last = HttpGet(ip, port, path);
+    if (last.find(needle) != std::string::npos) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return last;
+}
+
+bool Ping(const std::string& ip) {
+  for (int i = 0; i < 10; ++i) {
+    if (std::system(("ping -c 1 -W 2 " + ip + " >/dev/null 2>&1").c_str()) == 0) return true;
+  }
+  return false;
+}
+
+// The address the guest's DHCP client configured, from its console in the CRI log.
+std::string WaitForGuestIp(const fs::path& log) {
+  static const std::regex kIpLine("KUBEVIRT-CRI-GUEST-IP eth0 ([0-9.]+)/([0-9]+)");
+  auto deadline = Clock::now() + kBootTimeout;
+  while (Clock::now() < deadline) {
+    std::string text = ReadFileOrEmpty(log);
+    std::smatch m;
+    if (std::regex_search(text, m, kIpLine)) return m[1];
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return "";
+}
+
+std::string PodIp(TestDaemon& d, const std::string& pod_id) {
+  pb::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(pod_id);
+  pb::PodSandboxStatusResponse resp;
+  grpc::Status s = d.runtime().PodSandboxStatus(Ctx().get(), req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return resp.status().network().ip();
+}
+
+std::string SubnetPrefix(const TestDaemon& d) {  // "10.x.y."
+  return d.subnet().substr(0, d.subnet().rfind('.') + 1);
+}
+
+// Files in host-local's store that are IP allocations.
+std::vector<std::string> AllocatedIps(const TestDaemon& d) {
+  std::vector<std::string> ips;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(d.ipam_dir() / "kvcri-test", ec)) {
+    std::string name = e.path().filename();
+    if (name != "lock" && name.rfind("last_reserved_ip", 0) != 0) ips.push_back(name);
+  }
+  return ips;
+}
+
+fs::path CriLog(const TestDaemon& d, const std::string& pod_name) {
+  return d.log_dir() / ("default_" + pod_name) / "vm" / "0.log";
+}
+
+class PodNetworkTest : public ::testing::Test {
+ protected:
+  void SetUp() override { RequireIntegrationEnvironment(/*need_guest_images=*/true); }
+};
+
+TEST_F(PodNetworkTest, TwoVmPodsGetPodIpsAndReachHostEachOtherAndPortMapping) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+
+  std::random_device rd;
+  const int host_port = 30000 + static_cast<int>(rd() % 20000);
+  pb::PodSandboxConfig a_cfg = SandboxConfig("net-a", d.log_dir());
+  pb::PortMapping* pm = a_cfg.add_port_mappings();
+  pm->set_protocol(pb::TCP);
+  pm->set_container_port(8080);
+  pm->set_host_port(host_port);
+  a_cfg.mutable_dns_config()->add_servers("10.96.0.10");
+  a_cfg.mutable_dns_config()->add_searches("default.svc.cluster.local");
+  pb::PodSandboxConfig b_cfg = SandboxConfig("net-b", d.log_dir());
+
+  std::string a_pod, a_ctr, b_pod, b_ctr;
+  ASSERT_TRUE(StartPodWithConfig(d, a_cfg, kKernelImage, &a_pod, &a_ctr));
+  ASSERT_TRUE(StartPodWithConfig(d, b_cfg, kKernelImage, &b_pod, &b_ctr));
+
+  // PodSandboxStatus reports the CNI address, and the guest configured the same one via DHCP.
+  const std::string a_ip = PodIp(d, a_pod), b_ip = PodIp(d, b_pod);
+  EXPECT_THAT(a_ip, ::testing::StartsWith(SubnetPrefix(d)));
+  EXPECT_THAT(b_ip, ::testing::StartsWith(SubnetPrefix(d)));
+  EXPECT_NE(a_ip, b_ip);
+  EXPECT_THAT(AllocatedIps(d), ::testing::UnorderedElementsAre(a_ip, b_ip));
+  EXPECT_EQ(WaitForGuestIp(CriLog(d, "net-a")), a_ip) << d.DaemonLog();
+  EXPECT_EQ(WaitForGuestIp(CriLog(d, "net-b")), b_ip) << d.DaemonLog();
+
+  // The host reaches both guests: ICMP and TCP 8080 (httpd in the guest).
+  EXPECT_TRUE(Ping(a_ip));
+  EXPECT_TRUE(Ping(b_ip));
+  EXPECT_THAT(HttpGetUntil(a_ip, 8080, "/", "kubevirt-cri-guest net-a"), HasSubstr("kubevirt-cri-guest net-a"));
+  EXPECT_THAT(HttpGetUntil(b_ip, 8080, "/", "kubevirt-cri-guest net-b"), HasSubstr("kubevirt-cri-guest net-b"));
+
+  // Guest to guest, both ways (the guest fetches from the other one).
+  EXPECT_THAT(HttpGetUntil(a_ip, 8080, "/cgi-bin/fetch?" + b_ip + ":8080", "net-b"),
+              HasSubstr("kubevirt-cri-guest net-b"));
+  EXPECT_THAT(HttpGetUntil(b_ip, 8080, "/cgi-bin/fetch?" + a_ip + ":8080", "net-a"),
+              HasSubstr("kubevirt-cri-guest net-a"));
+
+  // The port mapping (portmap plugin) reaches guest A through the host's address on the bridge.
+  const std::string gateway = SubnetPrefix(d) + "1";
+  EXPECT_THAT(HttpGetUntil(gateway, host_port, "/", "net-a"), HasSubstr("kubevirt-cri-guest net-a"));
+
+  // The sandbox's DNS config reached the guest through DHCP.
+  std::string resolv = HttpGetUntil(a_ip, 8080, "/cgi-bin/resolv", "10.96.0.10");
+  EXPECT_THAT(resolv, HasSubstr("nameserver 10.96.0.10"));
+  EXPECT_THAT(resolv, HasSubstr("default.svc.cluster.local"));
+
+  RemovePod(d, a_pod);
+  RemovePod(d, b_pod);
+  EXPECT_TRUE(AllocatedIps(d).empty());
+  EXPECT_FALSE(Ping(a_ip));
+  ExpectNoLeftovers(d);
+}
+
+TEST_F(PodNetworkTest, AfterKill9DhcpIsServedAgainAndDelReleasesTheIp) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  pb::PodSandboxConfig cfg = SandboxConfig("net-restart", d.log_dir());
+  ASSERT_TRUE(StartPodWithConfig(d, cfg, kKernelImage, &pod, &ctr));
+  const std::string ip = PodIp(d, pod);
+  ASSERT_EQ(WaitForGuestIp(CriLog(d, "net-restart")), ip);
+
+  d.Kill9();
+  d.Start();
+  EXPECT_EQ(PodIp(d, pod), ip);
+  EXPECT_THAT(HttpGetUntil(ip, 8080, "/", "net-restart"), HasSubstr("kubevirt-cri-guest net-restart"));
+
+  // kubelet restarts the VM container: the new guest asks DHCP again and
+  // must be answered by the responder restored after the restart.
+  pb::StopContainerRequest stop;
+  stop.set_container_id(ctr);
+  stop.set_timeout(0);
+  pb::StopContainerResponse stop_resp;
+  ASSERT_TRUE(d.runtime().StopContainer(Ctx(std::chrono::seconds(60)).get(), stop, &stop_resp).ok());
+  pb::CreateContainerRequest create;
+  create.set_pod_sandbox_id(pod);
+  *create.mutable_config() = VmContainerConfig("vm", kKernelImage);
+  create.mutable_config()->mutable_metadata()->set_attempt(1);
+  create.mutable_config()->set_log_path("vm/1.log");
+  *create.mutable_sandbox_config() = cfg;
+  pb::CreateContainerResponse create_resp;
+  grpc::Status s = d.runtime().CreateContainer(Ctx().get(), create, &create_resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  pb::StartContainerRequest start;
+  start.set_container_id(create_resp.container_id());
+  pb::StartContainerResponse start_resp;
+  s = d.runtime().StartContainer(Ctx(std::chrono::seconds(120)).get(), start, &start_resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(WaitForGuestIp(d.log_dir() / "default_net-restart" / "vm" / "1.log"), ip) << d.DaemonLog();
+
+  // A second crash, then DEL through the restarted daemon releases the IP.
+  d.Kill9();
+  d.Start();
+  RemovePod(d, pod);
+  EXPECT_TRUE(AllocatedIps(d).empty());
+  ExpectNoLeftovers(d);
+}
+
+// RunPodSandbox with a bad node network: a clear error, nothing left.
+class PodNetworkFailureTest : public ::testing::Test {
+ protected:
+  void SetUp() override { RequireIntegrationEnvironment(/*need_guest_images=*/false); }
+
+  static void WriteConflist(TestDaemon& d, const std::string& text) {
+    for (const auto& e : fs::directory_iterator(d.cni_dir())) fs::remove(e.path());
+    std::ofstream(d.cni_dir() / "10-test.conflist") << text;
+  }
+
+  static grpc::Status RunSandbox(TestDaemon& d) {
+    pb::RunPodSandboxRequest run;
+    *run.mutable_config() = SandboxConfig("net-fail", d.log_dir());
+    run.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse resp;
+    return d.runtime().RunPodSandbox(Ctx(std::chrono::seconds(60)).get(), run, &resp);
+  }
+
+  static std::string Chain(const TestDaemon& d, const std::string& ipam, const std::string& extra) {
+    return R"({"cniVersion": "1.0.0", "name": "kvcri-test", "plugins": [
+      {"type": "bridge", "bridge": ")" + d.bridge() + R"(", "isGateway": true, "ipam": )" + ipam + "}" + extra +
+           "]}";
+  }
+  static std::string GoodIpam(const TestDaemon& d) {
+    return R"({"type": "host-local", "ranges": [[{"subnet": ")" + d.subnet() + R"("}]], "dataDir": ")" +
+           d.ipam_dir().string() + R"("})";
+  }
+};
+
+TEST_F(PodNetworkFailureTest, BrokenConflistMissingPluginAndFailingPluginLeaveNothing) {
+  TestDaemon d;
+  d.Start();
+
+  WriteConflist(d, "{ \"cniVersion\": \"1.0.0\", \"name\": ");
+  grpc::Status s = RunSandbox(d);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("CNI"));
+  EXPECT_THAT(s.error_message(), HasSubstr("10-test.conflist"));
+  ExpectNoLeftovers(d);
+
+  WriteConflist(d, Chain(d, GoodIpam(d), R"(, {"type": "no-such-plugin"})"));
+  s = RunSandbox(d);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.error_message(), HasSubstr("no-such-plugin"));
+  ExpectNoLeftovers(d);
+
+  // bridge and host-local succeed (an IP is allocated, a veth made), then
+  // tuning fails: the chain is rolled back.
+  WriteConflist(d, Chain(d, GoodIpam(d),
+                         R"(, {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.no_such_knob": "1"}})"));
+  s = RunSandbox(d);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.error_message(), HasSubstr("tuning"));
+  EXPECT_TRUE(AllocatedIps(d).empty());
+  ExpectNoLeftovers(d);
+
+  // A plugin whose own IPAM fails (range without a usable address).
+  WriteConflist(d, Chain(d, R"({"type": "host-local", "ranges": [[{"subnet": "10.255.255.252/32"}]], "dataDir": ")" +
+                                d.ipam_dir().string() + R"("})",
+                         ""));
+  s = RunSandbox(d);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.error_message(), HasSubstr("bridge"));
+  ExpectNoLeftovers(d);
+
+  // And the daemon still works with a good network again.
+  WriteConflist(d, Chain(d, GoodIpam(d), ""));
+  s = RunSandbox(d);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  pb::ListPodSandboxResponse list;
+  ASSERT_TRUE(d.runtime().ListPodSandbox(Ctx().get(), pb::ListPodSandboxRequest(), &list).ok());
+  ASSERT_EQ(list.items_size(), 1);
+  EXPECT_EQ(AllocatedIps(d).size(), 1u);
+  RemovePod(d, list.items(0).id());
+  ExpectNoLeftovers(d);
+}
+
+}  // namespace
+}  // namespace kvcri::testing
