@@ -3,6 +3,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <initializer_list>
 #include <memory>
 
 #include "config/base/str.h"
@@ -19,6 +20,56 @@ constexpr std::string_view kMetadataVersion = "1";
 absl::Status CheckText(std::string_view field, std::string_view value) {
   if (!IsXmlSafe(value)) {
     return absl::InvalidArgumentError(StrCat("vm spec ", field, " contains control characters"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsOneOf(std::string_view v, std::initializer_list<std::string_view> allowed) {
+  for (std::string_view a : allowed) {
+    if (v == a) return true;
+  }
+  return false;
+}
+
+absl::Status ValidateDiskModes(size_t i, const DiskSpec& d) {
+  if (!IsOneOf(d.cache, {"", "none", "writeback", "writethrough", "directsync", "unsafe"})) {
+    return absl::InvalidArgumentError(StrCat("vm spec disks[", i, "].cache \"", d.cache, "\" is unknown"));
+  }
+  if (!IsOneOf(d.io, {"", "native", "io_uring", "threads"})) {
+    return absl::InvalidArgumentError(StrCat("vm spec disks[", i, "].io \"", d.io, "\" is unknown"));
+  }
+  // QEMU's Linux AIO needs O_DIRECT; libvirt rejects io='native' otherwise.
+  if (d.io == "native" && d.cache != "none" && d.cache != "directsync") {
+    return absl::InvalidArgumentError(
+        StrCat("vm spec disks[", i, "].io \"native\" needs cache \"none\" or \"directsync\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFilesystems(const VmSpec& spec) {
+  for (size_t i = 0; i < spec.filesystems.size(); ++i) {
+    const FilesystemSpec& f = spec.filesystems[i];
+    const std::string field = StrCat("filesystems[", i, "]");
+    if (!f.source_dir.is_absolute()) {
+      return absl::InvalidArgumentError(
+          StrCat("vm spec ", field, ".source_dir \"", f.source_dir.native(), "\" is not absolute"));
+    }
+    if (absl::Status s = CheckText(StrCat(field, ".source_dir"), f.source_dir.native()); !s.ok()) return s;
+    if (absl::Status s = CheckText(StrCat(field, ".virtiofsd"), f.virtiofsd.native()); !s.ok()) return s;
+    if (!IsValidMountTag(f.tag)) {
+      return absl::InvalidArgumentError(StrCat("vm spec ", field, ".tag \"", f.tag, "\" is not 1 to ",
+                                               kMaxMountTagLength, " characters of [A-Za-z0-9._-]"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (spec.filesystems[j].tag == f.tag) {
+        return absl::InvalidArgumentError(StrCat("vm spec ", field, ".tag \"", f.tag, "\" repeats filesystems[", j, "]"));
+      }
+    }
+    if (f.driver == FsDriver::kVirtiofs && f.read_only) {
+      // libvirt 9.0 refuses <readonly/> with virtiofs (and Debian 12's C
+      // virtiofsd has no read-only mode): read-only shares use 9p.
+      return absl::InvalidArgumentError(StrCat("vm spec ", field, " is read-only virtiofs, which libvirt cannot do"));
+    }
   }
   return absl::OkStatus();
 }
@@ -60,12 +111,18 @@ absl::Status Validate(const VmSpec& spec) {
     }
     if (absl::Status s = CheckText(StrCat("disks[", i, "].path"), d.path.native()); !s.ok()) return s;
     if (absl::Status s = CheckText(StrCat("disks[", i, "].serial"), d.serial); !s.ok()) return s;
+    if (d.serial.size() > kMaxDiskSerialLength) {
+      return absl::InvalidArgumentError(StrCat("vm spec disks[", i, "].serial \"", d.serial, "\" is longer than ",
+                                               kMaxDiskSerialLength, " bytes (virtio-blk's limit)"));
+    }
+    if (absl::Status s = ValidateDiskModes(i, d); !s.ok()) return s;
     if (d.boot) ++boot_disks;
   }
   if (boot_disks > 1) return absl::InvalidArgumentError("vm spec has more than one boot disk");
   if (spec.kernel.empty() && boot_disks == 0) {
     return absl::InvalidArgumentError("vm spec has neither a kernel nor a boot disk");
   }
+  if (absl::Status s = ValidateFilesystems(spec); !s.ok()) return s;
   for (size_t i = 0; i < spec.nics.size(); ++i) {
     const NicSpec& n = spec.nics[i];
     if (n.tap_name.empty()) return absl::InvalidArgumentError(StrCat("vm spec nics[", i, "].tap_name is empty"));
@@ -76,7 +133,52 @@ absl::Status Validate(const VmSpec& spec) {
   return absl::OkStatus();
 }
 
+bool NeedsSharedMemory(const VmSpec& spec) {
+  for (const FilesystemSpec& f : spec.filesystems) {
+    if (f.driver == FsDriver::kVirtiofs) return true;
+  }
+  return false;
+}
+
+void WriteFilesystem(XmlWriter& w, const FilesystemSpec& f) {
+  if (f.driver == FsDriver::kVirtiofs) {
+    w.Open("filesystem", {{"type", "mount"}, {"accessmode", "passthrough"}});
+    w.Leaf("driver", {{"type", "virtiofs"}, {"queue", "1024"}});
+    // libvirt starts virtiofsd before QEMU and kills it with the domain; it
+    // exits by itself when QEMU closes the vhost-user socket. Sandbox
+    // "namespace": virtiofsd pivot_roots into the shared directory, so no
+    // path, including a symlink the guest made, resolves outside it.
+    if (!f.virtiofsd.empty()) {
+      w.Open("binary", {{"path", f.virtiofsd.native()}, {"xattr", "off"}});
+    } else {
+      w.Open("binary", {{"xattr", "off"}});
+    }
+    w.Leaf("sandbox", {{"mode", "namespace"}});
+    w.Close();
+  } else {
+    // multidevs='remap': files of different host filesystems below the
+    // share keep distinct inode numbers in the guest.
+    w.Open("filesystem", {{"type", "mount"}, {"accessmode", "passthrough"}, {"multidevs", "remap"}});
+    w.Leaf("driver", {{"type", "path"}});
+  }
+  w.Leaf("source", {{"dir", f.source_dir.native()}});
+  w.Leaf("target", {{"dir", f.tag}});
+  // QEMU's -fsdev readonly: the guest's writes fail with EROFS on the host side.
+  if (f.read_only) w.Leaf("readonly");
+  w.Close();
+}
+
 }  // namespace
+
+bool IsValidMountTag(std::string_view tag) {
+  if (tag.empty() || tag.size() > kMaxMountTagLength) return false;
+  for (char c : tag) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
 
 std::string DiskTargetName(size_t index) {
   // Spreadsheet-column naming, as the Linux virtio_blk driver names disks.
@@ -111,6 +213,13 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
   w.Close();
   w.Leaf("memory", {{"unit", "MiB"}}, mem);
   w.Leaf("currentMemory", {{"unit", "MiB"}}, mem);
+  if (NeedsSharedMemory(spec)) {
+    // vhost-user (virtiofsd) maps guest RAM: it must be a shareable memfd.
+    w.Open("memoryBacking");
+    w.Leaf("source", {{"type", "memfd"}});
+    w.Leaf("access", {{"mode", "shared"}});
+    w.Close();
+  }
   w.Leaf("vcpu", {{"placement", "static"}}, StrCat(spec.vcpus));
 
   w.Open("os");
@@ -156,7 +265,15 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     w.Open("disk", {{"type", d.block_device ? "block" : "file"}, {"device", "disk"}});
     // The format is always explicit: probing would let a raw guest disk claim
     // to be qcow2 with a backing file on the host.
-    w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}});
+    if (!d.cache.empty() && !d.io.empty()) {
+      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"cache", d.cache}, {"io", d.io}, {"discard", "unmap"}});
+    } else if (!d.cache.empty()) {
+      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"cache", d.cache}, {"discard", "unmap"}});
+    } else if (!d.io.empty()) {
+      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"io", d.io}, {"discard", "unmap"}});
+    } else {
+      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}});
+    }
     w.Leaf("source", {{d.block_device ? "dev" : "file", d.path.native()}});
     w.Leaf("target", {{"dev", DiskTargetName(i)}, {"bus", "virtio"}});
     if (!d.serial.empty()) w.Text("serial", d.serial);
@@ -164,6 +281,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     if (d.boot && spec.kernel.empty()) w.Leaf("boot", {{"order", "1"}});
     w.Close();
   }
+  for (const FilesystemSpec& f : spec.filesystems) WriteFilesystem(w, f);
   for (const NicSpec& n : spec.nics) {
     // The tap exists already (cni/ made it in the Pod's netns); QEMU only opens it.
     w.Open("interface", {{"type", "ethernet"}});

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,14 @@ struct VmMetadata {
 // Parses the element virDomainGetMetadata returns (namespace stripped).
 // InvalidArgument when it is not ours or of an unknown version.
 absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml);
+
+// virtio-blk carries at most 20 bytes of serial (VIRTIO_BLK_ID_BYTES).
+inline constexpr size_t kMaxDiskSerialLength = 20;
+// The virtio-fs config space holds a 36-byte tag; we use the same limit for 9p.
+inline constexpr size_t kMaxMountTagLength = 36;
+
+// A mount tag we accept: 1..kMaxMountTagLength bytes of [A-Za-z0-9._-].
+bool IsValidMountTag(std::string_view tag);
 
 // Disk target name for index i: vda..vdz, vdaa...
 std::string DiskTargetName(size_t index);

@@ -32,6 +32,26 @@ struct DiskSpec {
   std::string serial;  // visible in the guest as /sys/block/vdX/serial
   bool boot = false;   // the disk firmware boots from (disk boot only)
   bool block_device = false;
+  // QEMU host cache mode ("none", "writeback", ...) and AIO ("native",
+  // "io_uring", "threads"); empty leaves libvirt's default. Shared storage
+  // (CSI block volumes) wants cache "none" (O_DIRECT) with io "native".
+  std::string cache;
+  std::string io;
+};
+
+// How a host directory reaches the guest.
+enum class FsDriver {
+  kVirtiofs,  // vhost-user-fs; libvirt runs virtiofsd, which lives and dies with QEMU
+  k9p,        // virtio-9p served by QEMU itself; the fallback, and read-only shares
+};
+
+// A host directory shared into the guest, which mounts it by `tag`.
+struct FilesystemSpec {
+  std::filesystem::path source_dir;  // absolute, already resolved
+  std::string tag;                   // mount tag; at most 36 bytes for virtiofs
+  bool read_only = false;            // 9p only: libvirt 9.0 cannot make virtiofs read-only
+  FsDriver driver = FsDriver::kVirtiofs;
+  std::filesystem::path virtiofsd;   // virtiofsd binary (kVirtiofs); empty lets libvirt pick
 };
 
 struct VmSpec {
@@ -42,6 +62,9 @@ struct VmSpec {
   int64_t memory_mib = 512;
   config::Accelerator accel = config::Accelerator::kTcg;  // kKvm or kTcg
   std::vector<DiskSpec> disks;
+  // Any kVirtiofs entry makes guest RAM shared memory (memfd), which
+  // vhost-user needs.
+  std::vector<FilesystemSpec> filesystems;
   // Direct kernel boot when `kernel` is set; disk boot otherwise.
   std::filesystem::path kernel, initrd;
   std::string cmdline;

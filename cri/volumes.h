@@ -1,0 +1,98 @@
+#pragma once
+
+// A VM container's CRI `devices` and `mounts` (docs/volumes.md):
+// - CreateContainer validates them (ValidateVolumes): host paths resolved once,
+//   symlinks and unsupported options refused with INVALID_ARGUMENT/NOT_FOUND
+//   naming the field, before anything is created;
+// - the guest learns the mapping from a table in the cloud-init seed
+//   (VolumeSeedFiles);
+// - StartContainer turns them into virtio-blk disks and shared directories of
+//   the VM (AddVolumesToVmSpec). They live and die with the libvirt domain.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cni/cloud_init_vfat.h"
+#include "cri/proto/api.pb.h"
+#include "runtime/hypervisor.h"
+#include "sandbox/records.h"
+
+namespace kvcri::cri {
+
+namespace pb = ::runtime::v1;
+
+// Debian 12's (C) virtiofsd, from package qemu-system-common.
+inline constexpr char kVirtiofsdPath[] = "/usr/lib/qemu/virtiofsd";
+// The seed file the guest reads its volume table from.
+inline constexpr char kVolumeTableFile[] = "kubevirt-cri-volumes";
+// Seed files holding single-file mounts are named kVolumeFilePrefix + index.
+inline constexpr char kVolumeFilePrefix[] = "kubevirt-cri-file-";
+// A single-file mount (/etc/hosts, termination-log) is copied into the seed;
+// larger files are refused.
+inline constexpr int64_t kMaxFileMountBytes = 1 << 20;
+// Devices plus directory mounts: each takes a PCI slot of the i440fx bus.
+inline constexpr size_t kMaxVolumes = 16;
+
+// A mount of a single regular file, copied into the seed at CreateContainer.
+struct FileMount {
+  std::string container_path;
+  std::string content;
+  bool read_only = false;
+};
+
+// What CreateContainer accepted. Host paths are canonical (every symlink
+// resolved once, here): later steps use exactly these paths.
+struct VolumePlan {
+  std::vector<sandbox::DeviceSpec> devices;  // block devices
+  std::vector<sandbox::MountSpec> mounts;    // directories and regular files
+  std::vector<FileMount> files;              // the regular-file mounts, with content
+};
+
+struct VolumeOptions {
+  // Directory mounts use virtio-fs through this binary when it is executable,
+  // virtio-9p otherwise. Read-only ones always use 9p (see docs/volumes.md).
+  std::filesystem::path virtiofsd = kVirtiofsdPath;
+};
+
+// Checks config.devices and config.mounts and resolves their host paths.
+// InvalidArgument (a relative or non-canonical path, a symlinked mount, a
+// device that is not a block device, propagation other than PRIVATE, ...) or
+// NotFound (a missing host path), each naming the field, e.g.
+// "config.mounts[1].host_path".
+absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config);
+
+// The virtio-blk serial of a device at `container_path` (<= 20 bytes):
+// "/dev/xvdb" -> "xvdb"; longer or unusual paths get a prefix and a hash.
+// The guest finds the disk as /dev/disk/by-id/virtio-<serial>.
+std::string DiskSerialFor(std::string_view container_path);
+
+// The mount tag of a directory mounted at `container_path` (<= 36 bytes):
+// "/data" -> "data", "/var/lib/x" -> "var-lib-x"; long ones hashed.
+std::string MountTagFor(std::string_view container_path);
+
+// virtio-fs for read-write shares when virtiofsd is usable, 9p otherwise.
+runtime::FsDriver FsDriverFor(bool read_only, const VolumeOptions& options);
+
+// The seed files the guest needs: the volume table kVolumeTableFile, one line
+// per volume,
+//   disk <serial> ro|rw <container_path>
+//   fs <tag> ro|rw virtiofs|9p <container_path>
+//   file <seed file name> ro|rw <container_path>
+// and one kVolumeFilePrefix<n> file per single-file mount. Empty when the
+// container has no volumes.
+std::vector<cni::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {});
+
+// Adds the record's devices (virtio-blk, cache=none, io=native, read-only
+// without 'w' in permissions) and directory mounts (virtio-fs or 9p) to
+// `spec`. FailedPrecondition when a host path changed type since
+// CreateContainer.
+absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
+                                runtime::VmSpec* spec);
+
+}  // namespace kvcri::cri
