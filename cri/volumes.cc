@@ -78,7 +78,7 @@ absl::Status CheckAbsolutePath(std::string_view field, std::string_view path) {
   }
   if (path == "/") return absl::InvalidArgumentError(StrCat(field, " is \"/\""));
   std::filesystem::path p{std::string(path)};
-  if (p.lexically_normal().native() != path) {
+  if (p.lexically_normal().native() != path || path.back() == '/') {
     return absl::InvalidArgumentError(
         StrCat(field, " \"", path, "\" is not normalized (\".\", \"..\", \"//\" or a trailing '/')"));
   }

@@ -27,7 +27,7 @@ readonly kKernelUser=107  # oci-kernel's config User, for uid-reporting tests.
 # The virtio stack and friends; their dependencies are added from modules.dep.
 readonly kModules=(
   virtio_pci virtio_ring virtio virtio_net virtio_blk virtio_console virtio_rng
-  virtio_balloon virtio_scsi sd_mod crct10dif_generic vfat nls_cp437 nls_utf8
+  virtio_balloon virtio_scsi sd_mod crct10dif_generic vfat nls_cp437 nls_ascii nls_utf8
   9p 9pnet_virtio virtiofs fuse ext4 crc32c_generic failover net_failover
   vmw_vsock_virtio_transport pvpanic_pci pvpanic_mmio button evdev
 )
