@@ -1,7 +1,6 @@
 #include "cni/pod_network.h"
 
 #include "cni/dhcp_responder.h"
-#include "cni/exec_cni_runner.h"
 #include "config/base/log.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
@@ -30,7 +29,6 @@ absl::StatusOr<WiredNic> PodNetwork::WireAndServe(const AttachSpec& spec, const 
 }
 
 absl::StatusOr<WiredNic> PodNetwork::Attach(const AttachSpec& spec, const GuestDhcpInfo& guest) {
-  RETURN_IF_ERROR(Annotate(BringUpLoopback(spec.netns), "loopback"));
   base::Rollback undo;
   absl::StatusOr<CniResult> result = cni_->Add(spec);  // rolls itself back on failure
   if (!result.ok()) {

@@ -27,7 +27,7 @@ class PodNetwork {
   // Borrowed; all must outlive this object.
   PodNetwork(CniRunner* cni, TapWiring* wiring, DhcpService* dhcp) : cni_(cni), wiring_(wiring), dhcp_(dhcp) {}
 
-  // lo up, CNI ADD, tap wiring, DHCP for `spec.container_id`. On failure
+  // CNI ADD, tap wiring (lo up too), DHCP for `spec.container_id`. On failure
   // everything done so far is undone (DHCP, tap, CNI DEL) and the error names
   // the step. FailedPrecondition when CNI gave no IPv4 address.
   absl::StatusOr<WiredNic> Attach(const AttachSpec& spec, const GuestDhcpInfo& guest);

@@ -1,5 +1,7 @@
 #include "cni/tap.h"
 
+#include "cni/exec_cni_runner.h"
+
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -331,6 +333,13 @@ absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifn
                         base::StrCat("unwire netns \"", netns.string(), "\": ", base::Sv(s.message())));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<WiredNic> NetlinkTapWiring::Wire(const std::filesystem::path& netns) {
+  if (absl::Status s = BringUpLoopback(netns); !s.ok()) {
+    return absl::Status(s.code(), StrCat("loopback: ", s.message()));
+  }
+  return WireTap(netns, cni_ifname_, tap_name_);
 }
 
 }  // namespace kvcri::cni

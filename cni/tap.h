@@ -86,9 +86,8 @@ class NetlinkTapWiring final : public TapWiring {
  public:
   explicit NetlinkTapWiring(std::string cni_ifname = "eth0", std::string tap_name = "tap0")
       : cni_ifname_(std::move(cni_ifname)), tap_name_(std::move(tap_name)) {}
-  absl::StatusOr<WiredNic> Wire(const std::filesystem::path& netns) override {
-    return WireTap(netns, cni_ifname_, tap_name_);
-  }
+  // Also brings `lo` up in the netns, as containerd does for containers.
+  absl::StatusOr<WiredNic> Wire(const std::filesystem::path& netns) override;
   absl::Status Unwire(const std::filesystem::path& netns) override {
     return cni::Unwire(netns, cni_ifname_, tap_name_);
   }

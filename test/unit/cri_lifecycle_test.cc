@@ -5,11 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cni/pod_network.h"
 #include "cri/runtime_service.h"
 #include "runtime/console_log.h"
 #include "test/fakes/fake_hypervisor.h"
 #include "test/fakes/fake_image_store.h"
 #include "test/fakes/fake_netns.h"
+#include "test/fakes/fake_network.h"
 
 namespace kvcri::cri {
 namespace {
@@ -17,7 +19,11 @@ namespace {
 using ::testing::HasSubstr;
 using testing::FakeHypervisor;
 using testing::FakeImageStore;
+using testing::FakeCniRunner;
+using testing::FakeDhcp;
 using testing::FakeNetns;
+using testing::FakeTapWiring;
+using testing::NetworkCallLog;
 namespace fs = std::filesystem;
 
 class CriLifecycleTest : public ::testing::Test {
@@ -63,6 +69,7 @@ class CriLifecycleTest : public ::testing::Test {
     deps.images = &images_;
     deps.store = store_.get();
     deps.netns = &netns_;
+    deps.network = &network_;
     service_ = std::make_unique<RuntimeService>(deps);
     ASSERT_TRUE(service_->Recover(*report).ok());
   }
@@ -121,6 +128,11 @@ class CriLifecycleTest : public ::testing::Test {
   FakeHypervisor hv_;
   FakeNetns netns_;
   FakeImageStore images_;
+  NetworkCallLog net_log_;
+  FakeCniRunner cni_{&net_log_};
+  FakeTapWiring tap_{&net_log_};
+  FakeDhcp dhcp_{&net_log_};
+  cni::PodNetwork network_{&cni_, &tap_, &dhcp_};
   std::unique_ptr<runtime::ConsoleLogCopier> console_;
   std::unique_ptr<sandbox::SandboxStore> store_;
   std::unique_ptr<RuntimeService> service_;
@@ -276,6 +288,104 @@ TEST_F(CriLifecycleTest, ListFiltersByLabelStateAndIdPrefix) {
   ASSERT_TRUE(service_->ListPodSandbox(nullptr, &req, &resp).ok());
   ASSERT_EQ(resp.items_size(), 1);
   EXPECT_EQ(resp.items(0).id(), a);
+}
+
+TEST_F(CriLifecycleTest, RunPodSandboxAttachesTheNetworkAndReportsThePodIp) {
+  std::string pod;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  EXPECT_THAT(net_log_.Take(), ::testing::ElementsAre("cni ADD " + pod, "wire /proc/self/ns/net", "dhcp add " + pod));
+  pb::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(pod);
+  pb::PodSandboxStatusResponse resp;
+  ASSERT_TRUE(service_->PodSandboxStatus(nullptr, &req, &resp).ok());
+  EXPECT_EQ(resp.status().network().ip(), "10.0.0.2");
+  {
+    absl::MutexLock l(&cni_.mu);
+    EXPECT_EQ(cni_.last_add.pod_name, "web");
+    EXPECT_EQ(cni_.last_add.pod_namespace, "ns");
+    EXPECT_EQ(cni_.last_add.pod_uid, "uid-web");
+  }
+  // StopPodSandbox: DHCP off, tap gone, DEL; the IP is no longer reported.
+  pb::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  pb::StopPodSandboxResponse stop_resp;
+  ASSERT_TRUE(service_->StopPodSandbox(nullptr, &stop, &stop_resp).ok());
+  EXPECT_THAT(net_log_.Take(), ::testing::ElementsAre("dhcp remove " + pod, "unwire /proc/self/ns/net", "cni DEL " + pod));
+  resp.Clear();
+  ASSERT_TRUE(service_->PodSandboxStatus(nullptr, &req, &resp).ok());
+  EXPECT_EQ(resp.status().network().ip(), "");
+  absl::MutexLock l(&cni_.mu);
+  EXPECT_TRUE(cni_.allocated.empty());
+}
+
+TEST_F(CriLifecycleTest, FailedCniAddLeavesNoRecordNetnsOrName) {
+  cni_.add_error = absl::InternalError("plugin \"bridge\" failed: no IP addresses available");
+  std::string pod;
+  grpc::Status s = RunPod("web", &pod);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_THAT(s.error_message(), HasSubstr("no IP addresses available"));
+  EXPECT_EQ(store_->SandboxCount(), 0u);
+  absl::MutexLock l(&netns_.mu);
+  EXPECT_TRUE(netns_.pinned.empty());
+}
+
+TEST_F(CriLifecycleTest, FailedWiringDeletesTheCniAttachment) {
+  tap_.wire_error = absl::NotFoundError("interface \"eth0\" not found in the Pod netns");
+  std::string pod;
+  EXPECT_FALSE(RunPod("web", &pod).ok());
+  EXPECT_EQ(store_->SandboxCount(), 0u);
+  absl::MutexLock l(&cni_.mu);
+  EXPECT_TRUE(cni_.allocated.empty());
+}
+
+TEST_F(CriLifecycleTest, BadBandwidthAnnotationIsRefusedBeforeAnythingExists) {
+  pb::RunPodSandboxRequest req;
+  *req.mutable_config() = PodConfig("web");
+  (*req.mutable_config()->mutable_annotations())["kubernetes.io/ingress-bandwidth"] = "fast";
+  req.set_runtime_handler("kubevirt");
+  pb::RunPodSandboxResponse resp;
+  grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("kubernetes.io/ingress-bandwidth"));
+  EXPECT_TRUE(net_log_.Take().empty());
+  EXPECT_EQ(store_->SandboxCount(), 0u);
+}
+
+TEST_F(CriLifecycleTest, VmGetsTheWiredNicAndTheCloudInitSeed) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(fs::exists(config_.root / "containers" / ctr / "cidata.img"));
+  ASSERT_TRUE(Start(ctr).ok());
+  absl::MutexLock l(&hv_.mu);
+  const runtime::VmSpec& spec = hv_.vms["kvcri-" + ctr].spec;
+  ASSERT_EQ(spec.nics.size(), 1u);
+  EXPECT_EQ(spec.nics[0].tap_name, "tap0");
+  EXPECT_EQ(spec.nics[0].mac, "0a:58:0a:00:00:02");
+  EXPECT_EQ(spec.nics[0].mtu, 1450);
+  ASSERT_FALSE(spec.disks.empty());
+  const runtime::DiskSpec& seed = spec.disks.back();
+  EXPECT_EQ(seed.serial, "cidata");
+  EXPECT_EQ(seed.format, "raw");
+  EXPECT_TRUE(seed.read_only);
+}
+
+TEST_F(CriLifecycleTest, RestartServesDhcpAgainAndRecoveryDelsAHalfCreatedSandbox) {
+  std::string pod;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  sandbox::SandboxRecord half;
+  half.id = std::string(64, 'b');
+  half.metadata = {"half", "ns", "uid-h", 0};
+  half.phase = sandbox::Phase::kCreating;
+  half.netns_path = "/proc/self/ns/net";
+  ASSERT_TRUE(store_->PutSandbox(half).ok());
+  ASSERT_TRUE(netns_.Create(half.id).ok());
+  net_log_.Take();
+  Restart();
+  std::vector<std::string> calls = net_log_.Take();
+  EXPECT_THAT(calls, ::testing::Contains("cni DEL " + half.id));
+  EXPECT_THAT(calls, ::testing::Contains("dhcp add " + pod));
+  EXPECT_FALSE(store_->GetSandbox(half.id).ok());
 }
 
 }  // namespace
