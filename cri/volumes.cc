@@ -282,6 +282,11 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
     }
     plan.mounts.push_back({m.container_path(), r.canonical, m.readonly()});
   }
+  if (plan.files.size() > kMaxFileMounts) {
+    return absl::InvalidArgumentError(StrCat("config has ", plan.files.size(),
+                                             " single-file mounts; a VM takes at most ", kMaxFileMounts,
+                                             " (they are copied into its cloud-init seed)"));
+  }
   if (plan.devices.size() + directories > kMaxVolumes) {
     return absl::InvalidArgumentError(StrCat("config has ", plan.devices.size(), " devices and ", directories,
                                              " directory mounts; a VM takes at most ", kMaxVolumes, " in all"));

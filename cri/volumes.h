@@ -38,6 +38,8 @@ inline constexpr char kVolumeFilePrefix[] = "kubevirt-cri-file-";
 inline constexpr int64_t kMaxFileMountBytes = 1 << 20;
 // Devices plus directory mounts: each takes a PCI slot of the i440fx bus.
 inline constexpr size_t kMaxVolumes = 16;
+// Single-file mounts, each a file in the seed's FAT12 root directory.
+inline constexpr size_t kMaxFileMounts = 64;
 
 // A mount of a single regular file, copied into the seed at CreateContainer.
 struct FileMount {

@@ -86,6 +86,14 @@ TEST(VolumeSeedFiles, TableListsEveryVolumeAndFileContents) {
   EXPECT_EQ(files[1].content, "127.0.0.1 localhost\n");
 }
 
+TEST(VolumeSeedFiles, ReadWriteMountsUse9pWithoutVirtiofsd) {
+  VolumePlan plan;
+  plan.mounts.push_back({"/data", "/srv/data", false});
+  std::vector<cni::VfatFile> files = VolumeSeedFiles(plan, VolumeOptions{"/nonexistent/virtiofsd"});
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_THAT(files[0].content, HasSubstr("\nfs data rw 9p /data\n"));
+}
+
 class AddVolumesTest : public ::testing::Test {
  protected:
   void SetUp() override {
