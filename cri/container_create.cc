@@ -14,6 +14,7 @@
 #include "cri/pod_network_spec.h"
 #include "cri/runtime_service.h"
 #include "cri/validate.h"
+#include "cri/volumes.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/overlay.h"
 
@@ -94,6 +95,8 @@ absl::StatusOr<std::string> RuntimeService::CreateVmContainer(const pb::CreateCo
                                                 ") cannot boot a VM: ", image->boot.unbootable_reason));
   }
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, cfg));
+  // Devices and mounts: checked and resolved before anything is created.
+  ASSIGN_OR_RETURN(VolumePlan volumes, ValidateVolumes(cfg));
 
   sandbox::ContainerRecord rec;
   ASSIGN_OR_RETURN(rec.id, deps_.store->NewId());
@@ -111,8 +114,8 @@ absl::StatusOr<std::string> RuntimeService::CreateVmContainer(const pb::CreateCo
   rec.domain_name = StrCat("kvcri-", rec.id);
   rec.vcpus = size.vcpus;
   rec.memory_mib = size.memory_mib;
-  for (const pb::Device& d : cfg.devices()) rec.devices.push_back({d.container_path(), d.host_path(), d.permissions()});
-  for (const pb::Mount& m : cfg.mounts()) rec.mounts.push_back({m.container_path(), m.host_path(), m.readonly()});
+  rec.devices = volumes.devices;  // host paths resolved by ValidateVolumes
+  rec.mounts = volumes.mounts;
   const std::filesystem::path dir = ContainerDir(rec.id);
   rec.console_path = (dir / "console.log").string();
   rec.seed_path = (dir / "cidata.img").string();
@@ -138,6 +141,7 @@ absl::StatusOr<std::string> RuntimeService::CreateVmContainer(const pb::CreateCo
   undo.Add([dir] { base::LogIfError(base::RemoveAll(dir), "rollback: remove container dir"); });
   // cloud-init NoCloud seed: hostname, network-config, user-data.
   cni::CloudInitSeed seed = SeedFor(sb);
+  for (cni::VfatFile& f : VolumeSeedFiles(volumes)) seed.extra_files.push_back(std::move(f));
   RETURN_IF_ERROR(cni::WriteSeedImage(rec.seed_path, seed));
   if (rec.boot.kind == sandbox::BootKind::kDisk) {
     // The image's disk is never written: the VM writes to its own overlay.

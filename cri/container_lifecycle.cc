@@ -10,6 +10,7 @@
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
 #include "cri/validate.h"
+#include "cri/volumes.h"
 #include "runtime/console_log.h"
 #include "runtime/hypervisor.h"
 
@@ -101,6 +102,7 @@ absl::Status RuntimeService::StartVmContainer(const std::string& id_arg) {
   if (!log_path.empty()) RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(log_path).parent_path(), 0755));
 
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
+  RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptions{}, &spec));  // devices, mounts
   absl::Time t0 = absl::Now();
   // libvirt starts QEMU from this thread; inside the Pod's network namespace
   // QEMU opens the Pod's tap device there.
