@@ -78,6 +78,9 @@ absl::Status Validate(const Config& c) {
   if (c.vm.default_vcpus < 1) return TypeError("vm.default_vcpus", ">= 1");
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
   if (!c.cni.conf_dir.is_absolute()) return TypeError("cni.conf_dir", "an absolute path");
+  if (!c.upstream.endpoint.empty() && c.upstream.endpoint.rfind("unix://", 0) != 0)
+    return TypeError("upstream.endpoint", "empty or a \"unix://\" target");
+  if (c.upstream.list_timeout_seconds < 1) return TypeError("upstream.list_timeout_seconds", ">= 1");
   return absl::OkStatus();
 }
 
@@ -120,7 +123,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
-                                       "vm", "cni", "runtime"}));
+                                       "vm", "cni", "runtime", "upstream"}));
   RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
   RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
   RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
@@ -154,6 +157,13 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     RETURN_IF_ERROR(CheckKeys(*t, "runtime", {"vm_handlers", "default_handler"}));
     RETURN_IF_ERROR(GetList(*t, "vm_handlers", "runtime.vm_handlers", &c.runtime.vm_handlers));
     RETURN_IF_ERROR(Get(*t, "default_handler", "runtime.default_handler", &c.runtime.default_handler));
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "upstream", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "upstream", {"endpoint", "list_timeout_seconds"}));
+    RETURN_IF_ERROR(Get(*t, "endpoint", "upstream.endpoint", &c.upstream.endpoint));
+    RETURN_IF_ERROR(Get(*t, "list_timeout_seconds", "upstream.list_timeout_seconds",
+                        &c.upstream.list_timeout_seconds));
   }
   RETURN_IF_ERROR(err);
   RETURN_IF_ERROR(Validate(c));

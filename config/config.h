@@ -41,6 +41,17 @@ struct RuntimeConfig {
   std::string default_handler = "kubevirt";
 };
 
+// The node's container runtime, which serves every RuntimeClass that is not a
+// VM handler. kubevirt-cri forwards those calls to it (see docs/node.md).
+struct UpstreamConfig {
+  // gRPC target of the upstream CRI socket ("unix:///path"). Empty: VM-only,
+  // nothing is forwarded and an empty runtime_handler means default_handler.
+  std::string endpoint = "unix:///run/containerd/containerd.sock";
+  // How long merged reads (List*, Status, ImageFsInfo) wait for the upstream
+  // before answering with our side alone.
+  int64_t list_timeout_seconds = 10;
+};
+
 struct Config {
   std::filesystem::path listen = "/run/kubevirt-cri/kubevirt-cri.sock";
   // Persistent state: images, sandbox records, libvirt embed root.
@@ -52,6 +63,7 @@ struct Config {
   VmConfig vm;
   CniConfig cni;
   RuntimeConfig runtime;
+  UpstreamConfig upstream;
 
   // The libvirt URI actually used: `libvirt.uri` or the embedded default.
   std::string LibvirtUri() const;

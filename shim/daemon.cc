@@ -6,7 +6,10 @@
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "cri/router_image_service.h"
+#include "cri/router_runtime_service.h"
 #include "cri/runtime_service.h"
+#include "cri/upstream_client.h"
 #include "runtime/accelerator.h"
 #include "runtime/console_log.h"
 #include "runtime/image/image_store.h"
@@ -26,6 +29,11 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::image::LocalImageStore> images;
   std::unique_ptr<sandbox::SandboxStore> store;
   std::unique_ptr<sandbox::PinnedNetnsManager> netns;
+  // With an upstream endpoint: the channel to it and the services kubelet
+  // talks to, which call ours directly and forward the rest.
+  std::unique_ptr<cri::UpstreamClient> upstream;
+  std::unique_ptr<cri::RouterRuntimeService> router_runtime;
+  std::unique_ptr<cri::RouterImageService> router_images;
 };
 
 Daemon::Daemon(config::Config config) : config_(std::move(config)) {}
@@ -82,8 +90,22 @@ absl::Status Daemon::Start() {
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(StrCat("unix:", config_.listen.string()), grpc::InsecureServerCredentials());
-  builder.RegisterService(runtime_service_.get());
-  builder.RegisterService(image_service_.get());
+  if (config_.upstream.endpoint.empty()) {
+    builder.RegisterService(runtime_service_.get());
+    builder.RegisterService(image_service_.get());
+  } else {
+    // Nothing is dialled yet: gRPC connects on the first forwarded call, so a
+    // containerd that starts after us is fine.
+    m.upstream = std::make_unique<cri::UpstreamClient>(config_.upstream.endpoint,
+                                                       absl::Seconds(config_.upstream.list_timeout_seconds));
+    cri::SideResolver sides(&config_, m.store.get());
+    m.router_runtime = std::make_unique<cri::RouterRuntimeService>(
+        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get());
+    m.router_images = std::make_unique<cri::RouterImageService>(
+        static_cast<cri::ImageService*>(image_service_.get()), sides, m.upstream.get());
+    builder.RegisterService(m.router_runtime.get());
+    builder.RegisterService(m.router_images.get());
+  }
   // kubelet sends large ListContainers/ListPodSandbox answers back; match its 16 MiB.
   builder.SetMaxReceiveMessageSize(16 << 20);
   builder.SetMaxSendMessageSize(16 << 20);
@@ -95,7 +117,9 @@ absl::Status Daemon::Start() {
     return absl::UnavailableError(StrCat("cannot listen on \"", config_.listen.string(), "\""));
   }
   RETURN_IF_ERROR(SetSocketMode(config_.listen, 0660));
-  base::LogInfo("serving CRI", {{"socket", config_.listen.string()}, {"libvirt", config_.LibvirtUri()}});
+  base::LogInfo("serving CRI", {{"socket", config_.listen.string()},
+                                {"libvirt", config_.LibvirtUri()},
+                                {"upstream", config_.upstream.endpoint.empty() ? "none" : config_.upstream.endpoint}});
   return absl::OkStatus();
 }
 

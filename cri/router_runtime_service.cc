@@ -1,0 +1,328 @@
+// RuntimeService in front of our VM runtime and the upstream container runtime.
+#include "cri/router_runtime_service.h"
+
+#include <algorithm>
+
+#include "config/base/str.h"
+#include "cri/grpc_status.h"
+
+namespace kvcri::cri {
+
+using base::StrCat;
+
+Side SideResolver::ForHandler(std::string_view runtime_handler) const {
+  const auto& vm = config_->runtime.vm_handlers;
+  return std::find(vm.begin(), vm.end(), runtime_handler) != vm.end() ? Side::kLocal : Side::kUpstream;
+}
+
+// NotFound is the only answer that means "not ours": an empty or ambiguous
+// ID stays here so that our validation names it.
+Side SideResolver::ForSandbox(std::string_view sandbox_id) const {
+  return absl::IsNotFound(store_->ResolveSandboxId(sandbox_id).status()) ? Side::kUpstream : Side::kLocal;
+}
+
+Side SideResolver::ForContainer(std::string_view container_id) const {
+  return absl::IsNotFound(store_->ResolveContainerId(container_id).status()) ? Side::kUpstream : Side::kLocal;
+}
+
+Side SideResolver::ForSandboxConfig(const pb::PodSandboxConfig& config) const {
+  const pb::PodSandboxMetadata& m = config.metadata();
+  if (m.uid().empty()) return Side::kUpstream;
+  std::vector<sandbox::SandboxRecord> ours = store_->ListSandboxes([&](const sandbox::SandboxRecord& r) {
+    return r.metadata.uid == m.uid() && r.metadata.name == m.name() && r.metadata.namespace_ == m.namespace_();
+  });
+  return ours.empty() ? Side::kUpstream : Side::kLocal;
+}
+
+RouterRuntimeService::RouterRuntimeService(Local* local, SideResolver sides, UpstreamClient* upstream)
+    : local_(local), sides_(sides), upstream_(upstream) {}
+
+template <typename Req, typename Resp>
+grpc::Status RouterRuntimeService::Route(Side side, std::string_view rpc, grpc::ServerContext* ctx, const Req* req,
+                                         Resp* resp,
+                                         grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                                         grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*)) {
+  if (side == Side::kLocal) return (local_->*local)(ctx, req, resp);
+  return upstream_->Call(upstream_->runtime(), remote, rpc, ctx, *req, resp);
+}
+
+template <typename Req, typename Resp>
+grpc::Status RouterRuntimeService::Merge(std::string_view rpc, grpc::ServerContext* ctx, const Req* req, Resp* resp,
+                                         grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                                         grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*)) {
+  grpc::Status ours = (local_->*local)(ctx, req, resp);
+  if (!ours.ok() && ours.error_code() != grpc::StatusCode::UNIMPLEMENTED) return ours;
+  if (!ours.ok()) resp->Clear();
+  Resp theirs;
+  std::unique_ptr<grpc::ClientContext> uctx = upstream_->Merged(ctx);
+  grpc::Status up = upstream_->Annotate((upstream_->runtime().*remote)(uctx.get(), *req, &theirs), rpc);
+  if (up.ok()) {
+    resp->MergeFrom(theirs);
+    return grpc::Status::OK;
+  }
+  // Neither side serves it, or only the upstream does and it is down.
+  if (!ours.ok()) return up.error_code() == grpc::StatusCode::UNIMPLEMENTED ? ours : up;
+  return grpc::Status::OK;
+}
+
+grpc::Status RouterRuntimeService::Version(grpc::ServerContext* ctx, const pb::VersionRequest* req,
+                                           pb::VersionResponse* resp) {
+  return local_->Version(ctx, req, resp);
+}
+
+namespace {
+
+pb::RuntimeCondition* FindCondition(pb::StatusResponse* resp, std::string_view type) {
+  for (pb::RuntimeCondition& c : *resp->mutable_status()->mutable_conditions()) {
+    if (c.type() == type) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+// Conditions both runtimes report (RuntimeReady, NetworkReady) are true only
+// when both say so, while the upstream answers. A down upstream does not make
+// the node NotReady — the VM Pods do not depend on it — but adds
+// UpstreamReady=false naming the endpoint; kubelet only gates on the first two.
+grpc::Status RouterRuntimeService::Status(grpc::ServerContext* ctx, const pb::StatusRequest* req,
+                                          pb::StatusResponse* resp) {
+  grpc::Status ours = local_->Status(ctx, req, resp);
+  if (!ours.ok()) return ours;
+  pb::StatusResponse theirs;
+  std::unique_ptr<grpc::ClientContext> uctx = upstream_->Merged(ctx);
+  grpc::Status up = upstream_->Annotate(upstream_->runtime().Status(uctx.get(), *req, &theirs), "Status");
+  pb::RuntimeCondition upstream_ready;
+  upstream_ready.set_type("UpstreamReady");
+  if (!up.ok()) {
+    upstream_ready.set_status(false);
+    upstream_ready.set_reason("UpstreamUnavailable");
+    upstream_ready.set_message(up.error_message());
+    *resp->mutable_status()->add_conditions() = upstream_ready;
+    return grpc::Status::OK;
+  }
+  upstream_ready.set_status(true);
+  for (const pb::RuntimeCondition& c : theirs.status().conditions()) {
+    pb::RuntimeCondition* mine = FindCondition(resp, c.type());
+    if (mine == nullptr) {
+      *resp->mutable_status()->add_conditions() = c;
+      continue;
+    }
+    if (c.status()) continue;
+    const std::string theirs_text = StrCat("upstream \"", upstream_->endpoint(), "\": ", c.reason(),
+                                           c.message().empty() ? "" : ": ", c.message());
+    if (mine->status()) {
+      mine->set_status(false);
+      mine->set_reason(StrCat("Upstream", c.reason()));
+      mine->set_message(theirs_text);
+    } else {
+      mine->set_message(StrCat(mine->message(), "; ", theirs_text));
+    }
+  }
+  *resp->mutable_status()->add_conditions() = upstream_ready;
+  for (const pb::RuntimeHandler& h : theirs.runtime_handlers()) {
+    const auto& have = resp->runtime_handlers();
+    if (std::none_of(have.begin(), have.end(), [&](const pb::RuntimeHandler& x) { return x.name() == h.name(); })) {
+      *resp->add_runtime_handlers() = h;
+    }
+  }
+  for (const auto& [key, value] : theirs.info()) (*resp->mutable_info())[StrCat("upstream.", key)] = value;
+  return grpc::Status::OK;
+}
+
+grpc::Status RouterRuntimeService::UpdateRuntimeConfig(grpc::ServerContext* ctx,
+                                                       const pb::UpdateRuntimeConfigRequest* req,
+                                                       pb::UpdateRuntimeConfigResponse* resp) {
+  grpc::Status ours = local_->UpdateRuntimeConfig(ctx, req, resp);
+  if (!ours.ok()) return ours;
+  return upstream_->Call(upstream_->runtime(), &Stub::UpdateRuntimeConfig, "UpdateRuntimeConfig", ctx, *req, resp);
+}
+
+// The cgroup driver kubelet asks for is the container runtime's; VMs do not
+// care. While the upstream is down, ours answers (UNIMPLEMENTED: kubelet
+// falls back to its own setting).
+grpc::Status RouterRuntimeService::RuntimeConfig(grpc::ServerContext* ctx, const pb::RuntimeConfigRequest* req,
+                                                 pb::RuntimeConfigResponse* resp) {
+  grpc::Status up = upstream_->Call(upstream_->runtime(), &Stub::RuntimeConfig, "RuntimeConfig", ctx, *req, resp);
+  if (up.ok()) return up;
+  resp->Clear();
+  return local_->RuntimeConfig(ctx, req, resp);
+}
+
+grpc::Status RouterRuntimeService::RunPodSandbox(grpc::ServerContext* ctx, const pb::RunPodSandboxRequest* req,
+                                                 pb::RunPodSandboxResponse* resp) {
+  return Route(sides_.ForHandler(req->runtime_handler()), "RunPodSandbox", ctx, req, resp, &Local::RunPodSandbox,
+               &Stub::RunPodSandbox);
+}
+
+grpc::Status RouterRuntimeService::StopPodSandbox(grpc::ServerContext* ctx, const pb::StopPodSandboxRequest* req,
+                                                  pb::StopPodSandboxResponse* resp) {
+  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "StopPodSandbox", ctx, req, resp, &Local::StopPodSandbox,
+               &Stub::StopPodSandbox);
+}
+
+grpc::Status RouterRuntimeService::RemovePodSandbox(grpc::ServerContext* ctx, const pb::RemovePodSandboxRequest* req,
+                                                    pb::RemovePodSandboxResponse* resp) {
+  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "RemovePodSandbox", ctx, req, resp,
+               &Local::RemovePodSandbox, &Stub::RemovePodSandbox);
+}
+
+grpc::Status RouterRuntimeService::PodSandboxStatus(grpc::ServerContext* ctx, const pb::PodSandboxStatusRequest* req,
+                                                    pb::PodSandboxStatusResponse* resp) {
+  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "PodSandboxStatus", ctx, req, resp,
+               &Local::PodSandboxStatus, &Stub::PodSandboxStatus);
+}
+
+grpc::Status RouterRuntimeService::ListPodSandbox(grpc::ServerContext* ctx, const pb::ListPodSandboxRequest* req,
+                                                  pb::ListPodSandboxResponse* resp) {
+  if (!req->filter().id().empty()) {
+    return Route(sides_.ForSandbox(req->filter().id()), "ListPodSandbox", ctx, req, resp, &Local::ListPodSandbox,
+                 &Stub::ListPodSandbox);
+  }
+  return Merge("ListPodSandbox", ctx, req, resp, &Local::ListPodSandbox, &Stub::ListPodSandbox);
+}
+
+grpc::Status RouterRuntimeService::CreateContainer(grpc::ServerContext* ctx, const pb::CreateContainerRequest* req,
+                                                   pb::CreateContainerResponse* resp) {
+  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "CreateContainer", ctx, req, resp, &Local::CreateContainer,
+               &Stub::CreateContainer);
+}
+
+grpc::Status RouterRuntimeService::StartContainer(grpc::ServerContext* ctx, const pb::StartContainerRequest* req,
+                                                  pb::StartContainerResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "StartContainer", ctx, req, resp, &Local::StartContainer,
+               &Stub::StartContainer);
+}
+
+grpc::Status RouterRuntimeService::StopContainer(grpc::ServerContext* ctx, const pb::StopContainerRequest* req,
+                                                 pb::StopContainerResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "StopContainer", ctx, req, resp, &Local::StopContainer,
+               &Stub::StopContainer);
+}
+
+grpc::Status RouterRuntimeService::RemoveContainer(grpc::ServerContext* ctx, const pb::RemoveContainerRequest* req,
+                                                   pb::RemoveContainerResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "RemoveContainer", ctx, req, resp, &Local::RemoveContainer,
+               &Stub::RemoveContainer);
+}
+
+grpc::Status RouterRuntimeService::ListContainers(grpc::ServerContext* ctx, const pb::ListContainersRequest* req,
+                                                  pb::ListContainersResponse* resp) {
+  if (!req->filter().id().empty()) {
+    return Route(sides_.ForContainer(req->filter().id()), "ListContainers", ctx, req, resp, &Local::ListContainers,
+                 &Stub::ListContainers);
+  }
+  if (!req->filter().pod_sandbox_id().empty()) {
+    return Route(sides_.ForSandbox(req->filter().pod_sandbox_id()), "ListContainers", ctx, req, resp,
+                 &Local::ListContainers, &Stub::ListContainers);
+  }
+  return Merge("ListContainers", ctx, req, resp, &Local::ListContainers, &Stub::ListContainers);
+}
+
+grpc::Status RouterRuntimeService::ContainerStatus(grpc::ServerContext* ctx, const pb::ContainerStatusRequest* req,
+                                                   pb::ContainerStatusResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "ContainerStatus", ctx, req, resp, &Local::ContainerStatus,
+               &Stub::ContainerStatus);
+}
+
+grpc::Status RouterRuntimeService::UpdateContainerResources(grpc::ServerContext* ctx,
+                                                            const pb::UpdateContainerResourcesRequest* req,
+                                                            pb::UpdateContainerResourcesResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "UpdateContainerResources", ctx, req, resp,
+               &Local::UpdateContainerResources, &Stub::UpdateContainerResources);
+}
+
+grpc::Status RouterRuntimeService::ReopenContainerLog(grpc::ServerContext* ctx,
+                                                      const pb::ReopenContainerLogRequest* req,
+                                                      pb::ReopenContainerLogResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "ReopenContainerLog", ctx, req, resp,
+               &Local::ReopenContainerLog, &Stub::ReopenContainerLog);
+}
+
+grpc::Status RouterRuntimeService::ExecSync(grpc::ServerContext* ctx, const pb::ExecSyncRequest* req,
+                                            pb::ExecSyncResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "ExecSync", ctx, req, resp, &Local::ExecSync,
+               &Stub::ExecSync);
+}
+
+// Streaming calls answer with a URL; kubelet then streams from whichever
+// runtime's streaming server that URL names, not through us.
+grpc::Status RouterRuntimeService::Exec(grpc::ServerContext* ctx, const pb::ExecRequest* req,
+                                        pb::ExecResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "Exec", ctx, req, resp, &Local::Exec, &Stub::Exec);
+}
+
+grpc::Status RouterRuntimeService::Attach(grpc::ServerContext* ctx, const pb::AttachRequest* req,
+                                          pb::AttachResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "Attach", ctx, req, resp, &Local::Attach, &Stub::Attach);
+}
+
+grpc::Status RouterRuntimeService::PortForward(grpc::ServerContext* ctx, const pb::PortForwardRequest* req,
+                                               pb::PortForwardResponse* resp) {
+  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "PortForward", ctx, req, resp, &Local::PortForward,
+               &Stub::PortForward);
+}
+
+grpc::Status RouterRuntimeService::ContainerStats(grpc::ServerContext* ctx, const pb::ContainerStatsRequest* req,
+                                                  pb::ContainerStatsResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "ContainerStats", ctx, req, resp, &Local::ContainerStats,
+               &Stub::ContainerStats);
+}
+
+grpc::Status RouterRuntimeService::ListContainerStats(grpc::ServerContext* ctx,
+                                                      const pb::ListContainerStatsRequest* req,
+                                                      pb::ListContainerStatsResponse* resp) {
+  if (!req->filter().id().empty()) {
+    return Route(sides_.ForContainer(req->filter().id()), "ListContainerStats", ctx, req, resp,
+                 &Local::ListContainerStats, &Stub::ListContainerStats);
+  }
+  if (!req->filter().pod_sandbox_id().empty()) {
+    return Route(sides_.ForSandbox(req->filter().pod_sandbox_id()), "ListContainerStats", ctx, req, resp,
+                 &Local::ListContainerStats, &Stub::ListContainerStats);
+  }
+  return Merge("ListContainerStats", ctx, req, resp, &Local::ListContainerStats, &Stub::ListContainerStats);
+}
+
+grpc::Status RouterRuntimeService::PodSandboxStats(grpc::ServerContext* ctx, const pb::PodSandboxStatsRequest* req,
+                                                   pb::PodSandboxStatsResponse* resp) {
+  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "PodSandboxStats", ctx, req, resp, &Local::PodSandboxStats,
+               &Stub::PodSandboxStats);
+}
+
+grpc::Status RouterRuntimeService::ListPodSandboxStats(grpc::ServerContext* ctx,
+                                                       const pb::ListPodSandboxStatsRequest* req,
+                                                       pb::ListPodSandboxStatsResponse* resp) {
+  if (!req->filter().id().empty()) {
+    return Route(sides_.ForSandbox(req->filter().id()), "ListPodSandboxStats", ctx, req, resp,
+                 &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
+  }
+  return Merge("ListPodSandboxStats", ctx, req, resp, &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
+}
+
+grpc::Status RouterRuntimeService::CheckpointContainer(grpc::ServerContext* ctx,
+                                                       const pb::CheckpointContainerRequest* req,
+                                                       pb::CheckpointContainerResponse* resp) {
+  return Route(sides_.ForContainer(req->container_id()), "CheckpointContainer", ctx, req, resp,
+               &Local::CheckpointContainer, &Stub::CheckpointContainer);
+}
+
+// Merging two event streams would need a thread per subscriber; kubelet's
+// evented PLEG is optional and falls back to polling List* on UNIMPLEMENTED.
+grpc::Status RouterRuntimeService::GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
+                                                      grpc::ServerWriter<pb::ContainerEventResponse>*) {
+  return Unimplemented("GetContainerEvents");
+}
+
+grpc::Status RouterRuntimeService::ListMetricDescriptors(grpc::ServerContext* ctx,
+                                                         const pb::ListMetricDescriptorsRequest* req,
+                                                         pb::ListMetricDescriptorsResponse* resp) {
+  return Merge("ListMetricDescriptors", ctx, req, resp, &Local::ListMetricDescriptors, &Stub::ListMetricDescriptors);
+}
+
+grpc::Status RouterRuntimeService::ListPodSandboxMetrics(grpc::ServerContext* ctx,
+                                                         const pb::ListPodSandboxMetricsRequest* req,
+                                                         pb::ListPodSandboxMetricsResponse* resp) {
+  return Merge("ListPodSandboxMetrics", ctx, req, resp, &Local::ListPodSandboxMetrics, &Stub::ListPodSandboxMetrics);
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,115 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "cri/proto/api.grpc.pb.h"
+#include "cri/upstream_client.h"
+#include "sandbox/store.h"
+
+namespace kvcri::cri {
+
+namespace pb = ::runtime::v1;
+
+// Which runtime serves a call: ours (VMs) or the upstream (containers).
+enum class Side { kLocal, kUpstream };
+
+// Decides the side of every call. An ID is ours exactly when our SandboxStore
+// holds a sandbox or container with that ID (or an unambiguous prefix of
+// one); everything else belongs to the upstream. The store is rebuilt from
+// disk at start-up, and the upstream keeps its own IDs, so the routing table
+// survives a restart (kill -9 included) without a file of its own.
+class SideResolver {
+ public:
+  SideResolver(const config::Config* config, const sandbox::SandboxStore* store)
+      : config_(config), store_(store) {}
+
+  // RunPodSandbox: a VM handler is ours; any other, the empty one included,
+  // is the upstream's.
+  Side ForHandler(std::string_view runtime_handler) const;
+  Side ForSandbox(std::string_view sandbox_id) const;
+  Side ForContainer(std::string_view container_id) const;
+  // The side that ran the sandbox this config describes (kubelet pulls a
+  // Pod's images after RunPodSandbox): ours when our store has a sandbox with
+  // the same metadata, else the upstream.
+  Side ForSandboxConfig(const pb::PodSandboxConfig& config) const;
+
+ private:
+  const config::Config* config_;
+  const sandbox::SandboxStore* store_;
+};
+
+// runtime.v1.RuntimeService in front of both runtimes: our VM service (called
+// directly, no extra hop) and the upstream's (one gRPC hop). See docs/node.md.
+class RouterRuntimeService final : public pb::RuntimeService::Service {
+ public:
+  RouterRuntimeService(pb::RuntimeService::Service* local, SideResolver sides, UpstreamClient* upstream);
+
+  grpc::Status Version(grpc::ServerContext*, const pb::VersionRequest*, pb::VersionResponse*) override;
+  grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse*) override;
+  grpc::Status UpdateRuntimeConfig(grpc::ServerContext*, const pb::UpdateRuntimeConfigRequest*,
+                                   pb::UpdateRuntimeConfigResponse*) override;
+  grpc::Status RuntimeConfig(grpc::ServerContext*, const pb::RuntimeConfigRequest*,
+                             pb::RuntimeConfigResponse*) override;
+
+  grpc::Status RunPodSandbox(grpc::ServerContext*, const pb::RunPodSandboxRequest*, pb::RunPodSandboxResponse*) override;
+  grpc::Status StopPodSandbox(grpc::ServerContext*, const pb::StopPodSandboxRequest*, pb::StopPodSandboxResponse*) override;
+  grpc::Status RemovePodSandbox(grpc::ServerContext*, const pb::RemovePodSandboxRequest*, pb::RemovePodSandboxResponse*) override;
+  grpc::Status PodSandboxStatus(grpc::ServerContext*, const pb::PodSandboxStatusRequest*, pb::PodSandboxStatusResponse*) override;
+  grpc::Status ListPodSandbox(grpc::ServerContext*, const pb::ListPodSandboxRequest*, pb::ListPodSandboxResponse*) override;
+
+  grpc::Status CreateContainer(grpc::ServerContext*, const pb::CreateContainerRequest*, pb::CreateContainerResponse*) override;
+  grpc::Status StartContainer(grpc::ServerContext*, const pb::StartContainerRequest*, pb::StartContainerResponse*) override;
+  grpc::Status StopContainer(grpc::ServerContext*, const pb::StopContainerRequest*, pb::StopContainerResponse*) override;
+  grpc::Status RemoveContainer(grpc::ServerContext*, const pb::RemoveContainerRequest*, pb::RemoveContainerResponse*) override;
+  grpc::Status ListContainers(grpc::ServerContext*, const pb::ListContainersRequest*, pb::ListContainersResponse*) override;
+  grpc::Status ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest*, pb::ContainerStatusResponse*) override;
+  grpc::Status UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*,
+                                        pb::UpdateContainerResourcesResponse*) override;
+  grpc::Status ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest*,
+                                  pb::ReopenContainerLogResponse*) override;
+  grpc::Status ExecSync(grpc::ServerContext*, const pb::ExecSyncRequest*, pb::ExecSyncResponse*) override;
+  grpc::Status Exec(grpc::ServerContext*, const pb::ExecRequest*, pb::ExecResponse*) override;
+  grpc::Status Attach(grpc::ServerContext*, const pb::AttachRequest*, pb::AttachResponse*) override;
+  grpc::Status PortForward(grpc::ServerContext*, const pb::PortForwardRequest*, pb::PortForwardResponse*) override;
+  grpc::Status ContainerStats(grpc::ServerContext*, const pb::ContainerStatsRequest*, pb::ContainerStatsResponse*) override;
+  grpc::Status ListContainerStats(grpc::ServerContext*, const pb::ListContainerStatsRequest*,
+                                  pb::ListContainerStatsResponse*) override;
+  grpc::Status PodSandboxStats(grpc::ServerContext*, const pb::PodSandboxStatsRequest*, pb::PodSandboxStatsResponse*) override;
+  grpc::Status ListPodSandboxStats(grpc::ServerContext*, const pb::ListPodSandboxStatsRequest*,
+                                   pb::ListPodSandboxStatsResponse*) override;
+  grpc::Status CheckpointContainer(grpc::ServerContext*, const pb::CheckpointContainerRequest*,
+                                   pb::CheckpointContainerResponse*) override;
+  grpc::Status GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
+                                  grpc::ServerWriter<pb::ContainerEventResponse>*) override;
+  grpc::Status ListMetricDescriptors(grpc::ServerContext*, const pb::ListMetricDescriptorsRequest*,
+                                     pb::ListMetricDescriptorsResponse*) override;
+  grpc::Status ListPodSandboxMetrics(grpc::ServerContext*, const pb::ListPodSandboxMetricsRequest*,
+                                     pb::ListPodSandboxMetricsResponse*) override;
+
+ private:
+  using Local = pb::RuntimeService::Service;
+  using Stub = pb::RuntimeService::StubInterface;
+
+  // One call to the side that owns it.
+  template <typename Req, typename Resp>
+  grpc::Status Route(Side side, std::string_view rpc, grpc::ServerContext* ctx, const Req* req, Resp* resp,
+                     grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                     grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*));
+  // A List*: both sides with the same request (filters included), the
+  // upstream's items appended to ours. A down or failing upstream leaves its
+  // part out (logged); UNIMPLEMENTED on one side counts as an empty part.
+  template <typename Req, typename Resp>
+  grpc::Status Merge(std::string_view rpc, grpc::ServerContext* ctx, const Req* req, Resp* resp,
+                     grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                     grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*));
+
+  Local* local_;
+  SideResolver sides_;
+  UpstreamClient* upstream_;
+};
+
+}  // namespace kvcri::cri
