@@ -196,8 +196,16 @@ void ContainerdFixture::WriteConfig() {
       << "[grpc]\n  address = \"" << socket().string() << "\"\n"
       << "[plugins.\"io.containerd.grpc.v1.cri\"]\n"
       << "  sandbox_image = \"" << PauseImage() << "\"\n"
+      // The sandbox asks for oom_score_adj -998; where we lack CAP_SYS_RESOURCE
+      // (a test container) that fails, so keep it >= containerd's own.
+      << "  restrict_oom_score_adj = true\n"
       << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
       << "    snapshotter = \"" << snapshotter_ << "\"\n"
+      // runc's state beside containerd's, not in the node's /run/containerd.
+      << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n"
+      << "    runtime_type = \"io.containerd.runc.v2\"\n"
+      << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
+      << "    Root = \"" << (dir_.path() / "runc").string() << "\"\n"
       << "  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n"
       << "    bin_dir = \"/usr/lib/cni\"\n"
       << "    conf_dir = \"" << cni.string() << "\"\n"
