@@ -127,8 +127,6 @@ TestDaemon::TestDaemon(Options options) : options_(std::move(options)) {
       << "[cni]\nconf_dir = \"" << cni_dir().string() << "\"\n";
   // VM-only unless the test names an upstream: the node's containerd is none of our business.
   if (options_.extra_config.find("[upstream]") == std::string::npos) cfg << "[upstream]\nendpoint = \"\"\n";
-  // VM-only unless the test names an upstream: the node's containerd is none of our business.
-  if (options_.extra_config.find("[upstream]") == std::string::npos) cfg << "[upstream]\nendpoint = \"\"\n";
 }
 
 TestDaemon::~TestDaemon() {
