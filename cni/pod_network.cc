@@ -1,5 +1,7 @@
 #include "cni/pod_network.h"
 
+#include "absl/time/clock.h"
+
 #include "cni/dhcp_responder.h"
 #include "config/base/log.h"
 #include "config/base/rollback.h"
@@ -28,9 +30,12 @@ absl::StatusOr<WiredNic> PodNetwork::WireAndServe(const AttachSpec& spec, const 
   return nic;
 }
 
-absl::StatusOr<WiredNic> PodNetwork::Attach(const AttachSpec& spec, const GuestDhcpInfo& guest) {
+absl::StatusOr<WiredNic> PodNetwork::Attach(const AttachSpec& spec, const GuestDhcpInfo& guest,
+                                            AttachTimings* timings) {
   base::Rollback undo;
+  absl::Time t0 = absl::Now();
   absl::StatusOr<CniResult> result = cni_->Add(spec);  // rolls itself back on failure
+  absl::Time t1 = absl::Now();
   if (!result.ok()) {
     // The request is fine; the node's network (config, plugins) is not.
     absl::StatusCode code = result.status().code();
@@ -42,6 +47,7 @@ absl::StatusOr<WiredNic> PodNetwork::Attach(const AttachSpec& spec, const GuestD
   undo.Add([&] { base::LogIfError(Detach(spec), "rollback: detach pod network"); });
   ASSIGN_OR_RETURN(WiredNic nic, WireAndServe(spec, guest));
   undo.Dismiss();
+  if (timings != nullptr) *timings = {t1 - t0, absl::Now() - t1};
   return nic;
 }
 

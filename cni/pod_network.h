@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cni/cni_runner.h"
 #include "cni/dhcp_server.h"
 #include "cni/tap.h"
@@ -22,6 +23,13 @@ struct GuestDhcpInfo {
   std::string hostname;
 };
 
+// Where Attach spent its time: the CNI plugins (external programs, like
+// libvirt for the VM) and our own wiring + DHCP set-up.
+struct AttachTimings {
+  absl::Duration cni_plugins;
+  absl::Duration wiring;
+};
+
 class PodNetwork {
  public:
   // Borrowed; all must outlive this object.
@@ -30,7 +38,8 @@ class PodNetwork {
   // CNI ADD, tap wiring (lo up too), DHCP for `spec.container_id`. On failure
   // everything done so far is undone (DHCP, tap, CNI DEL) and the error names
   // the step. FailedPrecondition when CNI gave no IPv4 address.
-  absl::StatusOr<WiredNic> Attach(const AttachSpec& spec, const GuestDhcpInfo& guest);
+  absl::StatusOr<WiredNic> Attach(const AttachSpec& spec, const GuestDhcpInfo& guest,
+                                  AttachTimings* timings = nullptr);
 
   // After a daemon restart: re-asserts the wiring (idempotent, returns the
   // same NIC) and serves DHCP again. NotFound when the netns is gone.

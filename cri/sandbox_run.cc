@@ -77,10 +77,9 @@ absl::StatusOr<std::string> RuntimeService::RunSandbox(const pb::RunPodSandboxRe
   }));
 
   ASSIGN_OR_RETURN(cni::AttachSpec attach, AttachSpecFor(record));
-  absl::Time net_start = absl::Now();
-  ASSIGN_OR_RETURN(cni::WiredNic nic, deps_.network->Attach(attach, GuestDhcpFor(record)));
+  cni::AttachTimings net_took;
+  ASSIGN_OR_RETURN(cni::WiredNic nic, deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
   undo.Add([this, attach] { base::LogIfError(deps_.network->Detach(attach), "rollback: detach pod network"); });
-  absl::Duration net_took = absl::Now() - net_start;
 
   RETURN_IF_ERROR(deps_.store
                       ->UpdateSandbox(id,
@@ -92,10 +91,17 @@ absl::StatusOr<std::string> RuntimeService::RunSandbox(const pb::RunPodSandboxRe
                                       })
                       .status());
   undo.Dismiss();
+  {
+    absl::MutexLock l(&timings_mu_);
+    timings_[id] = StrCat("{\"cniPluginsMs\":", absl::ToDoubleMilliseconds(net_took.cni_plugins),
+                          ",\"wiringMs\":", absl::ToDoubleMilliseconds(net_took.wiring),
+                          ",\"runPodSandboxMs\":", absl::ToDoubleMilliseconds(absl::Now() - start), "}");
+  }
   base::LogInfo("sandbox ready", {{"pod", StrCat(record.metadata.namespace_, "/", record.metadata.name)},
                                   {"id", id},
                                   {"ip", NetworkStatusFrom(nic).ip},
-                                  {"network_ms", StrCat(absl::ToInt64Milliseconds(net_took))},
+                                  {"cni_ms", StrCat(absl::ToInt64Milliseconds(net_took.cni_plugins))},
+                                  {"wiring_ms", StrCat(absl::ToInt64Milliseconds(net_took.wiring))},
                                   {"took_ms", StrCat(absl::ToInt64Milliseconds(absl::Now() - start))}});
   return id;
 }

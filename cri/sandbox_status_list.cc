@@ -26,7 +26,15 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::Po
         {"logDirectory", sb->log_directory},
     };
     if (!sb->load_error.empty()) info["loadError"] = sb->load_error;
+    if (!sb->network.nic.tap_name.empty()) {
+      info["guestNic"] = {{"tap", sb->network.nic.tap_name},
+                          {"mac", sb->network.nic.mac},
+                          {"mtu", sb->network.nic.mtu},
+                          {"addresses", sb->network.nic.addresses}};
+    }
     (*resp->mutable_info())["info"] = info.dump();
+    absl::MutexLock l(&timings_mu_);
+    if (auto it = timings_.find(*id); it != timings_.end()) (*resp->mutable_info())["timings"] = it->second;
   }
   return grpc::Status::OK;
 }

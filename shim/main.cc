@@ -1,4 +1,5 @@
 // kubevirt-cri: the CRI daemon and its subcommands.
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -44,6 +45,10 @@ int RunDaemon(kvcri::config::Config config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives each thread that allocates its own malloc arena; libvirt runs
+  // a thread per VM, and every arena keeps its own free pages (~0.8 MiB per
+  // VM Pod measured). The daemon is not allocation-bound: two arenas suffice.
+  ::mallopt(M_ARENA_MAX, 2);
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<kvcri::shim::Flags> flags = kvcri::shim::ParseFlags(args);
   if (!flags.ok()) {

@@ -4,6 +4,7 @@
 //              daemon in ContainerStatus verbose info), median of N runs;
 //   list       ListPodSandbox / ListContainers / PodSandboxStatus latency with P pods.
 // Usage: pod_bench [--runs N] [--pods P] [--image-dir DIR]
+#include <fstream>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +31,21 @@ double Percentile(std::vector<double> v, double p) {
   return v[idx];
 }
 
+// VmRSS of `pid` in KiB (0 when unreadable).
+long RssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  long value = 0;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      in >> value;
+      return value;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   int runs = 10, pods = 100;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -46,22 +62,45 @@ int Main(int argc, char** argv) {
   }
 
   // pod_start
-  std::vector<double> total, own, libvirt;
+  std::vector<double> total, own, libvirt, cni, wiring;
   for (int i = 0; i < runs; ++i) {
     PodTimings t;
     std::string pod_id, ctr_id;
     if (!StartPod(d, "bench-" + std::to_string(i), "bench/kernel:latest", &pod_id, &ctr_id, &t)) return 1;
     total.push_back(t.total_ms);
     libvirt.push_back(t.libvirt_create_ms);
-    own.push_back(t.total_ms - t.libvirt_create_ms);
+    // Our own time: everything but libvirt's domain create and the CNI
+    // plugins (external programs the node's network brings).
+    own.push_back(t.total_ms - t.libvirt_create_ms - t.cni_plugins_ms);
+    cni.push_back(t.cni_plugins_ms);
+    wiring.push_back(t.wiring_ms);
     RemovePod(d, pod_id);
   }
-  std::printf("pod_start runs=%d median_total_ms=%.2f median_libvirt_create_ms=%.2f median_own_ms=%.2f own_share=%.1f%%\n",
-              runs, Percentile(total, 0.5), Percentile(libvirt, 0.5), Percentile(own, 0.5),
+  std::printf("pod_start runs=%d median_total_ms=%.2f median_libvirt_create_ms=%.2f median_cni_plugins_ms=%.2f "
+              "median_wiring_dhcp_ms=%.2f median_own_ms=%.2f own_share=%.1f%%\n",
+              runs, Percentile(total, 0.5), Percentile(libvirt, 0.5), Percentile(cni, 0.5), Percentile(wiring, 0.5),
+              Percentile(own, 0.5),
               100.0 * Percentile(own, 0.5) / std::max(0.001, Percentile(libvirt, 0.5)));
+
+  // Daemon memory per running VM Pod (QEMU's own memory is not ours).
+  {
+    const int vm_pods = 4;
+    std::vector<std::string> vm_ids;
+    const long before = RssKiB(d.pid());
+    for (int i = 0; i < vm_pods; ++i) {
+      std::string pod_id, ctr_id;
+      if (!StartPod(d, "rss-" + std::to_string(i), "bench/kernel:latest", &pod_id, &ctr_id)) return 1;
+      vm_ids.push_back(pod_id);
+    }
+    const long after = RssKiB(d.pid());
+    std::printf("rss_vm daemon_kib_before=%ld after_%d_vm_pods_kib=%ld per_vm_pod_kib=%.1f\n", before, vm_pods, after,
+                static_cast<double>(after - before) / vm_pods);
+    for (const std::string& id : vm_ids) RemovePod(d, id);
+  }
 
   // list latency with `pods` sandboxes (no VMs needed for the list path).
   std::vector<std::string> ids;
+  const long rss_before = RssKiB(d.pid());
   for (int i = 0; i < pods; ++i) {
     pb::RunPodSandboxRequest req;
     *req.mutable_config() = SandboxConfig("list-" + std::to_string(i), d.log_dir());
@@ -74,6 +113,9 @@ int Main(int argc, char** argv) {
     }
     ids.push_back(resp.pod_sandbox_id());
   }
+  const long rss_after = RssKiB(d.pid());
+  std::printf("rss daemon_kib_before=%ld after_%d_sandboxes_kib=%ld per_pod_kib=%.1f\n", rss_before, pods, rss_after,
+              static_cast<double>(rss_after - rss_before) / std::max(1, pods));
   std::vector<double> list_pods, list_ctrs, pod_status;
   for (int i = 0; i < 1000; ++i) {
     auto t0 = Clock::now();

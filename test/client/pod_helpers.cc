@@ -91,10 +91,18 @@ bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const
     timings->start_ms = Ms(t3 - t2);
     timings->total_ms = Ms(t3 - t0);
     pb::ContainerStatusResponse st = GetContainerStatus(d, *container_id);
-    auto it = st.info().find("timings");
-    if (it != st.info().end()) {
-      nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
-      if (j.is_object()) timings->libvirt_create_ms = j.value("libvirtCreateMs", 0.0);
+    nlohmann::json ct = nlohmann::json::parse(st.info().count("timings") ? st.info().at("timings") : "{}", nullptr, false);
+    if (ct.is_object()) timings->libvirt_create_ms = ct.value("libvirtCreateMs", 0.0);
+    pb::PodSandboxStatusRequest sreq;
+    sreq.set_pod_sandbox_id(*pod_id);
+    sreq.set_verbose(true);
+    pb::PodSandboxStatusResponse sresp;
+    if (d.runtime().PodSandboxStatus(Ctx().get(), sreq, &sresp).ok() && sresp.info().count("timings")) {
+      nlohmann::json st_j = nlohmann::json::parse(sresp.info().at("timings"), nullptr, false);
+      if (st_j.is_object()) {
+        timings->cni_plugins_ms = st_j.value("cniPluginsMs", 0.0);
+        timings->wiring_ms = st_j.value("wiringMs", 0.0);
+      }
     }
   }
   return true;

@@ -23,6 +23,9 @@ struct PodTimings {
   double run_sandbox_ms = 0, create_ms = 0, start_ms = 0, total_ms = 0;
   // Reported by the daemon (ContainerStatus verbose info "timings").
   double libvirt_create_ms = 0;
+  // Reported by the daemon (PodSandboxStatus verbose info "timings"): the
+  // CNI plugins' run time (external programs) and our wiring + DHCP set-up.
+  double cni_plugins_ms = 0, wiring_ms = 0;
 };
 
 // RunPodSandbox + CreateContainer + StartContainer; false (with a gtest

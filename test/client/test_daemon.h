@@ -59,6 +59,7 @@ class TestDaemon {
   // SIGTERM and wait for a clean exit; returns the exit status.
   int Terminate();
   bool Running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   // Runs the daemon binary's subcommand with this daemon's flags; returns exit code, output in *out.
   int RunSubcommand(const std::vector<std::string>& args, std::string* out) const;
