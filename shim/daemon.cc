@@ -2,6 +2,10 @@
 
 #include <sys/stat.h>
 
+#include "cni/dhcp_server.h"
+#include "cni/exec_cni_runner.h"
+#include "cni/pod_network.h"
+#include "cni/tap.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
@@ -29,6 +33,10 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::image::LocalImageStore> images;
   std::unique_ptr<sandbox::SandboxStore> store;
   std::unique_ptr<sandbox::PinnedNetnsManager> netns;
+  std::unique_ptr<cni::ExecCniRunner> cni_runner;
+  std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
+  std::unique_ptr<cni::DhcpServer> dhcp;
+  std::unique_ptr<cni::PodNetwork> network;
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
   std::unique_ptr<cri::UpstreamClient> upstream;
@@ -77,12 +85,17 @@ absl::Status Daemon::Start() {
   m.store = std::make_unique<sandbox::SandboxStore>(config_.root);
   m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
+  m.cni_runner = std::make_unique<cni::ExecCniRunner>(cni::ExecCniRunnerOptions::FromConfig(config_));
+  m.tap_wiring = std::make_unique<cni::NetlinkTapWiring>();
+  ASSIGN_OR_RETURN(m.dhcp, cni::DhcpServer::Start());
+  m.network = std::make_unique<cni::PodNetwork>(m.cni_runner.get(), m.tap_wiring.get(), m.dhcp.get());
 
   deps.hypervisor = m.hypervisor.get();
   deps.console = m.console.get();
   deps.images = m.images.get();
   deps.store = m.store.get();
   deps.netns = m.netns.get();
+  deps.network = m.network.get();
   auto runtime_service = std::make_unique<cri::RuntimeService>(deps);
   RETURN_IF_ERROR(runtime_service->Recover(report));
   runtime_service_ = std::move(runtime_service);
