@@ -123,7 +123,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
-                                       "vm", "cni", "runtime", "upstream"}));
+                                       "vm", "cni", "runtime", "images", "upstream"}));
   RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
   RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
   RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
@@ -166,6 +166,22 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
                         &c.upstream.list_timeout_seconds));
   }
   RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "images", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "images", {"pull_timeout_seconds", "insecure_registries", "mirrors"}));
+    RETURN_IF_ERROR(Get(*t, "pull_timeout_seconds", "images.pull_timeout_seconds",
+                        &c.images.pull_timeout_seconds));
+    RETURN_IF_ERROR(GetList(*t, "insecure_registries", "images.insecure_registries",
+                            &c.images.insecure_registries));
+    if (const toml::table* m = Section(*t, "mirrors", &err)) {
+      for (const auto& [domain, node] : *m) {
+        std::string key = base::StrCat("images.mirrors.", domain.str());
+        RETURN_IF_ERROR(GetList(*m, domain.str(), key, &c.images.mirrors[std::string(domain.str())]));
+      }
+    }
+    RETURN_IF_ERROR(err);
+  }
+  RETURN_IF_ERROR(err);
+  if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");
   RETURN_IF_ERROR(Validate(c));
   return c;
 }

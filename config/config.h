@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,16 @@ struct RuntimeConfig {
   std::string default_handler = "kubevirt";
 };
 
+struct ImagesConfig {
+  // A pull (manifest, every blob, extraction) fails after this many seconds.
+  int64_t pull_timeout_seconds = 1800;
+  // Registries ("host" or "host:port") reached without TLS verification,
+  // falling back to plain HTTP. Loopback registries always are.
+  std::vector<std::string> insecure_registries;
+  // Registry domain -> mirror endpoint URLs, tried in order before it.
+  std::map<std::string, std::vector<std::string>> mirrors;
+};
+
 // The node's container runtime, which serves every RuntimeClass that is not a
 // VM handler. kubevirt-cri forwards those calls to it (see docs/node.md).
 struct UpstreamConfig {
@@ -64,6 +75,7 @@ struct Config {
   CniConfig cni;
   RuntimeConfig runtime;
   UpstreamConfig upstream;
+  ImagesConfig images;
 
   // The libvirt URI actually used: `libvirt.uri` or the embedded default.
   std::string LibvirtUri() const;

@@ -1,5 +1,5 @@
-// ImageService over the local image store. Pulls from registries come later;
-// until then images enter the store through `kubevirt-cri images import`.
+// ImageService over the local image store: images enter it by PullImage
+// (runtime/image/puller.h) or `kubevirt-cri images import`.
 #include <nlohmann/json.hpp>
 
 #include "absl/time/clock.h"
@@ -7,6 +7,7 @@
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
 #include "runtime/image/image_store.h"
+#include "runtime/image/puller.h"
 
 namespace kvcri::cri {
 
@@ -76,10 +77,25 @@ grpc::Status ImageService::ImageStatus(grpc::ServerContext*, const pb::ImageStat
   return grpc::Status::OK;
 }
 
-grpc::Status ImageService::PullImage(grpc::ServerContext*, const pb::PullImageRequest*, pb::PullImageResponse*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "PullImage is not implemented by kubevirt-cri yet; import images with "
-                      "`kubevirt-cri images import DIR REF`");
+grpc::Status ImageService::PullImage(grpc::ServerContext*, const pb::PullImageRequest* req,
+                                     pb::PullImageResponse* resp) {
+  if (req->image().image().empty()) return ToGrpc(absl::InvalidArgumentError("image.image is empty"));
+  if (deps_.puller == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this kubevirt-cri has no registry puller; import images with "
+                        "`kubevirt-cri images import DIR REF`");
+  }
+  runtime::image::RegistryCredentials creds;
+  const pb::AuthConfig& auth = req->auth();
+  creds.username = auth.username();
+  creds.password = auth.password();
+  creds.auth = auth.auth();
+  creds.registry_token = auth.registry_token();
+  // identity_token (an OAuth2 refresh token) is not supported.
+  absl::StatusOr<runtime::image::ImageInfo> info = deps_.puller->Pull(req->image().image(), creds);
+  if (!info.ok()) return ToGrpc(info.status());
+  resp->set_image_ref(info->id);
+  return grpc::Status::OK;
 }
 
 grpc::Status ImageService::RemoveImage(grpc::ServerContext*, const pb::RemoveImageRequest* req,

@@ -17,6 +17,7 @@
 #include "runtime/accelerator.h"
 #include "runtime/console_log.h"
 #include "runtime/image/image_store.h"
+#include "runtime/image/puller.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "sandbox/netns.h"
 #include "sandbox/store.h"
@@ -31,6 +32,8 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
   std::unique_ptr<runtime::ConsoleLogCopier> console;
   std::unique_ptr<runtime::image::LocalImageStore> images;
+  std::unique_ptr<runtime::image::CurlFetcher> http;
+  std::unique_ptr<runtime::image::RegistryPuller> puller;
   std::unique_ptr<sandbox::SandboxStore> store;
   std::unique_ptr<sandbox::PinnedNetnsManager> netns;
   std::unique_ptr<cni::ExecCniRunner> cni_runner;
@@ -82,6 +85,12 @@ absl::Status Daemon::Start() {
   ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
   m.console = std::make_unique<runtime::ConsoleLogCopier>();
   ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(config_.root / "images", {}));
+  m.http = std::make_unique<runtime::image::CurlFetcher>();
+  runtime::image::PullerOptions pull_options;
+  pull_options.registry.insecure_registries = config_.images.insecure_registries;
+  pull_options.registry.mirrors = config_.images.mirrors;
+  pull_options.timeout = absl::Seconds(config_.images.pull_timeout_seconds);
+  m.puller = std::make_unique<runtime::image::RegistryPuller>(m.images.get(), m.http.get(), pull_options);
   m.store = std::make_unique<sandbox::SandboxStore>(config_.root);
   m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
@@ -93,6 +102,7 @@ absl::Status Daemon::Start() {
   deps.hypervisor = m.hypervisor.get();
   deps.console = m.console.get();
   deps.images = m.images.get();
+  deps.puller = m.puller.get();
   deps.store = m.store.get();
   deps.netns = m.netns.get();
   deps.network = m.network.get();

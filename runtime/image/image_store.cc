@@ -18,6 +18,7 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "runtime/image/extract.h"
+#include "runtime/image/sandboxed_extract.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -730,7 +731,8 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
     const fs::path work = dir_ / "tmp" / base::StrCat("import-", rnd);
     RETURN_IF_ERROR(base::MakeDirs(work, 0755));
     undo.Add([work] { base::LogIfError(base::RemoveAll(work), "remove image work directory"); });
-    ASSIGN_OR_RETURN(BootArtifacts artifacts, ExtractBootArtifacts(source, manifest.layers, work));
+    ASSIGN_OR_RETURN(BootArtifacts artifacts,
+                     ExtractBootArtifactsSandboxed(source, manifest.layers, work));
 
     ImageInfo info;
     info.id = id;

@@ -1,0 +1,255 @@
+#include "runtime/image/puller.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <set>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "config/base/file_util.h"
+#include "config/base/log.h"
+#include "config/base/rollback.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+#include "runtime/image/digest.h"
+
+namespace kvcri::runtime::image {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Counts a pull's bytes and logs them (and the rate) now and then.
+class Progress {
+ public:
+  Progress(std::string image, int64_t total, absl::Duration interval)
+      : image_(std::move(image)), total_(total), interval_(interval) {}
+  void Add(int64_t n) {
+    done_ += n;
+    absl::Time now = absl::Now();
+    if (now - last_ >= interval_) {
+      last_ = now;
+      Log("pull progress");
+    }
+  }
+  void Log(std::string_view msg) const {
+    double secs = std::max(0.001, absl::ToDoubleSeconds(absl::Now() - start_));
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%.2f", static_cast<double>(done_) / secs / (1 << 20));
+    base::LogInfo(msg, {{"image", image_},
+                        {"bytes", base::StrCat(done_)},
+                        {"total_bytes", base::StrCat(total_)},
+                        {"rate_mib_s", rate},
+                        {"took_ms", base::StrCat(static_cast<int64_t>(secs * 1000))}});
+  }
+
+ private:
+  std::string image_;
+  int64_t total_;
+  int64_t done_ = 0;
+  absl::Duration interval_;
+  absl::Time start_ = absl::Now();
+  absl::Time last_ = absl::Now();
+};
+
+// A blob being downloaded into the pull's work directory, hashed as it
+// arrives; Finish() verifies it and gives it its content address.
+class BlobFile : public BlobSink {
+ public:
+  static absl::StatusOr<std::unique_ptr<BlobFile>> Create(const fs::path& blob_dir,
+                                                          const Descriptor& desc,
+                                                          Progress* progress) {
+    fs::path tmp = blob_dir / base::StrCat(DigestHex(desc.digest), ".partial");
+    base::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd.valid()) return absl::ErrnoToStatus(errno, base::StrCat("create \"", tmp.string(), "\""));
+    return std::unique_ptr<BlobFile>(new BlobFile(std::move(fd), tmp, blob_dir, desc, progress));
+  }
+
+  absl::Status Write(std::string_view data) override {
+    hash_.Update(data.data(), data.size());
+    written_ += static_cast<int64_t>(data.size());
+    if (progress_) progress_->Add(static_cast<int64_t>(data.size()));
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_.get(), data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return absl::ErrnoToStatus(errno, base::StrCat("write \"", tmp_.string(), "\""));
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Reset() override {
+    if (::ftruncate(fd_.get(), 0) != 0 || ::lseek(fd_.get(), 0, SEEK_SET) != 0) {
+      return absl::ErrnoToStatus(errno, base::StrCat("truncate \"", tmp_.string(), "\""));
+    }
+    hash_ = Sha256();
+    if (progress_) progress_->Add(-written_);
+    written_ = 0;
+    return absl::OkStatus();
+  }
+  int64_t written() const override { return written_; }
+
+  absl::Status Finish(std::string_view image) {
+    std::string got = hash_.Finish();
+    if (got != desc_.digest) {
+      return absl::InvalidArgumentError(base::StrCat("digest mismatch: blob ", desc_.digest,
+                                                     " of image \"", image,
+                                                     "\" has content digest ", got));
+    }
+    fd_.Reset();
+    fs::path final_path = dir_ / std::string(DigestHex(desc_.digest));
+    if (::rename(tmp_.c_str(), final_path.c_str()) != 0) {
+      return absl::ErrnoToStatus(errno, base::StrCat("rename \"", tmp_.string(), "\""));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  BlobFile(base::UniqueFd fd, fs::path tmp, fs::path dir, Descriptor desc, Progress* progress)
+      : fd_(std::move(fd)),
+        tmp_(std::move(tmp)),
+        dir_(std::move(dir)),
+        desc_(std::move(desc)),
+        progress_(progress) {}
+
+  base::UniqueFd fd_;
+  fs::path tmp_;
+  fs::path dir_;
+  Descriptor desc_;
+  Progress* progress_;
+  Sha256 hash_;
+  int64_t written_ = 0;
+};
+
+}  // namespace
+
+struct RegistryPuller::Flight {
+  absl::Notification done;
+  absl::StatusOr<ImageInfo> result = absl::UnknownError("pull did not finish");
+};
+
+RegistryPuller::RegistryPuller(LocalImageStore* store, HttpFetcher* http, PullerOptions options)
+    : store_(store), http_(http), options_(std::move(options)) {}
+
+absl::StatusOr<ImageInfo> RegistryPuller::Pull(std::string_view ref_text,
+                                               const RegistryCredentials& creds) {
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
+  const std::string key = ref.String();
+  std::shared_ptr<Flight> flight;
+  bool leader = false;
+  {
+    absl::MutexLock l(&mu_);
+    auto& slot = flights_[key];
+    if (!slot) {
+      slot = std::make_shared<Flight>();
+      leader = true;
+    }
+    flight = slot;
+  }
+  if (!leader) {
+    base::LogInfo("waiting for a pull of the same image in progress", {{"image", key}});
+    flight->done.WaitForNotification();
+    return flight->result;
+  }
+  flight->result = DoPull(ref, creds);
+  {
+    absl::MutexLock l(&mu_);
+    flights_.erase(key);
+  }
+  flight->done.Notify();
+  return flight->result;
+}
+
+absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
+                                                 const RegistryCredentials& creds) {
+  const absl::Time start = absl::Now();
+  const std::string image = ref.String();
+  // A digest already stored needs no registry.
+  if (!ref.digest.empty()) {
+    if (absl::StatusOr<ImageInfo> have = store_->Resolve(ref.DigestRef()); have.ok()) return have;
+  }
+  RegistryClient client(http_, options_.registry, ref, creds, start + options_.timeout);
+  base::LogInfo("pulling image", {{"image", image}});
+
+  ASSIGN_OR_RETURN(FetchedManifest top, client.GetManifest(ref.digest.empty() ? ref.tag : ref.digest));
+  FetchedManifest manifest = top;
+  if (IsIndexMediaType(top.media_type)) {
+    ASSIGN_OR_RETURN(std::vector<Descriptor> entries, ParseIndex(top.bytes));
+    const Descriptor* pick = nullptr;
+    std::string seen;
+    for (const Descriptor& d : entries) {
+      seen += base::StrCat(seen.empty() ? "" : ", ", d.os.empty() ? "?" : d.os, "/",
+                           d.architecture.empty() ? "?" : d.architecture);
+      if (pick == nullptr && d.os == "linux" && d.architecture == HostArchitecture() &&
+          (d.media_type.empty() || IsManifestMediaType(d.media_type))) {
+        pick = &d;
+      }
+    }
+    if (pick == nullptr) {
+      return absl::NotFoundError(base::StrCat("image \"", image, "\" has no linux/",
+                                              HostArchitecture(), " manifest in its index (",
+                                              seen.empty() ? "empty" : seen, ")"));
+    }
+    ASSIGN_OR_RETURN(manifest, client.GetManifest(pick->digest));
+    if (!IsManifestMediaType(manifest.media_type)) {
+      return absl::InvalidArgumentError(base::StrCat("unsupported media type: index entry ",
+                                                     pick->digest, " of image \"", image,
+                                                     "\" is \"", manifest.media_type, "\""));
+    }
+  }
+  absl::StatusOr<Manifest> parsed = ParseManifest(manifest.bytes);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(),
+                        base::StrCat("image \"", image, "\": ", parsed.status().message()));
+  }
+
+  // Work directory: an OCI-layout-like blob dir Commit reads from. It goes
+  // away in every case; the store's tmp/ is also collected at start-up.
+  ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
+  const fs::path work = store_->dir() / "tmp" / base::StrCat("pull-", rnd);
+  const fs::path blob_dir = work / "blobs" / "sha256";
+  RETURN_IF_ERROR(base::MakeDirs(blob_dir, 0700));
+  base::Rollback cleanup;
+  cleanup.Add([work] { base::LogIfError(base::RemoveAll(work), "remove pull work directory"); });
+  for (const FetchedManifest* m : {&top, &manifest}) {
+    RETURN_IF_ERROR(
+        base::WriteFileAtomic(blob_dir / std::string(DigestHex(m->digest)), m->bytes, 0644));
+  }
+
+  std::vector<Descriptor> blobs = {parsed->config};
+  blobs.insert(blobs.end(), parsed->layers.begin(), parsed->layers.end());
+  int64_t total = 0;
+  for (const Descriptor& d : blobs) total += d.size;
+  Progress progress(image, total, options_.progress_interval);
+  std::set<std::string> fetched;
+  for (const Descriptor& d : blobs) {
+    if (!fetched.insert(d.digest).second) continue;  // a layer listed twice
+    ASSIGN_OR_RETURN(std::unique_ptr<BlobFile> file, BlobFile::Create(blob_dir, d, &progress));
+    RETURN_IF_ERROR(client.GetBlob(d, *file));
+    RETURN_IF_ERROR(file->Finish(image));
+  }
+  progress.Log("pull downloaded");
+
+  Descriptor manifest_desc;
+  manifest_desc.media_type = manifest.media_type;
+  manifest_desc.digest = manifest.digest;
+  manifest_desc.size = static_cast<int64_t>(manifest.bytes.size());
+  DirBlobSource source(work);
+  absl::StatusOr<ImageInfo> info = store_->Commit(source, manifest_desc, top.digest, ref);
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), base::StrCat("image \"", image, "\" from ",
+                                                           client.endpoint(), " refused: ",
+                                                           info.status().message()));
+  }
+  base::LogInfo("image pulled",
+                {{"image", image},
+                 {"id", info->id},
+                 {"digest", top.digest},
+                 {"from", client.endpoint()},
+                 {"bytes", base::StrCat(total)},
+                 {"took_ms", base::StrCat(absl::ToInt64Milliseconds(absl::Now() - start))}});
+  return info;
+}
+
+}  // namespace kvcri::runtime::image
