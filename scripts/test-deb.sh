@@ -9,12 +9,14 @@
 #  2. `apt-get install ./kubevirt-cri_*.deb` inside it (dependencies from the
 #     Debian mirror); checks the files, the conffile and the libvirt-qemu user;
 #  3. runs the unit's ExecStart by hand (systemd is not PID 1 in a chroot) and
-#     waits for the socket to answer Version (crictl);
+#     waits for the socket to answer Version and Status (cri_probe);
 #  4. with GUEST_OCI_DIR: imports it, starts a VM Pod, then `apt-get remove`s
 #     the package and stops the daemon as systemd would (SIGTERM to the main
 #     process, KillMode=process), and checks the VM's QEMU still runs;
 #  5. cleans up: the VM's QEMU, mounts, the chroot.
-# Needs root, debootstrap and crictl (PATH or /tmp/crictl). Fails loudly.
+# Needs root, debootstrap and the project's CRI client, test/tools/cri_probe
+# (env CRI_PROBE, default: cri_probe next to the .deb's build dir test/).
+# Fails loudly.
 set -euo pipefail
 
 deb=$(realpath "${1:?usage: test-deb.sh DEB [WORKDIR] [GUEST_OCI_DIR]}")
@@ -29,8 +31,8 @@ step() { echo "test-deb: $*" >&2; }
 
 [[ $EUID -eq 0 ]] || fail "must run as root"
 command -v debootstrap >/dev/null || fail "debootstrap is not installed (apt-get install debootstrap)"
-crictl=$(command -v crictl || echo /tmp/crictl)
-[[ -x $crictl ]] || fail "crictl not found in PATH or at /tmp/crictl"
+probe=${CRI_PROBE:-$(dirname "$deb")/test/cri_probe}
+[[ -x $probe ]] || fail "CRI client \"$probe\" not found (ninja cri_probe, or set CRI_PROBE)"
 [[ -z $guest || -f $guest/index.json ]] || fail "GUEST_OCI_DIR \"$guest\" is not an OCI layout"
 
 cleanup() {
@@ -103,14 +105,14 @@ unshare --mount --propagation private -- /bin/sh -c \
    PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "umount -l /.oldroot && rmdir /.oldroot && exec $*"' \
   sh "$root" "$exec_start" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
-cri=("$crictl" --timeout 120s --runtime-endpoint "unix://$root$sock_rel")
-for _ in $(seq 100); do
+cri=("$probe" "$root$sock_rel")
+for _ in $(seq 300); do
   "${cri[@]}" version >/dev/null 2>&1 && break
   kill -0 "$daemon_pid" 2>/dev/null || fail "daemon exited: $(tail -5 "$work/daemon.log")"
   sleep 0.2
 done
-"${cri[@]}" version | grep -q 'RuntimeName:  kubevirt-cri' || fail "Version did not answer on $sock_rel"
-"${cri[@]}" info | grep -q RuntimeReady || fail "Status did not answer"
+"${cri[@]}" version | grep -q 'RuntimeName: kubevirt-cri' || fail "Version did not answer on $sock_rel"
+"${cri[@]}" status | grep -q '^RuntimeReady=true' || fail "Status: RuntimeReady is not true: $("${cri[@]}" status)"
 step "socket $sock_rel answers Version and Status"
 
 if [[ -n $guest ]]; then
@@ -121,11 +123,9 @@ if [[ -n $guest ]]; then
   # A node network for the Pod: a bridge of its own, removed by cleanup.
   echo '{"cniVersion": "1.0.0", "name": "deb-test", "plugins": [{"type": "bridge", "bridge": "kvcri-deb0",
     "ipam": {"type": "host-local", "subnet": "10.251.0.0/24"}}]}' >"$root/etc/cni/net.d/10-deb-test.conflist"
-  echo '{"metadata":{"name":"deb-vm","namespace":"default","uid":"uid-deb-vm"},"hostname":"deb-vm","log_directory":"/tmp/pods/deb-vm"}' >"$work/pod.json"
-  echo '{"metadata":{"name":"vm"},"image":{"image":"kvcri.test/guest:latest"},"log_path":"vm/0.log","linux":{"resources":{"memory_limit_in_bytes":268435456}}}' >"$work/ctr.json"
-  pod=$("${cri[@]}" runp --runtime kubevirt "$work/pod.json") || fail "RunPodSandbox failed"
-  ctr=$("${cri[@]}" create "$pod" "$work/ctr.json" "$work/pod.json") || fail "CreateContainer failed"
-  "${cri[@]}" start "$ctr" >/dev/null || fail "StartContainer failed"
+  ids=$("${cri[@]}" run-vm deb-vm kvcri.test/guest:latest) || fail "starting the VM Pod failed"
+  pod=${ids% *}
+  ctr=${ids#* }
   qemu=$(pgrep -f "qemu-system-x86_64 .*kvcri-$ctr" || true)
   [[ -n $qemu ]] || fail "no QEMU process for container $ctr"
   step "VM Pod $pod runs (QEMU pid $qemu); removing the package"
