@@ -24,9 +24,9 @@ void ToPb(const runtime::image::ImageInfo& info, pb::Image* out) {
     out->set_username(info.username);
   }
   out->mutable_spec()->set_image(info.id);
-  // Until registry pulls exist, kubelet could not fetch an image again after
-  // its garbage collection removed it: imported images are pinned.
-  out->set_pinned(true);
+  // Imported images are pinned: kubelet could not pull them back after its
+  // garbage collection removed them. Pulled ones are kubelet's to collect.
+  out->set_pinned(info.pinned);
 }
 
 }  // namespace

@@ -69,12 +69,18 @@ class StoreLock {
 struct RawIndex {
   std::set<std::string> images;
   std::map<std::string, std::string> refs;  // "name:tag" or "name@sha256:…" → image id
+  // Images that came from a registry pull and were never imported: kubelet's
+  // image GC may remove them. Imported images are pinned (kubelet cannot pull
+  // them back). Absent from older indexes: everything there was imported.
+  std::set<std::string> pulled;
 };
 
 std::string IndexToJson(const RawIndex& index) {
   json j = {{"version", kIndexVersion}, {"images", json::array()}, {"refs", json::object()}};
   for (const std::string& id : index.images) j["images"].push_back(id);
   for (const auto& [ref, id] : index.refs) j["refs"][ref] = id;
+  j["pulled"] = json::array();
+  for (const std::string& id : index.pulled) j["pulled"].push_back(id);
   return Dump(j);
 }
 
@@ -104,6 +110,13 @@ absl::StatusOr<RawIndex> IndexFromJson(std::string_view text, const fs::path& pa
       return bad(base::StrCat("ref \"", it.key(), "\" names no listed image"));
     }
     out.refs[it.key()] = it.value().get<std::string>();
+  }
+  if (auto pulled = j.find("pulled"); pulled != j.end()) {
+    if (!pulled->is_array()) return bad("has a malformed \"pulled\"");
+    for (const json& id : *pulled) {
+      if (!id.is_string() || !out.images.count(id.get<std::string>())) return bad("pulled names no listed image");
+      out.pulled.insert(id.get<std::string>());
+    }
   }
   return out;
 }
@@ -521,6 +534,7 @@ absl::Status LocalImageStore::CollectGarbage() {
     for (auto r = index.refs.begin(); r != index.refs.end();) {
       r = r->second == *it ? index.refs.erase(r) : std::next(r);
     }
+    index.pulled.erase(*it);
     it = index.images.erase(it);
     index_changed = true;
   }
@@ -579,6 +593,7 @@ absl::Status LocalImageStore::RefreshLocked() {
 
 ImageInfo LocalImageStore::InfoLocked(const std::string& id) const {
   ImageInfo info = *snapshot_->records.at(id);
+  info.pinned = snapshot_->index.pulled.count(id) == 0;
   for (const auto& [ref, target] : snapshot_->index.refs) {
     if (target != id) continue;
     (ref.find('@') == std::string::npos ? info.repo_tags : info.repo_digests).push_back(ref);
@@ -699,13 +714,13 @@ absl::StatusOr<ImageInfo> LocalImageStore::Import(const fs::path& layout_dir, st
     }
     repo_digest = r.digest;
   }
-  return Commit(source, manifest, repo_digest, r);
+  return Commit(source, manifest, repo_digest, r, Origin::kImport);
 }
 
 absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
                                                   const Descriptor& manifest_desc,
                                                   std::string_view repo_digest,
-                                                  const Reference& ref) {
+                                                  const Reference& ref, Origin origin) {
   const absl::Time start = absl::Now();
   RETURN_IF_ERROR(ValidateDigest(repo_digest, "repo digest"));
   if (!ref.digest.empty() && ref.digest != repo_digest) {
@@ -797,7 +812,13 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
     if (!HasBlob(digest))
       RETURN_IF_ERROR(base::WriteFileAtomic(blobs_.BlobPath(digest), bytes, 0644));
   }
+  const bool was_stored = index.images.count(id) > 0;
   index.images.insert(id);
+  if (origin == Origin::kImport) {
+    index.pulled.erase(id);  // imported once: pinned for good
+  } else if (!was_stored) {
+    index.pulled.insert(id);
+  }
   std::string moved_from;
   if (!ref.tag.empty()) {
     std::string key = ref.TagRef();
@@ -869,6 +890,7 @@ absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& i
     if (absl::StatusOr<ImageInfo> info = LoadImage(dir_, m.id); info.ok())
       manifests.insert(info->manifest_digest);
     index.images.erase(m.id);
+    index.pulled.erase(m.id);
     // Index first: from here on the directory is garbage, collected at the
     // next start if deleting it fails now.
     RETURN_IF_ERROR(WriteIndex(dir_, index));

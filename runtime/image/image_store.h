@@ -68,6 +68,9 @@ struct ImageInfo {
   std::string os;
   std::string architecture;
   BootInfo boot;
+  // Imported images are pinned (kubelet could not pull them back); pulled
+  // ones are not, so kubelet's image garbage collection may remove them.
+  bool pinned = true;
 };
 
 // For ImageFsInfo: what the store occupies.
@@ -178,8 +181,12 @@ class LocalImageStore : public ImageStore {
   // Verifies and stores the image whose manifest is `manifest` (read from
   // `source`) under `ref`; `repo_digest` is the digest `ref@` resolves to
   // (the index's when the manifest came from one). Import() ends here too.
+  // `origin` decides pinning: an image ever imported stays pinned; one only
+  // ever pulled is not.
+  enum class Origin { kImport, kPull };
   absl::StatusOr<ImageInfo> Commit(BlobSource& source, const Descriptor& manifest,
-                                   std::string_view repo_digest, const Reference& ref);
+                                   std::string_view repo_digest, const Reference& ref,
+                                   Origin origin = Origin::kPull);
 
   const std::filesystem::path& dir() const { return dir_; }
 

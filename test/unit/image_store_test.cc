@@ -785,3 +785,40 @@ TEST_F(ImageStoreTest, ConcurrentImportsFromTwoInstancesLoseNothing) {
 
 }  // namespace
 }  // namespace kvcri::runtime::image
+
+namespace kvcri::runtime::image {
+namespace {
+
+// Pulled images are kubelet's to garbage-collect; imported ones are pinned,
+// and an import pins an image that was pulled before. Survives a reopen.
+TEST_F(ImageStoreTest, PulledImagesAreUnpinnedUntilImported) {
+  LayoutBuilder b(tmp_ / "l");
+  b.Layer({{.name = "disk/", .type = TarEntry::kDir}, {.name = "disk/d.raw", .data = "raw"}});
+  std::string digest = b.Finish("x");
+  DirBlobSource source(tmp_ / "l");
+  Descriptor manifest;
+  manifest.media_type = "application/vnd.oci.image.manifest.v1+json";
+  manifest.digest = digest;
+  manifest.size = static_cast<int64_t>(fs::file_size(source.BlobPath(digest)));
+  absl::StatusOr<Reference> ref = ParseReference("registry.example/vm:1");
+  ASSERT_TRUE(ref.ok()) << ref.status();
+
+  absl::StatusOr<ImageInfo> pulled = store_->Commit(source, manifest, digest, *ref, LocalImageStore::Origin::kPull);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_FALSE(pulled->pinned);
+  store_ = Open();
+  ASSERT_TRUE(store_->Resolve("registry.example/vm:1").ok());
+  EXPECT_FALSE(store_->Resolve("registry.example/vm:1")->pinned);
+
+  absl::StatusOr<ImageInfo> imported = store_->Import(tmp_ / "l", "local/vm:1", "x");
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->id, pulled->id);
+  EXPECT_TRUE(imported->pinned);
+  // A later pull of the same image keeps it pinned.
+  pulled = store_->Commit(source, manifest, digest, *ref, LocalImageStore::Origin::kPull);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_TRUE(pulled->pinned);
+}
+
+}  // namespace
+}  // namespace kvcri::runtime::image
