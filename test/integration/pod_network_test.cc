@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "nlohmann/json.hpp"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
 
@@ -182,6 +183,28 @@ TEST_F(PodNetworkTest, TwoVmPodsGetPodIpsAndReachHostEachOtherAndPortMapping) {
   // The port mapping (portmap plugin) reaches guest A through the host's address on the bridge.
   const std::string gateway = SubnetPrefix(d) + "1";
   EXPECT_THAT(HttpGetUntil(gateway, host_port, "/", "net-a"), HasSubstr("kubevirt-cri-guest net-a"));
+
+  // The guest NIC carries the MAC of the interface CNI made in the Pod netns
+  // (from the cached ADD result) and the MTU the daemon found on it.
+  {
+    nlohmann::json cached = nlohmann::json::parse(
+        ReadFileOrEmpty(d.root() / "cni-cache" / "results" / ("kvcri-test-" + a_pod + "-eth0")), nullptr, false);
+    ASSERT_TRUE(cached.is_object()) << "no cached CNI result for " << a_pod;
+    std::string cni_mac;
+    for (const nlohmann::json& i : cached["result"]["interfaces"]) {
+      if (i.value("name", "") == "eth0" && !i.value("sandbox", "").empty()) cni_mac = i.value("mac", "");
+    }
+    ASSERT_FALSE(cni_mac.empty()) << cached.dump();
+    pb::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(a_pod);
+    req.set_verbose(true);
+    pb::PodSandboxStatusResponse resp;
+    ASSERT_TRUE(d.runtime().PodSandboxStatus(Ctx().get(), req, &resp).ok());
+    nlohmann::json info = nlohmann::json::parse(resp.info().at("info"));
+    EXPECT_EQ(info["guestNic"]["mac"], cni_mac);
+    const std::string mtu = std::to_string(info["guestNic"]["mtu"].get<int>());
+    EXPECT_THAT(HttpGetUntil(a_ip, 8080, "/cgi-bin/nic", "NIC "), HasSubstr("NIC " + cni_mac + " " + mtu));
+  }
 
   // The sandbox's DNS config reached the guest through DHCP.
   std::string resolv = HttpGetUntil(a_ip, 8080, "/cgi-bin/resolv", "10.96.0.10");
