@@ -4,9 +4,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "test/client/pod_helpers.h"
 #include "test/client/registry_fixture.h"
@@ -346,6 +355,177 @@ TEST_F(ImagePullTest, RefusedImagesLeaveNothingInTheStore) {
   EXPECT_FALSE(AnyFileNamed(d.dir(), "evil"));
   EXPECT_FALSE(fs::exists("/evil"));
   EXPECT_FALSE(fs::exists(d.root() / "evil"));
+}
+
+std::string Base64Url(const std::string& data) {
+  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < data.size(); i += 3) {
+    uint32_t v = (uint8_t(data[i]) << 16) | (uint8_t(data[i + 1]) << 8) | uint8_t(data[i + 2]);
+    for (int k = 3; k >= 0; --k) out += kChars[(v >> (6 * k)) & 63];
+  }
+  if (i + 1 == data.size()) {
+    uint32_t v = uint8_t(data[i]) << 16;
+    out += kChars[(v >> 18) & 63];
+    out += kChars[(v >> 12) & 63];
+  } else if (i + 2 == data.size()) {
+    uint32_t v = (uint8_t(data[i]) << 16) | (uint8_t(data[i + 1]) << 8);
+    out += kChars[(v >> 18) & 63];
+    out += kChars[(v >> 12) & 63];
+    out += kChars[(v >> 6) & 63];
+  }
+  return out;
+}
+
+// A Docker token endpoint on 127.0.0.1 served from a thread: answers
+// GET /token with `token` when the request carries `basic` as its
+// Authorization (or always while `anonymous_ok`), 401 otherwise; records
+// each request line.
+class TokenServer {
+ public:
+  TokenServer(std::string token, std::string basic) : token_(std::move(token)), basic_(std::move(basic)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd_, 16) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+    }
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~TokenServer() {
+    stop_ = true;
+    thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int port() const { return port_; }
+  std::atomic<bool> anonymous_ok{true};
+  std::vector<std::string> Requests() {
+    std::lock_guard<std::mutex> l(mu_);
+    return requests_;
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      timeval tv{5, 0};
+      ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string req;
+      char buf[4096];
+      ssize_t n;
+      while (req.find("\r\n\r\n") == std::string::npos && (n = ::read(c, buf, sizeof buf)) > 0) req.append(buf, n);
+      const std::string line = req.substr(0, req.find("\r\n"));
+      const bool authorized = req.find("Authorization: " + basic_ + "\r\n") != std::string::npos ||
+                              req.find("authorization: " + basic_ + "\r\n") != std::string::npos;
+      const bool ok = authorized || anonymous_ok;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        requests_.push_back(line + (authorized ? " [basic]" : ""));
+      }
+      const std::string body = ok ? "{\"token\": \"" + token_ + "\", \"expires_in\": 3600}" : "{\"errors\": []}";
+      const std::string resp = std::string(ok ? "HTTP/1.1 200 OK" : "HTTP/1.1 401 Unauthorized") +
+                               "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                               std::to_string(body.size()) + "\r\n\r\n" + body;
+      ssize_t ignored = ::write(c, resp.data(), resp.size());
+      (void)ignored;
+      ::close(c);
+    }
+  }
+
+  std::string token_, basic_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+// A registry JWT (RS256, x5c naming the self-signed cert the registry's
+// rootcertbundle holds) granting pull and push on `repo`, signed with the
+// openssl CLI.
+std::string MakeRegistryToken(const fs::path& dir, const std::string& repo, const std::string& service,
+                              const std::string& issuer) {
+  std::string out;
+  const fs::path key = dir / "token.key", cert = dir / "token.crt";
+  int rc = RunShell("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=kvcri-test-token -keyout " +
+                        ShellQuote(key.string()) + " -out " + ShellQuote(cert.string()),
+                    &out);
+  EXPECT_EQ(rc, 0) << out;
+  std::string der_b64;
+  rc = RunShell("openssl x509 -in " + ShellQuote(cert.string()) + " -outform DER | base64 -w0", &der_b64);
+  EXPECT_EQ(rc, 0) << der_b64;
+  const long now = static_cast<long>(std::time(nullptr));
+  const std::string header = R"({"typ":"JWT","alg":"RS256","x5c":[")" + der_b64 + R"("]})";
+  const std::string claims = R"({"iss":")" + issuer + R"(","sub":"kvuser","aud":")" + service +
+                             R"(","exp":)" + std::to_string(now + 3600) + R"(,"nbf":)" + std::to_string(now - 300) +
+                             R"(,"iat":)" + std::to_string(now - 300) + R"(,"jti":"kvcri-test-)" +
+                             std::to_string(now) + R"(","access":[{"type":"repository","name":")" + repo +
+                             R"(","actions":["pull","push"]}]})";
+  const std::string signing_input = Base64Url(header) + "." + Base64Url(claims);
+  std::ofstream(dir / "signing-input") << signing_input;
+  std::string sig;
+  rc = RunShell("openssl dgst -sha256 -sign " + ShellQuote(key.string()) + " " +
+                    ShellQuote((dir / "signing-input").string()) + " > " + ShellQuote((dir / "sig").string()),
+                &out);
+  EXPECT_EQ(rc, 0) << out;
+  std::ifstream in(dir / "sig", std::ios::binary);
+  sig.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return signing_input + "." + Base64Url(sig);
+}
+
+TEST_F(ImagePullTest, BearerTokenFlowAgainstATokenEndpoint) {
+  TempDir work;
+  const std::string service = "kvcri-test-registry", issuer = "kvcri-test-issuer";
+  const std::string token = MakeRegistryToken(work.path(), "private/kernel", service, issuer);
+  ASSERT_FALSE(HasFailure());
+  // "Basic base64(kvuser:tok-pw)".
+  std::string b64;
+  ASSERT_EQ(RunShell("printf %s kvuser:tok-pw | base64 -w0", &b64), 0);
+  TokenServer tokens(token, "Basic " + b64);
+  ASSERT_GT(tokens.port(), 0);
+
+  RegistryFixture::Options opts;
+  opts.extra_config = "auth:\n  token:\n    realm: http://127.0.0.1:" + std::to_string(tokens.port()) +
+                      "/token\n    service: " + service + "\n    issuer: " + issuer +
+                      "\n    rootcertbundle: " + (work.path() / "token.crt").string() + "\n";
+  RegistryFixture reg(opts);
+  reg.Start();
+  ASSERT_FALSE(HasFatalFailure());
+  reg.Push(GuestImageDir("oci-kernel"), "private/kernel:1");
+  ASSERT_FALSE(HasFatalFailure()) << "token requests: " << ::testing::PrintToString(tokens.Requests());
+  tokens.anonymous_ok = false;
+  const std::string image = reg.Host() + "/private/kernel:1";
+
+  TestDaemon d;
+  d.Start();
+  // The token endpoint refuses an anonymous request.
+  grpc::Status s = Pull(d, image, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr(reg.Host()));
+  EXPECT_TRUE(List(d).empty());
+
+  pb::AuthConfig auth;
+  auth.set_username("kvuser");
+  auth.set_password("tok-pw");
+  std::string id;
+  s = Pull(d, image, &id, &auth);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\ndaemon:\n" << d.DaemonLog() << "\nregistry:\n" << reg.Log();
+  EXPECT_TRUE(Status(d, image).has_image());
+  // The daemon asked the realm for the registry's service and a pull scope, with the credentials.
+  EXPECT_THAT(tokens.Requests(),
+              Contains(::testing::AllOf(HasSubstr("GET /token?"), HasSubstr("service=" + service),
+                                        HasSubstr("scope=repository%3Aprivate%2Fkernel%3Apull"), HasSubstr("[basic]"))))
+      << ::testing::PrintToString(tokens.Requests());
+  EXPECT_THAT(d.DaemonLog(), ::testing::Not(HasSubstr(token.substr(token.size() - 40))));
+  ExpectNoPullLeftovers(d);
 }
 
 }  // namespace
