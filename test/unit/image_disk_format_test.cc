@@ -10,6 +10,7 @@
 
 #include "config/base/file_util.h"
 #include "runtime/image/disk_format.h"
+#include "test/fakes/scratch_dir.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -17,14 +18,11 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class DiskFormatTest : public ::testing::Test {
+class DiskFormatTest : public kvcri::testing::ScratchDirTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kvcri-diskfmt-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ScratchDirTest::SetUp();
   }
-  void TearDown() override { ASSERT_TRUE(base::RemoveAll(dir_).ok()); }
 
   // Runs qemu-img; the test fails naming the command if it does.
   void QemuImg(const std::string& args) {
@@ -33,7 +31,6 @@ class DiskFormatTest : public ::testing::Test {
         << "qemu-img missing or failed (install qemu-utils): " << cmd;
   }
 
-  fs::path dir_;
 };
 
 // A v3 header with `header_length` 112, no extensions unless appended.

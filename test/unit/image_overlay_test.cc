@@ -13,6 +13,7 @@
 
 #include "config/base/file_util.h"
 #include "runtime/image/overlay.h"
+#include "test/fakes/scratch_dir.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -37,16 +38,13 @@ std::string Sh(const std::string& cmd, int* status = nullptr) {
   return out;
 }
 
-class OverlayTest : public ::testing::Test {
+class OverlayTest : public kvcri::testing::ScratchDirTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kvcri-overlay-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ScratchDirTest::SetUp();
     ASSERT_EQ(std::system("command -v qemu-img >/dev/null"), 0)
         << "qemu-img missing (install qemu-utils)";
   }
-  void TearDown() override { ASSERT_TRUE(base::RemoveAll(dir_).ok()); }
 
   // qemu-img's own view of an overlay: it must be consistent and name its base.
   void ExpectValidOverlay(const fs::path& overlay, const fs::path& base,
@@ -64,7 +62,6 @@ class OverlayTest : public ::testing::Test {
     Sh("qemu-img compare -f qcow2 -F " + base_fmt + " " + overlay.string() + " " + base.string());
   }
 
-  fs::path dir_;
 };
 
 TEST_F(OverlayTest, CreatesQcow2OverlayOnQcow2Base) {

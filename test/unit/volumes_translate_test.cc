@@ -14,6 +14,7 @@
 
 #include "cri/volumes.h"
 #include "runtime/domain_xml.h"
+#include "test/fakes/scratch_dir.h"
 
 namespace kvcri::cri {
 namespace {
@@ -94,16 +95,7 @@ TEST(VolumeSeedFiles, ReadWriteMountsUse9pWithoutVirtiofsd) {
   EXPECT_THAT(files[0].content, HasSubstr("\nfs data rw 9p /data\n"));
 }
 
-class AddVolumesTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/kvcri-vol-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+class AddVolumesTest : public kvcri::testing::ScratchDirTest {};
 
 TEST_F(AddVolumesTest, DirectoriesBecomeFilesystemsAndFilesAreSkipped) {
   fs::create_directories(dir_ / "rw");

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "cri/volumes.h"
+#include "test/fakes/scratch_dir.h"
 
 namespace kvcri::cri {
 namespace {
@@ -20,14 +21,11 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class VolumesValidateTest : public ::testing::Test {
+class VolumesValidateTest : public kvcri::testing::ScratchDirTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kvcri-vol-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ScratchDirTest::SetUp();
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
   std::string MakeDir(const std::string& name) {
@@ -62,7 +60,6 @@ class VolumesValidateTest : public ::testing::Test {
     return d;
   }
 
-  fs::path dir_;
 };
 
 TEST_F(VolumesValidateTest, NoVolumesIsAnEmptyPlan) {
