@@ -327,10 +327,13 @@ TEST_F(ImagePullTest, RefusedImagesLeaveNothingInTheStore) {
   ASSERT_TRUE(fs::exists(blob)) << blob;
   {
     std::fstream f(blob, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(20);
-    f.put('\x5a');
-    f.seekp(21);
-    f.put('\xa5');
+    for (std::streamoff at : {20, 21}) {
+      f.seekg(at);
+      const char c = static_cast<char>(f.get());
+      f.seekp(at);
+      f.put(static_cast<char>(c ^ 0x5a));
+    }
+    ASSERT_TRUE(f.good()) << "corrupting " << blob;
   }
 
   TestDaemon d;
@@ -345,6 +348,7 @@ TEST_F(ImagePullTest, RefusedImagesLeaveNothingInTheStore) {
     const std::string image = reg.Host() + "/crafted/" + c.name + ":1";
     grpc::Status s = Pull(d, image, nullptr);
     EXPECT_FALSE(s.ok());
+    RecordProperty(c.name, s.error_message());
     EXPECT_THAT(s.error_message(), HasSubstr(c.want));
     EXPECT_THAT(s.error_message(), HasSubstr(image));
     EXPECT_FALSE(Status(d, image).has_image());
