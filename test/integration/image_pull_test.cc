@@ -239,7 +239,7 @@ TEST_F(ImagePullTest, PullsZstdLayers) {
 }
 
 // Writes an OCI layout with one gzip layer to DIR; prints the layer digest.
-//   argv: DIR traversal | DIR disk QCOW2 | DIR plain
+//   argv: DIR traversal | DIR disk QCOW2 | DIR plain [USER]
 constexpr char kMakeImage[] = R"PY(
 import gzip, hashlib, io, json, os, sys, tarfile
 out, kind = sys.argv[1], sys.argv[2]
@@ -266,7 +266,8 @@ with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
 raw = buf.getvalue()
 layer = blob(gzip.compress(raw, mtime=0))
 layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-config = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+user = sys.argv[3] if kind == "plain" and len(sys.argv) > 3 else None
+config = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": user} if user else {},
     "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]}}).encode())
 config["mediaType"] = "application/vnd.oci.image.config.v1+json"
 manifest = blob(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -294,6 +295,35 @@ std::string MakeAndPush(RegistryFixture& reg, const fs::path& work, const std::s
   reg.Push((work / name).string(), "crafted/" + name + ":1");
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
+}
+
+TEST_F(ImagePullTest, UidOrUsernameComesFromTheConfigUser) {
+  RegistryFixture reg;
+  reg.Start();
+  ASSERT_FALSE(HasFatalFailure());
+  TempDir work;
+  MakeAndPush(reg, work.path(), "numeric", "plain 4321:0");
+  MakeAndPush(reg, work.path(), "named", "plain www-data");
+  ASSERT_FALSE(HasFailure());
+
+  TestDaemon d;
+  d.Start();
+  // A plain (non-VM) image pulls too; only CreateContainer needs a disk or kernel.
+  for (const char* name : {"numeric", "named"}) {
+    grpc::Status s = Pull(d, reg.Host() + "/crafted/" + name + ":1", nullptr);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+  }
+  pb::ImageStatusResponse st = Status(d, reg.Host() + "/crafted/numeric:1");
+  ASSERT_TRUE(st.has_image());
+  ASSERT_TRUE(st.image().has_uid());
+  EXPECT_EQ(st.image().uid().value(), 4321);
+  EXPECT_EQ(st.image().username(), "");
+  st = Status(d, reg.Host() + "/crafted/named:1");
+  ASSERT_TRUE(st.has_image());
+  EXPECT_FALSE(st.image().has_uid());
+  EXPECT_EQ(st.image().username(), "www-data");
+  EXPECT_EQ(List(d).size(), 2u);
+  ExpectNoPullLeftovers(d);
 }
 
 bool AnyFileNamed(const fs::path& root, const std::string& name) {
