@@ -18,7 +18,7 @@ runtime_pkgs=(
 test_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk
-  skopeo umoci docker-registry apache2-utils jq iputils-ping debootstrap containerd runc
+  skopeo umoci docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
