@@ -16,33 +16,12 @@
 
 #include <gtest/gtest.h>
 
+#include "test/client/host_util.h"
+
 namespace kvcri::testing {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
-}
 
 bool CanConnect(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -83,33 +62,6 @@ bool Tool(const char* name) {
   return std::system((std::string("command -v ") + name + " >/dev/null 2>&1").c_str()) == 0;
 }
 
-// Shims and their containers name the containerd root/state/socket in their
-// command line or live below it; the safety net for a failed test.
-void KillProcessesUnder(const fs::path& dir) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc", ec)) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    pid_t pid = std::stoi(name);
-    if (pid == ::getpid()) continue;
-    std::string cmd = ReadAll(e.path() / "cmdline");
-    if (cmd.find(dir.string()) != std::string::npos) ::kill(pid, SIGKILL);
-  }
-}
-
-void UnmountUnder(const fs::path& dir) {
-  for (int round = 0; round < 3; ++round) {
-    std::istringstream in(ReadAll("/proc/self/mounts"));
-    std::string dev, target, rest;
-    std::vector<std::string> targets;
-    while (in >> dev >> target && std::getline(in, rest)) {
-      if (target.rfind(dir.string(), 0) == 0) targets.push_back(target);
-    }
-    if (targets.empty()) return;
-    for (auto it = targets.rbegin(); it != targets.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
-  }
-}
-
 }  // namespace
 
 ContainerdFixture::ContainerdFixture(std::string snapshotter) : snapshotter_(std::move(snapshotter)) {}
@@ -132,7 +84,7 @@ std::string ContainerdFixture::PauseImage() const {
   return "127.0.0.1:" + std::to_string(registry_port_) + "/kvcri-test/pause:1";
 }
 
-std::string ContainerdFixture::Log() const { return ReadAll(LogPath()); }
+std::string ContainerdFixture::Log() const { return ReadFileOrEmpty(LogPath()); }
 
 void ContainerdFixture::BuildAndPushImages() {
   for (const char* tool : {"containerd", "runc", "containerd-shim-runc-v2", "docker-registry", "umoci", "skopeo"}) {
@@ -162,12 +114,12 @@ void ContainerdFixture::BuildAndPushImages() {
   std::ofstream(d / "build.sh") << sh.str();
   const fs::path log = dir_.path() / "images.log";
   int rc = std::system(("bash '" + (d / "build.sh").string() + "' >'" + log.string() + "' 2>&1").c_str());
-  ASSERT_EQ(rc, 0) << "building the test images failed:\n" << ReadAll(log);
+  ASSERT_EQ(rc, 0) << "building the test images failed:\n" << ReadFileOrEmpty(log);
   images_pushed_ = true;
 }
 
 void ContainerdFixture::StartRegistry() {
-  registry_port_ = FreePort();
+  registry_port_ = FreeLoopbackPort();
   ASSERT_GT(registry_port_, 0) << "no free TCP port on 127.0.0.1";
   const fs::path cfg = dir_.path() / "registry.yml";
   std::ofstream(cfg) << "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
@@ -179,7 +131,7 @@ void ContainerdFixture::StartRegistry() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   FAIL() << "docker-registry did not answer on 127.0.0.1:" << registry_port_ << ":\n"
-         << ReadAll(dir_.path() / "registry.log");
+         << ReadFileOrEmpty(dir_.path() / "registry.log");
 }
 
 void ContainerdFixture::WriteConfig() {

@@ -121,13 +121,6 @@ void RemovePod(TestDaemon& d, const std::string& pod_id) {
   EXPECT_TRUE(s.ok()) << "RemovePodSandbox: " << s.error_message();
 }
 
-std::string ReadFileOrEmpty(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool WaitForFileContains(const std::filesystem::path& path, const std::string& needle,
                          std::chrono::seconds timeout) {
   auto deadline = Clock::now() + timeout;

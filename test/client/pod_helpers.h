@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 
+#include "test/client/host_util.h"
 #include "test/client/test_daemon.h"
 
 namespace kvcri::testing {
@@ -45,7 +46,6 @@ void RemovePod(TestDaemon& d, const std::string& pod_id);
 bool WaitForFileContains(const std::filesystem::path& path, const std::string& needle,
                          std::chrono::seconds timeout);
 
-std::string ReadFileOrEmpty(const std::filesystem::path& path);
 
 // ContainerStatus with verbose info; fails the test when the call fails.
 pb::ContainerStatusResponse GetContainerStatus(TestDaemon& d, const std::string& id);

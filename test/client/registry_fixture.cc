@@ -17,33 +17,12 @@
 
 #include <gtest/gtest.h>
 
+#include "test/client/host_util.h"
+
 namespace kvcri::testing {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
-}
 
 // The status code of `GET path` on 127.0.0.1:port (HTTP/1.0), 0 when none.
 int HttpStatus(int port, const std::string& path) {
@@ -108,7 +87,7 @@ RegistryFixture::~RegistryFixture() {
   }
 }
 
-std::string RegistryFixture::Log() const { return ReadAll(dir_.path() / "registry.log"); }
+std::string RegistryFixture::Log() const { return ReadFileOrEmpty(dir_.path() / "registry.log"); }
 
 void RegistryFixture::Start() {
   for (const char* tool : {"docker-registry", "skopeo"}) {

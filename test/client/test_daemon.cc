@@ -15,48 +15,18 @@
 
 #include <gtest/gtest.h>
 
+#include "test/client/host_util.h"
+
 namespace kvcri::testing {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool OnPath(const char* tool) {
   for (const char* dir : {"/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"}) {
     if (::access((fs::path(dir) / tool).c_str(), X_OK) == 0) return true;
   }
   return false;
-}
-
-// Kills processes (QEMU, helpers) whose command line names `dir`: a safety net
-// so one failed test does not leave VMs running into the next.
-void KillProcessesUnder(const fs::path& dir) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc", ec)) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    pid_t pid = std::stoi(name);
-    if (pid == ::getpid()) continue;
-    std::string cmd = ReadAll(e.path() / "cmdline");
-    if (cmd.find(dir.string()) != std::string::npos) ::kill(pid, SIGKILL);
-  }
-}
-
-void UnmountUnder(const fs::path& dir) {
-  std::string mounts = ReadAll("/proc/self/mounts");
-  std::istringstream in(mounts);
-  std::string dev, target, rest;
-  std::vector<std::string> targets;
-  while (in >> dev >> target && std::getline(in, rest)) {
-    if (target.rfind(dir.string(), 0) == 0) targets.push_back(target);
-  }
-  for (auto it = targets.rbegin(); it != targets.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
 }
 
 }  // namespace
@@ -233,7 +203,7 @@ int TestDaemon::RunSubcommand(const std::vector<std::string>& sub, std::string* 
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string TestDaemon::DaemonLog() const { return ReadAll(stderr_path()); }
+std::string TestDaemon::DaemonLog() const { return ReadFileOrEmpty(stderr_path()); }
 
 pb::RuntimeService::Stub& TestDaemon::runtime() { return *runtime_; }
 pb::ImageService::Stub& TestDaemon::images() { return *images_; }

@@ -1,0 +1,63 @@
+#include "test/client/host_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace kvcri::testing {
+namespace fs = std::filesystem;
+
+std::string ReadFileOrEmpty(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+void KillProcessesUnder(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = std::stoi(name);
+    if (pid == ::getpid()) continue;
+    if (ReadFileOrEmpty(e.path() / "cmdline").find(dir.string()) != std::string::npos) ::kill(pid, SIGKILL);
+  }
+}
+
+void UnmountUnder(const fs::path& dir) {
+  for (int round = 0; round < 3; ++round) {
+    std::istringstream in(ReadFileOrEmpty("/proc/self/mounts"));
+    std::string dev, target, rest;
+    std::vector<std::string> targets;
+    while (in >> dev >> target && std::getline(in, rest)) {
+      if (target.rfind(dir.string(), 0) == 0) targets.push_back(target);
+    }
+    if (targets.empty()) return;
+    for (auto it = targets.rbegin(); it != targets.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+  }
+}
+
+}  // namespace kvcri::testing

@@ -1,0 +1,24 @@
+#pragma once
+
+// Small host helpers the test fixtures share (daemon, registry, containerd).
+
+#include <filesystem>
+#include <string>
+
+namespace kvcri::testing {
+
+// The whole file, or "" when it cannot be read.
+std::string ReadFileOrEmpty(const std::filesystem::path& path);
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreeLoopbackPort();
+
+// SIGKILLs processes whose command line names `dir`: the safety net that
+// keeps a failed test's QEMU, shims or servers from running into the next.
+void KillProcessesUnder(const std::filesystem::path& dir);
+
+// Lazily unmounts everything mounted at or below `dir`, deepest first
+// (a few rounds, for mounts that reappear under propagation).
+void UnmountUnder(const std::filesystem::path& dir);
+
+}  // namespace kvcri::testing
