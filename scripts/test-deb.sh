@@ -50,12 +50,17 @@ cleanup() {
   ip link del kvcri-deb0 2>/dev/null
 }
 
+# The Debian mirror this host's apt uses (CI may have its own), else deb.debian.org.
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+[[ -n $mirror ]] || mirror=$(awk '$1 == "deb" && $3 ~ /^bookworm$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
 mkdir -p "$work/apt-archives/partial"
 seed="$work/bookworm-minbase.tgz"
 if [[ ! -f $seed ]]; then
   step "debootstrap bookworm (once; cached as $seed)"
   rm -rf "$work/seed"
-  debootstrap --variant=minbase bookworm "$work/seed" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
+  debootstrap --variant=minbase bookworm "$work/seed" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     fail "debootstrap failed, see $work/debootstrap.log"
   tar -C "$work/seed" -czf "$seed.tmp" . && mv "$seed.tmp" "$seed"
   rm -rf "$work/seed"
@@ -74,6 +79,8 @@ mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
 mount -t tmpfs tmpfs "$root/run"
 mount --bind "$work/apt-archives" "$root/var/cache/apt/archives"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The host's apt proxy settings, if any, apply inside too.
+for f in /etc/apt/apt.conf.d/*proxy* /etc/apt/apt.conf.d/*Proxy*; do [[ -f $f ]] && cp "$f" "$root/etc/apt/apt.conf.d/"; done
 cp "$deb" "$root/tmp/"
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
 
