@@ -95,6 +95,11 @@ TestDaemon::TestDaemon(Options options) : options_(std::move(options)) {
   cfg << "log_level = \"" << options_.log_level << "\"\n"
       << options_.extra_config << "\n"
       << "[cni]\nconf_dir = \"" << cni_dir().string() << "\"\n";
+  if (!options_.cni_bin_dirs.empty()) {
+    cfg << "bin_dirs = [";
+    for (const std::string& d : options_.cni_bin_dirs) cfg << "\"" << d << "\", ";
+    cfg << "\"/opt/cni/bin\", \"/usr/lib/cni\"]\n";
+  }
   // VM-only unless the test names an upstream: the node's containerd is none of our business.
   if (options_.extra_config.find("[upstream]") == std::string::npos) cfg << "[upstream]\nendpoint = \"\"\n";
 }

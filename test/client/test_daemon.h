@@ -45,6 +45,8 @@ class TestDaemon {
     // With no cni_conflist: true writes a private Pod network (TestNetwork)
     // so Pods can be run; false leaves the CNI dir empty (NetworkReady=false).
     bool pod_network = true;
+    // Extra CNI plugin directories searched before the system ones.
+    std::vector<std::string> cni_bin_dirs;
     std::string log_level = "debug";
   };
 

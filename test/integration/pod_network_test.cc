@@ -341,5 +341,47 @@ TEST_F(PodNetworkFailureTest, BrokenConflistMissingPluginAndFailingPluginLeaveNo
   ExpectNoLeftovers(d);
 }
 
+// kill -9 while CNI ADD is half done (bridge and host-local ran, the last
+// plugin still works): the restarted daemon rolls the sandbox back and DEL
+// releases the IP although no ADD result was ever cached.
+TEST_F(PodNetworkFailureTest, Kill9DuringCniAddLeaksNothing) {
+  TempDir bins;
+  const fs::path slow = bins.path() / "kvcri-slow";
+  std::ofstream(slow) << R"(#!/bin/sh
+# A last plugin in the chain that takes its time: ADD sleeps, then passes prevResult on.
+case "$CNI_COMMAND" in
+  ADD) sleep 60; jq -c .prevResult ;;
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+  *) cat >/dev/null ;;
+esac
+)";
+  fs::permissions(slow, fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read);
+  TestDaemon::Options opts;
+  opts.cni_bin_dirs = {bins.path().string()};
+  TestDaemon d(opts);
+  WriteConflist(d, Chain(d, GoodIpam(d), R"(, {"type": "kvcri-slow"})"));
+  d.Start();
+
+  std::thread run([&] { (void)RunSandbox(d); });  // fails when the daemon dies
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (AllocatedIps(d).empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(AllocatedIps(d).size(), 1u) << "host-local never allocated; daemon log:\n" << d.DaemonLog();
+  d.Kill9();
+  run.join();
+
+  d.Start();  // recovery: the sandbox was still "creating"
+  EXPECT_TRUE(AllocatedIps(d).empty()) << d.DaemonLog();
+  ExpectNoLeftovers(d);
+  // The name is free again and a good network works.
+  WriteConflist(d, Chain(d, GoodIpam(d), ""));
+  grpc::Status s = RunSandbox(d);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  pb::ListPodSandboxResponse list;
+  ASSERT_TRUE(d.runtime().ListPodSandbox(Ctx().get(), pb::ListPodSandboxRequest(), &list).ok());
+  ASSERT_EQ(list.items_size(), 1);
+  RemovePod(d, list.items(0).id());
+  ExpectNoLeftovers(d);
+}
+
 }  // namespace
 }  // namespace kvcri::testing
