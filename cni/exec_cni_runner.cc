@@ -266,11 +266,11 @@ absl::Status ExecCniRunner::DelChain(const Invocation& inv) const {
   return first;
 }
 
-absl::StatusOr<CniResult> ExecCniRunner::Add(const AttachSpec& spec) {
-  RETURN_IF_ERROR(ValidateSpec(spec, /*need_netns=*/true));
-  ASSIGN_OR_RETURN(NetworkConfigList list, DefaultNetwork(options_.conf_dir));
+absl::StatusOr<ExecCniRunner::Invocation> ExecCniRunner::NewInvocation(
+    std::string_view command, const NetworkConfigList& list,
+    const AttachSpec& spec) const {
   Invocation inv;
-  inv.command = "ADD";
+  inv.command = std::string(command);
   inv.source = list.source.string();
   RETURN_IF_ERROR(LoadNetwork(list.json, inv.source, options_.bin_dirs,
                               &inv.network, &inv.cni_version, &inv.plugins,
@@ -280,6 +280,13 @@ absl::StatusOr<CniResult> ExecCniRunner::Add(const AttachSpec& spec) {
   inv.ifname = spec.ifname;
   inv.cni_args = CniArgsFor(spec);
   inv.capability_args = CapabilityArgs(spec);
+  return inv;
+}
+
+absl::StatusOr<CniResult> ExecCniRunner::Add(const AttachSpec& spec) {
+  RETURN_IF_ERROR(ValidateSpec(spec, /*need_netns=*/true));
+  ASSIGN_OR_RETURN(NetworkConfigList list, DefaultNetwork(options_.conf_dir));
+  ASSIGN_OR_RETURN(Invocation inv, NewInvocation("ADD", list, spec));
 
   base::Rollback undo;
   // Registered before the first ADD: a plugin that fails half-way may
@@ -328,12 +335,7 @@ absl::StatusOr<CniResult> ExecCniRunner::Add(const AttachSpec& spec) {
 absl::Status ExecCniRunner::Check(const AttachSpec& spec) {
   RETURN_IF_ERROR(ValidateSpec(spec, /*need_netns=*/true));
   ASSIGN_OR_RETURN(NetworkConfigList list, DefaultNetwork(options_.conf_dir));
-  Invocation inv;
-  inv.command = "CHECK";
-  inv.source = list.source.string();
-  RETURN_IF_ERROR(LoadNetwork(list.json, inv.source, options_.bin_dirs,
-                              &inv.network, &inv.cni_version, &inv.plugins,
-                              &inv.binaries));
+  ASSIGN_OR_RETURN(Invocation inv, NewInvocation("CHECK", list, spec));
   if (!CniVersionAtLeast(inv.cni_version, "0.4.0")) {
     return absl::FailedPreconditionError(
         StrCat("CNI network \"", inv.network, "\" has cniVersion \"",
@@ -352,11 +354,6 @@ absl::Status ExecCniRunner::Check(const AttachSpec& spec) {
         spec.container_id, "\" ifname \"", spec.ifname, "\""));
   }
   if (!cached.ok()) return cached.status();
-  inv.container_id = spec.container_id;
-  inv.netns = spec.netns;
-  inv.ifname = spec.ifname;
-  inv.cni_args = CniArgsFor(spec);
-  inv.capability_args = CapabilityArgs(spec);
   inv.prev_result = json::parse(cached->result_json, nullptr, false);
   for (size_t i = 0; i < inv.plugins.size(); ++i) {
     RETURN_IF_ERROR(RunPlugin(inv, i).status());
@@ -411,17 +408,7 @@ absl::Status ExecCniRunner::Del(const AttachSpec& spec) {
          {"error", std::string(list.status().message())}});
     return absl::OkStatus();
   }
-  Invocation inv;
-  inv.command = "DEL";
-  inv.source = list->source.string();
-  RETURN_IF_ERROR(LoadNetwork(list->json, inv.source, options_.bin_dirs,
-                              &inv.network, &inv.cni_version, &inv.plugins,
-                              &inv.binaries));
-  inv.container_id = spec.container_id;
-  inv.netns = spec.netns;
-  inv.ifname = spec.ifname;
-  inv.cni_args = CniArgsFor(spec);
-  inv.capability_args = CapabilityArgs(spec);
+  ASSIGN_OR_RETURN(Invocation inv, NewInvocation("DEL", *list, spec));
   return DelChain(inv);
 }
 

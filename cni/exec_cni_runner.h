@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "cni/cache.h"
 #include "cni/cni_runner.h"
+#include "cni/network_config.h"
 #include "config/config.h"
 
 namespace kvcri::cni {
@@ -35,6 +36,10 @@ class ExecCniRunner : public CniRunner {
 
  private:
   struct Invocation;
+  // `command` of the network `list` for the attachment `spec`: plugins
+  // resolved in the bin dirs, CNI_ARGS and capability args from the spec.
+  absl::StatusOr<Invocation> NewInvocation(std::string_view command, const NetworkConfigList& list,
+                                           const AttachSpec& spec) const;
   absl::StatusOr<std::string> RunPlugin(const Invocation& inv,
                                         size_t index) const;
   absl::Status DelChain(const Invocation& inv) const;
