@@ -134,11 +134,8 @@ absl::Status RuntimeService::StartVmContainer(const std::string& id_arg) {
     return started.status();
   }
   RegisterConsole(*started, sb);
-  {
-    absl::MutexLock l(&timings_mu_);
-    timings_[id] = StrCat("{\"libvirtCreateMs\":", absl::ToDoubleMilliseconds(libvirt_took),
-                          ",\"startMs\":", absl::ToDoubleMilliseconds(absl::Now() - t0), "}");
-  }
+  RecordTimings(id, StrCat("{\"libvirtCreateMs\":", absl::ToDoubleMilliseconds(libvirt_took),
+                          ",\"startMs\":", absl::ToDoubleMilliseconds(absl::Now() - t0), "}"));
   base::LogInfo("container started", {{"id", id}, {"domain", spec.name},
                                       {"libvirt_ms", StrCat(absl::ToInt64Milliseconds(libvirt_took))}});
   return absl::OkStatus();
@@ -197,8 +194,7 @@ absl::Status RuntimeService::DeleteContainerArtifacts(const sandbox::ContainerRe
   base::KeepFirstError(&first, deps_.console->Remove(c.id));
   if (!c.domain_name.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(c.domain_name));
   base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
-  absl::MutexLock l(&timings_mu_);
-  timings_.erase(c.id);
+  ForgetTimings(c.id);
   return first;
 }
 

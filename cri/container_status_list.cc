@@ -39,8 +39,7 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::Con
         {"phase", std::string(sandbox::PhaseName(c->phase))},
     };
     (*resp->mutable_info())["info"] = info.dump();
-    absl::MutexLock l(&timings_mu_);
-    if (auto it = timings_.find(*id); it != timings_.end()) (*resp->mutable_info())["timings"] = it->second;
+    AddTimingsInfo(*id, resp->mutable_info());
   }
   return grpc::Status::OK;
 }

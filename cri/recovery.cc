@@ -33,6 +33,21 @@ absl::Mutex& RuntimeService::PodLock(std::string_view sandbox_id) {
   return pod_locks_[std::hash<std::string_view>()(sandbox_id) % pod_locks_.size()];
 }
 
+void RuntimeService::RecordTimings(const std::string& id, std::string json) {
+  absl::MutexLock l(&timings_mu_);
+  timings_[id] = std::move(json);
+}
+
+void RuntimeService::ForgetTimings(const std::string& id) {
+  absl::MutexLock l(&timings_mu_);
+  timings_.erase(id);
+}
+
+void RuntimeService::AddTimingsInfo(const std::string& id, google::protobuf::Map<std::string, std::string>* info) {
+  absl::MutexLock l(&timings_mu_);
+  if (auto it = timings_.find(id); it != timings_.end()) (*info)["timings"] = it->second;
+}
+
 absl::Status RuntimeService::Recover(const sandbox::LoadReport& report) {
   size_t fixed = 0;
   // 1. Operations a crash cut short: a creation is undone, a removal finished.

@@ -105,8 +105,13 @@ class RuntimeService final : public pb::RuntimeService::Service {
 
   RuntimeDeps deps_;
   std::array<absl::Mutex, 32> pod_locks_;
+  // Start timings of sandboxes and containers (a JSON object per ID, memory
+  // only), shown as "timings" in the verbose Status answers; recovery.cc.
+  void RecordTimings(const std::string& id, std::string json);
+  void ForgetTimings(const std::string& id);
+  void AddTimingsInfo(const std::string& id, google::protobuf::Map<std::string, std::string>* info);
+
   absl::Mutex timings_mu_;
-  // Per-container start timings for ContainerStatus verbose info (memory only).
   std::map<std::string, std::string> timings_ ABSL_GUARDED_BY(timings_mu_);
   absl::Notification stop_monitor_;
   std::thread monitor_;

@@ -80,26 +80,24 @@ absl::StatusOr<std::string> RuntimeService::RunSandbox(const pb::RunPodSandboxRe
   cni::AttachTimings net_took;
   ASSIGN_OR_RETURN(cni::WiredNic nic, deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
   undo.Add([this, attach] { base::LogIfError(deps_.network->Detach(attach), "rollback: detach pod network"); });
+  const sandbox::NetworkStatus network = NetworkStatusFrom(nic);
 
   RETURN_IF_ERROR(deps_.store
                       ->UpdateSandbox(id,
                                       [&](sandbox::SandboxRecord& r) {
-                                        r.network = NetworkStatusFrom(nic);
+                                        r.network = network;
                                         r.state = sandbox::SandboxState::kReady;
                                         r.phase = sandbox::Phase::kReady;
                                         return absl::OkStatus();
                                       })
                       .status());
   undo.Dismiss();
-  {
-    absl::MutexLock l(&timings_mu_);
-    timings_[id] = StrCat("{\"cniPluginsMs\":", absl::ToDoubleMilliseconds(net_took.cni_plugins),
+  RecordTimings(id, StrCat("{\"cniPluginsMs\":", absl::ToDoubleMilliseconds(net_took.cni_plugins),
                           ",\"wiringMs\":", absl::ToDoubleMilliseconds(net_took.wiring),
-                          ",\"runPodSandboxMs\":", absl::ToDoubleMilliseconds(absl::Now() - start), "}");
-  }
+                          ",\"runPodSandboxMs\":", absl::ToDoubleMilliseconds(absl::Now() - start), "}"));
   base::LogInfo("sandbox ready", {{"pod", StrCat(record.metadata.namespace_, "/", record.metadata.name)},
                                   {"id", id},
-                                  {"ip", NetworkStatusFrom(nic).ip},
+                                  {"ip", network.ip},
                                   {"cni_ms", StrCat(absl::ToInt64Milliseconds(net_took.cni_plugins))},
                                   {"wiring_ms", StrCat(absl::ToInt64Milliseconds(net_took.wiring))},
                                   {"took_ms", StrCat(absl::ToInt64Milliseconds(absl::Now() - start))}});

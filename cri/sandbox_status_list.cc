@@ -33,8 +33,7 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::Po
                           {"addresses", sb->network.nic.addresses}};
     }
     (*resp->mutable_info())["info"] = info.dump();
-    absl::MutexLock l(&timings_mu_);
-    if (auto it = timings_.find(*id); it != timings_.end()) (*resp->mutable_info())["timings"] = it->second;
+    AddTimingsInfo(*id, resp->mutable_info());
   }
   return grpc::Status::OK;
 }

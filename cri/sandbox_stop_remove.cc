@@ -101,10 +101,7 @@ absl::Status RuntimeService::RemoveSandbox(const std::string& id_arg) {
   KeepFirstError(&first, ReleaseSandboxResources(sb));
   if (!first.ok()) return first;  // keep the record: a retry or recovery finishes
   RETURN_IF_ERROR(deps_.store->RemoveSandbox(*id));
-  {
-    absl::MutexLock l(&timings_mu_);
-    timings_.erase(*id);
-  }
+  ForgetTimings(*id);
   base::LogInfo("sandbox removed", {{"id", *id}});
   return absl::OkStatus();
 }
