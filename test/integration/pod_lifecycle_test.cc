@@ -103,27 +103,9 @@ class PodExitTest : public ::testing::Test {
   // Starts a kernel-boot Pod whose cmdline (Pod annotation) adds `extra`.
   void StartWithCmdline(TestDaemon& d, const std::string& name, const std::string& extra, std::string* pod_id,
                         std::string* ctr_id) {
-    pb::RunPodSandboxRequest run;
-    *run.mutable_config() = SandboxConfig(name, d.log_dir());
-    (*run.mutable_config()->mutable_annotations())["kubevirt-cri.io/kernel-cmdline"] =
-        "console=ttyS0 panic=-1 quiet " + extra;
-    run.set_runtime_handler("kubevirt");
-    pb::RunPodSandboxResponse rr;
-    ASSERT_TRUE(d.runtime().RunPodSandbox(Ctx().get(), run, &rr).ok());
-    *pod_id = rr.pod_sandbox_id();
-    pb::CreateContainerRequest cr;
-    cr.set_pod_sandbox_id(*pod_id);
-    *cr.mutable_config() = VmContainerConfig("vm", kKernelImage);
-    *cr.mutable_sandbox_config() = run.config();
-    pb::CreateContainerResponse cresp;
-    grpc::Status s = d.runtime().CreateContainer(Ctx().get(), cr, &cresp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    *ctr_id = cresp.container_id();
-    pb::StartContainerRequest sr;
-    sr.set_container_id(*ctr_id);
-    pb::StartContainerResponse sresp;
-    s = d.runtime().StartContainer(Ctx(std::chrono::seconds(120)).get(), sr, &sresp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
+    pb::PodSandboxConfig config = SandboxConfig(name, d.log_dir());
+    (*config.mutable_annotations())["kubevirt-cri.io/kernel-cmdline"] = "console=ttyS0 panic=-1 quiet " + extra;
+    ASSERT_TRUE(StartPodWithConfig(d, config, kKernelImage, pod_id, ctr_id));
   }
 };
 
