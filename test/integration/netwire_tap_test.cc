@@ -29,30 +29,18 @@
 #include "cni/tap.h"
 #include "config/base/netns_exec.h"
 #include "config/base/unique_fd.h"
+#include "test/fakes/shell.h"
 
 namespace kvcri::cni {
 namespace {
+
+using kvcri::testing::Sh;
+using kvcri::testing::ShResult;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 namespace opt = dhcp::opt;
 
-struct ShResult {
-  int exit_code;
-  std::string output;
-};
-
-ShResult Sh(const std::string& cmd) {
-  ShResult r{-1, ""};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = ::pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
 
 std::span<const uint8_t> Bytes(const std::string& s) {
   return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());

@@ -9,30 +9,17 @@
 
 #include "cni/cloud_init.h"
 #include "config/base/file_util.h"
+#include "test/fakes/shell.h"
 
 namespace kvcri::cni {
 namespace {
 
+using kvcri::testing::Sh;
+using kvcri::testing::ShResult;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct ShResult {
-  int exit_code;
-  std::string output;
-};
-
-// Runs a shell command, capturing stdout+stderr.
-ShResult Sh(const std::string& cmd) {
-  ShResult r{-1, ""};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int st = ::pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
 
 class CloudInitImage : public ::testing::Test {
  protected:
