@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -16,8 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "config/base/file_util.h"
 #include "runtime/image/digest.h"
+#include "runtime/image/puller.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -818,6 +822,76 @@ TEST_F(ImageStoreTest, PulledImagesAreUnpinnedUntilImported) {
   pulled = store_->Commit(source, manifest, digest, *ref, LocalImageStore::Origin::kPull);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_TRUE(pulled->pinned);
+}
+
+// A registry over HTTP, served from an OCI layout: the manifest for any tag
+// (the first GET waits until released) and blobs by digest.
+class LayoutRegistryHttp : public HttpFetcher {
+ public:
+  LayoutRegistryHttp(fs::path layout, std::string manifest_digest)
+      : layout_(std::move(layout)), manifest_digest_(std::move(manifest_digest)) {}
+
+  absl::StatusOr<HttpResponse> Get(const HttpRequest& req, const BodySink& sink) override {
+    HttpResponse resp;
+    resp.effective_url = req.url;
+    std::string digest;
+    if (req.url.find("/manifests/") != std::string::npos) {
+      if (manifest_gets_.fetch_add(1) == 0) release_.WaitForNotification();
+      digest = manifest_digest_;
+      resp.headers["content-type"] = "application/vnd.oci.image.manifest.v1+json";
+      resp.headers["docker-content-digest"] = digest;
+    } else if (size_t at = req.url.find("/blobs/"); at != std::string::npos) {
+      digest = req.url.substr(at + 7);
+    } else {
+      resp.status = 200;  // the /v2/ probe
+      return resp;
+    }
+    absl::StatusOr<std::string> body = base::ReadFile(layout_ / "blobs" / "sha256" / std::string(DigestHex(digest)));
+    if (!body.ok()) {
+      resp.status = 404;
+      return resp;
+    }
+    resp.status = 200;
+    if (sink) {
+      if (absl::Status s = sink(*body); !s.ok()) return s;
+    } else {
+      resp.body = *body;
+    }
+    return resp;
+  }
+
+  void Release() { release_.Notify(); }
+  int manifest_gets() const { return manifest_gets_.load(); }
+
+ private:
+  const fs::path layout_;
+  const std::string manifest_digest_;
+  absl::Notification release_;
+  std::atomic<int> manifest_gets_{0};
+};
+
+// Concurrent pulls of one reference share one download: the registry sees one
+// manifest request, and both callers get the image.
+TEST_F(ImageStoreTest, ConcurrentPullsOfOneReferenceShareOneDownload) {
+  LayoutBuilder b(tmp_ / "l");
+  b.Layer({{.name = "disk/", .type = TarEntry::kDir}, {.name = "disk/d.raw", .data = "raw"}});
+  LayoutRegistryHttp http(tmp_ / "l", b.Finish("x"));
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+
+  absl::StatusOr<ImageInfo> first, second;
+  std::thread a([&] { first = puller.Pull("127.0.0.1:5000/vm:1", {}); });
+  while (http.manifest_gets() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::thread c([&] { second = puller.Pull("127.0.0.1:5000/vm:1", {}); });
+  // Give the second caller time to join the flight before the first proceeds.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  http.Release();
+  a.join();
+  c.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->id, second->id);
+  EXPECT_EQ(http.manifest_gets(), 1);
+  EXPECT_FALSE(first->pinned);
 }
 
 }  // namespace
