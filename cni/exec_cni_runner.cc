@@ -291,11 +291,11 @@ absl::StatusOr<CniResult> ExecCniRunner::Add(const AttachSpec& spec) {
   base::Rollback undo;
   // Registered before the first ADD: a plugin that fails half-way may
   // already hold an IP. The whole chain is DEL'd, as libcni/containerd do.
-  undo.Add([this, inv] {
+  undo.Add("CNI DEL after a failed ADD", [this, inv] {
     Invocation del = inv;
     del.command = "DEL";
     del.prev_result.reset();
-    base::LogIfError(DelChain(del), "CNI DEL after a failed ADD");
+    return DelChain(del);
   });
   for (size_t i = 0; i < inv.plugins.size(); ++i) {
     ASSIGN_OR_RETURN(std::string out, RunPlugin(inv, i));

@@ -44,7 +44,7 @@ absl::StatusOr<WiredNic> PodNetwork::Attach(const AttachSpec& spec, const GuestD
     }
     return absl::Status(code, StrCat("pod network (CNI ADD): ", result.status().message()));
   }
-  undo.Add([&] { base::LogIfError(Detach(spec), "rollback: detach pod network"); });
+  undo.Add("detach pod network", [&] { return Detach(spec); });
   ASSIGN_OR_RETURN(WiredNic nic, WireAndServe(spec, guest));
   undo.Dismiss();
   if (timings != nullptr) *timings = {t1 - t0, absl::Now() - t1};

@@ -192,7 +192,7 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   }
   if (!existing_tap.ok()) {
     RETURN_IF_ERROR(CreatePersistentTap(tap_name));
-    undo.Add([s, name = std::string(tap_name)] { base::LogIfError(DeleteLink(s, name), "undo tap create"); });
+    undo.Add("delete tap", [s, name = std::string(tap_name)] { return DeleteLink(s, name); });
   }
   ASSIGN_OR_RETURN(nl::LinkPtr tap_link, nl::GetLink(s, tap_name));
 
@@ -214,10 +214,9 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   ASSIGN_OR_RETURN(tap_link, nl::GetLink(s, tap_name));
   nl::LinkAttrs tap = nl::ReadLink(tap_link.get());
 
-  undo.Add(
-      [s, name = std::string(cni_ifname)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
+  undo.Add("remove redirect", [s, name = std::string(cni_ifname)] { return RemoveIngress(s, name); });
   RETURN_IF_ERROR(RedirectIngress(s, eth, tap));
-  undo.Add([s, name = std::string(tap_name)] { base::LogIfError(RemoveIngress(s, name), "undo redirect"); });
+  undo.Add("remove redirect", [s, name = std::string(tap_name)] { return RemoveIngress(s, name); });
   RETURN_IF_ERROR(RedirectIngress(s, tap, eth, RedirectOptions{.keep_dhcp_local = true}));
 
   // The guest owns the IPs now; the netns must not answer ARP/NDP for them.

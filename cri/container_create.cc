@@ -136,9 +136,9 @@ absl::StatusOr<std::string> RuntimeService::CreateVmContainer(const pb::CreateCo
   base::Rollback undo;
   RETURN_IF_ERROR(deps_.store->PutContainer(rec));
   const std::string id = rec.id;
-  undo.Add([this, id] { base::LogIfError(deps_.store->RemoveContainer(id), "rollback: remove container record"); });
+  undo.Add("remove container record", [this, id] { return deps_.store->RemoveContainer(id); });
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
-  undo.Add([dir] { base::LogIfError(base::RemoveAll(dir), "rollback: remove container dir"); });
+  undo.Add("remove container dir", [dir] { return base::RemoveAll(dir); });
   // cloud-init NoCloud seed: hostname, network-config, user-data.
   cni::CloudInitSeed seed = SeedFor(sb);
   for (cni::VfatFile& f : VolumeSeedFiles(volumes)) seed.extra_files.push_back(std::move(f));

@@ -3,7 +3,6 @@
 #include "absl/time/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
-#include "config/base/netns_exec.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -104,9 +103,8 @@ absl::Status RuntimeService::StartVmContainer(const std::string& id_arg) {
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptions{}, &spec));  // devices, mounts
   absl::Time t0 = absl::Now();
-  // libvirt starts QEMU from this thread; inside the Pod's network namespace
-  // QEMU opens the Pod's tap device there.
-  absl::Status created = base::RunInNetns(sb.netns_path, [&] { return deps_.hypervisor->Create(spec); });
+  spec.netns = sb.netns_path;  // QEMU opens the Pod's tap device there
+  absl::Status created = deps_.hypervisor->Create(spec);
   absl::Duration libvirt_took = absl::Now() - t0;
   if (!created.ok()) {
     base::LogIfError(deps_.hypervisor->Remove(spec.name), "rollback: remove domain");

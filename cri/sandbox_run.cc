@@ -65,10 +65,10 @@ absl::StatusOr<std::string> RuntimeService::RunSandbox(const pb::RunPodSandboxRe
   // The record goes to disk first (phase creating): after a crash, recovery
   // finds it and undoes whatever else exists.
   RETURN_IF_ERROR(deps_.store->PutSandbox(record));
-  undo.Add([this, id] { base::LogIfError(deps_.store->RemoveSandbox(id), "rollback: remove sandbox record"); });
+  undo.Add("remove sandbox record", [this, id] { return deps_.store->RemoveSandbox(id); });
 
   ASSIGN_OR_RETURN(std::filesystem::path netns, deps_.netns->Create(id));
-  undo.Add([this, id] { base::LogIfError(deps_.netns->Remove(id), "rollback: remove netns"); });
+  undo.Add("remove netns", [this, id] { return deps_.netns->Remove(id); });
   // The netns path is on disk before CNI ADD: recovery can DEL what a crash
   // during ADD left allocated.
   ASSIGN_OR_RETURN(record, deps_.store->UpdateSandbox(id, [&](sandbox::SandboxRecord& r) {
@@ -79,7 +79,7 @@ absl::StatusOr<std::string> RuntimeService::RunSandbox(const pb::RunPodSandboxRe
   ASSIGN_OR_RETURN(cni::AttachSpec attach, AttachSpecFor(record));
   cni::AttachTimings net_took;
   ASSIGN_OR_RETURN(cni::WiredNic nic, deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
-  undo.Add([this, attach] { base::LogIfError(deps_.network->Detach(attach), "rollback: detach pod network"); });
+  undo.Add("detach pod network", [this, attach] { return deps_.network->Detach(attach); });
   const sandbox::NetworkStatus network = NetworkStatusFrom(nic);
 
   RETURN_IF_ERROR(deps_.store

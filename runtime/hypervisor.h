@@ -71,6 +71,9 @@ struct VmSpec {
   // QEMU appends the serial console (ttyS0) to this file.
   std::filesystem::path console_log;
   std::vector<NicSpec> nics;
+  // The Pod's network namespace (a pinned netns path): QEMU is started inside
+  // it so it finds the Pod's tap devices. Empty: the caller's namespace.
+  std::filesystem::path netns;
   // Create paused; Resume() lets the guest run (e.g. once networking is wired).
   bool start_paused = false;
 };

@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "config/base/log.h"
+#include "config/base/netns_exec.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -104,20 +105,25 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
   DomainPtr dom(virDomainDefineXMLFlags(conn, xml.c_str(), VIR_DOMAIN_DEFINE_VALIDATE));
   if (!dom) return LibvirtError(Quoted("virDomainDefineXML", spec.name));
   // The undo looks the domain up again: `dom` is gone by the time it runs.
-  undo.Add([conn, name = spec.name] {
+  undo.Add("destroy and undefine domain", [conn, name = spec.name]() -> absl::Status {
     absl::StatusOr<DomainPtr> d = Lookup(conn, name);
-    if (absl::IsNotFound(d.status())) return;
-    if (!d.ok()) {
-      base::LogIfError(d.status(), "rollback: look up domain");
-      return;
-    }
-    base::LogIfError(DestroyDomain(d->get(), name), "rollback: destroy domain");
-    base::LogIfError(UndefineDomain(d->get(), name), "rollback: undefine domain");
+    if (absl::IsNotFound(d.status())) return absl::OkStatus();
+    RETURN_IF_ERROR(d.status());
+    absl::Status first = DestroyDomain(d->get(), name);
+    base::KeepFirstError(&first, UndefineDomain(d->get(), name));
+    return first;
   });
   absl::Time t0 = absl::Now();
-  if (virDomainCreateWithFlags(dom.get(), spec.start_paused ? VIR_DOMAIN_START_PAUSED : 0) < 0) {
-    return LibvirtError(Quoted("virDomainCreateWithFlags", spec.name));
-  }
+  auto start = [&]() -> absl::Status {
+    if (virDomainCreateWithFlags(dom.get(), spec.start_paused ? VIR_DOMAIN_START_PAUSED : 0) < 0) {
+      return LibvirtError(Quoted("virDomainCreateWithFlags", spec.name));
+    }
+    return absl::OkStatus();
+  };
+  // The embedded driver forks QEMU from the calling thread: started from a
+  // thread inside the Pod's network namespace, QEMU opens the Pod's tap there
+  // (CheckUriSupportsPodNetns refuses URIs where this cannot hold).
+  RETURN_IF_ERROR(spec.netns.empty() ? start() : base::RunInNetns(spec.netns, start));
   undo.Dismiss();
   base::LogInfo("domain started", {{"domain", spec.name},
                                    {"container", spec.container_id},

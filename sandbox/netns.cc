@@ -76,7 +76,7 @@ absl::StatusOr<fs::path> PinnedNetnsManager::Create(std::string_view id) {
     if (!fd.valid()) return Errno(errno, "create netns mount point", path);
   }
   base::Rollback undo;
-  undo.Add([path] { base::LogIfError(base::RemoveFile(path), "removing netns mount point failed"); });
+  undo.Add("remove netns mount point", [path] { return base::RemoveFile(path); });
 
   // unshare affects only the calling thread, so a thread that exists for this
   // alone: it enters the new namespace, pins it, and ends. No thread of ours

@@ -745,7 +745,7 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
     ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
     const fs::path work = dir_ / "tmp" / base::StrCat("import-", rnd);
     RETURN_IF_ERROR(base::MakeDirs(work, 0755));
-    undo.Add([work] { base::LogIfError(base::RemoveAll(work), "remove image work directory"); });
+    undo.Add("remove image work directory", [work] { return base::RemoveAll(work); });
     ASSIGN_OR_RETURN(BootArtifacts artifacts,
                      ExtractBootArtifactsSandboxed(source, manifest.layers, work));
 
@@ -799,8 +799,7 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
     RETURN_IF_ERROR(base::RemoveAll(final_dir));
     if (::rename(work.c_str(), final_dir.c_str()) != 0)
       return Errno("rename image directory to", final_dir);
-    undo.Add(
-        [final_dir] { base::LogIfError(base::RemoveAll(final_dir), "remove image directory"); });
+    undo.Add("remove image directory", [final_dir] { return base::RemoveAll(final_dir); });
     RETURN_IF_ERROR(base::SyncDir(final_dir.parent_path()));
     extracted = true;
   }

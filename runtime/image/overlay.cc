@@ -139,9 +139,7 @@ absl::Status CreateOverlay(const std::filesystem::path& base_path, DiskFormat ba
   base::UniqueFd fd(
       ::open(overlay_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, options.mode));
   if (!fd.valid()) return Errno("create overlay", overlay_path);
-  undo.Add([overlay_path] {
-    base::LogIfError(base::RemoveFile(overlay_path), "remove partial overlay");
-  });
+  undo.Add("remove partial overlay", [overlay_path] { return base::RemoveFile(overlay_path); });
   // open() applies the umask; the caller's mode is what it asked for.
   if (::fchmod(fd.get(), options.mode) != 0) return Errno("chmod overlay", overlay_path);
   RETURN_IF_ERROR(PWriteAll(fd.get(), header, 0, overlay_path));

@@ -211,7 +211,7 @@ absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
   const fs::path blob_dir = work / "blobs" / "sha256";
   RETURN_IF_ERROR(base::MakeDirs(blob_dir, 0700));
   base::Rollback cleanup;
-  cleanup.Add([work] { base::LogIfError(base::RemoveAll(work), "remove pull work directory"); });
+  cleanup.Add("remove pull work directory", [work] { return base::RemoveAll(work); });
   for (const FetchedManifest* m : {&top, &manifest}) {
     RETURN_IF_ERROR(
         base::WriteFileAtomic(blob_dir / std::string(DigestHex(m->digest)), m->bytes, 0644));
