@@ -36,6 +36,10 @@ absl::Status Get(const toml::table& t, std::string_view key, std::string_view fu
     auto v = n->value<std::string>();
     if (!v) return TypeError(full, "a string");
     *out = *v;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    auto v = n->value<bool>();
+    if (!v || !n->is_boolean()) return TypeError(full, "true or false");
+    *out = *v;
   } else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, int>) {
     auto v = n->value<int64_t>();
     if (!v) return TypeError(full, "an integer");
@@ -131,7 +135,9 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
 
   absl::Status err;
   if (const toml::table* t = Section(root, "libvirt", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "libvirt", {"uri", "accelerator", "emulator"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "libvirt", {"uri", "accelerator", "emulator", "lifecycle_events", "state_poll_seconds"}));
+    RETURN_IF_ERROR(Get(*t, "lifecycle_events", "libvirt.lifecycle_events", &c.libvirt.lifecycle_events));
+    RETURN_IF_ERROR(Get(*t, "state_poll_seconds", "libvirt.state_poll_seconds", &c.libvirt.state_poll_seconds));
     RETURN_IF_ERROR(Get(*t, "uri", "libvirt.uri", &c.libvirt.uri));
     RETURN_IF_ERROR(Get(*t, "emulator", "libvirt.emulator", &c.libvirt.emulator));
     std::string accel = std::string(AcceleratorName(c.libvirt.accelerator));
@@ -182,6 +188,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");
+  if (c.libvirt.state_poll_seconds < 1) return TypeError("libvirt.state_poll_seconds", ">= 1");
   RETURN_IF_ERROR(Validate(c));
   return c;
 }

@@ -20,6 +20,11 @@ struct LibvirtConfig {
   Accelerator accelerator = Accelerator::kAuto;
   // QEMU binary used for domains; empty lets libvirt choose.
   std::string emulator;
+  // VM exits reach kubelet from libvirt's lifecycle events (within a moment);
+  // off, only the state poll below sees them.
+  bool lifecycle_events = true;
+  // The safety net: every running VM's state is checked this often.
+  int64_t state_poll_seconds = 10;
 };
 
 struct VmConfig {

@@ -1,3 +1,4 @@
+// RuntimeDeps: the module interfaces the CRI services and the Pod orchestrator are built from.
 #pragma once
 
 #include <functional>
@@ -6,6 +7,9 @@
 #include "absl/status/status.h"
 #include "config/config.h"
 
+namespace kvcri::base {
+class Clock;
+}  // namespace kvcri::base
 namespace kvcri::runtime {
 class Hypervisor;
 class ConsoleLogCopier;
@@ -40,6 +44,8 @@ struct RuntimeDeps {
   sandbox::NetnsManager* netns = nullptr;
   // CNI ADD/DEL, tap wiring and the guest's DHCP responder.
   cni::PodNetwork* network = nullptr;
+  // Record times, grace periods, the monitor's poll.
+  base::Clock* clock = nullptr;
 };
 
 }  // namespace kvcri::cri

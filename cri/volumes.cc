@@ -1,3 +1,4 @@
+#include "cri/validate_volumes.h"
 #include "cri/volumes.h"
 
 #include <fcntl.h>
