@@ -86,7 +86,7 @@ void PodLifecycle::OnDomainEvent(const std::string& domain) {
 bool PodLifecycle::RetryDue(const std::string& id) {
   absl::MutexLock l(&retry_mu_);
   const absl::Time now = deps_.clock->Now();
-  auto [it, fresh] = retry_.try_emplace(id, Backoff{now, kFirstRetry});
+  auto [it, fresh] = retry_.try_emplace(id, Backoff{now + kFirstRetry, kFirstRetry * 2});
   if (fresh) return true;
   if (now < it->second.next) return false;
   it->second.next = now + it->second.delay;
