@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "absl/time/clock.h"
+#include "test/client/host_util.h"
 #include "runtime/accelerator.h"
 #include "runtime/console_log.h"
 #include "runtime/libvirt_hypervisor.h"
@@ -92,18 +93,7 @@ size_t CountOf(const std::filesystem::path& path, std::string_view needle) {
   return count;
 }
 
-bool QemuRunningFor(std::string_view domain) {
-  std::string needle = "guest=" + std::string(domain) + ",";
-  // error_code overloads: processes come and go while we iterate.
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc", ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec)) {
-    std::string cmdline = ReadAll(it->path() / "cmdline");
-    for (char& c : cmdline) c = c == '\0' ? ' ' : c;
-    if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
+bool QemuRunningFor(std::string_view domain) { return testing::QemuPidOf(domain) > 0; }
 
 config::Accelerator PickAccelerator() {
   auto choice = ChooseAccelerator(config::Accelerator::kAuto, HostProbe());
