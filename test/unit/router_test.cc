@@ -577,6 +577,86 @@ TEST_F(RouterTest, ATombstoneMatchesItsFullIdOnlyNotAPrefix) {
   EXPECT_THAT(upstream_.calls(), ElementsAre("ListPodSandbox"));
 }
 
+TEST_F(RouterTest, AnIdFilterUnknownToUsGoesUpstreamAndIsUnavailableWhileItIsDown) {
+  pb::PodSandboxFilter by_id;
+  by_id.set_id("up-pod");
+  EXPECT_THAT(SandboxIds(by_id), ElementsAre("up-pod"));
+  EXPECT_THAT(local_.calls(), ElementsAre());
+
+  StopUpstream();
+  pb::ListPodSandboxRequest req;
+  *req.mutable_filter() = by_id;
+  pb::ListPodSandboxResponse resp;
+  grpc::Status s = runtime_->ListPodSandbox(&ctx_, &req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr(endpoint_));
+  pb::ListContainersRequest creq;
+  creq.mutable_filter()->set_pod_sandbox_id("up-pod");
+  pb::ListContainersResponse cresp;
+  EXPECT_EQ(runtime_->ListContainers(&ctx_, &creq, &cresp).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(RouterTest, AnIdFilterOfOursAsksOnlyUsForEveryList) {
+  pb::PodSandboxFilter pod;
+  pod.set_id(kOurSandbox);
+  EXPECT_THAT(SandboxIds(pod), ElementsAre(kOurSandbox));
+  pb::PodSandboxStatsFilter pod_stats;
+  pod_stats.set_id(kOurSandbox);
+  EXPECT_THAT(SandboxStatsIds(pod_stats), ElementsAre(kOurSandbox));
+  pb::ContainerFilter by_pod;
+  by_pod.set_pod_sandbox_id(kOurSandbox);
+  EXPECT_THAT(ContainerIds(by_pod), ElementsAre(kOurContainer));
+  pb::ContainerFilter by_ctr;
+  by_ctr.set_id(kOurContainer);
+  EXPECT_THAT(ContainerIds(by_ctr), ElementsAre(kOurContainer));
+  pb::ContainerStatsFilter stats_by_pod;
+  stats_by_pod.set_pod_sandbox_id(kOurSandbox);
+  EXPECT_THAT(ContainerStatsIds(stats_by_pod), ElementsAre(kOurContainer));
+  EXPECT_THAT(upstream_.calls(), ElementsAre());
+}
+
+TEST_F(RouterTest, LabelAndStateFilteredListsMergeBothSides) {
+  pb::PodSandboxFilter ready;
+  ready.mutable_state()->set_state(pb::SANDBOX_READY);
+  EXPECT_THAT(SandboxIds(ready), ElementsAre(kOurSandbox, "up-pod"));
+  pb::ContainerFilter up_label;
+  (*up_label.mutable_label_selector())["app"] = "up";
+  EXPECT_THAT(ContainerIds(up_label), ElementsAre("up-ctr"));
+  pb::PodSandboxStatsFilter local_label;
+  (*local_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(SandboxStatsIds(local_label), ElementsAre(kOurSandbox));
+  EXPECT_THAT(upstream_.calls(), ElementsAre("ListPodSandbox", "ListContainers", "ListPodSandboxStats"));
+}
+
+TEST_F(RouterTest, LabelAndStateFilteredListsFallBackToOurSideWhileTheUpstreamIsDown) {
+  StopUpstream();
+  pb::PodSandboxFilter pod_label;
+  (*pod_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(SandboxIds(pod_label), ElementsAre(kOurSandbox));
+  pb::PodSandboxFilter pod_other_label;
+  (*pod_other_label.mutable_label_selector())["app"] = "up";
+  EXPECT_THAT(SandboxIds(pod_other_label), ElementsAre());
+  pb::PodSandboxFilter ready;
+  ready.mutable_state()->set_state(pb::SANDBOX_READY);
+  EXPECT_THAT(SandboxIds(ready), ElementsAre(kOurSandbox));
+  pb::PodSandboxFilter not_ready;
+  not_ready.mutable_state()->set_state(pb::SANDBOX_NOTREADY);
+  EXPECT_THAT(SandboxIds(not_ready), ElementsAre());
+
+  pb::ContainerFilter ctr_label;
+  (*ctr_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(ContainerIds(ctr_label), ElementsAre(kOurContainer));
+  pb::ContainerFilter running;
+  running.mutable_state()->set_state(pb::CONTAINER_RUNNING);
+  EXPECT_THAT(ContainerIds(running), ElementsAre(kOurContainer));
+  pb::ContainerStatsFilter stats_label;
+  (*stats_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(ContainerStatsIds(stats_label), ElementsAre(kOurContainer));
+  pb::PodSandboxStatsFilter pod_stats_label;
+  (*pod_stats_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(SandboxStatsIds(pod_stats_label), ElementsAre(kOurSandbox));
+}
+
 TEST_F(RouterTest, StatusIsNotReadyWhenTheUpstreamSaysSoAndNamesIt) {
   upstream_.network_ready = false;
   pb::StatusRequest sreq;
