@@ -85,6 +85,7 @@ absl::Status Validate(const Config& c) {
   if (!c.upstream.endpoint.empty() && c.upstream.endpoint.rfind("unix://", 0) != 0)
     return TypeError("upstream.endpoint", "empty or a \"unix://\" target");
   if (c.upstream.list_timeout_seconds < 1) return TypeError("upstream.list_timeout_seconds", ">= 1");
+  if (c.upstream.tombstone_ttl_seconds < 1) return TypeError("upstream.tombstone_ttl_seconds", ">= 1");
   return absl::OkStatus();
 }
 
@@ -166,10 +167,12 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "upstream", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "upstream", {"endpoint", "list_timeout_seconds"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "upstream", {"endpoint", "list_timeout_seconds", "tombstone_ttl_seconds"}));
     RETURN_IF_ERROR(Get(*t, "endpoint", "upstream.endpoint", &c.upstream.endpoint));
     RETURN_IF_ERROR(Get(*t, "list_timeout_seconds", "upstream.list_timeout_seconds",
                         &c.upstream.list_timeout_seconds));
+    RETURN_IF_ERROR(Get(*t, "tombstone_ttl_seconds", "upstream.tombstone_ttl_seconds",
+                        &c.upstream.tombstone_ttl_seconds));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "images", &err)) {

@@ -66,6 +66,10 @@ struct UpstreamConfig {
   // How long merged reads (List*, Status, ImageFsInfo) wait for the upstream
   // before answering with our side alone.
   int64_t list_timeout_seconds = 10;
+  // How long the IDs of a removed VM sandbox and its containers stay ours
+  // (tombstones), so kubelet's follow-up calls about them are answered here
+  // even while the upstream is down. Memory only, at most 4096 IDs.
+  int64_t tombstone_ttl_seconds = 600;
 };
 
 struct Config {

@@ -16,6 +16,7 @@
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
 #include "cri/runtime_service.h"
+#include "cri/tombstones.h"
 #include "cri/upstream_client.h"
 #include "runtime/accelerator.h"
 #include "runtime/console_log.h"
@@ -48,6 +49,9 @@ struct Daemon::Modules {
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
   std::unique_ptr<cri::UpstreamClient> upstream;
+  base::RealClock clock;
+  // IDs of VM sandboxes and containers removed recently, still routed here.
+  std::unique_ptr<cri::Tombstones> removed;
   std::unique_ptr<cri::RouterRuntimeService> router_runtime;
   std::unique_ptr<cri::RouterImageService> router_images;
 };
@@ -133,9 +137,11 @@ absl::Status Daemon::Start() {
     // containerd that starts after us is fine.
     m.upstream = std::make_unique<cri::UpstreamClient>(config_.upstream.endpoint,
                                                        absl::Seconds(config_.upstream.list_timeout_seconds));
-    cri::SideResolver sides(&config_, m.store.get());
+    m.removed =
+        std::make_unique<cri::Tombstones>(&m.clock, absl::Seconds(config_.upstream.tombstone_ttl_seconds));
+    cri::SideResolver sides(&config_, m.store.get(), m.removed.get());
     m.router_runtime = std::make_unique<cri::RouterRuntimeService>(
-        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get());
+        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get(), m.removed.get());
     m.router_images = std::make_unique<cri::RouterImageService>(
         static_cast<cri::ImageService*>(image_service_.get()), sides, m.upstream.get());
     builder.RegisterService(m.router_runtime.get());
