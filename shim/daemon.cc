@@ -49,7 +49,6 @@ struct Daemon::Modules {
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
   std::unique_ptr<cri::UpstreamClient> upstream;
-  base::RealClock clock;
   // IDs of VM sandboxes and containers removed recently, still routed here.
   std::unique_ptr<cri::Tombstones> removed;
   std::unique_ptr<cri::RouterRuntimeService> router_runtime;
