@@ -143,7 +143,10 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   RETURN_IF_ERROR(image.status());
   if (image->boot.kind == runtime::image::BootKind::kNone) {
     return absl::FailedPreconditionError(StrCat("image \"", draft.image, "\" (", image->id,
-                                                ") cannot boot a VM: ", image->boot.unbootable_reason));
+                                                ") cannot boot a VM: ", image->boot.unbootable_reason,
+                                                "; kubevirt-cri boots a KubeVirt containerDisk (exactly one disk file "
+                                                "under /disk/) or a kernel image (/boot/vmlinuz, optionally "
+                                                "/boot/initrd.img), not a container image: see docs/images.md"));
   }
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources));
 

@@ -23,7 +23,17 @@ grpc::Status RouterImageService::PullImage(grpc::ServerContext* ctx, const pb::P
     side = sides_.ForSandboxConfig(req->sandbox_config());
   }
   if (side == Side::kLocal) return local_->PullImage(ctx, req, resp);
-  return upstream_->Call(upstream_->images(), &Stub::PullImage, "PullImage", ctx, *req, resp);
+  grpc::Status s = upstream_->Call(upstream_->images(), &Stub::PullImage, "PullImage", ctx, *req, resp);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE && req->image().runtime_handler().empty() &&
+      !req->has_sandbox_config()) {
+    // `crictl pull IMAGE` names no side: a newcomer with no containerd meant a VM image.
+    return grpc::Status(s.error_code(),
+                        s.error_message() +
+                            "; a pull naming neither a runtime handler nor a Pod config goes to the upstream "
+                            "runtime; for a VM image, import it with `kubevirt-cri images import DIR REF` or pull "
+                            "it for a running VM Pod (`crictl pull --pod-config pod.json IMAGE`), see docs/node.md");
+  }
+  return s;
 }
 
 grpc::Status RouterImageService::ImageStatus(grpc::ServerContext* ctx, const pb::ImageStatusRequest* req,

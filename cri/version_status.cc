@@ -52,7 +52,11 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
   } else {
     network->set_status(false);
     network->set_reason("NetworkPluginNotReady");
-    network->set_message(std::string(net.status().message()));
+    // The first thing a fresh node shows: say what to do, not only what is missing.
+    network->set_message(base::StrCat(net.status().message(),
+                                      "; add a CNI network config there: README.md \"First VM\" (scripts/demo.sh "
+                                      "installs the sample bridge network "
+                                      "docs/examples/cni/10-kubevirt-cri-demo.conflist)"));
   }
 
   const std::string accel =

@@ -62,6 +62,7 @@ TEST_F(DaemonTest, StatusIsRuntimeReadyWithTcgAndNetworkNotReadyWithoutCniConfig
   EXPECT_FALSE(network->status());
   EXPECT_EQ(network->reason(), "NetworkPluginNotReady");
   EXPECT_THAT(network->message(), HasSubstr(d.cni_dir().string()));
+  EXPECT_THAT(network->message(), HasSubstr("README.md \"First VM\""));
 
   ASSERT_TRUE(resp.info().count("kubevirt-cri"));
   nlohmann::json info = nlohmann::json::parse(resp.info().at("kubevirt-cri"));

@@ -53,7 +53,28 @@ TEST_F(CriLifecycleTest, ImageWithoutBootArtifactsIsFailedPrecondition) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("busybox"));
   EXPECT_THAT(s.error_message(), HasSubstr("no /disk/ file"));
+  // A newcomer who tried a container image learns which images boot and where that is written.
+  EXPECT_THAT(s.error_message(), HasSubstr("containerDisk"));
+  EXPECT_THAT(s.error_message(), HasSubstr("/boot/vmlinuz"));
+  EXPECT_THAT(s.error_message(), HasSubstr("docs/images.md"));
   EXPECT_TRUE(store_->ListContainers().empty());
+}
+
+TEST_F(CriLifecycleTest, NetworkNotReadyNamesTheCniDirectoryAndPointsToTheQuickstart) {
+  config_.cni.conf_dir = dir_ / "no-cni-here";
+  pb::StatusRequest req;
+  pb::StatusResponse resp;
+  ASSERT_TRUE(service_->Status(nullptr, &req, &resp).ok());
+  const pb::RuntimeCondition* network = nullptr;
+  for (const pb::RuntimeCondition& c : resp.status().conditions()) {
+    if (c.type() == "NetworkReady") network = &c;
+  }
+  ASSERT_NE(network, nullptr);
+  EXPECT_FALSE(network->status());
+  EXPECT_EQ(network->reason(), "NetworkPluginNotReady");
+  EXPECT_THAT(network->message(), HasSubstr("\"" + config_.cni.conf_dir.string() + "\""));
+  EXPECT_THAT(network->message(), HasSubstr("README.md \"First VM\""));
+  EXPECT_THAT(network->message(), HasSubstr("scripts/demo.sh"));
 }
 
 TEST_F(CriLifecycleTest, FailedStartRemovesDomainAndReportsStartError) {

@@ -29,6 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
 const std::string kOurSandbox(64, 'a');
@@ -706,6 +707,23 @@ TEST_F(RouterTest, PullImageGoesToTheSideRunningThePod) {
   req.mutable_image()->set_runtime_handler("kubevirt");
   ASSERT_TRUE(images_->PullImage(&ctx_, &req, &resp).ok());
   EXPECT_EQ(resp.image_ref(), (dir_ / "ours").string() + ":img");
+}
+
+TEST_F(RouterTest, PullWithoutHandlerOrPodConfigWhileTheUpstreamIsDownSaysHowToGetAVmImage) {
+  StopUpstream();
+  pb::PullImageRequest req;
+  req.mutable_image()->set_image("example.com/vm-disk:1");
+  pb::PullImageResponse resp;
+  grpc::Status s = images_->PullImage(&ctx_, &req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr(endpoint_));
+  EXPECT_THAT(s.error_message(), HasSubstr("kubevirt-cri images import"));
+  EXPECT_THAT(s.error_message(), HasSubstr("--pod-config"));
+  // A pull for a Pod the upstream runs is the upstream's business: no VM advice.
+  req.mutable_sandbox_config()->mutable_metadata()->set_name("web");
+  s = images_->PullImage(&ctx_, &req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), Not(HasSubstr("images import")));
 }
 
 TEST_F(RouterTest, ImageFsInfoAddsOurUsageToTheUpstreamsFilesystemOnTheSameDevice) {
