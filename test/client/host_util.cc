@@ -2,13 +2,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 namespace kvcri::testing {
@@ -75,6 +79,56 @@ pid_t QemuPidOf(std::string_view domain) {
     }
   }
   return -1;
+}
+
+std::string HttpGet(const std::string& ip, int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return "";
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr);
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  auto wait = [&](short events) {
+    pollfd p{fd, events, 0};
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (::poll(&p, 1, 100) > 0) return true;
+    }
+    return false;
+  };
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+    ::close(fd);
+    return "";
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (!wait(POLLOUT) || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
+  (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  char buf[4096];
+  while (wait(POLLIN)) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string HttpGetUntil(const std::string& ip, int port, const std::string& path, const std::string& needle,
+                         std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    last = HttpGet(ip, port, path);
+    if (last.find(needle) != std::string::npos) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return last;
 }
 
 }  // namespace kvcri::testing

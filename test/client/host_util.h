@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -26,5 +27,12 @@ void UnmountUnder(const std::filesystem::path& dir);
 
 // The pid of the QEMU process running libvirt domain `domain`, or -1.
 pid_t QemuPidOf(std::string_view domain);
+
+// One HTTP/1.0 GET from the host (response with headers); "" when the connection fails or times out.
+std::string HttpGet(const std::string& ip, int port, const std::string& path);
+
+// Retries HttpGet until the response contains `needle` (guests boot under TCG); returns the last response.
+std::string HttpGetUntil(const std::string& ip, int port, const std::string& path, const std::string& needle,
+                         std::chrono::seconds timeout = std::chrono::seconds(60));
 
 }  // namespace kvcri::testing

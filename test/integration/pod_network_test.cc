@@ -34,58 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kBootTimeout = std::chrono::seconds(240);
 
-// One HTTP/1.0 GET; "" when the connection fails or times out.
-std::string HttpGet(const std::string& ip, int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return "";
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  ::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr);
-  std::string out;
-  auto deadline = Clock::now() + std::chrono::seconds(15);
-  auto wait = [&](short events) {
-    pollfd p{fd, events, 0};
-    while (Clock::now() < deadline) {
-      if (::poll(&p, 1, 100) > 0) return true;
-    }
-    return false;
-  };
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    ::close(fd);
-    return "";
-  }
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (!wait(POLLOUT) || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-    ::close(fd);
-    return "";
-  }
-  std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + ip + "\r\n\r\n";
-  (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  char buf[4096];
-  while (wait(POLLIN)) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
-// Retries HttpGet until the body contains `needle` (guests boot under TCG).
-std::string HttpGetUntil(const std::string& ip, int port, const std::string& path, const std::string& needle,
-                         std::chrono::seconds timeout = std::chrono::seconds(60)) {
-  auto deadline = Clock::now() + timeout;
-  std::string last;
-  while (Clock::now() < deadline) {
-    last = HttpGet(ip, port, path);
-    if (last.find(needle) != std::string::npos) return last;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  return last;
-}
-
 bool Ping(const std::string& ip) {
   for (int i = 0; i < 10; ++i) {
     if (std::system(("ping -c 1 -W 2 " + ip + " >/dev/null 2>&1").c_str()) == 0) return true;
