@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package kubevirt-cri needs to build, run and test.
-# Idempotent: a second run installs nothing new.
+# Idempotent: a second run installs nothing new. --test adds the test packages,
+# --demo only those scripts/demo.sh needs.
 set -euo pipefail
 
 build_pkgs=(
@@ -15,14 +16,21 @@ runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
   containernetworking-plugins iproute2 ovmf
 )
-test_pkgs=(
+# What test/guest/build-guest.sh needs, and curl: the demo guest of scripts/demo.sh.
+demo_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
-  syslinux syslinux-common mtools dosfstools fdisk
-  skopeo umoci docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
+  syslinux syslinux-common mtools dosfstools fdisk umoci curl
+)
+test_pkgs=(
+  "${demo_pkgs[@]}"
+  skopeo docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
-if [[ "${1:-}" == "--test" ]]; then want+=("${test_pkgs[@]}"); fi
+case "${1:-}" in
+  --test) want+=("${test_pkgs[@]}") ;;
+  --demo) want+=("${demo_pkgs[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do
