@@ -10,7 +10,7 @@ build_pkgs=(
   libabsl-dev libvirt-dev libseccomp-dev libcap-dev
   libtomlplusplus-dev nlohmann-json3-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev libnl-route-3-dev libnl-3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
 )
 runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
