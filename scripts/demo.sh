@@ -54,7 +54,7 @@ The demo image $kImage is imported. Run it (README.md, "First VM"):
   POD=\$(crictl --timeout 60s runp --runtime kubevirt pod.json)
   CTR=\$(crictl --timeout 60s create \$POD container.json pod.json)
   crictl --timeout 60s start \$CTR
-  sleep 20; crictl logs \$CTR | grep KUBEVIRT-CRI-GUEST
+  crictl logs -f \$CTR     # the VM's console; Ctrl-C once KUBEVIRT-CRI-GUEST-IP shows
   IP=\$(crictl inspectp -o go-template --template '{{.status.network.ip}}' \$POD)
   curl http://\$IP:8080/
   crictl --timeout 60s stop \$CTR; crictl --timeout 60s stopp \$POD; crictl rmp \$POD
