@@ -8,7 +8,7 @@
 #include "config/config.h"
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/upstream_client.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 

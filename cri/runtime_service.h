@@ -14,7 +14,7 @@
 #include "config/config.h"
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/runtime_deps.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 

@@ -19,8 +19,8 @@
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "sandbox/file_sandbox_store.h"
 #include "sandbox/netns.h"
-#include "sandbox/store.h"
 #include "shim/socket.h"
 
 namespace kvcri::shim {
@@ -34,7 +34,7 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::image::LocalImageStore> images;
   std::unique_ptr<runtime::image::CurlFetcher> http;
   std::unique_ptr<runtime::image::RegistryPuller> puller;
-  std::unique_ptr<sandbox::SandboxStore> store;
+  std::unique_ptr<sandbox::FileSandboxStore> store;
   std::unique_ptr<sandbox::PinnedNetnsManager> netns;
   std::unique_ptr<cni::ExecCniRunner> cni_runner;
   std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
@@ -91,7 +91,7 @@ absl::Status Daemon::Start() {
   pull_options.registry.mirrors = config_.images.mirrors;
   pull_options.timeout = absl::Seconds(config_.images.pull_timeout_seconds);
   m.puller = std::make_unique<runtime::image::RegistryPuller>(m.images.get(), m.http.get(), pull_options);
-  m.store = std::make_unique<sandbox::SandboxStore>(config_.root);
+  m.store = std::make_unique<sandbox::FileSandboxStore>(config_.root);
   m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
   m.cni_runner = std::make_unique<cni::ExecCniRunner>(cni::ExecCniRunnerOptions::FromConfig(config_));
