@@ -48,8 +48,4 @@ class ExecCniRunner : public CniRunner {
   ResultCache cache_;
 };
 
-// Brings `lo` up inside the network namespace at `netns_path` (containerd
-// does this itself instead of running the loopback plugin).
-absl::Status BringUpLoopback(const std::filesystem::path& netns_path);
-
 }  // namespace kvcri::cni

@@ -1,7 +1,5 @@
 #include "cni/tap.h"
 
-#include "cni/exec_cni_runner.h"
-
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
