@@ -1,3 +1,4 @@
+// ExecCniRunner: validates the spec, runs the plugin chain of the default network, caches results.
 #include "cni/exec_cni_runner.h"
 
 #include <cctype>

@@ -1,3 +1,4 @@
+// ExecCniRunner: the CniRunner that executes the CNI plugins of the node's default network.
 #pragma once
 
 #include <filesystem>

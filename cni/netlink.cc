@@ -1,3 +1,4 @@
+// libnl wrappers: deleters, errors as Status, route sockets, link reads; lo brought up in a netns.
 #include "cni/netlink.h"
 
 #include <linux/if.h>

@@ -1,3 +1,4 @@
+// Owning wrappers for libnl-3 objects, libnl errors as Status, and loopback bring-up in a netns.
 #pragma once
 
 // Owning wrappers for libnl-3 / libnl-route-3 objects. Raw libnl types are

@@ -1,3 +1,4 @@
+// Tap wiring in the Pod netns: create the tap, redirect it to eth0, move the addresses to the guest.
 #include "cni/tap.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// Conversions between CRI messages and sandbox/container records.
 #include "cri/convert.h"
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+// Conversions between CRI protobuf messages and the sandbox/ records.
 #pragma once
 
 #include "cri/proto/api.pb.h"

@@ -1,3 +1,4 @@
+// Sandbox records to CNI attach specs, DHCP info, stored NICs and the cloud-init seed.
 #include "cri/pod_network_spec.h"
 
 #include "config/base/status_macros.h"

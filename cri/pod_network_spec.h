@@ -1,6 +1,5 @@
-#pragma once
-
 // Translation between sandbox records and the network types of cni/ and the guest's cloud-init seed.
+#pragma once
 
 #include "absl/status/statusor.h"
 #include "cni/cni_runner.h"

@@ -1,3 +1,4 @@
+// RuntimeDeps: the modules the CRI services are given (owned by shim/, fakes in tests).
 #pragma once
 
 #include <functional>

@@ -1,3 +1,4 @@
+// CRI devices and mounts of a VM container: validation, translation to disks and shares, seed files.
 #include "cri/volumes.h"
 
 #include <fcntl.h>

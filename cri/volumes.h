@@ -1,3 +1,4 @@
+// A VM container's CRI devices and mounts: validated, turned into VM disks and shares.
 #pragma once
 
 // A VM container's CRI `devices` and `mounts` (docs/volumes.md):

@@ -1,3 +1,4 @@
+// The Hypervisor interface cri/ starts, stops and lists VMs through, and the VM types it takes.
 #pragma once
 
 // The VM interface cri/ uses. One VM per CRI container; the domain name is

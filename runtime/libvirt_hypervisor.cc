@@ -1,3 +1,4 @@
+// LibvirtHypervisor: domains defined, started, stopped, listed and measured through libvirt.
 #include "runtime/libvirt_hypervisor.h"
 
 #include <cstdlib>

@@ -1,3 +1,4 @@
+// LibvirtHypervisor: the Hypervisor that runs VMs as libvirt QEMU domains.
 #pragma once
 
 #include <memory>

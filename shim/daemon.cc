@@ -1,3 +1,4 @@
+// Daemon::Start and Shutdown: modules built and wired, state recovered, gRPC served.
 #include "shim/daemon.h"
 
 #include <sys/stat.h>

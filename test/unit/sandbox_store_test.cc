@@ -1,3 +1,4 @@
+// FileSandboxStore: record files, names, updates, removal, Load of damaged state, concurrency.
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
