@@ -19,6 +19,7 @@ test_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk
   skopeo umoci docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
+  clang  # the thread_safety test (clang++-14 -Wthread-safety)
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
