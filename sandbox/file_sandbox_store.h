@@ -54,10 +54,8 @@ class FileSandboxStore final : public SandboxStore {
   // No-op when `id` does not hold `name` or its record exists.
   void ReleaseSandboxName(std::string_view name, std::string_view id);
   // Container names are per sandbox; NotFound when the sandbox is absent.
-  absl::Status ReserveContainerName(std::string_view sandbox_id, std::string_view name,
-                                    std::string_view container_id);
-  void ReleaseContainerName(std::string_view sandbox_id, std::string_view name,
-                            std::string_view container_id);
+  absl::Status ReserveContainerName(std::string_view sandbox_id, std::string_view name, std::string_view container_id);
+  void ReleaseContainerName(std::string_view sandbox_id, std::string_view name, std::string_view container_id);
 
   // Where a record lives on disk.
   std::filesystem::path SandboxFile(std::string_view id) const;
@@ -81,8 +79,7 @@ class FileSandboxStore final : public SandboxStore {
                                                   absl::FunctionRef<absl::Status(ContainerRecord&)> fn) override;
   absl::Status RemoveContainer(std::string_view id) override;
   using SandboxStore::ListContainers;
-  std::vector<ContainerRecord> ListContainers(
-      absl::FunctionRef<bool(const ContainerRecord&)> pred) const override;
+  std::vector<ContainerRecord> ListContainers(absl::FunctionRef<bool(const ContainerRecord&)> pred) const override;
   absl::StatusOr<std::string> ResolveContainerId(std::string_view id_or_prefix) const override;
 
  private:
@@ -104,8 +101,7 @@ class FileSandboxStore final : public SandboxStore {
   absl::Mutex& WriteLock(std::string_view sandbox_id) const;
   // The sandbox a container belongs to, or NotFound.
   absl::StatusOr<std::string> SandboxOfContainer(std::string_view id) const;
-  static void LoadSandboxDir(const std::filesystem::path& dir, const std::string& id, Index* idx,
-                             LoadReport* report);
+  static void LoadSandboxDir(const std::filesystem::path& dir, const std::string& id, Index* idx, LoadReport* report);
 
   const std::filesystem::path root_;                    // <root>/sandboxes
   mutable std::array<absl::Mutex, kStripes> write_mu_;  // held across disk I/O, before mu_

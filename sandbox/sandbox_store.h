@@ -93,8 +93,7 @@ class SandboxStore {
                                                           absl::FunctionRef<absl::Status(ContainerRecord&)> fn) = 0;
   virtual absl::Status RemoveContainer(std::string_view id) = 0;
   // Ordered by sandbox ID, then container ID. Memory only.
-  virtual std::vector<ContainerRecord> ListContainers(
-      absl::FunctionRef<bool(const ContainerRecord&)> pred) const = 0;
+  virtual std::vector<ContainerRecord> ListContainers(absl::FunctionRef<bool(const ContainerRecord&)> pred) const = 0;
   std::vector<ContainerRecord> ListContainers() const {
     return ListContainers([](const ContainerRecord&) { return true; });
   }

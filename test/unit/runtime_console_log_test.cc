@@ -12,9 +12,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <sstream>
 #include <string>
@@ -278,9 +278,10 @@ TEST_F(BlockedLogTest, RemoveDuringACopyOfTheSameVmFlushesEverythingOnceInOrder)
   std::future<absl::Status> removed = std::async(std::launch::async, [&] { return c.Remove("chatty"); });
   // It waits for the copy in progress (the pipe is still full).
   EXPECT_EQ(removed.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
-  std::string got = Drain([&] {
+  auto both_done = [&] {
     return polled.load() && removed.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-  });
+  };
+  std::string got = Drain(both_done);
   poller.join();
   EXPECT_TRUE(removed.get().ok());
   std::vector<std::string> lines;
