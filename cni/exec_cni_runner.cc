@@ -403,8 +403,16 @@ absl::Status ExecCniRunner::Del(const AttachSpec& spec) {
          {"error", std::string(list.status().message())}});
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(Invocation inv, NewInvocation("DEL", *list, spec));
-  return DelChain(inv);
+  absl::StatusOr<Invocation> inv = NewInvocation("DEL", *list, spec);
+  if (!inv.ok()) {
+    // Today's config cannot run (a plugin binary is missing, the list is
+    // invalid): an ADD with it failed before any plugin ran, since every
+    // binary is resolved first, so there is nothing it could have allocated.
+    base::LogWarn("CNI DEL without cached result; today's config cannot run, nothing to tear down",
+                  {{"id", spec.container_id}, {"error", std::string(inv.status().message())}});
+    return absl::OkStatus();
+  }
+  return DelChain(*inv);
 }
 
 absl::StatusOr<CniResult> ExecCniRunner::GetCachedResult(

@@ -37,6 +37,10 @@ absl::Status Get(const toml::table& t, std::string_view key, std::string_view fu
     auto v = n->value<std::string>();
     if (!v) return TypeError(full, "a string");
     *out = *v;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    auto v = n->value<bool>();
+    if (!v || !n->is_boolean()) return TypeError(full, "true or false");
+    *out = *v;
   } else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, int>) {
     auto v = n->value<int64_t>();
     if (!v) return TypeError(full, "an integer");
@@ -82,6 +86,7 @@ absl::Status Validate(const Config& c) {
   if (!c.upstream.endpoint.empty() && c.upstream.endpoint.rfind("unix://", 0) != 0)
     return TypeError("upstream.endpoint", "empty or a \"unix://\" target");
   if (c.upstream.list_timeout_seconds < 1) return TypeError("upstream.list_timeout_seconds", ">= 1");
+  if (c.upstream.tombstone_ttl_seconds < 1) return TypeError("upstream.tombstone_ttl_seconds", ">= 1");
   return absl::OkStatus();
 }
 
@@ -132,7 +137,9 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
 
   absl::Status err;
   if (const toml::table* t = Section(root, "libvirt", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "libvirt", {"uri", "accelerator", "emulator"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "libvirt", {"uri", "accelerator", "emulator", "lifecycle_events", "state_poll_seconds"}));
+    RETURN_IF_ERROR(Get(*t, "lifecycle_events", "libvirt.lifecycle_events", &c.libvirt.lifecycle_events));
+    RETURN_IF_ERROR(Get(*t, "state_poll_seconds", "libvirt.state_poll_seconds", &c.libvirt.state_poll_seconds));
     RETURN_IF_ERROR(Get(*t, "uri", "libvirt.uri", &c.libvirt.uri));
     RETURN_IF_ERROR(Get(*t, "emulator", "libvirt.emulator", &c.libvirt.emulator));
     std::string accel = std::string(AcceleratorName(c.libvirt.accelerator));
@@ -161,10 +168,12 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "upstream", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "upstream", {"endpoint", "list_timeout_seconds"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "upstream", {"endpoint", "list_timeout_seconds", "tombstone_ttl_seconds"}));
     RETURN_IF_ERROR(Get(*t, "endpoint", "upstream.endpoint", &c.upstream.endpoint));
     RETURN_IF_ERROR(Get(*t, "list_timeout_seconds", "upstream.list_timeout_seconds",
                         &c.upstream.list_timeout_seconds));
+    RETURN_IF_ERROR(Get(*t, "tombstone_ttl_seconds", "upstream.tombstone_ttl_seconds",
+                        &c.upstream.tombstone_ttl_seconds));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "images", &err)) {
@@ -183,6 +192,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");
+  if (c.libvirt.state_poll_seconds < 1) return TypeError("libvirt.state_poll_seconds", ">= 1");
   RETURN_IF_ERROR(Validate(c));
   return c;
 }

@@ -21,6 +21,11 @@ struct LibvirtConfig {
   Accelerator accelerator = Accelerator::kAuto;
   // QEMU binary used for domains; empty lets libvirt choose.
   std::string emulator;
+  // VM exits reach kubelet from libvirt's lifecycle events (within a moment);
+  // off, only the state poll below sees them.
+  bool lifecycle_events = true;
+  // The safety net: every running VM's state is checked this often.
+  int64_t state_poll_seconds = 10;
 };
 
 struct VmConfig {
@@ -62,6 +67,10 @@ struct UpstreamConfig {
   // How long merged reads (List*, Status, ImageFsInfo) wait for the upstream
   // before answering with our side alone.
   int64_t list_timeout_seconds = 10;
+  // How long the IDs of a removed VM sandbox and its containers stay ours
+  // (tombstones), so kubelet's follow-up calls about them are answered here
+  // even while the upstream is down. Memory only, at most 4096 IDs.
+  int64_t tombstone_ttl_seconds = 600;
 };
 
 struct Config {

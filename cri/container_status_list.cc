@@ -1,7 +1,6 @@
 // ContainerStatus and ListContainers.
 #include <nlohmann/json.hpp>
 
-#include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "cri/convert.h"
 #include "cri/filters.h"
@@ -14,18 +13,8 @@ namespace kvcri::cri {
 grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest* req,
                                              pb::ContainerStatusResponse* resp) {
   if (absl::Status s = ValidateIdArgument("container_id", req->container_id()); !s.ok()) return ToGrpc(s);
-  absl::StatusOr<std::string> id = deps_.store->ResolveContainerId(req->container_id());
-  if (!id.ok()) return ToGrpc(id.status());
-  absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(*id);
+  absl::StatusOr<sandbox::ContainerRecord> c = pods_->Container(req->container_id());
   if (!c.ok()) return ToGrpc(c.status());
-  // One libvirt call: a guest that powered off a moment ago shows as EXITED
-  // now, not at the monitor's next round.
-  absl::StatusOr<sandbox::ContainerRecord> fresh = RefreshContainerState(*c);
-  if (fresh.ok()) {
-    c = *std::move(fresh);
-  } else {
-    base::LogWarn("container state refresh failed", {{"id", *id}, {"error", std::string(fresh.status().message())}});
-  }
   absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c->sandbox_id);
   ToPb(*c, sb.ok() ? sb->log_directory : std::string(), resp->mutable_status());
   if (req->verbose()) {
@@ -38,8 +27,9 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::Con
         {"disk", c->boot.disk},
         {"phase", std::string(sandbox::PhaseName(c->phase))},
     };
+    if (std::string busy = pods_->BusyWith(c->id); !busy.empty()) info["inProgress"] = busy;
     (*resp->mutable_info())["info"] = info.dump();
-    AddTimingsInfo(*id, resp->mutable_info());
+    if (std::string t = pods_->Timings(c->id); !t.empty()) (*resp->mutable_info())["timings"] = t;
   }
   return grpc::Status::OK;
 }

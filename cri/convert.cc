@@ -1,4 +1,4 @@
-// Conversions between CRI messages and sandbox/container records.
+// Conversions between CRI protos and our records and drafts.
 #include "cri/convert.h"
 
 #include <filesystem>
@@ -53,6 +53,26 @@ SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& c) {
                    c.linux().security_context().namespace_options().network() == pb::NODE;
   if (c.has_linux()) r.cgroup_parent = c.linux().cgroup_parent();
   return r;
+}
+
+ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, VolumePlan volumes) {
+  const pb::ContainerConfig& c = req.config();
+  ContainerDraft d;
+  d.sandbox_id = req.pod_sandbox_id();
+  d.metadata.name = c.metadata().name();
+  d.metadata.attempt = c.metadata().attempt();
+  d.image = c.image().image();
+  d.labels = ToStdMap(c.labels());
+  d.annotations = ToStdMap(c.annotations());
+  d.log_path = c.log_path();
+  if (c.has_linux() && c.linux().has_resources()) {
+    const pb::LinuxContainerResources& r = c.linux().resources();
+    d.resources.cpu_quota = r.cpu_quota();
+    d.resources.cpu_period = r.cpu_period();
+    d.resources.memory_limit_bytes = r.memory_limit_in_bytes();
+  }
+  d.volumes = std::move(volumes);
+  return d;
 }
 
 pb::PodSandboxState ToPb(sandbox::SandboxState s) {

@@ -1,7 +1,8 @@
-// Conversions between CRI protobuf messages and the sandbox/ records.
+// Conversions between CRI protos and our records and drafts.
 #pragma once
 
 #include "cri/proto/api.pb.h"
+#include "cri/pod_drafts.h"
 #include "sandbox/records.h"
 
 namespace kvcri::cri {
@@ -10,6 +11,9 @@ namespace pb = ::runtime::v1;
 
 // CRI config → a new sandbox record (ID, state, phase and times are the caller's).
 sandbox::SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& config);
+
+// CreateContainer's request → a draft; `volumes` is ValidateVolumes' result.
+ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, VolumePlan volumes);
 
 void ToPb(const sandbox::SandboxRecord& r, pb::PodSandbox* out);
 void ToPb(const sandbox::SandboxRecord& r, pb::PodSandboxStatus* out);

@@ -16,13 +16,17 @@ Side SideResolver::ForHandler(std::string_view runtime_handler) const {
 }
 
 // NotFound is the only answer that means "not ours": an empty or ambiguous
-// ID stays here so that our validation names it.
+// ID stays here so that our validation names it. A tombstoned ID stays here
+// too: our side answers as CRI says for an unknown ID (Stop/Remove OK, Status
+// NOT_FOUND, List empty) whether or not the upstream is up.
 Side SideResolver::ForSandbox(std::string_view sandbox_id) const {
-  return absl::IsNotFound(store_->ResolveSandboxId(sandbox_id).status()) ? Side::kUpstream : Side::kLocal;
+  if (!absl::IsNotFound(store_->ResolveSandboxId(sandbox_id).status())) return Side::kLocal;
+  return removed_->Contains(sandbox_id) ? Side::kLocal : Side::kUpstream;
 }
 
 Side SideResolver::ForContainer(std::string_view container_id) const {
-  return absl::IsNotFound(store_->ResolveContainerId(container_id).status()) ? Side::kUpstream : Side::kLocal;
+  if (!absl::IsNotFound(store_->ResolveContainerId(container_id).status())) return Side::kLocal;
+  return removed_->Contains(container_id) ? Side::kLocal : Side::kUpstream;
 }
 
 Side SideResolver::ForSandboxConfig(const pb::PodSandboxConfig& config) const {
@@ -34,8 +38,25 @@ Side SideResolver::ForSandboxConfig(const pb::PodSandboxConfig& config) const {
   return ours.empty() ? Side::kUpstream : Side::kLocal;
 }
 
-RouterRuntimeService::RouterRuntimeService(Local* local, SideResolver sides, UpstreamClient* upstream)
-    : local_(local), sides_(sides), upstream_(upstream) {}
+std::vector<std::string> SideResolver::LiveSandboxAndContainerIds(std::string_view sandbox_id) const {
+  absl::StatusOr<std::string> id = store_->ResolveSandboxId(sandbox_id);
+  if (!id.ok()) return {};
+  std::vector<std::string> ids = {*id};
+  for (const sandbox::ContainerRecord& c :
+       store_->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
+    ids.push_back(c.id);
+  }
+  return ids;
+}
+
+std::string SideResolver::LiveContainerId(std::string_view container_id) const {
+  absl::StatusOr<std::string> id = store_->ResolveContainerId(container_id);
+  return id.ok() ? *id : std::string();
+}
+
+RouterRuntimeService::RouterRuntimeService(Local* local, SideResolver sides, UpstreamClient* upstream,
+                                           Tombstones* removed)
+    : local_(local), sides_(sides), upstream_(upstream), removed_(removed) {}
 
 template <typename Req, typename Resp>
 grpc::Status RouterRuntimeService::Route(Side side, std::string_view rpc, grpc::ServerContext* ctx, const Req* req,
@@ -161,10 +182,26 @@ grpc::Status RouterRuntimeService::StopPodSandbox(grpc::ServerContext* ctx, cons
                &Stub::StopPodSandbox);
 }
 
+// Our removals are tombstoned (see Tombstones). Before the call, because a
+// concurrent call about the IDs must not go upstream in the moment between
+// our store forgetting them and the tombstone, and because afterwards the
+// store no longer knows the sandbox's containers. A tombstone of a removal
+// that fails changes nothing: the record is still in the store, which keeps
+// the ID ours anyway. Again after success, so the TTL counts from the end of
+// a removal that had to stop a VM first.
 grpc::Status RouterRuntimeService::RemovePodSandbox(grpc::ServerContext* ctx, const pb::RemovePodSandboxRequest* req,
                                                     pb::RemovePodSandboxResponse* resp) {
-  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "RemovePodSandbox", ctx, req, resp,
-               &Local::RemovePodSandbox, &Stub::RemovePodSandbox);
+  const Side side = sides_.ForSandbox(req->pod_sandbox_id());
+  if (side == Side::kUpstream) {
+    return upstream_->Call(upstream_->runtime(), &Stub::RemovePodSandbox, "RemovePodSandbox", ctx, *req, resp);
+  }
+  const std::vector<std::string> ids = sides_.LiveSandboxAndContainerIds(req->pod_sandbox_id());
+  for (const std::string& id : ids) removed_->Add(id);
+  grpc::Status s = local_->RemovePodSandbox(ctx, req, resp);
+  if (s.ok()) {
+    for (const std::string& id : ids) removed_->Add(id);
+  }
+  return s;
 }
 
 grpc::Status RouterRuntimeService::PodSandboxStatus(grpc::ServerContext* ctx, const pb::PodSandboxStatusRequest* req,
@@ -200,10 +237,18 @@ grpc::Status RouterRuntimeService::StopContainer(grpc::ServerContext* ctx, const
                &Stub::StopContainer);
 }
 
+// Tombstoned before and after the call, as in RemovePodSandbox.
 grpc::Status RouterRuntimeService::RemoveContainer(grpc::ServerContext* ctx, const pb::RemoveContainerRequest* req,
                                                    pb::RemoveContainerResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "RemoveContainer", ctx, req, resp, &Local::RemoveContainer,
-               &Stub::RemoveContainer);
+  const Side side = sides_.ForContainer(req->container_id());
+  if (side == Side::kUpstream) {
+    return upstream_->Call(upstream_->runtime(), &Stub::RemoveContainer, "RemoveContainer", ctx, *req, resp);
+  }
+  const std::string id = sides_.LiveContainerId(req->container_id());
+  if (!id.empty()) removed_->Add(id);
+  grpc::Status s = local_->RemoveContainer(ctx, req, resp);
+  if (s.ok() && !id.empty()) removed_->Add(id);
+  return s;
 }
 
 grpc::Status RouterRuntimeService::ListContainers(grpc::ServerContext* ctx, const pb::ListContainersRequest* req,

@@ -1,12 +1,15 @@
+// The router services: which runtime owns each CRI call (SideResolver) and the RuntimeService that forwards it.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 #include "cri/proto/api.grpc.pb.h"
+#include "cri/tombstones.h"
 #include "cri/upstream_client.h"
 #include "sandbox/sandbox_store.h"
 
@@ -19,13 +22,14 @@ enum class Side { kLocal, kUpstream };
 
 // Decides the side of every call. An ID is ours exactly when our SandboxStore
 // holds a sandbox or container with that ID (or an unambiguous prefix of
-// one); everything else belongs to the upstream. The store is rebuilt from
-// disk at start-up, and the upstream keeps its own IDs, so the routing table
-// survives a restart (kill -9 included) without a file of its own.
+// one), or when we removed it recently (`removed`, exact IDs only);
+// everything else belongs to the upstream. The store is rebuilt from disk at
+// start-up, and the upstream keeps its own IDs, so the routing table survives
+// a restart (kill -9 included) without a file of its own.
 class SideResolver {
  public:
-  SideResolver(const config::Config* config, const sandbox::SandboxStore* store)
-      : config_(config), store_(store) {}
+  SideResolver(const config::Config* config, const sandbox::SandboxStore* store, const Tombstones* removed)
+      : config_(config), store_(store), removed_(removed) {}
 
   // RunPodSandbox: a VM handler is ours; any other, the empty one included,
   // is the upstream's.
@@ -37,16 +41,27 @@ class SideResolver {
   // the same metadata, else the upstream.
   Side ForSandboxConfig(const pb::PodSandboxConfig& config) const;
 
+  // The full IDs of our live sandbox `sandbox_id` (ID or unambiguous prefix)
+  // and of its containers, sandbox first; empty when the store has no such
+  // sandbox.
+  std::vector<std::string> LiveSandboxAndContainerIds(std::string_view sandbox_id) const;
+  // The full ID of our live container `container_id`, or empty.
+  std::string LiveContainerId(std::string_view container_id) const;
+
  private:
   const config::Config* config_;
   const sandbox::SandboxStore* store_;
+  const Tombstones* removed_;
 };
 
 // runtime.v1.RuntimeService in front of both runtimes: our VM service (called
 // directly, no extra hop) and the upstream's (one gRPC hop). See docs/node.md.
 class RouterRuntimeService final : public pb::RuntimeService::Service {
  public:
-  RouterRuntimeService(pb::RuntimeService::Service* local, SideResolver sides, UpstreamClient* upstream);
+  // `removed` is the Tombstones `sides` reads: successful local removals are
+  // recorded there.
+  RouterRuntimeService(pb::RuntimeService::Service* local, SideResolver sides, UpstreamClient* upstream,
+                       Tombstones* removed);
 
   grpc::Status Version(grpc::ServerContext*, const pb::VersionRequest*, pb::VersionResponse*) override;
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse*) override;
@@ -110,6 +125,7 @@ class RouterRuntimeService final : public pb::RuntimeService::Service {
   Local* local_;
   SideResolver sides_;
   UpstreamClient* upstream_;
+  Tombstones* removed_;
 };
 
 }  // namespace kvcri::cri

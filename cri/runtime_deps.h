@@ -1,4 +1,4 @@
-// RuntimeDeps: the modules the CRI services are given (owned by shim/, fakes in tests).
+// RuntimeDeps: the module interfaces the CRI services and the Pod orchestrator are built from.
 #pragma once
 
 #include <functional>
@@ -7,6 +7,9 @@
 #include "absl/status/status.h"
 #include "config/config.h"
 
+namespace kvcri::base {
+class Clock;
+}  // namespace kvcri::base
 namespace kvcri::runtime {
 class Hypervisor;
 class ConsoleLogCopier;
@@ -41,6 +44,8 @@ struct RuntimeDeps {
   sandbox::NetnsManager* netns = nullptr;
   // CNI ADD/DEL, tap wiring and the guest's DHCP responder.
   cni::PodNetwork* network = nullptr;
+  // Record times, grace periods, the monitor's poll.
+  base::Clock* clock = nullptr;
 };
 
 }  // namespace kvcri::cri

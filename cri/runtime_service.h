@@ -1,18 +1,14 @@
+// The CRI gRPC services of VM Pods: thin adapters over the Pod orchestrator and the image store.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
-#include <array>
-#include <map>
 #include <string>
-#include <thread>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "config/config.h"
 #include "cri/proto/api.grpc.pb.h"
+#include "cri/pod_lifecycle.h"
 #include "cri/runtime_deps.h"
 #include "sandbox/sandbox_store.h"
 
@@ -21,18 +17,13 @@ namespace kvcri::cri {
 namespace pb = ::runtime::v1;
 
 // runtime.v1.RuntimeService for VM Pods. Each method validates its request,
-// calls the modules and translates; the methods live in one file per RPC group.
+// converts it into a typed draft, calls the Pod orchestrator (PodLifecycle)
+// and translates the answer; the methods live in one file per RPC group.
 class RuntimeService final : public pb::RuntimeService::Service {
  public:
-  explicit RuntimeService(RuntimeDeps deps);
-  ~RuntimeService() override;
-
-  // recovery.cc: reconciles records loaded from disk with libvirt and the
-  // network namespaces, finishing or undoing what a crash interrupted, then
-  // starts the VM monitor. Call once before serving.
-  absl::Status Recover(const sandbox::LoadReport& report);
-  // Stops the VM monitor and console copying; VMs keep running.
-  void StopBackground();
+  // `pods` (borrowed) does the work; this class validates, converts and
+  // translates, as cri-o's server/cri/v1/rpc_*.go do.
+  RuntimeService(RuntimeDeps deps, PodLifecycle* pods);
 
   // version_status.cc
   grpc::Status Version(grpc::ServerContext*, const pb::VersionRequest*, pb::VersionResponse*) override;
@@ -80,41 +71,8 @@ class RuntimeService final : public pb::RuntimeService::Service {
                                      pb::ListPodSandboxMetricsResponse*) override;
 
  private:
-  // The proto-free halves of the RPCs; the gRPC methods convert and call these.
-  absl::StatusOr<std::string> RunSandbox(const pb::RunPodSandboxRequest& req);
-  absl::Status StopSandbox(const std::string& id);
-  absl::Status RemoveSandbox(const std::string& id);
-  absl::StatusOr<std::string> CreateVmContainer(const pb::CreateContainerRequest& req);
-  absl::Status StartVmContainer(const std::string& id);
-  absl::Status StopVmContainer(const std::string& id, int64_t timeout_seconds);
-  absl::Status RemoveVmContainer(const std::string& id);
-  // Tears down what a sandbox owns besides its records: netns (and later CNI).
-  absl::Status ReleaseSandboxResources(const sandbox::SandboxRecord& sb);
-  // Deletes a container's domain, overlay dir and console state; records stay.
-  absl::Status DeleteContainerArtifacts(const sandbox::ContainerRecord& c);
-
-  // Brings a RUNNING record in line with its domain: EXITED with code and
-  // reason once the VM is off. Returns the possibly updated record.
-  absl::StatusOr<sandbox::ContainerRecord> RefreshContainerState(const sandbox::ContainerRecord& c);
-  void MonitorLoop();
-  void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
-
-  std::filesystem::path ContainerDir(const std::string& container_id) const;
-  // The lock serializing lifecycle calls on one Pod (sandbox and container).
-  absl::Mutex& PodLock(std::string_view sandbox_id);
-
   RuntimeDeps deps_;
-  std::array<absl::Mutex, 32> pod_locks_;
-  // Start timings of sandboxes and containers (a JSON object per ID, memory
-  // only), shown as "timings" in the verbose Status answers; recovery.cc.
-  void RecordTimings(const std::string& id, std::string json);
-  void ForgetTimings(const std::string& id);
-  void AddTimingsInfo(const std::string& id, google::protobuf::Map<std::string, std::string>* info);
-
-  absl::Mutex timings_mu_;
-  std::map<std::string, std::string> timings_ ABSL_GUARDED_BY(timings_mu_);
-  absl::Notification stop_monitor_;
-  std::thread monitor_;
+  PodLifecycle* const pods_;
 };
 
 // runtime.v1.ImageService for VM images.

@@ -13,9 +13,7 @@ namespace kvcri::cri {
 grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::PodSandboxStatusRequest* req,
                                               pb::PodSandboxStatusResponse* resp) {
   if (absl::Status s = ValidateIdArgument("pod_sandbox_id", req->pod_sandbox_id()); !s.ok()) return ToGrpc(s);
-  absl::StatusOr<std::string> id = deps_.store->ResolveSandboxId(req->pod_sandbox_id());
-  if (!id.ok()) return ToGrpc(id.status());
-  absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(*id);
+  absl::StatusOr<sandbox::SandboxRecord> sb = pods_->Sandbox(req->pod_sandbox_id());
   if (!sb.ok()) return ToGrpc(sb.status());
   ToPb(*sb, resp->mutable_status());
   if (req->verbose()) {
@@ -26,6 +24,7 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::Po
         {"logDirectory", sb->log_directory},
     };
     if (!sb->load_error.empty()) info["loadError"] = sb->load_error;
+    if (std::string busy = pods_->BusyWith(sb->id); !busy.empty()) info["inProgress"] = busy;
     if (!sb->network.nic.tap_name.empty()) {
       info["guestNic"] = {{"tap", sb->network.nic.tap_name},
                           {"mac", sb->network.nic.mac},
@@ -33,7 +32,7 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::Po
                           {"addresses", sb->network.nic.addresses}};
     }
     (*resp->mutable_info())["info"] = info.dump();
-    AddTimingsInfo(*id, resp->mutable_info());
+    if (std::string t = pods_->Timings(sb->id); !t.empty()) (*resp->mutable_info())["timings"] = t;
   }
   return grpc::Status::OK;
 }

@@ -15,7 +15,7 @@ inline constexpr char kCriApiVersion[] = "v1";
 // The CRI's Version RPC carries the kubelet-facing API version "0.1.0".
 inline constexpr char kKubeletApiVersion[] = "0.1.0";
 
-RuntimeService::RuntimeService(RuntimeDeps deps) : deps_(std::move(deps)) {}
+RuntimeService::RuntimeService(RuntimeDeps deps, PodLifecycle* pods) : deps_(std::move(deps)), pods_(pods) {}
 
 grpc::Status RuntimeService::Version(grpc::ServerContext*, const pb::VersionRequest*,
                                      pb::VersionResponse* resp) {
@@ -68,6 +68,8 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
         {"vmHandlers", deps_.config->runtime.vm_handlers},
         {"root", deps_.config->root.string()},
         {"stateDir", deps_.config->state_dir.string()},
+        // false: exits are seen by the safety poll only ([libvirt] lifecycle_events).
+        {"lifecycleEvents", pods_ != nullptr && pods_->events_active()},
     };
     auto& map = *resp->mutable_info();
     map["kubevirt-cri"] = info.dump();

@@ -1,4 +1,5 @@
 // CRI devices and mounts of a VM container: validation, translation to disks and shares, seed files.
+#include "cri/validate_volumes.h"
 #include "cri/volumes.h"
 
 #include <fcntl.h>

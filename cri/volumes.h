@@ -1,4 +1,4 @@
-// A VM container's CRI devices and mounts: validated, turned into VM disks and shares.
+// Volumes of a VM container: the proto-free plan, its seed table and its VM devices.
 #pragma once
 
 // A VM container's CRI `devices` and `mounts` (docs/volumes.md):
@@ -19,14 +19,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cri/proto/api.pb.h"
 #include "runtime/hypervisor.h"
 #include "runtime/vfat_image.h"
 #include "sandbox/records.h"
 
 namespace kvcri::cri {
-
-namespace pb = ::runtime::v1;
 
 // Debian 12's (C) virtiofsd, from package qemu-system-common.
 inline constexpr char kVirtiofsdPath[] = "/usr/lib/qemu/virtiofsd";
@@ -63,12 +60,6 @@ struct VolumeOptions {
   std::filesystem::path virtiofsd = kVirtiofsdPath;
 };
 
-// Checks config.devices and config.mounts and resolves their host paths.
-// InvalidArgument (a relative or non-canonical path, a symlinked mount, a
-// device that is not a block device, propagation other than PRIVATE, ...) or
-// NotFound (a missing host path), each naming the field, e.g.
-// "config.mounts[1].host_path".
-absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config);
 
 // The virtio-blk serial of a device at `container_path` (<= 20 bytes):
 // "/dev/xvdb" -> "xvdb"; longer or unusual paths get a prefix and a hash.

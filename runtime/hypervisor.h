@@ -1,4 +1,4 @@
-// The Hypervisor interface cri/ starts, stops and lists VMs through, and the VM types it takes.
+// The VM seam cri/ uses: typed VM specs, lifecycle calls and exit events.
 #pragma once
 
 // The VM interface cri/ uses. One VM per CRI container; the domain name is
@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,6 +105,13 @@ struct VmStats {
   uint64_t memory_unused_bytes = 0;  // guest-reported free memory (0 if unknown)
 };
 
+// A domain of ours changed lifecycle state (stopped, crashed, started, ...).
+// Only a hint: the receiver asks Status() for the settled state.
+struct VmEvent {
+  std::string name;    // domain name
+  std::string detail;  // e.g. "stopped/shutdown", "crashed/panicked"; for logs
+};
+
 // Thread-safe: cri/ calls it from many gRPC threads.
 class Hypervisor {
  public:
@@ -115,9 +123,11 @@ class Hypervisor {
   // nothing is left behind (the definition is undone).
   virtual absl::Status Create(const VmSpec& spec) = 0;
   virtual absl::Status Resume(std::string_view name) = 0;
-  // ACPI power button, then waits up to `grace` and forces the VM off. OK when
-  // it is already off; NotFound when there is no such domain.
-  virtual absl::Status Shutdown(std::string_view name, absl::Duration grace) = 0;
+  // Presses the ACPI power button once and returns at once; the guest decides
+  // when (or whether) to power off. OK when the VM is already off;
+  // NotFound when there is no such domain. Callers wait for the exit event
+  // and Destroy() after their grace period.
+  virtual absl::Status PowerButton(std::string_view name) = 0;
   // Forces the VM off. OK when it is off or missing.
   virtual absl::Status Destroy(std::string_view name) = 0;
   // Forces the VM off and deletes its definition. OK when missing.
@@ -128,6 +138,11 @@ class Hypervisor {
   virtual absl::StatusOr<std::vector<VmListing>> List() = 0;
   // FailedPrecondition when the VM is not running; NotFound when missing.
   virtual absl::StatusOr<VmStats> Stats(std::string_view name) = 0;
+  // Calls `on_event` for every lifecycle event of a domain, from the
+  // hypervisor's event thread: it must only note the event and return, never
+  // call back into the Hypervisor. One subscriber; a second call replaces it.
+  // Unimplemented when the driver has no events (callers then poll).
+  virtual absl::Status Subscribe(std::function<void(const VmEvent&)> on_event) = 0;
 };
 
 }  // namespace kvcri::runtime

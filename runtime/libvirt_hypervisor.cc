@@ -1,4 +1,4 @@
-// LibvirtHypervisor: domains defined, started, stopped, listed and measured through libvirt.
+// Hypervisor over libvirt: domains from VmSpecs, power, state, lifecycle events.
 #include "runtime/libvirt_hypervisor.h"
 
 #include <cstdlib>
@@ -71,7 +71,15 @@ absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> LibvirtHypervisor::Open(const
 LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options)
     : options_(std::move(options)), conn_(std::move(conn)) {}
 
-LibvirtHypervisor::~LibvirtHypervisor() = default;
+LibvirtHypervisor::~LibvirtHypervisor() {
+  int id;
+  {
+    absl::MutexLock l(&mu_);
+    id = event_callback_id_;
+    on_event_ = nullptr;
+  }
+  if (id >= 0) virConnectDomainEventDeregisterAny(conn_->get(), id);
+}
 
 absl::Status LibvirtHypervisor::Ready() {
   int alive = virConnectIsAlive(conn_->get());
@@ -139,37 +147,15 @@ absl::Status LibvirtHypervisor::Resume(std::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status LibvirtHypervisor::Shutdown(std::string_view name, absl::Duration grace) {
+absl::Status LibvirtHypervisor::PowerButton(std::string_view name) {
   ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
-  ASSIGN_OR_RETURN(VmStatus st, StateOf(dom.get(), name));
-  if (!IsActive(st.phase)) return absl::OkStatus();
-  // A paused guest cannot see the power button; it goes straight to destroy.
-  if (st.phase == VmPhase::kRunning) {
-    absl::Time deadline = absl::Now() + grace;
-    absl::Time next_press = absl::InfinitePast();
-    bool pressing = true;
-    while (absl::Now() < deadline) {
-      if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();
-      if (pressing && absl::Now() >= next_press) {
-        int rc = virDomainShutdownFlags(dom.get(), VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN);
-        if (rc < 0 && LastLibvirtErrorCode() == VIR_ERR_INVALID_ARG) {
-          rc = virDomainShutdown(dom.get());  // drivers without the ACPI flag (the test driver)
-        }
-        if (rc < 0) {
-          if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();
-          base::LogWarn("acpi shutdown failed; destroying after grace",
-                        {{"domain", std::string(name)}, {"error", virGetLastErrorMessage()}});
-          pressing = false;
-        }
-        next_press = absl::Now() + options_.shutdown_repress;
-      }
-      absl::SleepFor(std::min(options_.shutdown_poll, deadline - absl::Now()));
-    }
-    if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();
-    base::LogInfo("guest did not power off within grace; destroying",
-                  {{"domain", std::string(name)}, {"grace_ms", StrCat(absl::ToInt64Milliseconds(grace))}});
+  if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();
+  if (virDomainShutdownFlags(dom.get(), VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) return absl::OkStatus();
+  if (LastLibvirtErrorCode() == VIR_ERR_INVALID_ARG && virDomainShutdown(dom.get()) == 0) {
+    return absl::OkStatus();  // drivers without the ACPI flag (the test driver)
   }
-  return DestroyDomain(dom.get(), name);
+  if (virDomainIsActive(dom.get()) == 0) return absl::OkStatus();  // it went off meanwhile
+  return LibvirtError(Quoted("virDomainShutdownFlags", name));
 }
 
 absl::Status LibvirtHypervisor::Destroy(std::string_view name) {
@@ -229,6 +215,69 @@ absl::StatusOr<std::vector<VmListing>> LibvirtHypervisor::List() {
     out.push_back(VmListing{name, m->pod_id, m->container_id, st->phase});
   }
   return out;
+}
+
+namespace {
+
+std::string_view LifecycleEventName(int event) {
+  switch (event) {
+    case VIR_DOMAIN_EVENT_DEFINED: return "defined";
+    case VIR_DOMAIN_EVENT_UNDEFINED: return "undefined";
+    case VIR_DOMAIN_EVENT_STARTED: return "started";
+    case VIR_DOMAIN_EVENT_SUSPENDED: return "suspended";
+    case VIR_DOMAIN_EVENT_RESUMED: return "resumed";
+    case VIR_DOMAIN_EVENT_STOPPED: return "stopped";
+    case VIR_DOMAIN_EVENT_SHUTDOWN: return "shutdown";
+    case VIR_DOMAIN_EVENT_PMSUSPENDED: return "pmsuspended";
+    case VIR_DOMAIN_EVENT_CRASHED: return "crashed";
+    default: return "other";
+  }
+}
+
+}  // namespace
+
+// libvirt calls this on its event loop thread (LibvirtConnection's).
+int LibvirtHypervisor::OnLifecycleEvent(virConnectPtr, virDomainPtr dom, int event, int detail, void* opaque) {
+  auto* self = static_cast<LibvirtHypervisor*>(opaque);
+  const char* name = virDomainGetName(dom);
+  if (name == nullptr) return 0;
+  VmEvent e{name, StrCat(LifecycleEventName(event), "/", detail)};
+  absl::MutexLock l(&self->mu_);
+  if (self->on_event_) self->on_event_(e);
+  return 0;
+}
+
+absl::Status LibvirtHypervisor::Subscribe(std::function<void(const VmEvent&)> on_event) {
+  {
+    absl::MutexLock l(&mu_);
+    on_event_ = std::move(on_event);
+    if (event_callback_id_ >= 0) return absl::OkStatus();
+  }
+  int id = virConnectDomainEventRegisterAny(conn_->get(), nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                            VIR_DOMAIN_EVENT_CALLBACK(&LibvirtHypervisor::OnLifecycleEvent), this,
+                                            nullptr);
+  if (id < 0) {
+    absl::Status err = LibvirtError("virConnectDomainEventRegisterAny");
+    if (LastLibvirtErrorCode() == VIR_ERR_NO_SUPPORT) return absl::UnimplementedError(err.message());
+    return err;
+  }
+  absl::MutexLock l(&mu_);
+  event_callback_id_ = id;
+  return absl::OkStatus();
+}
+
+absl::Status CheckUriSupportsPodNetns(std::string_view uri) {
+  // The embedded driver runs QEMU as our child, forked from the thread that
+  // asked for it, so QEMU starts inside the Pod's network namespace and finds
+  // the Pod's tap. The test driver runs no QEMU. Any other URI reaches a
+  // libvirtd that forks QEMU in its own namespace, where the tap does not
+  // exist, so VM Pods could never get their network.
+  if (uri.rfind("qemu:///embed?", 0) == 0 || uri.rfind("test://", 0) == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      StrCat("libvirt.uri \"", uri,
+             "\" is not supported: libvirtd starts QEMU in its own network namespace, where the Pod's tap device "
+             "created in the Pod network namespace does not exist, so VM Pods would have no network; use the "
+             "embedded driver (leave libvirt.uri empty for qemu:///embed?root=<root>/libvirt)"));
 }
 
 absl::StatusOr<VmStats> LibvirtHypervisor::Stats(std::string_view name) {

@@ -1,4 +1,4 @@
-// LibvirtHypervisor: the Hypervisor that runs VMs as libvirt QEMU domains.
+// Hypervisor over libvirt (the embedded QEMU driver in production, test:///default in tests).
 #pragma once
 
 #include <memory>
@@ -12,6 +12,9 @@
 #include "absl/synchronization/mutex.h"
 #include "runtime/hypervisor.h"
 
+typedef struct _virConnect* virConnectPtr;
+typedef struct _virDomain* virDomainPtr;
+
 namespace kvcri::runtime {
 
 class LibvirtConnection;
@@ -22,11 +25,6 @@ struct LibvirtHypervisorOptions {
   std::string uri;
   // QEMU binary written to <emulator>; empty lets libvirt choose.
   std::string emulator;
-  // How often Shutdown() polls the domain state while waiting for the guest.
-  absl::Duration shutdown_poll = absl::Milliseconds(100);
-  // Shutdown() presses the power button again at this interval: a guest
-  // still booting (no ACPI listener yet) loses earlier presses.
-  absl::Duration shutdown_repress = absl::Seconds(5);
 };
 
 // Hypervisor over libvirt. VMs are persistent domains: they outlive this
@@ -35,6 +33,11 @@ struct LibvirtHypervisorOptions {
 //
 // The embedded driver ("qemu:///embed?root=...") can be opened with only one
 // root per process, and one process at a time per root.
+// OK for URIs whose QEMU starts in the calling thread's network namespace
+// (the embedded driver) and for the test driver; FailedPrecondition saying
+// why for every other URI (qemu:///system, remote URIs). Checked at start-up.
+absl::Status CheckUriSupportsPodNetns(std::string_view uri);
+
 class LibvirtHypervisor : public Hypervisor {
  public:
   static absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> Open(const LibvirtHypervisorOptions& options);
@@ -43,12 +46,13 @@ class LibvirtHypervisor : public Hypervisor {
   absl::Status Ready() override;
   absl::Status Create(const VmSpec& spec) override;
   absl::Status Resume(std::string_view name) override;
-  absl::Status Shutdown(std::string_view name, absl::Duration grace) override;
+  absl::Status PowerButton(std::string_view name) override;
   absl::Status Destroy(std::string_view name) override;
   absl::Status Remove(std::string_view name) override;
   absl::StatusOr<VmStatus> Status(std::string_view name) override;
   absl::StatusOr<std::vector<VmListing>> List() override;
   absl::StatusOr<VmStats> Stats(std::string_view name) override;
+  absl::Status Subscribe(std::function<void(const VmEvent&)> on_event) override;
 
  private:
   LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options);
@@ -59,6 +63,10 @@ class LibvirtHypervisor : public Hypervisor {
   // Names being created: a second Create of the same name must not redefine
   // (libvirt's define replaces an existing definition of that name).
   absl::flat_hash_set<std::string> creating_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const VmEvent&)> on_event_ ABSL_GUARDED_BY(mu_);
+  int event_callback_id_ ABSL_GUARDED_BY(mu_) = -1;
+
+  static int OnLifecycleEvent(virConnectPtr conn, virDomainPtr dom, int event, int detail, void* opaque);
 };
 
 }  // namespace kvcri::runtime

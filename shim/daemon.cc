@@ -1,4 +1,4 @@
-// Daemon::Start and Shutdown: modules built and wired, state recovered, gRPC served.
+// Daemon: builds every module, recovers state, serves CRI on the socket; owns it all.
 #include "shim/daemon.h"
 
 #include <sys/stat.h>
@@ -7,13 +7,16 @@
 #include "cni/exec_cni_runner.h"
 #include "cni/pod_network.h"
 #include "cni/tap.h"
+#include "config/base/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "cri/pod_lifecycle.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
 #include "cri/runtime_service.h"
+#include "cri/tombstones.h"
 #include "cri/upstream_client.h"
 #include "runtime/accelerator.h"
 #include "runtime/console_log.h"
@@ -30,6 +33,7 @@ using base::StrCat;
 
 // Everything the daemon owns, in construction order (destroyed in reverse).
 struct Daemon::Modules {
+  base::RealClock clock;
   std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
   std::unique_ptr<runtime::ConsoleLogCopier> console;
   std::unique_ptr<runtime::image::LocalImageStore> images;
@@ -41,9 +45,12 @@ struct Daemon::Modules {
   std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
   std::unique_ptr<cni::DhcpServer> dhcp;
   std::unique_ptr<cni::PodNetwork> network;
+  std::unique_ptr<cri::PodLifecycle> pods;
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
   std::unique_ptr<cri::UpstreamClient> upstream;
+  // IDs of VM sandboxes and containers removed recently, still routed here.
+  std::unique_ptr<cri::Tombstones> removed;
   std::unique_ptr<cri::RouterRuntimeService> router_runtime;
   std::unique_ptr<cri::RouterImageService> router_images;
 };
@@ -80,6 +87,9 @@ absl::Status Daemon::Start() {
                                              {"reason", deps.accelerator_reason}});
   }
 
+  // Before anything is created: a URI whose QEMU cannot reach the Pod's
+  // tap is refused, not discovered at the first Pod.
+  RETURN_IF_ERROR(runtime::CheckUriSupportsPodNetns(config_.LibvirtUri()));
   runtime::LibvirtHypervisorOptions hv_options;
   hv_options.uri = config_.LibvirtUri();
   hv_options.emulator = config_.libvirt.emulator;
@@ -107,9 +117,13 @@ absl::Status Daemon::Start() {
   deps.store = m.store.get();
   deps.netns = m.netns.get();
   deps.network = m.network.get();
-  auto runtime_service = std::make_unique<cri::RuntimeService>(deps);
-  RETURN_IF_ERROR(runtime_service->Recover(report));
-  runtime_service_ = std::move(runtime_service);
+  deps.clock = &m.clock;
+  cri::PodLifecycleOptions pod_options;
+  pod_options.monitor.use_events = config_.libvirt.lifecycle_events;
+  pod_options.monitor.safety_poll = absl::Seconds(config_.libvirt.state_poll_seconds);
+  m.pods = std::make_unique<cri::PodLifecycle>(deps, pod_options);
+  RETURN_IF_ERROR(m.pods->Recover(report));
+  runtime_service_ = std::make_unique<cri::RuntimeService>(deps, m.pods.get());
   image_service_ = std::make_unique<cri::ImageService>(deps);
 
   grpc::ServerBuilder builder;
@@ -122,9 +136,11 @@ absl::Status Daemon::Start() {
     // containerd that starts after us is fine.
     m.upstream = std::make_unique<cri::UpstreamClient>(config_.upstream.endpoint,
                                                        absl::Seconds(config_.upstream.list_timeout_seconds));
-    cri::SideResolver sides(&config_, m.store.get());
+    m.removed =
+        std::make_unique<cri::Tombstones>(&m.clock, absl::Seconds(config_.upstream.tombstone_ttl_seconds));
+    cri::SideResolver sides(&config_, m.store.get(), m.removed.get());
     m.router_runtime = std::make_unique<cri::RouterRuntimeService>(
-        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get());
+        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get(), m.removed.get());
     m.router_images = std::make_unique<cri::RouterImageService>(
         static_cast<cri::ImageService*>(image_service_.get()), sides, m.upstream.get());
     builder.RegisterService(m.router_runtime.get());
@@ -155,7 +171,7 @@ void Daemon::Shutdown() {
     server_.reset();
     base::LogIfError(base::RemoveFile(config_.listen), "remove socket");
   }
-  if (runtime_service_ != nullptr) static_cast<cri::RuntimeService*>(runtime_service_.get())->StopBackground();
+  if (modules_ != nullptr && modules_->pods != nullptr) modules_->pods->StopBackground();
   image_service_.reset();
   runtime_service_.reset();
   modules_.reset();

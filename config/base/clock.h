@@ -3,6 +3,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -16,6 +17,8 @@ class Clock {
   virtual absl::Time Now() = 0;
   // Blocks the calling thread for `d` of this clock's time.
   virtual void SleepFor(absl::Duration d) = 0;
+  // Waits up to `timeout` of this clock's time for `n`; true when notified.
+  virtual bool WaitFor(absl::Notification& n, absl::Duration timeout) = 0;
 };
 
 // Wall-clock time.
@@ -23,6 +26,9 @@ class RealClock final : public Clock {
  public:
   absl::Time Now() override { return absl::Now(); }
   void SleepFor(absl::Duration d) override { absl::SleepFor(d); }
+  bool WaitFor(absl::Notification& n, absl::Duration timeout) override {
+    return n.WaitForNotificationWithTimeout(timeout);
+  }
 };
 
 // A clock only tests move. SleepFor advances it (so loops with deadlines end
@@ -35,6 +41,12 @@ class ManualClock final : public Clock {
     return now_;
   }
   void SleepFor(absl::Duration d) override { Advance(d); }
+  // A timeout passes at once: the clock jumps by it.
+  bool WaitFor(absl::Notification& n, absl::Duration timeout) override {
+    if (n.HasBeenNotified()) return true;
+    Advance(timeout);
+    return n.HasBeenNotified();
+  }
   void Advance(absl::Duration d) {
     absl::MutexLock l(&mu_);
     now_ += d;

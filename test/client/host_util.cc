@@ -61,4 +61,21 @@ void UnmountUnder(const fs::path& dir) {
   }
 }
 
+pid_t QemuPidOf(std::string_view domain) {
+  const std::string needle = "guest=" + std::string(domain) + ",";
+  // error_code overloads: processes come and go while we iterate.
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = ReadFileOrEmpty(it->path() / "cmdline");
+    for (char& c : cmdline) c = c == '\0' ? ' ' : c;
+    if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(needle) != std::string::npos) {
+      return static_cast<pid_t>(std::stol(name));
+    }
+  }
+  return -1;
+}
+
 }  // namespace kvcri::testing

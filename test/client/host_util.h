@@ -1,8 +1,11 @@
 // Small host helpers the test fixtures share (daemon, registry, containerd).
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace kvcri::testing {
 
@@ -19,5 +22,8 @@ void KillProcessesUnder(const std::filesystem::path& dir);
 // Lazily unmounts everything mounted at or below `dir`, deepest first
 // (a few rounds, for mounts that reappear under propagation).
 void UnmountUnder(const std::filesystem::path& dir);
+
+// The pid of the QEMU process running libvirt domain `domain`, or -1.
+pid_t QemuPidOf(std::string_view domain);
 
 }  // namespace kvcri::testing

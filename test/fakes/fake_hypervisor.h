@@ -1,58 +1,91 @@
+// In-memory Hypervisor for cri/ unit tests: every call can fail or block, and lifecycle events fire like libvirt's.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "runtime/hypervisor.h"
+#include "test/fakes/gate.h"
 
 namespace kvcri::testing {
 
-// An in-memory Hypervisor whose calls can be made to fail, and which records
-// what it was asked.
+// Records what it was asked ("Create kvcri-<id>", ...). Each method returns
+// its `*_error` when set; `create_gate` (when closed) holds Create until the
+// test opens it, like a slow libvirt. Power-offs fire a VmEvent to the
+// subscriber unless `events_enabled` is false, and the guest powers off on
+// the power button unless `ignore_power_button` is set.
 class FakeHypervisor : public runtime::Hypervisor {
  public:
   absl::Status Ready() override { return ready; }
   absl::Status Create(const runtime::VmSpec& spec) override {
+    Record("Create " + spec.name);
+    create_gate.Pass();
     absl::MutexLock l(&mu);
-    calls.push_back("Create " + spec.name);
     if (!create_error.ok()) return create_error;
-    vms[spec.name] = {spec, runtime::VmStatus{runtime::VmPhase::kRunning, 0, ""}};
+    vms[spec.name] = {spec, runtime::VmStatus{spec.start_paused ? runtime::VmPhase::kPaused : runtime::VmPhase::kRunning,
+                                              0, ""}};
     return absl::OkStatus();
   }
-  absl::Status Resume(std::string_view name) override { return absl::OkStatus(); }
-  absl::Status Shutdown(std::string_view name, absl::Duration) override {
+  absl::Status Resume(std::string_view name) override {
+    Record("Resume " + std::string(name));
     absl::MutexLock l(&mu);
-    calls.push_back("Shutdown " + std::string(name));
+    if (!resume_error.ok()) return resume_error;
     auto it = vms.find(std::string(name));
     if (it == vms.end()) return absl::NotFoundError("no domain");
-    it->second.status = {runtime::VmPhase::kShutoff, 0, "Completed"};
+    if (it->second.status.phase == runtime::VmPhase::kPaused) it->second.status.phase = runtime::VmPhase::kRunning;
+    return absl::OkStatus();
+  }
+  absl::Status PowerButton(std::string_view name) override {
+    Record("PowerButton " + std::string(name));
+    {
+      absl::MutexLock l(&mu);
+      if (!power_button_error.ok()) return power_button_error;
+      auto it = vms.find(std::string(name));
+      if (it == vms.end()) return absl::NotFoundError("no domain");
+      if (ignore_power_button || it->second.status.phase != runtime::VmPhase::kRunning) return absl::OkStatus();
+      it->second.status = {runtime::VmPhase::kShutoff, 0, "Completed"};
+    }
+    Fire(name, "stopped/shutdown");
     return absl::OkStatus();
   }
   absl::Status Destroy(std::string_view name) override {
-    absl::MutexLock l(&mu);
-    calls.push_back("Destroy " + std::string(name));
-    auto it = vms.find(std::string(name));
-    if (it != vms.end() && it->second.status.phase == runtime::VmPhase::kRunning) {
-      it->second.status = {runtime::VmPhase::kShutoff, 137, "Killed"};
+    Record("Destroy " + std::string(name));
+    bool stopped = false;
+    {
+      absl::MutexLock l(&mu);
+      if (!destroy_error.ok()) return destroy_error;
+      auto it = vms.find(std::string(name));
+      if (it != vms.end() && (it->second.status.phase == runtime::VmPhase::kRunning ||
+                              it->second.status.phase == runtime::VmPhase::kPaused)) {
+        it->second.status = {runtime::VmPhase::kShutoff, 137, "Killed"};
+        stopped = true;
+      }
     }
+    if (stopped) Fire(name, "stopped/destroyed");
     return absl::OkStatus();
   }
   absl::Status Remove(std::string_view name) override {
+    Record("Remove " + std::string(name));
     absl::MutexLock l(&mu);
-    calls.push_back("Remove " + std::string(name));
+    if (!remove_error.ok()) return remove_error;
     vms.erase(std::string(name));
     return absl::OkStatus();
   }
   absl::StatusOr<runtime::VmStatus> Status(std::string_view name) override {
     absl::MutexLock l(&mu);
+    ++status_calls;
+    if (!status_error.ok()) return status_error;
     auto it = vms.find(std::string(name));
     if (it == vms.end()) return runtime::VmStatus{runtime::VmPhase::kMissing, 0, ""};
     return it->second.status;
   }
   absl::StatusOr<std::vector<runtime::VmListing>> List() override {
     absl::MutexLock l(&mu);
+    ++list_calls;
+    if (!list_error.ok()) return list_error;
     std::vector<runtime::VmListing> out;
     for (const auto& [name, vm] : vms) out.push_back({name, vm.spec.pod_id, vm.spec.container_id, vm.status.phase});
     return out;
@@ -60,11 +93,21 @@ class FakeHypervisor : public runtime::Hypervisor {
   absl::StatusOr<runtime::VmStats> Stats(std::string_view) override {
     return absl::UnimplementedError("fake has no stats");
   }
+  absl::Status Subscribe(std::function<void(const runtime::VmEvent&)> on_event) override {
+    absl::MutexLock l(&mu);
+    if (!subscribe_error.ok()) return subscribe_error;
+    subscriber = std::move(on_event);
+    return absl::OkStatus();
+  }
 
   // Test controls.
+  // The guest changes state on its own (powers off, crashes): fires an event.
   void SetStatus(const std::string& name, runtime::VmStatus s) {
-    absl::MutexLock l(&mu);
-    vms[name].status = s;
+    {
+      absl::MutexLock l(&mu);
+      vms[name].status = s;
+    }
+    Fire(name, "stopped/guest");
   }
   void AddForeignVm(const runtime::VmSpec& spec) {
     absl::MutexLock l(&mu);
@@ -74,16 +117,57 @@ class FakeHypervisor : public runtime::Hypervisor {
     absl::MutexLock l(&mu);
     return vms.count(name) > 0;
   }
+  runtime::VmPhase PhaseOf(const std::string& name) {
+    absl::MutexLock l(&mu);
+    auto it = vms.find(name);
+    return it == vms.end() ? runtime::VmPhase::kMissing : it->second.status.phase;
+  }
+  runtime::VmSpec SpecOf(const std::string& name) {
+    absl::MutexLock l(&mu);
+    return vms[name].spec;
+  }
+  std::vector<std::string> Calls() {
+    absl::MutexLock l(&mu);
+    return calls;
+  }
 
   struct Vm {
     runtime::VmSpec spec;
     runtime::VmStatus status;
   };
   absl::Status ready;
-  absl::Status create_error;
+  Gate create_gate;
   absl::Mutex mu;
+  absl::Status create_error ABSL_GUARDED_BY(mu);
+  absl::Status resume_error ABSL_GUARDED_BY(mu);
+  absl::Status power_button_error ABSL_GUARDED_BY(mu);
+  absl::Status destroy_error ABSL_GUARDED_BY(mu);
+  absl::Status remove_error ABSL_GUARDED_BY(mu);
+  absl::Status status_error ABSL_GUARDED_BY(mu);
+  absl::Status list_error ABSL_GUARDED_BY(mu);
+  absl::Status subscribe_error ABSL_GUARDED_BY(mu);
+  bool ignore_power_button ABSL_GUARDED_BY(mu) = false;
+  bool events_enabled ABSL_GUARDED_BY(mu) = true;
+  int status_calls ABSL_GUARDED_BY(mu) = 0;
+  int list_calls ABSL_GUARDED_BY(mu) = 0;
   std::map<std::string, Vm> vms ABSL_GUARDED_BY(mu);
   std::vector<std::string> calls ABSL_GUARDED_BY(mu);
+
+ private:
+  void Record(std::string call) {
+    absl::MutexLock l(&mu);
+    calls.push_back(std::move(call));
+  }
+  void Fire(std::string_view name, std::string detail) {
+    std::function<void(const runtime::VmEvent&)> fn;
+    {
+      absl::MutexLock l(&mu);
+      if (!events_enabled) return;
+      fn = subscriber;
+    }
+    if (fn) fn(runtime::VmEvent{std::string(name), std::move(detail)});
+  }
+  std::function<void(const runtime::VmEvent&)> subscriber ABSL_GUARDED_BY(mu);
 };
 
 }  // namespace kvcri::testing

@@ -1,3 +1,4 @@
+// Fakes of the Pod network seams (CNI runner, tap wiring, DHCP) that log calls, fail and block on demand.
 #pragma once
 
 // Fakes for the Pod network seams (cni::CniRunner, cni::TapWiring,
@@ -12,6 +13,7 @@
 #include "cni/cni_runner.h"
 #include "cni/dhcp_server.h"
 #include "cni/tap.h"
+#include "test/fakes/gate.h"
 
 namespace kvcri::testing {
 
@@ -37,6 +39,7 @@ class FakeCniRunner : public cni::CniRunner {
 
   absl::StatusOr<cni::CniResult> Add(const cni::AttachSpec& spec) override {
     log_->Add("cni ADD " + spec.container_id);
+    if (gate_pod.empty() || gate_pod == spec.pod_name) add_gate.Pass();
     if (!add_error.ok()) return add_error;
     absl::MutexLock l(&mu);
     cni::CniResult r;
@@ -48,7 +51,7 @@ class FakeCniRunner : public cni::CniRunner {
   }
   absl::Status Check(const cni::AttachSpec& spec) override {
     log_->Add("cni CHECK " + spec.container_id);
-    return absl::OkStatus();
+    return check_error;
   }
   absl::Status Del(const cni::AttachSpec& spec) override {
     log_->Add("cni DEL " + spec.container_id);
@@ -61,7 +64,11 @@ class FakeCniRunner : public cni::CniRunner {
     return absl::NotFoundError("fake keeps no cache");
   }
 
+  // Holds ADD (closed) like a slow plugin; only for Pod `gate_pod` when set.
+  Gate add_gate;
+  std::string gate_pod;
   absl::Status add_error;
+  absl::Status check_error;
   absl::Status del_error;
   absl::Mutex mu;
   std::map<std::string, std::string> allocated ABSL_GUARDED_BY(mu);
@@ -86,6 +93,7 @@ class FakeTapWiring : public cni::TapWiring {
   }
   absl::Status Unwire(const std::filesystem::path& netns) override {
     log_->Add("unwire " + netns.string());
+    if (!unwire_error.ok()) return unwire_error;
     absl::MutexLock l(&mu);
     wired.erase(netns.string());
     return absl::OkStatus();
@@ -94,6 +102,7 @@ class FakeTapWiring : public cni::TapWiring {
   cni::WiredNic nic{"eth0", "tap0", "0a:58:0a:00:00:02", 1450, {{"10.0.0.2", 24}}, "10.0.0.1", "",
                     {{"0.0.0.0/0", "10.0.0.1"}}};
   absl::Status wire_error;
+  absl::Status unwire_error;
   absl::Mutex mu;
   std::set<std::string> wired ABSL_GUARDED_BY(mu);
 
@@ -115,12 +124,14 @@ class FakeDhcp : public cni::DhcpService {
   }
   absl::Status Remove(std::string_view pod_id) override {
     log_->Add("dhcp remove " + std::string(pod_id));
+    if (!remove_error.ok()) return remove_error;
     absl::MutexLock l(&mu);
     leases.erase(std::string(pod_id));
     return absl::OkStatus();
   }
 
   absl::Status add_error;
+  absl::Status remove_error;
   absl::Mutex mu;
   std::map<std::string, cni::Lease> leases ABSL_GUARDED_BY(mu);
 

@@ -197,5 +197,19 @@ TEST_F(DaemonTest, BadConfigFailsWithTheKeyNamed) {
   EXPECT_THAT(out, HasSubstr("bogus_key"));
 }
 
+TEST_F(DaemonTest, LibvirtdUrisAreRefusedAtStartUpSayingWhy) {
+  // libvirtd forks QEMU in its own network namespace: the Pod's tap is not
+  // there, so such a URI is refused before anything is created.
+  TestDaemon::Options opts;
+  opts.extra_config = "[libvirt]\nuri = \"qemu:///system\"\n";
+  TestDaemon d(opts);
+  std::string out;
+  int rc = d.RunSubcommand({}, &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_THAT(out, HasSubstr("qemu:///system"));
+  EXPECT_THAT(out, HasSubstr("network namespace"));
+  EXPECT_FALSE(std::filesystem::exists(d.socket()));
+}
+
 }  // namespace
 }  // namespace kvcri::testing

@@ -3,6 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
 
 namespace kvcri::testing {
@@ -108,6 +113,68 @@ class PodExitTest : public ::testing::Test {
     ASSERT_TRUE(StartPodWithConfig(d, config, kKernelImage, pod_id, ctr_id));
   }
 };
+
+// ListContainers answers from memory: it shows what the daemon settled on its
+// own (from libvirt's event, or the poll), not what a Status call refreshed.
+pb::ContainerState ListedState(TestDaemon& d, const std::string& ctr) {
+  pb::ListContainersRequest req;
+  req.mutable_filter()->set_id(ctr);
+  pb::ListContainersResponse resp;
+  if (!d.runtime().ListContainers(Ctx().get(), req, &resp).ok() || resp.containers_size() != 1) {
+    return pb::CONTAINER_UNKNOWN;
+  }
+  return resp.containers(0).state();
+}
+
+// From the moment the VM's QEMU process is gone, how long until ListContainers
+// says EXITED. The guest powers itself off (kvcri.exit) once booted.
+absl::Duration ExitSeenAfter(TestDaemon& d, const std::string& ctr) {
+  const std::string domain = "kvcri-" + ctr;
+  pid_t qemu = QemuPidOf(domain);
+  EXPECT_GT(qemu, 0) << "no QEMU process for " << domain;
+  absl::Time deadline = absl::Now() + absl::Seconds(240);
+  absl::Time gone = absl::InfiniteFuture();
+  while (absl::Now() < deadline) {
+    if (gone == absl::InfiniteFuture() && ::kill(qemu, 0) != 0) gone = absl::Now();
+    if (ListedState(d, ctr) == pb::CONTAINER_EXITED) {
+      // EXITED before the process was seen gone: it exited between two looks.
+      return gone == absl::InfiniteFuture() ? absl::ZeroDuration() : absl::Now() - gone;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ADD_FAILURE() << "container " << ctr << " never listed EXITED; log:\n" << d.DaemonLog();
+  return absl::InfiniteDuration();
+}
+
+TEST_F(PodExitTest, AGuestPowerOffIsExitedWithinASecondFromTheLifecycleEvent) {
+  TestDaemon d;  // state_poll_seconds stays 10: only the event can be this quick
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  StartWithCmdline(d, "event", "kvcri.exit=1", &pod, &ctr);
+  absl::Duration took = ExitSeenAfter(d, ctr);
+  std::cerr << "EXITED listed " << absl::FormatDuration(took) << " after QEMU exited\n";
+  EXPECT_LT(took, absl::Seconds(1)) << d.DaemonLog();
+  EXPECT_EQ(GetContainerStatus(d, ctr).status().reason(), "Completed");
+  RemovePod(d, pod);
+  ExpectNoLeftovers(d);
+}
+
+TEST_F(PodExitTest, WithLifecycleEventsOffTheStatePollStillSeesTheExit) {
+  TestDaemon::Options opts;
+  opts.extra_config = "[libvirt]\nlifecycle_events = false\nstate_poll_seconds = 2\n";
+  TestDaemon d(opts);
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  StartWithCmdline(d, "polled", "kvcri.exit=1", &pod, &ctr);
+  absl::Duration took = ExitSeenAfter(d, ctr);
+  std::cerr << "EXITED listed " << absl::FormatDuration(took) << " after QEMU exited (poll only)\n";
+  EXPECT_LT(took, absl::Seconds(2) + absl::Seconds(2));  // one poll interval, plus slack for a busy host
+  EXPECT_EQ(GetContainerStatus(d, ctr).status().reason(), "Completed");
+  RemovePod(d, pod);
+  ExpectNoLeftovers(d);
+}
 
 TEST_F(PodExitTest, GuestPowerOffIsExitCodeZeroAndForcedStopIsNonZero) {
   TestDaemon d;

@@ -327,10 +327,18 @@ TEST_F(PodNetworkFailureTest, BrokenConflistMissingPluginAndFailingPluginLeaveNo
   s = RunSandbox(d);
   EXPECT_FALSE(s.ok());
   EXPECT_THAT(s.error_message(), HasSubstr("bridge"));
-  ExpectNoLeftovers(d);
+  // Its DEL fails the same way, so the rollback cannot prove nothing is
+  // allocated: the sandbox is kept NOTREADY (never half-made and forgotten).
+  pb::ListPodSandboxResponse kept;
+  ASSERT_TRUE(d.runtime().ListPodSandbox(Ctx().get(), pb::ListPodSandboxRequest(), &kept).ok());
+  ASSERT_EQ(kept.items_size(), 1);
+  EXPECT_EQ(kept.items(0).state(), pb::SANDBOX_NOTREADY);
 
-  // And the daemon still works with a good network again.
+  // The operator fixes the network: RemovePodSandbox (kubelet's GC) finishes
+  // the teardown, and the daemon works again.
   WriteConflist(d, Chain(d, GoodIpam(d), ""));
+  RemovePod(d, kept.items(0).id());
+  ExpectNoLeftovers(d);
   s = RunSandbox(d);
   EXPECT_TRUE(s.ok()) << s.error_message();
   pb::ListPodSandboxResponse list;

@@ -78,9 +78,14 @@ TEST(PodRestart, SandboxRecordsSurviveRestartWithTheSameIds) {
   ASSERT_TRUE(d.runtime().PodSandboxStatus(Ctx().get(), req, &resp).ok());
   EXPECT_EQ(resp.status().state(), pb::SANDBOX_READY);
   EXPECT_EQ(resp.status().metadata().name(), "keep");
-  // The name is still taken.
+  // kubelet's retry of the same request finds the same sandbox, not a second one.
   pb::RunPodSandboxResponse again;
   grpc::Status s = d.runtime().RunPodSandbox(Ctx().get(), run, &again);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(again.pod_sandbox_id(), rr.pod_sandbox_id());
+  // The name is still taken for any other config.
+  (*run.mutable_config()->mutable_labels())["changed"] = "yes";
+  s = d.runtime().RunPodSandbox(Ctx().get(), run, &again);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
   RemovePod(d, rr.pod_sandbox_id());
   ExpectNoLeftovers(d);

@@ -506,6 +506,17 @@ TEST_F(CniRunnerTest, DelWithoutCacheOrConfigIsOk) {
   EXPECT_TRUE(runner.Del(Spec()).ok());
 }
 
+TEST_F(CniRunnerTest, DelWithoutCacheWhenTodaysConfigNamesAMissingPluginIsOk) {
+  // ADD with this config fails before any plugin runs: nothing to tear down,
+  // so the sandbox of the failed RunPodSandbox need not be kept.
+  WriteChain({"fake-a"});
+  WriteConflist(R"({"cniVersion":"1.0.0","name":"testnet","plugins":[{"type":"fake-a"},{"type":"no-such-plugin"}]})");
+  ExecCniRunner runner(Options());
+  EXPECT_FALSE(runner.Add(Spec()).ok());
+  EXPECT_TRUE(runner.Del(Spec()).ok());
+  EXPECT_THAT(Calls(), IsEmpty());
+}
+
 TEST_F(CniRunnerTest, FailedDelContinuesKeepsCacheAndCanBeRetried) {
   WriteChain({"fake-a", "fake-b"});
   ExecCniRunner runner(Options());

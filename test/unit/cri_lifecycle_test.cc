@@ -1,143 +1,15 @@
 // cri/ orchestration with fakes: rollback, idempotency, recovery.
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "cni/pod_network.h"
-#include "cri/runtime_service.h"
-#include "runtime/console_log.h"
-#include "sandbox/file_sandbox_store.h"
-#include "test/fakes/fake_hypervisor.h"
-#include "test/fakes/fake_image_store.h"
-#include "test/fakes/fake_netns.h"
-#include "test/fakes/fake_network.h"
+#include "test/fakes/cri_harness.h"
 
 namespace kvcri::cri {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::FakeHypervisor;
-using testing::FakeImageStore;
-using testing::FakeCniRunner;
-using testing::FakeDhcp;
-using testing::FakeNetns;
-using testing::FakeTapWiring;
-using testing::NetworkCallLog;
-namespace fs = std::filesystem;
 
-class CriLifecycleTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/kvcri-unit-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    config_.root = dir_ / "root";
-    config_.state_dir = dir_ / "run";
-    fs::create_directories(config_.root / "containers");
-    fs::create_directories(dir_ / "images");
-    std::ofstream(dir_ / "images" / "vmlinuz") << "kernel";
-    runtime::image::ImageInfo kernel;
-    kernel.id = "sha256:" + std::string(64, '1');
-    kernel.repo_tags = {"example.com/vm:1"};
-    kernel.boot.kind = runtime::image::BootKind::kKernel;
-    kernel.boot.kernel = dir_ / "images" / "vmlinuz";
-    images_.Add("example.com/vm:1", kernel);
-    runtime::image::ImageInfo plain = kernel;
-    plain.id = "sha256:" + std::string(64, '2');
-    plain.boot = {};
-    plain.boot.unbootable_reason = "no /disk/ file and no /boot/vmlinuz";
-    images_.Add("busybox", plain);
-    Restart();
-  }
-  void TearDown() override {
-    service_.reset();
-    fs::remove_all(dir_);
-  }
-
-  // A new service over the same disk state, like a daemon restart.
-  void Restart() {
-    service_.reset();
-    console_ = std::make_unique<runtime::ConsoleLogCopier>(runtime::ConsoleLogOptions{.start_thread = false});
-    store_ = std::make_unique<sandbox::FileSandboxStore>(config_.root);
-    absl::StatusOr<sandbox::LoadReport> report = store_->Load();
-    ASSERT_TRUE(report.ok()) << report.status();
-    RuntimeDeps deps;
-    deps.config = &config_;
-    deps.accelerator = config::Accelerator::kTcg;
-    deps.hypervisor = &hv_;
-    deps.console = console_.get();
-    deps.images = &images_;
-    deps.store = store_.get();
-    deps.netns = &netns_;
-    deps.network = &network_;
-    service_ = std::make_unique<RuntimeService>(deps);
-    ASSERT_TRUE(service_->Recover(*report).ok());
-  }
-
-  pb::PodSandboxConfig PodConfig(const std::string& name) {
-    pb::PodSandboxConfig c;
-    c.mutable_metadata()->set_name(name);
-    c.mutable_metadata()->set_namespace_("ns");
-    c.mutable_metadata()->set_uid("uid-" + name);
-    c.set_log_directory((dir_ / "logs" / name).string());
-    (*c.mutable_labels())["app"] = name;
-    return c;
-  }
-
-  grpc::Status RunPod(const std::string& name, std::string* id) {
-    pb::RunPodSandboxRequest req;
-    *req.mutable_config() = PodConfig(name);
-    req.set_runtime_handler("kubevirt");
-    pb::RunPodSandboxResponse resp;
-    grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
-    *id = resp.pod_sandbox_id();
-    return s;
-  }
-
-  grpc::Status CreateVm(const std::string& pod, const std::string& image, std::string* id,
-                        const std::string& name = "vm", uint32_t attempt = 0) {
-    pb::CreateContainerRequest req;
-    req.set_pod_sandbox_id(pod);
-    req.mutable_config()->mutable_metadata()->set_name(name);
-    req.mutable_config()->mutable_metadata()->set_attempt(attempt);
-    req.mutable_config()->mutable_image()->set_image(image);
-    req.mutable_config()->set_log_path("vm.log");
-    pb::CreateContainerResponse resp;
-    grpc::Status s = service_->CreateContainer(nullptr, &req, &resp);
-    *id = resp.container_id();
-    return s;
-  }
-
-  grpc::Status Start(const std::string& id) {
-    pb::StartContainerRequest req;
-    req.set_container_id(id);
-    pb::StartContainerResponse resp;
-    return service_->StartContainer(nullptr, &req, &resp);
-  }
-
-  pb::ContainerStatus Status(const std::string& id) {
-    pb::ContainerStatusRequest req;
-    req.set_container_id(id);
-    pb::ContainerStatusResponse resp;
-    EXPECT_TRUE(service_->ContainerStatus(nullptr, &req, &resp).ok());
-    return resp.status();
-  }
-
-  fs::path dir_;
-  config::Config config_;
-  FakeHypervisor hv_;
-  FakeNetns netns_;
-  FakeImageStore images_;
-  NetworkCallLog net_log_;
-  FakeCniRunner cni_{&net_log_};
-  FakeTapWiring tap_{&net_log_};
-  FakeDhcp dhcp_{&net_log_};
-  cni::PodNetwork network_{&cni_, &tap_, &dhcp_};
-  std::unique_ptr<runtime::ConsoleLogCopier> console_;
-  std::unique_ptr<sandbox::FileSandboxStore> store_;
-  std::unique_ptr<RuntimeService> service_;
-};
+using CriLifecycleTest = CriHarness;
 
 TEST_F(CriLifecycleTest, RunPodSandboxRemovesRecordAndNameWhenNetnsFails) {
   netns_.create_error = absl::PermissionDeniedError("unshare: operation not permitted");
@@ -151,12 +23,27 @@ TEST_F(CriLifecycleTest, RunPodSandboxRemovesRecordAndNameWhenNetnsFails) {
   EXPECT_EQ(store_->SandboxCount(), 1u);
 }
 
-TEST_F(CriLifecycleTest, DuplicateSandboxNameIsAlreadyExists) {
-  std::string a, b;
+TEST_F(CriLifecycleTest, SameNameWithAnotherConfigIsAlreadyExists) {
+  std::string a;
   ASSERT_TRUE(RunPod("web", &a).ok());
-  grpc::Status s = RunPod("web", &b);
+  pb::RunPodSandboxRequest req;
+  *req.mutable_config() = PodConfig("web");
+  (*req.mutable_config()->mutable_labels())["app"] = "other";
+  req.set_runtime_handler("kubevirt");
+  pb::RunPodSandboxResponse resp;
+  grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_THAT(s.error_message(), HasSubstr(a));
+}
+
+TEST_F(CriLifecycleTest, RetryOfAFinishedRunPodSandboxReturnsTheSameSandbox) {
+  std::string a, b;
+  ASSERT_TRUE(RunPod("web", &a).ok());
+  ASSERT_TRUE(RunPod("web", &b).ok());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(store_->SandboxCount(), 1u);
+  std::vector<std::string> calls = net_log_.Take();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "cni ADD " + a), 1);
 }
 
 TEST_F(CriLifecycleTest, ImageWithoutBootArtifactsIsFailedPrecondition) {
@@ -188,9 +75,12 @@ TEST_F(CriLifecycleTest, KernelCmdlineDefaultsToSerialConsole) {
   ASSERT_TRUE(RunPod("web", &pod).ok());
   ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
   ASSERT_TRUE(Start(ctr).ok());
-  absl::MutexLock l(&hv_.mu);
-  EXPECT_EQ(hv_.vms["kvcri-" + ctr].spec.cmdline, "console=ttyS0");
-  EXPECT_EQ(hv_.vms["kvcri-" + ctr].spec.accel, config::Accelerator::kTcg);
+  runtime::VmSpec spec = hv_.SpecOf("kvcri-" + ctr);
+  EXPECT_EQ(spec.cmdline, "console=ttyS0");
+  EXPECT_EQ(spec.accel, config::Accelerator::kTcg);
+  EXPECT_TRUE(spec.start_paused);  // resumed once the record says RUNNING
+  EXPECT_EQ(hv_.PhaseOf("kvcri-" + ctr), runtime::VmPhase::kRunning);
+  EXPECT_EQ(spec.netns, "/proc/self/ns/net");  // QEMU starts in the Pod netns
 }
 
 TEST_F(CriLifecycleTest, GuestPowerOffBecomesExitedWithItsCode) {
@@ -358,8 +248,7 @@ TEST_F(CriLifecycleTest, VmGetsTheWiredNicAndTheCloudInitSeed) {
   ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
   ASSERT_TRUE(fs::exists(config_.root / "containers" / ctr / "cidata.img"));
   ASSERT_TRUE(Start(ctr).ok());
-  absl::MutexLock l(&hv_.mu);
-  const runtime::VmSpec& spec = hv_.vms["kvcri-" + ctr].spec;
+  const runtime::VmSpec spec = hv_.SpecOf("kvcri-" + ctr);
   ASSERT_EQ(spec.nics.size(), 1u);
   EXPECT_EQ(spec.nics[0].tap_name, "tap0");
   EXPECT_EQ(spec.nics[0].mac, "0a:58:0a:00:00:02");

@@ -8,14 +8,18 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "config/base/clock.h"
 #include "config/config.h"
+#include "cri/filters.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
+#include "cri/tombstones.h"
 #include "cri/upstream_client.h"
 #include "sandbox/file_sandbox_store.h"
 
@@ -28,8 +32,12 @@ using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
 const std::string kOurSandbox(64, 'a');
+const std::string kOurContainer(64, 'e');
 
 // One side: answers with IDs that say which side it is and logs every call.
+// The local one (with a store) answers from the store as our RuntimeService
+// does, also for IDs it does not know (Stop/Remove OK, Status NOT_FOUND, List
+// empty); the upstream one holds one Pod, "up-pod" with container "up-ctr".
 class FakeRuntime : public pb::RuntimeService::Service {
  public:
   explicit FakeRuntime(std::string side) : side_(std::move(side)) {}
@@ -38,6 +46,7 @@ class FakeRuntime : public pb::RuntimeService::Service {
     return calls_;
   }
   bool network_ready = true;
+  sandbox::SandboxStore* store = nullptr;
 
   grpc::Status RunPodSandbox(grpc::ServerContext*, const pb::RunPodSandboxRequest*,
                              pb::RunPodSandboxResponse* r) override {
@@ -50,20 +59,108 @@ class FakeRuntime : public pb::RuntimeService::Service {
     Log("StopPodSandbox " + q->pod_sandbox_id().substr(0, 8));
     return grpc::Status::OK;
   }
+  grpc::Status RemovePodSandbox(grpc::ServerContext*, const pb::RemovePodSandboxRequest* q,
+                                pb::RemovePodSandboxResponse*) override {
+    Log("RemovePodSandbox " + q->pod_sandbox_id().substr(0, 8));
+    if (store == nullptr) return grpc::Status::OK;
+    absl::StatusOr<std::string> id = store->ResolveSandboxId(q->pod_sandbox_id());
+    if (absl::IsNotFound(id.status())) return grpc::Status::OK;
+    if (!id.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(id.status().message()));
+    absl::Status s = store->RemoveSandbox(*id);
+    return s.ok() ? grpc::Status::OK : grpc::Status(grpc::StatusCode::INTERNAL, std::string(s.message()));
+  }
+  grpc::Status PodSandboxStatus(grpc::ServerContext*, const pb::PodSandboxStatusRequest* q,
+                                pb::PodSandboxStatusResponse* r) override {
+    Log("PodSandboxStatus " + q->pod_sandbox_id().substr(0, 8));
+    for (const Pod& p : Pods()) {
+      if (p.id == q->pod_sandbox_id()) {
+        r->mutable_status()->set_id(p.id);
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "sandbox not found");
+  }
   grpc::Status ListPodSandbox(grpc::ServerContext*, const pb::ListPodSandboxRequest* q,
                               pb::ListPodSandboxResponse* r) override {
     Log("ListPodSandbox");
-    const std::string id = side_ == "local" ? kOurSandbox : "up-pod";
-    if (q->filter().label_selector().count("app") && q->filter().label_selector().at("app") != side_) {
-      return grpc::Status::OK;
+    const pb::PodSandboxFilter& f = q->filter();
+    for (const Pod& p : Pods()) {
+      if (!MatchesIdFilter(p.id, f.id()) || !MatchesSelector(p.labels, f.label_selector())) continue;
+      if (f.has_state() && f.state().state() != pb::SANDBOX_READY) continue;
+      pb::PodSandbox* sb = r->add_items();
+      sb->set_id(p.id);
+      sb->set_state(pb::SANDBOX_READY);
     }
-    r->add_items()->set_id(id);
     return grpc::Status::OK;
+  }
+  grpc::Status StopContainer(grpc::ServerContext*, const pb::StopContainerRequest* q,
+                             pb::StopContainerResponse*) override {
+    Log("StopContainer " + q->container_id().substr(0, 8));
+    return grpc::Status::OK;
+  }
+  grpc::Status RemoveContainer(grpc::ServerContext*, const pb::RemoveContainerRequest* q,
+                               pb::RemoveContainerResponse*) override {
+    Log("RemoveContainer " + q->container_id().substr(0, 8));
+    if (store == nullptr) return grpc::Status::OK;
+    absl::StatusOr<std::string> id = store->ResolveContainerId(q->container_id());
+    if (absl::IsNotFound(id.status())) return grpc::Status::OK;
+    if (!id.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(id.status().message()));
+    absl::Status s = store->RemoveContainer(*id);
+    return s.ok() ? grpc::Status::OK : grpc::Status(grpc::StatusCode::INTERNAL, std::string(s.message()));
   }
   grpc::Status ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest* q,
                                pb::ContainerStatusResponse* r) override {
     Log("ContainerStatus");
-    r->mutable_status()->set_id(q->container_id());
+    if (store == nullptr) {
+      r->mutable_status()->set_id(q->container_id());
+      return grpc::Status::OK;
+    }
+    for (const Ctr& c : Containers()) {
+      if (c.id == q->container_id()) {
+        r->mutable_status()->set_id(c.id);
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "container not found");
+  }
+  grpc::Status ListContainers(grpc::ServerContext*, const pb::ListContainersRequest* q,
+                              pb::ListContainersResponse* r) override {
+    Log("ListContainers");
+    const pb::ContainerFilter& f = q->filter();
+    for (const Ctr& c : Containers()) {
+      if (!MatchesIdFilter(c.id, f.id()) || !MatchesIdFilter(c.sandbox_id, f.pod_sandbox_id()) ||
+          !MatchesSelector(c.labels, f.label_selector())) {
+        continue;
+      }
+      if (f.has_state() && f.state().state() != pb::CONTAINER_RUNNING) continue;
+      pb::Container* out = r->add_containers();
+      out->set_id(c.id);
+      out->set_pod_sandbox_id(c.sandbox_id);
+      out->set_state(pb::CONTAINER_RUNNING);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status ListContainerStats(grpc::ServerContext*, const pb::ListContainerStatsRequest* q,
+                                  pb::ListContainerStatsResponse* r) override {
+    Log("ListContainerStats");
+    const pb::ContainerStatsFilter& f = q->filter();
+    for (const Ctr& c : Containers()) {
+      if (!MatchesIdFilter(c.id, f.id()) || !MatchesIdFilter(c.sandbox_id, f.pod_sandbox_id()) ||
+          !MatchesSelector(c.labels, f.label_selector())) {
+        continue;
+      }
+      r->add_stats()->mutable_attributes()->set_id(c.id);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status ListPodSandboxStats(grpc::ServerContext*, const pb::ListPodSandboxStatsRequest* q,
+                                   pb::ListPodSandboxStatsResponse* r) override {
+    Log("ListPodSandboxStats");
+    const pb::PodSandboxStatsFilter& f = q->filter();
+    for (const Pod& p : Pods()) {
+      if (!MatchesIdFilter(p.id, f.id()) || !MatchesSelector(p.labels, f.label_selector())) continue;
+      r->add_stats()->mutable_attributes()->set_id(p.id);
+    }
     return grpc::Status::OK;
   }
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse* r) override {
@@ -78,6 +175,27 @@ class FakeRuntime : public pb::RuntimeService::Service {
   }
 
  private:
+  struct Pod {
+    std::string id;
+    std::map<std::string, std::string> labels;
+  };
+  struct Ctr {
+    std::string id;
+    std::string sandbox_id;
+    std::map<std::string, std::string> labels;
+  };
+  std::vector<Pod> Pods() const {
+    if (store == nullptr) return {{"up-pod", {{"app", side_}}}};
+    std::vector<Pod> pods;
+    for (const sandbox::SandboxRecord& r : store->ListSandboxes()) pods.push_back({r.id, r.labels});
+    return pods;
+  }
+  std::vector<Ctr> Containers() const {
+    if (store == nullptr) return {{"up-ctr", "up-pod", {{"app", side_}}}};
+    std::vector<Ctr> ctrs;
+    for (const sandbox::ContainerRecord& r : store->ListContainers()) ctrs.push_back({r.id, r.sandbox_id, r.labels});
+    return ctrs;
+  }
   void Log(const std::string& c) {
     absl::MutexLock l(&mu_);
     calls_.push_back(c);
@@ -150,15 +268,25 @@ class RouterTest : public ::testing::Test {
     r.metadata = {"vm", "default", "uid-vm", 0};
     r.runtime_handler = "kubevirt";
     r.phase = sandbox::Phase::kReady;
+    r.labels = {{"app", "local"}};
     ASSERT_TRUE(store_->PutSandbox(r).ok());
+    sandbox::ContainerRecord c;
+    c.id = kOurContainer;
+    c.sandbox_id = kOurSandbox;
+    c.metadata = {"vm", 0};
+    c.labels = {{"app", "local"}};
+    c.phase = sandbox::Phase::kReady;
+    ASSERT_TRUE(store_->PutContainer(c).ok());
+    local_.store = store_.get();
     local_images_ = std::make_unique<FakeImages>(
         std::vector<std::pair<std::string, std::string>>{{"sha256:shared", "vm/shared"}, {"sha256:vm", "vm/disk"}},
         (dir_ / "ours").string());
     endpoint_ = "unix://" + (dir_ / "up.sock").string();
     StartUpstream();
     upstream_client_ = std::make_unique<UpstreamClient>(endpoint_, absl::Seconds(5));
-    SideResolver sides(&config_, store_.get());
-    runtime_ = std::make_unique<RouterRuntimeService>(&local_, sides, upstream_client_.get());
+    removed_ = std::make_unique<Tombstones>(&clock_, kTtl);
+    SideResolver sides(&config_, store_.get(), removed_.get());
+    runtime_ = std::make_unique<RouterRuntimeService>(&local_, sides, upstream_client_.get(), removed_.get());
     images_ = std::make_unique<RouterImageService>(local_images_.get(), sides, upstream_client_.get());
   }
   void TearDown() override {
@@ -179,8 +307,121 @@ class RouterTest : public ::testing::Test {
     fs::remove(dir_ / "up.sock");
   }
 
+  static constexpr absl::Duration kTtl = absl::Minutes(10);
+
+  // The ID lists a client gets; a failed call fails the test and lists nothing.
+  std::vector<std::string> SandboxIds(const pb::PodSandboxFilter& filter) {
+    pb::ListPodSandboxRequest req;
+    *req.mutable_filter() = filter;
+    pb::ListPodSandboxResponse resp;
+    grpc::Status s = runtime_->ListPodSandbox(&ctx_, &req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> ids;
+    for (const auto& i : resp.items()) ids.push_back(i.id());
+    return ids;
+  }
+  std::vector<std::string> ContainerIds(const pb::ContainerFilter& filter) {
+    pb::ListContainersRequest req;
+    *req.mutable_filter() = filter;
+    pb::ListContainersResponse resp;
+    grpc::Status s = runtime_->ListContainers(&ctx_, &req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> ids;
+    for (const auto& c : resp.containers()) ids.push_back(c.id());
+    return ids;
+  }
+  std::vector<std::string> SandboxStatsIds(const pb::PodSandboxStatsFilter& filter) {
+    pb::ListPodSandboxStatsRequest req;
+    *req.mutable_filter() = filter;
+    pb::ListPodSandboxStatsResponse resp;
+    grpc::Status s = runtime_->ListPodSandboxStats(&ctx_, &req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> ids;
+    for (const auto& st : resp.stats()) ids.push_back(st.attributes().id());
+    return ids;
+  }
+  std::vector<std::string> ContainerStatsIds(const pb::ContainerStatsFilter& filter) {
+    pb::ListContainerStatsRequest req;
+    *req.mutable_filter() = filter;
+    pb::ListContainerStatsResponse resp;
+    grpc::Status s = runtime_->ListContainerStats(&ctx_, &req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> ids;
+    for (const auto& st : resp.stats()) ids.push_back(st.attributes().id());
+    return ids;
+  }
+  grpc::StatusCode PodSandboxStatusCode(const std::string& id) {
+    pb::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(id);
+    pb::PodSandboxStatusResponse resp;
+    return runtime_->PodSandboxStatus(&ctx_, &req, &resp).error_code();
+  }
+  grpc::StatusCode ContainerStatusCode(const std::string& id) {
+    pb::ContainerStatusRequest req;
+    req.set_container_id(id);
+    pb::ContainerStatusResponse resp;
+    return runtime_->ContainerStatus(&ctx_, &req, &resp).error_code();
+  }
+  grpc::Status RemovePodSandbox(const std::string& id) {
+    pb::RemovePodSandboxRequest req;
+    req.set_pod_sandbox_id(id);
+    pb::RemovePodSandboxResponse resp;
+    return runtime_->RemovePodSandbox(&ctx_, &req, &resp);
+  }
+  grpc::Status RemoveContainer(const std::string& id) {
+    pb::RemoveContainerRequest req;
+    req.set_container_id(id);
+    pb::RemoveContainerResponse resp;
+    return runtime_->RemoveContainer(&ctx_, &req, &resp);
+  }
+
+  // kubelet's follow-up calls about a removed sandbox and its container get
+  // the answers CRI gives for unknown IDs: Stop/Remove OK, Status NOT_FOUND,
+  // lists filtered by the ID empty.
+  void ExpectAnsweredAsRemoved(const std::string& pod, const std::string& ctr) {
+    pb::StopPodSandboxRequest stop_pod;
+    stop_pod.set_pod_sandbox_id(pod);
+    pb::StopPodSandboxResponse stop_pod_resp;
+    grpc::Status s = runtime_->StopPodSandbox(&ctx_, &stop_pod, &stop_pod_resp);
+    EXPECT_TRUE(s.ok()) << "StopPodSandbox: " << s.error_message();
+    s = RemovePodSandbox(pod);
+    EXPECT_TRUE(s.ok()) << "RemovePodSandbox: " << s.error_message();
+    EXPECT_EQ(PodSandboxStatusCode(pod), grpc::StatusCode::NOT_FOUND);
+    pb::PodSandboxFilter by_id;
+    by_id.set_id(pod);
+    EXPECT_THAT(SandboxIds(by_id), ElementsAre());
+    pb::PodSandboxStatsFilter stats_by_id;
+    stats_by_id.set_id(pod);
+    EXPECT_THAT(SandboxStatsIds(stats_by_id), ElementsAre());
+    pb::ContainerFilter by_pod;
+    by_pod.set_pod_sandbox_id(pod);
+    EXPECT_THAT(ContainerIds(by_pod), ElementsAre());
+    pb::ContainerStatsFilter stats_by_pod;
+    stats_by_pod.set_pod_sandbox_id(pod);
+    EXPECT_THAT(ContainerStatsIds(stats_by_pod), ElementsAre());
+    ExpectContainerAnsweredAsRemoved(ctr);
+  }
+  void ExpectContainerAnsweredAsRemoved(const std::string& ctr) {
+    pb::StopContainerRequest stop;
+    stop.set_container_id(ctr);
+    pb::StopContainerResponse stop_resp;
+    grpc::Status s = runtime_->StopContainer(&ctx_, &stop, &stop_resp);
+    EXPECT_TRUE(s.ok()) << "StopContainer: " << s.error_message();
+    s = RemoveContainer(ctr);
+    EXPECT_TRUE(s.ok()) << "RemoveContainer: " << s.error_message();
+    EXPECT_EQ(ContainerStatusCode(ctr), grpc::StatusCode::NOT_FOUND);
+    pb::ContainerFilter by_id;
+    by_id.set_id(ctr);
+    EXPECT_THAT(ContainerIds(by_id), ElementsAre());
+    pb::ContainerStatsFilter stats_by_id;
+    stats_by_id.set_id(ctr);
+    EXPECT_THAT(ContainerStatsIds(stats_by_id), ElementsAre());
+  }
+
   fs::path dir_;
   config::Config config_;
+  base::ManualClock clock_;
+  std::unique_ptr<Tombstones> removed_;
   std::string endpoint_;
   FakeRuntime local_{"local"};
   FakeRuntime upstream_{"up"};
@@ -274,6 +515,146 @@ TEST_F(RouterTest, DownUpstreamLeavesVmSideServedAndFailsUpstreamCallsUnavailabl
     if (!back) absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_TRUE(back);
+}
+
+TEST_F(RouterTest, RemovedVmPodStaysOursSoFollowUpCallsNeverReachTheUpstream) {
+  ASSERT_TRUE(RemovePodSandbox(kOurSandbox).ok());
+  ASSERT_TRUE(absl::IsNotFound(store_->ResolveSandboxId(kOurSandbox).status()));
+  EXPECT_TRUE(removed_->Contains(kOurSandbox));
+  EXPECT_TRUE(removed_->Contains(kOurContainer));
+
+  ExpectAnsweredAsRemoved(kOurSandbox, kOurContainer);
+  EXPECT_THAT(upstream_.calls(), ElementsAre());
+  // Our side got them all, so it was asked, not merely skipped.
+  EXPECT_THAT(local_.calls(), ::testing::Contains("PodSandboxStatus aaaaaaaa"));
+  EXPECT_THAT(local_.calls(), ::testing::Contains("RemoveContainer eeeeeeee"));
+}
+
+TEST_F(RouterTest, RemovedVmPodIsAnsweredWithoutUnavailableWhileTheUpstreamIsDown) {
+  StopUpstream();
+  ASSERT_TRUE(RemovePodSandbox(kOurSandbox).ok());
+  ExpectAnsweredAsRemoved(kOurSandbox, kOurContainer);
+  // And a second time, as kubelet retries.
+  ExpectAnsweredAsRemoved(kOurSandbox, kOurContainer);
+}
+
+TEST_F(RouterTest, RemovedVmContainerStaysOursWhileItsSandboxLives) {
+  StopUpstream();
+  ASSERT_TRUE(RemoveContainer(kOurContainer).ok());
+  EXPECT_TRUE(removed_->Contains(kOurContainer));
+  EXPECT_FALSE(removed_->Contains(kOurSandbox));
+  ExpectContainerAnsweredAsRemoved(kOurContainer);
+  pb::ContainerFilter by_pod;
+  by_pod.set_pod_sandbox_id(kOurSandbox);
+  EXPECT_THAT(ContainerIds(by_pod), ElementsAre());
+  EXPECT_EQ(PodSandboxStatusCode(kOurSandbox), grpc::StatusCode::OK);
+}
+
+TEST_F(RouterTest, UpstreamRemovalsLeaveNoTombstone) {
+  ASSERT_TRUE(RemovePodSandbox("up-pod").ok());
+  ASSERT_TRUE(RemoveContainer("up-ctr").ok());
+  EXPECT_EQ(removed_->size(), 0u);
+  EXPECT_THAT(upstream_.calls(), ElementsAre("RemovePodSandbox up-pod", "RemoveContainer up-ctr"));
+}
+
+TEST_F(RouterTest, RemovedIdsGoBackToTheUpstreamAfterTheTtl) {
+  ASSERT_TRUE(RemovePodSandbox(kOurSandbox).ok());
+  StopUpstream();
+  clock_.Advance(kTtl - absl::Seconds(1));
+  EXPECT_EQ(PodSandboxStatusCode(kOurSandbox), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ContainerStatusCode(kOurContainer), grpc::StatusCode::NOT_FOUND);
+  clock_.Advance(absl::Seconds(1));
+  // Neither ours nor tombstoned: the upstream's, and it is down.
+  EXPECT_EQ(PodSandboxStatusCode(kOurSandbox), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ContainerStatusCode(kOurContainer), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(RouterTest, ATombstoneMatchesItsFullIdOnlyNotAPrefix) {
+  ASSERT_TRUE(RemovePodSandbox(kOurSandbox).ok());
+  pb::PodSandboxFilter by_prefix;
+  by_prefix.set_id(kOurSandbox.substr(0, 12));
+  EXPECT_THAT(SandboxIds(by_prefix), ElementsAre());
+  EXPECT_THAT(upstream_.calls(), ElementsAre("ListPodSandbox"));
+}
+
+TEST_F(RouterTest, AnIdFilterUnknownToUsGoesUpstreamAndIsUnavailableWhileItIsDown) {
+  pb::PodSandboxFilter by_id;
+  by_id.set_id("up-pod");
+  EXPECT_THAT(SandboxIds(by_id), ElementsAre("up-pod"));
+  EXPECT_THAT(local_.calls(), ElementsAre());
+
+  StopUpstream();
+  pb::ListPodSandboxRequest req;
+  *req.mutable_filter() = by_id;
+  pb::ListPodSandboxResponse resp;
+  grpc::Status s = runtime_->ListPodSandbox(&ctx_, &req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr(endpoint_));
+  pb::ListContainersRequest creq;
+  creq.mutable_filter()->set_pod_sandbox_id("up-pod");
+  pb::ListContainersResponse cresp;
+  EXPECT_EQ(runtime_->ListContainers(&ctx_, &creq, &cresp).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(RouterTest, AnIdFilterOfOursAsksOnlyUsForEveryList) {
+  pb::PodSandboxFilter pod;
+  pod.set_id(kOurSandbox);
+  EXPECT_THAT(SandboxIds(pod), ElementsAre(kOurSandbox));
+  pb::PodSandboxStatsFilter pod_stats;
+  pod_stats.set_id(kOurSandbox);
+  EXPECT_THAT(SandboxStatsIds(pod_stats), ElementsAre(kOurSandbox));
+  pb::ContainerFilter by_pod;
+  by_pod.set_pod_sandbox_id(kOurSandbox);
+  EXPECT_THAT(ContainerIds(by_pod), ElementsAre(kOurContainer));
+  pb::ContainerFilter by_ctr;
+  by_ctr.set_id(kOurContainer);
+  EXPECT_THAT(ContainerIds(by_ctr), ElementsAre(kOurContainer));
+  pb::ContainerStatsFilter stats_by_pod;
+  stats_by_pod.set_pod_sandbox_id(kOurSandbox);
+  EXPECT_THAT(ContainerStatsIds(stats_by_pod), ElementsAre(kOurContainer));
+  EXPECT_THAT(upstream_.calls(), ElementsAre());
+}
+
+TEST_F(RouterTest, LabelAndStateFilteredListsMergeBothSides) {
+  pb::PodSandboxFilter ready;
+  ready.mutable_state()->set_state(pb::SANDBOX_READY);
+  EXPECT_THAT(SandboxIds(ready), ElementsAre(kOurSandbox, "up-pod"));
+  pb::ContainerFilter up_label;
+  (*up_label.mutable_label_selector())["app"] = "up";
+  EXPECT_THAT(ContainerIds(up_label), ElementsAre("up-ctr"));
+  pb::PodSandboxStatsFilter local_label;
+  (*local_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(SandboxStatsIds(local_label), ElementsAre(kOurSandbox));
+  EXPECT_THAT(upstream_.calls(), ElementsAre("ListPodSandbox", "ListContainers", "ListPodSandboxStats"));
+}
+
+TEST_F(RouterTest, LabelAndStateFilteredListsFallBackToOurSideWhileTheUpstreamIsDown) {
+  StopUpstream();
+  pb::PodSandboxFilter pod_label;
+  (*pod_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(SandboxIds(pod_label), ElementsAre(kOurSandbox));
+  pb::PodSandboxFilter pod_other_label;
+  (*pod_other_label.mutable_label_selector())["app"] = "up";
+  EXPECT_THAT(SandboxIds(pod_other_label), ElementsAre());
+  pb::PodSandboxFilter ready;
+  ready.mutable_state()->set_state(pb::SANDBOX_READY);
+  EXPECT_THAT(SandboxIds(ready), ElementsAre(kOurSandbox));
+  pb::PodSandboxFilter not_ready;
+  not_ready.mutable_state()->set_state(pb::SANDBOX_NOTREADY);
+  EXPECT_THAT(SandboxIds(not_ready), ElementsAre());
+
+  pb::ContainerFilter ctr_label;
+  (*ctr_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(ContainerIds(ctr_label), ElementsAre(kOurContainer));
+  pb::ContainerFilter running;
+  running.mutable_state()->set_state(pb::CONTAINER_RUNNING);
+  EXPECT_THAT(ContainerIds(running), ElementsAre(kOurContainer));
+  pb::ContainerStatsFilter stats_label;
+  (*stats_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(ContainerStatsIds(stats_label), ElementsAre(kOurContainer));
+  pb::PodSandboxStatsFilter pod_stats_label;
+  (*pod_stats_label.mutable_label_selector())["app"] = "local";
+  EXPECT_THAT(SandboxStatsIds(pod_stats_label), ElementsAre(kOurSandbox));
 }
 
 TEST_F(RouterTest, StatusIsNotReadyWhenTheUpstreamSaysSoAndNamesIt) {

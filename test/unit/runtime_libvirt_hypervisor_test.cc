@@ -31,7 +31,7 @@ VmSpec Spec(const std::string& name) {
 }
 
 std::unique_ptr<LibvirtHypervisor> OpenTestDriver() {
-  auto h = LibvirtHypervisor::Open(LibvirtHypervisorOptions{"test:///default", "", absl::Milliseconds(10)});
+  auto h = LibvirtHypervisor::Open(LibvirtHypervisorOptions{"test:///default", ""});
   EXPECT_TRUE(h.ok()) << h.status();
   return h.ok() ? std::move(*h) : nullptr;
 }
@@ -74,21 +74,57 @@ TEST(LibvirtHypervisor, CreateStatusDestroyRemove) {
   EXPECT_TRUE(h->Destroy(name).ok());  // missing: fine
 }
 
-TEST(LibvirtHypervisor, ShutdownOfGuestThatPowersOffIsCompleted) {
+TEST(LibvirtHypervisor, PowerButtonOfGuestThatPowersOffIsCompleted) {
   // The test driver powers a domain off as soon as it is asked to.
   auto h = OpenTestDriver();
   ASSERT_NE(h, nullptr);
   std::string name = UniqueName("shut");
   ASSERT_TRUE(h->Create(Spec(name)).ok());
-  ASSERT_TRUE(h->Shutdown(name, absl::Seconds(5)).ok());
+  ASSERT_TRUE(h->PowerButton(name).ok());
   auto st = h->Status(name);
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->phase, VmPhase::kShutoff);
   EXPECT_EQ(st->exit_code, 0);
   EXPECT_EQ(st->reason, "Completed");
-  EXPECT_TRUE(h->Shutdown(name, absl::Seconds(1)).ok());  // already off
-  EXPECT_EQ(h->Shutdown("kvcri-nope", absl::Seconds(1)).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(h->PowerButton(name).ok());  // already off
+  EXPECT_EQ(h->PowerButton("kvcri-nope").code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(h->Remove(name).ok());
+}
+
+TEST(LibvirtHypervisor, LifecycleEventsReachTheSubscriber) {
+  auto h = OpenTestDriver();
+  ASSERT_NE(h, nullptr);
+  absl::Mutex mu;
+  std::vector<std::string> seen;
+  ASSERT_TRUE(h->Subscribe([&](const VmEvent& e) {
+                 absl::MutexLock l(&mu);
+                 seen.push_back(e.name + " " + e.detail);
+               }).ok());
+  std::string name = UniqueName("events");
+  ASSERT_TRUE(h->Create(Spec(name)).ok());
+  ASSERT_TRUE(h->Destroy(name).ok());
+  // Events come from libvirt's event loop thread.
+  auto stopped = [&] {
+    absl::MutexLock l(&mu);
+    for (const std::string& s : seen) {
+      if (s.rfind(name + " stopped/", 0) == 0) return true;
+    }
+    return false;
+  };
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!stopped() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(stopped());
+  EXPECT_TRUE(h->Subscribe(nullptr).ok());
+  EXPECT_TRUE(h->Remove(name).ok());
+}
+
+TEST(LibvirtHypervisor, OnlyUrisWhoseQemuJoinsThePodNetnsAreAccepted) {
+  EXPECT_TRUE(CheckUriSupportsPodNetns("qemu:///embed?root=/var/lib/kubevirt-cri/libvirt").ok());
+  EXPECT_TRUE(CheckUriSupportsPodNetns("test:///default").ok());
+  absl::Status s = CheckUriSupportsPodNetns("qemu:///system");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("network namespace"));
+  EXPECT_FALSE(CheckUriSupportsPodNetns("qemu+ssh://host/system").ok());
 }
 
 TEST(LibvirtHypervisor, CreateRollsBackWhenStartFails) {

@@ -14,6 +14,7 @@ TEST(UpstreamConfig, DefaultsToTheNodesContainerdSocket) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->upstream.endpoint, "unix:///run/containerd/containerd.sock");
   EXPECT_EQ(c->upstream.list_timeout_seconds, 10);
+  EXPECT_EQ(c->upstream.tombstone_ttl_seconds, 600);
 }
 
 TEST(UpstreamConfig, EmptyEndpointMeansVmOnly) {
@@ -21,6 +22,15 @@ TEST(UpstreamConfig, EmptyEndpointMeansVmOnly) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(c->upstream.endpoint.empty());
   EXPECT_EQ(c->upstream.list_timeout_seconds, 3);
+}
+
+TEST(UpstreamConfig, TombstoneTtlIsSetInSecondsAndMustBePositive) {
+  absl::StatusOr<Config> c = ParseConfig("[upstream]\ntombstone_ttl_seconds = 30\n", "test");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->upstream.tombstone_ttl_seconds, 30);
+  c = ParseConfig("[upstream]\ntombstone_ttl_seconds = 0\n", "test");
+  EXPECT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("upstream.tombstone_ttl_seconds"));
 }
 
 TEST(UpstreamConfig, RefusesNonUnixTargetsZeroTimeoutAndUnknownKeysNamingThem) {

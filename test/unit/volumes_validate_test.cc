@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cri/validate_volumes.h"
 #include "cri/volumes.h"
 #include "test/fakes/scratch_dir.h"
 

@@ -1,0 +1,409 @@
+// PodLifecycle, the Pod's VM container: create (overlay, seed), start, graceful stop, remove, exit refresh.
+#include <algorithm>
+
+#include "config/base/clock.h"
+#include "config/base/file_util.h"
+#include "config/base/log.h"
+#include "config/base/rollback.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+#include "cri/pod_lifecycle.h"
+#include "cri/pod_network_spec.h"
+#include "cri/volumes.h"
+#include "runtime/cloud_init_seed.h"
+#include "runtime/console_log.h"
+#include "runtime/hypervisor.h"
+#include "runtime/image/image_store.h"
+#include "runtime/image/overlay.h"
+#include "sandbox/sandbox_store.h"
+
+namespace kvcri::cri {
+
+using base::StrCat;
+using Mode = OpTracker::Mode;
+
+// Pod annotation overriding a kernel-boot image's command line.
+inline constexpr char kCmdlineAnnotation[] = "kubevirt-cri.io/kernel-cmdline";
+
+namespace {
+
+struct VmSize {
+  int vcpus;
+  int64_t memory_mib;
+};
+
+absl::StatusOr<VmSize> SizeVm(const config::VmConfig& cfg, const ContainerResources& r) {
+  VmSize size{cfg.default_vcpus, cfg.default_memory_mib};
+  if (r.cpu_quota > 0 && r.cpu_period > 0) {
+    // A fraction of a CPU still needs a whole vCPU.
+    size.vcpus = static_cast<int>(std::max<int64_t>(1, (r.cpu_quota + r.cpu_period - 1) / r.cpu_period));
+  }
+  if (r.memory_limit_bytes > 0) {
+    int64_t mib = (r.memory_limit_bytes + (1 << 20) - 1) >> 20;
+    if (mib < cfg.min_memory_mib) {
+      return absl::InvalidArgumentError(StrCat("config.linux.resources.memory_limit_in_bytes ", r.memory_limit_bytes,
+                                               " is below the VM minimum of ", cfg.min_memory_mib, " MiB"));
+    }
+    size.memory_mib = mib;
+  }
+  return size;
+}
+
+runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb,
+                            config::Accelerator accel) {
+  runtime::VmSpec spec;
+  spec.name = c.domain_name;
+  spec.pod_id = sb.id;
+  spec.container_id = c.id;
+  spec.pod_namespace = sb.metadata.namespace_;
+  spec.pod_name = sb.metadata.name;
+  spec.vcpus = c.vcpus;
+  spec.memory_mib = c.memory_mib;
+  spec.accel = accel;
+  spec.console_log = c.console_path;
+  spec.netns = sb.netns_path;  // QEMU opens the Pod's tap device there
+  // Paused until the record says RUNNING and the console is followed: the
+  // guest's first instruction runs with its exit already observable.
+  spec.start_paused = true;
+  if (c.boot.kind == sandbox::BootKind::kKernel) {
+    spec.kernel = c.boot.kernel;
+    spec.initrd = c.boot.initrd;
+    spec.cmdline = c.boot.cmdline;
+  } else {
+    runtime::DiskSpec disk;
+    disk.path = c.boot.disk;
+    disk.format = c.boot.disk_format;
+    disk.boot = true;
+    spec.disks.push_back(disk);
+  }
+  if (!c.seed_path.empty()) {
+    runtime::DiskSpec seed;
+    seed.path = c.seed_path;
+    seed.format = "raw";
+    seed.read_only = true;
+    seed.serial = "cidata";
+    spec.disks.push_back(seed);
+  }
+  if (!sb.network.nic.tap_name.empty()) {
+    // The tap exists in the Pod netns since RunPodSandbox: the guest's first
+    // frame already crosses a complete wiring.
+    runtime::NicSpec nic;
+    nic.tap_name = sb.network.nic.tap_name;
+    nic.mac = sb.network.nic.mac;
+    nic.mtu = sb.network.nic.mtu;
+    spec.nics.push_back(nic);
+  }
+  return spec;
+}
+
+std::string LogPathOf(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
+  if (c.log_path.empty() || sb.log_directory.empty()) return "";
+  return (std::filesystem::path(sb.log_directory) / c.log_path).string();
+}
+
+bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
+
+}  // namespace
+
+std::filesystem::path PodLifecycle::ContainerDir(std::string_view container_id) const {
+  return deps_.config->root / "containers" / std::string(container_id);
+}
+
+void PodLifecycle::RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
+  std::string log_path = LogPathOf(c, sb);
+  if (log_path.empty()) return;  // no CRI log requested
+  base::LogIfError(deps_.console->Add(c.id, c.console_path, log_path), "console log copy not started");
+}
+
+absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& draft) {
+  ASSIGN_OR_RETURN(std::string sandbox_id, deps_.store->ResolveSandboxId(draft.sandbox_id));
+  ASSIGN_OR_RETURN(OpTracker::Hold hold,
+                   ops_.Acquire(sandbox_id, Mode::kShared, "CreateContainer", options_.op_wait));
+  ASSIGN_OR_RETURN(sandbox::SandboxRecord sb, deps_.store->GetSandbox(sandbox_id));
+  if (sb.state != sandbox::SandboxState::kReady) {
+    return absl::FailedPreconditionError(StrCat("pod sandbox \"", sandbox_id, "\" is not ready"));
+  }
+  for (const sandbox::ContainerRecord& c :
+       deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == sandbox_id; })) {
+    // A restart of the VM container (same name, old one exited) is fine; a
+    // second container, sidecar or init container is not.
+    if (c.metadata.name != draft.metadata.name || c.state != sandbox::ContainerState::kExited) {
+      return absl::FailedPreconditionError(StrCat(
+          "pod sandbox \"", sandbox_id, "\" already has container \"", c.metadata.name, "\" (", c.id,
+          "); a kubevirt-cri Pod runs exactly one VM container, so \"", draft.metadata.name,
+          "\" cannot be added (no sidecars or init containers)"));
+    }
+  }
+
+  absl::StatusOr<runtime::image::ImageInfo> image = deps_.images->Resolve(draft.image);
+  if (absl::IsNotFound(image.status())) {
+    return absl::NotFoundError(
+        StrCat("image \"", draft.image, "\" is not present; pull it or import it with `kubevirt-cri images import`"));
+  }
+  RETURN_IF_ERROR(image.status());
+  if (image->boot.kind == runtime::image::BootKind::kNone) {
+    return absl::FailedPreconditionError(StrCat("image \"", draft.image, "\" (", image->id,
+                                                ") cannot boot a VM: ", image->boot.unbootable_reason));
+  }
+  ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources));
+
+  sandbox::ContainerRecord rec;
+  ASSIGN_OR_RETURN(rec.id, deps_.store->NewId());
+  rec.sandbox_id = sandbox_id;
+  rec.metadata = draft.metadata;
+  rec.image = draft.image;
+  rec.image_ref = image->id;
+  rec.labels = draft.labels;
+  rec.annotations = draft.annotations;
+  rec.log_path = draft.log_path;
+  rec.state = sandbox::ContainerState::kCreated;
+  rec.phase = sandbox::Phase::kCreating;
+  rec.created_at = absl::ToUnixNanos(deps_.clock->Now());
+  rec.domain_name = StrCat("kvcri-", rec.id);
+  rec.vcpus = size.vcpus;
+  rec.memory_mib = size.memory_mib;
+  rec.devices = draft.volumes.devices;  // host paths resolved by ValidateVolumes
+  rec.mounts = draft.volumes.mounts;
+  const std::filesystem::path dir = ContainerDir(rec.id);
+  rec.console_path = (dir / "console.log").string();
+  rec.seed_path = (dir / "cidata.img").string();
+  if (image->boot.kind == runtime::image::BootKind::kKernel) {
+    rec.boot.kind = sandbox::BootKind::kKernel;
+    rec.boot.kernel = image->boot.kernel.string();
+    rec.boot.initrd = image->boot.initrd.string();
+    auto it = sb.annotations.find(kCmdlineAnnotation);
+    rec.boot.cmdline = it != sb.annotations.end() ? it->second
+                       : image->boot.cmdline.empty() ? "console=ttyS0"
+                                                     : image->boot.cmdline;
+  } else {
+    rec.boot.kind = sandbox::BootKind::kDisk;
+    rec.boot.disk = (dir / "disk.qcow2").string();
+    rec.boot.disk_format = "qcow2";
+  }
+
+  base::Rollback undo;
+  RETURN_IF_ERROR(deps_.store->PutContainer(rec));
+  const std::string id = rec.id;
+  undo.Add("remove container record", [this, id, &undo]() -> absl::Status {
+    if (!undo.failed()) return deps_.store->RemoveContainer(id);
+    // Files could not be removed: RemoveContainer or the sweep retries.
+    return deps_.store
+        ->UpdateContainer(id,
+                          [](sandbox::ContainerRecord& r) {
+                            r.phase = sandbox::Phase::kRemoving;
+                            return absl::OkStatus();
+                          })
+        .status();
+  });
+  undo.Add("remove container dir", [dir] { return base::RemoveAll(dir); });
+  RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
+  // cloud-init NoCloud seed: hostname, network-config, user-data.
+  runtime::CloudInitSeed seed = SeedFor(sb);
+  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes)) seed.extra_files.push_back(std::move(f));
+  RETURN_IF_ERROR(runtime::WriteSeedImage(rec.seed_path, seed));
+  if (rec.boot.kind == sandbox::BootKind::kDisk) {
+    // The image's disk is never written: the VM writes to its own overlay.
+    RETURN_IF_ERROR(runtime::image::CreateOverlay(image->boot.disk, image->boot.disk_format, rec.boot.disk));
+  }
+  RETURN_IF_ERROR(deps_.store
+                      ->UpdateContainer(id,
+                                        [](sandbox::ContainerRecord& r) {
+                                          r.phase = sandbox::Phase::kReady;
+                                          return absl::OkStatus();
+                                        })
+                      .status());
+  undo.Dismiss();
+  base::LogInfo("container created", {{"id", id}, {"sandbox", sandbox_id}, {"image", rec.image},
+                                      {"boot", rec.boot.kind == sandbox::BootKind::kKernel ? "kernel" : "disk"}});
+  return id;
+}
+
+absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
+  ASSIGN_OR_RETURN(std::string id, deps_.store->ResolveContainerId(id_arg));
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(id));
+  ASSIGN_OR_RETURN(OpTracker::Hold pod_hold,
+                   ops_.Acquire(c.sandbox_id, Mode::kShared, "StartContainer", options_.op_wait));
+  ASSIGN_OR_RETURN(OpTracker::Hold hold, ops_.Acquire(id, Mode::kExclusive, "StartContainer", options_.op_wait));
+  ASSIGN_OR_RETURN(c, deps_.store->GetContainer(id));  // re-read under the mark
+  if (c.state != sandbox::ContainerState::kCreated || c.phase != sandbox::Phase::kReady) {
+    return absl::FailedPreconditionError(StrCat("container \"", id, "\" is ", sandbox::ContainerStateName(c.state),
+                                                ", not created; it can be started only once"));
+  }
+  ASSIGN_OR_RETURN(sandbox::SandboxRecord sb, deps_.store->GetSandbox(c.sandbox_id));
+  if (sb.state != sandbox::SandboxState::kReady) {
+    return absl::FailedPreconditionError(StrCat("pod sandbox \"", sb.id, "\" of container \"", id, "\" is not ready"));
+  }
+  if (deps_.accelerator == config::Accelerator::kAuto) {
+    return absl::FailedPreconditionError(StrCat("no usable accelerator: ", deps_.accelerator_reason));
+  }
+  std::string log_path = LogPathOf(c, sb);
+  if (!log_path.empty()) RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(log_path).parent_path(), 0755));
+
+  runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
+  RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptions{}, &spec));  // devices, mounts
+  const absl::Time t0 = deps_.clock->Now();
+  // A start that fails ends EXITED (StartError) with the reason: kubelet
+  // sees why and makes a new container.
+  auto fail = [&](absl::Status cause) {
+    absl::Status removed = deps_.hypervisor->Remove(spec.name);
+    base::LogIfError(removed, "start rollback: remove domain (RemoveContainer retries)");
+    deps_.store
+        ->UpdateContainer(id,
+                          [&](sandbox::ContainerRecord& r) {
+                            r.state = sandbox::ContainerState::kExited;
+                            r.finished_at = absl::ToUnixNanos(deps_.clock->Now());
+                            r.exit_code = 128;
+                            r.reason = "StartError";
+                            r.message = std::string(cause.message());
+                            return absl::OkStatus();
+                          })
+        .IgnoreError();  // the start error is what the caller needs to see
+    NotifyExit(id);
+    return cause;
+  };
+  if (absl::Status created = deps_.hypervisor->Create(spec); !created.ok()) return fail(created);
+  const absl::Duration libvirt_took = deps_.clock->Now() - t0;
+  absl::StatusOr<sandbox::ContainerRecord> started = deps_.store->UpdateContainer(id, [&](sandbox::ContainerRecord& r) {
+    r.state = sandbox::ContainerState::kRunning;
+    r.started_at = absl::ToUnixNanos(deps_.clock->Now());
+    return absl::OkStatus();
+  });
+  // Without a RUNNING record nobody would own the VM: take it down again.
+  if (!started.ok()) return fail(started.status());
+  RegisterConsole(*started, sb);
+  if (absl::Status resumed = deps_.hypervisor->Resume(spec.name); !resumed.ok()) {
+    base::LogIfError(deps_.console->Remove(id), "console log flush");
+    return fail(resumed);
+  }
+  RecordTimings(id, StrCat("{\"libvirtCreateMs\":", absl::ToDoubleMilliseconds(libvirt_took),
+                          ",\"startMs\":", absl::ToDoubleMilliseconds(deps_.clock->Now() - t0), "}"));
+  base::LogInfo("container started", {{"id", id}, {"domain", spec.name},
+                                      {"libvirt_ms", StrCat(absl::ToInt64Milliseconds(libvirt_took))}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::ContainerRecord& c) {
+  if (c.state != sandbox::ContainerState::kRunning) return c;
+  ASSIGN_OR_RETURN(runtime::VmStatus vm, deps_.hypervisor->Status(c.domain_name));
+  if (IsUp(vm.phase)) return c;
+  int exit_code = vm.exit_code;
+  std::string reason = vm.reason;
+  if (vm.phase == runtime::VmPhase::kMissing) {
+    exit_code = 255;
+    reason = "VMNotFound";
+  }
+  bool changed = false;
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord updated, deps_.store->UpdateContainer(c.id, [&](sandbox::ContainerRecord& r) {
+    if (r.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+    changed = true;
+    r.state = sandbox::ContainerState::kExited;
+    r.finished_at = absl::ToUnixNanos(deps_.clock->Now());
+    r.exit_code = exit_code;
+    r.reason = reason;
+    if (vm.phase == runtime::VmPhase::kMissing) r.message = StrCat("libvirt domain \"", c.domain_name, "\" is gone");
+    return absl::OkStatus();
+  }));
+  if (changed) {
+    // The guest is off: copy what is left of its console, then stop following it.
+    base::LogIfError(deps_.console->Remove(c.id), "console log flush");
+    base::LogInfo("container exited", {{"id", c.id}, {"exit_code", StrCat(exit_code)}, {"reason", reason}});
+  }
+  NotifyExit(c.id);
+  return updated;
+}
+
+absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration grace) {
+  absl::StatusOr<std::string> id = deps_.store->ResolveContainerId(id_arg);
+  if (absl::IsNotFound(id.status())) return absl::OkStatus();  // CRI: stopping an unknown container succeeds
+  RETURN_IF_ERROR(id.status());
+  // No mark: a stop only asks the guest and waits; a second StopContainer,
+  // a StopPodSandbox or a RemoveContainer may come meanwhile and force it.
+  std::shared_ptr<absl::Notification> exited = WatchExit(*id);
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(*id));
+  if (c.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+  if (grace > absl::ZeroDuration()) {
+    RETURN_IF_ERROR(deps_.hypervisor->PowerButton(c.domain_name));
+    const absl::Time deadline = deps_.clock->Now() + grace;
+    absl::Time next_press = deps_.clock->Now() + options_.power_button_repress;
+    while (true) {
+      absl::Duration left = deadline - deps_.clock->Now();
+      if (left <= absl::ZeroDuration()) break;
+      if (deps_.clock->WaitFor(*exited, std::min(left, options_.stop_check))) return absl::OkStatus();
+      // An event can be lost (libvirt reconnect); one state check per slice.
+      ASSIGN_OR_RETURN(c, Refresh(c));
+      if (c.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+      if (deps_.clock->Now() >= next_press) {
+        absl::Status pressed = deps_.hypervisor->PowerButton(c.domain_name);
+        if (!pressed.ok()) base::LogWarn("power button", {{"id", *id}, {"error", std::string(pressed.message())}});
+        next_press = deps_.clock->Now() + options_.power_button_repress;
+      }
+    }
+    base::LogInfo("guest did not power off within grace; destroying",
+                  {{"id", *id}, {"grace_ms", StrCat(absl::ToInt64Milliseconds(grace))}});
+  }
+  RETURN_IF_ERROR(deps_.hypervisor->Destroy(c.domain_name));
+  return Refresh(c).status();
+}
+
+absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerRecord& c) {
+  absl::Status first;
+  base::KeepFirstError(&first, deps_.console->Remove(c.id));
+  if (!c.domain_name.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(c.domain_name));
+  base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
+  ForgetTimings(c.id);
+  NotifyExit(c.id);
+  return first;
+}
+
+absl::Status PodLifecycle::RemoveContainer(std::string_view id_arg) {
+  absl::StatusOr<std::string> id = deps_.store->ResolveContainerId(id_arg);
+  if (absl::IsNotFound(id.status())) return absl::OkStatus();  // CRI: removing an unknown container succeeds
+  RETURN_IF_ERROR(id.status());
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(*id));
+  ASSIGN_OR_RETURN(OpTracker::Hold pod_hold,
+                   ops_.Acquire(c.sandbox_id, Mode::kShared, "RemoveContainer", options_.op_wait));
+  ASSIGN_OR_RETURN(OpTracker::Hold hold, ops_.Acquire(*id, Mode::kExclusive, "RemoveContainer", options_.op_wait));
+  absl::StatusOr<sandbox::ContainerRecord> now = deps_.store->GetContainer(*id);
+  if (absl::IsNotFound(now.status())) return absl::OkStatus();  // removed while we waited
+  RETURN_IF_ERROR(now.status());
+  if (now->load_error.empty()) {
+    RETURN_IF_ERROR(deps_.store
+                        ->UpdateContainer(*id,
+                                          [](sandbox::ContainerRecord& r) {
+                                            r.phase = sandbox::Phase::kRemoving;
+                                            return absl::OkStatus();
+                                          })
+                        .status());
+  }
+  RETURN_IF_ERROR(DeleteContainerArtifacts(*now));  // forces the VM off if it still runs
+  RETURN_IF_ERROR(deps_.store->RemoveContainer(*id));
+  base::LogInfo("container removed", {{"id", *id}});
+  return absl::OkStatus();
+}
+
+absl::Status PodLifecycle::ReopenContainerLog(std::string_view id_arg) {
+  ASSIGN_OR_RETURN(std::string id, deps_.store->ResolveContainerId(id_arg));
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(id));
+  if (c.state != sandbox::ContainerState::kRunning) {
+    return absl::FailedPreconditionError(StrCat("container \"", id, "\" is not running"));
+  }
+  return deps_.console->Reopen(id);
+}
+
+absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::Sandbox(std::string_view id_or_prefix) const {
+  ASSIGN_OR_RETURN(std::string id, deps_.store->ResolveSandboxId(id_or_prefix));
+  return deps_.store->GetSandbox(id);
+}
+
+absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Container(std::string_view id_or_prefix) {
+  ASSIGN_OR_RETURN(std::string id, deps_.store->ResolveContainerId(id_or_prefix));
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(id));
+  // One libvirt call: a guest that powered off a moment ago shows as EXITED
+  // now, even if its event is still on the way.
+  absl::StatusOr<sandbox::ContainerRecord> fresh = Refresh(c);
+  if (fresh.ok()) return *std::move(fresh);
+  base::LogWarn("container state refresh failed", {{"id", id}, {"error", std::string(fresh.status().message())}});
+  return c;
+}
+
+}  // namespace kvcri::cri

@@ -1,0 +1,149 @@
+// PodLifecycle: the proto-free Pod orchestrator (sandboxes, VM containers, recovery, exits).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "cri/op_tracker.h"
+#include "cri/pod_drafts.h"
+#include "cri/runtime_deps.h"
+#include "cri/vm_monitor.h"
+#include "sandbox/records.h"
+
+namespace kvcri::sandbox {
+struct LoadReport;
+}  // namespace kvcri::sandbox
+
+namespace kvcri::cri {
+
+struct PodLifecycleOptions {
+  // How long a call waits for a conflicting call on the same Pod or
+  // container (a StopPodSandbox behind a StartContainer) before it fails
+  // with FailedPrecondition. Calls on other Pods never wait.
+  absl::Duration op_wait = absl::Minutes(1);
+  // During a graceful stop: the VM's state is checked at this interval even
+  // without an event, and the power button pressed again at the second (a
+  // guest still booting has no ACPI listener and loses earlier presses).
+  absl::Duration stop_check = absl::Seconds(1);
+  absl::Duration power_button_repress = absl::Seconds(5);
+  VmMonitorOptions monitor;
+};
+
+// Turns the Pod lifecycle into netns + CNI + VM + records. Every call is
+// crash-safe (the record's phase is on disk before the first side effect),
+// rolls back what it made when it fails, and keeps the record when a
+// rollback step fails so that a retry, the safety sweep or the next start-up
+// finishes the job. No lock is held across CNI, libvirt, disk or a grace
+// period: calls mark the IDs they work on (OpTracker) instead.
+class PodLifecycle {
+ public:
+  PodLifecycle(RuntimeDeps deps, PodLifecycleOptions options = {});
+  ~PodLifecycle();  // StopBackground()
+  PodLifecycle(const PodLifecycle&) = delete;
+  PodLifecycle& operator=(const PodLifecycle&) = delete;
+
+  // pod_recovery.cc: reconciles records loaded from disk with libvirt and the
+  // network namespaces, finishing or undoing what a crash interrupted, then
+  // starts the VM monitor. Call once, before serving.
+  absl::Status Recover(const sandbox::LoadReport& report);
+  // Stops the VM monitor; VMs keep running.
+  void StopBackground();
+
+  // pod_sandbox.cc. RunSandbox is idempotent for kubelet's retries: a second
+  // call for the same Pod (same sandbox name) while the first is in flight
+  // waits for it and returns its answer; once it is READY, the same config
+  // returns the same ID. Nothing is created twice.
+  absl::StatusOr<std::string> RunSandbox(const SandboxDraft& draft);
+  // Unknown IDs are OK (CRI). Running VMs are forced off, the network
+  // released; the record stays NOTREADY.
+  absl::Status StopSandbox(std::string_view id);
+  absl::Status RemoveSandbox(std::string_view id);
+
+  // pod_container.cc
+  absl::StatusOr<std::string> CreateContainer(const ContainerDraft& draft);
+  absl::Status StartContainer(std::string_view id);
+  // Power button, then waits up to `grace` for the exit and forces the VM
+  // off. Zero grace forces it off at once. Holds no lock while waiting.
+  absl::Status StopContainer(std::string_view id, absl::Duration grace);
+  absl::Status RemoveContainer(std::string_view id);
+  absl::Status ReopenContainerLog(std::string_view id);
+
+  // Reads. Container() brings a RUNNING record in line with its VM first
+  // (one libvirt call), so an exit shows at once.
+  absl::StatusOr<sandbox::SandboxRecord> Sandbox(std::string_view id_or_prefix) const;
+  absl::StatusOr<sandbox::ContainerRecord> Container(std::string_view id_or_prefix);
+  // Start timings as a JSON object ("" when none), memory only.
+  std::string Timings(std::string_view id) const;
+  // The call in flight on `id`, "" when none.
+  std::string BusyWith(std::string_view id) const { return ops_.Busy(id); }
+  bool events_active() const { return monitor_.events_active(); }
+
+  // The safety sweep: settles RUNNING records whose VM is gone, retries
+  // teardowns that failed. The monitor runs it every safety_poll.
+  void Sweep();
+  // Wakes the monitor for a sweep (tests).
+  void SweepSoon() { monitor_.SweepSoon(); }
+
+ private:
+  // pod_sandbox.cc
+  absl::StatusOr<std::string> DoRunSandbox(const SandboxDraft& draft);
+  // DHCP off, tap gone, CNI DEL, netns removed; every step tried.
+  absl::Status ReleaseSandboxResources(const sandbox::SandboxRecord& sb);
+  // pod_container.cc
+  absl::Status DeleteContainerArtifacts(const sandbox::ContainerRecord& c);
+  // EXITED with code and reason once the VM is off; wakes StopContainer.
+  absl::StatusOr<sandbox::ContainerRecord> Refresh(const sandbox::ContainerRecord& c);
+  void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
+  std::filesystem::path ContainerDir(std::string_view container_id) const;
+  // pod_recovery.cc
+  void OnDomainEvent(const std::string& domain);
+  // Retries a failed teardown with backoff; false while backing off.
+  bool RetryDue(const std::string& id);
+  void RecordTimings(const std::string& id, std::string json);
+  void ForgetTimings(const std::string& id);
+
+  // One-shot exit notifications per container ID.
+  std::shared_ptr<absl::Notification> WatchExit(const std::string& id);
+  void NotifyExit(const std::string& id);
+
+  // A RunSandbox in flight, shared with retries of the same Pod.
+  struct Flight {
+    absl::Notification done;
+    absl::StatusOr<std::string> result;
+  };
+
+  const RuntimeDeps deps_;
+  const PodLifecycleOptions options_;
+  OpTracker ops_;
+
+  mutable absl::Mutex runs_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Flight>> runs_ ABSL_GUARDED_BY(runs_mu_);  // by sandbox name
+
+  absl::Mutex exits_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<absl::Notification>> exits_ ABSL_GUARDED_BY(exits_mu_);
+
+  mutable absl::Mutex timings_mu_;
+  std::map<std::string, std::string, std::less<>> timings_ ABSL_GUARDED_BY(timings_mu_);
+
+  absl::Mutex retry_mu_;
+  struct Backoff {
+    absl::Time next;
+    absl::Duration delay;
+  };
+  absl::flat_hash_map<std::string, Backoff> retry_ ABSL_GUARDED_BY(retry_mu_);
+
+  // Declared last: its thread calls into the members above, so it stops first.
+  VmMonitor monitor_;
+};
+
+}  // namespace kvcri::cri
