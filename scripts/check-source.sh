@@ -15,12 +15,6 @@ cd "$root"
 # router): they get their opening comment there. Drop entries as they merge.
 pending_comment=(
   cri/router_image_service.h
-  cri/router_runtime_service.h
-  cri/runtime_service.h
-  test/fakes/fake_hypervisor.h
-  test/fakes/fake_image_store.h
-  test/fakes/fake_netns.h
-  test/fakes/fake_network.h
   test/fakes/scratch_dir.h
   test/fakes/shell.h
 )
