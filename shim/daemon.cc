@@ -94,7 +94,9 @@ absl::Status Daemon::Start() {
   hv_options.uri = config_.LibvirtUri();
   hv_options.emulator = config_.libvirt.emulator;
   ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
-  m.console = std::make_unique<runtime::ConsoleLogCopier>();
+  runtime::ConsoleLogOptions console_options;
+  console_options.clock = &m.clock;  // declared before `console`, so it outlives it
+  m.console = std::make_unique<runtime::ConsoleLogCopier>(console_options);
   ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(config_.root / "images", {}));
   m.http = std::make_unique<runtime::image::CurlFetcher>();
   runtime::image::PullerOptions pull_options;
