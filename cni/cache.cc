@@ -1,3 +1,4 @@
+// The CNI result cache on disk: one JSON file per ADD, looked up again by container ID and ifname.
 #include "cni/cache.h"
 
 #include <algorithm>

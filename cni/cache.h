@@ -1,3 +1,4 @@
+// ResultCache: what a successful CNI ADD leaves on disk, so DEL and CHECK work after a restart.
 #pragma once
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+// CNI_ARGS of a Pod, and the kubernetes.io bandwidth annotations turned into CNI bandwidth limits.
 #include "cni/cni_runner.h"
 
 #include <cctype>

@@ -1,3 +1,4 @@
+// The CniRunner seam (CNI ADD, CHECK, DEL for a Pod) and the AttachSpec it is given.
 #pragma once
 
 #include <cstdint>

@@ -1,3 +1,4 @@
+// DHCPv4 messages and options to and from bytes, with the Ethernet/IPv4/UDP framing around them.
 #include "cni/dhcp_packet.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// DHCPv4 wire formats and the Ethernet/IPv4/UDP framing of our responder's frames.
 #pragma once
 
 // DHCPv4 wire formats (RFC 2131/2132) and the Ethernet/IPv4/UDP framing our

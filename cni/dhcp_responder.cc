@@ -1,3 +1,4 @@
+// DhcpResponder: the OFFER/ACK/NAK decisions for one guest, and its Lease from the wired NIC.
 #include "cni/dhcp_responder.h"
 
 #include <charconv>

@@ -1,3 +1,4 @@
+// DhcpResponder: what one Pod's guest is answered over DHCPv4 (no sockets).
 #pragma once
 
 // The DHCPv4 decisions for one guest: which requests get an OFFER, ACK or

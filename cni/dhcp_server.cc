@@ -1,3 +1,4 @@
+// DhcpServer: per-Pod AF_PACKET sockets on the taps and the one epoll thread answering them.
 #include "cni/dhcp_server.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// DhcpServer: one thread answering DHCPv4 for every Pod's guest, behind the DhcpService seam.
 #pragma once
 
 // One thread answering DHCPv4 for every Pod's guest. Each Pod gets an

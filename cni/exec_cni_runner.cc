@@ -1,8 +1,5 @@
+// ExecCniRunner: validates the spec, runs the plugin chain of the default network, caches results.
 #include "cni/exec_cni_runner.h"
-
-#include <net/if.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 
 #include <cctype>
 #include <cerrno>
@@ -13,11 +10,9 @@
 #include "cni/network_config.h"
 #include "cni/plugin_exec.h"
 #include "config/base/log.h"
-#include "config/base/netns_exec.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
-#include "config/base/unique_fd.h"
 
 extern char** environ;
 
@@ -430,28 +425,6 @@ absl::StatusOr<CniResult> ExecCniRunner::GetCachedResult(
                                       "\""));
   }
   return ParseCniResult(cached.front().result_json, "cached result");
-}
-
-absl::Status BringUpLoopback(const fs::path& netns_path) {
-  return base::RunInNetns(netns_path, [&]() -> absl::Status {
-    base::UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (!sock.valid())
-      return absl::ErrnoToStatus(errno, "socket for loopback ioctl");
-    struct ifreq ifr;
-    std::memset(&ifr, 0, sizeof ifr);
-    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    if (::ioctl(sock.get(), SIOCGIFFLAGS, &ifr) != 0) {
-      return absl::ErrnoToStatus(errno, StrCat("SIOCGIFFLAGS \"lo\" in \"",
-                                               netns_path.string(), "\""));
-    }
-    if (ifr.ifr_flags & IFF_UP) return absl::OkStatus();
-    ifr.ifr_flags |= IFF_UP;
-    if (::ioctl(sock.get(), SIOCSIFFLAGS, &ifr) != 0) {
-      return absl::ErrnoToStatus(errno, StrCat("SIOCSIFFLAGS \"lo\" up in \"",
-                                               netns_path.string(), "\""));
-    }
-    return absl::OkStatus();
-  });
 }
 
 }  // namespace kvcri::cni

@@ -1,3 +1,4 @@
+// ExecCniRunner: the CniRunner that executes the CNI plugins of the node's default network.
 #pragma once
 
 #include <filesystem>
@@ -47,9 +48,5 @@ class ExecCniRunner : public CniRunner {
   const ExecCniRunnerOptions options_;
   ResultCache cache_;
 };
-
-// Brings `lo` up inside the network namespace at `netns_path` (containerd
-// does this itself instead of running the loopback plugin).
-absl::Status BringUpLoopback(const std::filesystem::path& netns_path);
 
 }  // namespace kvcri::cni

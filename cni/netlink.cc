@@ -1,5 +1,7 @@
+// libnl wrappers: deleters, errors as Status, route sockets, link reads; lo brought up in a netns.
 #include "cni/netlink.h"
 
+#include <linux/if.h>
 #include <netlink/addr.h>
 #include <netlink/cache.h>
 #include <netlink/errno.h>
@@ -9,11 +11,16 @@
 #include <netlink/route/classifier.h>
 #include <netlink/route/link.h>
 #include <netlink/route/qdisc.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
+#include "config/base/netns_exec.h"
 #include "config/base/str.h"
+#include "config/base/unique_fd.h"
 
 namespace kvcri::cni::nl {
 
@@ -95,3 +102,26 @@ std::string AddrToString(const nl_addr* addr) {
 }
 
 }  // namespace kvcri::cni::nl
+
+namespace kvcri::cni {
+
+absl::Status BringUpLoopback(const std::filesystem::path& netns_path) {
+  return base::RunInNetns(netns_path, [&]() -> absl::Status {
+    base::UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) return absl::ErrnoToStatus(errno, "socket for loopback ioctl");
+    struct ifreq ifr;
+    std::memset(&ifr, 0, sizeof ifr);
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (::ioctl(sock.get(), SIOCGIFFLAGS, &ifr) != 0) {
+      return absl::ErrnoToStatus(errno, base::StrCat("SIOCGIFFLAGS \"lo\" in \"", netns_path.string(), "\""));
+    }
+    if (ifr.ifr_flags & IFF_UP) return absl::OkStatus();
+    ifr.ifr_flags |= IFF_UP;
+    if (::ioctl(sock.get(), SIOCSIFFLAGS, &ifr) != 0) {
+      return absl::ErrnoToStatus(errno, base::StrCat("SIOCSIFFLAGS \"lo\" up in \"", netns_path.string(), "\""));
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace kvcri::cni

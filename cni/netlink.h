@@ -1,8 +1,10 @@
+// Owning wrappers for libnl-3 objects, libnl errors as Status, and loopback bring-up in a netns.
 #pragma once
 
 // Owning wrappers for libnl-3 / libnl-route-3 objects. Raw libnl types are
 // only forward-declared here; every object a caller holds is one of these.
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -82,3 +84,11 @@ LinkAttrs ReadLink(rtnl_link* link);
 std::string AddrToString(const nl_addr* addr);
 
 }  // namespace kvcri::cni::nl
+
+namespace kvcri::cni {
+
+// Brings `lo` up inside the network namespace at `netns_path` (containerd
+// does this itself instead of running the loopback plugin).
+absl::Status BringUpLoopback(const std::filesystem::path& netns_path);
+
+}  // namespace kvcri::cni

@@ -1,3 +1,4 @@
+// Parsing CNI .conf/.conflist files and finding the node's default network among them.
 #include "cni/network_config.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// CNI network configuration lists and the choice of the node's default network.
 #pragma once
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+// Running CNI plugins: spawn in a process group, feed stdin, collect output, kill on timeout.
 #include "cni/plugin_exec.h"
 
 #include <fcntl.h>

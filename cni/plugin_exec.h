@@ -1,3 +1,4 @@
+// Process execution for CNI plugins: ChildProcess, RunProcess, FindPlugin and ExecPlugin.
 #pragma once
 
 #include <sys/types.h>

@@ -1,3 +1,4 @@
+// PodNetwork: CNI ADD, tap wiring and DHCP for a Pod, rolled back on failure; Restore and Detach.
 #include "cni/pod_network.h"
 
 #include "absl/time/clock.h"

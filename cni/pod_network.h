@@ -1,3 +1,4 @@
+// PodNetwork: one Pod sandbox's attachment to the Pod network, CNI ADD through the guest's DHCP.
 #pragma once
 
 // One Pod sandbox's attachment to the Pod network, end to end: CNI ADD in the

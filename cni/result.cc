@@ -1,3 +1,4 @@
+// Parsing CNI results of every supported spec version into CniResult, and the Pod IPs in them.
 #include "cni/result.h"
 
 #include <array>

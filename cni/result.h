@@ -1,3 +1,4 @@
+// CniResult: a CNI plugin's result as we use it, and the CNI spec versions we understand.
 #pragma once
 
 #include <optional>

@@ -1,6 +1,5 @@
+// Tap wiring in the Pod netns: create the tap, redirect it to eth0, move the addresses to the guest.
 #include "cni/tap.h"
-
-#include "cni/exec_cni_runner.h"
 
 #include <fcntl.h>
 #include <linux/if.h>

@@ -1,3 +1,4 @@
+// WireTap/Unwire: a tap next to the Pod's CNI interface, joined to it by tc redirects.
 #pragma once
 
 // Wires a Pod network namespace for a VM: a tap device next to the CNI

@@ -1,3 +1,4 @@
+// tc ingress qdiscs and u32 filters with mirred redirects between two interfaces, over netlink.
 #include "cni/tc_redirect.h"
 
 #include <linux/if_ether.h>

@@ -1,3 +1,4 @@
+// tc redirects joining two interfaces of one network namespace in both directions.
 #pragma once
 
 // tc plumbing that joins two interfaces of one network namespace: every frame

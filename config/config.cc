@@ -1,3 +1,4 @@
+// Parsing and validating config.toml into Config; defaults, unknown keys and type errors.
 #include "config/config.h"
 
 #include <toml++/toml.h>

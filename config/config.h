@@ -1,3 +1,4 @@
+// The daemon's configuration (config.toml schema) and its defaults.
 #pragma once
 
 #include <cstdint>

@@ -1,3 +1,4 @@
+// CRI list filters: label selectors and ID prefix matching for the List RPCs.
 #pragma once
 
 #include <map>

@@ -1,3 +1,4 @@
+// ToGrpc: absl::Status to grpc::Status with the same code and message.
 #include "cri/grpc_status.h"
 
 #include "config/base/str.h"

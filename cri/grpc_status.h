@@ -1,3 +1,4 @@
+// ToGrpc and Unimplemented: the gRPC status of every answer cri/ gives.
 #pragma once
 
 #include <grpcpp/support/status.h>

@@ -7,15 +7,15 @@
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
-#include "cni/cloud_init.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/pod_network_spec.h"
 #include "cri/volumes.h"
+#include "runtime/cloud_init_seed.h"
 #include "runtime/console_log.h"
 #include "runtime/hypervisor.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/overlay.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 
@@ -201,9 +201,9 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   undo.Add("remove container dir", [dir] { return base::RemoveAll(dir); });
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
   // cloud-init NoCloud seed: hostname, network-config, user-data.
-  cni::CloudInitSeed seed = SeedFor(sb);
-  for (cni::VfatFile& f : VolumeSeedFiles(draft.volumes)) seed.extra_files.push_back(std::move(f));
-  RETURN_IF_ERROR(cni::WriteSeedImage(rec.seed_path, seed));
+  runtime::CloudInitSeed seed = SeedFor(sb);
+  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes)) seed.extra_files.push_back(std::move(f));
+  RETURN_IF_ERROR(runtime::WriteSeedImage(rec.seed_path, seed));
   if (rec.boot.kind == sandbox::BootKind::kDisk) {
     // The image's disk is never written: the VM writes to its own overlay.
     RETURN_IF_ERROR(runtime::image::CreateOverlay(image->boot.disk, image->boot.disk_format, rec.boot.disk));

@@ -1,3 +1,4 @@
+// Sandbox records to CNI attach specs, DHCP info, stored NICs and the cloud-init seed.
 #include "cri/pod_network_spec.h"
 
 #include "config/base/status_macros.h"
@@ -77,15 +78,30 @@ sandbox::NetworkStatus NetworkStatusFrom(const cni::WiredNic& nic) {
   return status;
 }
 
-cni::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb) {
-  cni::CloudInitSeed seed;
+namespace {
+
+// The NIC as the guest's network-config states it.
+runtime::SeedNic SeedNicFrom(const sandbox::GuestNic& g) {
+  runtime::SeedNic nic;
+  nic.ifname = g.cni_ifname;
+  nic.mac = g.mac;
+  nic.mtu = g.mtu;
+  nic.addresses = g.addresses;
+  for (const sandbox::GuestRoute& r : g.routes) nic.routes.push_back({r.dst, r.gateway});
+  return nic;
+}
+
+}  // namespace
+
+runtime::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb) {
+  runtime::CloudInitSeed seed;
   seed.instance_id = sb.metadata.uid.empty() ? sb.id : sb.metadata.uid;
   seed.hostname = sb.hostname.empty() ? sb.metadata.name : sb.hostname;
-  if (auto it = sb.annotations.find(std::string(cni::kUserDataAnnotation)); it != sb.annotations.end()) {
+  if (auto it = sb.annotations.find(std::string(runtime::kUserDataAnnotation)); it != sb.annotations.end()) {
     seed.user_data = it->second;
   }
   if (!sb.network.nic.tap_name.empty()) {
-    seed.network_config = cni::NetworkConfigV2(WiredNicFrom(sb.network.nic), sb.dns.servers, sb.dns.searches);
+    seed.network_config = runtime::NetworkConfigV2(SeedNicFrom(sb.network.nic), sb.dns.servers, sb.dns.searches);
   }
   return seed;
 }

@@ -1,12 +1,11 @@
+// Translation between sandbox records and the network types of cni/ and the guest's cloud-init seed.
 #pragma once
 
-// Translation between sandbox records and the cni/ module's network types.
-
 #include "absl/status/statusor.h"
-#include "cni/cloud_init.h"
 #include "cni/cni_runner.h"
 #include "cni/pod_network.h"
 #include "cni/tap.h"
+#include "runtime/cloud_init_seed.h"
 #include "sandbox/records.h"
 
 namespace kvcri::cri {
@@ -30,6 +29,6 @@ sandbox::NetworkStatus NetworkStatusFrom(const cni::WiredNic& nic);
 // The cloud-init NoCloud seed of a Pod's VM: instance-id (Pod UID),
 // hostname, user-data from the kubevirt-cri.io/user-data annotation,
 // network-config v2 for the wired NIC (when there is one).
-cni::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb);
+runtime::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb);
 
 }  // namespace kvcri::cri

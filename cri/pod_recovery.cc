@@ -13,7 +13,7 @@
 #include "runtime/console_log.h"
 #include "runtime/hypervisor.h"
 #include "sandbox/netns.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 

@@ -9,7 +9,7 @@
 #include "cri/pod_network_spec.h"
 #include "runtime/hypervisor.h"
 #include "sandbox/netns.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 

@@ -11,7 +11,7 @@
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/tombstones.h"
 #include "cri/upstream_client.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 

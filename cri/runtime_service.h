@@ -10,7 +10,7 @@
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/runtime_deps.h"
-#include "sandbox/store.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 

@@ -1,3 +1,4 @@
+// UpstreamClient: the channel to the node's container runtime, forwarded and merged calls.
 #include "cri/upstream_client.h"
 
 #include <chrono>

@@ -1,3 +1,4 @@
+// UpstreamClient: the gRPC channel to the node's container runtime for non-VM RuntimeClasses.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

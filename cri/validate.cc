@@ -1,3 +1,4 @@
+// Validation of CRI requests: sandbox and container configs, ID arguments.
 #include "cri/validate.h"
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+// Request validation for the CRI services; errors name the field.
 #pragma once
 
 #include <string>

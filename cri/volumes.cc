@@ -1,3 +1,4 @@
+// CRI devices and mounts of a VM container: validation, translation to disks and shares, seed files.
 #include "cri/validate_volumes.h"
 #include "cri/volumes.h"
 
@@ -295,8 +296,8 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
   return plan;
 }
 
-std::vector<cni::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options) {
-  std::vector<cni::VfatFile> files;
+std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options) {
+  std::vector<runtime::VfatFile> files;
   if (plan.devices.empty() && plan.mounts.empty()) return files;
   std::string table = "# kubevirt-cri volume table v1 (docs/volumes.md)\n";
   for (const sandbox::DeviceSpec& d : plan.devices) {
@@ -311,7 +312,7 @@ std::vector<cni::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeO
     table += StrCat("fs ", MountTagFor(m.container_path), m.readonly ? " ro " : " rw ", virtiofs ? "virtiofs " : "9p ",
                     m.container_path, "\n");
   }
-  std::vector<cni::VfatFile> contents;
+  std::vector<runtime::VfatFile> contents;
   for (size_t i = 0; i < plan.files.size(); ++i) {
     const FileMount& f = plan.files[i];
     std::string name = StrCat(kVolumeFilePrefix, i);
@@ -319,7 +320,7 @@ std::vector<cni::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeO
     contents.push_back({name, f.content});
   }
   files.push_back({kVolumeTableFile, std::move(table)});
-  for (cni::VfatFile& f : contents) files.push_back(std::move(f));
+  for (runtime::VfatFile& f : contents) files.push_back(std::move(f));
   return files;
 }
 

@@ -19,8 +19,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cni/cloud_init_vfat.h"
 #include "runtime/hypervisor.h"
+#include "runtime/vfat_image.h"
 #include "sandbox/records.h"
 
 namespace kvcri::cri {
@@ -80,7 +80,7 @@ runtime::FsDriver FsDriverFor(bool read_only, const VolumeOptions& options);
 //   file <seed file name> ro|rw <container_path>
 // and one kVolumeFilePrefix<n> file per single-file mount. Empty when the
 // container has no volumes.
-std::vector<cni::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {});
+std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {});
 
 // Adds the record's devices (virtio-blk, cache=none, io=native, read-only
 // without 'w' in permissions) and directory mounts (virtio-fs or 9p) to

@@ -1,3 +1,4 @@
+// Host probing for KVM (device, modules, CPU flags) and the auto/kvm/tcg choice.
 #include "runtime/accelerator.h"
 
 #include <fcntl.h>

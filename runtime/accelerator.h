@@ -1,3 +1,4 @@
+// Accelerator choice: what the host offers (HostFacts) and which of KVM and TCG VMs use.
 #pragma once
 
 #include <filesystem>

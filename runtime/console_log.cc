@@ -1,3 +1,4 @@
+// ConsoleLogCopier: console file to CRI log lines, saved offsets, the copy thread.
 #include "runtime/console_log.h"
 
 #include <fcntl.h>
@@ -6,6 +7,8 @@
 
 #include <cerrno>
 #include <charconv>
+#include <utility>
+#include <vector>
 
 #include "config/base/file_util.h"
 #include "config/base/log.h"
@@ -56,7 +59,10 @@ std::filesystem::path ConsoleOffsetPath(const std::filesystem::path& console) {
   return std::filesystem::path(console.string() + ".offset");
 }
 
-ConsoleLogCopier::ConsoleLogCopier(ConsoleLogOptions options) : options_(std::move(options)) {
+ConsoleLogCopier::ConsoleLogCopier(ConsoleLogOptions options)
+    : options_(std::move(options)),
+      own_clock_(options_.clock == nullptr ? std::make_unique<base::RealClock>() : nullptr),
+      clock_(options_.clock == nullptr ? own_clock_.get() : options_.clock) {
   if (options_.start_thread) thread_ = std::thread([this] { Run(); });
 }
 
@@ -72,8 +78,17 @@ void ConsoleLogCopier::Run() {
 }
 
 void ConsoleLogCopier::PollOnce() {
-  absl::MutexLock l(&mu_);
-  for (auto& [id, e] : entries_) {
+  // Snapshot under the map lock, copy without it: a slow CRI log (a full
+  // pipe, a stalled disk) holds up its own entry only.
+  std::vector<std::pair<std::string, std::shared_ptr<Entry>>> snapshot;
+  {
+    absl::MutexLock l(&mu_);
+    snapshot.reserve(entries_.size());
+    for (const auto& [id, e] : entries_) snapshot.emplace_back(id, e);
+  }
+  for (auto& [id, e] : snapshot) {
+    absl::MutexLock l(&e->mu);
+    if (e->removed) continue;
     absl::Status s = Copy(id, *e, /*final=*/false);
     if (!s.ok() && !e->write_error_logged) {
       base::LogWarn("console log copy failed", {{"id", id}, {"error", std::string(s.message())}});
@@ -82,6 +97,12 @@ void ConsoleLogCopier::PollOnce() {
       e->write_error_logged = false;
     }
   }
+}
+
+std::shared_ptr<ConsoleLogCopier::Entry> ConsoleLogCopier::Find(std::string_view id) {
+  absl::MutexLock l(&mu_);
+  auto it = entries_.find(std::string(id));
+  return it == entries_.end() ? nullptr : it->second;
 }
 
 absl::Status ConsoleLogCopier::OpenLog(Entry& e) {
@@ -123,7 +144,7 @@ absl::Status ConsoleLogCopier::Copy(std::string_view id, Entry& e, bool final) {
     e.offset = 0;
     e.pending.clear();
   }
-  absl::Time now = options_.now();
+  absl::Time now = clock_->Now();
   bool was_empty = e.pending.empty();
   uint64_t pos = e.offset + e.pending.size();
   uint64_t budget = final ? size - pos : std::min<uint64_t>(size - pos, options_.max_read_per_poll);
@@ -192,46 +213,66 @@ absl::Status ConsoleLogCopier::Add(std::string_view id, const std::filesystem::p
   if (console.empty() || cri_log.empty()) {
     return absl::InvalidArgumentError(StrCat("console copy for \"", id, "\" needs a console and a CRI log path"));
   }
-  absl::MutexLock l(&mu_);
-  if (auto it = entries_.find(std::string(id)); it != entries_.end()) {
-    if (it->second->console == console && it->second->cri_log == cri_log) return absl::OkStatus();
-    return absl::AlreadyExistsError(StrCat("console of \"", id, "\" is already copied to \"",
-                                           it->second->cri_log.string(), "\""));
-  }
-  auto e = std::make_unique<Entry>();
-  e->console = console;
-  e->cri_log = cri_log;
-  absl::StatusOr<std::string> saved = base::ReadFile(ConsoleOffsetPath(console));
-  if (saved.ok()) {
-    if (!ParseOffset(*saved, &e->offset)) {
-      base::LogWarn("console offset unreadable; copying from the start",
-                    {{"id", std::string(id)}, {"path", ConsoleOffsetPath(console).string()}});
-      e->offset = 0;
+  auto same_or_taken = [&](const Entry& e) {
+    if (e.console == console && e.cri_log == cri_log) return absl::OkStatus();
+    return absl::AlreadyExistsError(
+        StrCat("console of \"", id, "\" is already copied to \"", e.cri_log.string(), "\""));
+  };
+  if (std::shared_ptr<Entry> e = Find(id)) return same_or_taken(*e);
+
+  // Read the saved offset and open the log without the map lock.
+  auto e = std::make_shared<Entry>(console, cri_log);
+  uint64_t offset = 0;
+  {
+    absl::MutexLock el(&e->mu);
+    absl::StatusOr<std::string> saved = base::ReadFile(ConsoleOffsetPath(console));
+    if (saved.ok()) {
+      if (!ParseOffset(*saved, &e->offset)) {
+        base::LogWarn("console offset unreadable; copying from the start",
+                      {{"id", std::string(id)}, {"path", ConsoleOffsetPath(console).string()}});
+        e->offset = 0;
+      }
+    } else if (!absl::IsNotFound(saved.status())) {
+      return saved.status();
     }
-  } else if (!absl::IsNotFound(saved.status())) {
-    return saved.status();
+    if (absl::Status s = OpenLog(*e); !s.ok()) return s;
+    offset = e->offset;
   }
-  if (absl::Status s = OpenLog(*e); !s.ok()) return s;
+  {
+    absl::MutexLock l(&mu_);
+    auto [it, inserted] = entries_.try_emplace(std::string(id), e);
+    if (!inserted) return same_or_taken(*it->second);  // a concurrent Add won
+  }
   base::LogInfo("console log copy started",
-                {{"id", std::string(id)}, {"log", cri_log.string()}, {"offset", StrCat(e->offset)}});
-  entries_.emplace(std::string(id), std::move(e));
+                {{"id", std::string(id)}, {"log", cri_log.string()}, {"offset", StrCat(offset)}});
   return absl::OkStatus();
 }
 
 absl::Status ConsoleLogCopier::Remove(std::string_view id) {
+  std::shared_ptr<Entry> e = Find(id);
+  if (e == nullptr) return absl::OkStatus();
+  absl::Status s;
+  {
+    // Waits for a copy of this entry in progress; the final copy then starts
+    // where it stopped. The entry stays in the map meanwhile, so an Add of
+    // the same ID sees it rather than racing it for the offset file.
+    absl::MutexLock el(&e->mu);
+    if (e->removed) return absl::OkStatus();  // a concurrent Remove flushed it
+    s = Copy(id, *e, /*final=*/true);
+    e->removed = true;
+  }
   absl::MutexLock l(&mu_);
-  auto it = entries_.find(std::string(id));
-  if (it == entries_.end()) return absl::OkStatus();
-  absl::Status s = Copy(id, *it->second, /*final=*/true);
-  entries_.erase(it);
+  if (auto it = entries_.find(std::string(id)); it != entries_.end() && it->second == e) entries_.erase(it);
   return s;
 }
 
 absl::Status ConsoleLogCopier::Reopen(std::string_view id) {
-  absl::MutexLock l(&mu_);
-  auto it = entries_.find(std::string(id));
-  if (it == entries_.end()) return absl::NotFoundError(StrCat("console of container \"", id, "\" is not copied"));
-  return OpenLog(*it->second);
+  std::shared_ptr<Entry> e = Find(id);
+  auto not_copied = [&] { return absl::NotFoundError(StrCat("console of container \"", id, "\" is not copied")); };
+  if (e == nullptr) return not_copied();
+  absl::MutexLock el(&e->mu);
+  if (e->removed) return not_copied();
+  return OpenLog(*e);
 }
 
 }  // namespace kvcri::runtime

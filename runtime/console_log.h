@@ -1,23 +1,26 @@
+// Copies each VM's serial console (a file QEMU appends to) into the CRI log file kubelet reads.
 #pragma once
 
-// Copies each VM's serial console (a file QEMU appends to) into the CRI log
-// file kubelet reads, one background thread for all VMs.
+// One background thread serves all VMs. The map of followed consoles has its
+// own lock, held only to look entries up; each entry's copy runs under that
+// entry's lock, so a VM whose CRI log blocks delays nobody else's Add, Remove
+// or Reopen.
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "config/base/clock.h"
 #include "config/base/unique_fd.h"
 
 namespace kvcri::runtime {
@@ -31,7 +34,9 @@ struct ConsoleLogOptions {
   size_t max_line_bytes = 16 * 1024;
   // Bytes read per VM per pass, so one chatty guest cannot stall the others.
   size_t max_read_per_poll = 256 * 1024;
-  std::function<absl::Time()> now = [] { return absl::Now(); };
+  // Stamps the CRI log lines and times partial lines; null: a RealClock the
+  // copier owns. Not owned; must outlive the copier.
+  base::Clock* clock = nullptr;
   // False in tests, which call PollOnce() themselves.
   bool start_thread = true;
 };
@@ -58,7 +63,8 @@ class ConsoleLogCopier {
   // saved offset if any. Adding the same paths again is OK.
   absl::Status Add(std::string_view id, const std::filesystem::path& console, const std::filesystem::path& cri_log);
   // Copies what is left (a trailing partial line as F) and stops following.
-  // OK when `id` is not followed.
+  // OK when `id` is not followed. Waits for a copy of `id` in progress, not
+  // for other VMs'.
   absl::Status Remove(std::string_view id);
   // Reopens the CRI log by path (kubelet renamed it for rotation).
   absl::Status Reopen(std::string_view id);
@@ -66,27 +72,37 @@ class ConsoleLogCopier {
   void PollOnce();
 
  private:
+  // One followed console. Shared by the map and whoever is copying it, so
+  // the map lock is not needed while its files are read and written.
   struct Entry {
-    std::filesystem::path console;
-    std::filesystem::path cri_log;
-    base::UniqueFd in;
-    base::UniqueFd out;
-    uint64_t offset = 0;   // console bytes already in the CRI log
-    std::string pending;   // read beyond `offset`, not yet written
-    absl::Time pending_since = absl::InfinitePast();
-    bool write_error_logged = false;
+    Entry(std::filesystem::path console, std::filesystem::path cri_log)
+        : console(std::move(console)), cri_log(std::move(cri_log)) {}
+
+    const std::filesystem::path console;
+    const std::filesystem::path cri_log;
+    absl::Mutex mu;  // held across this entry's file I/O; never taken before the map lock
+    base::UniqueFd in ABSL_GUARDED_BY(mu);
+    base::UniqueFd out ABSL_GUARDED_BY(mu);
+    uint64_t offset ABSL_GUARDED_BY(mu) = 0;  // console bytes already in the CRI log
+    std::string pending ABSL_GUARDED_BY(mu);  // read beyond `offset`, not yet written
+    absl::Time pending_since ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    bool write_error_logged ABSL_GUARDED_BY(mu) = false;
+    bool removed ABSL_GUARDED_BY(mu) = false;  // flushed by Remove; copy no more
   };
 
-  absl::Status OpenLog(Entry& e);
+  std::shared_ptr<Entry> Find(std::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
+  static absl::Status OpenLog(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   // Reads new console bytes and writes complete lines (all of them if
   // `final`). Returns the first error; the offset only moves on success.
-  absl::Status Copy(std::string_view id, Entry& e, bool final);
-  absl::Status SaveOffset(const Entry& e);
+  absl::Status Copy(std::string_view id, Entry& e, bool final) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  static absl::Status SaveOffset(const Entry& e) ABSL_SHARED_LOCKS_REQUIRED(e.mu);
   void Run();
 
   const ConsoleLogOptions options_;
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  const std::unique_ptr<base::Clock> own_clock_;  // when options_.clock is null
+  base::Clock* const clock_;
+  absl::Mutex mu_;  // the map only: never held across file I/O
+  absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
   std::thread thread_;
 };

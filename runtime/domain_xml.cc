@@ -1,3 +1,4 @@
+// BuildDomainXml: VmSpec validated and written as libvirt domain XML; our metadata parsed back.
 #include "runtime/domain_xml.h"
 
 #include <libxml/parser.h>

@@ -1,3 +1,4 @@
+// The libvirt domain XML of a VmSpec: the only place domain XML is written.
 #pragma once
 
 #include <cstddef>

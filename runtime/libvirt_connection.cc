@@ -1,3 +1,4 @@
+// LibvirtConnection: opening libvirt (embed root and its qemu.conf) and the event loop thread.
 #include "runtime/libvirt_connection.h"
 
 #include <mutex>

@@ -1,7 +1,7 @@
+// LibvirtConnection: a libvirt connection plus the event loop thread the embedded driver needs.
 #pragma once
 
-// Internal to runtime/: a libvirt connection plus the event loop thread the
-// embedded driver needs. Included by runtime/*.cc only.
+// Internal to runtime/: included by runtime/*.cc only.
 
 #include <atomic>
 #include <filesystem>

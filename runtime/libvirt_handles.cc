@@ -1,3 +1,4 @@
+// libvirt's last error as absl::Status, with the operation and the libvirt error code.
 #include "runtime/libvirt_handles.h"
 
 #include "config/base/str.h"

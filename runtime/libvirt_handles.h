@@ -1,3 +1,4 @@
+// Owning wrappers for libvirt handles, and libvirt errors as absl::Status.
 #pragma once
 
 // Owning wrappers for libvirt handles. Every virXxxPtr we receive is ours to

@@ -1,3 +1,4 @@
+// VmStatusFromLibvirtState: libvirt's domain state and reason as CRI phase, exit code and reason.
 #include "runtime/vm_state.h"
 
 #include <libvirt/libvirt.h>

@@ -1,3 +1,4 @@
+// The mapping of a libvirt domain's (state, reason) to what CRI reports for its container.
 #pragma once
 
 #include "runtime/hypervisor.h"

@@ -1,3 +1,4 @@
+// XmlWriter and XML escaping: indented documents with every value escaped.
 #include "runtime/xml_writer.h"
 
 #include <cstdlib>

@@ -1,3 +1,4 @@
+// A small XML writer that escapes every attribute value and text.
 #pragma once
 
 #include <initializer_list>

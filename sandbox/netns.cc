@@ -1,3 +1,4 @@
+// PinnedNetnsManager: network namespaces pinned by bind mounts under the state directory.
 #include "sandbox/netns.h"
 
 #include <fcntl.h>

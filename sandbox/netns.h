@@ -1,3 +1,4 @@
+// Pod network namespaces: the NetnsManager seam and PinnedNetnsManager, which pins them in files.
 #pragma once
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+// Sandbox and container records to and from versioned JSON; IDs and CRI names.
 #include "sandbox/records.h"
 
 #include <limits>

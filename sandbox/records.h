@@ -1,3 +1,4 @@
+// Sandbox and container records as stored on disk (versioned JSON), their IDs and names.
 #pragma once
 
 #include <cstdint>

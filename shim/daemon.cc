@@ -23,8 +23,8 @@
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "sandbox/file_sandbox_store.h"
 #include "sandbox/netns.h"
-#include "sandbox/store.h"
 #include "shim/socket.h"
 
 namespace kvcri::shim {
@@ -39,7 +39,7 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::image::LocalImageStore> images;
   std::unique_ptr<runtime::image::CurlFetcher> http;
   std::unique_ptr<runtime::image::RegistryPuller> puller;
-  std::unique_ptr<sandbox::SandboxStore> store;
+  std::unique_ptr<sandbox::FileSandboxStore> store;
   std::unique_ptr<sandbox::PinnedNetnsManager> netns;
   std::unique_ptr<cni::ExecCniRunner> cni_runner;
   std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
@@ -94,7 +94,9 @@ absl::Status Daemon::Start() {
   hv_options.uri = config_.LibvirtUri();
   hv_options.emulator = config_.libvirt.emulator;
   ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
-  m.console = std::make_unique<runtime::ConsoleLogCopier>();
+  runtime::ConsoleLogOptions console_options;
+  console_options.clock = &m.clock;  // declared before `console`, so it outlives it
+  m.console = std::make_unique<runtime::ConsoleLogCopier>(console_options);
   ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(config_.root / "images", {}));
   m.http = std::make_unique<runtime::image::CurlFetcher>();
   runtime::image::PullerOptions pull_options;
@@ -102,7 +104,7 @@ absl::Status Daemon::Start() {
   pull_options.registry.mirrors = config_.images.mirrors;
   pull_options.timeout = absl::Seconds(config_.images.pull_timeout_seconds);
   m.puller = std::make_unique<runtime::image::RegistryPuller>(m.images.get(), m.http.get(), pull_options);
-  m.store = std::make_unique<sandbox::SandboxStore>(config_.root);
+  m.store = std::make_unique<sandbox::FileSandboxStore>(config_.root);
   m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
   m.cni_runner = std::make_unique<cni::ExecCniRunner>(cni::ExecCniRunnerOptions::FromConfig(config_));

@@ -1,3 +1,4 @@
+// Daemon: owns every module, the CRI services and the gRPC server of the running daemon.
 #pragma once
 
 #include <memory>

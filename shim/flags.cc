@@ -1,3 +1,4 @@
+// Command-line flag parsing, config file resolution and the usage text.
 #include "shim/flags.h"
 
 #include "absl/strings/match.h"

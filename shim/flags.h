@@ -1,3 +1,4 @@
+// The daemon's command-line flags and how they combine with the config file.
 #pragma once
 
 #include <optional>

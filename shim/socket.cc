@@ -1,3 +1,4 @@
+// Socket path preparation (stale sockets removed, live daemons refused) and socket mode.
 #include "shim/socket.h"
 
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// The CRI unix socket's path preparation and mode.
 #pragma once
 
 #include <filesystem>

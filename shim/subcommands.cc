@@ -1,3 +1,4 @@
+// The images subcommands (import, list) run against the image store.
 #include "shim/subcommands.h"
 
 #include <cstdio>

@@ -1,3 +1,4 @@
+// kubevirt-cri subcommands run beside the daemon (`images import`, `images list`).
 #pragma once
 
 #include <string>

@@ -1,3 +1,4 @@
+// File helpers: atomic writes with fsync, reads, mkdir -p, rm -rf, random hex.
 #include "config/base/file_util.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// File helpers every module shares: WriteFileAtomic, ReadFile, MakeDirs, RemoveAll, RandomHex.
 #pragma once
 
 #include <sys/types.h>

@@ -1,3 +1,4 @@
+// The key=value log line format, the level threshold, and LogIfError/KeepFirstError.
 #include "config/base/log.h"
 
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// Structured logging to stderr: one key=value line per event (Abseil 20220623 has no absl/log).
 #pragma once
 
 #include <initializer_list>

@@ -1,3 +1,4 @@
+// RunInNetns: a short-lived thread that joins a network namespace and runs one function.
 #include "config/base/netns_exec.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// RunInNetns: runs a function inside another network namespace without moving our threads.
 #pragma once
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+// RETURN_IF_ERROR and ASSIGN_OR_RETURN for absl::Status and absl::StatusOr.
 #pragma once
 
 #include "absl/status/status.h"

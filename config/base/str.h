@@ -1,3 +1,4 @@
+// base::StrCat for std::string_view, absl::string_view, numbers and paths (Debian's Abseil needs it).
 #pragma once
 
 #include <charconv>

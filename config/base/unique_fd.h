@@ -1,3 +1,4 @@
+// UniqueFd: a move-only owner of one file descriptor.
 #pragma once
 
 #include <unistd.h>

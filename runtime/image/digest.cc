@@ -1,3 +1,4 @@
+// OCI digest validation and streaming SHA-256 (OpenSSL).
 #include "runtime/image/digest.h"
 
 #include "config/base/file_util.h"

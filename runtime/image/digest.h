@@ -1,3 +1,4 @@
+// OCI digests: validation of "sha256:<hex>" and a streaming SHA-256.
 #pragma once
 
 #include <openssl/evp.h>

@@ -1,3 +1,4 @@
+// Disk format detection: the qcow2 header parsed and checked, anything else raw.
 #include "runtime/image/disk_format.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// Disk image formats (raw, qcow2) and their detection from the file's header.
 #pragma once
 
 #include <cstdint>

@@ -1,3 +1,4 @@
+// ExtractBootArtifacts: applies image layers (whiteouts included) and keeps the boot files.
 #include "runtime/image/extract.h"
 
 #include <archive.h>

@@ -1,3 +1,4 @@
+// Boot artifacts (disk, kernel, initrd, cmdline) extracted from an image's layers.
 #pragma once
 
 #include <filesystem>

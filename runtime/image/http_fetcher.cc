@@ -1,3 +1,4 @@
+// CurlFetcher: HTTP GETs with libcurl, streamed bodies, redirect and TLS policy.
 #include "runtime/image/http_fetcher.h"
 
 #include <curl/curl.h>

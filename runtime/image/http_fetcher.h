@@ -1,3 +1,4 @@
+// The HttpFetcher seam registry pulls go through, and CurlFetcher, its libcurl implementation.
 #pragma once
 
 #include <cstdint>

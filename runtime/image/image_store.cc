@@ -1,3 +1,4 @@
+// LocalImageStore: index and blobs on disk, layout imports, pull commits, lookups, removal, clean-up.
 #include "runtime/image/image_store.h"
 
 #include <dirent.h>

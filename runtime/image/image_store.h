@@ -1,3 +1,4 @@
+// The ImageStore interface and LocalImageStore: images on disk and how a VM boots from them.
 #pragma once
 
 #include <sys/types.h>

@@ -1,3 +1,4 @@
+// OCI index, manifest and image config parsing; blob sources that verify digests while reading.
 #include "runtime/image/oci.h"
 
 #include <fcntl.h>

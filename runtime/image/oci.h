@@ -1,3 +1,4 @@
+// OCI image layout types: descriptors, index, manifest, image config, blob sources.
 #pragma once
 
 #include <cstdint>

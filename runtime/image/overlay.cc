@@ -1,3 +1,4 @@
+// CreateOverlay: writes an empty qcow2 v3 image backed by the image's disk.
 #include "runtime/image/overlay.h"
 
 #include <fcntl.h>

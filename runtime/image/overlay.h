@@ -1,3 +1,4 @@
+// qcow2 overlays: a VM's writable disk on top of the read-only image disk.
 #pragma once
 
 #include <sys/types.h>

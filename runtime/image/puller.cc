@@ -1,3 +1,4 @@
+// RegistryPuller: pulls into the store, one download shared by concurrent pulls of a reference.
 #include "runtime/image/puller.h"
 
 #include <fcntl.h>

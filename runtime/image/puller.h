@@ -1,3 +1,4 @@
+// The ImagePuller interface cri/ pulls through, and RegistryPuller, its registry implementation.
 #pragma once
 
 #include <memory>

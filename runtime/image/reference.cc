@@ -1,3 +1,4 @@
+// ParseReference: Docker/CRI image references normalized and validated.
 #include "runtime/image/reference.h"
 
 #include <cctype>

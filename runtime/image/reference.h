@@ -1,3 +1,4 @@
+// Image references as Docker and the CRI spell them, normalized.
 #pragma once
 
 #include <string>

@@ -1,3 +1,4 @@
+// Registry auth: WWW-Authenticate challenges parsed, answered with basic or bearer credentials.
 #include "runtime/image/registry_auth.h"
 
 

@@ -1,3 +1,4 @@
+// Registry credentials from the CRI AuthConfig and the answers to registry auth challenges.
 #pragma once
 
 #include <map>

@@ -1,3 +1,4 @@
+// RegistryClient: manifest and blob GETs with auth, mirrors, insecure fallback and retries.
 #include "runtime/image/registry_client.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// RegistryClient: the OCI distribution API calls a pull needs (manifests, blobs).
 #pragma once
 
 #include <cstdint>

@@ -1,3 +1,4 @@
+// The extraction child: re-exec, capabilities dropped, seccomp, layers in by fd, result out by pipe.
 #include "runtime/image/sandboxed_extract.h"
 
 #include <fcntl.h>

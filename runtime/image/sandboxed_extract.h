@@ -1,3 +1,4 @@
+// ExtractBootArtifacts in a sandboxed child process, because image layers are untrusted.
 #pragma once
 
 #include <filesystem>

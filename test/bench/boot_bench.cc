@@ -18,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-#include "cni/cloud_init.h"
 #include "runtime/accelerator.h"
+#include "runtime/cloud_init_seed.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
@@ -95,11 +95,11 @@ int Main(int argc, char** argv) {
     fs::create_directories(direct_root.path() / spec.container_id);
     spec.console_log = direct_root.path() / spec.container_id / "console.log";
     // The same extra hardware the Pod's VM has: its cloud-init seed disk.
-    cni::CloudInitSeed seed;
+    runtime::CloudInitSeed seed;
     seed.instance_id = spec.container_id;
     seed.hostname = "direct";
     const fs::path seed_path = direct_root.path() / spec.container_id / "cidata.img";
-    if (absl::Status s = cni::WriteSeedImage(seed_path, seed); !s.ok()) return 1;
+    if (absl::Status s = runtime::WriteSeedImage(seed_path, seed); !s.ok()) return 1;
     runtime::DiskSpec seed_disk;
     seed_disk.path = seed_path;
     seed_disk.format = "raw";

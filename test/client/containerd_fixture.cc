@@ -1,3 +1,4 @@
+// ContainerdFixture: starts a private containerd and registry and builds their busybox images.
 #include "test/client/containerd_fixture.h"
 
 #include <netinet/in.h>

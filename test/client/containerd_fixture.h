@@ -1,3 +1,4 @@
+// ContainerdFixture: a private containerd plus registry for the routing integration tests.
 #pragma once
 
 #include <sys/types.h>

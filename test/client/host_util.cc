@@ -1,3 +1,4 @@
+// Host helpers for test fixtures: file reads, free ports, killing and unmounting leftovers.
 #include "test/client/host_util.h"
 
 #include <arpa/inet.h>

@@ -1,6 +1,5 @@
-#pragma once
-
 // Small host helpers the test fixtures share (daemon, registry, containerd).
+#pragma once
 
 #include <sys/types.h>
 

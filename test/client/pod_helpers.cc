@@ -1,3 +1,4 @@
+// Pod helpers for integration tests: configs, start/remove, waits, leftovers, guest images.
 #include "test/client/pod_helpers.h"
 
 #include <fstream>

@@ -1,3 +1,4 @@
+// Pod helpers for integration tests and benchmarks: CRI configs, start/remove, waits.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,4 @@
+// RegistryFixture: a private docker-registry with optional htpasswd auth, fed by skopeo.
 #include "test/client/registry_fixture.h"
 
 #include <netinet/in.h>

@@ -1,3 +1,4 @@
+// RegistryFixture: a private docker-registry on a free loopback port for pull tests.
 #pragma once
 
 #include <sys/types.h>

@@ -1,3 +1,4 @@
+// TestDaemon: the real daemon started on temp dirs, its CRI stubs, and the environment checks.
 #include "test/client/test_daemon.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// TestDaemon and TempDir: the real daemon under test, and what integration tests require.
 #pragma once
 
 #include <sys/types.h>

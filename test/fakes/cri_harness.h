@@ -11,7 +11,7 @@
 #include "cri/pod_lifecycle.h"
 #include "cri/runtime_service.h"
 #include "runtime/console_log.h"
-#include "sandbox/store.h"
+#include "sandbox/file_sandbox_store.h"
 #include "test/fakes/fake_hypervisor.h"
 #include "test/fakes/fake_image_store.h"
 #include "test/fakes/fake_netns.h"
@@ -66,7 +66,7 @@ class CriHarness : public ::testing::Test {
     service_.reset();
     pods_.reset();
     console_ = std::make_unique<runtime::ConsoleLogCopier>(runtime::ConsoleLogOptions{.start_thread = false});
-    store_ = std::make_unique<sandbox::SandboxStore>(config_.root);
+    store_ = std::make_unique<sandbox::FileSandboxStore>(config_.root);
     absl::StatusOr<sandbox::LoadReport> report = store_->Load();
     ASSERT_TRUE(report.ok()) << report.status();
     RuntimeDeps deps;
@@ -190,7 +190,7 @@ class CriHarness : public ::testing::Test {
   FakeDhcp dhcp_{&net_log_};
   cni::PodNetwork network_{&cni_, &tap_, &dhcp_};
   std::unique_ptr<runtime::ConsoleLogCopier> console_;
-  std::unique_ptr<sandbox::SandboxStore> store_;
+  std::unique_ptr<sandbox::FileSandboxStore> store_;
   std::unique_ptr<PodLifecycle> pods_;
   std::unique_ptr<RuntimeService> service_;
 };

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "cni/exec_cni_runner.h"
+#include "cni/netlink.h"
 #include "cni/plugin_exec.h"
 #include "config/base/file_util.h"
 #include "config/base/netns_exec.h"

@@ -1,3 +1,4 @@
+// Config parsing (shipped defaults, explicit values, refused keys, types and paths) and the log line format.
 #include "config/config.h"
 
 #include <gmock/gmock.h>

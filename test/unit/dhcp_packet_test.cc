@@ -1,3 +1,4 @@
+// DHCPv4 encoding: domain search lists, classless static routes, messages and framing.
 #include "cni/dhcp_packet.h"
 
 #include <gmock/gmock.h>

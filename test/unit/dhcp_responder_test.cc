@@ -1,3 +1,4 @@
+// DhcpResponder: which requests get an OFFER, ACK or NAK and what the replies carry.
 #include "cni/dhcp_responder.h"
 
 #include <gmock/gmock.h>

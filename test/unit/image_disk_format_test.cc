@@ -1,3 +1,4 @@
+// Disk format detection: qcow2 headers accepted or refused, everything else raw.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+// CreateOverlay: qcow2 overlays qemu-img reads, backed by the base, holding the guest's writes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+// ParseReference: normalization like Docker's, fields, digests, refused references.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// Registry auth: challenges parsed, basic and bearer answers, loopback registries.
 #include <gtest/gtest.h>
 
 #include "runtime/image/registry_auth.h"

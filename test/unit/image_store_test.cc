@@ -1,3 +1,4 @@
+// LocalImageStore: umoci-built layout imports, references, tags, refused layers, crash clean-up, pulls.
 #include "runtime/image/image_store.h"
 
 #include <archive.h>

@@ -168,13 +168,13 @@ TEST(PodNetworkSpecTest, NicRoundTripsThroughTheRecordAndGivesPodIps) {
 
 TEST(PodNetworkSpecTest, SeedHasInstanceIdHostnameUserDataAndNetworkConfig) {
   sandbox::SandboxRecord sb = Sandbox();
-  cni::CloudInitSeed seed = cri::SeedFor(sb);
+  runtime::CloudInitSeed seed = cri::SeedFor(sb);
   EXPECT_EQ(seed.instance_id, "uid-7");
   EXPECT_EQ(seed.hostname, "web-0");
   EXPECT_TRUE(seed.user_data.empty());
   EXPECT_TRUE(seed.network_config.empty());  // no NIC wired
 
-  sb.annotations[std::string(cni::kUserDataAnnotation)] = "#cloud-config\npackages: [nginx]\n";
+  sb.annotations[std::string(runtime::kUserDataAnnotation)] = "#cloud-config\npackages: [nginx]\n";
   sb.network = cri::NetworkStatusFrom(
       cni::WiredNic{"eth0", "tap0", "0a:58:0a:00:00:02", 1450, {{"10.0.0.2", 24}}, "10.0.0.1", "", {}});
   seed = cri::SeedFor(sb);

@@ -21,7 +21,7 @@
 #include "cri/router_runtime_service.h"
 #include "cri/tombstones.h"
 #include "cri/upstream_client.h"
-#include "sandbox/store.h"
+#include "sandbox/file_sandbox_store.h"
 
 namespace kvcri::cri {
 namespace {
@@ -262,7 +262,7 @@ class RouterTest : public ::testing::Test {
     dir_ = tmpl;
     fs::create_directories(dir_ / "ours");
     fs::create_directories(dir_ / "theirs");
-    store_ = std::make_unique<sandbox::SandboxStore>(dir_ / "root");
+    store_ = std::make_unique<sandbox::FileSandboxStore>(dir_ / "root");
     ASSERT_TRUE(store_->Load().ok());
     sandbox::SandboxRecord r;
     r.id = kOurSandbox;
@@ -429,7 +429,7 @@ class RouterTest : public ::testing::Test {
   FakeImages upstream_images_{{{"sha256:shared", "docker.io/shared"}, {"sha256:busybox", "docker.io/busybox"}},
                               "/tmp"};
   std::unique_ptr<FakeImages> local_images_;
-  std::unique_ptr<sandbox::SandboxStore> store_;
+  std::unique_ptr<sandbox::FileSandboxStore> store_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<UpstreamClient> upstream_client_;
   std::unique_ptr<RouterRuntimeService> runtime_;

@@ -1,3 +1,4 @@
+// HostProbe and ChooseAccelerator over fake /dev, /sys and /proc trees.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,11 +1,28 @@
+// ConsoleLogCopier: CRI log line format, partial lines, offsets across restarts, rotation, lock scope.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include "config/base/clock.h"
+#include "config/base/unique_fd.h"
 #include "runtime/console_log.h"
 
 namespace kvcri::runtime {
@@ -26,7 +43,7 @@ class ConsoleLogTest : public ::testing::Test {
   ConsoleLogOptions Options() {
     ConsoleLogOptions o;
     o.start_thread = false;
-    o.now = [this] { return now_; };
+    o.clock = &clock_;
     return o;
   }
   void Append(const std::string& s) { std::ofstream(console_, std::ios::app) << s; }
@@ -40,7 +57,7 @@ class ConsoleLogTest : public ::testing::Test {
   std::vector<std::string> LogLines() { return LogLines(log_); }
 
   std::filesystem::path dir_, console_, log_;
-  absl::Time now_ = absl::FromUnixSeconds(1700000000) + absl::Nanoseconds(5);
+  base::ManualClock clock_{absl::FromUnixSeconds(1700000000) + absl::Nanoseconds(5)};
 };
 
 constexpr char kTs[] = "2023-11-14T22:13:20.000000005Z";
@@ -65,10 +82,10 @@ TEST_F(ConsoleLogTest, PartialLineWaitsThenGoesOutAsP) {
   Append("abc");
   c.PollOnce();
   EXPECT_TRUE(LogLines().empty());
-  now_ += absl::Milliseconds(500);
+  clock_.Advance(absl::Milliseconds(500));
   c.PollOnce();
   EXPECT_TRUE(LogLines().empty());
-  now_ += absl::Milliseconds(600);
+  clock_.Advance(absl::Milliseconds(600));
   c.PollOnce();
   ASSERT_EQ(LogLines().size(), 1u);
   EXPECT_THAT(LogLines()[0], ::testing::EndsWith(" stdout P abc"));
@@ -162,6 +179,120 @@ TEST_F(ConsoleLogTest, BackgroundThreadCopies) {
   Append("threaded\n");
   for (int i = 0; i < 500 && LogLines().empty(); ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_THAT(LogLines(), ElementsAre(::testing::EndsWith("F threaded")));
+}
+
+// A CRI log that is a FIFO nobody reads yet: once its pipe is full, a copy
+// into it blocks in write() while holding its entry.
+class BlockedLogTest : public ConsoleLogTest {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::mkfifo(fifo_.c_str(), 0600), 0) << std::strerror(errno);
+    reader_.Reset(::open(fifo_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));  // so the copier's open does not wait
+    ASSERT_TRUE(reader_.valid()) << std::strerror(errno);
+    pipe_size_ = ::fcntl(reader_.get(), F_GETPIPE_SZ);
+    ASSERT_GT(pipe_size_, 0);
+    // Twice the pipe: the copy cannot finish before someone reads.
+    std::ofstream out(chatty_console_);
+    for (int i = 0; static_cast<long>(i) * 100 < 2L * pipe_size_; ++i) {
+      std::string line = "line-" + std::to_string(100000 + i);
+      out << line << std::string(99 - line.size(), '.') << "\n";
+      ++chatty_lines_;
+    }
+  }
+  ConsoleLogOptions Options() {
+    ConsoleLogOptions o = ConsoleLogTest::Options();
+    o.max_read_per_poll = 4 * static_cast<size_t>(pipe_size_);  // one pass reads it all
+    return o;
+  }
+  // True once the pipe holds `pipe_size_` bytes, i.e. the writer is stuck.
+  bool WaitForFullPipe() {
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         std::chrono::steady_clock::now() < deadline;) {
+      int queued = 0;
+      if (::ioctl(reader_.get(), FIONREAD, &queued) == 0 && queued >= pipe_size_) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
+  // Reads the FIFO until `done` holds and nothing is left; returns what came.
+  std::string Drain(const std::function<bool()>& done) {
+    std::string got;
+    char buf[64 * 1024];
+    for (;;) {
+      bool finished = done();  // before the read: what it wrote is in the pipe by then
+      ssize_t n = ::read(reader_.get(), buf, sizeof buf);
+      if (n > 0) {
+        got.append(buf, static_cast<size_t>(n));
+      } else if (finished) {
+        return got;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  }
+
+  std::filesystem::path fifo_ = dir_ / "chatty.log";
+  std::filesystem::path chatty_console_ = dir_ / "chatty.console";
+  base::UniqueFd reader_;
+  int pipe_size_ = 0;
+  int chatty_lines_ = 0;
+};
+
+TEST_F(BlockedLogTest, RemoveOfOneVmDoesNotWaitForAnotherVmsBlockedCopy) {
+  ConsoleLogCopier c(Options());
+  ASSERT_TRUE(c.Add("chatty", chatty_console_, fifo_).ok());
+  ASSERT_TRUE(c.Add("quiet", console_, log_).ok());
+  Append("bye\n");
+  std::atomic<bool> polled{false};
+  std::thread poller([&] {
+    c.PollOnce();
+    polled = true;
+  });
+  bool stuck = WaitForFullPipe();
+  std::future<absl::Status> removed = std::async(std::launch::async, [&] { return c.Remove("quiet"); });
+  bool in_time = removed.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  // Unblock the poller whatever happened, so a failure cannot hang the test.
+  std::string chatty = Drain([&] { return polled.load(); });
+  poller.join();
+  EXPECT_TRUE(stuck) << "the copy into the FIFO never filled the pipe";
+  EXPECT_TRUE(in_time) << "Remove(quiet) waited behind the copy into chatty's blocked CRI log";
+  EXPECT_TRUE(removed.get().ok());
+  EXPECT_THAT(LogLines(), ElementsAre(::testing::EndsWith("F bye")));
+  EXPECT_EQ(std::count(chatty.begin(), chatty.end(), '\n'), chatty_lines_);
+}
+
+TEST_F(BlockedLogTest, RemoveDuringACopyOfTheSameVmFlushesEverythingOnceInOrder) {
+  std::ofstream(chatty_console_, std::ios::app) << "power off";  // a tail without newline
+  ConsoleLogCopier c(Options());
+  ASSERT_TRUE(c.Add("chatty", chatty_console_, fifo_).ok());
+  std::atomic<bool> polled{false};
+  std::thread poller([&] {
+    c.PollOnce();
+    polled = true;
+  });
+  if (!WaitForFullPipe()) {
+    Drain([&] { return polled.load(); });
+    poller.join();
+    FAIL() << "the copy into the FIFO never filled the pipe";
+  }
+  std::future<absl::Status> removed = std::async(std::launch::async, [&] { return c.Remove("chatty"); });
+  // It waits for the copy in progress (the pipe is still full).
+  EXPECT_EQ(removed.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  auto both_done = [&] {
+    return polled.load() && removed.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  };
+  std::string got = Drain(both_done);
+  poller.join();
+  EXPECT_TRUE(removed.get().ok());
+  std::vector<std::string> lines;
+  std::istringstream in(got);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(chatty_lines_) + 1);
+  for (int i = 0; i < chatty_lines_; ++i) {
+    ASSERT_THAT(lines[i], ::testing::HasSubstr(" stdout F line-" + std::to_string(100000 + i) + ".")) << i;
+  }
+  EXPECT_THAT(lines.back(), ::testing::EndsWith(" stdout F power off"));
+  EXPECT_EQ(c.Reopen("chatty").code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

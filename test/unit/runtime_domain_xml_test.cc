@@ -1,3 +1,4 @@
+// BuildDomainXml: TCG and KVM, kernel and disk boot, devices, and refused specs.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// VmStatusFromLibvirtState: libvirt states and reasons as CRI exit codes and reasons.
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>
 

@@ -1,3 +1,4 @@
+// Sandbox and container records: JSON round trips, versions, refused records.
 #include <string>
 
 #include "gmock/gmock.h"

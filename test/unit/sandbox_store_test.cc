@@ -1,3 +1,4 @@
+// FileSandboxStore: record files, names, updates, removal, Load of damaged state, concurrency.
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +13,7 @@
 #include "config/base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "sandbox/store.h"
+#include "sandbox/file_sandbox_store.h"
 
 namespace kvcri::sandbox {
 namespace {
@@ -80,13 +81,13 @@ ContainerRecord Container(std::string id, std::string sandbox_id, std::string na
 class SandboxStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = std::make_unique<SandboxStore>(dir_.path());
+    store_ = std::make_unique<FileSandboxStore>(dir_.path());
     absl::StatusOr<LoadReport> r = store_->Load();
     ASSERT_TRUE(r.ok()) << r.status();
   }
   // A second store on the same directory, as after a daemon restart.
   LoadReport Reload() {
-    store_ = std::make_unique<SandboxStore>(dir_.path());
+    store_ = std::make_unique<FileSandboxStore>(dir_.path());
     absl::StatusOr<LoadReport> r = store_->Load();
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : LoadReport{};
@@ -94,7 +95,7 @@ class SandboxStoreTest : public ::testing::Test {
   fs::path SandboxesDir() const { return dir_.path() / "sandboxes"; }
 
   TempDir dir_;
-  std::unique_ptr<SandboxStore> store_;
+  std::unique_ptr<FileSandboxStore> store_;
 };
 
 TEST_F(SandboxStoreTest, PutWritesTheFileAndGetReturnsTheRecord) {

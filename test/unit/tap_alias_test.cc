@@ -1,3 +1,4 @@
+// The wiring record in the tap's IFLA_IFALIAS: round trips and refused aliases.
 #include <gtest/gtest.h>
 
 #include "cni/tap.h"

@@ -73,7 +73,7 @@ TEST(VolumeSeedFiles, TableListsEveryVolumeAndFileContents) {
   plan.mounts.push_back({"/etc/config", "/srv/config", true});
   plan.mounts.push_back({"/etc/hosts", "/var/lib/kubelet/pods/u/etc-hosts", false});
   plan.files.push_back({"/etc/hosts", "127.0.0.1 localhost\n", false});
-  std::vector<cni::VfatFile> files = VolumeSeedFiles(plan, VolumeOptions{"/bin/true"});
+  std::vector<runtime::VfatFile> files = VolumeSeedFiles(plan, VolumeOptions{"/bin/true"});
   ASSERT_EQ(files.size(), 2u);
   EXPECT_EQ(files[0].name, kVolumeTableFile);
   EXPECT_EQ(files[0].content,
@@ -90,7 +90,7 @@ TEST(VolumeSeedFiles, TableListsEveryVolumeAndFileContents) {
 TEST(VolumeSeedFiles, ReadWriteMountsUse9pWithoutVirtiofsd) {
   VolumePlan plan;
   plan.mounts.push_back({"/data", "/srv/data", false});
-  std::vector<cni::VfatFile> files = VolumeSeedFiles(plan, VolumeOptions{"/nonexistent/virtiofsd"});
+  std::vector<runtime::VfatFile> files = VolumeSeedFiles(plan, VolumeOptions{"/nonexistent/virtiofsd"});
   ASSERT_EQ(files.size(), 1u);
   EXPECT_THAT(files[0].content, HasSubstr("\nfs data rw 9p /data\n"));
 }

@@ -1,3 +1,4 @@
+// A FAT12 image writer for small VM disks such as the cloud-init seed.
 #pragma once
 
 // A tiny FAT12 writer: enough for a cloud-init NoCloud seed (a handful of
@@ -10,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace kvcri::cni {
+namespace kvcri::runtime {
 
 struct VfatFile {
   std::string name;  // root-directory file name, kept as a VFAT long name
@@ -21,4 +22,4 @@ struct VfatFile {
 // over 11 characters; ResourceExhausted past FAT12's ~128 MiB or 100 files.
 absl::StatusOr<std::string> BuildVfatImage(std::string_view label, const std::vector<VfatFile>& files);
 
-}  // namespace kvcri::cni
+}  // namespace kvcri::runtime

@@ -1,4 +1,5 @@
-#include "sandbox/store.h"
+// FileSandboxStore: record files, the in-memory index, Load() and its report.
+#include "sandbox/file_sandbox_store.h"
 
 #include <sys/stat.h>
 
@@ -77,26 +78,26 @@ absl::StatusOr<std::vector<DirEntry>> ListDir(const fs::path& dir) {
 
 }  // namespace
 
-SandboxStore::SandboxStore(fs::path root) : root_(std::move(root) / "sandboxes") {}
+FileSandboxStore::FileSandboxStore(fs::path root) : root_(std::move(root) / "sandboxes") {}
 
-fs::path SandboxStore::SandboxDir(std::string_view id) const { return root_ / std::string(id); }
+fs::path FileSandboxStore::SandboxDir(std::string_view id) const { return root_ / std::string(id); }
 
-fs::path SandboxStore::SandboxFile(std::string_view id) const {
+fs::path FileSandboxStore::SandboxFile(std::string_view id) const {
   return SandboxDir(id) / std::string(kSandboxFile);
 }
 
-fs::path SandboxStore::ContainerFile(std::string_view sandbox_id, std::string_view id) const {
+fs::path FileSandboxStore::ContainerFile(std::string_view sandbox_id, std::string_view id) const {
   return SandboxDir(sandbox_id) / std::string(kContainersDir) / StrCat(id, kJsonSuffix);
 }
 
-absl::Mutex& SandboxStore::WriteLock(std::string_view sandbox_id) const {
+absl::Mutex& FileSandboxStore::WriteLock(std::string_view sandbox_id) const {
   return write_mu_[std::hash<std::string_view>{}(sandbox_id) % kStripes];
 }
 
 // ---------------------------------------------------------------------------
 // Load
 
-void SandboxStore::LoadSandboxDir(const fs::path& dir, const std::string& id, Index* idx,
+void FileSandboxStore::LoadSandboxDir(const fs::path& dir, const std::string& id, Index* idx,
                                   LoadReport* report) {
   SandboxEntry entry;
   bool have_record = false;
@@ -221,7 +222,7 @@ void SandboxStore::LoadSandboxDir(const fs::path& dir, const std::string& id, In
   idx->sandboxes.emplace(id, std::move(entry));
 }
 
-absl::StatusOr<LoadReport> SandboxStore::Load() {
+absl::StatusOr<LoadReport> FileSandboxStore::Load() {
   // Every write lock, in index order (others take only one): no mutation
   // interleaves with the rebuild.
   std::vector<std::unique_ptr<absl::MutexLock>> wlocks;
@@ -258,7 +259,7 @@ absl::StatusOr<LoadReport> SandboxStore::Load() {
   return report;
 }
 
-absl::Status SandboxStore::CleanUp(const LoadReport& report) {
+absl::Status FileSandboxStore::CleanUp(const LoadReport& report) {
   absl::Status first;
   auto note = [&](absl::Status s) {
     base::LogIfError(s, "sandbox store clean-up failed");
@@ -278,7 +279,7 @@ absl::Status SandboxStore::CleanUp(const LoadReport& report) {
   return first;
 }
 
-absl::StatusOr<std::string> SandboxStore::NewId() const {
+absl::StatusOr<std::string> FileSandboxStore::NewId() const {
   for (int i = 0; i < 8; ++i) {
     ASSIGN_OR_RETURN(std::string id, base::RandomHex(kIdLength / 2));
     absl::MutexLock lock(&mu_);
@@ -290,7 +291,7 @@ absl::StatusOr<std::string> SandboxStore::NewId() const {
 // ---------------------------------------------------------------------------
 // Sandboxes
 
-absl::Status SandboxStore::ReserveSandboxName(std::string_view name, std::string_view id) {
+absl::Status FileSandboxStore::ReserveSandboxName(std::string_view name, std::string_view id) {
   if (name.empty()) return absl::InvalidArgumentError("sandbox name is empty");
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = sandbox_names_.emplace(std::string(name), std::string(id));
@@ -301,14 +302,14 @@ absl::Status SandboxStore::ReserveSandboxName(std::string_view name, std::string
   return absl::OkStatus();
 }
 
-void SandboxStore::ReleaseSandboxName(std::string_view name, std::string_view id) {
+void FileSandboxStore::ReleaseSandboxName(std::string_view name, std::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = sandbox_names_.find(name);
   if (it == sandbox_names_.end() || it->second != id || sandboxes_.contains(id)) return;
   sandbox_names_.erase(it);
 }
 
-absl::Status SandboxStore::PutSandbox(const SandboxRecord& record) {
+absl::Status FileSandboxStore::PutSandbox(const SandboxRecord& record) {
   if (!IsValidId(record.id)) {
     return absl::InvalidArgumentError(
         StrCat("sandbox ID \"", record.id, "\" is not ", kIdLength, " lowercase hex characters"));
@@ -346,14 +347,14 @@ absl::Status SandboxStore::PutSandbox(const SandboxRecord& record) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<SandboxRecord> SandboxStore::GetSandbox(std::string_view id) const {
+absl::StatusOr<SandboxRecord> FileSandboxStore::GetSandbox(std::string_view id) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = sandboxes_.find(id);
   if (it == sandboxes_.end()) return absl::NotFoundError(StrCat("sandbox \"", id, "\" not found"));
   return it->second.record;
 }
 
-absl::StatusOr<SandboxRecord> SandboxStore::UpdateSandbox(
+absl::StatusOr<SandboxRecord> FileSandboxStore::UpdateSandbox(
     std::string_view id, absl::FunctionRef<absl::Status(SandboxRecord&)> fn) {
   absl::MutexLock wlock(&WriteLock(id));
   SandboxRecord copy;
@@ -383,7 +384,7 @@ absl::StatusOr<SandboxRecord> SandboxStore::UpdateSandbox(
   return copy;
 }
 
-absl::Status SandboxStore::RemoveSandbox(std::string_view id) {
+absl::Status FileSandboxStore::RemoveSandbox(std::string_view id) {
   absl::MutexLock wlock(&WriteLock(id));
   {
     absl::MutexLock lock(&mu_);
@@ -425,11 +426,7 @@ absl::Status SandboxStore::RemoveSandbox(std::string_view id) {
   return absl::OkStatus();
 }
 
-std::vector<SandboxRecord> SandboxStore::ListSandboxes() const {
-  return ListSandboxes([](const SandboxRecord&) { return true; });
-}
-
-std::vector<SandboxRecord> SandboxStore::ListSandboxes(
+std::vector<SandboxRecord> FileSandboxStore::ListSandboxes(
     absl::FunctionRef<bool(const SandboxRecord&)> pred) const {
   std::vector<SandboxRecord> out;
   absl::ReaderMutexLock lock(&mu_);
@@ -440,12 +437,12 @@ std::vector<SandboxRecord> SandboxStore::ListSandboxes(
   return out;
 }
 
-size_t SandboxStore::SandboxCount() const {
+size_t FileSandboxStore::SandboxCount() const {
   absl::ReaderMutexLock lock(&mu_);
   return sandboxes_.size();
 }
 
-absl::StatusOr<std::string> SandboxStore::ResolveSandboxId(std::string_view id_or_prefix) const {
+absl::StatusOr<std::string> FileSandboxStore::ResolveSandboxId(std::string_view id_or_prefix) const {
   absl::ReaderMutexLock lock(&mu_);
   return ResolvePrefix(sandboxes_, id_or_prefix, "sandbox");
 }
@@ -453,7 +450,7 @@ absl::StatusOr<std::string> SandboxStore::ResolveSandboxId(std::string_view id_o
 // ---------------------------------------------------------------------------
 // Containers
 
-absl::Status SandboxStore::ReserveContainerName(std::string_view sandbox_id, std::string_view name,
+absl::Status FileSandboxStore::ReserveContainerName(std::string_view sandbox_id, std::string_view name,
                                                 std::string_view container_id) {
   if (name.empty()) return absl::InvalidArgumentError("container name is empty");
   absl::MutexLock lock(&mu_);
@@ -469,7 +466,7 @@ absl::Status SandboxStore::ReserveContainerName(std::string_view sandbox_id, std
   return absl::OkStatus();
 }
 
-void SandboxStore::ReleaseContainerName(std::string_view sandbox_id, std::string_view name,
+void FileSandboxStore::ReleaseContainerName(std::string_view sandbox_id, std::string_view name,
                                         std::string_view container_id) {
   absl::MutexLock lock(&mu_);
   auto it = container_names_.find(ContainerNameKey(sandbox_id, name));
@@ -480,7 +477,7 @@ void SandboxStore::ReleaseContainerName(std::string_view sandbox_id, std::string
   container_names_.erase(it);
 }
 
-absl::Status SandboxStore::PutContainer(const ContainerRecord& record) {
+absl::Status FileSandboxStore::PutContainer(const ContainerRecord& record) {
   if (!IsValidId(record.id) || !IsValidId(record.sandbox_id)) {
     return absl::InvalidArgumentError(StrCat("container ID \"", record.id, "\" or sandbox ID \"",
                                              record.sandbox_id, "\" is not ", kIdLength,
@@ -527,21 +524,21 @@ absl::Status SandboxStore::PutContainer(const ContainerRecord& record) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> SandboxStore::SandboxOfContainer(std::string_view id) const {
+absl::StatusOr<std::string> FileSandboxStore::SandboxOfContainer(std::string_view id) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = container_sandbox_.find(id);
   if (it == container_sandbox_.end()) return absl::NotFoundError(StrCat("container \"", id, "\" not found"));
   return it->second;
 }
 
-absl::StatusOr<ContainerRecord> SandboxStore::GetContainer(std::string_view id) const {
+absl::StatusOr<ContainerRecord> FileSandboxStore::GetContainer(std::string_view id) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = container_sandbox_.find(id);
   if (it == container_sandbox_.end()) return absl::NotFoundError(StrCat("container \"", id, "\" not found"));
   return sandboxes_.find(it->second)->second.containers.find(id)->second;
 }
 
-absl::StatusOr<ContainerRecord> SandboxStore::UpdateContainer(
+absl::StatusOr<ContainerRecord> FileSandboxStore::UpdateContainer(
     std::string_view id, absl::FunctionRef<absl::Status(ContainerRecord&)> fn) {
   ASSIGN_OR_RETURN(std::string sandbox_id, SandboxOfContainer(id));
   absl::MutexLock wlock(&WriteLock(sandbox_id));
@@ -577,7 +574,7 @@ absl::StatusOr<ContainerRecord> SandboxStore::UpdateContainer(
   return copy;
 }
 
-absl::Status SandboxStore::RemoveContainer(std::string_view id) {
+absl::Status FileSandboxStore::RemoveContainer(std::string_view id) {
   ASSIGN_OR_RETURN(std::string sandbox_id, SandboxOfContainer(id));
   absl::MutexLock wlock(&WriteLock(sandbox_id));
   {
@@ -605,11 +602,7 @@ absl::Status SandboxStore::RemoveContainer(std::string_view id) {
   return absl::OkStatus();
 }
 
-std::vector<ContainerRecord> SandboxStore::ListContainers() const {
-  return ListContainers([](const ContainerRecord&) { return true; });
-}
-
-std::vector<ContainerRecord> SandboxStore::ListContainers(
+std::vector<ContainerRecord> FileSandboxStore::ListContainers(
     absl::FunctionRef<bool(const ContainerRecord&)> pred) const {
   std::vector<ContainerRecord> out;
   absl::ReaderMutexLock lock(&mu_);
@@ -622,7 +615,7 @@ std::vector<ContainerRecord> SandboxStore::ListContainers(
   return out;
 }
 
-absl::StatusOr<std::string> SandboxStore::ResolveContainerId(std::string_view id_or_prefix) const {
+absl::StatusOr<std::string> FileSandboxStore::ResolveContainerId(std::string_view id_or_prefix) const {
   absl::ReaderMutexLock lock(&mu_);
   return ResolvePrefix(container_sandbox_, id_or_prefix, "container");
 }

@@ -1,8 +1,8 @@
+// The cloud-init NoCloud seed disk of a Pod's VM: meta-data, user-data, network-config.
 #pragma once
 
-// cloud-init NoCloud seed for a Pod's guest: meta-data, user-data and
-// network-config (v2) on a small VFAT disk labelled "cidata", written
-// without external tools.
+// A VM disk builder: the seed is a small VFAT disk labelled "cidata"
+// (runtime/vfat_image.h), written without external tools.
 
 #include <filesystem>
 #include <string>
@@ -11,10 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cni/cloud_init_vfat.h"
-#include "cni/tap.h"
+#include "runtime/vfat_image.h"
 
-namespace kvcri::cni {
+namespace kvcri::runtime {
 
 // The Pod annotation whose value becomes user-data.
 inline constexpr std::string_view kUserDataAnnotation = "kubevirt-cri.io/user-data";
@@ -34,10 +33,26 @@ struct CloudInitSeed {
 // "instance-id: ...\nlocal-hostname: ...\n" with values quoted.
 std::string MetaData(const CloudInitSeed& seed);
 
+// A route handed to the guest.
+struct SeedRoute {
+  std::string dst;      // CIDR; "0.0.0.0/0" / "::/0" for defaults
+  std::string gateway;  // empty for on-link routes
+};
+
+// The guest NIC's static configuration: what the Pod network wired (cri/
+// converts it from the sandbox record).
+struct SeedNic {
+  std::string ifname;                  // the name in the guest; empty: "eth0"
+  std::string mac;                     // how the guest finds the NIC
+  int mtu = 0;                         // 0: not set
+  std::vector<std::string> addresses;  // CIDR, IPv4 first
+  std::vector<SeedRoute> routes;
+};
+
 // network-config version 2: one ethernet matched by the NIC's MAC and renamed
-// to nic.cni_ifname, with static addresses, routes (those with a gateway),
-// MTU, nameservers and search domains.
-std::string NetworkConfigV2(const WiredNic& nic, const std::vector<std::string>& nameservers,
+// to nic.ifname, with static addresses, routes (those with a gateway), MTU,
+// nameservers and search domains.
+std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& nameservers,
                             const std::vector<std::string>& searches);
 
 // The files of the seed, in the order they go on the disk.
@@ -47,4 +62,4 @@ absl::StatusOr<std::vector<VfatFile>> SeedFiles(const CloudInitSeed& seed);
 // may hold secrets; libvirt's dynamic ownership hands it to QEMU).
 absl::Status WriteSeedImage(const std::filesystem::path& path, const CloudInitSeed& seed);
 
-}  // namespace kvcri::cni
+}  // namespace kvcri::runtime

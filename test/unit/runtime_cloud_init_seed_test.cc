@@ -1,3 +1,4 @@
+// The cloud-init seed disk: a clean VFAT image labelled cidata, meta-data, network-config v2.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -7,11 +8,11 @@
 #include <filesystem>
 #include <string>
 
-#include "cni/cloud_init.h"
+#include "runtime/cloud_init_seed.h"
 #include "config/base/file_util.h"
 #include "test/fakes/shell.h"
 
-namespace kvcri::cni {
+namespace kvcri::runtime {
 namespace {
 
 using kvcri::testing::Sh;
@@ -43,13 +44,12 @@ class CloudInitImage : public ::testing::Test {
   fs::path dir_;
 };
 
-WiredNic TestNic() {
-  WiredNic nic;
-  nic.cni_ifname = "eth0";
+SeedNic TestNic() {
+  SeedNic nic;
+  nic.ifname = "eth0";
   nic.mac = "0a:58:0a:f4:01:05";
   nic.mtu = 1450;
-  nic.addresses = {{"10.244.1.5", 24}, {"fd00:1::5", 64}};
-  nic.gateway4 = "10.244.1.1";
+  nic.addresses = {"10.244.1.5/24", "fd00:1::5/64"};
   nic.routes = {{"0.0.0.0/0", "10.244.1.1"}, {"10.96.0.0/12", "10.244.1.1"}, {"::/0", "fd00:1::1"}};
   return nic;
 }
@@ -157,4 +157,4 @@ TEST(CloudInitMetaData, QuotesValues) {
 }
 
 }  // namespace
-}  // namespace kvcri::cni
+}  // namespace kvcri::runtime

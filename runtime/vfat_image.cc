@@ -1,4 +1,5 @@
-#include "cni/cloud_init_vfat.h"
+// BuildVfatImage: boot sector, FATs, root directory with VFAT long names, file clusters.
+#include "runtime/vfat_image.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +9,7 @@
 
 #include "config/base/str.h"
 
-namespace kvcri::cni {
+namespace kvcri::runtime {
 namespace {
 
 constexpr size_t kSector = 512;
@@ -223,4 +224,4 @@ absl::StatusOr<std::string> BuildVfatImage(std::string_view label, const std::ve
   return img;
 }
 
-}  // namespace kvcri::cni
+}  // namespace kvcri::runtime

@@ -1,4 +1,5 @@
-#include "cni/cloud_init.h"
+// The cloud-init seed: meta-data and network-config as YAML, the files, the image on disk.
+#include "runtime/cloud_init_seed.h"
 
 #include <cstdio>
 
@@ -6,7 +7,7 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 
-namespace kvcri::cni {
+namespace kvcri::runtime {
 namespace {
 
 // A YAML double-quoted scalar (JSON string syntax is valid YAML).
@@ -57,9 +58,9 @@ std::string MetaData(const CloudInitSeed& seed) {
   return out;
 }
 
-std::string NetworkConfigV2(const WiredNic& nic, const std::vector<std::string>& nameservers,
+std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& nameservers,
                             const std::vector<std::string>& searches) {
-  const std::string name = nic.cni_ifname.empty() ? "eth0" : nic.cni_ifname;
+  const std::string name = nic.ifname.empty() ? "eth0" : nic.ifname;
   std::string out = "version: 2\nethernets:\n";
   out += base::StrCat("  ", name, ":\n");
   out += base::StrCat("    match:\n      macaddress: ", Quote(nic.mac), "\n");
@@ -69,11 +70,11 @@ std::string NetworkConfigV2(const WiredNic& nic, const std::vector<std::string>&
   out += "    dhcp4: false\n    dhcp6: false\n";
   if (!nic.addresses.empty()) {
     out += "    addresses:\n";
-    for (const IpPrefix& a : nic.addresses) out += base::StrCat("      - ", Quote(a.Cidr()), "\n");
+    for (const std::string& a : nic.addresses) out += base::StrCat("      - ", Quote(a), "\n");
   }
   if (nic.mtu > 0) out += base::StrCat("    mtu: ", nic.mtu, "\n");
   bool header = false;
-  for (const IpRoute& r : nic.routes) {
+  for (const SeedRoute& r : nic.routes) {
     // On-link routes need "scope: link", which not every cloud-init renderer
     // understands; CNI routes without a gateway are rare, so they are left out.
     if (r.gateway.empty()) continue;
@@ -109,4 +110,4 @@ absl::Status WriteSeedImage(const std::filesystem::path& path, const CloudInitSe
   return base::WriteFileAtomic(path, *image, 0600);
 }
 
-}  // namespace kvcri::cni
+}  // namespace kvcri::runtime
