@@ -1,3 +1,4 @@
+// RouterImageService: the CRI ImageService in front of our image store and the upstream runtime's.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

@@ -1,3 +1,4 @@
+// ScratchDirTest: a gtest fixture base with a fresh scratch directory per test.
 #pragma once
 
 // A gtest fixture base with a fresh scratch directory per test:

@@ -1,3 +1,4 @@
+// Sh(): runs a shell command for a test, capturing its output.
 #pragma once
 
 // Runs a shell command for a test, capturing stdout and stderr together.

@@ -12,13 +12,19 @@ using ::testing::HasSubstr;
 using CriLifecycleTest = CriHarness;
 
 TEST_F(CriLifecycleTest, RunPodSandboxRemovesRecordAndNameWhenNetnsFails) {
-  netns_.create_error = absl::PermissionDeniedError("unshare: operation not permitted");
+  {
+    absl::MutexLock l(&netns_.mu);
+    netns_.create_error = absl::PermissionDeniedError("unshare: operation not permitted");
+  }
   std::string id;
   grpc::Status s = RunPod("web", &id);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(store_->SandboxCount(), 0u);
   // The name is free again.
-  netns_.create_error = absl::OkStatus();
+  {
+    absl::MutexLock l(&netns_.mu);
+    netns_.create_error = absl::OkStatus();
+  }
   ASSERT_TRUE(RunPod("web", &id).ok());
   EXPECT_EQ(store_->SandboxCount(), 1u);
 }
@@ -81,7 +87,10 @@ TEST_F(CriLifecycleTest, FailedStartRemovesDomainAndReportsStartError) {
   std::string pod, ctr;
   ASSERT_TRUE(RunPod("web", &pod).ok());
   ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
-  hv_.create_error = absl::InternalError("qemu exploded");
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.create_error = absl::InternalError("qemu exploded");
+  }
   grpc::Status s = Start(ctr);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
   EXPECT_FALSE(hv_.Has("kvcri-" + ctr));
