@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test/client/loop_device.h"
 #include "test/client/examples.h"
 #include "test/client/pod_helpers.h"
 #include "test/fakes/shell.h"
@@ -39,31 +40,6 @@ std::string LocalizedSampleConflist(const TestNetwork& net, const fs::path& ipam
   }
   return conf.dump(2);
 }
-
-// A stand-in for a CSI raw block volume: a loop device over a 16 MiB file,
-// handed over as a symlink as kubelet does; detached on destruction.
-class LoopVolume {
- public:
-  LoopVolume(const fs::path& file, const fs::path& link) : file_(file) {
-    std::ofstream(file, std::ios::binary).write(std::string(16 << 20, '\0').data(), 16 << 20);
-    ShResult r = Sh("losetup --find --show '" + file.string() + "'");
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    dev_ = r.output.substr(0, r.output.find('\n'));
-    fs::create_symlink(dev_, link);
-  }
-  ~LoopVolume() {
-    if (!dev_.empty()) Sh("losetup -d '" + dev_ + "'");
-  }
-  std::string FirstSector() const {
-    std::string s(512, '\0');
-    std::ifstream(file_, std::ios::binary).read(s.data(), 512);
-    return s.substr(0, s.find('\0'));
-  }
-
- private:
-  fs::path file_;
-  std::string dev_;
-};
 
 class CrictlExamples : public ::testing::Test {
  protected:
@@ -95,12 +71,14 @@ class CrictlExamples : public ::testing::Test {
     ASSERT_TRUE(ex::ParseJson(ex::Dir() / name / "container.json", &ctr, &error)) << error;
     // Local: the log directory, and host paths that stand in for the volumes kubelet would attach.
     pod.set_log_directory((d_->log_dir() / fs::path(pod.log_directory()).filename()).string());
-    std::map<std::string, LoopVolume*> disk_of;  // container path -> its loop device
+    std::map<std::string, LoopDevice*> disk_of;  // container path -> its loop device
     std::map<std::string, fs::path> dir_of;      // container path -> the shared host directory
     for (int i = 0; i < ctr.devices_size(); ++i) {
       pb::Device* dev = ctr.mutable_devices(i);
       fs::path link = vol_.path() / ("block" + std::to_string(i));
-      loops_.push_back(std::make_unique<LoopVolume>(vol_.path() / ("block" + std::to_string(i) + ".img"), link));
+      // Handed over as a symlink to the device, as kubelet does for CSI raw block volumes.
+      loops_.push_back(std::make_unique<LoopDevice>(vol_.path() / ("block" + std::to_string(i) + ".img"), "", 16 << 20));
+      fs::create_symlink(loops_.back()->dev(), link);
       disk_of[dev->container_path()] = loops_.back().get();
       dev->set_host_path(link.string());
     }
@@ -215,7 +193,7 @@ class CrictlExamples : public ::testing::Test {
   TempDir vol_;
   TestNetwork net_;
   std::unique_ptr<TestDaemon> d_;
-  std::vector<std::unique_ptr<LoopVolume>> loops_;
+  std::vector<std::unique_ptr<LoopDevice>> loops_;
 };
 
 TEST_F(CrictlExamples, VmPodBootsWithItsUserDataAndLimitsAndServesHttpAtThePodIp) { RunExample("vm-pod"); }

@@ -18,6 +18,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "test/client/loop_device.h"
 #include "test/client/pod_helpers.h"
 
 namespace kvcri::testing {
@@ -44,30 +45,6 @@ std::string Sh(const std::string& cmd) {
   return out;
 }
 
-// A loop device over an 8 MiB file whose first sector holds `first_sector`;
-// detached on destruction.
-class LoopDevice {
- public:
-  LoopDevice(const fs::path& file, const std::string& first_sector) : file_(file) {
-    std::string content = first_sector;
-    content.resize(8 << 20, '\0');
-    std::ofstream(file, std::ios::binary) << content;
-    dev_ = Sh("losetup --find --show '" + file.string() + "'");
-  }
-  ~LoopDevice() {
-    if (!dev_.empty()) Sh("losetup -d '" + dev_ + "' 2>/dev/null || true");
-  }
-  const std::string& dev() const { return dev_; }
-  std::string FirstSector() const {
-    std::string s(512, '\0');
-    std::ifstream(file_, std::ios::binary).read(s.data(), 512);
-    return s.substr(0, s.find('\0'));
-  }
-
- private:
-  fs::path file_;
-  std::string dev_;
-};
 
 // Processes exit asynchronously after their domain is destroyed.
 bool NoProcessMatchesWithin(const std::string& needle, std::chrono::seconds timeout) {
