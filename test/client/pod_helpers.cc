@@ -53,6 +53,11 @@ bool StartPod(TestDaemon& d, const std::string& name, const std::string& image, 
 
 bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const std::string& image,
                         std::string* pod_id, std::string* container_id, PodTimings* timings) {
+  return StartPodWithConfigs(d, config, VmContainerConfig("vm", image), pod_id, container_id, timings);
+}
+
+bool StartPodWithConfigs(TestDaemon& d, const pb::PodSandboxConfig& config, const pb::ContainerConfig& container,
+                         std::string* pod_id, std::string* container_id, PodTimings* timings) {
   pb::RunPodSandboxRequest run;
   *run.mutable_config() = config;
   run.set_runtime_handler("kubevirt");
@@ -67,7 +72,7 @@ bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const
   auto t1 = Clock::now();
   pb::CreateContainerRequest create;
   create.set_pod_sandbox_id(*pod_id);
-  *create.mutable_config() = VmContainerConfig("vm", image);
+  *create.mutable_config() = container;
   *create.mutable_sandbox_config() = run.config();
   pb::CreateContainerResponse create_resp;
   s = d.runtime().CreateContainer(Ctx().get(), create, &create_resp);

@@ -40,6 +40,10 @@ bool StartPod(TestDaemon& d, const std::string& name, const std::string& image, 
 bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const std::string& image,
                         std::string* pod_id, std::string* container_id, PodTimings* timings = nullptr);
 
+// The same with a caller-made container config too (memory limit, ...).
+bool StartPodWithConfigs(TestDaemon& d, const pb::PodSandboxConfig& config, const pb::ContainerConfig& container,
+                         std::string* pod_id, std::string* container_id, PodTimings* timings = nullptr);
+
 // StopPodSandbox + RemovePodSandbox (which removes its containers).
 void RemovePod(TestDaemon& d, const std::string& pod_id);
 

@@ -118,7 +118,7 @@ std::vector<std::string> TestDaemon::DaemonArgs() const {
 
 void TestDaemon::Start() {
   ASSERT_LT(pid_, 0) << "daemon already running";
-  std::vector<std::string> args = {KVCRI_DAEMON_PATH};
+  std::vector<std::string> args = {options_.daemon_path};
   for (const std::string& a : DaemonArgs()) args.push_back(a);
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0) << "fork failed";
@@ -195,7 +195,7 @@ int TestDaemon::Terminate() {
 }
 
 int TestDaemon::RunSubcommand(const std::vector<std::string>& sub, std::string* out) const {
-  std::string cmd = std::string(KVCRI_DAEMON_PATH);
+  std::string cmd = options_.daemon_path;
   auto quote = [](const std::string& s) { return "'" + s + "'"; };
   for (const std::string& a : sub) cmd += " " + quote(a);
   for (const std::string& a : DaemonArgs()) cmd += " " + quote(a);

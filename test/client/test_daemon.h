@@ -49,6 +49,8 @@ class TestDaemon {
     // Extra CNI plugin directories searched before the system ones.
     std::vector<std::string> cni_bin_dirs;
     std::string log_level = "debug";
+    // The daemon binary; benchmarks point it at another build to compare.
+    std::string daemon_path = KVCRI_DAEMON_PATH;
   };
 
   TestDaemon() : TestDaemon(Options{}) {}
