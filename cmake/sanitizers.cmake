@@ -1,0 +1,29 @@
+# Sanitizer and libFuzzer builds (docs/testing.md). Both apply to every target
+# of the build directory, so the libraries the tests and fuzzers exercise are
+# instrumented, not only the test code.
+set(KVCRI_SANITIZE "" CACHE STRING
+    "Sanitizers for every target (-fsanitize=...): address,undefined | thread | empty for none")
+option(KVCRI_FUZZ "Build the libFuzzer targets of test/fuzz (needs clang)" OFF)
+set(KVCRI_FUZZ_SECONDS 60 CACHE STRING "How long ctest -L fuzz runs each fuzz target (KVCRI_FUZZ_SECONDS in the environment overrides)")
+
+if(KVCRI_SANITIZE)
+  if(KVCRI_SANITIZE MATCHES "thread" AND KVCRI_SANITIZE MATCHES "address")
+    message(FATAL_ERROR "KVCRI_SANITIZE=\"${KVCRI_SANITIZE}\": thread and address cannot be combined")
+  endif()
+  # Stop at the first report: a sanitizer finding fails the test, it does not scroll by.
+  add_compile_options(-fsanitize=${KVCRI_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=${KVCRI_SANITIZE} -fno-sanitize-recover=all)
+endif()
+
+if(KVCRI_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "KVCRI_FUZZ=ON needs clang (-DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14); "
+                        "this build uses \"${CMAKE_CXX_COMPILER_ID}\"")
+  endif()
+  if(NOT KVCRI_SANITIZE MATCHES "address")
+    message(FATAL_ERROR "KVCRI_FUZZ=ON needs KVCRI_SANITIZE=address,undefined so a fuzzer finds more than crashes")
+  endif()
+  # Coverage feedback from every library, not only the harnesses; the
+  # harnesses themselves link -fsanitize=fuzzer (libFuzzer's main).
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

@@ -1,0 +1,25 @@
+// Fuzz target cni_result: a CNI plugin's stdout through ParseCniResult and PodIps.
+#include "cni/result.h"
+#include "test/fuzz/fuzz_targets.h"
+
+namespace kvcri::fuzz {
+
+constexpr std::string_view kTarget = "cni_result";
+
+void FuzzCniResult(FuzzInput in) {
+  absl::StatusOr<cni::CniResult> r = cni::ParseCniResult(AsText(in), "plugin result");
+  if (!r.ok()) {
+    KVCRI_FUZZ_CHECK(kTarget, absl::IsInvalidArgument(r.status()));
+    return;
+  }
+  for (const cni::CniIpConfig& ip : r->ips) {
+  }
+  for (const std::string& ip : cni::PodIps(*r)) KVCRI_FUZZ_CHECK(kTarget, ip.find('/') == std::string::npos);
+  (void)cni::PodIps(*r, "net1");
+  (void)cni::CniVersionAtLeast(r->cni_version, "0.4.0");
+  (void)cni::IsSupportedCniVersion(r->cni_version);
+}
+
+}  // namespace kvcri::fuzz
+
+KVCRI_FUZZ_ENTRY(kvcri::fuzz::FuzzCniResult)
