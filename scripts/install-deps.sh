@@ -25,6 +25,8 @@ test_pkgs=(
   "${demo_pkgs[@]}"
   skopeo docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
   clang  # the thread_safety test (clang++-14 -Wthread-safety)
+  # scripts/test-sanitizers.sh: ASan/UBSan/TSan and libFuzzer runtimes, llvm-symbolizer for their stacks.
+  libclang-rt-14-dev llvm-14
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")

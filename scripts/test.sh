@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything (build, runtime and test packages), builds, and runs
-# every test: unit and integration. `scripts/test.sh -L unit` runs the fast half.
+# every test: unit and integration, then the sanitizer builds (scripts/test-sanitizers.sh).
+# `scripts/test.sh -L unit` runs the fast half alone (ctest arguments skip the sanitizer builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh --test
 ./scripts/build.sh
 # Integration tests boot real guests under TCG; two at a time fit 2 cores.
-exec ctest --test-dir build --output-on-failure --timeout 1200 -j2 "$@"
+rc=0
+ctest --test-dir build --output-on-failure --timeout 1200 -j2 "$@" || rc=$?
+# The full run (no ctest arguments, as .ci/run calls it) adds the sanitizer
+# builds: unit tests and fuzz targets under ASan+UBSan, the threaded unit
+# tests under TSan (docs/testing.md). KVCRI_SANITIZERS=0 skips them.
+if [[ $# -eq 0 && "${KVCRI_SANITIZERS:-1}" != 0 ]]; then
+  ./scripts/test-sanitizers.sh || rc=$?
+fi
+exit "$rc"
