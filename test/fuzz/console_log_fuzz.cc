@@ -52,7 +52,7 @@ void FuzzConsoleLog(FuzzInput in) {
   std::string written;  // everything the guest wrote
   {
     runtime::ConsoleLogCopier copier(options);
-    if (absl::Status s = copier.Add("fuzz", console, cri_log); !s.ok()) FuzzFail(kTarget, s.message());
+    if (absl::Status s = copier.Add("fuzz", console, cri_log); !s.ok()) FuzzFail(kTarget, std::string(s.message()));
     base::UniqueFd out(::open(console.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!out.valid()) FuzzFail(kTarget, "open console");
     InputReader r(in);
@@ -65,7 +65,7 @@ void FuzzConsoleLog(FuzzInput in) {
       written.append(burst);
       copier.PollOnce();
     }
-    if (absl::Status s = copier.Remove("fuzz"); !s.ok()) FuzzFail(kTarget, s.message());
+    if (absl::Status s = copier.Remove("fuzz"); !s.ok()) FuzzFail(kTarget, std::string(s.message()));
   }
 
   // Every line is well-formed and bounded; together, after \r stripping, they

@@ -23,7 +23,7 @@ const cni::DhcpResponder& Responder() {
     l.hostname = "vm-pod";
     l.mtu = 1450;
     absl::StatusOr<cni::DhcpResponder> made = cni::DhcpResponder::Create(l);
-    if (!made.ok()) FuzzFail(kTarget, made.status().message());
+    if (!made.ok()) FuzzFail(kTarget, std::string(made.status().message()));
     return new cni::DhcpResponder(*std::move(made));
   }();
   return *r;

@@ -32,7 +32,7 @@ class InputBlobs : public runtime::image::BlobSource {
       if (!fd.valid()) FuzzFail(kTarget, "open scratch layer");
       return fd;
     }
-    return absl::NotFoundError(digest);
+    return absl::NotFoundError(std::string(digest));
   }
   runtime::image::Descriptor Add(std::string_view bytes) {
     fs::path path = ScratchPath(base::StrCat("layer", paths_.size()));
