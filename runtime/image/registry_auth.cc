@@ -33,6 +33,24 @@ std::string UrlEscape(std::string_view s) {
   return out;
 }
 
+// nlohmann's value() throws when the key holds another type; a token
+// endpoint answering {"token": 1} fails the pull instead of escaping it.
+std::string StringField(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The token goes into an Authorization header: a control character (CR, LF,
+// NUL) would end the header early and let the endpoint add headers of its
+// own to every later registry request; a space or non-ASCII byte is no
+// RFC 6750 token either.
+bool HeaderSafeToken(std::string_view token) {
+  for (unsigned char c : token) {
+    if (c <= ' ' || c >= 0x7f) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string Base64Encode(std::string_view in) {
@@ -185,12 +203,16 @@ absl::StatusOr<std::string> AnswerChallenge(HttpFetcher& http, const AuthChallen
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
   std::string token;
   if (j.is_object()) {
-    token = j.value("token", "");
-    if (token.empty()) token = j.value("access_token", "");
+    token = StringField(j, "token");
+    if (token.empty()) token = StringField(j, "access_token");
   }
   if (token.empty()) {
     return absl::UnauthenticatedError(
         base::StrCat("token endpoint \"", url, "\" answered without a token"));
+  }
+  if (!HeaderSafeToken(token)) {
+    return absl::UnauthenticatedError(base::StrCat(
+        "token endpoint \"", url, "\" answered a token with a space, control or non-ASCII character"));
   }
   return base::StrCat("Bearer ", token);
 }

@@ -23,6 +23,13 @@ constexpr std::string_view kManifestAccept =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
 
+// nlohmann's value() throws when the key holds another type; a registry
+// answering {"mediaType": 1} fails the pull instead of escaping it.
+std::string StringField(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 // What a registry says in its error body: {"errors":[{"code":..,"message":..}]}.
 std::string RegistryErrorText(const std::string& body) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
@@ -30,8 +37,8 @@ std::string RegistryErrorText(const std::string& body) {
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
     for (const auto& e : j["errors"]) {
       if (!e.is_object()) continue;
-      std::string part = e.value("code", "");
-      std::string msg = e.value("message", "");
+      std::string part = StringField(e, "code");
+      std::string msg = StringField(e, "message");
       if (!msg.empty()) part += (part.empty() ? "" : ": ") + msg;
       if (!part.empty()) out += (out.empty() ? "" : "; ") + part;
     }
@@ -199,7 +206,7 @@ absl::StatusOr<FetchedManifest> RegistryClient::GetManifest(std::string_view tag
   // Registries may serve a generic type; the document's own field decides.
   if (!IsIndexMediaType(ct) && !IsManifestMediaType(ct)) {
     nlohmann::json j = nlohmann::json::parse(out.bytes, nullptr, false);
-    std::string own = j.is_object() ? j.value("mediaType", "") : "";
+    std::string own = j.is_object() ? StringField(j, "mediaType") : "";
     if (IsIndexMediaType(own) || IsManifestMediaType(own)) {
       ct = own;
     } else if (ct.empty() || ct == "application/json" || ct == "text/plain") {

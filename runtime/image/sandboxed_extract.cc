@@ -279,21 +279,44 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
     return absl::InternalError(base::StrCat("layer extraction child was killed by signal ",
                                             WTERMSIG(st), " (", strsignal(WTERMSIG(st)), ")"));
   }
-  json out = json::parse(text, nullptr, false);
-  if (!out.is_object() || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !json::accept(text)) {
     return absl::InternalError(base::StrCat("layer extraction child failed (exit status ",
                                             WIFEXITED(st) ? WEXITSTATUS(st) : -1,
                                             ") without a result"));
   }
-  if (!out.value("ok", false)) {
-    return absl::Status(static_cast<absl::StatusCode>(out.value("code", 13)),
-                        out.value("message", std::string("layer extraction failed")));
+  return ParseExtractionResult(text);
+}
+
+absl::StatusOr<BootArtifacts> ParseExtractionResult(std::string_view text) {
+  auto bad = [](std::string_view why) {
+    return absl::InternalError(base::StrCat("layer extraction child answered ", why));
+  };
+  json out = json::parse(text, nullptr, false);
+  if (!out.is_object()) return bad("something that is not a JSON object");
+  // Every field is checked for its type: nlohmann's value() would throw.
+  auto string_at = [&out](const char* key, std::string* v) {
+    auto it = out.find(key);
+    if (it == out.end()) return true;
+    if (!it->is_string()) return false;
+    *v = it->get<std::string>();
+    return true;
+  };
+  auto ok = out.find("ok");
+  if (ok == out.end() || !ok->is_boolean()) return bad("no boolean \"ok\"");
+  if (!ok->get<bool>()) {
+    std::string message = "layer extraction failed";
+    if (!string_at("message", &message)) return bad("a non-string \"message\"");
+    auto code = out.find("code");
+    // A failure keeps its code, but only a real error code: 0 would be OK.
+    int c = code != out.end() && code->is_number_integer() ? code->get<int>() : 0;
+    if (c < 1 || c > 16) return bad(base::StrCat("a failure without a valid error code: \"", message, "\""));
+    return absl::Status(static_cast<absl::StatusCode>(c), message);
   }
   BootArtifacts a;
-  a.disk = out.value("disk", "");
-  a.kernel = out.value("kernel", "");
-  a.initrd = out.value("initrd", "");
-  a.unbootable_reason = out.value("reason", "");
+  if (!string_at("disk", &a.disk) || !string_at("kernel", &a.kernel) || !string_at("initrd", &a.initrd) ||
+      !string_at("reason", &a.unbootable_reason)) {
+    return bad("a non-string artifact path or reason");
+  }
   // The child is untrusted: its answer must name only the artifact paths.
   for (const std::string* p : {&a.disk, &a.kernel, &a.initrd}) {
     if (!p->empty() && (p->find("..") != std::string::npos || (*p)[0] == '/')) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,5 +29,12 @@ namespace kvcri::runtime::image {
 absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
                                                             const std::vector<Descriptor>& layers,
                                                             const std::filesystem::path& out_dir);
+
+// The child's answer on its result pipe (at most 1 MiB), read by the parent:
+// the artifacts, or the child's error with its code. Internal for anything
+// else: a non-object, a field of the wrong type, an error code that is not
+// one, a path outside the artifacts' names. The child may be compromised by
+// the layers it read, so this is a parser of untrusted bytes (fuzzed).
+absl::StatusOr<BootArtifacts> ParseExtractionResult(std::string_view text);
 
 }  // namespace kvcri::runtime::image

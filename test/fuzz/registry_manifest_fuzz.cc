@@ -35,3 +35,12 @@ void FuzzRegistryManifest(FuzzInput in) {
 }  // namespace kvcri::fuzz
 
 KVCRI_FUZZ_ENTRY(kvcri::fuzz::FuzzRegistryManifest)
+
+#ifdef KVCRI_LIBFUZZER
+#include "absl/time/clock.h"
+// RegistryClient sleeps 1 s and 2 s between retries of a transient failure
+// (a token endpoint's 404 is one). absl lets a program replace the sleep
+// (a weak symbol); in this fuzz binary only, retries come at once, so an
+// input costs microseconds, not seconds. The replay in unit_tests sleeps.
+extern "C" void ABSL_INTERNAL_C_SYMBOL(AbslInternalSleepFor)(absl::Duration) {}
+#endif

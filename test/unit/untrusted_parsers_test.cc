@@ -1,0 +1,87 @@
+// What the parsers of registry and extraction-child answers do with fields of the wrong type (bugs the fuzzers target).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "runtime/image/registry_auth.h"
+#include "runtime/image/registry_client.h"
+#include "runtime/image/sandboxed_extract.h"
+#include "test/fuzz/fake_http.h"
+
+namespace kvcri::runtime::image {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<std::string> Answer(std::string_view token_body) {
+  fuzz::ScriptedFetcher http(std::string("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n") +
+                             std::string(token_body));
+  AuthChallenge c;
+  c.scheme = "bearer";
+  c.params["realm"] = "https://auth.example/token";
+  return AnswerChallenge(http, c, {}, "repository:kvcri/disk:pull", "registry.example", false,
+                         absl::InfiniteFuture());
+}
+
+// nlohmann's value() threw type_error out of the pull (and the daemon).
+TEST(TokenAnswer, ANonStringTokenIsUnauthenticatedNotAnException) {
+  absl::StatusOr<std::string> a = Answer(R"({"token": 1, "access_token": ["x"]})");
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kUnauthenticated) << a.status();
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("without a token"));
+}
+
+// The token became "Authorization: Bearer abc\r\nX-Injected: 1" on every later request.
+TEST(TokenAnswer, ATokenThatWouldSplitTheHeaderIsRefused) {
+  absl::StatusOr<std::string> a = Answer(R"({"token": "abc\r\nX-Injected: 1"})");
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kUnauthenticated) << a.status();
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("control or non-ASCII"));
+  EXPECT_EQ(*Answer(R"({"access_token": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"})"), "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
+}
+
+absl::StatusOr<FetchedManifest> GetManifest(std::string_view answers) {
+  fuzz::ScriptedFetcher http(answers);
+  Reference ref;
+  ref.domain = "registry.example";
+  ref.path = "kvcri/disk";
+  ref.tag = "latest";
+  RegistryClient client(&http, {}, ref, {}, absl::InfiniteFuture());
+  return client.GetManifest("latest");
+}
+
+TEST(RegistryAnswer, AnErrorBodyWithNonStringFieldsStillGivesTheHttpError) {
+  absl::StatusOr<FetchedManifest> m =
+      GetManifest("HTTP/1.1 404 Not Found\r\n\r\n{\"errors\":[{\"code\":1,\"message\":{}}]}");
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound) << m.status();
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("HTTP 404"));
+}
+
+TEST(RegistryAnswer, ANonStringMediaTypeIsAnUnsupportedManifest) {
+  absl::StatusOr<FetchedManifest> m =
+      GetManifest("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n{\"mediaType\":1}");
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << m.status();
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("unsupported media type"));
+}
+
+// The child parsed hostile layers; the parent threw on {"ok":"yes"} and
+// took {"ok":false,"code":0} for success.
+TEST(ExtractionResult, FieldsOfTheWrongTypeAreInternalErrors) {
+  for (std::string_view bad : {R"({"ok":"yes","disk":"disk/a"})", R"({"ok":true,"disk":["disk/a"]})",
+                               R"({"ok":false,"code":"3"})", R"({"ok":false,"code":0,"message":"fine"})",
+                               R"({"ok":false,"code":99})", R"([1])", R"({"ok":true,"kernel":"/etc/shadow"})",
+                               R"({"ok":true,"disk":"disk/../../x"})"}) {
+    absl::StatusOr<BootArtifacts> a = ParseExtractionResult(bad);
+    EXPECT_EQ(a.status().code(), absl::StatusCode::kInternal) << bad << ": " << a.status();
+  }
+}
+
+TEST(ExtractionResult, TheChildsAnswersParse) {
+  absl::StatusOr<BootArtifacts> a =
+      ParseExtractionResult(R"({"disk":"disk/disk.qcow2","initrd":"","kernel":"","ok":true,"reason":""})");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->disk, "disk/disk.qcow2");
+  absl::StatusOr<BootArtifacts> refused = ParseExtractionResult(R"({"code":3,"message":"entry is absolute","ok":false})");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), "entry is absolute");
+}
+
+}  // namespace
+}  // namespace kvcri::runtime::image
