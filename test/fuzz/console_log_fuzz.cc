@@ -20,11 +20,12 @@ constexpr size_t kMaxLineBytes = 64;
 namespace {
 
 // Checks one CRI log line: "<RFC3339Nano> stdout <P|F> <text>" and the text
-// bound; returns the text.
-std::string_view CheckLine(std::string_view line) {
+// bound; returns the text, and whether the line is complete (F).
+std::string_view CheckLine(std::string_view line, bool* full) {
   size_t sp1 = line.find(' ');
   KVCRI_FUZZ_CHECK(kTarget, sp1 != std::string_view::npos);
   KVCRI_FUZZ_CHECK(kTarget, line.substr(sp1, 10) == " stdout P " || line.substr(sp1, 10) == " stdout F ");
+  *full = line[sp1 + 8] == 'F';
   std::string_view text = line.substr(sp1 + 10);
   KVCRI_FUZZ_CHECK(kTarget, text.size() <= kMaxLineBytes);
   KVCRI_FUZZ_CHECK(kTarget, text.find('\n') == std::string_view::npos);
@@ -79,9 +80,9 @@ void FuzzConsoleLog(FuzzInput in) {
     KVCRI_FUZZ_CHECK(kTarget, nl != std::string_view::npos);
     std::string_view line = rest.substr(0, nl);
     rest.remove_prefix(nl + 1);
-    std::string_view text = CheckLine(line);
-    copied.append(text);
-    if (line.find(" stdout F ") != std::string_view::npos) copied.push_back('\n');
+    bool full = false;
+    copied.append(CheckLine(line, &full));
+    if (full) copied.push_back('\n');
   }
   std::string expected;
   for (char c : written) {
