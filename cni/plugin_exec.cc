@@ -76,13 +76,17 @@ absl::Status SetNonBlocking(int fd) {
   return absl::OkStatus();
 }
 
-// Reads what is available; closes `fd` at EOF or on a hard error.
-void Drain(UniqueFd* fd, std::string* out) {
+// Reads what is available; closes `fd` at EOF or on a hard error. Keeps at
+// most kMaxProcessOutput bytes and drops the rest (still reading it, so the
+// child never blocks on a full pipe), setting `*truncated`.
+void Drain(UniqueFd* fd, std::string* out, bool* truncated) {
   char buf[16384];
   for (;;) {
     ssize_t n = ::read(fd->get(), buf, sizeof buf);
     if (n > 0) {
-      out->append(buf, static_cast<size_t>(n));
+      size_t keep = std::min(static_cast<size_t>(n), kMaxProcessOutput - out->size());
+      out->append(buf, keep);
+      if (keep < static_cast<size_t>(n)) *truncated = true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -256,8 +260,9 @@ absl::StatusOr<ProcessOutput> RunProcess(const fs::path& binary,
         in_w.Reset();  // done, or the plugin stopped reading (EPIPE)
       }
     }
-    if (out_idx >= 0 && pfds[out_idx].revents) Drain(&out_r, &out.stdout_data);
-    if (err_idx >= 0 && pfds[err_idx].revents) Drain(&err_r, &out.stderr_data);
+    bool stderr_truncated = false;  // only its head goes into messages anyway
+    if (out_idx >= 0 && pfds[out_idx].revents) Drain(&out_r, &out.stdout_data, &out.stdout_truncated);
+    if (err_idx >= 0 && pfds[err_idx].revents) Drain(&err_r, &out.stderr_data, &stderr_truncated);
   }
   if (WIFEXITED(*wait_status)) {
     out.exit_code = WEXITSTATUS(*wait_status);
@@ -298,6 +303,10 @@ absl::StatusOr<std::string> ExecPlugin(const PluginCall& call) {
         run.status().code(),
         StrCat("CNI plugin \"", call.plugin, "\" ", call.command, ": ",
                base::Sv(run.status().message())));
+  }
+  if (run->exit_code == 0 && run->stdout_truncated) {
+    return absl::InvalidArgumentError(StrCat("CNI plugin \"", call.plugin, "\" ", call.command,
+                                             " printed more than ", kMaxProcessOutput, " bytes on stdout"));
   }
   if (run->exit_code == 0) {
     if (!run->stderr_data.empty()) {

@@ -53,9 +53,15 @@ class ChildProcess {
 struct ProcessOutput {
   int exit_code = -1;  // -1 when killed by a signal
   int term_signal = 0;
+  // Each is kept up to kMaxProcessOutput; the rest is read and dropped.
   std::string stdout_data;
   std::string stderr_data;
+  bool stdout_truncated = false;
 };
+
+// A plugin's result is a few KiB; one printing more than this is refused
+// rather than held in the daemon's memory.
+constexpr size_t kMaxProcessOutput = 4 << 20;
 
 // Runs `binary`, feeds it `stdin_data`, collects stdout/stderr and waits.
 // DeadlineExceeded (the process group killed and reaped) when it takes

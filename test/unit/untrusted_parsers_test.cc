@@ -1,7 +1,12 @@
-// What the parsers of registry and extraction-child answers do with fields of the wrong type (bugs the fuzzers target).
+// Parsers of untrusted answers (registry, token endpoint, extraction child, CNI plugin): wrong types and sizes are errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <fstream>
+
+#include "cni/plugin_exec.h"
 #include "runtime/image/registry_auth.h"
 #include "runtime/image/registry_client.h"
 #include "runtime/image/sandboxed_extract.h"
@@ -81,6 +86,30 @@ TEST(ExtractionResult, TheChildsAnswersParse) {
   absl::StatusOr<BootArtifacts> refused = ParseExtractionResult(R"({"code":3,"message":"entry is absolute","ok":false})");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(refused.status().message(), "entry is absolute");
+}
+
+// A CNI result is a few KiB; a plugin printing without end was held whole
+// in the daemon's memory.
+TEST(PluginOutput, APluginPrintingMoreThanTheBoundIsRefusedAndNotHeld) {
+  char tmpl[] = "/tmp/kvcri-plugin-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::filesystem::path plugin = std::filesystem::path(tmpl) / "chatty";
+  std::ofstream(plugin) << "#!/bin/sh\nhead -c 6291456 /dev/zero | tr '\\0' x\n";
+  std::filesystem::permissions(plugin, std::filesystem::perms::owner_all);
+  cni::PluginCall call;
+  call.plugin = "chatty";
+  call.binary = plugin;
+  call.command = "ADD";
+  call.env = {"PATH=/usr/bin:/bin"};
+  absl::StatusOr<std::string> out = cni::ExecPlugin(call);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
+  EXPECT_THAT(std::string(out.status().message()), HasSubstr("printed more than 4194304 bytes"));
+  absl::StatusOr<cni::ProcessOutput> run = cni::RunProcess(plugin, {plugin.string()}, call.env, "", absl::Minutes(1));
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->exit_code, 0);  // read to the end: the plugin never blocked on a full pipe
+  EXPECT_TRUE(run->stdout_truncated);
+  EXPECT_EQ(run->stdout_data.size(), cni::kMaxProcessOutput);
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace
