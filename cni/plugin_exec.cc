@@ -305,8 +305,8 @@ absl::StatusOr<std::string> ExecPlugin(const PluginCall& call) {
                base::Sv(run.status().message())));
   }
   if (run->exit_code == 0 && run->stdout_truncated) {
-    return absl::InvalidArgumentError(StrCat("CNI plugin \"", call.plugin, "\" ", call.command,
-                                             " printed more than ", kMaxProcessOutput, " bytes on stdout"));
+    return absl::InvalidArgumentError(StrCat("CNI plugin \"", call.plugin, "\" ", call.command, " printed more than ",
+                                             kMaxProcessOutput, " bytes on stdout"));
   }
   if (run->exit_code == 0) {
     if (!run->stderr_data.empty()) {

@@ -211,8 +211,8 @@ absl::StatusOr<std::string> AnswerChallenge(HttpFetcher& http, const AuthChallen
         base::StrCat("token endpoint \"", url, "\" answered without a token"));
   }
   if (!HeaderSafeToken(token)) {
-    return absl::UnauthenticatedError(base::StrCat(
-        "token endpoint \"", url, "\" answered a token with a space, control or non-ASCII character"));
+    return absl::UnauthenticatedError(
+        base::StrCat("token endpoint \"", url, "\" answered a token with a space, control or non-ASCII character"));
   }
   return base::StrCat("Bearer ", token);
 }

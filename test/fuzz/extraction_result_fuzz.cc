@@ -1,4 +1,4 @@
-// Fuzz target extraction_result: the sandboxed extraction child's answer through ParseExtractionResult, as the daemon reads it.
+// Fuzz target extraction_result: the sandboxed extraction child's answer through ParseExtractionResult.
 #include "runtime/image/sandboxed_extract.h"
 #include "test/fuzz/fuzz_targets.h"
 

@@ -68,16 +68,16 @@ class InputReader {
 
 }  // namespace kvcri::fuzz
 
-#define KVCRI_FUZZ_CHECK(target, cond)                                \
-  do {                                                                \
+#define KVCRI_FUZZ_CHECK(target, cond)                                    \
+  do {                                                                    \
     if (!(cond)) ::kvcri::fuzz::FuzzFail(target, "check failed: " #cond); \
   } while (0)
 
 #ifdef KVCRI_LIBFUZZER
-#define KVCRI_FUZZ_ENTRY(fn)                                                  \
+#define KVCRI_FUZZ_ENTRY(fn)                                                \
   extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { \
-    fn(::kvcri::fuzz::FuzzInput(data, size));                                 \
-    return 0;                                                                 \
+    fn(::kvcri::fuzz::FuzzInput(data, size));                               \
+    return 0;                                                               \
   }
 #else
 #define KVCRI_FUZZ_ENTRY(fn)

@@ -1,4 +1,4 @@
-// Fuzz target registry_auth: a WWW-Authenticate value and the token endpoint's answer, through ParseAuthChallenge and AnswerChallenge.
+// Fuzz target registry_auth: a WWW-Authenticate value and a token answer through ParseAuthChallenge, AnswerChallenge.
 #include "runtime/image/registry_auth.h"
 #include "test/fuzz/fake_http.h"
 #include "test/fuzz/fuzz_targets.h"
@@ -22,7 +22,8 @@ void FuzzRegistryAuth(FuzzInput in) {
   KVCRI_FUZZ_CHECK(kTarget, !c->scheme.empty());
   for (const auto& [name, value] : c->params) KVCRI_FUZZ_CHECK(kTarget, !name.empty());
 
-  std::string script = answer.rfind("HTTP/", 0) == 0 ? std::string(answer) : "HTTP/1.1 200 OK\r\n\r\n" + std::string(answer);
+  std::string script =
+      answer.rfind("HTTP/", 0) == 0 ? std::string(answer) : "HTTP/1.1 200 OK\r\n\r\n" + std::string(answer);
   for (bool with_creds : {false, true}) {
     ScriptedFetcher http(script);
     runtime::image::RegistryCredentials creds;

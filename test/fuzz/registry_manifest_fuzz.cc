@@ -1,4 +1,4 @@
-// Fuzz target registry_manifest: a registry's answers to a manifest GET (challenges, token, errors, manifest), through RegistryClient::GetManifest and the OCI parsers.
+// Fuzz target registry_manifest: a registry's answers to a manifest GET through RegistryClient and the OCI parsers.
 #include "runtime/image/oci.h"
 #include "runtime/image/registry_client.h"
 #include "test/fuzz/fake_http.h"

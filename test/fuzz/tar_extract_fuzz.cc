@@ -1,4 +1,4 @@
-// Fuzz target tar_extract: image layers (tar, gzip, zstd) through ExtractBootArtifacts, as the extraction sandbox runs it.
+// Fuzz target tar_extract: image layers (tar, gzip, zstd) through ExtractBootArtifacts, as the extraction child runs.
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -19,9 +19,9 @@ void FuzzUdpFrame(FuzzInput in) {
   std::string built = dhcp::BuildUdpFrame(*f);
   absl::StatusOr<dhcp::UdpFrame> again = dhcp::ParseUdpFrame(AsBytes(built));
   KVCRI_FUZZ_CHECK(kTarget, again.ok());
-  KVCRI_FUZZ_CHECK(kTarget, again->payload == f->payload && again->src_ip == f->src_ip &&
-                                again->dst_ip == f->dst_ip && again->src_port == f->src_port &&
-                                again->dst_port == f->dst_port && again->dst_mac == f->dst_mac);
+  KVCRI_FUZZ_CHECK(kTarget, again->payload == f->payload && again->src_ip == f->src_ip && again->dst_ip == f->dst_ip &&
+                                again->src_port == f->src_port && again->dst_port == f->dst_port &&
+                                again->dst_mac == f->dst_mac);
 }
 
 }  // namespace kvcri::fuzz

@@ -24,12 +24,17 @@ struct Target {
 
 // Every test/fuzz/<name>_fuzz.cc; a target missing here has no replay.
 constexpr Target kTargets[] = {
-    {"dhcp_message", FuzzDhcpMessage},   {"dhcp_responder", FuzzDhcpResponder},
-    {"udp_frame", FuzzUdpFrame},         {"console_log", FuzzConsoleLog},
-    {"disk_format", FuzzDiskFormat},     {"tar_extract", FuzzTarExtract},
+    {"dhcp_message", FuzzDhcpMessage},
+    {"dhcp_responder", FuzzDhcpResponder},
+    {"udp_frame", FuzzUdpFrame},
+    {"console_log", FuzzConsoleLog},
+    {"disk_format", FuzzDiskFormat},
+    {"tar_extract", FuzzTarExtract},
     {"extraction_result", FuzzExtractionResult},
-    {"oci_json", FuzzOciJson},           {"registry_auth", FuzzRegistryAuth},
-    {"registry_manifest", FuzzRegistryManifest}, {"cni_result", FuzzCniResult},
+    {"oci_json", FuzzOciJson},
+    {"registry_auth", FuzzRegistryAuth},
+    {"registry_manifest", FuzzRegistryManifest},
+    {"cni_result", FuzzCniResult},
     {"config_toml", FuzzConfigToml},
 };
 

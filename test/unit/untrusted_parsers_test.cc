@@ -1,4 +1,4 @@
-// Parsers of untrusted answers (registry, token endpoint, extraction child, CNI plugin): wrong types and sizes are errors.
+// Parsers of untrusted answers (registry, token endpoint, extraction child, CNI plugin): bad types, sizes are errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -23,8 +23,7 @@ absl::StatusOr<std::string> Answer(std::string_view token_body) {
   AuthChallenge c;
   c.scheme = "bearer";
   c.params["realm"] = "https://auth.example/token";
-  return AnswerChallenge(http, c, {}, "repository:kvcri/disk:pull", "registry.example", false,
-                         absl::InfiniteFuture());
+  return AnswerChallenge(http, c, {}, "repository:kvcri/disk:pull", "registry.example", false, absl::InfiniteFuture());
 }
 
 // nlohmann's value() threw type_error out of the pull (and the daemon).
@@ -69,10 +68,10 @@ TEST(RegistryAnswer, ANonStringMediaTypeIsAnUnsupportedManifest) {
 // The child parsed hostile layers; the parent threw on {"ok":"yes"} and
 // took {"ok":false,"code":0} for success.
 TEST(ExtractionResult, FieldsOfTheWrongTypeAreInternalErrors) {
-  for (std::string_view bad : {R"({"ok":"yes","disk":"disk/a"})", R"({"ok":true,"disk":["disk/a"]})",
-                               R"({"ok":false,"code":"3"})", R"({"ok":false,"code":0,"message":"fine"})",
-                               R"({"ok":false,"code":99})", R"([1])", R"({"ok":true,"kernel":"/etc/shadow"})",
-                               R"({"ok":true,"disk":"disk/../../x"})"}) {
+  for (std::string_view bad :
+       {R"({"ok":"yes","disk":"disk/a"})", R"({"ok":true,"disk":["disk/a"]})", R"({"ok":false,"code":"3"})",
+        R"({"ok":false,"code":0,"message":"fine"})", R"({"ok":false,"code":99})", R"([1])",
+        R"({"ok":true,"kernel":"/etc/shadow"})", R"({"ok":true,"disk":"disk/../../x"})"}) {
     absl::StatusOr<BootArtifacts> a = ParseExtractionResult(bad);
     EXPECT_EQ(a.status().code(), absl::StatusCode::kInternal) << bad << ": " << a.status();
   }
@@ -83,7 +82,8 @@ TEST(ExtractionResult, TheChildsAnswersParse) {
       ParseExtractionResult(R"({"disk":"disk/disk.qcow2","initrd":"","kernel":"","ok":true,"reason":""})");
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->disk, "disk/disk.qcow2");
-  absl::StatusOr<BootArtifacts> refused = ParseExtractionResult(R"({"code":3,"message":"entry is absolute","ok":false})");
+  absl::StatusOr<BootArtifacts> refused =
+      ParseExtractionResult(R"({"code":3,"message":"entry is absolute","ok":false})");
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(refused.status().message(), "entry is absolute");
 }
