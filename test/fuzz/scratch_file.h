@@ -5,21 +5,31 @@
 
 #include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "test/fuzz/fuzz_targets.h"
 
 namespace kvcri::fuzz {
 
 // <dir>/<name> in a directory made once per process, under /dev/shm when
-// there is one (a fuzzer runs thousands of inputs a second). Removed with
-// the machine's tmpfs; ctest gives each run its own process.
+// there is one (a fuzzer runs thousands of inputs a second), and removed when
+// the process exits normally (libFuzzer's time limit, the end of unit_tests).
 inline std::filesystem::path ScratchPath(std::string_view name) {
-  static const std::filesystem::path dir = [] {
-    std::string tmpl = std::string(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp") + "/kvcri-fuzz-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) FuzzFail("scratch", "mkdtemp failed");
-    return std::filesystem::path(tmpl);
-  }();
-  return dir / std::string(name);
+  struct Dir {
+    Dir() {
+      std::string tmpl =
+          std::string(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp") + "/kvcri-fuzz-XXXXXX";
+      if (::mkdtemp(tmpl.data()) == nullptr) FuzzFail("scratch", "mkdtemp failed");
+      path = tmpl;
+    }
+    ~Dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+    std::filesystem::path path;
+  };
+  static const Dir dir;
+  return dir.path / std::string(name);
 }
 
 }  // namespace kvcri::fuzz
