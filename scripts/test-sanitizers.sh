@@ -48,7 +48,7 @@ for step in "${steps[@]}"; do
       # The static source checks are the normal build's; here only the binaries.
       timed "asan+ubsan unit tests" ctest --test-dir build-asan -L unit --output-on-failure --timeout 600 -j2
       timed "fuzz targets (${KVCRI_FUZZ_SECONDS} s each)" \
-        ctest --test-dir build-asan -L fuzz --output-on-failure -j2
+        ctest --test-dir build-asan -L fuzz --output-on-failure --timeout $((KVCRI_FUZZ_SECONDS * 2 + 120)) -j2
       ;;
     tsan)
       configure build-tsan -DKVCRI_SANITIZE=thread
