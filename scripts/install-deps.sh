@@ -25,6 +25,7 @@ test_pkgs=(
   "${demo_pkgs[@]}"
   skopeo docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
   clang  # the thread_safety test (clang++-14 -Wthread-safety)
+  strace  # sandbox_store_test: the fsync of a new record directory's parent
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
