@@ -105,6 +105,11 @@ bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == r
 
 }  // namespace
 
+std::string DomainOf(const sandbox::ContainerRecord& c) {
+  if (c.domain_name.empty() && !c.load_error.empty()) return StrCat(kDomainPrefix, c.id);
+  return c.domain_name;
+}
+
 std::filesystem::path PodLifecycle::ContainerDir(std::string_view container_id) const {
   return deps_.config->root / "containers" / std::string(container_id);
 }
@@ -162,7 +167,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   rec.state = sandbox::ContainerState::kCreated;
   rec.phase = sandbox::Phase::kCreating;
   rec.created_at = absl::ToUnixNanos(deps_.clock->Now());
-  rec.domain_name = StrCat("kvcri-", rec.id);
+  rec.domain_name = StrCat(kDomainPrefix, rec.id);
   rec.vcpus = size.vcpus;
   rec.memory_mib = size.memory_mib;
   rec.devices = draft.volumes.devices;  // host paths resolved by ValidateVolumes
@@ -351,7 +356,7 @@ absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration
 absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerRecord& c) {
   absl::Status first;
   base::KeepFirstError(&first, deps_.console->Remove(c.id));
-  if (!c.domain_name.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(c.domain_name));
+  if (std::string domain = DomainOf(c); !domain.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(domain));
   base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
   ForgetTimings(c.id);
   NotifyExit(c.id);

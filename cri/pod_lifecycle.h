@@ -26,6 +26,14 @@ struct LoadReport;
 
 namespace kvcri::cri {
 
+// Our libvirt domains are "kvcri-<container id>" (container IDs are never
+// reused), which is how a domain is tied to its record.
+inline constexpr std::string_view kDomainPrefix = "kvcri-";
+// The domain of `c`. A placeholder of an unreadable record has no
+// domain_name: it gets the name our rule gives its ID, so that stopping or
+// removing it still reaches its VM.
+std::string DomainOf(const sandbox::ContainerRecord& c);
+
 struct PodLifecycleOptions {
   // How long a call waits for a conflicting call on the same Pod or
   // container (a StopPodSandbox behind a StartContainer) before it fails

@@ -21,7 +21,6 @@ using base::StrCat;
 
 namespace {
 
-constexpr std::string_view kDomainPrefix = "kvcri-";
 constexpr absl::Duration kFirstRetry = absl::Seconds(10);
 constexpr absl::Duration kMaxRetry = absl::Minutes(5);
 
@@ -173,11 +172,32 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
   base::LogIfError(deps_.store->CleanUp(report), "recovery: store clean-up");
 
   // 2. Domains: ours without a record are leftovers of a crash; a record in
-  //    CREATED whose domain is up was started just before a crash.
+  //    CREATED whose domain is up was started just before a crash. A domain
+  //    is removed only when we know positively that it is an orphan: the
+  //    store read every directory, and no record (not even the placeholder
+  //    of an unreadable one) has its container ID or the ID its name gives
+  //    ("kvcri-<id>"). A record we cannot read (corrupt, or written by a
+  //    newer version) keeps its VM running untouched, reported
+  //    NOTREADY/UNKNOWN.
   ASSIGN_OR_RETURN(std::vector<runtime::VmListing> domains, deps_.hypervisor->List());
   for (const runtime::VmListing& vm : domains) {
     absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(vm.container_id);
+    if (c.ok() && !c->load_error.empty()) {
+      base::LogWarn("recovery: keeping the domain of an unreadable container record",
+                    {{"domain", vm.name}, {"container", vm.container_id}, {"error", c->load_error}});
+      continue;
+    }
     if (!c.ok() || c->domain_name != vm.name) {
+      const bool prefixed = vm.name.rfind(kDomainPrefix, 0) == 0;
+      absl::Status by_name =
+          prefixed ? deps_.store->GetContainer(vm.name.substr(kDomainPrefix.size())).status() : absl::NotFoundError("");
+      if (!report.complete || !absl::IsNotFound(by_name) || (!c.ok() && !absl::IsNotFound(c.status()))) {
+        base::LogWarn("recovery: domain without a matching record kept (not known to be an orphan)",
+                      {{"domain", vm.name},
+                       {"container", vm.container_id},
+                       {"store_complete", report.complete ? "true" : "false"}});
+        continue;
+      }
       base::LogInfo("recovery: removing orphan domain", {{"domain", vm.name}, {"container", vm.container_id}});
       base::LogIfError(deps_.hypervisor->Remove(vm.name), "recovery: orphan domain");
       ++fixed;
@@ -264,9 +284,11 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
     }
   }
 
-  // 5. Container directories (overlays, consoles) without a record.
+  // 5. Container directories (overlays, consoles) without a record; none
+  //    while some records may be missing from memory.
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(deps_.config->root / "containers", ec)) {
+    if (!report.complete) break;
     std::string id = e.path().filename();
     if (deps_.store->GetContainer(id).ok()) continue;
     base::LogInfo("recovery: removing orphan container dir", {{"path", e.path().string()}});

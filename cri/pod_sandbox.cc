@@ -167,9 +167,10 @@ absl::Status PodLifecycle::StopSandbox(std::string_view id_arg) {
   absl::Status first;
   for (const sandbox::ContainerRecord& c :
        deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
-    if (c.state != sandbox::ContainerState::kRunning) continue;
+    // An unreadable record's VM may be running: forced off too.
+    if (c.state != sandbox::ContainerState::kRunning && c.load_error.empty()) continue;
     // kubelet stops containers gracefully first; what is still running is forced off.
-    KeepFirstError(&first, deps_.hypervisor->Destroy(c.domain_name));
+    KeepFirstError(&first, deps_.hypervisor->Destroy(DomainOf(c)));
     KeepFirstError(&first, Refresh(c).status());
   }
   KeepFirstError(&first, ReleaseSandboxResources(sb));
