@@ -270,6 +270,9 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     return cause;
   };
   if (absl::Status created = deps_.hypervisor->Create(spec); !created.ok()) return fail(created);
+  // Volumes were verified just before Create; again now that QEMU (paused)
+  // has opened them: a path swapped while libvirt resolved it fails the start.
+  if (absl::Status same = VerifyVolumesUnchanged(c); !same.ok()) return fail(same);
   const absl::Duration libvirt_took = deps_.clock->Now() - t0;
   absl::StatusOr<sandbox::ContainerRecord> started = deps_.store->UpdateContainer(id, [&](sandbox::ContainerRecord& r) {
     r.state = sandbox::ContainerState::kRunning;

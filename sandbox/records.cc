@@ -337,13 +337,18 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(std::string_view text) {
 std::string ContainerRecord::ToJson() const {
   json devs = json::array();
   for (const DeviceSpec& d : devices) {
-    devs.push_back(
-        {{"container_path", d.container_path}, {"host_path", d.host_path}, {"permissions", d.permissions}});
+    devs.push_back({{"container_path", d.container_path},
+                    {"host_path", d.host_path},
+                    {"permissions", d.permissions},
+                    {"host_rdev", d.host_rdev}});
   }
   json mnts = json::array();
   for (const MountSpec& m : mounts) {
-    mnts.push_back(
-        {{"container_path", m.container_path}, {"host_path", m.host_path}, {"readonly", m.readonly}});
+    mnts.push_back({{"container_path", m.container_path},
+                    {"host_path", m.host_path},
+                    {"readonly", m.readonly},
+                    {"host_dev", m.host_dev},
+                    {"host_ino", m.host_ino}});
   }
   json j = {
       {"version", kRecordVersion},
@@ -426,6 +431,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     d.Str("container_path", &spec.container_path);
     d.Str("host_path", &spec.host_path);
     d.Str("permissions", &spec.permissions);
+    d.Int("host_rdev", &spec.host_rdev);
     r.devices.push_back(std::move(spec));
   });
   top.Objects("mounts", [&](ObjectReader& m) {
@@ -433,6 +439,8 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     m.Str("container_path", &spec.container_path);
     m.Str("host_path", &spec.host_path);
     m.Bool("readonly", &spec.readonly);
+    m.Int("host_dev", &spec.host_dev);
+    m.Int("host_ino", &spec.host_ino);
     r.mounts.push_back(std::move(spec));
   });
   top.Str("seed_path", &r.seed_path);

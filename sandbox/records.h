@@ -150,6 +150,9 @@ struct DeviceSpec {
   std::string container_path;
   std::string host_path;
   std::string permissions;  // CRI cgroup permissions, e.g. "rwm"
+  // The device number (st_rdev) host_path named at CreateContainer; 0 in
+  // records written before it was kept. StartContainer refuses another one.
+  uint64_t host_rdev = 0;
 
   bool operator==(const DeviceSpec&) const = default;
 };
@@ -158,6 +161,10 @@ struct MountSpec {
   std::string container_path;
   std::string host_path;
   bool readonly = false;
+  // The inode (st_dev, st_ino) host_path named at CreateContainer; 0 in
+  // records written before they were kept. StartContainer refuses another.
+  uint64_t host_dev = 0;
+  uint64_t host_ino = 0;
 
   bool operator==(const MountSpec&) const = default;
 };
