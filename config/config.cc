@@ -81,6 +81,8 @@ absl::Status Validate(const Config& c) {
   if (c.vm.default_memory_mib < c.vm.min_memory_mib)
     return TypeError("vm.default_memory_mib", base::StrCat(">= vm.min_memory_mib (", c.vm.min_memory_mib, ")"));
   if (c.vm.default_vcpus < 1) return TypeError("vm.default_vcpus", ">= 1");
+  if (c.vm.max_disk_mib < 1) return TypeError("vm.max_disk_mib", ">= 1");
+  if (c.vm.io_error_timeout_seconds < 1) return TypeError("vm.io_error_timeout_seconds", ">= 1");
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
   if (!c.cni.conf_dir.is_absolute()) return TypeError("cni.conf_dir", "an absolute path");
   if (!c.upstream.endpoint.empty() && c.upstream.endpoint.rfind("unix://", 0) != 0)
@@ -148,10 +150,14 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "vm", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "vm", {"default_memory_mib", "min_memory_mib", "default_vcpus"}));
+    RETURN_IF_ERROR(CheckKeys(
+        *t, "vm",
+        {"default_memory_mib", "min_memory_mib", "default_vcpus", "max_disk_mib", "io_error_timeout_seconds"}));
     RETURN_IF_ERROR(Get(*t, "default_memory_mib", "vm.default_memory_mib", &c.vm.default_memory_mib));
     RETURN_IF_ERROR(Get(*t, "min_memory_mib", "vm.min_memory_mib", &c.vm.min_memory_mib));
     RETURN_IF_ERROR(Get(*t, "default_vcpus", "vm.default_vcpus", &c.vm.default_vcpus));
+    RETURN_IF_ERROR(Get(*t, "max_disk_mib", "vm.max_disk_mib", &c.vm.max_disk_mib));
+    RETURN_IF_ERROR(Get(*t, "io_error_timeout_seconds", "vm.io_error_timeout_seconds", &c.vm.io_error_timeout_seconds));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "cni", &err)) {

@@ -32,6 +32,15 @@ struct VmConfig {
   int64_t default_memory_mib = 512;
   int64_t min_memory_mib = 64;
   int default_vcpus = 1;
+  // The largest virtual disk a VM may get. Its qcow2 overlay grows at most to
+  // the virtual size of the image's disk (plus qcow2 metadata), so this
+  // bounds the host disk one VM can fill; larger images are refused at
+  // CreateContainer.
+  int64_t max_disk_mib = 65536;
+  // A VM that QEMU paused because a disk write failed on the host (disk
+  // full) is resumed by the safety sweep while space may be back; after this
+  // many seconds still paused it is stopped and reported EXITED.
+  int64_t io_error_timeout_seconds = 300;
 };
 
 struct CniConfig {

@@ -154,6 +154,16 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                                 "/boot/initrd.img), not a container image: see docs/images.md"));
   }
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources));
+  // The overlay grows at most to the virtual size of the image's disk: that
+  // is the bound on the host disk this VM can fill.
+  const uint64_t max_disk = static_cast<uint64_t>(deps_.config->vm.max_disk_mib) << 20;
+  if (image->boot.kind == runtime::image::BootKind::kDisk && image->boot.disk_virtual_size > max_disk) {
+    return absl::InvalidArgumentError(
+        StrCat("image \"", draft.image, "\" has a disk of ", image->boot.disk_virtual_size,
+               " bytes (virtual size); VMs may have at "
+               "most vm.max_disk_mib = ",
+               deps_.config->vm.max_disk_mib, " MiB, which bounds how much host disk a VM's overlay can fill"));
+  }
 
   sandbox::ContainerRecord rec;
   ASSIGN_OR_RETURN(rec.id, deps_.store->NewId());
@@ -296,7 +306,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
 absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::ContainerRecord& c) {
   if (c.state != sandbox::ContainerState::kRunning) return c;
   ASSIGN_OR_RETURN(runtime::VmStatus vm, deps_.hypervisor->Status(c.domain_name));
-  if (IsUp(vm.phase)) return c;
+  if (IsUp(vm.phase)) return NoteIoErrorPause(c, vm);
   int exit_code = vm.exit_code;
   std::string reason = vm.reason;
   if (vm.phase == runtime::VmPhase::kMissing) {
@@ -321,6 +331,88 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
   }
   NotifyExit(c.id);
   return updated;
+}
+
+absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::NoteIoErrorPause(const sandbox::ContainerRecord& c,
+                                                                        const runtime::VmStatus& vm) {
+  const bool paused = vm.phase == runtime::VmPhase::kPaused && vm.reason == runtime::kIoErrorReason;
+  const std::string message =
+      paused ? StrCat("QEMU paused the VM: a write to its disk failed on the host (",
+                      vm.message.empty() ? "libvirt gives no detail" : vm.message,
+                      "); it is resumed once the host has space again, and stopped if still paused after ",
+                      deps_.config->vm.io_error_timeout_seconds, " s")
+             : "";
+  if (paused == (c.io_error_since != 0) && (!paused || c.message == message)) return c;  // nothing new
+  bool changed = false;
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord updated,
+                   deps_.store->UpdateContainer(c.id, [&](sandbox::ContainerRecord& r) {
+                     if (r.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+                     changed = true;
+                     if (paused) {
+                       if (r.io_error_since == 0) r.io_error_since = absl::ToUnixNanos(deps_.clock->Now());
+                       r.reason = std::string(kPausedIoErrorReason);
+                       r.message = message;
+                     } else {
+                       r.io_error_since = 0;
+                       if (r.reason == kPausedIoErrorReason) {
+                         r.reason.clear();
+                         r.message.clear();
+                       }
+                     }
+                     return absl::OkStatus();
+                   }));
+  if (changed && paused && c.io_error_since == 0) {
+    base::LogWarn("VM paused by a host I/O error (disk full?); resuming it when space is back",
+                  {{"id", c.id}, {"domain", c.domain_name}, {"disks", vm.message}});
+  } else if (changed && !paused) {
+    base::LogInfo("VM runs again after a host I/O error pause", {{"id", c.id}, {"domain", c.domain_name}});
+  }
+  return updated;
+}
+
+void PodLifecycle::RetryIoErrorPause(const sandbox::ContainerRecord& c) {
+  absl::StatusOr<sandbox::ContainerRecord> now = Refresh(c);  // records the pause if the event was missed
+  if (!now.ok() || now->state != sandbox::ContainerState::kRunning || now->io_error_since == 0) return;
+  const absl::Duration paused_for = deps_.clock->Now() - absl::FromUnixNanos(now->io_error_since);
+  if (paused_for < absl::Seconds(deps_.config->vm.io_error_timeout_seconds)) {
+    // QEMU retries the failed request on resume; with the host still full it
+    // pauses again at once, which costs nothing.
+    absl::Status resumed = deps_.hypervisor->Resume(now->domain_name);
+    if (!resumed.ok())
+      base::LogWarn("resume after I/O error", {{"id", c.id}, {"error", std::string(resumed.message())}});
+    absl::StatusOr<sandbox::ContainerRecord> after = Refresh(*now);
+    if (!after.ok())
+      base::LogWarn("refresh after resume", {{"id", c.id}, {"error", std::string(after.status().message())}});
+    return;
+  }
+  // Failed clearly rather than frozen forever: kubelet sees an exit with the
+  // reason and restarts the container by its restart policy.
+  const std::string message =
+      StrCat("stopped after ", absl::ToInt64Seconds(paused_for), " s paused by a host I/O error: ", now->message);
+  base::LogError("VM still paused by a host I/O error; stopping it",
+                 {{"id", c.id}, {"domain", now->domain_name}, {"paused_s", StrCat(absl::ToInt64Seconds(paused_for))}});
+  if (absl::Status s = deps_.hypervisor->Destroy(now->domain_name); !s.ok()) {
+    base::LogWarn("destroy after I/O error", {{"id", c.id}, {"error", std::string(s.message())}});
+    return;  // the next sweep tries again
+  }
+  bool changed = false;
+  absl::Status s = deps_.store
+                       ->UpdateContainer(c.id,
+                                         [&](sandbox::ContainerRecord& r) {
+                                           if (r.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+                                           changed = true;
+                                           r.state = sandbox::ContainerState::kExited;
+                                           r.finished_at = absl::ToUnixNanos(deps_.clock->Now());
+                                           r.exit_code = 1;
+                                           r.reason = std::string(kIoErrorExitReason);
+                                           r.message = message;
+                                           r.io_error_since = 0;
+                                           return absl::OkStatus();
+                                         })
+                       .status();
+  base::LogIfError(s, "record the I/O error exit");
+  if (changed) base::LogIfError(deps_.console->Remove(c.id), "console log flush");
+  NotifyExit(c.id);
 }
 
 absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration grace) {

@@ -23,6 +23,9 @@
 namespace kvcri::sandbox {
 struct LoadReport;
 }  // namespace kvcri::sandbox
+namespace kvcri::runtime {
+struct VmStatus;
+}  // namespace kvcri::runtime
 
 namespace kvcri::cri {
 
@@ -33,6 +36,12 @@ inline constexpr std::string_view kDomainPrefix = "kvcri-";
 // domain_name: it gets the name our rule gives its ID, so that stopping or
 // removing it still reaches its VM.
 std::string DomainOf(const sandbox::ContainerRecord& c);
+
+// ContainerStatus.reason of a RUNNING container whose VM QEMU paused on a
+// host I/O error (its disk's file system is full), and of its exit when the
+// pause outlasted vm.io_error_timeout_seconds.
+inline constexpr std::string_view kPausedIoErrorReason = "PausedIOError";
+inline constexpr std::string_view kIoErrorExitReason = "IOError";
 
 struct PodLifecycleOptions {
   // How long a call waits for a conflicting call on the same Pod or
@@ -110,7 +119,16 @@ class PodLifecycle {
   // pod_container.cc
   absl::Status DeleteContainerArtifacts(const sandbox::ContainerRecord& c);
   // EXITED with code and reason once the VM is off; wakes StopContainer.
+  // A VM paused on a host I/O error is noted (NoteIoErrorPause).
   absl::StatusOr<sandbox::ContainerRecord> Refresh(const sandbox::ContainerRecord& c);
+  // Keeps the record's reason/message/io_error_since in line with whether
+  // QEMU has the VM paused on a host I/O error; writes only on a change.
+  absl::StatusOr<sandbox::ContainerRecord> NoteIoErrorPause(const sandbox::ContainerRecord& c,
+                                                            const runtime::VmStatus& vm);
+  // From the sweep, for a RUNNING container whose VM is paused on an I/O
+  // error: resumes it (space may be back), or once the pause has lasted
+  // vm.io_error_timeout_seconds, forces it off and records EXITED "IOError".
+  void RetryIoErrorPause(const sandbox::ContainerRecord& c);
   void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
   std::filesystem::path ContainerDir(std::string_view container_id) const;
   // pod_recovery.cc

@@ -100,11 +100,23 @@ void PodLifecycle::Sweep() {
   if (!running.empty()) {
     absl::StatusOr<std::vector<runtime::VmListing>> domains = deps_.hypervisor->List();
     if (domains.ok()) {
-      std::set<std::string> up;
+      std::set<std::string> up, io_paused;
       for (const runtime::VmListing& vm : *domains) {
         if (IsUp(vm.phase)) up.insert(vm.name);
+        if (vm.phase == runtime::VmPhase::kPaused && vm.reason == runtime::kIoErrorReason) io_paused.insert(vm.name);
       }
       for (const sandbox::ContainerRecord& c : running) {
+        // Paused by a host I/O error, or noted so and running again: resume,
+        // fail after the bound, or clear the note.
+        if (io_paused.count(c.domain_name) || c.io_error_since != 0) {
+          if (io_paused.count(c.domain_name)) {
+            RetryIoErrorPause(c);
+          } else {
+            absl::StatusOr<sandbox::ContainerRecord> r = Refresh(c);
+            if (!r.ok()) base::LogWarn("sweep: refresh", {{"id", c.id}, {"error", std::string(r.status().message())}});
+          }
+          continue;
+        }
         if (up.count(c.domain_name)) continue;
         absl::StatusOr<sandbox::ContainerRecord> r = Refresh(c);
         if (!r.ok()) base::LogWarn("sweep: refresh", {{"id", c.id}, {"error", std::string(r.status().message())}});
@@ -218,7 +230,10 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
       base::LogIfError(deps_.hypervisor->Remove(vm.name), "recovery: half-started domain");
       ++fixed;
     }
-    if (vm.phase == runtime::VmPhase::kPaused) {
+    if (vm.phase == runtime::VmPhase::kPaused && vm.reason == runtime::kIoErrorReason) {
+      // QEMU's pause on a full disk: the sweep resumes it or fails it.
+      base::LogWarn("recovery: VM is paused by a host I/O error", {{"domain", vm.name}});
+    } else if (vm.phase == runtime::VmPhase::kPaused) {
       // We pause only between Create and Resume: a crash came in between.
       base::LogInfo("recovery: resuming a VM a crash left paused", {{"domain", vm.name}});
       base::LogIfError(deps_.hypervisor->Resume(vm.name), "recovery: resume");

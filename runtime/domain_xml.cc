@@ -265,15 +265,29 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     const DiskSpec& d = spec.disks[i];
     w.Open("disk", {{"type", d.block_device ? "block" : "file"}, {"device", "disk"}});
     // The format is always explicit: probing would let a raw guest disk claim
-    // to be qcow2 with a backing file on the host.
+    // to be qcow2 with a backing file on the host. error_policy 'enospace'
+    // (QEMU's werror=enospc, stated so a default cannot change under us): a
+    // write that finds the host file system full pauses the VM instead of
+    // failing in the guest, and the daemon reports and resumes it; other
+    // write errors reach the guest as I/O errors.
     if (!d.cache.empty() && !d.io.empty()) {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"cache", d.cache}, {"io", d.io}, {"discard", "unmap"}});
+      w.Leaf("driver", {{"name", "qemu"},
+                        {"type", d.format},
+                        {"cache", d.cache},
+                        {"io", d.io},
+                        {"discard", "unmap"},
+                        {"error_policy", "enospace"}});
     } else if (!d.cache.empty()) {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"cache", d.cache}, {"discard", "unmap"}});
+      w.Leaf("driver", {{"name", "qemu"},
+                        {"type", d.format},
+                        {"cache", d.cache},
+                        {"discard", "unmap"},
+                        {"error_policy", "enospace"}});
     } else if (!d.io.empty()) {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"io", d.io}, {"discard", "unmap"}});
+      w.Leaf("driver",
+             {{"name", "qemu"}, {"type", d.format}, {"io", d.io}, {"discard", "unmap"}, {"error_policy", "enospace"}});
     } else {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}});
+      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}, {"error_policy", "enospace"}});
     }
     w.Leaf("source", {{d.block_device ? "dev" : "file", d.path.native()}});
     w.Leaf("target", {{"dev", DiskTargetName(i)}, {"bus", "virtio"}});

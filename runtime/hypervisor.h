@@ -87,14 +87,22 @@ enum class VmPhase { kRunning, kPaused, kShutoff, kCrashed, kMissing, kOther };
 struct VmStatus {
   VmPhase phase = VmPhase::kOther;
   int exit_code = 0;
-  std::string reason;  // "Completed", "Killed", "Crashed", "StartFailed", ...
+  std::string reason;  // "Completed", "Killed", "Crashed", "StartFailed", ...; kPaused: "IOError" or ""
+  // kPaused with reason kIoErrorReason: which disks failed how, e.g.
+  // "vda: no space left on the host" (empty when libvirt cannot say).
+  std::string message;
 };
+
+// VmStatus::reason of a VM that QEMU paused because a write to one of its
+// disks failed on the host (werror=enospc: the host file system is full).
+inline constexpr char kIoErrorReason[] = "IOError";
 
 struct VmListing {
   std::string name;
   std::string pod_id;
   std::string container_id;
   VmPhase phase = VmPhase::kOther;
+  std::string reason;  // as VmStatus::reason
 };
 
 struct VmStats {

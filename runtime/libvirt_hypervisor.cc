@@ -35,6 +35,25 @@ absl::StatusOr<VmStatus> StateOf(virDomainPtr dom, std::string_view name) {
   return VmStatusFromLibvirtState(state, reason);
 }
 
+// What virDomainGetDiskErrors says about a VM paused on an I/O error:
+// "vda: no space left on the host; vdb: I/O error". Best effort: "" if
+// libvirt cannot say (the pause itself is what matters).
+std::string DiskErrors(virDomainPtr dom) {
+  virDomainDiskError errors[16];
+  int n = virDomainGetDiskErrors(dom, errors, 16, 0);
+  if (n <= 0) return "";
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const char* what = errors[i].error == VIR_DOMAIN_DISK_ERROR_NO_SPACE ? "no space left on the host"
+                       : errors[i].error == VIR_DOMAIN_DISK_ERROR_UNSPEC ? "I/O error on the host"
+                                                                         : "no error";
+    if (!out.empty()) out += "; ";
+    out += StrCat(errors[i].disk != nullptr ? errors[i].disk : "?", ": ", what);
+    free(errors[i].disk);
+  }
+  return out;
+}
+
 bool IsActive(VmPhase p) { return p == VmPhase::kRunning || p == VmPhase::kPaused; }
 
 // Forces a domain off; a domain that is not running is fine.
@@ -181,6 +200,7 @@ absl::StatusOr<VmStatus> LibvirtHypervisor::Status(std::string_view name) {
   RETURN_IF_ERROR(dom.status());
   absl::StatusOr<VmStatus> st = StateOf(dom->get(), name);
   if (absl::IsNotFound(st.status())) return VmStatus{VmPhase::kMissing, 0, ""};  // removed meanwhile
+  if (st.ok() && st->reason == kIoErrorReason) st->message = DiskErrors(dom->get());
   return st;
 }
 
@@ -212,7 +232,7 @@ absl::StatusOr<std::vector<VmListing>> LibvirtHypervisor::List() {
     absl::StatusOr<VmStatus> st = StateOf(dom.get(), name);
     if (absl::IsNotFound(st.status())) continue;
     RETURN_IF_ERROR(st.status());
-    out.push_back(VmListing{name, m->pod_id, m->container_id, st->phase});
+    out.push_back(VmListing{name, m->pod_id, m->container_id, st->phase, st->reason});
   }
   return out;
 }

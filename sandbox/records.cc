@@ -383,6 +383,7 @@ std::string ContainerRecord::ToJson() const {
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
       {"seed_path", seed_path},
+      {"io_error_since", io_error_since},
   };
   return Dump(j);
 }
@@ -444,6 +445,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     r.mounts.push_back(std::move(spec));
   });
   top.Str("seed_path", &r.seed_path);
+  top.Int("io_error_since", &r.io_error_since);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

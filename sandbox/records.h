@@ -196,6 +196,10 @@ struct ContainerRecord {
   std::vector<MountSpec> mounts;
   // cloud-init NoCloud seed (raw VFAT image) given to the VM read-only.
   std::string seed_path;
+  // While RUNNING: when QEMU paused the VM on a host I/O error (a full
+  // disk), ns since the Unix epoch; 0 while it runs. Bounds how long the
+  // pause is retried before the container is failed.
+  int64_t io_error_since = 0;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

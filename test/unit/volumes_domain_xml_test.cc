@@ -38,7 +38,9 @@ TEST(VolumesDomainXml, BlockDeviceDiskHasCacheIoSerialAndReadonly) {
   absl::StatusOr<std::string> xml = BuildDomainXml(s);
   ASSERT_TRUE(xml.ok()) << xml.status();
   EXPECT_THAT(*xml, HasSubstr("<disk type='block' device='disk'>"));
-  EXPECT_THAT(*xml, HasSubstr("<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>"));
+  EXPECT_THAT(
+      *xml,
+      HasSubstr("<driver name='qemu' type='raw' cache='none' io='native' discard='unmap' error_policy='enospace'/>"));
   EXPECT_THAT(*xml, HasSubstr("<source dev='/dev/loop3'/>"));
   EXPECT_THAT(*xml, HasSubstr("<serial>xvdb</serial>"));
   EXPECT_THAT(*xml, HasSubstr("<readonly/>"));
