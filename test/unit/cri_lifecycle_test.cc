@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -283,6 +284,97 @@ TEST_F(CriLifecycleTest, RecoveryKeepsTheRunningVmOfAnUnreadableRecord) {
     ASSERT_TRUE(RemovePod(pod).ok());
     EXPECT_FALSE(hv_.Has(domain));
   }
+}
+
+// QEMU pauses a VM whose disk write found the host file system full: the
+// container is RUNNING with reason PausedIOError and the failed disk, every
+// sweep tries a resume, and once one sticks the reason is gone.
+TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorIsReportedAndResumedBySweeps) {
+  std::string pod;
+  const std::string ctr = RunningPodVm("web", &pod);
+  const std::string domain = "kvcri-" + ctr;
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = true;
+  }
+  hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_RUNNING);
+  EXPECT_EQ(st.reason(), "PausedIOError");
+  EXPECT_THAT(st.message(), HasSubstr("vda: no space left on the host"));
+  // The pause survives a restart (the record says since when).
+  Restart();
+  EXPECT_EQ(Status(ctr).reason(), "PausedIOError");
+
+  // Still full: the sweep's resume does not stick.
+  manual_clock_.Advance(absl::Seconds(10));
+  pods_->Sweep();
+  EXPECT_EQ(hv_.PhaseOf(domain), runtime::VmPhase::kPaused);
+  EXPECT_EQ(Status(ctr).reason(), "PausedIOError");
+  std::vector<std::string> calls = hv_.Calls();
+  EXPECT_GE(std::count(calls.begin(), calls.end(), "Resume " + domain), 2) << "start, then the sweep";
+
+  // Space is back: the next sweep resumes it for good.
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = false;
+  }
+  manual_clock_.Advance(absl::Seconds(10));
+  pods_->Sweep();
+  EXPECT_EQ(hv_.PhaseOf(domain), runtime::VmPhase::kRunning);
+  st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_RUNNING);
+  EXPECT_EQ(st.reason(), "");
+  EXPECT_EQ(st.message(), "");
+}
+
+// A pause that outlasts vm.io_error_timeout_seconds ends the container
+// clearly: forced off, EXITED with reason IOError, not frozen forever.
+TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorPastTheBoundIsStoppedAndExited) {
+  config_.vm.io_error_timeout_seconds = 60;
+  std::string pod;
+  const std::string ctr = RunningPodVm("web", &pod);
+  const std::string domain = "kvcri-" + ctr;
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = true;
+  }
+  hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  pods_->Sweep();
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+  manual_clock_.Advance(absl::Seconds(59));
+  pods_->Sweep();
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+  manual_clock_.Advance(absl::Seconds(2));
+  pods_->Sweep();
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.reason(), "IOError");
+  EXPECT_NE(st.exit_code(), 0);
+  EXPECT_THAT(st.message(), HasSubstr("vda: no space left on the host"));
+  EXPECT_NE(hv_.PhaseOf(domain), runtime::VmPhase::kPaused);
+}
+
+// The overlay of a disk VM grows at most to its image disk's virtual size:
+// an image declaring more than vm.max_disk_mib is refused before anything
+// is created.
+TEST_F(CriLifecycleTest, ADiskImageLargerThanTheBoundIsRefusedAtCreateContainer) {
+  runtime::image::ImageInfo disk;
+  disk.id = "sha256:" + std::string(64, '3');
+  disk.repo_tags = {"example.com/huge:1"};
+  disk.boot.kind = runtime::image::BootKind::kDisk;
+  disk.boot.disk = dir_ / "images" / "huge.qcow2";
+  disk.boot.disk_format = runtime::image::DiskFormat::kQcow2;
+  disk.boot.disk_virtual_size = (uint64_t{1} << 40);  // 1 TiB declared by the registry
+  images_.Add("example.com/huge:1", disk);
+  config_.vm.max_disk_mib = 1024;
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  grpc::Status s = CreateVm(pod, "example.com/huge:1", &ctr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("vm.max_disk_mib"));
+  EXPECT_TRUE(store_->ListContainers().empty());
+  EXPECT_TRUE(fs::is_empty(config_.root / "containers"));
 }
 
 TEST_F(CriLifecycleTest, RecoveryReportsVmThatDiedWhileDownAsExited) {
