@@ -191,7 +191,8 @@ TEST_F(CniRunnerTest, AddPassesCniEnvironmentAndPluginConfig) {
 TEST_F(CniRunnerTest, ArgsThatWouldInjectIntoCniArgsAreRefusedBeforeAnyPluginRuns) {
   WriteChain({"fake-a"});
   ExecCniRunner runner(Options());
-  for (std::string bad : {"web;IP=10.0.0.99", "web=x", std::string("web\nIP=1"), std::string("w\0b", 3)}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"web;IP=10.0.0.99", "web=x", "web\nIP=1", std::string("w\0b", 3)}) {
     AttachSpec spec = Spec();
     spec.pod_name = bad;
     absl::StatusOr<CniResult> r = runner.Add(spec);

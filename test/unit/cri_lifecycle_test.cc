@@ -117,7 +117,7 @@ TEST_F(CriLifecycleTest, MetadataOutsideKubernetesRulesIsRefusedAtTheFirstCallNa
   // Container names are DNS labels; control characters in the log path fail
   // at CreateContainer, before anything exists.
   std::string ctr;
-  for (std::string name : {"VM", "vm_1", "vm.1", "vm;IP=1", std::string(64, 'v')}) {
+  for (const std::string& name : std::vector<std::string>{"VM", "vm_1", "vm.1", "vm;IP=1", std::string(64, 'v')}) {
     grpc::Status c = CreateVm(ok_resp.pod_sandbox_id(), "example.com/vm:1", &ctr, name);
     EXPECT_EQ(c.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
     EXPECT_THAT(c.error_message(), HasSubstr("config.metadata.name")) << c.error_message();
