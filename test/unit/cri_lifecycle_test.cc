@@ -269,7 +269,9 @@ TEST_F(CriLifecycleTest, RecoveryKeepsTheRunningVmOfAnUnreadableRecord) {
     sreq.set_pod_sandbox_id(pod);
     pb::PodSandboxStatusResponse sresp;
     ASSERT_TRUE(service_->PodSandboxStatus(nullptr, &sreq, &sresp).ok());
-    if (std::string(which) != "container") EXPECT_EQ(sresp.status().state(), pb::SANDBOX_NOTREADY);
+    if (std::string(which) != "container") {
+      EXPECT_EQ(sresp.status().state(), pb::SANDBOX_NOTREADY);
+    }
     pb::ContainerStatus cs = Status(ctr);
     if (std::string(which) != "sandbox") {
       EXPECT_EQ(cs.state(), pb::CONTAINER_UNKNOWN);
