@@ -322,6 +322,18 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
     r.exit_code = exit_code;
     r.reason = reason;
     if (vm.phase == runtime::VmPhase::kMissing) r.message = StrCat("libvirt domain \"", c.domain_name, "\" is gone");
+    if (r.io_error_since != 0) {
+      // It ended while QEMU had it paused on a host I/O error (forced off by
+      // RetryIoErrorPause after the bound, or stopped meanwhile): that is why.
+      r.exit_code = 1;
+      r.reason = std::string(kIoErrorExitReason);
+      r.message = StrCat("the VM was stopped after ",
+                         absl::ToInt64Seconds(deps_.clock->Now() - absl::FromUnixNanos(r.io_error_since)),
+                         " s paused on a host I/O error; ", r.message);
+      r.io_error_since = 0;
+    }
+    exit_code = r.exit_code;
+    reason = r.reason;
     return absl::OkStatus();
   }));
   if (changed) {
@@ -386,33 +398,17 @@ void PodLifecycle::RetryIoErrorPause(const sandbox::ContainerRecord& c) {
     return;
   }
   // Failed clearly rather than frozen forever: kubelet sees an exit with the
-  // reason and restarts the container by its restart policy.
-  const std::string message =
-      StrCat("stopped after ", absl::ToInt64Seconds(paused_for), " s paused by a host I/O error: ", now->message);
+  // reason (Refresh, from the stop event or below) and restarts the
+  // container by its restart policy.
   base::LogError("VM still paused by a host I/O error; stopping it",
                  {{"id", c.id}, {"domain", now->domain_name}, {"paused_s", StrCat(absl::ToInt64Seconds(paused_for))}});
   if (absl::Status s = deps_.hypervisor->Destroy(now->domain_name); !s.ok()) {
     base::LogWarn("destroy after I/O error", {{"id", c.id}, {"error", std::string(s.message())}});
     return;  // the next sweep tries again
   }
-  bool changed = false;
-  absl::Status s = deps_.store
-                       ->UpdateContainer(c.id,
-                                         [&](sandbox::ContainerRecord& r) {
-                                           if (r.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
-                                           changed = true;
-                                           r.state = sandbox::ContainerState::kExited;
-                                           r.finished_at = absl::ToUnixNanos(deps_.clock->Now());
-                                           r.exit_code = 1;
-                                           r.reason = std::string(kIoErrorExitReason);
-                                           r.message = message;
-                                           r.io_error_since = 0;
-                                           return absl::OkStatus();
-                                         })
-                       .status();
-  base::LogIfError(s, "record the I/O error exit");
-  if (changed) base::LogIfError(deps_.console->Remove(c.id), "console log flush");
-  NotifyExit(c.id);
+  absl::StatusOr<sandbox::ContainerRecord> exited = Refresh(*now);
+  if (!exited.ok())
+    base::LogWarn("refresh after destroy", {{"id", c.id}, {"error", std::string(exited.status().message())}});
 }
 
 absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration grace) {
