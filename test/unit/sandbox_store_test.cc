@@ -507,9 +507,9 @@ TEST(SandboxStoreDurability, NewRecordDirectoriesAreFsyncedInTheirParent) {
   std::ifstream in(trace);
   std::vector<std::string> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(l);
-  const std::regex mkdir_re(R"re(^mkdir(?:at)?\((?:AT_FDCWD, )?"([^"]+)".*\) = 0$)re");
-  const std::regex open_re(R"re(^open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", [^)]*O_DIRECTORY[^)]*\) = (\d+)$)re");
-  const std::regex fsync_re(R"re(^fsync\((\d+)\) = 0$)re");
+  const std::regex mkdir_re(R"re(^mkdir(?:at)?\((?:AT_FDCWD, )?"([^"]+)".*\)\s*= 0$)re");
+  const std::regex open_re(R"re(^open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", [^)]*O_DIRECTORY[^)]*\)\s*= (\d+)$)re");
+  const std::regex fsync_re(R"re(^fsync\((\d+)\)\s*= 0$)re");
   std::vector<std::string> created;
   for (size_t i = 0; i < lines.size(); ++i) {
     std::smatch m;
