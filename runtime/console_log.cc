@@ -150,6 +150,11 @@ absl::StatusOr<base::UniqueFd> OpenCriLog(const std::filesystem::path& log_dir, 
   // kubelet made the Pod's log directory; below it nothing is followed, so a
   // symlink planted there cannot point our root-owned appends elsewhere.
   base::UniqueFd dir(::open(log_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid() && errno == ENOENT) {
+    // kubelet makes it; crictl does not (containerd makes it then, so do we).
+    if (absl::Status s = base::MakeDirs(log_dir, 0755); !s.ok()) return s;
+    dir.Reset(::open(log_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
   if (!dir.valid()) return absl::ErrnoToStatus(errno, StrCat("open \"", log_dir.string(), "\""));
   std::filesystem::path at = log_dir;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {

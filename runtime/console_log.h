@@ -100,7 +100,7 @@ std::filesystem::path ConsoleOffsetPath(const std::filesystem::path& console);
 
 // Opens (creating) the CRI log `rel` below the Pod's log directory `log_dir`
 // for appending, without following symlinks: `log_dir` is kubelet's and
-// trusted; every component of `rel` is opened with O_NOFOLLOW (missing
+// trusted (created if missing); every component of `rel` is opened with O_NOFOLLOW (missing
 // directories are created 0755), and `rel` must be relative without "..".
 // The file must be a regular file (or a FIFO); InvalidArgument/
 // FailedPrecondition naming the path otherwise.
