@@ -294,6 +294,12 @@ absl::Status ConsoleLogCopier::Drop(std::string_view id, Entry& e, uint64_t to, 
   const uint64_t n = to - e.offset;
   e.splitter.Reset();
   e.offset = to;
+  // A cut right after a newline is a line start already.
+  char before = '\n';
+  e.resync_left = e.in.valid() && to > 0 && ::pread(e.in.get(), &before, 1, static_cast<off_t>(to - 1)) == 1 &&
+                          before != '\n'
+                      ? options_.max_line_bytes
+                      : 0;
   e.dropped += n;
   e.dropped_unlogged += n;
   dropped_bytes_.fetch_add(n, std::memory_order_relaxed);
@@ -384,6 +390,7 @@ absl::Status ConsoleLogCopier::Copy(std::string_view id, Entry& e, bool final) {
     base::LogWarn("console file shrank; copying from the start", {{"id", std::string(id)}});
     e.offset = 0;
     e.punched = 0;
+    e.resync_left = 0;
     e.splitter.Reset();
   }
   const absl::Time now = clock_->Now();
@@ -429,6 +436,17 @@ absl::Status ConsoleLogCopier::Copy(std::string_view id, Entry& e, bool final) {
     if (n == 0) break;
     read += static_cast<uint64_t>(n);
     std::string_view data(buf.data(), static_cast<size_t>(n));
+    if (e.resync_left > 0 && out.empty() && e.splitter.held() == 0) {
+      // The tail of the line a drop cut: dropped as well, up to its newline.
+      size_t nl = data.substr(0, static_cast<size_t>(std::min<uint64_t>(e.resync_left, data.size()))).find('\n');
+      size_t skip = nl == std::string_view::npos ? std::min<uint64_t>(e.resync_left, data.size()) : nl + 1;
+      e.resync_left = nl == std::string_view::npos ? e.resync_left - skip : 0;
+      data.remove_prefix(skip);
+      pos += skip;
+      e.offset = commit = pos;
+      e.dropped += skip;
+      dropped_bytes_.fetch_add(skip, std::memory_order_relaxed);
+    }
     while (!data.empty()) {
       if (written + out.size() >= write_budget) {
         budget_left = false;  // the rest of this chunk is read again next pass

@@ -174,6 +174,9 @@ class ConsoleLogCopier {
     // The unfinished line: console bytes [offset, offset + held()).
     ConsoleLineSplitter splitter ABSL_GUARDED_BY(mu);
     absl::Time held_since ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    // After a drop: the rest of the line cut there is dropped too (at most
+    // max_line_bytes of it), so the CRI log resumes at a line start.
+    uint64_t resync_left ABSL_GUARDED_BY(mu) = 0;
     uint64_t dropped ABSL_GUARDED_BY(mu) = 0;
     uint64_t dropped_unlogged ABSL_GUARDED_BY(mu) = 0;
     absl::Time drop_logged_at ABSL_GUARDED_BY(mu) = absl::InfinitePast();
