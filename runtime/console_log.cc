@@ -132,8 +132,8 @@ std::filesystem::path ConsoleOffsetPath(const std::filesystem::path& console) {
 absl::StatusOr<base::UniqueFd> OpenCriLog(const std::filesystem::path& log_dir, const std::filesystem::path& rel) {
   const std::filesystem::path full = log_dir / rel;
   if (log_dir.empty() || rel.empty() || rel.is_absolute()) {
-    return absl::InvalidArgumentError(
-        StrCat("CRI log path \"", rel.string(), "\" must be relative to the Pod's log directory \"", log_dir.string(), "\""));
+    return absl::InvalidArgumentError(StrCat(
+        "CRI log path \"", rel.string(), "\" must be relative to the Pod's log directory \"", log_dir.string(), "\""));
   }
   std::vector<std::string> parts;
   for (const std::filesystem::path& p : rel) {
@@ -296,10 +296,10 @@ absl::Status ConsoleLogCopier::Drop(std::string_view id, Entry& e, uint64_t to, 
   e.offset = to;
   // A cut right after a newline is a line start already.
   char before = '\n';
-  e.resync_left = e.in.valid() && to > 0 && ::pread(e.in.get(), &before, 1, static_cast<off_t>(to - 1)) == 1 &&
-                          before != '\n'
-                      ? options_.max_line_bytes
-                      : 0;
+  e.resync_left =
+      e.in.valid() && to > 0 && ::pread(e.in.get(), &before, 1, static_cast<off_t>(to - 1)) == 1 && before != '\n'
+          ? options_.max_line_bytes
+          : 0;
   e.dropped += n;
   e.dropped_unlogged += n;
   dropped_bytes_.fetch_add(n, std::memory_order_relaxed);
@@ -530,9 +530,9 @@ absl::Status ConsoleLogCopier::Add(std::string_view id, const ConsoleTarget& tar
     auto [it, inserted] = entries_.try_emplace(std::string(id), e);
     if (!inserted) return same_or_taken(*it->second);  // a concurrent Add won
   }
-  base::LogInfo("console log copy started", {{"id", std::string(id)},
-                                             {"log", (target.log_dir / target.log_rel).string()},
-                                             {"offset", StrCat(offset)}});
+  base::LogInfo(
+      "console log copy started",
+      {{"id", std::string(id)}, {"log", (target.log_dir / target.log_rel).string()}, {"offset", StrCat(offset)}});
   return absl::OkStatus();
 }
 

@@ -72,7 +72,8 @@ absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> LibvirtHypervisor::Open(const
 LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options)
     : options_(std::move(options)),
       conn_(std::move(conn)),
-      log_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path() : EmbedRootOf(options_.uri) / "log" / "qemu") {}
+      log_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
+                                                 : EmbedRootOf(options_.uri) / "log" / "qemu") {}
 
 std::filesystem::path LibvirtHypervisor::DomainLogPath(std::string_view name) const {
   if (log_dir_.empty() || name.empty() || name.find('/') != std::string_view::npos || name[0] == '.') return {};

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -136,16 +137,19 @@ TEST(ConsoleBounds, TwoGibBacklogFromWhileDownIsBoundedInMemoryTimeAndDisk) {
   while (Clock::now() < copy_deadline && !settled) {
     peak_kib = std::max(peak_kib, StatusKib(d.pid(), "VmHWM"));
     disk_after = DiskBytes(console);
-    settled = disk_after <= 2 * kMaxBacklog &&
-              CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT") > beats_before + 2;
+    settled = disk_after <= 2 * kMaxBacklog && CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT") > beats_before + 2;
     if (!settled) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   peak_kib = std::max(peak_kib, StatusKib(d.pid(), "VmHWM"));
-  EXPECT_TRUE(settled) << "console disk use " << disk_after << " bytes; heartbeats before " << beats_before
-                       << ", now " << CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT") << "\n"
+  EXPECT_TRUE(settled) << "console disk use " << disk_after << " bytes; heartbeats before " << beats_before << ", now "
+                       << CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT") << "\n"
                        << d.DaemonLog();
   EXPECT_LE(peak_kib, idle_kib + 64 * 1024) << "idle RSS " << idle_kib << " KiB, peak " << peak_kib << " KiB";
   EXPECT_LE(DiskBytes(console), 2 * kMaxBacklog);
+
+  std::cout << "console_bounds: serve_ms=" << serve_ms << " idle_rss_kib=" << idle_kib << " peak_rss_kib=" << peak_kib
+            << " console_disk_bytes=" << DiskBytes(console) << " console_size=" << std::filesystem::file_size(console)
+            << std::endl;
 
   // The CRI log says what was dropped, and stays well-formed.
   std::string marker = "bytes of console output dropped";

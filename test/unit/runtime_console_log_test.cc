@@ -16,8 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <future>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -215,8 +215,8 @@ TEST(ConsoleLineSplitter, ChunkedInputGivesTheSameLinesAsOneFeed) {
   };
   const std::string whole = run(input.size(), 1 << 30);
   EXPECT_EQ(run(1, 1 << 30), whole);
-  EXPECT_EQ(run(7, 100), whole);   // output limit: more Feed calls, same lines
-  EXPECT_EQ(run(300, 1), whole);   // one line per Feed
+  EXPECT_EQ(run(7, 100), whole);  // output limit: more Feed calls, same lines
+  EXPECT_EQ(run(300, 1), whole);  // one line per Feed
   std::istringstream in(whole);
   for (std::string line; std::getline(in, line);) ASSERT_TRUE(WellFormed(line)) << line;
 }
@@ -256,7 +256,8 @@ TEST_F(ConsoleLogTest, HugeBacklogIsDroppedCountedAndPunchedWithinOnePassBudget)
     base::UniqueFd fd(::open(console_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd.valid());
     std::string chunk(1 << 20, '\n');
-    for (uint64_t i = 0; i < total; i += chunk.size()) ASSERT_EQ(::write(fd.get(), chunk.data(), chunk.size()), 1 << 20);
+    for (uint64_t i = 0; i < total; i += chunk.size())
+      ASSERT_EQ(::write(fd.get(), chunk.data(), chunk.size()), 1 << 20);
   }
   ConsoleLogCopier c(o);
   ASSERT_TRUE(c.Add("c1", console_, log_).ok());
