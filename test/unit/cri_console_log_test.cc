@@ -41,5 +41,24 @@ TEST_F(CriConsoleLogTest, StartContainerCreatesTheLogWithoutFollowingAndCopiesTh
   EXPECT_FALSE(fs::is_symlink(dir_ / "logs" / "web" / "vm.log"));
 }
 
+// QEMU logs left by versions that kept them: removed at start-up when no
+// record and no domain has them; a running container's log stays.
+TEST_F(CriConsoleLogTest, RecoveryRemovesQemuLogsOfContainersWithoutARecord) {
+  hv_.log_dir = dir_ / "qemu-logs";
+  fs::create_directories(hv_.log_dir);
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  const fs::path live = hv_.DomainLogPath("kvcri-" + ctr);
+  const fs::path orphan = hv_.DomainLogPath("kvcri-" + std::string(64, 'e'));
+  const fs::path other = hv_.log_dir / "someone-else.log";
+  for (const fs::path& p : {live, orphan, other}) std::ofstream(p) << "qemu says\n";
+  Restart();
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_TRUE(fs::exists(other));
+}
+
 }  // namespace
 }  // namespace kvcri::cri
