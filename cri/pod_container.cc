@@ -115,9 +115,13 @@ std::filesystem::path PodLifecycle::ContainerDir(std::string_view container_id) 
 }
 
 void PodLifecycle::RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
-  std::string log_path = LogPathOf(c, sb);
-  if (log_path.empty()) return;  // no CRI log requested
-  base::LogIfError(deps_.console->Add(c.id, c.console_path, log_path), "console log copy not started");
+  if (LogPathOf(c, sb).empty()) return;  // no CRI log requested
+  runtime::ConsoleTarget target;
+  target.console = c.console_path;
+  target.log_dir = sb.log_directory;
+  target.log_rel = c.log_path;
+  target.qemu_log = deps_.hypervisor->DomainLogPath(c.domain_name);
+  base::LogIfError(deps_.console->Add(c.id, target), "console log copy not started");
 }
 
 absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& draft) {
@@ -254,8 +258,11 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   if (deps_.accelerator == config::Accelerator::kAuto) {
     return absl::FailedPreconditionError(StrCat("no usable accelerator: ", deps_.accelerator_reason));
   }
-  std::string log_path = LogPathOf(c, sb);
-  if (!log_path.empty()) RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(log_path).parent_path(), 0755));
+  if (!LogPathOf(c, sb).empty()) {
+    // Creates the log's directories below the Pod's log directory without
+    // following a symlink planted there; fails the start rather than the copy.
+    RETURN_IF_ERROR(runtime::OpenCriLog(sb.log_directory, c.log_path).status());
+  }
 
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptions{}, &spec));  // devices, mounts

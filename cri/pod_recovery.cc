@@ -311,6 +311,23 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
     ++fixed;
   }
 
+  // 6. libvirt's per-domain QEMU logs of containers without a record (left
+  //    by versions that did not remove them with the domain).
+  if (std::filesystem::path probe = deps_.hypervisor->DomainLogPath("kvcri-probe"); !probe.empty()) {
+    for (const auto& e : std::filesystem::directory_iterator(probe.parent_path(), ec)) {
+      std::string name = e.path().filename();
+      if (name.rfind("kvcri-", 0) != 0 || name.size() <= 10 || name.substr(name.size() - 4) != ".log") continue;
+      std::string id = name.substr(6, name.size() - 10);
+      if (deps_.store->GetContainer(id).ok()) continue;
+      // A domain still defined (its record unreadable) keeps its log.
+      absl::StatusOr<runtime::VmStatus> vm = deps_.hypervisor->Status(name.substr(0, name.size() - 4));
+      if (!vm.ok() || vm->phase != runtime::VmPhase::kMissing) continue;
+      base::LogInfo("recovery: removing orphan QEMU log", {{"path", e.path().string()}});
+      base::LogIfError(base::RemoveFile(e.path()), "recovery: orphan QEMU log");
+      ++fixed;
+    }
+  }
+
   base::LogInfo("recovery done", {{"sandboxes", StrCat(deps_.store->SandboxCount())},
                                   {"running_vms", StrCat(running)},
                                   {"corrupt_records", StrCat(report.corrupt.size())},

@@ -138,8 +138,14 @@ class Hypervisor {
   virtual absl::Status PowerButton(std::string_view name) = 0;
   // Forces the VM off. OK when it is off or missing.
   virtual absl::Status Destroy(std::string_view name) = 0;
-  // Forces the VM off and deletes its definition. OK when missing.
+  // Forces the VM off and deletes its definition and its QEMU log
+  // (DomainLogPath). OK when missing.
   virtual absl::Status Remove(std::string_view name) = 0;
+  // The file the driver writes the domain's QEMU stdout/stderr to (libvirt's
+  // <root>/log/qemu/<name>.log for the embedded driver; all in one
+  // directory); empty when the driver keeps no such file. Not virtual-pure:
+  // fakes keep none.
+  virtual std::filesystem::path DomainLogPath(std::string_view /*name*/) const { return {}; }
   // Phase kMissing when there is no such domain.
   virtual absl::StatusOr<VmStatus> Status(std::string_view name) = 0;
   // Every domain we created (those carrying our metadata), any phase.

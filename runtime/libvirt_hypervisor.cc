@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "absl/time/clock.h"
+#include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/netns_exec.h"
 #include "config/base/rollback.h"
@@ -88,7 +89,15 @@ absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> LibvirtHypervisor::Open(const
 }
 
 LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options)
-    : options_(std::move(options)), conn_(std::move(conn)) {}
+    : options_(std::move(options)),
+      conn_(std::move(conn)),
+      log_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
+                                                 : EmbedRootOf(options_.uri) / "log" / "qemu") {}
+
+std::filesystem::path LibvirtHypervisor::DomainLogPath(std::string_view name) const {
+  if (log_dir_.empty() || name.empty() || name.find('/') != std::string_view::npos || name[0] == '.') return {};
+  return log_dir_ / StrCat(name, ".log");
+}
 
 LibvirtHypervisor::~LibvirtHypervisor() {
   int id;
@@ -186,11 +195,15 @@ absl::Status LibvirtHypervisor::Destroy(std::string_view name) {
 
 absl::Status LibvirtHypervisor::Remove(std::string_view name) {
   absl::StatusOr<DomainPtr> dom = Lookup(conn_->get(), name);
-  if (absl::IsNotFound(dom.status())) return absl::OkStatus();
-  RETURN_IF_ERROR(dom.status());
-  RETURN_IF_ERROR(DestroyDomain(dom->get(), name));
-  RETURN_IF_ERROR(UndefineDomain(dom->get(), name));
-  base::LogInfo("domain removed", {{"domain", std::string(name)}});
+  if (!absl::IsNotFound(dom.status())) {
+    RETURN_IF_ERROR(dom.status());
+    RETURN_IF_ERROR(DestroyDomain(dom->get(), name));
+    RETURN_IF_ERROR(UndefineDomain(dom->get(), name));
+    base::LogInfo("domain removed", {{"domain", std::string(name)}});
+  }
+  // libvirt keeps the QEMU log after undefine: one file per VM ever run.
+  // Also when the domain is gone already, so a retried Remove finishes it.
+  if (std::filesystem::path log = DomainLogPath(name); !log.empty()) RETURN_IF_ERROR(base::RemoveFile(log));
   return absl::OkStatus();
 }
 

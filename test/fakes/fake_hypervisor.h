@@ -105,6 +105,11 @@ class FakeHypervisor : public runtime::Hypervisor {
     subscriber = std::move(on_event);
     return absl::OkStatus();
   }
+  // <log_dir>/<name>.log when a test sets log_dir (set before use; not locked).
+  std::filesystem::path DomainLogPath(std::string_view name) const override {
+    return log_dir.empty() ? std::filesystem::path() : log_dir / (std::string(name) + ".log");
+  }
+  std::filesystem::path log_dir;
 
   // Test controls.
   // The guest changes state on its own (powers off, crashes): fires an event.
