@@ -101,7 +101,7 @@ absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter() {
   a.LoadByte(14 + 9);
   a.JumpIfEqual(IPPROTO_UDP, kNext, drop);
   a.LoadHalf(14 + 6);
-  a.JumpIfAnySet(0x1fff, drop, kNext);  // a later fragment has no UDP header
+  a.JumpIfAnySet(0x1fff, drop, kNext);    // a later fragment has no UDP header
   a.Stmt(BPF_LDX | BPF_B | BPF_MSH, 14);  // X = IPv4 header length, options included
   a.LoadHalfX(14 + 2);
   a.JumpIfEqual(dhcp::kServerPort, accept, drop);
@@ -253,9 +253,9 @@ void DhcpServer::Serve(uint64_t key) {
                                    {"ip", dhcp::FormatIp4(g.responder.ip())},
                                    {"suppressed", std::to_string(suppressed)}});
     } else {
-      base::LogDebug("dhcp reply", {{"pod", g.pod_id},
-                                    {"type", std::string(TypeName(reply->type))},
-                                    {"ip", dhcp::FormatIp4(g.responder.ip())}});
+      base::LogDebug(
+          "dhcp reply",
+          {{"pod", g.pod_id}, {"type", std::string(TypeName(reply->type))}, {"ip", dhcp::FormatIp4(g.responder.ip())}});
     }
   }
 }

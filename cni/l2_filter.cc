@@ -16,9 +16,9 @@ using Label = Assembler::Label;
 constexpr Label kNext = Assembler::kNext;
 
 constexpr uint32_t kEthType = 12;
-constexpr uint32_t kL3 = 14;                   // Ethernet header length
-constexpr uint32_t kIp4Proto = kL3 + 9;        // IPv4 protocol byte
-constexpr uint32_t kIp4FragWord = kL3 + 6;     // flags + fragment offset
+constexpr uint32_t kL3 = 14;                // Ethernet header length
+constexpr uint32_t kIp4Proto = kL3 + 9;     // IPv4 protocol byte
+constexpr uint32_t kIp4FragWord = kL3 + 6;  // flags + fragment offset
 constexpr uint32_t kIp4Src = kL3 + 12;
 constexpr uint32_t kIp6NextHeader = kL3 + 6;
 constexpr uint32_t kIp6Src = kL3 + 8;

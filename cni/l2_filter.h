@@ -51,8 +51,8 @@ using Ip6 = std::array<uint8_t, 16>;
 struct GuestAddresses {
   dhcp::Mac mac{};
   std::vector<dhcp::Ip4> ipv4;
-  std::vector<Ip6> ipv6;           // global addresses
-  std::optional<Ip6> router6;      // link-local gateway whose RAs pass
+  std::vector<Ip6> ipv6;       // global addresses
+  std::optional<Ip6> router6;  // link-local gateway whose RAs pass
   bool operator==(const GuestAddresses&) const = default;
 };
 

@@ -19,7 +19,7 @@
 namespace kvcri::testing {
 
 struct CbpfPacket {
-  std::string_view bytes;        // from the Ethernet header
+  std::string_view bytes;          // from the Ethernet header
   uint32_t pkttype = PACKET_HOST;  // skb->pkt_type
   bool vlan_tag_present = false;   // a tag taken off into the skb's metadata
 };
@@ -106,9 +106,15 @@ inline uint32_t RunCbpf(std::span<const sock_filter> prog, const CbpfPacket& pkt
       case BPF_ALU: {
         const uint32_t v = BPF_SRC(f.code) == BPF_X ? x : k;
         switch (BPF_OP(f.code)) {
-          case BPF_ADD: a += v; break;
-          case BPF_SUB: a -= v; break;
-          case BPF_MUL: a *= v; break;
+          case BPF_ADD:
+            a += v;
+            break;
+          case BPF_SUB:
+            a -= v;
+            break;
+          case BPF_MUL:
+            a *= v;
+            break;
           case BPF_DIV:
             if (v == 0) return 0;
             a /= v;
@@ -117,12 +123,24 @@ inline uint32_t RunCbpf(std::span<const sock_filter> prog, const CbpfPacket& pkt
             if (v == 0) return 0;
             a %= v;
             break;
-          case BPF_OR: a |= v; break;
-          case BPF_AND: a &= v; break;
-          case BPF_XOR: a ^= v; break;
-          case BPF_LSH: a = v >= 32 ? 0 : a << v; break;
-          case BPF_RSH: a = v >= 32 ? 0 : a >> v; break;
-          case BPF_NEG: a = -a; break;
+          case BPF_OR:
+            a |= v;
+            break;
+          case BPF_AND:
+            a &= v;
+            break;
+          case BPF_XOR:
+            a ^= v;
+            break;
+          case BPF_LSH:
+            a = v >= 32 ? 0 : a << v;
+            break;
+          case BPF_RSH:
+            a = v >= 32 ? 0 : a >> v;
+            break;
+          case BPF_NEG:
+            a = -a;
+            break;
           default:
             ADD_FAILURE() << "cbpf: alu op " << f.code;
             return 0;
@@ -137,10 +155,18 @@ inline uint32_t RunCbpf(std::span<const sock_filter> prog, const CbpfPacket& pkt
         const uint32_t v = BPF_SRC(f.code) == BPF_X ? x : k;
         bool taken = false;
         switch (BPF_OP(f.code)) {
-          case BPF_JEQ: taken = a == v; break;
-          case BPF_JGT: taken = a > v; break;
-          case BPF_JGE: taken = a >= v; break;
-          case BPF_JSET: taken = (a & v) != 0; break;
+          case BPF_JEQ:
+            taken = a == v;
+            break;
+          case BPF_JGT:
+            taken = a > v;
+            break;
+          case BPF_JGE:
+            taken = a >= v;
+            break;
+          case BPF_JSET:
+            taken = (a & v) != 0;
+            break;
           default:
             ADD_FAILURE() << "cbpf: jmp op " << f.code;
             return 0;

@@ -199,8 +199,8 @@ TEST_P(L2FilterTest, GuestReachesThePodNetworkOnlyAsItself) {
   base::UniqueFd tap = OpenTap();
   ASSERT_TRUE(peer.valid() && tap.valid());
   Send(tap.get(), FromGuest4(kPodIp, 5000, 5001, "tag-good-udp"));
-  Send(tap.get(), fr::Ethernet(fr::kBroadcast, guest_mac_, ETH_P_ARP, fr::Arp(1, guest_mac_, kPodIp, {}, kPeerIp) +
-                                                                             "tag-good-arp"));
+  Send(tap.get(), fr::Ethernet(fr::kBroadcast, guest_mac_, ETH_P_ARP,
+                               fr::Arp(1, guest_mac_, kPodIp, {}, kPeerIp) + "tag-good-arp"));
   Send(tap.get(), FromGuest4(kOtherIp, 5000, 5001, "tag-spoofed-ip"));
   Send(tap.get(), FromGuest4(kPodIp, 5000, 5001, "tag-spoofed-mac", &kOtherMac));
   Send(tap.get(), fr::Ethernet(fr::kBroadcast, guest_mac_, ETH_P_ARP,
@@ -214,15 +214,15 @@ TEST_P(L2FilterTest, GuestReachesThePodNetworkOnlyAsItself) {
   Send(tap.get(), FromGuest6(kGuestLinkLocal, 0, fr::Ext6(58, Ra("tag-ra-hbh"))));
   Send(tap.get(), FromGuest6(kPodIp6, IPPROTO_UDP, fr::Udp(5000, 5001, "tag-v6-good")));
 
-  std::set<std::string> seen = TagsSeen(
-      Drain(peer.get(), std::chrono::milliseconds(1500)),
-      {"tag-good-udp", "tag-good-arp", "tag-spoofed-ip", "tag-spoofed-mac", "tag-spoofed-arp", "tag-dhcp-server",
-       "tag-dhcp-client-ihl6", "tag-ra", "tag-v6-good"});
+  std::set<std::string> seen =
+      TagsSeen(Drain(peer.get(), std::chrono::milliseconds(1500)),
+               {"tag-good-udp", "tag-good-arp", "tag-spoofed-ip", "tag-spoofed-mac", "tag-spoofed-arp",
+                "tag-dhcp-server", "tag-dhcp-client-ihl6", "tag-ra", "tag-v6-good"});
   EXPECT_TRUE(seen.count("tag-good-udp")) << "the guest's own UDP did not reach the Pod network";
   EXPECT_TRUE(seen.count("tag-good-arp")) << "the guest's own ARP did not reach the Pod network";
   EXPECT_EQ(seen.count("tag-v6-good"), dual_stack() ? 1u : 0u) << "IPv6 flows on IPv6 Pods only";
-  for (const char* bad : {"tag-spoofed-ip", "tag-spoofed-mac", "tag-spoofed-arp", "tag-dhcp-server",
-                          "tag-dhcp-client-ihl6", "tag-ra"}) {
+  for (const char* bad :
+       {"tag-spoofed-ip", "tag-spoofed-mac", "tag-spoofed-arp", "tag-dhcp-server", "tag-dhcp-client-ihl6", "tag-ra"}) {
     EXPECT_FALSE(seen.count(bad)) << bad << " reached the Pod network";
   }
   // The kernel counted the drops on tap0's guard.
@@ -273,18 +273,18 @@ TEST_P(L2FilterTest, DhcpSocketSeesOnlyDhcpDuringBulkTraffic) {
 
   // Both ways, everything a busy guest and its Pod network exchange.
   constexpr int kRounds = 500;
-  const std::string tcp_out = fr::Ethernet(kPeerMac, guest_mac_, ETH_P_IP,
-                                           fr::Ipv4(kPodIp, kPeerIp, IPPROTO_TCP, fr::Tcp(40000, 80)));
+  const std::string tcp_out =
+      fr::Ethernet(kPeerMac, guest_mac_, ETH_P_IP, fr::Ipv4(kPodIp, kPeerIp, IPPROTO_TCP, fr::Tcp(40000, 80)));
   const std::string udp_out = FromGuest4(kPodIp, 5000, 5001, std::string(1200, 'u'));
-  const std::string opts_out = fr::Ethernet(
-      kPeerMac, guest_mac_, ETH_P_IP, fr::Ipv4(kPodIp, kPeerIp, IPPROTO_UDP, fr::Udp(5000, 5001, "opts"), 8));
+  const std::string opts_out = fr::Ethernet(kPeerMac, guest_mac_, ETH_P_IP,
+                                            fr::Ipv4(kPodIp, kPeerIp, IPPROTO_UDP, fr::Udp(5000, 5001, "opts"), 8));
   const std::string arp_out =
       fr::Ethernet(fr::kBroadcast, guest_mac_, ETH_P_ARP, fr::Arp(1, guest_mac_, kPodIp, {}, kPeerIp));
   const std::string ip6_out = FromGuest6(kGuestLinkLocal, IPPROTO_UDP, fr::Udp(5000, 5001, "v6"));
-  const std::string tcp_in = fr::Ethernet(guest_mac_, kPeerMac, ETH_P_IP,
-                                          fr::Ipv4(kPeerIp, kPodIp, IPPROTO_TCP, fr::Tcp(80, 40000)));
-  const std::string udp_in = fr::Ethernet(guest_mac_, kPeerMac, ETH_P_IP,
-                                          fr::Ipv4(kPeerIp, kPodIp, IPPROTO_UDP, fr::Udp(5001, 5000, "in")));
+  const std::string tcp_in =
+      fr::Ethernet(guest_mac_, kPeerMac, ETH_P_IP, fr::Ipv4(kPeerIp, kPodIp, IPPROTO_TCP, fr::Tcp(80, 40000)));
+  const std::string udp_in =
+      fr::Ethernet(guest_mac_, kPeerMac, ETH_P_IP, fr::Ipv4(kPeerIp, kPodIp, IPPROTO_UDP, fr::Udp(5001, 5000, "in")));
   const std::string dhcp_port_in = fr::Ethernet(  // to port 67, but towards the guest: outgoing on tap0
       guest_mac_, kPeerMac, ETH_P_IP, fr::Ipv4(kPeerIp, kPodIp, IPPROTO_UDP, fr::Udp(68, 67, "in67")));
   for (int i = 0; i < kRounds; ++i) {

@@ -124,7 +124,8 @@ void RunCases(const std::vector<sock_filter>& prog, const std::vector<Case>& cas
     EXPECT_EQ(RunCbpf(prog, CbpfPacket{c.frame, c.pkttype, c.vlan}), c.want);
     // The kernel is the real judge; a datagram socket cannot fake a packet
     // type or a VLAN tag taken off, so those cases are the interpreter's.
-    if (c.pkttype == PACKET_HOST && !c.vlan) EXPECT_EQ(KernelDelivers(prog, c.frame, marker), Delivered(c.want, c.frame));
+    if (c.pkttype == PACKET_HOST && !c.vlan)
+      EXPECT_EQ(KernelDelivers(prog, c.frame, marker), Delivered(c.want, c.frame));
   }
 }
 
@@ -133,14 +134,13 @@ std::string Ip4Frame(const fr::Mac& src_mac, const fr::Mac& dst_mac, uint32_t sr
   return fr::Ethernet(dst_mac, src_mac, ETH_P_IP, fr::Ipv4(src, dst, proto, l4, ihl, frag));
 }
 
-std::string Ip6Frame(const fr::Mac& src_mac, const fr::Mac& dst_mac, const fr::Ip6& src, const fr::Ip6& dst,
-                     uint8_t nh, const std::string& payload) {
+std::string Ip6Frame(const fr::Mac& src_mac, const fr::Mac& dst_mac, const fr::Ip6& src, const fr::Ip6& dst, uint8_t nh,
+                     const std::string& payload) {
   return fr::Ethernet(dst_mac, src_mac, ETH_P_IPV6, fr::Ipv6(src, dst, nh, payload));
 }
 
 std::string DhcpDiscover(const fr::Mac& mac, int ihl = 5, uint16_t frag = 0) {
-  return Ip4Frame(mac, fr::kBroadcast, 0, 0xffffffff, IPPROTO_UDP, fr::Udp(68, 67, std::string(240, 'd')), ihl,
-                  frag);
+  return Ip4Frame(mac, fr::kBroadcast, 0, 0xffffffff, IPPROTO_UDP, fr::Udp(68, 67, std::string(240, 'd')), ihl, frag);
 }
 
 // Type, code, checksum, flags, then the target address.
@@ -153,25 +153,24 @@ TEST(DhcpSocketFilter, PassesOnlyIncomingDhcpToPort67) {
   ASSERT_TRUE(prog.ok()) << prog.status();
   const std::string discover = DhcpDiscover(kGuestMac);
   const uint32_t kAll = 0xffff;
-  RunCases(*prog,
-           {
-               {"DHCP discover", discover, kAll},
-               {"DHCP discover, IP options (IHL 6)", DhcpDiscover(kGuestMac, 6), kAll},
-               {"DHCP discover, IHL 15", DhcpDiscover(kGuestMac, 15), kAll},
-               {"DHCP, first fragment", DhcpDiscover(kGuestMac, 5, 0x2000), kAll},
-               {"DHCP, later fragment", DhcpDiscover(kGuestMac, 5, 0x2010), 0},
-               {"our own reply going out", discover, 0, PACKET_OUTGOING},
-               {"ARP", fr::Ethernet(fr::kBroadcast, kGuestMac, ETH_P_ARP, fr::Arp(1, kGuestMac, kGuestIp, {}, kPeerIp)),
-                0},
-               {"IPv6 UDP to 67", Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, IPPROTO_UDP,
-                                           fr::Udp(68, 67)),
-                0},
-               {"TCP to 67", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_TCP, fr::Tcp(5000, 67)), 0},
-               {"UDP to 68", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(67, 68)), 0},
-               {"UDP to 53", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(5000, 53)), 0},
-               {"truncated IPv4", fr::Ethernet(fr::kBroadcast, kGuestMac, ETH_P_IP, "\x45\x00"), 0},
-           },
-           discover);
+  RunCases(
+      *prog,
+      {
+          {"DHCP discover", discover, kAll},
+          {"DHCP discover, IP options (IHL 6)", DhcpDiscover(kGuestMac, 6), kAll},
+          {"DHCP discover, IHL 15", DhcpDiscover(kGuestMac, 15), kAll},
+          {"DHCP, first fragment", DhcpDiscover(kGuestMac, 5, 0x2000), kAll},
+          {"DHCP, later fragment", DhcpDiscover(kGuestMac, 5, 0x2010), 0},
+          {"our own reply going out", discover, 0, PACKET_OUTGOING},
+          {"ARP", fr::Ethernet(fr::kBroadcast, kGuestMac, ETH_P_ARP, fr::Arp(1, kGuestMac, kGuestIp, {}, kPeerIp)), 0},
+          {"IPv6 UDP to 67",
+           Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, IPPROTO_UDP, fr::Udp(68, 67)), 0},
+          {"TCP to 67", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_TCP, fr::Tcp(5000, 67)), 0},
+          {"UDP to 68", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(67, 68)), 0},
+          {"UDP to 53", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(5000, 53)), 0},
+          {"truncated IPv4", fr::Ethernet(fr::kBroadcast, kGuestMac, ETH_P_IP, "\x45\x00"), 0},
+      },
+      discover);
 }
 
 TEST(DhcpSocketFilter, IgnoresPort67InsideIpOptions) {
@@ -202,53 +201,53 @@ TEST(GuestEgressFilter, GuestSendsOnlyAsItselfAndDhcpStaysLocal) {
   const std::string ok = udp(kGuestIp, 5000, 5001);
   std::string five_ext = fr::Icmp6(128);
   for (int i = 0; i < 5; ++i) five_ext = fr::Ext6(i == 0 ? 58 : 60, five_ext);
-  RunCases(Egress(DualStackNic()),
-           {
-               {"UDP from the Pod IP", ok, kGo},
-               {"UDP from the Pod IP, IHL 7", udp(kGuestIp, 5000, 5001, 7), kGo},
-               {"TCP from the Pod IP", Ip4Frame(kGuestMac, gw, kGuestIp, kPeerIp, IPPROTO_TCP, fr::Tcp(40000, 80)),
-                kGo},
-               {"later fragment from the Pod IP",
-                Ip4Frame(kGuestMac, gw, kGuestIp, kPeerIp, IPPROTO_UDP, "payload", 5, 0x0010), kGo},
-               {"DHCP discover from 0.0.0.0", DhcpDiscover(kGuestMac), kKeep},
-               {"DHCP discover, IHL 6", DhcpDiscover(kGuestMac, 6), kKeep},
-               {"DHCP renew from the Pod IP", udp(kGuestIp, 68, 67), kKeep},
-               {"spoofed source IP", udp(kOtherIp, 5000, 5001), kDrop},
-               {"spoofed source IP, later fragment",
-                Ip4Frame(kGuestMac, gw, kOtherIp, kPeerIp, IPPROTO_UDP, "payload", 5, 0x0010), kDrop},
-               {"spoofed source MAC", Ip4Frame(kOtherMac, gw, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(1, 2)), kDrop},
-               {"DHCP discover from a spoofed MAC", DhcpDiscover(kOtherMac), kDrop},
-               {"DHCP server reply", udp(kGuestIp, 67, 68), kDrop},
-               {"DHCP server reply, IHL 6", udp(kGuestIp, 67, 68, 6), kDrop},
-               {"ARP request", arp(kGuestMac, kGuestIp), kGo},
-               {"ARP probe", arp(kGuestMac, 0), kGo},
-               {"ARP with a spoofed sender IP", arp(kGuestMac, kOtherIp), kDrop},
-               {"ARP with a spoofed sender MAC", arp(kOtherMac, kGuestIp), kDrop},
-               {"VLAN tag in the frame", fr::Tagged(gw, kGuestMac, 5, ETH_P_IP, fr::Ipv4(kGuestIp, kPeerIp, 17, "x")),
-                kDrop},
-               {"VLAN tag taken off by the kernel", ok, kDrop, PACKET_HOST, true},
-               {"LLDP", fr::Ethernet(fr::kBroadcast, kGuestMac, 0x88cc, std::string(40, 'l')), kDrop},
-               {"802.3 length field (STP)", fr::Ethernet(fr::kBroadcast, kGuestMac, 39, std::string(39, 's')), kDrop},
-               {"truncated IPv4 header", fr::Ethernet(gw, kGuestMac, ETH_P_IP, "\x45\x00\x00"), kKeep},
-               {"IPv6 UDP from the Pod IPv6", ip6(kGuestIp6, IPPROTO_UDP, fr::Udp(5000, 5001)), kGo},
-               {"IPv6 from link-local", ip6(kGuestLinkLocal, IPPROTO_TCP, fr::Tcp(1, 2)), kGo},
-               {"IPv6 NS from :: (DAD)", ip6(kUnspecified, 58, fr::Icmp6(135, std::string(20, '\0'))), kGo},
-               {"IPv6 from a spoofed address", ip6(kOtherIp6, IPPROTO_UDP, fr::Udp(5000, 5001)), kDrop},
-               {"router advertisement", ip6(kGuestLinkLocal, 58, fr::Icmp6(134)), kDrop},
-               {"RA behind hop-by-hop", ip6(kGuestLinkLocal, 0, fr::Ext6(58, fr::Icmp6(134))), kDrop},
-               {"RA behind two extension headers",
-                ip6(kGuestLinkLocal, 0, fr::Ext6(60, fr::Ext6(58, fr::Icmp6(134), 1))), kDrop},
-               {"RA in a first fragment", ip6(kGuestLinkLocal, 44, fr::Frag6(58, 0, true, fr::Icmp6(134))), kDrop},
-               {"later IPv6 fragment", ip6(kGuestLinkLocal, 44, fr::Frag6(58, 100, false, "tail....")), kGo},
-               {"five extension headers", ip6(kGuestLinkLocal, 0, five_ext), kDrop},
-               {"ICMPv6 redirect", ip6(kGuestLinkLocal, 58, fr::Icmp6(137, std::string(32, '\0'))), kDrop},
-               {"echo request", ip6(kGuestIp6, 58, fr::Icmp6(128)), kGo},
-               {"NA for the Pod IPv6", ip6(kGuestLinkLocal, 58, NeighborAdvert(kGuestIp6)), kGo},
-               {"NA for a link-local address", ip6(kGuestLinkLocal, 58, NeighborAdvert(kGuestLinkLocal)), kGo},
-               {"NA for another Pod's IPv6", ip6(kGuestLinkLocal, 58, NeighborAdvert(kOtherIp6)), kDrop},
-               {"DHCPv6 server reply", ip6(kGuestLinkLocal, IPPROTO_UDP, fr::Udp(547, 546)), kDrop},
-           },
-           ok);
+  RunCases(
+      Egress(DualStackNic()),
+      {
+          {"UDP from the Pod IP", ok, kGo},
+          {"UDP from the Pod IP, IHL 7", udp(kGuestIp, 5000, 5001, 7), kGo},
+          {"TCP from the Pod IP", Ip4Frame(kGuestMac, gw, kGuestIp, kPeerIp, IPPROTO_TCP, fr::Tcp(40000, 80)), kGo},
+          {"later fragment from the Pod IP",
+           Ip4Frame(kGuestMac, gw, kGuestIp, kPeerIp, IPPROTO_UDP, "payload", 5, 0x0010), kGo},
+          {"DHCP discover from 0.0.0.0", DhcpDiscover(kGuestMac), kKeep},
+          {"DHCP discover, IHL 6", DhcpDiscover(kGuestMac, 6), kKeep},
+          {"DHCP renew from the Pod IP", udp(kGuestIp, 68, 67), kKeep},
+          {"spoofed source IP", udp(kOtherIp, 5000, 5001), kDrop},
+          {"spoofed source IP, later fragment",
+           Ip4Frame(kGuestMac, gw, kOtherIp, kPeerIp, IPPROTO_UDP, "payload", 5, 0x0010), kDrop},
+          {"spoofed source MAC", Ip4Frame(kOtherMac, gw, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(1, 2)), kDrop},
+          {"DHCP discover from a spoofed MAC", DhcpDiscover(kOtherMac), kDrop},
+          {"DHCP server reply", udp(kGuestIp, 67, 68), kDrop},
+          {"DHCP server reply, IHL 6", udp(kGuestIp, 67, 68, 6), kDrop},
+          {"ARP request", arp(kGuestMac, kGuestIp), kGo},
+          {"ARP probe", arp(kGuestMac, 0), kGo},
+          {"ARP with a spoofed sender IP", arp(kGuestMac, kOtherIp), kDrop},
+          {"ARP with a spoofed sender MAC", arp(kOtherMac, kGuestIp), kDrop},
+          {"VLAN tag in the frame", fr::Tagged(gw, kGuestMac, 5, ETH_P_IP, fr::Ipv4(kGuestIp, kPeerIp, 17, "x")),
+           kDrop},
+          {"VLAN tag taken off by the kernel", ok, kDrop, PACKET_HOST, true},
+          {"LLDP", fr::Ethernet(fr::kBroadcast, kGuestMac, 0x88cc, std::string(40, 'l')), kDrop},
+          {"802.3 length field (STP)", fr::Ethernet(fr::kBroadcast, kGuestMac, 39, std::string(39, 's')), kDrop},
+          {"truncated IPv4 header", fr::Ethernet(gw, kGuestMac, ETH_P_IP, "\x45\x00\x00"), kKeep},
+          {"IPv6 UDP from the Pod IPv6", ip6(kGuestIp6, IPPROTO_UDP, fr::Udp(5000, 5001)), kGo},
+          {"IPv6 from link-local", ip6(kGuestLinkLocal, IPPROTO_TCP, fr::Tcp(1, 2)), kGo},
+          {"IPv6 NS from :: (DAD)", ip6(kUnspecified, 58, fr::Icmp6(135, std::string(20, '\0'))), kGo},
+          {"IPv6 from a spoofed address", ip6(kOtherIp6, IPPROTO_UDP, fr::Udp(5000, 5001)), kDrop},
+          {"router advertisement", ip6(kGuestLinkLocal, 58, fr::Icmp6(134)), kDrop},
+          {"RA behind hop-by-hop", ip6(kGuestLinkLocal, 0, fr::Ext6(58, fr::Icmp6(134))), kDrop},
+          {"RA behind two extension headers", ip6(kGuestLinkLocal, 0, fr::Ext6(60, fr::Ext6(58, fr::Icmp6(134), 1))),
+           kDrop},
+          {"RA in a first fragment", ip6(kGuestLinkLocal, 44, fr::Frag6(58, 0, true, fr::Icmp6(134))), kDrop},
+          {"later IPv6 fragment", ip6(kGuestLinkLocal, 44, fr::Frag6(58, 100, false, "tail....")), kGo},
+          {"five extension headers", ip6(kGuestLinkLocal, 0, five_ext), kDrop},
+          {"ICMPv6 redirect", ip6(kGuestLinkLocal, 58, fr::Icmp6(137, std::string(32, '\0'))), kDrop},
+          {"echo request", ip6(kGuestIp6, 58, fr::Icmp6(128)), kGo},
+          {"NA for the Pod IPv6", ip6(kGuestLinkLocal, 58, NeighborAdvert(kGuestIp6)), kGo},
+          {"NA for a link-local address", ip6(kGuestLinkLocal, 58, NeighborAdvert(kGuestLinkLocal)), kGo},
+          {"NA for another Pod's IPv6", ip6(kGuestLinkLocal, 58, NeighborAdvert(kOtherIp6)), kDrop},
+          {"DHCPv6 server reply", ip6(kGuestLinkLocal, IPPROTO_UDP, fr::Udp(547, 546)), kDrop},
+      },
+      ok);
 }
 
 TEST(GuestEgressFilter, Ipv4OnlyPodSendsNoIpv6) {
@@ -275,25 +274,25 @@ TEST(PodIngressFilter, DropsRogueRouterAdvertsAndDhcpServers) {
   std::string five_ext = fr::Icmp6(128);
   for (int i = 0; i < 5; ++i) five_ext = fr::Ext6(i == 0 ? 58 : 60, five_ext);
   const std::vector<sock_filter> dual = Ingress(DualStackNic());
-  RunCases(dual,
-           {
-               {"UDP to the guest", ok, kGo},
-               {"TCP to the guest", to_guest4(IPPROTO_TCP, fr::Tcp(80, 40000)), kGo},
-               {"ARP", fr::Ethernet(fr::kBroadcast, kGatewayMac, ETH_P_ARP, fr::Arp(1, kGatewayMac, kPeerIp, {}, kGuestIp)),
-                kGo},
-               {"DHCP server reply", to_guest4(IPPROTO_UDP, fr::Udp(67, 68)), kDrop},
-               {"DHCP server reply, IHL 6", to_guest4(IPPROTO_UDP, fr::Udp(67, 68), 6), kDrop},
-               {"UDP from port 67 to another port", to_guest4(IPPROTO_UDP, fr::Udp(67, 9999)), kGo},
-               {"RA from the gateway", ra_from(kRouterLinkLocal, fr::Icmp6(134)), kGo},
-               {"RA from another host", ra_from(kRogueLinkLocal, fr::Icmp6(134)), kDrop},
-               {"RA from another host behind hop-by-hop", ra_from(kRogueLinkLocal, fr::Ext6(58, fr::Icmp6(134)), 0),
-                kDrop},
-               {"RA from another host in a first fragment",
-                ra_from(kRogueLinkLocal, fr::Frag6(58, 0, true, fr::Icmp6(134)), 44), kDrop},
-               {"echo request from another host", ra_from(kRogueLinkLocal, fr::Icmp6(128)), kGo},
-               {"five extension headers", ra_from(kRogueLinkLocal, five_ext, 0), kDrop},
-           },
-           ok);
+  RunCases(
+      dual,
+      {
+          {"UDP to the guest", ok, kGo},
+          {"TCP to the guest", to_guest4(IPPROTO_TCP, fr::Tcp(80, 40000)), kGo},
+          {"ARP", fr::Ethernet(fr::kBroadcast, kGatewayMac, ETH_P_ARP, fr::Arp(1, kGatewayMac, kPeerIp, {}, kGuestIp)),
+           kGo},
+          {"DHCP server reply", to_guest4(IPPROTO_UDP, fr::Udp(67, 68)), kDrop},
+          {"DHCP server reply, IHL 6", to_guest4(IPPROTO_UDP, fr::Udp(67, 68), 6), kDrop},
+          {"UDP from port 67 to another port", to_guest4(IPPROTO_UDP, fr::Udp(67, 9999)), kGo},
+          {"RA from the gateway", ra_from(kRouterLinkLocal, fr::Icmp6(134)), kGo},
+          {"RA from another host", ra_from(kRogueLinkLocal, fr::Icmp6(134)), kDrop},
+          {"RA from another host behind hop-by-hop", ra_from(kRogueLinkLocal, fr::Ext6(58, fr::Icmp6(134)), 0), kDrop},
+          {"RA from another host in a first fragment",
+           ra_from(kRogueLinkLocal, fr::Frag6(58, 0, true, fr::Icmp6(134)), 44), kDrop},
+          {"echo request from another host", ra_from(kRogueLinkLocal, fr::Icmp6(128)), kGo},
+          {"five extension headers", ra_from(kRogueLinkLocal, five_ext, 0), kDrop},
+      },
+      ok);
   RunCases(Ingress(Ipv4OnlyNic()),
            {
                {"RA from the would-be gateway", ra_from(kRouterLinkLocal, fr::Icmp6(134)), kDrop},
