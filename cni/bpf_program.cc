@@ -36,41 +36,76 @@ absl::StatusOr<std::vector<sock_filter>> Assembler::Finish() const {
   auto bug = [&](std::string_view why) {
     return absl::InternalError(base::StrCat("BPF program \"", name_, "\": ", why));
   };
-  if (code_.empty() || code_.size() > BPF_MAXINSNS) return bug("empty or longer than BPF_MAXINSNS");
+  if (code_.empty()) return bug("empty");
   if (!pending_.empty()) return bug("a label is bound past the last instruction");
   if (BPF_CLASS(code_.back().f.code) != BPF_RET) return bug("the last instruction is not a return");
-  std::vector<sock_filter> out;
-  out.reserve(code_.size());
-  for (size_t i = 0; i < code_.size(); ++i) {
-    sock_filter f = code_[i].f;
-    auto offset = [&](Label l, uint32_t max) -> absl::StatusOr<uint32_t> {
-      if (l == kNext) return 0;
-      if (l < 0 || static_cast<size_t>(l) >= bound_.size()) return bug("unknown label");
-      int target = bound_[l];
-      if (target == -1) return bug(base::StrCat("label ", l, " is never bound"));
-      if (target == -2) return bug(base::StrCat("label ", l, " is bound twice"));
-      if (static_cast<size_t>(target) <= i) {
-        return bug(base::StrCat("instruction ", i, " jumps backward to label ", l));
-      }
-      uint32_t off = static_cast<uint32_t>(target) - static_cast<uint32_t>(i) - 1;
-      if (off > max) return bug(base::StrCat("instruction ", i, " jumps ", off, " ahead, over ", max));
-      return off;
-    };
-    if (BPF_CLASS(f.code) == BPF_JMP) {
-      if (BPF_OP(f.code) == BPF_JA) {
-        absl::StatusOr<uint32_t> k = offset(code_[i].jt, UINT32_MAX);
-        if (!k.ok()) return k.status();
-        f.k = *k;
-      } else {
-        absl::StatusOr<uint32_t> jt = offset(code_[i].jt, 255);
-        if (!jt.ok()) return jt.status();
-        absl::StatusOr<uint32_t> jf = offset(code_[i].jf, 255);
-        if (!jf.ok()) return jf.status();
-        f.jt = static_cast<uint8_t>(*jt);
-        f.jf = static_cast<uint8_t>(*jf);
-      }
+  const size_t n = code_.size();
+  // Instruction index each branch lands on; n stands for "no branch".
+  auto target = [&](size_t i, Label l) -> absl::StatusOr<size_t> {
+    if (l == kNext) return i + 1;
+    if (l < 0 || static_cast<size_t>(l) >= bound_.size()) return bug("unknown label");
+    int t = bound_[l];
+    if (t == -1) return bug(base::StrCat("label ", l, " is never bound"));
+    if (t == -2) return bug(base::StrCat("label ", l, " is bound twice"));
+    if (static_cast<size_t>(t) <= i) return bug(base::StrCat("instruction ", i, " jumps backward to label ", l));
+    return static_cast<size_t>(t);
+  };
+  struct Branches {
+    bool conditional = false;
+    size_t t = 0, f = 0;
+    bool via_ja_t = false, via_ja_f = false;  // too far for 8 bits: a BPF_JA right after carries it
+  };
+  std::vector<Branches> br(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (BPF_CLASS(code_[i].f.code) != BPF_JMP) continue;
+    absl::StatusOr<size_t> t = target(i, code_[i].jt);
+    if (!t.ok()) return t.status();
+    br[i].t = *t;
+    if (BPF_OP(code_[i].f.code) == BPF_JA) continue;
+    absl::StatusOr<size_t> f = target(i, code_[i].jf);
+    if (!f.ok()) return f.status();
+    br[i].conditional = true;
+    br[i].f = *f;
+  }
+  // Lay out, move branches that do not fit onto trampolines, repeat: each
+  // round only lengthens jumps, so it ends once nothing changes.
+  std::vector<size_t> pos(n + 1);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t i = 0, p = 0; i <= n; ++i) {
+      pos[i] = p;
+      if (i < n) p += 1 + br[i].via_ja_t + br[i].via_ja_f;
     }
+    for (size_t i = 0; i < n; ++i) {
+      if (!br[i].conditional) continue;
+      if (!br[i].via_ja_t && pos[br[i].t] - pos[i] - 1 > 255) br[i].via_ja_t = changed = true;
+      if (!br[i].via_ja_f && pos[br[i].f] - pos[i] - 1 > 255) br[i].via_ja_f = changed = true;
+    }
+  }
+  if (pos[n] > BPF_MAXINSNS) return bug(base::StrCat(pos[n], " instructions, over BPF_MAXINSNS"));
+  std::vector<sock_filter> out;
+  out.reserve(pos[n]);
+  auto ja = [&](size_t to) {
+    sock_filter j = BPF_STMT(BPF_JMP | BPF_JA, 0);
+    j.k = static_cast<uint32_t>(pos[to] - out.size() - 1);
+    out.push_back(j);
+  };
+  for (size_t i = 0; i < n; ++i) {
+    sock_filter f = code_[i].f;
+    if (BPF_CLASS(f.code) == BPF_JMP && BPF_OP(f.code) == BPF_JA) {
+      f.k = static_cast<uint32_t>(pos[br[i].t] - pos[i] - 1);
+      out.push_back(f);
+      continue;
+    }
+    if (!br[i].conditional) {
+      out.push_back(f);
+      continue;
+    }
+    f.jt = static_cast<uint8_t>(br[i].via_ja_t ? 0 : pos[br[i].t] - pos[i] - 1);
+    f.jf = static_cast<uint8_t>(br[i].via_ja_f ? br[i].via_ja_t : pos[br[i].f] - pos[i] - 1);
     out.push_back(f);
+    if (br[i].via_ja_t) ja(br[i].t);
+    if (br[i].via_ja_f) ja(br[i].f);
   }
   return out;
 }

@@ -4,8 +4,9 @@
 // Classic BPF (the socket filter and cls_bpf dialect) built instruction by
 // instruction with named forward labels. Offsets counted by hand were how the
 // DHCP socket filter came to accept every frame (issue 13): here Finish()
-// computes each offset and refuses a label that is unbound, backward or out of
-// a conditional jump's 8-bit range. Pure: no sockets.
+// computes each offset, routes a conditional branch too far for its 8 bits
+// through a BPF_JA placed right after it, and refuses a label that is
+// unbound, bound twice or backward (classic BPF only jumps forward). Pure.
 
 #include <linux/filter.h>
 
@@ -53,8 +54,8 @@ class Assembler {
   size_t size() const { return code_.size(); }
 
   // The program with every label resolved. Internal (a bug in the program's
-  // builder) when a label is unbound, bound twice, behind its jump, or out of
-  // range; when the program is empty, too long or does not end in a return.
+  // builder) when a label is unbound, bound twice or behind its jump; when
+  // the program is empty, too long or does not end in a return.
   absl::StatusOr<std::vector<sock_filter>> Finish() const;
 
  private:

@@ -4,9 +4,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/if_ether.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -365,13 +368,35 @@ TEST(BpfAssembler, ResolvesForwardLabelsAndRefusesBadOnes) {
   unbound.Return(0);
   EXPECT_THAT(unbound.Finish().status().message(), ::testing::HasSubstr("never bound"));
 
+  // Branches past 255 instructions go through a BPF_JA trampoline.
   bpf::Assembler far("far");
-  auto end = far.NewLabel();
+  auto end = far.NewLabel(), other = far.NewLabel();
+  far.LoadByte(0);
   far.JumpIfEqual(1, end, bpf::Assembler::kNext);
+  far.JumpIfEqual(2, bpf::Assembler::kNext, other);
   for (int i = 0; i < 300; ++i) far.LoadByte(0);
+  far.Return(20);
   far.Bind(end);
-  far.Return(0);
-  EXPECT_THAT(far.Finish().status().message(), ::testing::HasSubstr("over 255"));
+  far.Return(10);
+  for (int i = 0; i < 300; ++i) far.LoadByte(0);
+  far.Bind(other);
+  far.Return(30);
+  auto long_prog = far.Finish();
+  ASSERT_TRUE(long_prog.ok()) << long_prog.status();
+  EXPECT_EQ((*long_prog)[2].code, BPF_JMP | BPF_JA);
+  EXPECT_EQ(RunCbpf(*long_prog, CbpfPacket{std::string("\x01", 1)}), 10u);
+  EXPECT_EQ(RunCbpf(*long_prog, CbpfPacket{std::string("\x02", 1)}), 20u);
+  EXPECT_EQ(RunCbpf(*long_prog, CbpfPacket{std::string("\x03", 1)}), 30u);
+  EXPECT_EQ(KernelDelivers(*long_prog, std::string("\x02", 1), std::string("\x01", 1)), 1);
+  EXPECT_EQ(KernelDelivers(*long_prog, std::string("\x03", 1), std::string("\x01", 1)), 1);
+
+  bpf::Assembler back("back");
+  auto before = back.NewLabel();
+  back.Bind(before);
+  back.LoadByte(0);
+  back.JumpIfEqual(1, before, bpf::Assembler::kNext);
+  back.Return(0);
+  EXPECT_THAT(back.Finish().status().message(), ::testing::HasSubstr("backward"));
 
   bpf::Assembler no_ret("r");
   no_ret.LoadByte(0);
