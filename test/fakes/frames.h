@@ -155,6 +155,52 @@ inline std::string Icmp6(uint8_t type, std::string_view body = std::string_view(
   return m + std::string(body);
 }
 
+// An IPv6 frame carrying ICMPv6 `message` with its checksum filled in (what a
+// real guest kernel insists on), hop limit 255 as neighbour discovery needs.
+inline std::string Icmp6Frame(const Mac& dst_mac, const Mac& src_mac, const Ip6& src, const Ip6& dst,
+                              std::string message) {
+  uint32_t sum = 0;
+  auto add = [&sum](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | (i + 1 < n ? p[i + 1] : 0));
+  };
+  add(src.data(), src.size());
+  add(dst.data(), dst.size());
+  const uint8_t pseudo[8] = {static_cast<uint8_t>(message.size() >> 24), static_cast<uint8_t>(message.size() >> 16),
+                             static_cast<uint8_t>(message.size() >> 8), static_cast<uint8_t>(message.size()),
+                             0, 0, 0, 58};
+  add(pseudo, sizeof pseudo);
+  message[2] = message[3] = 0;
+  add(reinterpret_cast<const uint8_t*>(message.data()), message.size());
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  message[2] = static_cast<char>(~sum >> 8);
+  message[3] = static_cast<char>(~sum);
+  return Ethernet(dst_mac, src_mac, 0x86dd, Ipv6(src, dst, 58, message));
+}
+
+// A router advertisement (lifetime 1800 s) with one prefix-information option
+// for `prefix`/64, on-link and autonomous: what makes a guest configure an
+// address and a default route by itself (SLAAC).
+inline std::string RouterAdvert(const Ip6& prefix) {
+  std::string m;
+  m.push_back(static_cast<char>(134));
+  m.push_back(0);
+  Put16(&m, 0);      // checksum, filled by Icmp6Frame
+  m.push_back(64);   // current hop limit
+  m.push_back(0);    // flags
+  Put16(&m, 1800);   // router lifetime
+  Put32(&m, 0);      // reachable time
+  Put32(&m, 0);      // retransmission timer
+  m.push_back(3);    // option: prefix information
+  m.push_back(4);    // 4 * 8 bytes
+  m.push_back(64);   // prefix length
+  m.push_back(static_cast<char>(0xc0));  // on-link, autonomous
+  Put32(&m, 86400);  // valid lifetime
+  Put32(&m, 14400);  // preferred lifetime
+  Put32(&m, 0);
+  PutIp6(&m, prefix);
+  return m;
+}
+
 inline Ip6 Ip6Of(std::initializer_list<uint16_t> groups_then_last) {
   // {0xfe80, 0, 0, 0, 0, 0, 0, 1} style: all eight groups.
   Ip6 a{};
