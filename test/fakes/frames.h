@@ -165,9 +165,14 @@ inline std::string Icmp6Frame(const Mac& dst_mac, const Mac& src_mac, const Ip6&
   };
   add(src.data(), src.size());
   add(dst.data(), dst.size());
-  const uint8_t pseudo[8] = {static_cast<uint8_t>(message.size() >> 24), static_cast<uint8_t>(message.size() >> 16),
-                             static_cast<uint8_t>(message.size() >> 8), static_cast<uint8_t>(message.size()),
-                             0, 0, 0, 58};
+  const uint8_t pseudo[8] = {static_cast<uint8_t>(message.size() >> 24),
+                             static_cast<uint8_t>(message.size() >> 16),
+                             static_cast<uint8_t>(message.size() >> 8),
+                             static_cast<uint8_t>(message.size()),
+                             0,
+                             0,
+                             0,
+                             58};
   add(pseudo, sizeof pseudo);
   message[2] = message[3] = 0;
   add(reinterpret_cast<const uint8_t*>(message.data()), message.size());
@@ -184,18 +189,18 @@ inline std::string RouterAdvert(const Ip6& prefix) {
   std::string m;
   m.push_back(static_cast<char>(134));
   m.push_back(0);
-  Put16(&m, 0);      // checksum, filled by Icmp6Frame
-  m.push_back(64);   // current hop limit
-  m.push_back(0);    // flags
-  Put16(&m, 1800);   // router lifetime
-  Put32(&m, 0);      // reachable time
-  Put32(&m, 0);      // retransmission timer
-  m.push_back(3);    // option: prefix information
-  m.push_back(4);    // 4 * 8 bytes
-  m.push_back(64);   // prefix length
+  Put16(&m, 0);                          // checksum, filled by Icmp6Frame
+  m.push_back(64);                       // current hop limit
+  m.push_back(0);                        // flags
+  Put16(&m, 1800);                       // router lifetime
+  Put32(&m, 0);                          // reachable time
+  Put32(&m, 0);                          // retransmission timer
+  m.push_back(3);                        // option: prefix information
+  m.push_back(4);                        // 4 * 8 bytes
+  m.push_back(64);                       // prefix length
   m.push_back(static_cast<char>(0xc0));  // on-link, autonomous
-  Put32(&m, 86400);  // valid lifetime
-  Put32(&m, 14400);  // preferred lifetime
+  Put32(&m, 86400);                      // valid lifetime
+  Put32(&m, 14400);                      // preferred lifetime
   Put32(&m, 0);
   PutIp6(&m, prefix);
   return m;

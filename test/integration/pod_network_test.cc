@@ -26,9 +26,9 @@
 
 #include "config/base/unique_fd.h"
 #include "nlohmann/json.hpp"
-#include "test/fakes/frames.h"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
+#include "test/fakes/frames.h"
 
 namespace kvcri::testing {
 namespace {
