@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -174,8 +176,10 @@ TEST_F(PodNetworkTest, TwoVmPodsGetPodIpsAndReachHostEachOtherAndPortMapping) {
 // The tc guard on the tap (cni/l2_filter.h) with a real guest: its pings
 // from its own address reach the node, pings from an address it took for
 // itself do not (without the guard, the node answers them: the guest's ARP
-// replies for that address go through too).
-TEST_F(PodNetworkTest, GuestCannotSendFromAnAddressItDoesNotOwn) {
+// replies for that address go through too); a DHCP server reply and a router
+// advertisement the guest crafts never reach the Pod bridge, while a control
+// broadcast does.
+TEST_F(PodNetworkTest, GuestSendsOnlyAsItself) {
   TestDaemon d;
   d.Start();
   ImportGuestImages(d);
@@ -188,6 +192,40 @@ TEST_F(PodNetworkTest, GuestCannotSendFromAnAddressItDoesNotOwn) {
   std::string answer = HttpGetUntil(ip, 8080, "/cgi-bin/spoof?" + other + ":" + gateway, "SPOOF-");
   EXPECT_THAT(answer, HasSubstr("OWN-OK")) << "the guest cannot ping the node from its own address";
   EXPECT_THAT(answer, HasSubstr("SPOOF-FAILED")) << "a ping from a spoofed source address reached the node";
+
+  // Everything the host netns receives, on any interface (the bridge's ports included).
+  base::UniqueFd capture(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL)));
+  ASSERT_TRUE(capture.valid()) << std::strerror(errno);
+  const std::string run = std::to_string(::getpid());
+  const std::vector<std::pair<std::string, std::string>> sent = {
+      {"udp", "kvcri-control-" + run}, {"dhcp-server", "kvcri-dhcpsrv-" + run}, {"ra", "kvcri-ra-" + run}};
+  for (const auto& [kind, tag] : sent) {
+    EXPECT_THAT(HttpGetUntil(ip, 8080, "/cgi-bin/frame?" + kind + ":" + tag, "SENT"), HasSubstr("SENT " + kind));
+  }
+  std::set<std::string> seen;
+  auto deadline = Clock::now() + std::chrono::seconds(3);
+  char buf[4096];
+  while (Clock::now() < deadline) {
+    pollfd p{capture.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    sockaddr_ll from{};
+    socklen_t from_len = sizeof from;
+    for (ssize_t n; (n = ::recvfrom(capture.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from),
+                                    &from_len)) > 0;
+         from_len = sizeof from) {
+      std::string_view f(buf, static_cast<size_t>(n));
+      // Our own HTTP requests carry the tags too: only frames arriving from
+      // a guest count, and no TCP.
+      const bool tcp4 = f.size() > 23 && f[12] == 0x08 && f[13] == 0x00 && f[23] == IPPROTO_TCP;
+      if (from.sll_pkttype == PACKET_OUTGOING || tcp4) continue;
+      for (const auto& [kind, tag] : sent) {
+        if (f.find(tag) != std::string_view::npos) seen.insert(kind);
+      }
+    }
+  }
+  EXPECT_TRUE(seen.count("udp")) << "the guest's control broadcast did not reach the node";
+  EXPECT_FALSE(seen.count("dhcp-server")) << "a DHCP server reply from the guest reached the node";
+  EXPECT_FALSE(seen.count("ra")) << "a router advertisement from the guest reached the node";
   RemovePod(d, pod);
   ExpectNoLeftovers(d);
 }
