@@ -1,4 +1,4 @@
-// tc ingress qdiscs and u32 filters with mirred redirects between two interfaces, over netlink.
+// tc ingress qdiscs, cls_bpf guards and u32 filters with mirred redirects between two interfaces, over netlink.
 #include "cni/tc_redirect.h"
 
 #include <arpa/inet.h>

@@ -210,8 +210,8 @@ TEST_F(PodNetworkTest, GuestSendsOnlyAsItself) {
     if (::poll(&p, 1, 100) <= 0) continue;
     sockaddr_ll from{};
     socklen_t from_len = sizeof from;
-    for (ssize_t n; (n = ::recvfrom(capture.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from),
-                                    &from_len)) > 0;
+    for (ssize_t n;
+         (n = ::recvfrom(capture.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len)) > 0;
          from_len = sizeof from) {
       std::string_view f(buf, static_cast<size_t>(n));
       // Our own HTTP requests carry the tags too: only frames arriving from
