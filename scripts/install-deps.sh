@@ -16,7 +16,7 @@ runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
   containernetworking-plugins iproute2 ovmf
 )
-# What test/guest/build-guest.sh needs, and curl: the demo guest of scripts/demo.sh.
+# What test/guest/build-guest.sh needs (and cc, from build-essential), and curl: the demo guest of scripts/demo.sh.
 demo_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk umoci curl
