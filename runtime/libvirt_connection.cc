@@ -50,7 +50,8 @@ std::string EmbedQemuConf() {
                 "group = \"root\"\n",
                 "dynamic_ownership = 0\n",
                 "remember_owner = 0\n",
-                "security_driver = \"none\"\n");
+                "security_driver = \"none\"\n",
+                "seccomp_sandbox = 1\n");
 }
 
 absl::Status PrepareEmbedRoot(const std::filesystem::path& root) {

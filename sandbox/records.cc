@@ -378,6 +378,8 @@ std::string ContainerRecord::ToJson() const {
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
       {"seed_path", seed_path},
+      {"vm_uid", vm_uid},
+      {"vm_grants", vm_grants},
   };
   return Dump(j);
 }
@@ -436,6 +438,8 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     r.mounts.push_back(std::move(spec));
   });
   top.Str("seed_path", &r.seed_path);
+  top.Int("vm_uid", &r.vm_uid);
+  top.StrList("vm_grants", &r.vm_grants);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

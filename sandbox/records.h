@@ -189,6 +189,14 @@ struct ContainerRecord {
   std::vector<MountSpec> mounts;
   // cloud-init NoCloud seed (raw VFAT image) given to the VM read-only.
   std::string seed_path;
+  // The uid (== gid) this VM's QEMU runs as, from [security] vm_uid_range;
+  // 0: QEMU runs as root (confinement off). Held until the record is removed,
+  // so a restarted daemon never hands it to another VM.
+  uint32_t vm_uid = 0;
+  // Host paths outside the container dir on which vm_uid got an ACL entry
+  // (image files, block devices, shared directories) and, for each, its
+  // ancestors: what RemoveContainer takes back.
+  std::vector<std::string> vm_grants;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;
