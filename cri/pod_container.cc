@@ -66,10 +66,14 @@ VolumeOptions VolumeOptionsFor(const sandbox::ContainerRecord& c) {
 // with the access the VM needs: written to the record before the first
 // entry is set, so a crash never leaves an entry that nobody takes back.
 std::vector<std::pair<std::filesystem::path, runtime::Access>> PlanGrants(const sandbox::ContainerRecord& c,
+                                                                         const std::filesystem::path& container_dir,
                                                                          const runtime::image::ImageInfo& image,
                                                                          config::Accelerator accel) {
   std::vector<std::pair<std::filesystem::path, runtime::Access>> out;
   if (c.vm_uid == 0) return out;
+  // Its own directory is reached through its group (ConfineFiles); this
+  // opens the way there (<root>/containers is 0700).
+  out.emplace_back(container_dir, runtime::Access::kTraverse);
   // The image's files are read through the store's paths: the overlay's
   // backing file, or the kernel and initrd.
   if (c.boot.kind == sandbox::BootKind::kKernel) {
@@ -298,7 +302,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
     rec.boot.disk_format = "qcow2";
   }
 
-  const auto grants = PlanGrants(rec, *image, deps_.accelerator);
+  const auto grants = PlanGrants(rec, dir, *image, deps_.accelerator);
   rec.vm_grants = WithAncestors(grants);
 
   base::Rollback undo;

@@ -109,8 +109,8 @@ runtime::VmSpec ConfinedSpec() {
 TEST(DomainXmlConfinement, ConfinedVmGetsItsStaticDacLabelWithoutRelabelling) {
   absl::StatusOr<std::string> xml = runtime::BuildDomainXml(ConfinedSpec());
   ASSERT_TRUE(xml.ok()) << xml.status();
-  EXPECT_THAT(*xml, HasSubstr("<seclabel type='static' model='dac' relabel='no'><label>+2000000007:+2000000007</label>"
-                              "</seclabel>"));
+  EXPECT_THAT(*xml, HasSubstr("<seclabel type='static' model='dac' relabel='no'>\n"
+                              "    <label>+2000000007:+2000000007</label>\n  </seclabel>"));
   runtime::VmSpec root = ConfinedSpec();
   root.uid = root.gid = 0;
   xml = runtime::BuildDomainXml(root);
@@ -204,6 +204,8 @@ class ConfinedPodTest : public cri::CriHarness {
     config_.security.vm_uid_first = 300100;
     config_.security.vm_uid_last = 300102;
     CriHarness::SetUp();
+    // As the image store keeps its files: not readable by others.
+    ASSERT_EQ(::chmod((dir_ / "images" / "vmlinuz").c_str(), 0400), 0);
   }
   struct stat Stat(const fs::path& p) {
     struct stat st {};
