@@ -73,9 +73,12 @@ absl::Status AclError(std::string_view op, const fs::path& path) {
 
 acl_perm_t PermsFor(Access access, bool dir) {
   switch (access) {
-    case Access::kRead: return dir ? (ACL_READ | ACL_EXECUTE) : ACL_READ;
-    case Access::kReadWrite: return dir ? (ACL_READ | ACL_WRITE | ACL_EXECUTE) : (ACL_READ | ACL_WRITE);
-    case Access::kTraverse: return ACL_EXECUTE;
+    case Access::kRead:
+      return dir ? (ACL_READ | ACL_EXECUTE) : ACL_READ;
+    case Access::kReadWrite:
+      return dir ? (ACL_READ | ACL_WRITE | ACL_EXECUTE) : (ACL_READ | ACL_WRITE);
+    case Access::kTraverse:
+      return ACL_EXECUTE;
   }
   return 0;
 }
@@ -166,8 +169,8 @@ absl::Status CheckVmUidRangeAgainst(uint32_t first, uint32_t last, const std::ve
     uint64_t end = start + count - 1;
     if (end < first || start > last) continue;
     return absl::FailedPreconditionError(StrCat("security.vm_uid_range \"", range,
-                                                "\" overlaps the subordinate ids of \"", f[0], "\" (", start, "-",
-                                                end, "), whose user namespaces would own VM files: pick a free range"));
+                                                "\" overlaps the subordinate ids of \"", f[0], "\" (", start, "-", end,
+                                                "), whose user namespaces would own VM files: pick a free range"));
   }
   return absl::OkStatus();
 }
@@ -193,8 +196,9 @@ absl::Status CheckVmUidRange(uint32_t first, uint32_t last) {
 
 std::string DescribeAppArmor(const fs::path& sys_module) {
   absl::StatusOr<std::string> enabled = base::ReadFile(sys_module / "apparmor" / "parameters" / "enabled");
-  if (!enabled.ok()) return "absent: the host kernel has no AppArmor (/sys/module/apparmor); QEMU is confined by its "
-                            "per-VM uid and seccomp";
+  if (!enabled.ok())
+    return "absent: the host kernel has no AppArmor (/sys/module/apparmor); QEMU is confined by its "
+           "per-VM uid and seccomp";
   if (enabled->empty() || (*enabled)[0] != 'Y') {
     return "disabled on the host kernel; QEMU is confined by its per-VM uid and seccomp";
   }

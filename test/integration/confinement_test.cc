@@ -1,4 +1,5 @@
-// QEMU confinement against the real daemon, libvirt and QEMU (TCG): per-VM uids, seccomp, and a hostile guest on a rw share.
+// QEMU confinement against the real daemon, libvirt and QEMU (TCG): per-VM uids, seccomp, and a hostile guest on a rw
+// share.
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/stat.h>
@@ -137,7 +138,8 @@ TEST_F(ConfinementTest, EachQemuRunsUnderItsOwnUidWithSeccompAndAHostileGuestGet
   for (const pb::PodSandboxConfig* sb : {&sandbox_a, &sandbox_b}) {
     const fs::path log = fs::path(sb->log_directory()) / "vm/0.log";
     EXPECT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-IP", std::chrono::seconds(240)))
-        << ReadFileOrEmpty(log) << "\n" << d.DaemonLog();
+        << ReadFileOrEmpty(log) << "\n"
+        << d.DaemonLog();
   }
 
   // The hostile guest on the share: chown 0 + chmod 4755 of a copied busybox,

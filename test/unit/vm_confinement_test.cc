@@ -56,8 +56,8 @@ TEST(VmUidRange, ParsesARangeAndEmptyTurnsConfinementOff) {
 }
 
 TEST(VmUidRange, RefusesMalformedAndDangerousRanges) {
-  for (const char* bad : {"100", "a-b", "300000-", "1000-70000", "300010-300000", "2147483000-2147483648",
-                          "300000 - 300010"}) {
+  for (const char* bad :
+       {"100", "a-b", "300000-", "1000-70000", "300010-300000", "2147483000-2147483648", "300000 - 300010"}) {
     absl::StatusOr<config::Config> c =
         config::ParseConfig(std::string("[security]\nvm_uid_range = \"") + bad + "\"\n", "t");
     EXPECT_FALSE(c.ok()) << bad;
