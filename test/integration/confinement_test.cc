@@ -31,6 +31,7 @@ std::string StatusField(int pid, const std::string& key) {
     if (line.rfind(key + ":", 0) == 0) {
       std::string v = line.substr(key.size() + 1);
       v.erase(0, v.find_first_not_of(" \t"));
+      v.erase(v.find_last_not_of(" \t") + 1);
       return v;
     }
   }
