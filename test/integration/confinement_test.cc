@@ -166,6 +166,7 @@ TEST_F(ConfinementTest, EachQemuRunsUnderItsOwnUidWithSeccompAndAHostileGuestGet
   pb::StatusResponse sresp;
   ASSERT_TRUE(d.runtime().Status(Ctx().get(), sreq, &sresp).ok());
   nlohmann::json info = nlohmann::json::parse(sresp.info().at("kubevirt-cri"));
+  ASSERT_TRUE(info.contains("confinement")) << info.dump();
   EXPECT_THAT(info["confinement"]["qemuUser"].get<std::string>(), HasSubstr("per-VM uid"));
   EXPECT_FALSE(info["confinement"]["apparmor"].get<std::string>().empty());
 
