@@ -61,7 +61,9 @@ TEST(VmUidRange, RefusesMalformedAndDangerousRanges) {
     absl::StatusOr<config::Config> c =
         config::ParseConfig(std::string("[security]\nvm_uid_range = \"") + bad + "\"\n", "t");
     EXPECT_FALSE(c.ok()) << bad;
-    if (!c.ok()) EXPECT_THAT(c.status().message(), HasSubstr("security.vm_uid_range")) << bad;
+    if (!c.ok()) {
+      EXPECT_THAT(c.status().message(), HasSubstr("security.vm_uid_range")) << bad;
+    }
   }
   EXPECT_FALSE(config::ParseConfig("[security]\nuid_range = \"300000-300001\"\n", "t").ok()) << "unknown key";
 }
