@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "cri/pod_drafts.h"
 #include "cri/runtime_deps.h"
 #include "cri/vm_monitor.h"
+#include "runtime/vm_confinement.h"
 #include "sandbox/records.h"
 
 namespace kvcri::sandbox {
@@ -131,6 +133,14 @@ class PodLifecycle {
   void RetryIoErrorPause(const sandbox::ContainerRecord& c);
   void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
   std::filesystem::path ContainerDir(std::string_view container_id) const;
+  // A uid of [security] vm_uid_range no container record holds (0 when
+  // confinement is off), reserved in pending_uids_ until the caller's record
+  // holds it (ReleasePendingUid).
+  absl::StatusOr<uint32_t> AllocateVmUid();
+  void ReleasePendingUid(uint32_t uid);
+  // Ownership of the container dir's files and ACL entries outside it, for
+  // the VM's uid (docs/security.md "QEMU confinement").
+  absl::Status ConfineFiles(const sandbox::ContainerRecord& c);
   // pod_recovery.cc
   void OnDomainEvent(const std::string& domain);
   // Retries a failed teardown with backoff; false while backing off.
@@ -160,6 +170,12 @@ class PodLifecycle {
 
   mutable absl::Mutex timings_mu_;
   std::map<std::string, std::string, std::less<>> timings_ ABSL_GUARDED_BY(timings_mu_);
+
+  absl::Mutex uids_mu_;
+  std::set<uint32_t> pending_uids_ ABSL_GUARDED_BY(uids_mu_);
+  // Round robin: a uid just released is the last to be handed out again.
+  uint32_t next_uid_ ABSL_GUARDED_BY(uids_mu_) = 0;
+  runtime::VmFileAccess file_access_;
 
   absl::Mutex retry_mu_;
   struct Backoff {

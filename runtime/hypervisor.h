@@ -44,7 +44,10 @@ struct DiskSpec {
 // How a host directory reaches the guest.
 enum class FsDriver {
   kVirtiofs,  // vhost-user-fs; libvirt runs virtiofsd, which lives and dies with QEMU
-  k9p,        // virtio-9p served by QEMU itself; the fallback, and read-only shares
+  // virtio-9p served by QEMU itself, security model "squash": files the
+  // guest creates belong to QEMU's (per-VM) uid, chown errors are ignored;
+  // the fallback, read-only shares, and every share of a confined VM.
+  k9p,
 };
 
 // A host directory shared into the guest, which mounts it by `tag`.
@@ -78,6 +81,11 @@ struct VmSpec {
   std::filesystem::path netns;
   // Create paused; Resume() lets the guest run (e.g. once networking is wired).
   bool start_paused = false;
+  // QEMU runs as this uid and gid (libvirt's per-domain DAC label); 0 runs it
+  // as the driver's default user (root). The caller made every file of the
+  // spec openable by them (runtime/vm_confinement.h).
+  uint32_t uid = 0;
+  uint32_t gid = 0;
 };
 
 enum class VmPhase { kRunning, kPaused, kShutoff, kCrashed, kMissing, kOther };

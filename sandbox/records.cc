@@ -384,6 +384,8 @@ std::string ContainerRecord::ToJson() const {
       {"mounts", std::move(mnts)},
       {"seed_path", seed_path},
       {"io_error_since", io_error_since},
+      {"vm_uid", vm_uid},
+      {"vm_grants", vm_grants},
   };
   return Dump(j);
 }
@@ -446,6 +448,8 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
   });
   top.Str("seed_path", &r.seed_path);
   top.Int("io_error_since", &r.io_error_since);
+  top.Int("vm_uid", &r.vm_uid);
+  top.StrList("vm_grants", &r.vm_grants);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

@@ -200,6 +200,14 @@ struct ContainerRecord {
   // disk), ns since the Unix epoch; 0 while it runs. Bounds how long the
   // pause is retried before the container is failed.
   int64_t io_error_since = 0;
+  // The uid (== gid) this VM's QEMU runs as, from [security] vm_uid_range;
+  // 0: QEMU runs as root (confinement off). Held until the record is removed,
+  // so a restarted daemon never hands it to another VM.
+  uint32_t vm_uid = 0;
+  // Host paths outside the container dir on which vm_uid got an ACL entry
+  // (image files, block devices, shared directories) and, for each, its
+  // ancestors: what RemoveContainer takes back.
+  std::vector<std::string> vm_grants;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake pkg-config ninja-build
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
-  libabsl-dev libvirt-dev libseccomp-dev libcap-dev
+  libabsl-dev libvirt-dev libseccomp-dev libcap-dev libacl1-dev
   libtomlplusplus-dev nlohmann-json3-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev libnl-route-3-dev libnl-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev

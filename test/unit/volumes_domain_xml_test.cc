@@ -73,7 +73,7 @@ TEST(VolumesDomainXml, ReadOnly9pNeedsNoSharedMemory) {
   absl::StatusOr<std::string> xml = BuildDomainXml(s);
   ASSERT_TRUE(xml.ok()) << xml.status();
   EXPECT_THAT(*xml, Not(HasSubstr("memoryBacking")));
-  EXPECT_THAT(*xml, HasSubstr("<filesystem type='mount' accessmode='passthrough' multidevs='remap'>"));
+  EXPECT_THAT(*xml, HasSubstr("<filesystem type='mount' accessmode='squash' multidevs='remap'>"));
   EXPECT_THAT(*xml, HasSubstr("<driver type='path'/>"));
   EXPECT_THAT(*xml, HasSubstr("<target dir='etc-config'/>"));
   EXPECT_THAT(*xml, HasSubstr("<readonly/>"));
