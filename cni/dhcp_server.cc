@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/time/clock.h"
+#include "cni/bpf_program.h"
 #include "config/base/log.h"
 #include "config/base/netns_exec.h"
 #include "config/base/status_macros.h"
@@ -54,25 +56,11 @@ absl::StatusOr<TapSocket> OpenTapSocket(std::string_view tap) {
   if (::ioctl(out.fd.get(), SIOCGIFHWADDR, &ifr) != 0) return Errno(errno, "SIOCGIFHWADDR", tap);
   std::memcpy(out.mac.data(), ifr.ifr_hwaddr.sa_data, out.mac.size());
 
-  // Incoming IPv4 UDP to port 67, not fragmented (tcpdump -dd 'inbound and
-  // udp dst port 67', by hand). ETH_P_ALL because tc on the tap steals
-  // frames from protocol-specific sockets; ETH_P_ALL taps run first.
-  sock_filter code[] = {
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PKTTYPE)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 9, 0),
-      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 7),
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 23),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 5),
-      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 20),
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 3, 0),
-      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),
-      BPF_STMT(BPF_LD | BPF_H | BPF_IND, 16),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, dhcp::kServerPort, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, 0xffff),
-      BPF_STMT(BPF_RET | BPF_K, 0),
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  // ETH_P_ALL because tc on the tap steals frames from protocol-specific
+  // sockets; ETH_P_ALL taps run first.
+  absl::StatusOr<std::vector<sock_filter>> code = DhcpSocketFilter();
+  if (!code.ok()) return code.status();
+  sock_fprog prog{static_cast<unsigned short>(code->size()), code->data()};
   if (::setsockopt(out.fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
     return Errno(errno, "SO_ATTACH_FILTER", tap);
   }
@@ -100,6 +88,40 @@ std::string_view TypeName(dhcp::MessageType t) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter() {
+  bpf::Assembler a("dhcp socket");
+  const bpf::Assembler::Label accept = a.NewLabel(), drop = a.NewLabel();
+  constexpr auto kNext = bpf::Assembler::kNext;
+  // Our own replies and frames redirected to the guest leave through the tap.
+  a.Stmt(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PKTTYPE));
+  a.JumpIfEqual(PACKET_OUTGOING, drop, kNext);
+  a.LoadHalf(12);
+  a.JumpIfEqual(ETH_P_IP, kNext, drop);
+  a.LoadByte(14 + 9);
+  a.JumpIfEqual(IPPROTO_UDP, kNext, drop);
+  a.LoadHalf(14 + 6);
+  a.JumpIfAnySet(0x1fff, drop, kNext);    // a later fragment has no UDP header
+  a.Stmt(BPF_LDX | BPF_B | BPF_MSH, 14);  // X = IPv4 header length, options included
+  a.LoadHalfX(14 + 2);
+  a.JumpIfEqual(dhcp::kServerPort, accept, drop);
+  a.Bind(accept);
+  a.Return(0xffff);
+  a.Bind(drop);
+  a.Return(0);
+  return a.Finish();
+}
+
+bool ReplyLogLimiter::Allow(absl::Time now, uint64_t* suppressed) {
+  if (now - last_ < interval_) {
+    ++suppressed_;
+    return false;
+  }
+  last_ = now;
+  *suppressed = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<DhcpServer>> DhcpServer::Start() {
   base::UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
@@ -162,6 +184,13 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> DhcpServer::FramesSeen(std::string_view pod_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = keys_.find(std::string(pod_id));
+  if (it == keys_.end()) return absl::NotFoundError(base::StrCat("no DHCP socket for pod \"", pod_id, "\""));
+  return guests_.at(it->second).frames_seen;
+}
+
 absl::Status DhcpServer::Remove(std::string_view pod_id) {
   absl::MutexLock lock(&mu_);
   auto it = keys_.find(std::string(pod_id));
@@ -206,6 +235,7 @@ void DhcpServer::Serve(uint64_t key) {
       }
       return;
     }
+    ++g.frames_seen;
     if (from.sll_pkttype == PACKET_OUTGOING || static_cast<size_t>(n) > sizeof buf) continue;
     auto reply = g.responder.HandleFrame(std::span(buf, static_cast<size_t>(n)), g.tap_mac);
     if (!reply) continue;
@@ -213,10 +243,20 @@ void DhcpServer::Serve(uint64_t key) {
       base::LogWarn("dhcp send failed", {{"pod", g.pod_id}, {"error", std::strerror(errno)}});
       continue;
     }
-    auto log = reply->type == dhcp::MessageType::kOffer ? base::LogDebug : base::LogInfo;
-    log("dhcp reply", {{"pod", g.pod_id},
-                       {"type", std::string(TypeName(reply->type))},
-                       {"ip", dhcp::FormatIp4(g.responder.ip())}});
+    // Offers precede every ack; acks and naks log at Info, but at most once
+    // a minute per guest (a client asking in a loop must not flood the log).
+    uint64_t suppressed = 0;
+    const bool info = reply->type != dhcp::MessageType::kOffer && g.info_log.Allow(absl::Now(), &suppressed);
+    if (info) {
+      base::LogInfo("dhcp reply", {{"pod", g.pod_id},
+                                   {"type", std::string(TypeName(reply->type))},
+                                   {"ip", dhcp::FormatIp4(g.responder.ip())},
+                                   {"suppressed", std::to_string(suppressed)}});
+    } else {
+      base::LogDebug(
+          "dhcp reply",
+          {{"pod", g.pod_id}, {"type", std::string(TypeName(reply->type))}, {"ip", dhcp::FormatIp4(g.responder.ip())}});
+    }
   }
 }
 

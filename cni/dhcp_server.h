@@ -6,18 +6,22 @@
 // server needs no IP there and nothing it sends can reach the Pod network;
 // a single epoll loop serves all of them.
 
+#include <linux/filter.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "cni/dhcp_responder.h"
 #include "config/base/unique_fd.h"
 
@@ -35,6 +39,28 @@ class DhcpService {
   virtual absl::Status Remove(std::string_view pod_id) = 0;
 };
 
+// The classic BPF program on each Pod's DHCP socket: incoming (not
+// PACKET_OUTGOING) IPv4 UDP to port 67, first fragments, any IP header
+// length; every other frame stays in the kernel. Exposed for tests.
+absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter();
+
+// Bounds one guest's Info lines about replies: a guest that asks in a loop
+// must not fill the node's log. The first reply logs at Info, then at most
+// one per `interval`; the ones in between are counted and the next Info line
+// says how many.
+class ReplyLogLimiter {
+ public:
+  explicit ReplyLogLimiter(absl::Duration interval) : interval_(interval) {}
+  // True when a reply at `now` may log at Info; then *suppressed is the count
+  // of replies demoted since the previous Info line.
+  bool Allow(absl::Time now, uint64_t* suppressed);
+
+ private:
+  absl::Duration interval_;
+  absl::Time last_ = absl::InfinitePast();
+  uint64_t suppressed_ = 0;
+};
+
 class DhcpServer final : public DhcpService {
  public:
   // Starts the serving thread.
@@ -50,12 +76,18 @@ class DhcpServer final : public DhcpService {
                    std::string_view tap_name = "tap0") override;
   absl::Status Remove(std::string_view pod_id) override;
 
+  // Frames the socket of `pod_id` has passed up to us (after its filter),
+  // for tests and diagnostics. NotFound for an unknown pod.
+  absl::StatusOr<uint64_t> FramesSeen(std::string_view pod_id);
+
  private:
   struct Guest {
     std::string pod_id;
     base::UniqueFd sock;
     dhcp::Mac tap_mac{};
     DhcpResponder responder;
+    uint64_t frames_seen = 0;
+    ReplyLogLimiter info_log{absl::Seconds(60)};
   };
 
   DhcpServer(base::UniqueFd epoll, base::UniqueFd wake);

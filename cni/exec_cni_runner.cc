@@ -105,10 +105,21 @@ json CapabilityArgs(const AttachSpec& spec) {
   return caps;
 }
 
-std::string JoinCniArgs(
-    const std::vector<std::pair<std::string, std::string>>& args) {
+// CNI_ARGS is "K1=V1;K2=V2" with no escaping (CNI spec): a ';' or '=' in a
+// value would add a key of the caller's choosing (IP= for host-local), and a
+// NUL would cut the environment string. Such values are refused, never
+// passed on; cri/ validation refuses them already, this is the last line.
+absl::StatusOr<std::string> JoinCniArgs(const std::vector<std::pair<std::string, std::string>>& args) {
   std::string out;
   for (const auto& [k, v] : args) {
+    for (std::string_view part : {std::string_view(k), std::string_view(v)}) {
+      for (unsigned char c : part) {
+        if (c == ';' || c == '=' || c < 0x20 || c == 0x7f) {
+          return absl::InvalidArgumentError(StrCat(
+              "CNI_ARGS ", k, " \"", v, "\" contains ';', '=' or a control character, which CNI_ARGS cannot carry"));
+        }
+      }
+    }
     if (!out.empty()) out += ';';
     out += StrCat(k, "=", v);
   }
@@ -234,7 +245,9 @@ absl::StatusOr<std::string> ExecCniRunner::RunPlugin(const Invocation& inv,
   call.env.push_back(StrCat("CNI_CONTAINERID=", inv.container_id));
   call.env.push_back(StrCat("CNI_NETNS=", inv.netns));
   call.env.push_back(StrCat("CNI_IFNAME=", inv.ifname));
-  call.env.push_back(StrCat("CNI_ARGS=", JoinCniArgs(inv.cni_args)));
+  absl::StatusOr<std::string> cni_args = JoinCniArgs(inv.cni_args);
+  if (!cni_args.ok()) return cni_args.status();
+  call.env.push_back(StrCat("CNI_ARGS=", *cni_args));
   call.env.push_back(StrCat("CNI_PATH=", JoinPaths(options_.bin_dirs)));
   return ExecPlugin(call);
 }

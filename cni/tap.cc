@@ -23,6 +23,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "cni/l2_filter.h"
 #include "cni/netlink.h"
 #include "cni/tc_redirect.h"
 #include "config/base/log.h"
@@ -213,10 +214,15 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   ASSIGN_OR_RETURN(tap_link, nl::GetLink(s, tap_name));
   nl::LinkAttrs tap = nl::ReadLink(tap_link.get());
 
+  // The guards (l2_filter.h): the guest sends only as itself, DHCP stays
+  // local for our responder, and no rogue RA or DHCP server reaches it.
+  ASSIGN_OR_RETURN(GuestAddresses guest, GuestAddressesFromNic(*nic));
+  ASSIGN_OR_RETURN(std::vector<sock_filter> inbound, PodIngressFilter(guest));
+  ASSIGN_OR_RETURN(std::vector<sock_filter> outbound, GuestEgressFilter(guest));
   undo.Add("remove redirect", [s, name = std::string(cni_ifname)] { return RemoveIngress(s, name); });
-  RETURN_IF_ERROR(RedirectIngress(s, eth, tap));
+  RETURN_IF_ERROR(RedirectIngress(s, eth, tap, RedirectOptions{.guard = std::move(inbound)}));
   undo.Add("remove redirect", [s, name = std::string(tap_name)] { return RemoveIngress(s, name); });
-  RETURN_IF_ERROR(RedirectIngress(s, tap, eth, RedirectOptions{.keep_dhcp_local = true}));
+  RETURN_IF_ERROR(RedirectIngress(s, tap, eth, RedirectOptions{.guard = std::move(outbound)}));
 
   // The guest owns the IPs now; the netns must not answer ARP/NDP for them.
   for (const nl::RtAddrPtr& a : addrs) {

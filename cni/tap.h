@@ -55,9 +55,12 @@ struct WiredNic {
 
 // Enters `netns` and wires it (see top of file). Creates `tap_name`
 // (persistent, root-owned, IFF_VNET_HDR, single queue), MTU = eth0's, up;
-// ingress redirects eth0 -> tap and tap -> eth0 (DHCPv4 from the guest stays
-// local for DhcpServer); then removes eth0's addresses and disables IPv6 on
-// both (no DAD/RS/MLD from the netns itself). eth0 stays up.
+// ingress redirects eth0 -> tap and tap -> eth0, each behind a guard from
+// l2_filter.h (the guest sends only as itself, DHCPv4 from the guest stays
+// local for DhcpServer, no rogue RA or DHCP server reaches the guest); then
+// removes eth0's addresses and disables IPv6 on both (no DAD/RS/MLD from the
+// netns itself). eth0 stays up. InvalidArgument when the NIC's MAC or
+// addresses cannot be put in a guard.
 //
 // Idempotent: the addresses and routes are also recorded in the tap's
 // IFLA_IFALIAS before eth0 is flushed, so a second call (say, after a daemon

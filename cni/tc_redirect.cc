@@ -1,9 +1,13 @@
-// tc ingress qdiscs and u32 filters with mirred redirects between two interfaces, over netlink.
+// tc ingress qdiscs, cls_bpf guards and u32 filters with mirred redirects between two interfaces, over netlink.
 #include "cni/tc_redirect.h"
 
+#include <arpa/inet.h>
 #include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 #include <linux/tc_act/tc_mirred.h>
+#include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/act/mirred.h>
 #include <netlink/route/action.h>
@@ -12,6 +16,7 @@
 #include <netlink/route/qdisc.h>
 #include <netlink/route/tc.h>
 
+#include <memory>
 #include <string>
 
 #include "config/base/status_macros.h"
@@ -21,7 +26,7 @@ namespace kvcri::cni {
 namespace {
 
 constexpr uint32_t kIngressHandle = TC_HANDLE(0xffff, 0);
-constexpr uint16_t kDhcpPrio = 1;
+constexpr uint16_t kGuardPrio = 1;
 constexpr uint16_t kRedirectPrio = 2;
 
 absl::StatusOr<nl::ClsPtr> NewU32(int ifindex, uint16_t prio, uint16_t protocol) {
@@ -37,6 +42,41 @@ absl::StatusOr<nl::ClsPtr> NewU32(int ifindex, uint16_t prio, uint16_t protocol)
   // Without TC_U32_TERMINAL a matching key set only descends into links.
   rtnl_u32_set_cls_terminal(cls.get());
   return cls;
+}
+
+struct MsgFree {
+  void operator()(nl_msg* m) const { nlmsg_free(m); }
+};
+
+// A cls_bpf filter running `code` in direct-action mode. libnl-route-3 has no
+// cls_bpf object, so the RTM_NEWTFILTER request is built here.
+absl::Status AddGuard(nl_sock* sock, const nl::LinkAttrs& link, const std::vector<sock_filter>& code) {
+  if (code.empty() || code.size() > BPF_MAXINSNS) {
+    return absl::InvalidArgumentError(
+        base::StrCat("tc guard on \"", link.name, "\" has ", code.size(), " instructions (1..", BPF_MAXINSNS, ")"));
+  }
+  std::unique_ptr<nl_msg, MsgFree> msg(
+      nlmsg_alloc_simple(RTM_NEWTFILTER, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK));
+  if (!msg) return absl::ResourceExhaustedError("nlmsg_alloc_simple failed");
+  tcmsg tc{};
+  tc.tcm_family = AF_UNSPEC;
+  tc.tcm_ifindex = link.ifindex;
+  tc.tcm_parent = kIngressHandle;
+  tc.tcm_info = TC_H_MAKE(static_cast<uint32_t>(kGuardPrio) << 16, htons(ETH_P_ALL));
+  int err = nlmsg_append(msg.get(), &tc, sizeof tc, NLMSG_ALIGNTO);
+  if (err >= 0) err = nla_put_string(msg.get(), TCA_KIND, "bpf");
+  nlattr* opts = err >= 0 ? nla_nest_start(msg.get(), TCA_OPTIONS) : nullptr;
+  if (opts == nullptr) err = err < 0 ? err : -NLE_NOMEM;
+  if (err >= 0) err = nla_put_u16(msg.get(), TCA_BPF_OPS_LEN, static_cast<uint16_t>(code.size()));
+  if (err >= 0) {
+    err = nla_put(msg.get(), TCA_BPF_OPS, static_cast<int>(code.size() * sizeof(sock_filter)), code.data());
+  }
+  if (err >= 0) err = nla_put_u32(msg.get(), TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
+  if (err >= 0) err = nla_nest_end(msg.get(), opts);
+  if (err < 0) return nl::Error(err, "tc filter build bpf guard", link.name);
+  if (err = nl_send_auto(sock, msg.get()); err < 0) return nl::Error(err, "tc filter add bpf guard", link.name);
+  if (err = nl_wait_for_ack(sock); err < 0) return nl::Error(err, "tc filter add bpf guard", link.name);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -78,22 +118,7 @@ absl::Status RedirectIngress(nl_sock* sock, const nl::LinkAttrs& from, const nl:
     return nl::Error(err, "tc qdisc add ingress", from.name);
   }
 
-  if (options.keep_dhcp_local) {
-    // IPv4 without options (IHL 5, what DHCP clients send), not a fragment,
-    // protocol UDP, destination port 67. Offsets are from the IP header.
-    ASSIGN_OR_RETURN(nl::ClsPtr dhcp, NewU32(from.ifindex, kDhcpPrio, ETH_P_IP));
-    int err = 0;
-    if (err >= 0) err = rtnl_u32_add_key_uint32(dhcp.get(), 0x05000000, 0x0f000000, 0, 0);
-    if (err >= 0) err = rtnl_u32_add_key_uint32(dhcp.get(), 0x00000000, 0x00001fff, 4, 0);
-    if (err >= 0) err = rtnl_u32_add_key_uint32(dhcp.get(), 0x00110000, 0x00ff0000, 8, 0);
-    if (err >= 0) err = rtnl_u32_add_key_uint32(dhcp.get(), 0x00000043, 0x0000ffff, 20, 0);
-    if (err < 0) return nl::Error(err, "tc filter build dhcp keys", from.name);
-    // No action: a terminal match returns TC_ACT_OK, so the frame skips the
-    // redirect below and dies in tap0's address-less IP stack.
-    if (err = rtnl_cls_add(sock, dhcp.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0) {
-      return nl::Error(err, "tc filter add dhcp exception", from.name);
-    }
-  }
+  if (!options.guard.empty()) RETURN_IF_ERROR(AddGuard(sock, from, options.guard));
 
   ASSIGN_OR_RETURN(nl::ClsPtr cls, NewU32(from.ifindex, kRedirectPrio, ETH_P_ALL));
   if (int err = rtnl_u32_add_key_uint32(cls.get(), 0, 0, 0, 0); err < 0) {

@@ -81,6 +81,8 @@ absl::Status Validate(const Config& c) {
   if (c.vm.default_memory_mib < c.vm.min_memory_mib)
     return TypeError("vm.default_memory_mib", base::StrCat(">= vm.min_memory_mib (", c.vm.min_memory_mib, ")"));
   if (c.vm.default_vcpus < 1) return TypeError("vm.default_vcpus", ">= 1");
+  if (c.vm.max_disk_mib < 1) return TypeError("vm.max_disk_mib", ">= 1");
+  if (c.vm.io_error_timeout_seconds < 1) return TypeError("vm.io_error_timeout_seconds", ">= 1");
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
   if (!c.cni.conf_dir.is_absolute()) return TypeError("cni.conf_dir", "an absolute path");
   if (!c.upstream.endpoint.empty() && c.upstream.endpoint.rfind("unix://", 0) != 0)
@@ -91,6 +93,40 @@ absl::Status Validate(const Config& c) {
 }
 
 }  // namespace
+
+absl::Status ParseVmUidRange(std::string_view text, SecurityConfig* out) {
+  if (text.empty()) {
+    out->vm_uid_first = out->vm_uid_last = 0;
+    return absl::OkStatus();
+  }
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(
+        base::StrCat("config key \"security.vm_uid_range\" \"", text, "\" ", why));
+  };
+  size_t dash = text.find('-');
+  if (dash == std::string_view::npos) return bad("is not FIRST-LAST");
+  auto number = [](std::string_view s, uint64_t* v) {
+    if (s.empty() || s.size() > 10) return false;
+    *v = 0;
+    for (char ch : s) {
+      if (ch < '0' || ch > '9') return false;
+      *v = *v * 10 + static_cast<uint64_t>(ch - '0');
+    }
+    return true;
+  };
+  uint64_t first = 0, last = 0;
+  if (!number(text.substr(0, dash), &first) || !number(text.substr(dash + 1), &last)) {
+    return bad("is not FIRST-LAST in decimal");
+  }
+  // Below 65536 live the system and login users (and 16-bit nobody); at
+  // 2^31 and above some tools treat ids as negative.
+  if (first < 65536) return bad("starts below 65536, where system and login users live");
+  if (last >= (uint64_t{1} << 31)) return bad("ends at or above 2147483648");
+  if (last < first) return bad("ends before it starts");
+  out->vm_uid_first = static_cast<uint32_t>(first);
+  out->vm_uid_last = static_cast<uint32_t>(last);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text) {
   if (text == "auto") return Accelerator::kAuto;
@@ -129,7 +165,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
-                                       "vm", "cni", "runtime", "images", "upstream"}));
+                                       "vm", "cni", "runtime", "images", "upstream", "security"}));
   RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
   RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
   RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
@@ -148,10 +184,14 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "vm", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "vm", {"default_memory_mib", "min_memory_mib", "default_vcpus"}));
+    RETURN_IF_ERROR(CheckKeys(
+        *t, "vm",
+        {"default_memory_mib", "min_memory_mib", "default_vcpus", "max_disk_mib", "io_error_timeout_seconds"}));
     RETURN_IF_ERROR(Get(*t, "default_memory_mib", "vm.default_memory_mib", &c.vm.default_memory_mib));
     RETURN_IF_ERROR(Get(*t, "min_memory_mib", "vm.min_memory_mib", &c.vm.min_memory_mib));
     RETURN_IF_ERROR(Get(*t, "default_vcpus", "vm.default_vcpus", &c.vm.default_vcpus));
+    RETURN_IF_ERROR(Get(*t, "max_disk_mib", "vm.max_disk_mib", &c.vm.max_disk_mib));
+    RETURN_IF_ERROR(Get(*t, "io_error_timeout_seconds", "vm.io_error_timeout_seconds", &c.vm.io_error_timeout_seconds));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "cni", &err)) {
@@ -189,6 +229,12 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
       }
     }
     RETURN_IF_ERROR(err);
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "security", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "security", {"vm_uid_range"}));
+    RETURN_IF_ERROR(Get(*t, "vm_uid_range", "security.vm_uid_range", &c.security.vm_uid_range));
+    RETURN_IF_ERROR(ParseVmUidRange(c.security.vm_uid_range, &c.security));
   }
   RETURN_IF_ERROR(err);
   if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");

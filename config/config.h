@@ -32,6 +32,15 @@ struct VmConfig {
   int64_t default_memory_mib = 512;
   int64_t min_memory_mib = 64;
   int default_vcpus = 1;
+  // The largest virtual disk a VM may get. Its qcow2 overlay grows at most to
+  // the virtual size of the image's disk (plus qcow2 metadata), so this
+  // bounds the host disk one VM can fill; larger images are refused at
+  // CreateContainer.
+  int64_t max_disk_mib = 65536;
+  // A VM that QEMU paused because a disk write failed on the host (disk
+  // full) is resumed by the safety sweep while space may be back; after this
+  // many seconds still paused it is stopped and reported EXITED.
+  int64_t io_error_timeout_seconds = 300;
 };
 
 struct CniConfig {
@@ -73,6 +82,20 @@ struct UpstreamConfig {
   int64_t tombstone_ttl_seconds = 600;
 };
 
+// How VMs are confined (docs/security.md, "QEMU confinement").
+struct SecurityConfig {
+  // "FIRST-LAST": each VM's QEMU runs under its own uid and gid from this
+  // range (uid == gid), kept in the container record until RemoveContainer.
+  // No user or group of the host may lie in it (checked at start-up). Empty:
+  // QEMU runs as root, unconfined (start-up logs a warning).
+  std::string vm_uid_range = "2000000000-2000065535";
+  // Parsed from vm_uid_range; 0/0 when it is empty.
+  uint32_t vm_uid_first = 2000000000;
+  uint32_t vm_uid_last = 2000065535;
+
+  bool confined() const { return vm_uid_first != 0; }
+};
+
 struct Config {
   std::filesystem::path listen = "/run/kubevirt-cri/kubevirt-cri.sock";
   // Persistent state: images, sandbox records, libvirt embed root.
@@ -86,6 +109,7 @@ struct Config {
   RuntimeConfig runtime;
   UpstreamConfig upstream;
   ImagesConfig images;
+  SecurityConfig security;
 
   // The libvirt URI actually used: `libvirt.uri` or the embedded default.
   std::string LibvirtUri() const;
@@ -96,6 +120,9 @@ struct Config {
 absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
 // Reads and parses a file. A missing file yields the defaults only when `optional`.
 absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path, bool optional);
+
+// Parses "FIRST-LAST" of [security] vm_uid_range into `out` (0/0 for "").
+absl::Status ParseVmUidRange(std::string_view text, SecurityConfig* out);
 
 absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text);
 std::string_view AcceleratorName(Accelerator a);

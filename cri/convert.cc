@@ -150,7 +150,8 @@ void ToPb(const ContainerRecord& r, const std::string& log_directory, pb::Contai
   out->mutable_image()->set_image(r.image);
   out->set_image_ref(r.image_ref);
   out->set_image_id(r.image_ref);
-  out->set_reason(r.reason);
+  // A placeholder of an unreadable record says so; its VM is left running.
+  out->set_reason(r.load_error.empty() ? r.reason : "RecordUnreadable");
   out->set_message(r.load_error.empty() ? r.message : r.load_error);
   FillMap(r.labels, out->mutable_labels());
   FillMap(r.annotations, out->mutable_annotations());

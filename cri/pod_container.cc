@@ -1,5 +1,8 @@
 // PodLifecycle, the Pod's VM container: create (overlay, seed), start, graceful stop, remove, exit refresh.
+#include <fcntl.h>
+
 #include <algorithm>
+#include <set>
 
 #include "config/base/clock.h"
 #include "config/base/file_util.h"
@@ -7,6 +10,7 @@
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "config/base/unique_fd.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/pod_network_spec.h"
 #include "cri/volumes.h"
@@ -15,6 +19,7 @@
 #include "runtime/hypervisor.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/overlay.h"
+#include "runtime/vm_confinement.h"
 #include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
@@ -49,10 +54,66 @@ absl::StatusOr<VmSize> SizeVm(const config::VmConfig& cfg, const ContainerResour
   return size;
 }
 
+// A confined VM shares directories over 9p, served by its own QEMU: libvirt
+// 9.0 runs virtiofsd as root (docs/security.md "Shares").
+VolumeOptions VolumeOptionsFor(const sandbox::ContainerRecord& c) {
+  VolumeOptions o;
+  if (c.vm_uid != 0) o.virtiofsd.clear();
+  return o;
+}
+
+// Every path that gets an ACL entry for the VM's uid, ancestors included,
+// with the access the VM needs: written to the record before the first
+// entry is set, so a crash never leaves an entry that nobody takes back.
+std::vector<std::pair<std::filesystem::path, runtime::Access>> PlanGrants(const sandbox::ContainerRecord& c,
+                                                                         const std::filesystem::path& container_dir,
+                                                                         const runtime::image::ImageInfo& image,
+                                                                         config::Accelerator accel) {
+  std::vector<std::pair<std::filesystem::path, runtime::Access>> out;
+  if (c.vm_uid == 0) return out;
+  // Its own directory is reached through its group (ConfineFiles); this
+  // opens the way there (<root>/containers is 0700).
+  out.emplace_back(container_dir, runtime::Access::kTraverse);
+  // The image's files are read through the store's paths: the overlay's
+  // backing file, or the kernel and initrd.
+  if (c.boot.kind == sandbox::BootKind::kKernel) {
+    out.emplace_back(c.boot.kernel, runtime::Access::kRead);
+    if (!c.boot.initrd.empty()) out.emplace_back(c.boot.initrd, runtime::Access::kRead);
+  } else {
+    out.emplace_back(image.boot.disk, runtime::Access::kRead);
+  }
+  for (const sandbox::DeviceSpec& d : c.devices) {
+    bool rw = d.permissions.find('w') != std::string::npos;
+    out.emplace_back(d.host_path, rw ? runtime::Access::kReadWrite : runtime::Access::kRead);
+  }
+  for (const sandbox::MountSpec& m : c.mounts) {
+    // Single files were copied into the seed; QEMU never opens them.
+    if (!std::filesystem::is_directory(m.host_path)) continue;
+    out.emplace_back(m.host_path, m.readonly ? runtime::Access::kRead : runtime::Access::kReadWrite);
+  }
+  // /dev/kvm is root:kvm 0660; QEMU under its own uid is in no group.
+  if (accel == config::Accelerator::kKvm) out.emplace_back("/dev/kvm", runtime::Access::kReadWrite);
+  return out;
+}
+
+std::vector<std::string> WithAncestors(const std::vector<std::pair<std::filesystem::path, runtime::Access>>& grants) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& [path, access] : grants) {
+    for (std::filesystem::path p = path; !p.empty(); p = p.parent_path()) {
+      if (seen.insert(p.string()).second) out.push_back(p.string());
+      if (p == p.root_path()) break;
+    }
+  }
+  return out;
+}
+
 runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb,
                             config::Accelerator accel) {
   runtime::VmSpec spec;
   spec.name = c.domain_name;
+  spec.uid = c.vm_uid;
+  spec.gid = c.vm_uid;
   spec.pod_id = sb.id;
   spec.container_id = c.id;
   spec.pod_namespace = sb.metadata.namespace_;
@@ -105,14 +166,74 @@ bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == r
 
 }  // namespace
 
+std::string DomainOf(const sandbox::ContainerRecord& c) {
+  if (c.domain_name.empty() && !c.load_error.empty()) return StrCat(kDomainPrefix, c.id);
+  return c.domain_name;
+}
+
 std::filesystem::path PodLifecycle::ContainerDir(std::string_view container_id) const {
   return deps_.config->root / "containers" / std::string(container_id);
 }
 
+absl::StatusOr<uint32_t> PodLifecycle::AllocateVmUid() {
+  const config::SecurityConfig& sec = deps_.config->security;
+  if (!sec.confined()) return 0;
+  absl::MutexLock l(&uids_mu_);
+  std::set<uint32_t> used = pending_uids_;
+  uint32_t highest = 0;
+  for (const sandbox::ContainerRecord& r : deps_.store->ListContainers()) {
+    if (r.vm_uid == 0) continue;
+    used.insert(r.vm_uid);
+    highest = std::max(highest, r.vm_uid);
+  }
+  // After a restart, continue above the highest uid the records hold.
+  if (next_uid_ < sec.vm_uid_first || next_uid_ > sec.vm_uid_last) {
+    next_uid_ = highest >= sec.vm_uid_first && highest < sec.vm_uid_last ? highest + 1 : sec.vm_uid_first;
+  }
+  const uint64_t size = uint64_t{sec.vm_uid_last} - sec.vm_uid_first + 1;
+  for (uint64_t i = 0; i < size; ++i) {
+    uint32_t uid = next_uid_;
+    next_uid_ = uid == sec.vm_uid_last ? sec.vm_uid_first : uid + 1;
+    if (used.count(uid) == 0) {
+      pending_uids_.insert(uid);
+      return uid;
+    }
+  }
+  return absl::ResourceExhaustedError(StrCat("every uid of security.vm_uid_range \"", sec.vm_uid_range,
+                                             "\" is held by a VM container (", size,
+                                             "); remove exited containers or widen the range"));
+}
+
+void PodLifecycle::ReleasePendingUid(uint32_t uid) {
+  absl::MutexLock l(&uids_mu_);
+  pending_uids_.erase(uid);
+}
+
+absl::Status PodLifecycle::ConfineFiles(const sandbox::ContainerRecord& c) {
+  const uid_t uid = c.vm_uid;
+  const gid_t gid = c.vm_uid;
+  const std::filesystem::path dir = ContainerDir(c.id);
+  // The VM reaches its own directory through its group and may neither list
+  // nor change it: it cannot swap console.log for a symlink we would follow.
+  RETURN_IF_ERROR(runtime::SetOwner(dir, 0, gid, 0710));
+  RETURN_IF_ERROR(runtime::SetOwner(c.seed_path, 0, gid, 0440));  // read-only disk: the VM may not rewrite it
+  if (c.boot.kind == sandbox::BootKind::kDisk) RETURN_IF_ERROR(runtime::SetOwner(c.boot.disk, uid, gid, 0600));
+  // QEMU appends the serial console here but cannot create files in `dir`.
+  {
+    base::UniqueFd fd(::open(c.console_path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat("create \"", c.console_path, "\""));
+  }
+  return runtime::SetOwner(c.console_path, uid, gid, 0600);
+}
+
 void PodLifecycle::RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
-  std::string log_path = LogPathOf(c, sb);
-  if (log_path.empty()) return;  // no CRI log requested
-  base::LogIfError(deps_.console->Add(c.id, c.console_path, log_path), "console log copy not started");
+  if (LogPathOf(c, sb).empty()) return;  // no CRI log requested
+  runtime::ConsoleTarget target;
+  target.console = c.console_path;
+  target.log_dir = sb.log_directory;
+  target.log_rel = c.log_path;
+  target.qemu_log = deps_.hypervisor->DomainLogPath(c.domain_name);
+  base::LogIfError(deps_.console->Add(c.id, target), "console log copy not started");
 }
 
 absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& draft) {
@@ -149,6 +270,16 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                                 "/boot/initrd.img), not a container image: see docs/images.md"));
   }
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources));
+  // The overlay grows at most to the virtual size of the image's disk: that
+  // is the bound on the host disk this VM can fill.
+  const uint64_t max_disk = static_cast<uint64_t>(deps_.config->vm.max_disk_mib) << 20;
+  if (image->boot.kind == runtime::image::BootKind::kDisk && image->boot.disk_virtual_size > max_disk) {
+    return absl::InvalidArgumentError(
+        StrCat("image \"", draft.image, "\" has a disk of ", image->boot.disk_virtual_size,
+               " bytes (virtual size); VMs may have at "
+               "most vm.max_disk_mib = ",
+               deps_.config->vm.max_disk_mib, " MiB, which bounds how much host disk a VM's overlay can fill"));
+  }
 
   sandbox::ContainerRecord rec;
   ASSIGN_OR_RETURN(rec.id, deps_.store->NewId());
@@ -162,11 +293,17 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   rec.state = sandbox::ContainerState::kCreated;
   rec.phase = sandbox::Phase::kCreating;
   rec.created_at = absl::ToUnixNanos(deps_.clock->Now());
-  rec.domain_name = StrCat("kvcri-", rec.id);
+  rec.domain_name = StrCat(kDomainPrefix, rec.id);
   rec.vcpus = size.vcpus;
   rec.memory_mib = size.memory_mib;
   rec.devices = draft.volumes.devices;  // host paths resolved by ValidateVolumes
   rec.mounts = draft.volumes.mounts;
+  ASSIGN_OR_RETURN(rec.vm_uid, AllocateVmUid());
+  struct Unreserve {
+    PodLifecycle* self;
+    uint32_t uid;
+    ~Unreserve() { self->ReleasePendingUid(uid); }  // the record holds it from PutContainer on
+  } unreserve{this, rec.vm_uid};
   const std::filesystem::path dir = ContainerDir(rec.id);
   rec.console_path = (dir / "console.log").string();
   rec.seed_path = (dir / "cidata.img").string();
@@ -184,6 +321,9 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
     rec.boot.disk_format = "qcow2";
   }
 
+  const auto grants = PlanGrants(rec, dir, *image, deps_.accelerator);
+  rec.vm_grants = WithAncestors(grants);
+
   base::Rollback undo;
   RETURN_IF_ERROR(deps_.store->PutContainer(rec));
   const std::string id = rec.id;
@@ -199,14 +339,25 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
         .status();
   });
   undo.Add("remove container dir", [dir] { return base::RemoveAll(dir); });
+  if (rec.vm_uid != 0) {
+    undo.Add("revoke the VM's ACL entries",
+             [this, paths = rec.vm_grants, uid = rec.vm_uid] { return file_access_.Revoke(paths, uid); });
+  }
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
   // cloud-init NoCloud seed: hostname, network-config, user-data.
   runtime::CloudInitSeed seed = SeedFor(sb);
-  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes)) seed.extra_files.push_back(std::move(f));
+  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec))) {
+    seed.extra_files.push_back(std::move(f));
+  }
   RETURN_IF_ERROR(runtime::WriteSeedImage(rec.seed_path, seed));
   if (rec.boot.kind == sandbox::BootKind::kDisk) {
     // The image's disk is never written: the VM writes to its own overlay.
     RETURN_IF_ERROR(runtime::image::CreateOverlay(image->boot.disk, image->boot.disk_format, rec.boot.disk));
+  }
+  if (rec.vm_uid != 0) {
+    RETURN_IF_ERROR(ConfineFiles(rec));
+    std::vector<std::string> granted;  // Revoke takes back rec.vm_grants, a superset
+    for (const auto& [path, access] : grants) RETURN_IF_ERROR(file_access_.Grant(path, rec.vm_uid, access, &granted));
   }
   RETURN_IF_ERROR(deps_.store
                       ->UpdateContainer(id,
@@ -239,11 +390,14 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   if (deps_.accelerator == config::Accelerator::kAuto) {
     return absl::FailedPreconditionError(StrCat("no usable accelerator: ", deps_.accelerator_reason));
   }
-  std::string log_path = LogPathOf(c, sb);
-  if (!log_path.empty()) RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(log_path).parent_path(), 0755));
+  if (!LogPathOf(c, sb).empty()) {
+    // Creates the log's directories below the Pod's log directory without
+    // following a symlink planted there; fails the start rather than the copy.
+    RETURN_IF_ERROR(runtime::OpenCriLog(sb.log_directory, c.log_path).status());
+  }
 
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
-  RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptions{}, &spec));  // devices, mounts
+  RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts
   const absl::Time t0 = deps_.clock->Now();
   // A start that fails ends EXITED (StartError) with the reason: kubelet
   // sees why and makes a new container.
@@ -265,6 +419,9 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     return cause;
   };
   if (absl::Status created = deps_.hypervisor->Create(spec); !created.ok()) return fail(created);
+  // Volumes were verified just before Create; again now that QEMU (paused)
+  // has opened them: a path swapped while libvirt resolved it fails the start.
+  if (absl::Status same = VerifyVolumesUnchanged(c); !same.ok()) return fail(same);
   const absl::Duration libvirt_took = deps_.clock->Now() - t0;
   absl::StatusOr<sandbox::ContainerRecord> started = deps_.store->UpdateContainer(id, [&](sandbox::ContainerRecord& r) {
     r.state = sandbox::ContainerState::kRunning;
@@ -288,7 +445,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
 absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::ContainerRecord& c) {
   if (c.state != sandbox::ContainerState::kRunning) return c;
   ASSIGN_OR_RETURN(runtime::VmStatus vm, deps_.hypervisor->Status(c.domain_name));
-  if (IsUp(vm.phase)) return c;
+  if (IsUp(vm.phase)) return NoteIoErrorPause(c, vm);
   int exit_code = vm.exit_code;
   std::string reason = vm.reason;
   if (vm.phase == runtime::VmPhase::kMissing) {
@@ -304,6 +461,18 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
     r.exit_code = exit_code;
     r.reason = reason;
     if (vm.phase == runtime::VmPhase::kMissing) r.message = StrCat("libvirt domain \"", c.domain_name, "\" is gone");
+    if (r.io_error_since != 0) {
+      // It ended while QEMU had it paused on a host I/O error (forced off by
+      // RetryIoErrorPause after the bound, or stopped meanwhile): that is why.
+      r.exit_code = 1;
+      r.reason = std::string(kIoErrorExitReason);
+      r.message = StrCat("the VM was stopped after ",
+                         absl::ToInt64Seconds(deps_.clock->Now() - absl::FromUnixNanos(r.io_error_since)),
+                         " s paused on a host I/O error; ", r.message);
+      r.io_error_since = 0;
+    }
+    exit_code = r.exit_code;
+    reason = r.reason;
     return absl::OkStatus();
   }));
   if (changed) {
@@ -313,6 +482,72 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
   }
   NotifyExit(c.id);
   return updated;
+}
+
+absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::NoteIoErrorPause(const sandbox::ContainerRecord& c,
+                                                                        const runtime::VmStatus& vm) {
+  const bool paused = vm.phase == runtime::VmPhase::kPaused && vm.reason == runtime::kIoErrorReason;
+  const std::string message =
+      paused ? StrCat("QEMU paused the VM: a write to its disk failed on the host (",
+                      vm.message.empty() ? "libvirt gives no detail" : vm.message,
+                      "); it is resumed once the host has space again, and stopped if still paused after ",
+                      deps_.config->vm.io_error_timeout_seconds, " s")
+             : "";
+  if (paused == (c.io_error_since != 0) && (!paused || c.message == message)) return c;  // nothing new
+  bool changed = false;
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord updated,
+                   deps_.store->UpdateContainer(c.id, [&](sandbox::ContainerRecord& r) {
+                     if (r.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+                     changed = true;
+                     if (paused) {
+                       if (r.io_error_since == 0) r.io_error_since = absl::ToUnixNanos(deps_.clock->Now());
+                       r.reason = std::string(kPausedIoErrorReason);
+                       r.message = message;
+                     } else {
+                       r.io_error_since = 0;
+                       if (r.reason == kPausedIoErrorReason) {
+                         r.reason.clear();
+                         r.message.clear();
+                       }
+                     }
+                     return absl::OkStatus();
+                   }));
+  if (changed && paused && c.io_error_since == 0) {
+    base::LogWarn("VM paused by a host I/O error (disk full?); resuming it when space is back",
+                  {{"id", c.id}, {"domain", c.domain_name}, {"disks", vm.message}});
+  } else if (changed && !paused) {
+    base::LogInfo("VM runs again after a host I/O error pause", {{"id", c.id}, {"domain", c.domain_name}});
+  }
+  return updated;
+}
+
+void PodLifecycle::RetryIoErrorPause(const sandbox::ContainerRecord& c) {
+  absl::StatusOr<sandbox::ContainerRecord> now = Refresh(c);  // records the pause if the event was missed
+  if (!now.ok() || now->state != sandbox::ContainerState::kRunning || now->io_error_since == 0) return;
+  const absl::Duration paused_for = deps_.clock->Now() - absl::FromUnixNanos(now->io_error_since);
+  if (paused_for < absl::Seconds(deps_.config->vm.io_error_timeout_seconds)) {
+    // QEMU retries the failed request on resume; with the host still full it
+    // pauses again at once, which costs nothing.
+    absl::Status resumed = deps_.hypervisor->Resume(now->domain_name);
+    if (!resumed.ok())
+      base::LogWarn("resume after I/O error", {{"id", c.id}, {"error", std::string(resumed.message())}});
+    absl::StatusOr<sandbox::ContainerRecord> after = Refresh(*now);
+    if (!after.ok())
+      base::LogWarn("refresh after resume", {{"id", c.id}, {"error", std::string(after.status().message())}});
+    return;
+  }
+  // Failed clearly rather than frozen forever: kubelet sees an exit with the
+  // reason (Refresh, from the stop event or below) and restarts the
+  // container by its restart policy.
+  base::LogError("VM still paused by a host I/O error; stopping it",
+                 {{"id", c.id}, {"domain", now->domain_name}, {"paused_s", StrCat(absl::ToInt64Seconds(paused_for))}});
+  if (absl::Status s = deps_.hypervisor->Destroy(now->domain_name); !s.ok()) {
+    base::LogWarn("destroy after I/O error", {{"id", c.id}, {"error", std::string(s.message())}});
+    return;  // the next sweep tries again
+  }
+  absl::StatusOr<sandbox::ContainerRecord> exited = Refresh(*now);
+  if (!exited.ok())
+    base::LogWarn("refresh after destroy", {{"id", c.id}, {"error", std::string(exited.status().message())}});
 }
 
 absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration grace) {
@@ -351,7 +586,11 @@ absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration
 absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerRecord& c) {
   absl::Status first;
   base::KeepFirstError(&first, deps_.console->Remove(c.id));
-  if (!c.domain_name.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(c.domain_name));
+  if (std::string domain = DomainOf(c); !domain.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(domain));
+  // After the domain: its QEMU may hold files open until it is gone. A failed
+  // revoke keeps the record (phase removing), so the uid is not handed out
+  // again with entries left behind.
+  if (c.vm_uid != 0 && first.ok()) base::KeepFirstError(&first, file_access_.Revoke(c.vm_grants, c.vm_uid));
   base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
   ForgetTimings(c.id);
   NotifyExit(c.id);

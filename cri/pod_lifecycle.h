@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,13 +19,31 @@
 #include "cri/pod_drafts.h"
 #include "cri/runtime_deps.h"
 #include "cri/vm_monitor.h"
+#include "runtime/vm_confinement.h"
 #include "sandbox/records.h"
 
 namespace kvcri::sandbox {
 struct LoadReport;
 }  // namespace kvcri::sandbox
+namespace kvcri::runtime {
+struct VmStatus;
+}  // namespace kvcri::runtime
 
 namespace kvcri::cri {
+
+// Our libvirt domains are "kvcri-<container id>" (container IDs are never
+// reused), which is how a domain is tied to its record.
+inline constexpr std::string_view kDomainPrefix = "kvcri-";
+// The domain of `c`. A placeholder of an unreadable record has no
+// domain_name: it gets the name our rule gives its ID, so that stopping or
+// removing it still reaches its VM.
+std::string DomainOf(const sandbox::ContainerRecord& c);
+
+// ContainerStatus.reason of a RUNNING container whose VM QEMU paused on a
+// host I/O error (its disk's file system is full), and of its exit when the
+// pause outlasted vm.io_error_timeout_seconds.
+inline constexpr std::string_view kPausedIoErrorReason = "PausedIOError";
+inline constexpr std::string_view kIoErrorExitReason = "IOError";
 
 struct PodLifecycleOptions {
   // How long a call waits for a conflicting call on the same Pod or
@@ -102,9 +121,26 @@ class PodLifecycle {
   // pod_container.cc
   absl::Status DeleteContainerArtifacts(const sandbox::ContainerRecord& c);
   // EXITED with code and reason once the VM is off; wakes StopContainer.
+  // A VM paused on a host I/O error is noted (NoteIoErrorPause).
   absl::StatusOr<sandbox::ContainerRecord> Refresh(const sandbox::ContainerRecord& c);
+  // Keeps the record's reason/message/io_error_since in line with whether
+  // QEMU has the VM paused on a host I/O error; writes only on a change.
+  absl::StatusOr<sandbox::ContainerRecord> NoteIoErrorPause(const sandbox::ContainerRecord& c,
+                                                            const runtime::VmStatus& vm);
+  // From the sweep, for a RUNNING container whose VM is paused on an I/O
+  // error: resumes it (space may be back), or once the pause has lasted
+  // vm.io_error_timeout_seconds, forces it off and records EXITED "IOError".
+  void RetryIoErrorPause(const sandbox::ContainerRecord& c);
   void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
   std::filesystem::path ContainerDir(std::string_view container_id) const;
+  // A uid of [security] vm_uid_range no container record holds (0 when
+  // confinement is off), reserved in pending_uids_ until the caller's record
+  // holds it (ReleasePendingUid).
+  absl::StatusOr<uint32_t> AllocateVmUid();
+  void ReleasePendingUid(uint32_t uid);
+  // Ownership of the container dir's files and ACL entries outside it, for
+  // the VM's uid (docs/security.md "QEMU confinement").
+  absl::Status ConfineFiles(const sandbox::ContainerRecord& c);
   // pod_recovery.cc
   void OnDomainEvent(const std::string& domain);
   // Retries a failed teardown with backoff; false while backing off.
@@ -134,6 +170,12 @@ class PodLifecycle {
 
   mutable absl::Mutex timings_mu_;
   std::map<std::string, std::string, std::less<>> timings_ ABSL_GUARDED_BY(timings_mu_);
+
+  absl::Mutex uids_mu_;
+  std::set<uint32_t> pending_uids_ ABSL_GUARDED_BY(uids_mu_);
+  // Round robin: a uid just released is the last to be handed out again.
+  uint32_t next_uid_ ABSL_GUARDED_BY(uids_mu_) = 0;
+  runtime::VmFileAccess file_access_;
 
   absl::Mutex retry_mu_;
   struct Backoff {

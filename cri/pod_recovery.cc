@@ -21,7 +21,6 @@ using base::StrCat;
 
 namespace {
 
-constexpr std::string_view kDomainPrefix = "kvcri-";
 constexpr absl::Duration kFirstRetry = absl::Seconds(10);
 constexpr absl::Duration kMaxRetry = absl::Minutes(5);
 
@@ -101,11 +100,23 @@ void PodLifecycle::Sweep() {
   if (!running.empty()) {
     absl::StatusOr<std::vector<runtime::VmListing>> domains = deps_.hypervisor->List();
     if (domains.ok()) {
-      std::set<std::string> up;
+      std::set<std::string> up, io_paused;
       for (const runtime::VmListing& vm : *domains) {
         if (IsUp(vm.phase)) up.insert(vm.name);
+        if (vm.phase == runtime::VmPhase::kPaused && vm.reason == runtime::kIoErrorReason) io_paused.insert(vm.name);
       }
       for (const sandbox::ContainerRecord& c : running) {
+        // Paused by a host I/O error, or noted so and running again: resume,
+        // fail after the bound, or clear the note.
+        if (io_paused.count(c.domain_name) || c.io_error_since != 0) {
+          if (io_paused.count(c.domain_name)) {
+            RetryIoErrorPause(c);
+          } else {
+            absl::StatusOr<sandbox::ContainerRecord> r = Refresh(c);
+            if (!r.ok()) base::LogWarn("sweep: refresh", {{"id", c.id}, {"error", std::string(r.status().message())}});
+          }
+          continue;
+        }
         if (up.count(c.domain_name)) continue;
         absl::StatusOr<sandbox::ContainerRecord> r = Refresh(c);
         if (!r.ok()) base::LogWarn("sweep: refresh", {{"id", c.id}, {"error", std::string(r.status().message())}});
@@ -173,11 +184,32 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
   base::LogIfError(deps_.store->CleanUp(report), "recovery: store clean-up");
 
   // 2. Domains: ours without a record are leftovers of a crash; a record in
-  //    CREATED whose domain is up was started just before a crash.
+  //    CREATED whose domain is up was started just before a crash. A domain
+  //    is removed only when we know positively that it is an orphan: the
+  //    store read every directory, and no record (not even the placeholder
+  //    of an unreadable one) has its container ID or the ID its name gives
+  //    ("kvcri-<id>"). A record we cannot read (corrupt, or written by a
+  //    newer version) keeps its VM running untouched, reported
+  //    NOTREADY/UNKNOWN.
   ASSIGN_OR_RETURN(std::vector<runtime::VmListing> domains, deps_.hypervisor->List());
   for (const runtime::VmListing& vm : domains) {
     absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(vm.container_id);
+    if (c.ok() && !c->load_error.empty()) {
+      base::LogWarn("recovery: keeping the domain of an unreadable container record",
+                    {{"domain", vm.name}, {"container", vm.container_id}, {"error", c->load_error}});
+      continue;
+    }
     if (!c.ok() || c->domain_name != vm.name) {
+      const bool prefixed = vm.name.rfind(kDomainPrefix, 0) == 0;
+      absl::Status by_name =
+          prefixed ? deps_.store->GetContainer(vm.name.substr(kDomainPrefix.size())).status() : absl::NotFoundError("");
+      if (!report.complete || !absl::IsNotFound(by_name) || (!c.ok() && !absl::IsNotFound(c.status()))) {
+        base::LogWarn("recovery: domain without a matching record kept (not known to be an orphan)",
+                      {{"domain", vm.name},
+                       {"container", vm.container_id},
+                       {"store_complete", report.complete ? "true" : "false"}});
+        continue;
+      }
       base::LogInfo("recovery: removing orphan domain", {{"domain", vm.name}, {"container", vm.container_id}});
       base::LogIfError(deps_.hypervisor->Remove(vm.name), "recovery: orphan domain");
       ++fixed;
@@ -198,7 +230,10 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
       base::LogIfError(deps_.hypervisor->Remove(vm.name), "recovery: half-started domain");
       ++fixed;
     }
-    if (vm.phase == runtime::VmPhase::kPaused) {
+    if (vm.phase == runtime::VmPhase::kPaused && vm.reason == runtime::kIoErrorReason) {
+      // QEMU's pause on a full disk: the sweep resumes it or fails it.
+      base::LogWarn("recovery: VM is paused by a host I/O error", {{"domain", vm.name}});
+    } else if (vm.phase == runtime::VmPhase::kPaused) {
       // We pause only between Create and Resume: a crash came in between.
       base::LogInfo("recovery: resuming a VM a crash left paused", {{"domain", vm.name}});
       base::LogIfError(deps_.hypervisor->Resume(vm.name), "recovery: resume");
@@ -264,14 +299,33 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
     }
   }
 
-  // 5. Container directories (overlays, consoles) without a record.
+  // 5. Container directories (overlays, consoles) without a record; none
+  //    while some records may be missing from memory.
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(deps_.config->root / "containers", ec)) {
+    if (!report.complete) break;
     std::string id = e.path().filename();
     if (deps_.store->GetContainer(id).ok()) continue;
     base::LogInfo("recovery: removing orphan container dir", {{"path", e.path().string()}});
     base::LogIfError(base::RemoveAll(e.path()), "recovery: orphan container dir");
     ++fixed;
+  }
+
+  // 6. libvirt's per-domain QEMU logs of containers without a record (left
+  //    by versions that did not remove them with the domain).
+  if (std::filesystem::path probe = deps_.hypervisor->DomainLogPath("kvcri-probe"); !probe.empty()) {
+    for (const auto& e : std::filesystem::directory_iterator(probe.parent_path(), ec)) {
+      std::string name = e.path().filename();
+      if (name.rfind("kvcri-", 0) != 0 || name.size() <= 10 || name.substr(name.size() - 4) != ".log") continue;
+      std::string id = name.substr(6, name.size() - 10);
+      if (deps_.store->GetContainer(id).ok()) continue;
+      // A domain still defined (its record unreadable) keeps its log.
+      absl::StatusOr<runtime::VmStatus> vm = deps_.hypervisor->Status(name.substr(0, name.size() - 4));
+      if (!vm.ok() || vm->phase != runtime::VmPhase::kMissing) continue;
+      base::LogInfo("recovery: removing orphan QEMU log", {{"path", e.path().string()}});
+      base::LogIfError(base::RemoveFile(e.path()), "recovery: orphan QEMU log");
+      ++fixed;
+    }
   }
 
   base::LogInfo("recovery done", {{"sandboxes", StrCat(deps_.store->SandboxCount())},

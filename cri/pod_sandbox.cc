@@ -142,13 +142,22 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
 
 absl::Status PodLifecycle::ReleaseSandboxResources(const sandbox::SandboxRecord& sb) {
   absl::Status first;
-  if (!sb.netns_path.empty()) {
-    absl::StatusOr<cni::AttachSpec> attach = AttachSpecFor(sb);
+  std::filesystem::path netns_path = sb.netns_path;
+  if (netns_path.empty() && !sb.load_error.empty()) {
+    // An unreadable record does not say whether it had a network: its pinned
+    // netns does. The CNI DEL needs only the ids (and the cached ADD result),
+    // so the plugin still releases the Pod's IP.
+    absl::StatusOr<bool> exists = deps_.netns->Exists(sb.id);
+    if (exists.ok() && *exists) netns_path = deps_.netns->Path(sb.id);
+  }
+  if (!netns_path.empty()) {
+    absl::StatusOr<cni::AttachSpec> attach =
+        sb.load_error.empty() ? AttachSpecFor(sb) : absl::StatusOr<cni::AttachSpec>(absl::UnknownError(""));
     if (!attach.ok()) {
       // Annotations were valid at RunPodSandbox; DEL only needs the ids.
       attach = cni::AttachSpec{};
       attach->container_id = sb.id;
-      attach->netns = sb.netns_path;
+      attach->netns = netns_path;
     }
     // DHCP off, tap gone, CNI DEL (IP released) before the netns goes away.
     KeepFirstError(&first, deps_.network->Detach(*attach));
@@ -167,9 +176,10 @@ absl::Status PodLifecycle::StopSandbox(std::string_view id_arg) {
   absl::Status first;
   for (const sandbox::ContainerRecord& c :
        deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
-    if (c.state != sandbox::ContainerState::kRunning) continue;
+    // An unreadable record's VM may be running: forced off too.
+    if (c.state != sandbox::ContainerState::kRunning && c.load_error.empty()) continue;
     // kubelet stops containers gracefully first; what is still running is forced off.
-    KeepFirstError(&first, deps_.hypervisor->Destroy(c.domain_name));
+    KeepFirstError(&first, deps_.hypervisor->Destroy(DomainOf(c)));
     KeepFirstError(&first, Refresh(c).status());
   }
   KeepFirstError(&first, ReleaseSandboxResources(sb));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "cri/grpc_status.h"
 
@@ -54,6 +55,11 @@ std::string SideResolver::LiveContainerId(std::string_view container_id) const {
   return id.ok() ? *id : std::string();
 }
 
+std::string SideResolver::LiveSandboxId(std::string_view sandbox_id) const {
+  absl::StatusOr<std::string> id = store_->ResolveSandboxId(sandbox_id);
+  return id.ok() ? *id : std::string();
+}
+
 RouterRuntimeService::RouterRuntimeService(Local* local, SideResolver sides, UpstreamClient* upstream,
                                            Tombstones* removed)
     : local_(local), sides_(sides), upstream_(upstream), removed_(removed) {}
@@ -65,6 +71,75 @@ grpc::Status RouterRuntimeService::Route(Side side, std::string_view rpc, grpc::
                                          grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*)) {
   if (side == Side::kLocal) return (local_->*local)(ctx, req, resp);
   return upstream_->Call(upstream_->runtime(), remote, rpc, ctx, *req, resp);
+}
+
+absl::Status RouterRuntimeService::CheckPrefixNotUpstream(std::string_view what, std::string_view id,
+                                                          const std::string& full_id,
+                                                          const grpc::Status& upstream_answer, Use use) {
+  switch (upstream_answer.error_code()) {
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::OkStatus();  // only ours matches
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      if (use == Use::kRead) return absl::OkStatus();
+      return absl::UnavailableError(StrCat(what, " ID prefix \"", id, "\" matches VM ", what, " \"", full_id,
+                                           "\", but the upstream runtime \"", upstream_->endpoint(),
+                                           "\" cannot say whether it holds a match too (",
+                                           upstream_answer.error_message(), "); give the full ID"));
+    default:
+      // OK (one match there) or an error such as containerd's "multiple IDs
+      // found with provided prefix": the upstream holds a match as well.
+      return absl::InvalidArgumentError(StrCat(what, " ID prefix \"", id, "\" is ambiguous: it matches VM ", what,
+                                               " \"", full_id, "\" and a ", what, " of the upstream runtime \"",
+                                               upstream_->endpoint(), "\"; give more characters or the full ID"));
+  }
+}
+
+absl::StatusOr<Side> RouterRuntimeService::SandboxSide(grpc::ServerContext* ctx, std::string_view id, Use use) {
+  const Side side = sides_.ForSandbox(id);
+  if (side != Side::kLocal) return side;
+  const std::string full = sides_.LiveSandboxId(id);
+  if (full.empty() || full == id) return side;  // tombstone, error for our validation, or an exact ID
+  pb::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(std::string(id));
+  pb::PodSandboxStatusResponse resp;
+  grpc::Status up = upstream_->Call(upstream_->runtime(), &Stub::PodSandboxStatus, "PodSandboxStatus", ctx, req, &resp);
+  RETURN_IF_ERROR(CheckPrefixNotUpstream("sandbox", id, full, up, use));
+  return side;
+}
+
+absl::StatusOr<Side> RouterRuntimeService::ContainerSide(grpc::ServerContext* ctx, std::string_view id, Use use) {
+  const Side side = sides_.ForContainer(id);
+  if (side != Side::kLocal) return side;
+  const std::string full = sides_.LiveContainerId(id);
+  if (full.empty() || full == id) return side;
+  pb::ContainerStatusRequest req;
+  req.set_container_id(std::string(id));
+  pb::ContainerStatusResponse resp;
+  grpc::Status up = upstream_->Call(upstream_->runtime(), &Stub::ContainerStatus, "ContainerStatus", ctx, req, &resp);
+  RETURN_IF_ERROR(CheckPrefixNotUpstream("container", id, full, up, use));
+  return side;
+}
+
+template <typename Req, typename Resp>
+grpc::Status RouterRuntimeService::RouteSandbox(std::string_view id, Use use, std::string_view rpc,
+                                                grpc::ServerContext* ctx, const Req* req, Resp* resp,
+                                                grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                                                grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*)) {
+  absl::StatusOr<Side> side = SandboxSide(ctx, id, use);
+  if (!side.ok()) return ToGrpc(side.status());
+  return Route(*side, rpc, ctx, req, resp, local, remote);
+}
+
+template <typename Req, typename Resp>
+grpc::Status RouterRuntimeService::RouteContainer(std::string_view id, Use use, std::string_view rpc,
+                                                  grpc::ServerContext* ctx, const Req* req, Resp* resp,
+                                                  grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                                                  grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&,
+                                                                               Resp*)) {
+  absl::StatusOr<Side> side = ContainerSide(ctx, id, use);
+  if (!side.ok()) return ToGrpc(side.status());
+  return Route(*side, rpc, ctx, req, resp, local, remote);
 }
 
 template <typename Req, typename Resp>
@@ -178,8 +253,8 @@ grpc::Status RouterRuntimeService::RunPodSandbox(grpc::ServerContext* ctx, const
 
 grpc::Status RouterRuntimeService::StopPodSandbox(grpc::ServerContext* ctx, const pb::StopPodSandboxRequest* req,
                                                   pb::StopPodSandboxResponse* resp) {
-  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "StopPodSandbox", ctx, req, resp, &Local::StopPodSandbox,
-               &Stub::StopPodSandbox);
+  return RouteSandbox(req->pod_sandbox_id(), Use::kAct, "StopPodSandbox", ctx, req, resp, &Local::StopPodSandbox,
+                      &Stub::StopPodSandbox);
 }
 
 // Our removals are tombstoned (see Tombstones). Before the call, because a
@@ -191,8 +266,9 @@ grpc::Status RouterRuntimeService::StopPodSandbox(grpc::ServerContext* ctx, cons
 // a removal that had to stop a VM first.
 grpc::Status RouterRuntimeService::RemovePodSandbox(grpc::ServerContext* ctx, const pb::RemovePodSandboxRequest* req,
                                                     pb::RemovePodSandboxResponse* resp) {
-  const Side side = sides_.ForSandbox(req->pod_sandbox_id());
-  if (side == Side::kUpstream) {
+  absl::StatusOr<Side> side = SandboxSide(ctx, req->pod_sandbox_id(), Use::kAct);
+  if (!side.ok()) return ToGrpc(side.status());
+  if (*side == Side::kUpstream) {
     return upstream_->Call(upstream_->runtime(), &Stub::RemovePodSandbox, "RemovePodSandbox", ctx, *req, resp);
   }
   const std::vector<std::string> ids = sides_.LiveSandboxAndContainerIds(req->pod_sandbox_id());
@@ -206,42 +282,43 @@ grpc::Status RouterRuntimeService::RemovePodSandbox(grpc::ServerContext* ctx, co
 
 grpc::Status RouterRuntimeService::PodSandboxStatus(grpc::ServerContext* ctx, const pb::PodSandboxStatusRequest* req,
                                                     pb::PodSandboxStatusResponse* resp) {
-  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "PodSandboxStatus", ctx, req, resp,
-               &Local::PodSandboxStatus, &Stub::PodSandboxStatus);
+  return RouteSandbox(req->pod_sandbox_id(), Use::kRead, "PodSandboxStatus", ctx, req, resp, &Local::PodSandboxStatus,
+                      &Stub::PodSandboxStatus);
 }
 
 grpc::Status RouterRuntimeService::ListPodSandbox(grpc::ServerContext* ctx, const pb::ListPodSandboxRequest* req,
                                                   pb::ListPodSandboxResponse* resp) {
   if (!req->filter().id().empty()) {
-    return Route(sides_.ForSandbox(req->filter().id()), "ListPodSandbox", ctx, req, resp, &Local::ListPodSandbox,
-                 &Stub::ListPodSandbox);
+    return RouteSandbox(req->filter().id(), Use::kRead, "ListPodSandbox", ctx, req, resp, &Local::ListPodSandbox,
+                        &Stub::ListPodSandbox);
   }
   return Merge("ListPodSandbox", ctx, req, resp, &Local::ListPodSandbox, &Stub::ListPodSandbox);
 }
 
 grpc::Status RouterRuntimeService::CreateContainer(grpc::ServerContext* ctx, const pb::CreateContainerRequest* req,
                                                    pb::CreateContainerResponse* resp) {
-  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "CreateContainer", ctx, req, resp, &Local::CreateContainer,
-               &Stub::CreateContainer);
+  return RouteSandbox(req->pod_sandbox_id(), Use::kAct, "CreateContainer", ctx, req, resp, &Local::CreateContainer,
+                      &Stub::CreateContainer);
 }
 
 grpc::Status RouterRuntimeService::StartContainer(grpc::ServerContext* ctx, const pb::StartContainerRequest* req,
                                                   pb::StartContainerResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "StartContainer", ctx, req, resp, &Local::StartContainer,
-               &Stub::StartContainer);
+  return RouteContainer(req->container_id(), Use::kAct, "StartContainer", ctx, req, resp, &Local::StartContainer,
+                        &Stub::StartContainer);
 }
 
 grpc::Status RouterRuntimeService::StopContainer(grpc::ServerContext* ctx, const pb::StopContainerRequest* req,
                                                  pb::StopContainerResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "StopContainer", ctx, req, resp, &Local::StopContainer,
-               &Stub::StopContainer);
+  return RouteContainer(req->container_id(), Use::kAct, "StopContainer", ctx, req, resp, &Local::StopContainer,
+                        &Stub::StopContainer);
 }
 
 // Tombstoned before and after the call, as in RemovePodSandbox.
 grpc::Status RouterRuntimeService::RemoveContainer(grpc::ServerContext* ctx, const pb::RemoveContainerRequest* req,
                                                    pb::RemoveContainerResponse* resp) {
-  const Side side = sides_.ForContainer(req->container_id());
-  if (side == Side::kUpstream) {
+  absl::StatusOr<Side> side = ContainerSide(ctx, req->container_id(), Use::kAct);
+  if (!side.ok()) return ToGrpc(side.status());
+  if (*side == Side::kUpstream) {
     return upstream_->Call(upstream_->runtime(), &Stub::RemoveContainer, "RemoveContainer", ctx, *req, resp);
   }
   const std::string id = sides_.LiveContainerId(req->container_id());
@@ -254,92 +331,91 @@ grpc::Status RouterRuntimeService::RemoveContainer(grpc::ServerContext* ctx, con
 grpc::Status RouterRuntimeService::ListContainers(grpc::ServerContext* ctx, const pb::ListContainersRequest* req,
                                                   pb::ListContainersResponse* resp) {
   if (!req->filter().id().empty()) {
-    return Route(sides_.ForContainer(req->filter().id()), "ListContainers", ctx, req, resp, &Local::ListContainers,
-                 &Stub::ListContainers);
+    return RouteContainer(req->filter().id(), Use::kRead, "ListContainers", ctx, req, resp, &Local::ListContainers,
+                          &Stub::ListContainers);
   }
   if (!req->filter().pod_sandbox_id().empty()) {
-    return Route(sides_.ForSandbox(req->filter().pod_sandbox_id()), "ListContainers", ctx, req, resp,
-                 &Local::ListContainers, &Stub::ListContainers);
+    return RouteSandbox(req->filter().pod_sandbox_id(), Use::kRead, "ListContainers", ctx, req, resp,
+                        &Local::ListContainers, &Stub::ListContainers);
   }
   return Merge("ListContainers", ctx, req, resp, &Local::ListContainers, &Stub::ListContainers);
 }
 
 grpc::Status RouterRuntimeService::ContainerStatus(grpc::ServerContext* ctx, const pb::ContainerStatusRequest* req,
                                                    pb::ContainerStatusResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "ContainerStatus", ctx, req, resp, &Local::ContainerStatus,
-               &Stub::ContainerStatus);
+  return RouteContainer(req->container_id(), Use::kRead, "ContainerStatus", ctx, req, resp, &Local::ContainerStatus,
+                        &Stub::ContainerStatus);
 }
 
 grpc::Status RouterRuntimeService::UpdateContainerResources(grpc::ServerContext* ctx,
                                                             const pb::UpdateContainerResourcesRequest* req,
                                                             pb::UpdateContainerResourcesResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "UpdateContainerResources", ctx, req, resp,
-               &Local::UpdateContainerResources, &Stub::UpdateContainerResources);
+  return RouteContainer(req->container_id(), Use::kAct, "UpdateContainerResources", ctx, req, resp,
+                        &Local::UpdateContainerResources, &Stub::UpdateContainerResources);
 }
 
 grpc::Status RouterRuntimeService::ReopenContainerLog(grpc::ServerContext* ctx,
                                                       const pb::ReopenContainerLogRequest* req,
                                                       pb::ReopenContainerLogResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "ReopenContainerLog", ctx, req, resp,
-               &Local::ReopenContainerLog, &Stub::ReopenContainerLog);
+  return RouteContainer(req->container_id(), Use::kAct, "ReopenContainerLog", ctx, req, resp,
+                        &Local::ReopenContainerLog, &Stub::ReopenContainerLog);
 }
 
 grpc::Status RouterRuntimeService::ExecSync(grpc::ServerContext* ctx, const pb::ExecSyncRequest* req,
                                             pb::ExecSyncResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "ExecSync", ctx, req, resp, &Local::ExecSync,
-               &Stub::ExecSync);
+  return RouteContainer(req->container_id(), Use::kAct, "ExecSync", ctx, req, resp, &Local::ExecSync, &Stub::ExecSync);
 }
 
 // Streaming calls answer with a URL; kubelet then streams from whichever
 // runtime's streaming server that URL names, not through us.
 grpc::Status RouterRuntimeService::Exec(grpc::ServerContext* ctx, const pb::ExecRequest* req,
                                         pb::ExecResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "Exec", ctx, req, resp, &Local::Exec, &Stub::Exec);
+  return RouteContainer(req->container_id(), Use::kAct, "Exec", ctx, req, resp, &Local::Exec, &Stub::Exec);
 }
 
 grpc::Status RouterRuntimeService::Attach(grpc::ServerContext* ctx, const pb::AttachRequest* req,
                                           pb::AttachResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "Attach", ctx, req, resp, &Local::Attach, &Stub::Attach);
+  return RouteContainer(req->container_id(), Use::kAct, "Attach", ctx, req, resp, &Local::Attach, &Stub::Attach);
 }
 
 grpc::Status RouterRuntimeService::PortForward(grpc::ServerContext* ctx, const pb::PortForwardRequest* req,
                                                pb::PortForwardResponse* resp) {
-  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "PortForward", ctx, req, resp, &Local::PortForward,
-               &Stub::PortForward);
+  return RouteSandbox(req->pod_sandbox_id(), Use::kAct, "PortForward", ctx, req, resp, &Local::PortForward,
+                      &Stub::PortForward);
 }
 
 grpc::Status RouterRuntimeService::ContainerStats(grpc::ServerContext* ctx, const pb::ContainerStatsRequest* req,
                                                   pb::ContainerStatsResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "ContainerStats", ctx, req, resp, &Local::ContainerStats,
-               &Stub::ContainerStats);
+  return RouteContainer(req->container_id(), Use::kRead, "ContainerStats", ctx, req, resp, &Local::ContainerStats,
+                        &Stub::ContainerStats);
 }
 
 grpc::Status RouterRuntimeService::ListContainerStats(grpc::ServerContext* ctx,
                                                       const pb::ListContainerStatsRequest* req,
                                                       pb::ListContainerStatsResponse* resp) {
   if (!req->filter().id().empty()) {
-    return Route(sides_.ForContainer(req->filter().id()), "ListContainerStats", ctx, req, resp,
-                 &Local::ListContainerStats, &Stub::ListContainerStats);
+    return RouteContainer(req->filter().id(), Use::kRead, "ListContainerStats", ctx, req, resp,
+                          &Local::ListContainerStats, &Stub::ListContainerStats);
   }
   if (!req->filter().pod_sandbox_id().empty()) {
-    return Route(sides_.ForSandbox(req->filter().pod_sandbox_id()), "ListContainerStats", ctx, req, resp,
-                 &Local::ListContainerStats, &Stub::ListContainerStats);
+    return RouteSandbox(req->filter().pod_sandbox_id(), Use::kRead, "ListContainerStats", ctx, req, resp,
+                        &Local::ListContainerStats, &Stub::ListContainerStats);
   }
   return Merge("ListContainerStats", ctx, req, resp, &Local::ListContainerStats, &Stub::ListContainerStats);
 }
 
 grpc::Status RouterRuntimeService::PodSandboxStats(grpc::ServerContext* ctx, const pb::PodSandboxStatsRequest* req,
                                                    pb::PodSandboxStatsResponse* resp) {
-  return Route(sides_.ForSandbox(req->pod_sandbox_id()), "PodSandboxStats", ctx, req, resp, &Local::PodSandboxStats,
-               &Stub::PodSandboxStats);
+  return RouteSandbox(req->pod_sandbox_id(), Use::kRead, "PodSandboxStats", ctx, req, resp, &Local::PodSandboxStats,
+                      &Stub::PodSandboxStats);
 }
 
 grpc::Status RouterRuntimeService::ListPodSandboxStats(grpc::ServerContext* ctx,
                                                        const pb::ListPodSandboxStatsRequest* req,
                                                        pb::ListPodSandboxStatsResponse* resp) {
   if (!req->filter().id().empty()) {
-    return Route(sides_.ForSandbox(req->filter().id()), "ListPodSandboxStats", ctx, req, resp,
-                 &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
+    return RouteSandbox(req->filter().id(), Use::kRead, "ListPodSandboxStats", ctx, req, resp,
+                        &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
   }
   return Merge("ListPodSandboxStats", ctx, req, resp, &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
 }
@@ -347,8 +423,8 @@ grpc::Status RouterRuntimeService::ListPodSandboxStats(grpc::ServerContext* ctx,
 grpc::Status RouterRuntimeService::CheckpointContainer(grpc::ServerContext* ctx,
                                                        const pb::CheckpointContainerRequest* req,
                                                        pb::CheckpointContainerResponse* resp) {
-  return Route(sides_.ForContainer(req->container_id()), "CheckpointContainer", ctx, req, resp,
-               &Local::CheckpointContainer, &Stub::CheckpointContainer);
+  return RouteContainer(req->container_id(), Use::kAct, "CheckpointContainer", ctx, req, resp,
+                        &Local::CheckpointContainer, &Stub::CheckpointContainer);
 }
 
 // Merging two event streams would need a thread per subscriber; kubelet's

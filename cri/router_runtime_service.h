@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "config/config.h"
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/tombstones.h"
@@ -47,6 +49,8 @@ class SideResolver {
   std::vector<std::string> LiveSandboxAndContainerIds(std::string_view sandbox_id) const;
   // The full ID of our live container `container_id`, or empty.
   std::string LiveContainerId(std::string_view container_id) const;
+  // The full ID of our live sandbox `sandbox_id`, or empty.
+  std::string LiveSandboxId(std::string_view sandbox_id) const;
 
  private:
   const config::Config* config_;
@@ -114,6 +118,31 @@ class RouterRuntimeService final : public pb::RuntimeService::Service {
   grpc::Status Route(Side side, std::string_view rpc, grpc::ServerContext* ctx, const Req* req, Resp* resp,
                      grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
                      grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*));
+  // Whether a call about an ID acts (Stop, Remove, Exec, ...) or only reads.
+  enum class Use { kRead, kAct };
+  // The side of a call about sandbox/container `id`. When `id` is a proper
+  // prefix of one of our IDs, the upstream is asked whether it also holds a
+  // match (its Status call with the prefix): if so, the prefix is ambiguous
+  // and the call goes nowhere (INVALID_ARGUMENT naming both sides). While the
+  // upstream cannot answer, a read stays ours, an action is refused
+  // (UNAVAILABLE): the prefix may have meant one of its Pods.
+  absl::StatusOr<Side> SandboxSide(grpc::ServerContext* ctx, std::string_view id, Use use);
+  absl::StatusOr<Side> ContainerSide(grpc::ServerContext* ctx, std::string_view id, Use use);
+  // The ambiguity check above, for a local `full_id` that `id` is a prefix of.
+  absl::Status CheckPrefixNotUpstream(std::string_view what, std::string_view id, const std::string& full_id,
+                                      const grpc::Status& upstream_answer, Use use);
+  // Route() to the side of a sandbox or container ID; a refused ID answers
+  // the refusal and reaches neither side.
+  template <typename Req, typename Resp>
+  grpc::Status RouteSandbox(std::string_view id, Use use, std::string_view rpc, grpc::ServerContext* ctx,
+                            const Req* req, Resp* resp,
+                            grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                            grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*));
+  template <typename Req, typename Resp>
+  grpc::Status RouteContainer(std::string_view id, Use use, std::string_view rpc, grpc::ServerContext* ctx,
+                              const Req* req, Resp* resp,
+                              grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
+                              grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*));
   // A List*: both sides with the same request (filters included), the
   // upstream's items appended to ours. A down or failing upstream leaves its
   // part out (logged); UNIMPLEMENTED on one side counts as an empty part.

@@ -11,12 +11,19 @@ namespace kvcri::cri {
 
 namespace pb = ::runtime::v1;
 
-// Checks what RunPodSandbox needs: metadata name/namespace/uid, an absolute
-// log_directory without "..", sane port mappings. Errors name the field.
+// Pod annotation overriding a kernel-boot image's command line.
+inline constexpr char kKernelCmdlineAnnotation[] = "kubevirt-cri.io/kernel-cmdline";
+
+// Checks what RunPodSandbox needs: metadata as Kubernetes allows it (name a
+// DNS-1123 subdomain, namespace a DNS-1123 label, uid of letters, digits,
+// '-', '_', '.', at most 128), no control characters in hostname,
+// log_directory or the kernel-cmdline annotation, an absolute log_directory
+// without "..", sane port mappings. Errors name the field.
 absl::Status ValidateSandboxConfig(const pb::PodSandboxConfig& config);
 
-// Checks CreateContainer's config: metadata name, image, a relative log_path
-// that stays inside the sandbox's log directory.
+// Checks CreateContainer's config: metadata name (a DNS-1123 label), image,
+// a relative log_path that stays inside the sandbox's log directory; no
+// control characters in image or log_path.
 absl::Status ValidateContainerConfig(const pb::ContainerConfig& config);
 
 // A pod or container ID argument: non-empty, no path characters. Full IDs are

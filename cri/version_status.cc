@@ -7,6 +7,7 @@
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
 #include "runtime/hypervisor.h"
+#include "runtime/vm_confinement.h"
 
 namespace kvcri::cri {
 
@@ -74,6 +75,13 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
         {"stateDir", deps_.config->state_dir.string()},
         // false: exits are seen by the safety poll only ([libvirt] lifecycle_events).
         {"lifecycleEvents", pods_ != nullptr && pods_->events_active()},
+        // docs/security.md "QEMU confinement".
+        {"confinement",
+         {{"qemuUser", deps_.config->security.confined()
+                           ? base::StrCat("per-VM uid and gid from ", deps_.config->security.vm_uid_range)
+                           : std::string("root (security.vm_uid_range is empty)")},
+          {"seccomp", "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
+          {"apparmor", runtime::DescribeAppArmor()}}},
     };
     auto& map = *resp->mutable_info();
     map["kubevirt-cri"] = info.dump();

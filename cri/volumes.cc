@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <set>
+#include <vector>
 
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
@@ -165,6 +166,37 @@ const char* FileTypeName(mode_t mode) {
   return "of an unknown type";
 }
 
+// Opens the canonical `path` one component at a time from "/" with
+// O_NOFOLLOW, so nothing in it is followed: an intermediate directory swapped
+// for a symlink since CreateContainer (which resolved every symlink once)
+// makes this fail instead of leading somewhere else.
+absl::Status OpenWithoutSymlinks(const std::string& path, base::UniqueFd* out, struct stat* st) {
+  base::UniqueFd dir(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return absl::ErrnoToStatus(errno, "open \"/\"");
+  std::filesystem::path p(path);
+  std::vector<std::string> parts;
+  for (const auto& part : p.relative_path()) parts.push_back(part.string());
+  if (parts.empty()) return absl::InvalidArgumentError(StrCat("\"", path, "\" has no components"));
+  std::string walked;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    walked += "/" + parts[i];
+    const bool last = i + 1 == parts.size();
+    base::UniqueFd next(
+        ::openat(dir.get(), parts[i].c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC | (last ? 0 : O_DIRECTORY)));
+    if (!next.valid()) {
+      if (errno == ENOTDIR || errno == ELOOP) {
+        return absl::FailedPreconditionError(StrCat("\"", walked, "\" is no longer a directory (a symlink now?)"));
+      }
+      return absl::ErrnoToStatus(errno, StrCat("open \"", walked, "\""));
+    }
+    dir = std::move(next);
+  }
+  if (::fstat(dir.get(), st) != 0) return absl::ErrnoToStatus(errno, StrCat("fstat \"", path, "\""));
+  if (S_ISLNK(st->st_mode)) return absl::FailedPreconditionError(StrCat("\"", path, "\" is now a symlink"));
+  *out = std::move(dir);
+  return absl::OkStatus();
+}
+
 bool SelinuxEnabled() { return ::access("/sys/fs/selinux/enforce", F_OK) == 0; }
 
 absl::Status CheckMountOptions(std::string_view field, const pb::Mount& m) {
@@ -253,7 +285,7 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
                                                "\" gives the same disk serial \"", serial,
                                                "\" as another device; rename one of them"));
     }
-    plan.devices.push_back({d.container_path(), r.canonical, perms});
+    plan.devices.push_back({d.container_path(), r.canonical, perms, static_cast<uint64_t>(r.st.st_rdev)});
   }
 
   size_t directories = 0;
@@ -282,7 +314,8 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
                                                FileTypeName(r.st.st_mode),
                                                "; a mount must be a directory or a regular file"));
     }
-    plan.mounts.push_back({m.container_path(), r.canonical, m.readonly()});
+    plan.mounts.push_back({m.container_path(), r.canonical, m.readonly(), static_cast<uint64_t>(r.st.st_dev),
+                           static_cast<uint64_t>(r.st.st_ino)});
   }
   if (plan.files.size() > kMaxFileMounts) {
     return absl::InvalidArgumentError(StrCat("config has ", plan.files.size(),
@@ -324,15 +357,38 @@ std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const Vol
   return files;
 }
 
-absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
-                                runtime::VmSpec* spec) {
+absl::Status VerifyVolumesUnchanged(const sandbox::ContainerRecord& c) {
   for (size_t i = 0; i < c.devices.size(); ++i) {
     const sandbox::DeviceSpec& d = c.devices[i];
+    base::UniqueFd fd;
     struct stat st {};
-    if (::stat(d.host_path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) {
-      return absl::FailedPreconditionError(StrCat("container \"", c.id, "\" devices[", i, "].host_path \"",
-                                                  d.host_path, "\" is no longer a block device"));
+    absl::Status opened = OpenWithoutSymlinks(d.host_path, &fd, &st);
+    if (!opened.ok() || !S_ISBLK(st.st_mode) || (d.host_rdev != 0 && st.st_rdev != d.host_rdev)) {
+      return absl::FailedPreconditionError(StrCat("container \"", c.id, "\" devices[", i, "].host_path \"", d.host_path,
+                                                  "\" is no longer the block device CreateContainer checked",
+                                                  opened.ok() ? "" : StrCat(": ", base::Sv(opened.message()))));
     }
+  }
+  for (size_t i = 0; i < c.mounts.size(); ++i) {
+    const sandbox::MountSpec& m = c.mounts[i];
+    base::UniqueFd fd;
+    struct stat st {};
+    absl::Status opened = OpenWithoutSymlinks(m.host_path, &fd, &st);
+    const bool same = opened.ok() && (m.host_ino == 0 || (st.st_dev == m.host_dev && st.st_ino == m.host_ino));
+    if (!same || !(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) {
+      return absl::FailedPreconditionError(StrCat("container \"", c.id, "\" mounts[", i, "].host_path \"", m.host_path,
+                                                  "\" is no longer the directory or file CreateContainer checked",
+                                                  opened.ok() ? "" : StrCat(": ", base::Sv(opened.message()))));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
+                                runtime::VmSpec* spec) {
+  RETURN_IF_ERROR(VerifyVolumesUnchanged(c));
+  for (size_t i = 0; i < c.devices.size(); ++i) {
+    const sandbox::DeviceSpec& d = c.devices[i];
     runtime::DiskSpec disk;
     disk.path = d.host_path;
     disk.format = "raw";  // a block volume is the guest's disk as is, never probed
@@ -347,16 +403,10 @@ absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeO
   }
   for (size_t i = 0; i < c.mounts.size(); ++i) {
     const sandbox::MountSpec& m = c.mounts[i];
+    base::UniqueFd fd;
     struct stat st {};
-    if (::lstat(m.host_path.c_str(), &st) != 0) {
-      return absl::FailedPreconditionError(StrCat("container \"", c.id, "\" mounts[", i, "].host_path \"",
-                                                  m.host_path, "\" is gone"));
-    }
+    RETURN_IF_ERROR(OpenWithoutSymlinks(m.host_path, &fd, &st));
     if (S_ISREG(st.st_mode)) continue;  // copied into the seed at CreateContainer
-    if (!S_ISDIR(st.st_mode)) {
-      return absl::FailedPreconditionError(StrCat("container \"", c.id, "\" mounts[", i, "].host_path \"",
-                                                  m.host_path, "\" is no longer a directory"));
-    }
     runtime::FilesystemSpec fs;
     fs.source_dir = m.host_path;
     fs.tag = MountTagFor(m.container_path);

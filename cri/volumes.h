@@ -82,10 +82,16 @@ runtime::FsDriver FsDriverFor(bool read_only, const VolumeOptions& options);
 // container has no volumes.
 std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {});
 
+// FailedPrecondition unless every host path of the record still names what
+// CreateContainer checked: opened one component at a time without following
+// any symlink (an intermediate directory swapped for a symlink is refused),
+// the same block device (st_rdev) or the same inode (st_dev, st_ino).
+// StartContainer checks before libvirt opens the paths and again after.
+absl::Status VerifyVolumesUnchanged(const sandbox::ContainerRecord& c);
+
 // Adds the record's devices (virtio-blk, cache=none, io=native, read-only
 // without 'w' in permissions) and directory mounts (virtio-fs or 9p) to
-// `spec`. FailedPrecondition when a host path changed type since
-// CreateContainer.
+// `spec`, after VerifyVolumesUnchanged.
 absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
                                 runtime::VmSpec* spec);
 

@@ -1,6 +1,7 @@
 // The cloud-init seed: meta-data and network-config as YAML, the files, the image on disk.
 #include "runtime/cloud_init_seed.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "config/base/file_util.h"
@@ -68,6 +69,12 @@ std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& 
   // Static config only: DHCP stays available in the guest, but two sources
   // racing for one interface help nobody.
   out += "    dhcp4: false\n    dhcp6: false\n";
+  // Said either way, never left to the guest's default (on in Linux): an
+  // IPv4-only Pod takes no router advertisements at all, and an IPv6 Pod
+  // only gets its gateway's (the tc filter on eth0 drops the rest).
+  const bool ipv6 = std::any_of(nic.addresses.begin(), nic.addresses.end(),
+                                [](const std::string& a) { return a.find(':') != std::string::npos; });
+  out += base::StrCat("    accept-ra: ", ipv6 ? "true" : "false", "\n");
   if (!nic.addresses.empty()) {
     out += "    addresses:\n";
     for (const std::string& a : nic.addresses) out += base::StrCat("      - ", Quote(a), "\n");

@@ -51,7 +51,8 @@ struct SeedNic {
 
 // network-config version 2: one ethernet matched by the NIC's MAC and renamed
 // to nic.ifname, with static addresses, routes (those with a gateway), MTU,
-// nameservers and search domains.
+// nameservers and search domains; accept-ra true only when the NIC has an
+// IPv6 address.
 std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& nameservers,
                             const std::vector<std::string>& searches);
 

@@ -66,6 +66,13 @@ absl::Status ValidateFilesystems(const VmSpec& spec) {
         return absl::InvalidArgumentError(StrCat("vm spec ", field, ".tag \"", f.tag, "\" repeats filesystems[", j, "]"));
       }
     }
+    if (f.driver == FsDriver::kVirtiofs && spec.uid != 0) {
+      // libvirt 9.0 runs virtiofsd as root whatever QEMU's label: a guest
+      // could chmod 4755 a root-owned file it created there.
+      return absl::InvalidArgumentError(
+          StrCat("vm spec ", field, " is virtiofs in a VM confined to uid ", spec.uid,
+                 ", but virtiofsd would serve it as root; confined VMs share directories over 9p"));
+    }
     if (f.driver == FsDriver::kVirtiofs && f.read_only) {
       // libvirt 9.0 refuses <readonly/> with virtiofs (and Debian 12's C
       // virtiofsd has no read-only mode): read-only shares use 9p.
@@ -94,6 +101,9 @@ absl::Status Validate(const VmSpec& spec) {
   if (spec.vcpus < 1) return absl::InvalidArgumentError(StrCat("vm spec vcpus ", spec.vcpus, " is below 1"));
   if (spec.memory_mib < 16) {
     return absl::InvalidArgumentError(StrCat("vm spec memory_mib ", spec.memory_mib, " is below 16"));
+  }
+  if ((spec.uid == 0) != (spec.gid == 0)) {
+    return absl::InvalidArgumentError(StrCat("vm spec uid ", spec.uid, " and gid ", spec.gid, " must both be 0 or not"));
   }
   if (spec.accel != config::Accelerator::kKvm && spec.accel != config::Accelerator::kTcg) {
     return absl::InvalidArgumentError(
@@ -158,8 +168,13 @@ void WriteFilesystem(XmlWriter& w, const FilesystemSpec& f) {
     w.Close();
   } else {
     // multidevs='remap': files of different host filesystems below the
-    // share keep distinct inode numbers in the guest.
-    w.Open("filesystem", {{"type", "mount"}, {"accessmode", "passthrough"}, {"multidevs", "remap"}});
+    // share keep distinct inode numbers in the guest. accessmode 'squash':
+    // QEMU creates files with its own credentials (the VM's uid) and ignores
+    // a failed chown, where passthrough would fail every create of a guest
+    // uid QEMU cannot chown to. A guest's chmod 4755 thus makes a file
+    // setuid to the VM's unprivileged uid at most, and its mknod of a device
+    // fails (QEMU has no CAP_MKNOD).
+    w.Open("filesystem", {{"type", "mount"}, {"accessmode", "squash"}, {"multidevs", "remap"}});
     w.Leaf("driver", {{"type", "path"}});
   }
   w.Leaf("source", {{"dir", f.source_dir.native()}});
@@ -265,15 +280,29 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     const DiskSpec& d = spec.disks[i];
     w.Open("disk", {{"type", d.block_device ? "block" : "file"}, {"device", "disk"}});
     // The format is always explicit: probing would let a raw guest disk claim
-    // to be qcow2 with a backing file on the host.
+    // to be qcow2 with a backing file on the host. error_policy 'enospace'
+    // (QEMU's werror=enospc, stated so a default cannot change under us): a
+    // write that finds the host file system full pauses the VM instead of
+    // failing in the guest, and the daemon reports and resumes it; other
+    // write errors reach the guest as I/O errors.
     if (!d.cache.empty() && !d.io.empty()) {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"cache", d.cache}, {"io", d.io}, {"discard", "unmap"}});
+      w.Leaf("driver", {{"name", "qemu"},
+                        {"type", d.format},
+                        {"cache", d.cache},
+                        {"io", d.io},
+                        {"discard", "unmap"},
+                        {"error_policy", "enospace"}});
     } else if (!d.cache.empty()) {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"cache", d.cache}, {"discard", "unmap"}});
+      w.Leaf("driver", {{"name", "qemu"},
+                        {"type", d.format},
+                        {"cache", d.cache},
+                        {"discard", "unmap"},
+                        {"error_policy", "enospace"}});
     } else if (!d.io.empty()) {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"io", d.io}, {"discard", "unmap"}});
+      w.Leaf("driver",
+             {{"name", "qemu"}, {"type", d.format}, {"io", d.io}, {"discard", "unmap"}, {"error_policy", "enospace"}});
     } else {
-      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}});
+      w.Leaf("driver", {{"name", "qemu"}, {"type", d.format}, {"discard", "unmap"}, {"error_policy", "enospace"}});
     }
     w.Leaf("source", {{d.block_device ? "dev" : "file", d.path.native()}});
     w.Leaf("target", {{"dev", DiskTargetName(i)}, {"bus", "virtio"}});
@@ -315,6 +344,14 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
   // the domain as crashed instead of seeing a reboot loop.
   w.Leaf("panic", {{"model", "isa"}});
   w.Close();  // devices
+  if (spec.uid != 0) {
+    // QEMU runs as the VM's own uid and gid. relabel='no': libvirt chowns
+    // none of the domain's files (we grant exactly those, vm_confinement.h);
+    // its per-domain directory and monitor socket still get this label.
+    w.Open("seclabel", {{"type", "static"}, {"model", "dac"}, {"relabel", "no"}});
+    w.Text("label", StrCat("+", spec.uid, ":+", spec.gid));
+    w.Close();
+  }
   w.Close();  // domain
   return w.Finish();
 }

@@ -44,7 +44,10 @@ struct DiskSpec {
 // How a host directory reaches the guest.
 enum class FsDriver {
   kVirtiofs,  // vhost-user-fs; libvirt runs virtiofsd, which lives and dies with QEMU
-  k9p,        // virtio-9p served by QEMU itself; the fallback, and read-only shares
+  // virtio-9p served by QEMU itself, security model "squash": files the
+  // guest creates belong to QEMU's (per-VM) uid, chown errors are ignored;
+  // the fallback, read-only shares, and every share of a confined VM.
+  k9p,
 };
 
 // A host directory shared into the guest, which mounts it by `tag`.
@@ -78,6 +81,11 @@ struct VmSpec {
   std::filesystem::path netns;
   // Create paused; Resume() lets the guest run (e.g. once networking is wired).
   bool start_paused = false;
+  // QEMU runs as this uid and gid (libvirt's per-domain DAC label); 0 runs it
+  // as the driver's default user (root). The caller made every file of the
+  // spec openable by them (runtime/vm_confinement.h).
+  uint32_t uid = 0;
+  uint32_t gid = 0;
 };
 
 enum class VmPhase { kRunning, kPaused, kShutoff, kCrashed, kMissing, kOther };
@@ -87,14 +95,22 @@ enum class VmPhase { kRunning, kPaused, kShutoff, kCrashed, kMissing, kOther };
 struct VmStatus {
   VmPhase phase = VmPhase::kOther;
   int exit_code = 0;
-  std::string reason;  // "Completed", "Killed", "Crashed", "StartFailed", ...
+  std::string reason;  // "Completed", "Killed", "Crashed", "StartFailed", ...; kPaused: "IOError" or ""
+  // kPaused with reason kIoErrorReason: which disks failed how, e.g.
+  // "vda: no space left on the host" (empty when libvirt cannot say).
+  std::string message;
 };
+
+// VmStatus::reason of a VM that QEMU paused because a write to one of its
+// disks failed on the host (werror=enospc: the host file system is full).
+inline constexpr char kIoErrorReason[] = "IOError";
 
 struct VmListing {
   std::string name;
   std::string pod_id;
   std::string container_id;
   VmPhase phase = VmPhase::kOther;
+  std::string reason;  // as VmStatus::reason
 };
 
 struct VmStats {
@@ -130,8 +146,14 @@ class Hypervisor {
   virtual absl::Status PowerButton(std::string_view name) = 0;
   // Forces the VM off. OK when it is off or missing.
   virtual absl::Status Destroy(std::string_view name) = 0;
-  // Forces the VM off and deletes its definition. OK when missing.
+  // Forces the VM off and deletes its definition and its QEMU log
+  // (DomainLogPath). OK when missing.
   virtual absl::Status Remove(std::string_view name) = 0;
+  // The file the driver writes the domain's QEMU stdout/stderr to (libvirt's
+  // <root>/log/qemu/<name>.log for the embedded driver; all in one
+  // directory); empty when the driver keeps no such file. Not virtual-pure:
+  // fakes keep none.
+  virtual std::filesystem::path DomainLogPath(std::string_view /*name*/) const { return {}; }
   // Phase kMissing when there is no such domain.
   virtual absl::StatusOr<VmStatus> Status(std::string_view name) = 0;
   // Every domain we created (those carrying our metadata), any phase.

@@ -1,6 +1,8 @@
 // LibvirtConnection: opening libvirt (embed root and its qemu.conf) and the event loop thread.
 #include "runtime/libvirt_connection.h"
 
+#include <sys/stat.h>
+
 #include <mutex>
 
 #include "config/base/file_util.h"
@@ -50,10 +52,19 @@ std::string EmbedQemuConf() {
                 "group = \"root\"\n",
                 "dynamic_ownership = 0\n",
                 "remember_owner = 0\n",
-                "security_driver = \"none\"\n");
+                "security_driver = \"none\"\n",
+                "seccomp_sandbox = 1\n");
 }
 
 absl::Status PrepareEmbedRoot(const std::filesystem::path& root) {
+  // Each QEMU runs under its VM's uid and opens its own files below
+  // lib/qemu/domain-N-… (master key, monitor): it must traverse the root,
+  // though not list it. libvirt makes lib/ and run/ 0755 itself; etc/ (the
+  // domain definitions and this file) stays 0700.
+  if (absl::Status s = base::MakeDirs(root, 0711); !s.ok()) return s;
+  if (::chmod(root.c_str(), 0711) != 0) {  // a root made 0700 by an older version
+    return absl::ErrnoToStatus(errno, StrCat("chmod \"", root.native(), "\""));
+  }
   std::filesystem::path conf = root / "etc" / "qemu.conf";
   absl::StatusOr<std::string> existing = base::ReadFile(conf);
   if (existing.ok()) {

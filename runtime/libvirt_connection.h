@@ -20,11 +20,18 @@ std::filesystem::path EmbedRootOf(std::string_view uri);
 
 // qemu.conf for the embedded driver, written to <root>/etc/qemu.conf:
 //  - stdio_handler "file": there is no virtlogd next to an embedded driver;
-//  - user/group "root": QEMU opens disks, kernels and consoles below our
-//    root-owned 0700 state directories;
-//  - dynamic_ownership 0: nothing to chown for a root QEMU, and image-store
-//    files shared by many VMs must not change owner;
-//  - security_driver "none": hosts with AppArmor would need virt-aa-helper.
+//  - user/group "root": only the default for a domain without a <seclabel>;
+//    ours carry a per-VM DAC label (+uid:+gid, domain_xml.cc), which libvirt
+//    applies to QEMU and to its own per-domain files (domain-N dir, monitor);
+//  - dynamic_ownership 0: libvirt chowns none of our files. It would chown an
+//    image-store disk shared by many VMs to whichever VM started last, and
+//    restore it under the others; we give each VM exactly its files instead
+//    (runtime/vm_confinement.h), and the label says relabel='no';
+//  - security_driver "none": no SELinux/AppArmor driver (hosts with AppArmor
+//    would need virt-aa-helper and its profiles; Status says what the host
+//    has). libvirt stacks its DAC driver in any case;
+//  - seccomp_sandbox 1: QEMU runs with -sandbox on,obsolete=deny,
+//    elevateprivileges=deny,spawn=deny,resourcecontrol=deny.
 std::string EmbedQemuConf();
 
 // Creates <root>/etc/qemu.conf when absent, or rewrites it when it is ours (an

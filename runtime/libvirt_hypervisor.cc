@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "absl/time/clock.h"
+#include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/netns_exec.h"
 #include "config/base/rollback.h"
@@ -33,6 +34,25 @@ absl::StatusOr<VmStatus> StateOf(virDomainPtr dom, std::string_view name) {
   int state = 0, reason = 0;
   if (virDomainGetState(dom, &state, &reason, 0) < 0) return LibvirtError(Quoted("virDomainGetState", name));
   return VmStatusFromLibvirtState(state, reason);
+}
+
+// What virDomainGetDiskErrors says about a VM paused on an I/O error:
+// "vda: no space left on the host; vdb: I/O error". Best effort: "" if
+// libvirt cannot say (the pause itself is what matters).
+std::string DiskErrors(virDomainPtr dom) {
+  virDomainDiskError errors[16];
+  int n = virDomainGetDiskErrors(dom, errors, 16, 0);
+  if (n <= 0) return "";
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const char* what = errors[i].error == VIR_DOMAIN_DISK_ERROR_NO_SPACE ? "no space left on the host"
+                       : errors[i].error == VIR_DOMAIN_DISK_ERROR_UNSPEC ? "I/O error on the host"
+                                                                         : "no error";
+    if (!out.empty()) out += "; ";
+    out += StrCat(errors[i].disk != nullptr ? errors[i].disk : "?", ": ", what);
+    free(errors[i].disk);
+  }
+  return out;
 }
 
 bool IsActive(VmPhase p) { return p == VmPhase::kRunning || p == VmPhase::kPaused; }
@@ -69,7 +89,15 @@ absl::StatusOr<std::unique_ptr<LibvirtHypervisor>> LibvirtHypervisor::Open(const
 }
 
 LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options)
-    : options_(std::move(options)), conn_(std::move(conn)) {}
+    : options_(std::move(options)),
+      conn_(std::move(conn)),
+      log_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
+                                                 : EmbedRootOf(options_.uri) / "log" / "qemu") {}
+
+std::filesystem::path LibvirtHypervisor::DomainLogPath(std::string_view name) const {
+  if (log_dir_.empty() || name.empty() || name.find('/') != std::string_view::npos || name[0] == '.') return {};
+  return log_dir_ / StrCat(name, ".log");
+}
 
 LibvirtHypervisor::~LibvirtHypervisor() {
   int id;
@@ -167,11 +195,15 @@ absl::Status LibvirtHypervisor::Destroy(std::string_view name) {
 
 absl::Status LibvirtHypervisor::Remove(std::string_view name) {
   absl::StatusOr<DomainPtr> dom = Lookup(conn_->get(), name);
-  if (absl::IsNotFound(dom.status())) return absl::OkStatus();
-  RETURN_IF_ERROR(dom.status());
-  RETURN_IF_ERROR(DestroyDomain(dom->get(), name));
-  RETURN_IF_ERROR(UndefineDomain(dom->get(), name));
-  base::LogInfo("domain removed", {{"domain", std::string(name)}});
+  if (!absl::IsNotFound(dom.status())) {
+    RETURN_IF_ERROR(dom.status());
+    RETURN_IF_ERROR(DestroyDomain(dom->get(), name));
+    RETURN_IF_ERROR(UndefineDomain(dom->get(), name));
+    base::LogInfo("domain removed", {{"domain", std::string(name)}});
+  }
+  // libvirt keeps the QEMU log after undefine: one file per VM ever run.
+  // Also when the domain is gone already, so a retried Remove finishes it.
+  if (std::filesystem::path log = DomainLogPath(name); !log.empty()) RETURN_IF_ERROR(base::RemoveFile(log));
   return absl::OkStatus();
 }
 
@@ -181,6 +213,7 @@ absl::StatusOr<VmStatus> LibvirtHypervisor::Status(std::string_view name) {
   RETURN_IF_ERROR(dom.status());
   absl::StatusOr<VmStatus> st = StateOf(dom->get(), name);
   if (absl::IsNotFound(st.status())) return VmStatus{VmPhase::kMissing, 0, ""};  // removed meanwhile
+  if (st.ok() && st->reason == kIoErrorReason) st->message = DiskErrors(dom->get());
   return st;
 }
 
@@ -212,7 +245,7 @@ absl::StatusOr<std::vector<VmListing>> LibvirtHypervisor::List() {
     absl::StatusOr<VmStatus> st = StateOf(dom.get(), name);
     if (absl::IsNotFound(st.status())) continue;
     RETURN_IF_ERROR(st.status());
-    out.push_back(VmListing{name, m->pod_id, m->container_id, st->phase});
+    out.push_back(VmListing{name, m->pod_id, m->container_id, st->phase, st->reason});
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // Hypervisor over libvirt (the embedded QEMU driver in production, test:///default in tests).
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,12 +54,14 @@ class LibvirtHypervisor : public Hypervisor {
   absl::StatusOr<std::vector<VmListing>> List() override;
   absl::StatusOr<VmStats> Stats(std::string_view name) override;
   absl::Status Subscribe(std::function<void(const VmEvent&)> on_event) override;
+  std::filesystem::path DomainLogPath(std::string_view name) const override;
 
  private:
   LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options);
 
   const LibvirtHypervisorOptions options_;
   const std::unique_ptr<LibvirtConnection> conn_;
+  const std::filesystem::path log_dir_;  // <embed root>/log/qemu; empty for other URIs
   absl::Mutex mu_;
   // Names being created: a second Create of the same name must not redefine
   // (libvirt's define replaces an existing definition of that name).

@@ -12,6 +12,10 @@ VmStatus VmStatusFromLibvirtState(int state, int reason) {
     case VIR_DOMAIN_SHUTDOWN:  // shutting down: still running until QEMU exits
       return {VmPhase::kRunning, 0, ""};
     case VIR_DOMAIN_PAUSED:
+      // QEMU stops the guest when a disk write fails on the host (ENOSPC
+      // with the default werror=enospc): not our pause, and not running.
+      if (reason == VIR_DOMAIN_PAUSED_IOERROR) return {VmPhase::kPaused, 0, kIoErrorReason};
+      return {VmPhase::kPaused, 0, ""};
     case VIR_DOMAIN_PMSUSPENDED:
       return {VmPhase::kPaused, 0, ""};
     case VIR_DOMAIN_CRASHED:

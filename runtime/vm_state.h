@@ -11,7 +11,8 @@ namespace kvcri::runtime {
 // were down.
 //
 //   running / blocked / shutdown (in progress)  kRunning
-//   paused / pmsuspended                        kPaused
+//   paused, reason IOERROR                      kPaused  "IOError"  a disk write failed on the host
+//   paused (other reasons) / pmsuspended        kPaused
 //   shutoff, reason SHUTDOWN   exit 0    "Completed"   guest powered off (ACPI or poweroff)
 //   shutoff, reason DESTROYED  exit 137  "Killed"      forced off (Destroy, Shutdown past its grace)
 //   shutoff, reason CRASHED    exit 139  "Crashed"     guest panic (pvpanic) or QEMU died

@@ -143,7 +143,9 @@ void FileSandboxStore::LoadSandboxDir(const fs::path& dir, const std::string& id
   fs::path cdir = dir / std::string(kContainersDir);
   absl::StatusOr<std::vector<DirEntry>> centries = ListDir(cdir);
   if (!centries.ok()) {
-    base::LogWarn("cannot list containers", {{"sandbox", id}, {"error", centries.status().ToString()}});
+    base::LogError("cannot list containers; no domain or container directory is taken for an orphan",
+                   {{"sandbox", id}, {"error", centries.status().ToString()}});
+    report->complete = false;
     centries = std::vector<DirEntry>{};
   }
   for (const DirEntry& e : *centries) {

@@ -337,13 +337,18 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(std::string_view text) {
 std::string ContainerRecord::ToJson() const {
   json devs = json::array();
   for (const DeviceSpec& d : devices) {
-    devs.push_back(
-        {{"container_path", d.container_path}, {"host_path", d.host_path}, {"permissions", d.permissions}});
+    devs.push_back({{"container_path", d.container_path},
+                    {"host_path", d.host_path},
+                    {"permissions", d.permissions},
+                    {"host_rdev", d.host_rdev}});
   }
   json mnts = json::array();
   for (const MountSpec& m : mounts) {
-    mnts.push_back(
-        {{"container_path", m.container_path}, {"host_path", m.host_path}, {"readonly", m.readonly}});
+    mnts.push_back({{"container_path", m.container_path},
+                    {"host_path", m.host_path},
+                    {"readonly", m.readonly},
+                    {"host_dev", m.host_dev},
+                    {"host_ino", m.host_ino}});
   }
   json j = {
       {"version", kRecordVersion},
@@ -378,6 +383,9 @@ std::string ContainerRecord::ToJson() const {
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
       {"seed_path", seed_path},
+      {"io_error_since", io_error_since},
+      {"vm_uid", vm_uid},
+      {"vm_grants", vm_grants},
   };
   return Dump(j);
 }
@@ -426,6 +434,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     d.Str("container_path", &spec.container_path);
     d.Str("host_path", &spec.host_path);
     d.Str("permissions", &spec.permissions);
+    d.Int("host_rdev", &spec.host_rdev);
     r.devices.push_back(std::move(spec));
   });
   top.Objects("mounts", [&](ObjectReader& m) {
@@ -433,9 +442,14 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     m.Str("container_path", &spec.container_path);
     m.Str("host_path", &spec.host_path);
     m.Bool("readonly", &spec.readonly);
+    m.Int("host_dev", &spec.host_dev);
+    m.Int("host_ino", &spec.host_ino);
     r.mounts.push_back(std::move(spec));
   });
   top.Str("seed_path", &r.seed_path);
+  top.Int("io_error_since", &r.io_error_since);
+  top.Int("vm_uid", &r.vm_uid);
+  top.StrList("vm_grants", &r.vm_grants);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

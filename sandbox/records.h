@@ -150,6 +150,9 @@ struct DeviceSpec {
   std::string container_path;
   std::string host_path;
   std::string permissions;  // CRI cgroup permissions, e.g. "rwm"
+  // The device number (st_rdev) host_path named at CreateContainer; 0 in
+  // records written before it was kept. StartContainer refuses another one.
+  uint64_t host_rdev = 0;
 
   bool operator==(const DeviceSpec&) const = default;
 };
@@ -158,6 +161,10 @@ struct MountSpec {
   std::string container_path;
   std::string host_path;
   bool readonly = false;
+  // The inode (st_dev, st_ino) host_path named at CreateContainer; 0 in
+  // records written before they were kept. StartContainer refuses another.
+  uint64_t host_dev = 0;
+  uint64_t host_ino = 0;
 
   bool operator==(const MountSpec&) const = default;
 };
@@ -189,6 +196,18 @@ struct ContainerRecord {
   std::vector<MountSpec> mounts;
   // cloud-init NoCloud seed (raw VFAT image) given to the VM read-only.
   std::string seed_path;
+  // While RUNNING: when QEMU paused the VM on a host I/O error (a full
+  // disk), ns since the Unix epoch; 0 while it runs. Bounds how long the
+  // pause is retried before the container is failed.
+  int64_t io_error_since = 0;
+  // The uid (== gid) this VM's QEMU runs as, from [security] vm_uid_range;
+  // 0: QEMU runs as root (confinement off). Held until the record is removed,
+  // so a restarted daemon never hands it to another VM.
+  uint32_t vm_uid = 0;
+  // Host paths outside the container dir on which vm_uid got an ACL entry
+  // (image files, block devices, shared directories) and, for each, its
+  // ancestors: what RemoveContainer takes back.
+  std::vector<std::string> vm_grants;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

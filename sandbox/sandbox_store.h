@@ -41,6 +41,10 @@ struct LoadReport {
   std::vector<std::filesystem::path> incomplete_dirs;
   // ".removing-<id>" directories of an interrupted RemoveSandbox. Garbage.
   std::vector<std::filesystem::path> trash_dirs;
+  // False when a sandbox's containers directory could not be listed: some
+  // records may be missing from memory, so nothing (a domain, a container
+  // directory) may be taken for an orphan because no record names it.
+  bool complete = true;
 };
 
 // Sandbox and container records with CRI's name rules: a sandbox name

@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake pkg-config ninja-build
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
-  libabsl-dev libvirt-dev libseccomp-dev libcap-dev
+  libabsl-dev libvirt-dev libseccomp-dev libcap-dev libacl1-dev
   libtomlplusplus-dev nlohmann-json3-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev libnl-route-3-dev libnl-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
@@ -16,7 +16,7 @@ runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
   containernetworking-plugins iproute2 ovmf
 )
-# What test/guest/build-guest.sh needs, and curl: the demo guest of scripts/demo.sh.
+# What test/guest/build-guest.sh needs (and cc, from build-essential), and curl: the demo guest of scripts/demo.sh.
 demo_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk umoci curl
@@ -25,6 +25,7 @@ test_pkgs=(
   "${demo_pkgs[@]}"
   skopeo docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
   clang  # the thread_safety test (clang++-14 -Wthread-safety)
+  strace  # sandbox_store_test: the fsync of a new record directory's parent
   # scripts/test-sanitizers.sh: ASan/UBSan/TSan and libFuzzer runtimes, llvm-symbolizer for their stacks.
   libclang-rt-14-dev llvm-14
 )

@@ -23,6 +23,7 @@
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
 #include "sandbox/netns.h"
 #include "shim/socket.h"
@@ -85,6 +86,18 @@ absl::Status Daemon::Start() {
     deps.accelerator_reason = std::string(accel.status().message());
     base::LogError("no usable accelerator", {{"requested", std::string(config::AcceleratorName(config_.libvirt.accelerator))},
                                              {"reason", deps.accelerator_reason}});
+  }
+
+  // Before any VM gets one of its uids: a range holding a host user or
+  // group would let VMs own that user's files.
+  if (config_.security.confined()) {
+    RETURN_IF_ERROR(runtime::CheckVmUidRange(config_.security.vm_uid_first, config_.security.vm_uid_last));
+    base::LogInfo("vm confinement", {{"vm_uid_range", config_.security.vm_uid_range},
+                                     {"seccomp", "on"},
+                                     {"apparmor", runtime::DescribeAppArmor()}});
+  } else {
+    base::LogWarn("vm confinement off: QEMU runs as root (security.vm_uid_range is empty)",
+                  {{"apparmor", runtime::DescribeAppArmor()}});
   }
 
   // Before anything is created: a URI whose QEMU cannot reach the Pod's

@@ -90,8 +90,13 @@ absl::Status MakeDirs(const fs::path& path, mode_t mode) {
   if (!parent.empty() && parent != path) {
     if (absl::Status s = MakeDirs(parent, mode); !s.ok()) return s;
   }
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Errno(errno, "mkdir", path);
-  return absl::OkStatus();
+  if (::mkdir(path.c_str(), mode) != 0) {
+    if (errno == EEXIST) return absl::OkStatus();
+    return Errno(errno, "mkdir", path);
+  }
+  // A new directory is an entry of its parent: without this fsync a crash
+  // can lose the directory, and with it every file already fsync'd inside.
+  return SyncDir(parent.empty() ? fs::path(".") : parent);
 }
 
 absl::Status RemoveAll(const fs::path& path) {

@@ -20,7 +20,8 @@ absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view
 // Reads a whole file. NotFound when it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
 
-// mkdir -p with `mode` for the directories it creates.
+// mkdir -p with `mode` for the directories it creates. The parent of each
+// directory it creates is fsync'd, so the new directory survives a crash.
 absl::Status MakeDirs(const std::filesystem::path& path, mode_t mode = 0700);
 
 // rm -rf; a missing path is OK.

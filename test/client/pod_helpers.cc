@@ -215,6 +215,10 @@ void ExpectNoLeftovers(TestDaemon& d) {
   for (const std::string& e : Entries(d.root() / "libvirt" / "etc" / "qemu")) {
     if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "libvirt domain definition left: " << e;
   }
+  // libvirt keeps each domain's QEMU log (stdio_handler "file") after undefine.
+  for (const std::string& e : Entries(d.root() / "libvirt" / "log" / "qemu")) {
+    if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "libvirt QEMU log left: " << e;
+  }
   // QEMU's command line names its monitor socket under the embed root.
   EXPECT_TRUE(ProcessesMatching((d.root() / "libvirt").string()).empty()) << "QEMU processes left";
 }

@@ -35,7 +35,11 @@ class FakeHypervisor : public runtime::Hypervisor {
     if (!resume_error.ok()) return resume_error;
     auto it = vms.find(std::string(name));
     if (it == vms.end()) return absl::NotFoundError("no domain");
-    if (it->second.status.phase == runtime::VmPhase::kPaused) it->second.status.phase = runtime::VmPhase::kRunning;
+    // A VM paused on a host I/O error that has no space yet pauses again at once.
+    const bool still_full = it->second.status.reason == runtime::kIoErrorReason && io_error_persists;
+    if (it->second.status.phase == runtime::VmPhase::kPaused && !still_full) {
+      it->second.status = {runtime::VmPhase::kRunning, 0, "", ""};
+    }
     return absl::OkStatus();
   }
   absl::Status PowerButton(std::string_view name) override {
@@ -87,7 +91,9 @@ class FakeHypervisor : public runtime::Hypervisor {
     ++list_calls;
     if (!list_error.ok()) return list_error;
     std::vector<runtime::VmListing> out;
-    for (const auto& [name, vm] : vms) out.push_back({name, vm.spec.pod_id, vm.spec.container_id, vm.status.phase});
+    for (const auto& [name, vm] : vms) {
+      out.push_back({name, vm.spec.pod_id, vm.spec.container_id, vm.status.phase, vm.status.reason});
+    }
     return out;
   }
   absl::StatusOr<runtime::VmStats> Stats(std::string_view) override {
@@ -99,6 +105,11 @@ class FakeHypervisor : public runtime::Hypervisor {
     subscriber = std::move(on_event);
     return absl::OkStatus();
   }
+  // <log_dir>/<name>.log when a test sets log_dir (set before use; not locked).
+  std::filesystem::path DomainLogPath(std::string_view name) const override {
+    return log_dir.empty() ? std::filesystem::path() : log_dir / (std::string(name) + ".log");
+  }
+  std::filesystem::path log_dir;
 
   // Test controls.
   // The guest changes state on its own (powers off, crashes): fires an event.
@@ -147,6 +158,8 @@ class FakeHypervisor : public runtime::Hypervisor {
   absl::Status list_error ABSL_GUARDED_BY(mu);
   absl::Status subscribe_error ABSL_GUARDED_BY(mu);
   bool ignore_power_button ABSL_GUARDED_BY(mu) = false;
+  // Resume of a VM paused with reason kIoErrorReason leaves it paused.
+  bool io_error_persists ABSL_GUARDED_BY(mu) = false;
   bool events_enabled ABSL_GUARDED_BY(mu) = true;
   int status_calls ABSL_GUARDED_BY(mu) = 0;
   int list_calls ABSL_GUARDED_BY(mu) = 0;

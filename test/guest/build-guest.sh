@@ -41,7 +41,7 @@ die() {
 
 missing=()
 for t in busybox cpio tar depmod modprobe gzip qemu-img umoci syslinux \
-  mkfs.vfat mcopy sfdisk flock sha256sum; do
+  mkfs.vfat mcopy sfdisk flock sha256sum cc; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run scripts/install-deps.sh --test)"
@@ -72,6 +72,7 @@ input_hash="$(
     echo "$kver"
     (cd "$here" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
       xargs -0 sha256sum)
+    cc --version | head -n1
     sha256sum "$kernel" "$moddir/modules.dep" "$(command -v busybox)" \
       "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32"
     umoci --version
@@ -94,6 +95,8 @@ root="$work/root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,www,var/log,var/run}
 cp -a "$here/rootfs/." "$root/"
 cp /usr/bin/busybox "$root/bin/busybox"
+# The packet crafter tests use to send frames a good guest never would.
+cc -static -Os -Wall -Werror -o "$root/sbin/kvcri-frame" "$here/tools/kvcri-frame.c"
 while read -r applet; do
   [[ -e "$root/$applet" ]] || ln -s /bin/busybox "$root/$applet"
 done < <(busybox --list-full | grep -v '^bin/busybox$')

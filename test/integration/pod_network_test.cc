@@ -8,22 +8,29 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
+#include "config/base/unique_fd.h"
 #include "nlohmann/json.hpp"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
+#include "test/fakes/frames.h"
 
 namespace kvcri::testing {
 namespace {
@@ -163,6 +170,104 @@ TEST_F(PodNetworkTest, TwoVmPodsGetPodIpsAndReachHostEachOtherAndPortMapping) {
   RemovePod(d, b_pod);
   EXPECT_TRUE(AllocatedIps(d).empty());
   EXPECT_FALSE(Ping(a_ip));
+  ExpectNoLeftovers(d);
+}
+
+// The tc guard on the tap (cni/l2_filter.h) with a real guest: its pings
+// from its own address reach the node, pings from an address it took for
+// itself do not (without the guard, the node answers them: the guest's ARP
+// replies for that address go through too); a DHCP server reply and a router
+// advertisement the guest crafts never reach the Pod bridge, while a control
+// broadcast does.
+TEST_F(PodNetworkTest, GuestSendsOnlyAsItself) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  ASSERT_TRUE(StartPodWithConfig(d, SandboxConfig("net-spoof", d.log_dir()), kKernelImage, &pod, &ctr));
+  const std::string ip = PodIp(d, pod);
+  ASSERT_EQ(WaitForGuestIp(CriLog(d, "net-spoof")), ip) << d.DaemonLog();
+  const std::string gateway = SubnetPrefix(d) + "1", other = SubnetPrefix(d) + "250";
+  ASSERT_NE(ip, other);
+  std::string answer = HttpGetUntil(ip, 8080, "/cgi-bin/spoof?" + other + ":" + gateway, "SPOOF-");
+  EXPECT_THAT(answer, HasSubstr("OWN-OK")) << "the guest cannot ping the node from its own address";
+  EXPECT_THAT(answer, HasSubstr("SPOOF-FAILED")) << "a ping from a spoofed source address reached the node";
+
+  // Everything the host netns receives, on any interface (the bridge's ports included).
+  base::UniqueFd capture(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL)));
+  ASSERT_TRUE(capture.valid()) << std::strerror(errno);
+  const std::string run = std::to_string(::getpid());
+  const std::vector<std::pair<std::string, std::string>> sent = {
+      {"udp", "kvcri-control-" + run}, {"dhcp-server", "kvcri-dhcpsrv-" + run}, {"ra", "kvcri-ra-" + run}};
+  for (const auto& [kind, tag] : sent) {
+    EXPECT_THAT(HttpGetUntil(ip, 8080, "/cgi-bin/frame?" + kind + ":" + tag, "SENT"), HasSubstr("SENT " + kind));
+  }
+  std::set<std::string> seen;
+  auto deadline = Clock::now() + std::chrono::seconds(3);
+  char buf[4096];
+  while (Clock::now() < deadline) {
+    pollfd p{capture.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    sockaddr_ll from{};
+    socklen_t from_len = sizeof from;
+    for (ssize_t n;
+         (n = ::recvfrom(capture.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len)) > 0;
+         from_len = sizeof from) {
+      std::string_view f(buf, static_cast<size_t>(n));
+      // Our own HTTP requests carry the tags too: only frames arriving from
+      // a guest count, and no TCP.
+      const bool tcp4 = f.size() > 23 && f[12] == 0x08 && f[13] == 0x00 && f[23] == IPPROTO_TCP;
+      if (from.sll_pkttype == PACKET_OUTGOING || tcp4) continue;
+      for (const auto& [kind, tag] : sent) {
+        if (f.find(tag) != std::string_view::npos) seen.insert(kind);
+      }
+    }
+  }
+  EXPECT_TRUE(seen.count("udp")) << "the guest's control broadcast did not reach the node";
+  EXPECT_FALSE(seen.count("dhcp-server")) << "a DHCP server reply from the guest reached the node";
+  EXPECT_FALSE(seen.count("ra")) << "a router advertisement from the guest reached the node";
+  RemovePod(d, pod);
+  ExpectNoLeftovers(d);
+}
+
+// A rogue router advertisement on the Pod bridge (CVE-2020-10749 class): the
+// guest of an IPv4-only Pod neither configures an address from its prefix
+// nor takes the sender as its default router (the guard on eth0 drops it).
+TEST_F(PodNetworkTest, RogueRouterAdvertOnTheBridgeDoesNotReachTheGuest) {
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  ASSERT_TRUE(StartPodWithConfig(d, SandboxConfig("net-ra", d.log_dir()), kKernelImage, &pod, &ctr));
+  const std::string ip = PodIp(d, pod);
+  ASSERT_EQ(WaitForGuestIp(CriLog(d, "net-ra")), ip) << d.DaemonLog();
+  // IPv6 is alive in the guest (else the test would prove nothing).
+  ASSERT_THAT(HttpGetUntil(ip, 8080, "/cgi-bin/ip6", "ADDR6 fe80:"), HasSubstr("ADDR6 fe80:"));
+
+  base::UniqueFd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(sock.valid()) << std::strerror(errno);
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = static_cast<int>(::if_nametoindex(d.bridge().c_str()));
+  to.sll_halen = 6;
+  ASSERT_NE(to.sll_ifindex, 0) << "bridge \"" << d.bridge() << "\" not found";
+  namespace fr = frames;
+  const fr::Mac rogue_mac = {0x02, 0x52, 0x4f, 0x47, 0x55, 0x45};
+  const std::string ra = fr::Icmp6Frame(fr::kAllNodes6, rogue_mac, fr::Ip6Of({0xfe80, 0, 0, 0, 0, 0, 0, 0x66}),
+                                        fr::Ip6Of({0xff02, 0, 0, 0, 0, 0, 0, 1}),
+                                        fr::RouterAdvert(fr::Ip6Of({0x2001, 0xdb8, 0x6b76, 0, 0, 0, 0, 0})));
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(::sendto(sock.get(), ra.data(), ra.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(ra.size()))
+        << std::strerror(errno);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // SLAAC takes effect within a second of an RA
+  std::string ip6 = HttpGetUntil(ip, 8080, "/cgi-bin/ip6", "IP6-END");
+  EXPECT_THAT(ip6, HasSubstr("IP6-END"));
+  EXPECT_THAT(ip6, ::testing::Not(HasSubstr("2001:db8:6b76:"))) << "the guest configured the rogue prefix";
+  EXPECT_THAT(ip6, ::testing::Not(HasSubstr("ROUTE6 default"))) << "the guest took the rogue router";
+  RemovePod(d, pod);
   ExpectNoLeftovers(d);
 }
 

@@ -2,6 +2,10 @@
 // and a VM destroyed while the daemon was down is reported EXITED.
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -59,6 +63,49 @@ TEST(PodRestart, Kill9LosesNoPodAndReportsVmDestroyedWhileDown) {
 
   RemovePod(d, pod_a);
   RemovePod(d, pod_b);
+  ExpectNoLeftovers(d);
+}
+
+// Records this build cannot read (written by a newer version, "version": 99)
+// are not missing records: the VM keeps running across the restart, the Pod
+// is NOTREADY and the container UNKNOWN with the reason; removing the Pod
+// still removes the VM.
+TEST(PodRestart, UnreadableRecordsKeepTheirRunningVmAcrossARestart) {
+  RequireIntegrationEnvironment(true);
+  TestDaemon d;
+  d.Start();
+  ImportGuestImages(d);
+  std::string pod, ctr;
+  StartHeartbeatPod(d, "newer", &pod, &ctr);
+  std::string log = GetContainerStatus(d, ctr).status().log_path();
+  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-HEARTBEAT", std::chrono::seconds(180)));
+  const pid_t qemu = QemuPidOf("kvcri-" + ctr);
+  ASSERT_GT(qemu, 0);
+
+  ASSERT_EQ(d.Terminate(), 0);
+  const std::filesystem::path dir = d.root() / "sandboxes" / pod;
+  for (const std::filesystem::path& p : {dir / "sandbox.json", dir / "containers" / (ctr + ".json")}) {
+    std::string text = ReadFileOrEmpty(p);
+    std::string bumped = std::regex_replace(text, std::regex(R"("version"\s*:\s*1\b)"), "\"version\": 99");
+    ASSERT_NE(bumped, text) << p;
+    std::ofstream(p, std::ios::trunc) << bumped;
+  }
+  d.Start();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(QemuPidOf("kvcri-" + ctr), qemu) << "the VM of an unreadable record was touched\n" << d.DaemonLog();
+
+  pb::PodSandboxStatusRequest sreq;
+  sreq.set_pod_sandbox_id(pod);
+  pb::PodSandboxStatusResponse sresp;
+  ASSERT_TRUE(d.runtime().PodSandboxStatus(Ctx().get(), sreq, &sresp).ok());
+  EXPECT_EQ(sresp.status().state(), pb::SANDBOX_NOTREADY);
+  pb::ContainerStatus cs = GetContainerStatus(d, ctr).status();
+  EXPECT_EQ(cs.state(), pb::CONTAINER_UNKNOWN);
+  EXPECT_EQ(cs.reason(), "RecordUnreadable");
+  EXPECT_THAT(cs.message(), ::testing::HasSubstr("unsupported version 99"));
+
+  RemovePod(d, pod);
+  EXPECT_EQ(QemuPidOf("kvcri-" + ctr), -1) << "removing the Pod left its VM running";
   ExpectNoLeftovers(d);
 }
 

@@ -186,6 +186,26 @@ TEST_F(CniRunnerTest, AddPassesCniEnvironmentAndPluginConfig) {
   EXPECT_THAT(PodIps(*r), ElementsAre("10.99.0.1"));
 }
 
+// CNI_ARGS has no escaping: a ';' or '=' in a name would add a key such as
+// IP= (host-local hands out that address). No plugin runs with such a value.
+TEST_F(CniRunnerTest, ArgsThatWouldInjectIntoCniArgsAreRefusedBeforeAnyPluginRuns) {
+  WriteChain({"fake-a"});
+  ExecCniRunner runner(Options());
+  for (const std::string& bad :
+       std::vector<std::string>{"web;IP=10.0.0.99", "web=x", "web\nIP=1", std::string("w\0b", 3)}) {
+    AttachSpec spec = Spec();
+    spec.pod_name = bad;
+    absl::StatusOr<CniResult> r = runner.Add(spec);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("K8S_POD_NAME")) << bad;
+    AttachSpec ns = Spec();
+    ns.pod_namespace = bad;
+    EXPECT_FALSE(runner.Add(ns).ok()) << bad;
+  }
+  EXPECT_THAT(Calls(), ElementsAre());
+}
+
 TEST_F(CniRunnerTest, PluginIsFoundInLaterBinDir) {
   WriteChain({"fake-a"});
   fs::rename(root_ / "bin" / "fake-a", root_ / "bin2" / "fake-a");

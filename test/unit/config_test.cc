@@ -92,5 +92,26 @@ TEST(Log, FieldsAreKeyValueAndQuotedWhenNeeded) {
   EXPECT_THAT(line, HasSubstr("level=info msg=\"sandbox ready\" pod=default/web note=\"a \\\"b\\\" c\"\n"));
 }
 
+TEST(Log, EveryControlCharacterDelAndBadUtf8IsEscaped) {
+  // A value from a guest or a CRI caller: a fake second log line, a terminal
+  // escape (ESC [2J), a backspace, NUL, DEL, a C1 control (U+009B, the CSI of
+  // 8-bit terminals), a stray continuation byte and a truncated sequence.
+  const std::string hostile =
+      std::string("x\nlevel=error msg=forged\r\x1b[2J\b") + std::string(1, '\0') + "\x7f\xc2\x9b\x80\xe2\x82";
+  std::string line = base::FormatLogLine(base::LogLevel::kInfo, "m", {{"v", hostile}});
+  EXPECT_THAT(line, HasSubstr("v=\"x\\nlevel=error msg=forged\\r\\x1b[2J\\x08\\x00\\x7f\\xc2\\x9b\\x80\\xe2\\x82\"\n"));
+  // One line, and no raw byte below 0x20 or DEL anywhere but its end.
+  ASSERT_FALSE(line.empty());
+  for (size_t i = 0; i + 1 < line.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(line[i]);
+    EXPECT_TRUE(c >= 0x20 && c != 0x7f) << "raw byte " << int(c) << " at " << i;
+  }
+  // Well-formed UTF-8 stays readable, quoted.
+  EXPECT_THAT(base::FormatLogLine(base::LogLevel::kInfo, "m", {{"v", "caf\xc3\xa9 \xe2\x82\xac"}}),
+              HasSubstr("v=\"caf\xc3\xa9 \xe2\x82\xac\"\n"));
+  // The message is escaped the same way.
+  EXPECT_THAT(base::FormatLogLine(base::LogLevel::kInfo, "a\x1b]0;t\x07", {}), HasSubstr("msg=\"a\\x1b]0;t\\x07\"\n"));
+}
+
 }  // namespace
 }  // namespace kvcri::config

@@ -2,6 +2,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <regex>
+#include <string>
+#include <vector>
+
 #include "test/fakes/cri_harness.h"
 
 namespace kvcri::cri {
@@ -50,6 +59,80 @@ TEST_F(CriLifecycleTest, RetryOfAFinishedRunPodSandboxReturnsTheSameSandbox) {
   EXPECT_EQ(store_->SandboxCount(), 1u);
   std::vector<std::string> calls = net_log_.Take();
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "cni ADD " + a), 1);
+}
+
+// Names and namespaces follow Kubernetes' rules at RunPodSandbox and
+// CreateContainer: nothing reaches CNI_ARGS (a ';' or '=' would inject IP=),
+// a path or the VM's definition, and the error names the field.
+TEST_F(CriLifecycleTest, MetadataOutsideKubernetesRulesIsRefusedAtTheFirstCallNamingTheField) {
+  struct Bad {
+    std::string field;
+    std::function<void(pb::PodSandboxConfig*)> edit;
+  };
+  const std::vector<Bad> bad = {
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name("web;IP=10.0.0.99"); }},
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name("web=x"); }},
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name("Web"); }},
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name("web\n"); }},
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name("-web"); }},
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name("web..x"); }},
+      {"config.metadata.name", [](auto* c) { c->mutable_metadata()->set_name(std::string(254, 'a')); }},
+      {"config.metadata.namespace", [](auto* c) { c->mutable_metadata()->set_namespace_("ns;IP=1"); }},
+      {"config.metadata.namespace", [](auto* c) { c->mutable_metadata()->set_namespace_("kube.system"); }},
+      {"config.metadata.namespace", [](auto* c) { c->mutable_metadata()->set_namespace_(std::string(64, 'n')); }},
+      {"config.metadata.uid", [](auto* c) { c->mutable_metadata()->set_uid("u=1;IP=10.0.0.99"); }},
+      {"config.metadata.uid", [](auto* c) { c->mutable_metadata()->set_uid("u/1"); }},
+      {"config.hostname", [](auto* c) { c->set_hostname("web\x1b[2J"); }},
+      {"config.log_directory", [](auto* c) { c->set_log_directory("/var/log/pods/a\nb"); }},
+      {"config.annotations[\"kubevirt-cri.io/kernel-cmdline\"]",
+       [](auto* c) { (*c->mutable_annotations())["kubevirt-cri.io/kernel-cmdline"] = "console=ttyS0\n"; }},
+  };
+  for (const Bad& b : bad) {
+    pb::RunPodSandboxRequest req;
+    *req.mutable_config() = PodConfig("web");
+    b.edit(req.mutable_config());
+    req.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse resp;
+    grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << b.field;
+    EXPECT_THAT(s.error_message(), HasSubstr(b.field)) << s.error_message();
+  }
+  EXPECT_EQ(store_->SandboxCount(), 0u);
+  EXPECT_TRUE(net_log_.Take().empty());
+
+  // What kubelet sends passes: a 253-character subdomain, a 63-character
+  // label, a UUID.
+  pb::RunPodSandboxRequest ok;
+  *ok.mutable_config() = PodConfig("web");
+  std::string long_name = "web-1.example";
+  long_name += "." + std::string(253 - long_name.size() - 1, 'x');
+  ok.mutable_config()->mutable_metadata()->set_name(long_name);
+  ok.mutable_config()->mutable_metadata()->set_namespace_(std::string(63, 'n'));
+  ok.mutable_config()->mutable_metadata()->set_uid("0b6c1f3e-5a8d-4c1e-9f2a-000000000001");
+  ok.set_runtime_handler("kubevirt");
+  pb::RunPodSandboxResponse ok_resp;
+  grpc::Status s = service_->RunPodSandbox(nullptr, &ok, &ok_resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  // Container names are DNS labels; control characters in the log path fail
+  // at CreateContainer, before anything exists.
+  std::string ctr;
+  for (const std::string& name : std::vector<std::string>{"VM", "vm_1", "vm.1", "vm;IP=1", std::string(64, 'v')}) {
+    grpc::Status c = CreateVm(ok_resp.pod_sandbox_id(), "example.com/vm:1", &ctr, name);
+    EXPECT_EQ(c.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_THAT(c.error_message(), HasSubstr("config.metadata.name")) << c.error_message();
+  }
+  pb::CreateContainerRequest req;
+  req.set_pod_sandbox_id(ok_resp.pod_sandbox_id());
+  req.mutable_config()->mutable_metadata()->set_name("vm");
+  req.mutable_config()->mutable_image()->set_image("example.com/vm:1");
+  req.mutable_config()->set_log_path("vm\r.log");
+  pb::CreateContainerResponse resp;
+  grpc::Status c = service_->CreateContainer(nullptr, &req, &resp);
+  EXPECT_EQ(c.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(c.error_message(), HasSubstr("config.log_path"));
+  EXPECT_TRUE(store_->ListContainers([](const sandbox::ContainerRecord&) { return true; }).empty());
+  ASSERT_TRUE(CreateVm(ok_resp.pod_sandbox_id(), "example.com/vm:1", &ctr, std::string(63, 'v')).ok());
 }
 
 TEST_F(CriLifecycleTest, ImageWithoutBootArtifactsIsFailedPrecondition) {
@@ -150,6 +233,150 @@ TEST_F(CriLifecycleTest, RecoveryRemovesOrphanDomainsAndNamespaces) {
   Restart();
   EXPECT_FALSE(hv_.Has("kvcri-orphan"));
   EXPECT_FALSE(*netns_.Exists(std::string(64, 'f')));
+}
+
+// A record this build cannot read (here: written by a newer version) is not
+// a missing record: its VM keeps running untouched across the restart, and
+// the Pod is reported NOTREADY, the container UNKNOWN with the reason.
+TEST_F(CriLifecycleTest, RecoveryKeepsTheRunningVmOfAnUnreadableRecord) {
+  for (const char* which : {"container", "sandbox", "both"}) {
+    SCOPED_TRACE(which);
+    std::string pod;
+    const std::string ctr = RunningPodVm(std::string("web-") + which, &pod);
+    const std::string domain = "kvcri-" + ctr;
+    ASSERT_TRUE(hv_.Has(domain));
+    const fs::path sandbox_file = config_.root / "sandboxes" / pod / "sandbox.json";
+    const fs::path container_file = config_.root / "sandboxes" / pod / "containers" / (ctr + ".json");
+    auto bump_version = [](const fs::path& p) {
+      std::ifstream in(p);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::string bumped = std::regex_replace(text, std::regex(R"("version"\s*:\s*1\b)"), "\"version\": 99");
+      ASSERT_NE(bumped, text) << p;
+      std::ofstream(p, std::ios::trunc) << bumped;
+    };
+    if (std::string(which) != "sandbox") bump_version(container_file);
+    if (std::string(which) != "container") bump_version(sandbox_file);
+    const size_t calls_before = hv_.Calls().size();
+    Restart();
+    EXPECT_TRUE(hv_.Has(domain));
+    EXPECT_EQ(hv_.PhaseOf(domain), runtime::VmPhase::kRunning);
+    std::vector<std::string> calls = hv_.Calls();
+    for (size_t i = calls_before; i < calls.size(); ++i) {
+      EXPECT_THAT(calls[i], ::testing::Not(HasSubstr(domain))) << "recovery touched the VM";
+    }
+
+    pb::PodSandboxStatusRequest sreq;
+    sreq.set_pod_sandbox_id(pod);
+    pb::PodSandboxStatusResponse sresp;
+    ASSERT_TRUE(service_->PodSandboxStatus(nullptr, &sreq, &sresp).ok());
+    if (std::string(which) != "container") {
+      EXPECT_EQ(sresp.status().state(), pb::SANDBOX_NOTREADY);
+    }
+    pb::ContainerStatus cs = Status(ctr);
+    if (std::string(which) != "sandbox") {
+      EXPECT_EQ(cs.state(), pb::CONTAINER_UNKNOWN);
+      EXPECT_EQ(cs.reason(), "RecordUnreadable");
+      EXPECT_THAT(cs.message(), HasSubstr("unsupported version 99"));
+    } else {
+      EXPECT_EQ(cs.state(), pb::CONTAINER_RUNNING);
+    }
+
+    // kubelet's clean-up still reaches the VM.
+    ASSERT_TRUE(StopPod(pod).ok());
+    ASSERT_TRUE(RemovePod(pod).ok());
+    EXPECT_FALSE(hv_.Has(domain));
+  }
+}
+
+// QEMU pauses a VM whose disk write found the host file system full: the
+// container is RUNNING with reason PausedIOError and the failed disk, every
+// sweep tries a resume, and once one sticks the reason is gone.
+TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorIsReportedAndResumedBySweeps) {
+  std::string pod;
+  const std::string ctr = RunningPodVm("web", &pod);
+  const std::string domain = "kvcri-" + ctr;
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = true;
+  }
+  hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_RUNNING);
+  EXPECT_EQ(st.reason(), "PausedIOError");
+  EXPECT_THAT(st.message(), HasSubstr("vda: no space left on the host"));
+  // The pause survives a restart (the record says since when).
+  Restart();
+  EXPECT_EQ(Status(ctr).reason(), "PausedIOError");
+
+  // Still full: the sweep's resume does not stick.
+  manual_clock_.Advance(absl::Seconds(10));
+  pods_->Sweep();
+  EXPECT_EQ(hv_.PhaseOf(domain), runtime::VmPhase::kPaused);
+  EXPECT_EQ(Status(ctr).reason(), "PausedIOError");
+  std::vector<std::string> calls = hv_.Calls();
+  EXPECT_GE(std::count(calls.begin(), calls.end(), "Resume " + domain), 2) << "start, then the sweep";
+
+  // Space is back: the next sweep resumes it for good.
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = false;
+  }
+  manual_clock_.Advance(absl::Seconds(10));
+  pods_->Sweep();
+  EXPECT_EQ(hv_.PhaseOf(domain), runtime::VmPhase::kRunning);
+  st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_RUNNING);
+  EXPECT_EQ(st.reason(), "");
+  EXPECT_EQ(st.message(), "");
+}
+
+// A pause that outlasts vm.io_error_timeout_seconds ends the container
+// clearly: forced off, EXITED with reason IOError, not frozen forever.
+TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorPastTheBoundIsStoppedAndExited) {
+  config_.vm.io_error_timeout_seconds = 60;
+  std::string pod;
+  const std::string ctr = RunningPodVm("web", &pod);
+  const std::string domain = "kvcri-" + ctr;
+  {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = true;
+  }
+  hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  pods_->Sweep();
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+  manual_clock_.Advance(absl::Seconds(59));
+  pods_->Sweep();
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+  manual_clock_.Advance(absl::Seconds(2));
+  pods_->Sweep();
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.reason(), "IOError");
+  EXPECT_NE(st.exit_code(), 0);
+  EXPECT_THAT(st.message(), HasSubstr("vda: no space left on the host"));
+  EXPECT_NE(hv_.PhaseOf(domain), runtime::VmPhase::kPaused);
+}
+
+// The overlay of a disk VM grows at most to its image disk's virtual size:
+// an image declaring more than vm.max_disk_mib is refused before anything
+// is created.
+TEST_F(CriLifecycleTest, ADiskImageLargerThanTheBoundIsRefusedAtCreateContainer) {
+  runtime::image::ImageInfo disk;
+  disk.id = "sha256:" + std::string(64, '3');
+  disk.repo_tags = {"example.com/huge:1"};
+  disk.boot.kind = runtime::image::BootKind::kDisk;
+  disk.boot.disk = dir_ / "images" / "huge.qcow2";
+  disk.boot.disk_format = runtime::image::DiskFormat::kQcow2;
+  disk.boot.disk_virtual_size = (uint64_t{1} << 40);  // 1 TiB declared by the registry
+  images_.Add("example.com/huge:1", disk);
+  config_.vm.max_disk_mib = 1024;
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  grpc::Status s = CreateVm(pod, "example.com/huge:1", &ctr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("vm.max_disk_mib"));
+  EXPECT_TRUE(store_->ListContainers().empty());
+  EXPECT_TRUE(fs::is_empty(config_.root / "containers"));
 }
 
 TEST_F(CriLifecycleTest, RecoveryReportsVmThatDiedWhileDownAsExited) {

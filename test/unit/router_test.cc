@@ -48,6 +48,8 @@ class FakeRuntime : public pb::RuntimeService::Service {
   }
   bool network_ready = true;
   sandbox::SandboxStore* store = nullptr;
+  // Upstream only: more Pod and container IDs it holds besides up-pod/up-ctr.
+  std::vector<std::string> extra_ids;
 
   grpc::Status RunPodSandbox(grpc::ServerContext*, const pb::RunPodSandboxRequest*,
                              pb::RunPodSandboxResponse* r) override {
@@ -73,13 +75,12 @@ class FakeRuntime : public pb::RuntimeService::Service {
   grpc::Status PodSandboxStatus(grpc::ServerContext*, const pb::PodSandboxStatusRequest* q,
                                 pb::PodSandboxStatusResponse* r) override {
     Log("PodSandboxStatus " + q->pod_sandbox_id().substr(0, 8));
-    for (const Pod& p : Pods()) {
-      if (p.id == q->pod_sandbox_id()) {
-        r->mutable_status()->set_id(p.id);
-        return grpc::Status::OK;
-      }
-    }
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, "sandbox not found");
+    std::vector<std::string> ids;
+    for (const Pod& p : Pods()) ids.push_back(p.id);
+    absl::StatusOr<std::string> id = ResolveLikeContainerd(ids, q->pod_sandbox_id());
+    if (!id.ok()) return ToStatus(id.status());
+    r->mutable_status()->set_id(*id);
+    return grpc::Status::OK;
   }
   grpc::Status ListPodSandbox(grpc::ServerContext*, const pb::ListPodSandboxRequest* q,
                               pb::ListPodSandboxResponse* r) override {
@@ -112,17 +113,12 @@ class FakeRuntime : public pb::RuntimeService::Service {
   grpc::Status ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest* q,
                                pb::ContainerStatusResponse* r) override {
     Log("ContainerStatus");
-    if (store == nullptr) {
-      r->mutable_status()->set_id(q->container_id());
-      return grpc::Status::OK;
-    }
-    for (const Ctr& c : Containers()) {
-      if (c.id == q->container_id()) {
-        r->mutable_status()->set_id(c.id);
-        return grpc::Status::OK;
-      }
-    }
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, "container not found");
+    std::vector<std::string> ids;
+    for (const Ctr& c : Containers()) ids.push_back(c.id);
+    absl::StatusOr<std::string> id = ResolveLikeContainerd(ids, q->container_id());
+    if (!id.ok()) return ToStatus(id.status());
+    r->mutable_status()->set_id(*id);
+    return grpc::Status::OK;
   }
   grpc::Status ListContainers(grpc::ServerContext*, const pb::ListContainersRequest* q,
                               pb::ListContainersResponse* r) override {
@@ -185,14 +181,39 @@ class FakeRuntime : public pb::RuntimeService::Service {
     std::string sandbox_id;
     std::map<std::string, std::string> labels;
   };
+  // containerd's truncindex: an exact ID or a unique prefix; a prefix of
+  // several IDs is an error that is not NOT_FOUND (containerd answers UNKNOWN,
+  // "multiple IDs found with provided prefix").
+  static absl::StatusOr<std::string> ResolveLikeContainerd(const std::vector<std::string>& ids,
+                                                           const std::string& prefix) {
+    std::vector<std::string> hits;
+    for (const std::string& id : ids) {
+      if (id == prefix) return id;
+      if (!prefix.empty() && id.rfind(prefix, 0) == 0) hits.push_back(id);
+    }
+    if (hits.empty()) return absl::NotFoundError("not found");
+    if (hits.size() > 1) return absl::UnknownError("multiple IDs found with provided prefix: " + prefix);
+    return hits[0];
+  }
+  static grpc::Status ToStatus(const absl::Status& s) {
+    return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  }
   std::vector<Pod> Pods() const {
-    if (store == nullptr) return {{"up-pod", {{"app", side_}}}};
+    if (store == nullptr) {
+      std::vector<Pod> pods = {{"up-pod", {{"app", side_}}}};
+      for (const std::string& id : extra_ids) pods.push_back({id, {{"app", side_}}});
+      return pods;
+    }
     std::vector<Pod> pods;
     for (const sandbox::SandboxRecord& r : store->ListSandboxes()) pods.push_back({r.id, r.labels});
     return pods;
   }
   std::vector<Ctr> Containers() const {
-    if (store == nullptr) return {{"up-ctr", "up-pod", {{"app", side_}}}};
+    if (store == nullptr) {
+      std::vector<Ctr> ctrs = {{"up-ctr", "up-pod", {{"app", side_}}}};
+      for (const std::string& id : extra_ids) ctrs.push_back({id, "up-pod", {{"app", side_}}});
+      return ctrs;
+    }
     std::vector<Ctr> ctrs;
     for (const sandbox::ContainerRecord& r : store->ListContainers()) ctrs.push_back({r.id, r.sandbox_id, r.labels});
     return ctrs;
@@ -456,6 +477,69 @@ TEST_F(RouterTest, CallsAboutAnIdGoToTheSideWhoseStoreHasIt) {
   ASSERT_TRUE(runtime_->StopPodSandbox(&ctx_, &theirs, &resp).ok());
   EXPECT_THAT(local_.calls(), ElementsAre("StopPodSandbox aaaaaaaa"));
   EXPECT_THAT(upstream_.calls(), ElementsAre("StopPodSandbox bbbbbbbb"));
+}
+
+// A prefix of one of our IDs that is also a prefix of an upstream one: the
+// call reaches neither side, the caller is told the prefix is ambiguous.
+TEST_F(RouterTest, APrefixMatchingBothSidesIsAmbiguousAndActsOnNeither) {
+  const std::string up_pod = std::string(12, 'a') + std::string(52, 'b');
+  const std::string up_ctr = std::string(12, 'e') + std::string(52, 'f');
+  upstream_.extra_ids = {up_pod, up_ctr};
+  const std::string pod_prefix = kOurSandbox.substr(0, 12), ctr_prefix = kOurContainer.substr(0, 12);
+
+  pb::StopPodSandboxRequest stop_pod;
+  stop_pod.set_pod_sandbox_id(pod_prefix);
+  pb::StopPodSandboxResponse stop_pod_resp;
+  grpc::Status s = runtime_->StopPodSandbox(&ctx_, &stop_pod, &stop_pod_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("\"" + pod_prefix + "\" is ambiguous"));
+  EXPECT_THAT(s.error_message(), HasSubstr(kOurSandbox));
+  EXPECT_EQ(RemovePodSandbox(pod_prefix).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PodSandboxStatusCode(pod_prefix), grpc::StatusCode::INVALID_ARGUMENT);
+
+  pb::StopContainerRequest stop;
+  stop.set_container_id(ctr_prefix);
+  pb::StopContainerResponse stop_resp;
+  s = runtime_->StopContainer(&ctx_, &stop, &stop_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("\"" + ctr_prefix + "\" is ambiguous"));
+  EXPECT_EQ(RemoveContainer(ctr_prefix).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ContainerStatusCode(ctr_prefix), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Neither side acted: ours got no call at all, the upstream only the
+  // Status lookups that found its match; our records are untouched.
+  EXPECT_THAT(local_.calls(), ElementsAre());
+  for (const std::string& c : upstream_.calls()) {
+    EXPECT_THAT(c,
+                ::testing::AnyOf(::testing::StartsWith("PodSandboxStatus"), ::testing::StartsWith("ContainerStatus")));
+  }
+  EXPECT_TRUE(store_->GetSandbox(kOurSandbox).ok());
+  EXPECT_TRUE(store_->GetContainer(kOurContainer).ok());
+  EXPECT_EQ(removed_->size(), 0u);
+
+  // One character more is unique again and ours.
+  const std::string longer = kOurSandbox.substr(0, 13);
+  stop_pod.set_pod_sandbox_id(longer);
+  EXPECT_TRUE(runtime_->StopPodSandbox(&ctx_, &stop_pod, &stop_pod_resp).ok());
+  EXPECT_THAT(local_.calls(), ElementsAre("StopPodSandbox " + longer.substr(0, 8)));
+}
+
+// While the upstream cannot be asked, a prefix of ours is still read from our
+// side but never acted on: it may have meant one of the upstream's Pods.
+TEST_F(RouterTest, APrefixOfOursIsNotActedOnWhileTheUpstreamCannotBeAsked) {
+  StopUpstream();
+  const std::string ctr_prefix = kOurContainer.substr(0, 12);
+  EXPECT_EQ(ContainerStatusCode(ctr_prefix), grpc::StatusCode::OK);
+  pb::StopContainerRequest stop;
+  stop.set_container_id(ctr_prefix);
+  pb::StopContainerResponse stop_resp;
+  grpc::Status s = runtime_->StopContainer(&ctx_, &stop, &stop_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("give the full ID"));
+  EXPECT_THAT(local_.calls(), ElementsAre("ContainerStatus"));
+  // The full ID needs no upstream.
+  stop.set_container_id(kOurContainer);
+  EXPECT_TRUE(runtime_->StopContainer(&ctx_, &stop, &stop_resp).ok());
 }
 
 TEST_F(RouterTest, ListPodSandboxMergesBothSidesWithFiltersAndAnIdFilterAsksOnlyItsOwner) {

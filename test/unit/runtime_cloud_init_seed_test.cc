@@ -133,6 +133,7 @@ TEST(CloudInitNetworkConfig, MatchesByMacWithStaticAddressesRoutesAndDns) {
             "    set-name: \"eth0\"\n"
             "    dhcp4: false\n"
             "    dhcp6: false\n"
+            "    accept-ra: true\n"
             "    addresses:\n"
             "      - \"10.244.1.5/24\"\n"
             "      - \"fd00:1::5/64\"\n"
@@ -147,6 +148,14 @@ TEST(CloudInitNetworkConfig, MatchesByMacWithStaticAddressesRoutesAndDns) {
             "    nameservers:\n"
             "      addresses: [\"10.96.0.10\"]\n"
             "      search: [\"default.svc.cluster.local\"]\n");
+}
+
+TEST(CloudInitNetworkConfig, RefusesRouterAdvertsOnIpv4OnlyNics) {
+  SeedNic nic = TestNic();
+  nic.addresses = {"10.244.1.5/24"};
+  std::string nc = NetworkConfigV2(nic, {}, {});
+  EXPECT_THAT(nc, HasSubstr("    dhcp6: false\n    accept-ra: false\n"));
+  EXPECT_THAT(nc, ::testing::Not(HasSubstr("accept-ra: true")));
 }
 
 TEST(CloudInitMetaData, QuotesValues) {

@@ -1,7 +1,8 @@
-// ConsoleLogCopier: CRI log line format, partial lines, offsets across restarts, rotation, lock scope.
+// ConsoleLogCopier: CRI log line format, the line splitter, bounds (backlog, budgets, disk), symlinks, lock scope.
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -179,6 +181,253 @@ TEST_F(ConsoleLogTest, BackgroundThreadCopies) {
   Append("threaded\n");
   for (int i = 0; i < 500 && LogLines().empty(); ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_THAT(LogLines(), ElementsAre(::testing::EndsWith("F threaded")));
+}
+
+// Every line of a CRI log: "<ts> stdout <F|P> <text>", the timestamp RFC 3339 with nanoseconds.
+bool WellFormed(const std::string& line) {
+  if (line.size() < 40 || line[4] != '-' || line[10] != 'T' || line[29] != 'Z') return false;
+  return line.compare(30, 10, " stdout F ") == 0 || line.compare(30, 10, " stdout P ") == 0;
+}
+
+TEST(ConsoleLineSplitter, ChunkedInputGivesTheSameLinesAsOneFeed) {
+  std::mt19937 rng(7);
+  std::string input;
+  for (int i = 0; i < 2000; ++i) {
+    int kind = static_cast<int>(rng() % 4);
+    input += kind == 0 ? "\n" : kind == 1 ? "\r\n" : kind == 2 ? "abc" : std::string(rng() % 40, 'x');
+  }
+  const absl::Time t = absl::FromUnixSeconds(1700000000);
+  auto run = [&](size_t max_chunk, size_t out_limit) {
+    ConsoleLineSplitter s(16);
+    std::string all, out;
+    std::string_view rest = input;
+    while (!rest.empty()) {
+      std::string_view chunk = rest.substr(0, 1 + rng() % max_chunk);
+      size_t k = s.Feed(chunk, t, &out, out_limit);
+      EXPECT_LE(s.held(), 16u);
+      EXPECT_LE(out.size(), std::max<size_t>(out_limit, 16 + 64));
+      rest.remove_prefix(k);
+      all += out;
+      out.clear();
+    }
+    s.FlushHeld(t, true, &all);
+    return all;
+  };
+  const std::string whole = run(input.size(), 1 << 30);
+  EXPECT_EQ(run(1, 1 << 30), whole);
+  EXPECT_EQ(run(7, 100), whole);  // output limit: more Feed calls, same lines
+  EXPECT_EQ(run(300, 1), whole);  // one line per Feed
+  std::istringstream in(whole);
+  for (std::string line; std::getline(in, line);) ASSERT_TRUE(WellFormed(line)) << line;
+}
+
+TEST(ConsoleLineSplitter, NewlineFloodStopsAtTheOutputLimit) {
+  ConsoleLineSplitter s(16 * 1024);
+  const std::string newlines(1 << 20, '\n');
+  std::string out;
+  size_t k = s.Feed(newlines, absl::FromUnixSeconds(0), &out, 64 * 1024);
+  EXPECT_LT(k, newlines.size());
+  EXPECT_LE(out.size(), 64u * 1024);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), static_cast<long>(k));
+  EXPECT_EQ(s.held(), 0u);
+}
+
+TEST(ConsoleLineSplitter, PartialFlushKeepsTrailingCrBack) {
+  ConsoleLineSplitter s(64);
+  std::string out;
+  const absl::Time t = absl::FromUnixSeconds(0);
+  EXPECT_EQ(s.Feed("abc\r", t, &out, 1024), 4u);
+  EXPECT_TRUE(out.empty());
+  s.FlushHeld(t, false, &out);
+  EXPECT_EQ(out, "1970-01-01T00:00:00.000000000Z stdout P abc\n");
+  EXPECT_EQ(s.held(), 1u);
+}
+
+// A console far over the backlog bound, as after a daemon restart with a
+// flooding guest: one pass reads and writes within its budgets, drops and
+// counts the old part, and the console file's blocks are freed.
+TEST_F(ConsoleLogTest, HugeBacklogIsDroppedCountedAndPunchedWithinOnePassBudget) {
+  ConsoleLogOptions o = Options();
+  o.max_backlog_bytes = 1 << 20;
+  o.max_read_per_poll = 256 * 1024;
+  o.max_write_per_poll = 512 * 1024;
+  const uint64_t total = 64ull << 20;
+  {
+    base::UniqueFd fd(::open(console_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd.valid());
+    std::string chunk(1 << 20, '\n');
+    for (uint64_t i = 0; i < total; i += chunk.size())
+      ASSERT_EQ(::write(fd.get(), chunk.data(), chunk.size()), 1 << 20);
+  }
+  ConsoleLogCopier c(o);
+  ASSERT_TRUE(c.Add("c1", console_, log_).ok());
+  EXPECT_EQ(std::filesystem::file_size(log_), 0u) << "Add read the backlog";
+  c.PollOnce();
+  const uint64_t dropped = total - o.max_backlog_bytes;
+  EXPECT_EQ(*c.DroppedBytes("c1"), dropped);
+  EXPECT_EQ(c.Counters().dropped_bytes, dropped);
+  // The marker line and then empty lines, within the write budget (+ one buffer).
+  std::vector<std::string> lines = LogLines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("stdout F kubevirt-cri: " + std::to_string(dropped) +
+                                             " bytes of console output dropped"));
+  EXPECT_LE(std::filesystem::file_size(log_), o.max_write_per_poll + 64 * 1024 + 256);
+  EXPECT_GT(lines.size(), 1000u);
+  for (const std::string& l : lines) ASSERT_TRUE(WellFormed(l)) << l;
+  struct stat st;
+  ASSERT_EQ(::stat(console_.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), total);  // QEMU's append position is untouched
+  EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, o.max_backlog_bytes + (1 << 20)) << "console blocks not freed";
+  // Later passes copy the kept backlog in full, and nothing more is dropped.
+  for (int i = 0; i < 200; ++i) c.PollOnce();
+  const size_t newline_lines = LogLines().size() - 1;
+  EXPECT_EQ(newline_lines, o.max_backlog_bytes);
+  EXPECT_EQ(*c.DroppedBytes("c1"), dropped);
+  EXPECT_EQ(c.Counters().copied_bytes, o.max_backlog_bytes);
+  std::ifstream state(ConsoleOffsetPath(console_));
+  std::string text((std::istreambuf_iterator<char>(state)), {});
+  EXPECT_EQ(text, "v1 " + std::to_string(total) + "\n");
+}
+
+// The final copy (VM gone) is bounded too: the backlog bound, then the rest
+// is counted as dropped.
+TEST_F(ConsoleLogTest, RemoveOfAHugeBacklogIsBounded) {
+  ConsoleLogOptions o = Options();
+  o.max_backlog_bytes = 64 * 1024;
+  ConsoleLogCopier c(o);
+  ASSERT_TRUE(c.Add("c1", console_, log_).ok());
+  Append(std::string(1 << 20, '\n') + "last words");
+  ASSERT_TRUE(c.Remove("c1").ok());
+  std::vector<std::string> lines = LogLines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_THAT(lines.front(), ::testing::HasSubstr("bytes of console output dropped"));
+  EXPECT_THAT(lines.back(), ::testing::EndsWith(" stdout F last words"));
+  EXPECT_LE(lines.size(), o.max_backlog_bytes + 2);
+  EXPECT_EQ(c.Counters().dropped_bytes, (1u << 20) + 10 - o.max_backlog_bytes);
+}
+
+// A CRI log that cannot be written (its reader is gone: EPIPE) must not make
+// the copier hold more and more: the offset stays, the console backlog is
+// still bounded on disk, and once writing works the lines resume, untorn.
+TEST_F(ConsoleLogTest, FailedWritesHoldNothingAndTheBacklogStaysBounded) {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &old), 0);
+  const std::filesystem::path fifo = dir_ / "fifo.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  base::UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  ConsoleLogOptions o = Options();
+  o.max_backlog_bytes = 256 * 1024;
+  ConsoleLogCopier c(o);
+  ASSERT_TRUE(c.Add("c1", console_, fifo).ok());
+  reader.Reset();  // writes now fail with EPIPE
+  std::string line = std::string(99, 'x') + "\n";
+  std::string mib;
+  for (int i = 0; i < (1 << 20) / 100; ++i) mib += line;
+  for (int round = 0; round < 8; ++round) {
+    Append(mib);
+    c.PollOnce();
+  }
+  std::ifstream state(ConsoleOffsetPath(console_));
+  std::string text((std::istreambuf_iterator<char>(state)), {});
+  struct stat st;
+  ASSERT_EQ(::stat(console_.c_str(), &st), 0);
+  // Only the drops moved the offset: to within the backlog bound of the end.
+  uint64_t offset = 0;
+  ASSERT_EQ(text.rfind("v1 ", 0), 0u) << text;
+  offset = std::stoull(text.substr(3));
+  EXPECT_GE(offset + o.max_backlog_bytes, static_cast<uint64_t>(st.st_size));
+  EXPECT_GT(c.Counters().dropped_bytes, 0u);
+  EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, o.max_backlog_bytes + (1 << 20));
+  EXPECT_EQ(c.Counters().copied_bytes, 0u);
+
+  // A reader again: the kept backlog arrives as whole lines.
+  reader.Reset(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  std::atomic<bool> polled{false};
+  std::thread poller([&] {
+    for (int i = 0; i < 100; ++i) c.PollOnce();  // blocks while the pipe is full
+    polled = true;
+  });
+  std::string got;
+  char buf[64 * 1024];
+  for (;;) {
+    bool done = polled.load();
+    ssize_t n = ::read(reader.get(), buf, sizeof buf);
+    if (n > 0) {
+      got.append(buf, static_cast<size_t>(n));
+    } else if (done) {
+      break;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  poller.join();
+  ::sigaction(SIGPIPE, &old, nullptr);
+  std::istringstream in(got);
+  int lines = 0;
+  for (std::string l; std::getline(in, l); ++lines) {
+    ASSERT_TRUE(WellFormed(l)) << l;
+    if (l.find("kubevirt-cri:") == std::string::npos) ASSERT_THAT(l, ::testing::EndsWith(" " + line.substr(0, 99)));
+  }
+  EXPECT_GT(lines, 0);
+}
+
+TEST_F(ConsoleLogTest, QemuLogOverItsBoundIsTruncatedAndCounted) {
+  ConsoleLogOptions o = Options();
+  o.max_qemu_log_bytes = 1000;
+  ConsoleLogCopier c(o);
+  const std::filesystem::path qemu_log = dir_ / "kvcri-c1.log";
+  std::ofstream(qemu_log) << std::string(999, 'q');
+  ASSERT_TRUE(c.Add("c1", ConsoleTarget{console_, dir_, "c.log", qemu_log}).ok());
+  c.PollOnce();
+  EXPECT_EQ(std::filesystem::file_size(qemu_log), 999u);
+  std::ofstream(qemu_log, std::ios::app) << "qq";
+  c.PollOnce();
+  std::ifstream in(qemu_log);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_THAT(text, ::testing::HasSubstr("kubevirt-cri: 1001 bytes of QEMU output truncated"));
+  EXPECT_LT(text.size(), 200u);
+  EXPECT_EQ(c.Counters().qemu_log_truncated_bytes, 1001u);
+}
+
+TEST_F(ConsoleLogTest, SymlinkPlantedAtTheCriLogIsNotFollowed) {
+  const std::filesystem::path victim = dir_ / "victim";
+  std::ofstream(victim) << "precious\n";
+  std::filesystem::create_directory(dir_ / "pod");
+  std::filesystem::create_directory(dir_ / "pod" / "vm");
+  std::filesystem::create_symlink(victim, dir_ / "pod" / "vm" / "0.log");
+  ConsoleLogCopier c(Options());
+  absl::Status s = c.Add("c1", ConsoleTarget{console_, dir_ / "pod", "vm/0.log", {}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("symlink"));
+  Append("pwned\n");
+  c.PollOnce();
+  std::ifstream in(victim);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(text, "precious\n");
+}
+
+TEST(OpenCriLog, RefusesSymlinkedDirectoriesAndDotDotAndCreatesMissingDirectories) {
+  char tmpl[] = "/tmp/kvcrilog-XXXXXX";
+  std::filesystem::path dir = mkdtemp(tmpl);
+  std::filesystem::create_directory(dir / "pod");
+  std::filesystem::create_directory(dir / "elsewhere");
+  std::filesystem::create_directory_symlink(dir / "elsewhere", dir / "pod" / "vm");
+  absl::StatusOr<base::UniqueFd> fd = OpenCriLog(dir / "pod", "vm/0.log");
+  EXPECT_EQ(fd.status().code(), absl::StatusCode::kFailedPrecondition) << fd.status();
+  EXPECT_FALSE(std::filesystem::exists(dir / "elsewhere" / "0.log"));
+  EXPECT_EQ(OpenCriLog(dir / "pod", "../escape.log").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenCriLog(dir / "pod", "/etc/passwd").status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_EQ(::mkfifo((dir / "pod" / "fifo").c_str(), 0600), 0);
+  // A FIFO nobody reads: refused at once rather than hanging the caller.
+  EXPECT_FALSE(OpenCriLog(dir / "pod", "fifo").ok());
+  fd = OpenCriLog(dir / "pod", "ctr/sub/0.log");
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir / "pod" / "ctr" / "sub" / "0.log"));
+  std::filesystem::remove_all(dir);
 }
 
 // A CRI log that is a FIFO nobody reads yet: once its pipe is full, a copy

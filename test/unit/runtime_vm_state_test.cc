@@ -47,5 +47,13 @@ TEST(VmStatusFromLibvirtState, RunningAndPaused) {
   EXPECT_EQ(VmStatusFromLibvirtState(VIR_DOMAIN_NOSTATE, 0).phase, VmPhase::kOther);
 }
 
+TEST(VmStatusFromLibvirtState, PausedByAHostIoErrorSaysSo) {
+  VmStatus io = VmStatusFromLibvirtState(VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_IOERROR);
+  EXPECT_EQ(io.phase, VmPhase::kPaused);
+  EXPECT_EQ(io.reason, kIoErrorReason);
+  // Our own pause (created paused, resumed once the console is followed) is not one.
+  EXPECT_EQ(VmStatusFromLibvirtState(VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_USER).reason, "");
+}
+
 }  // namespace
 }  // namespace kvcri::runtime

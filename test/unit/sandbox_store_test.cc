@@ -6,6 +6,8 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sandbox/file_sandbox_store.h"
+#include "test/fakes/shell.h"
 
 namespace kvcri::sandbox {
 namespace {
@@ -474,6 +477,58 @@ TEST_F(SandboxStoreTest, ConcurrentUpdatesAndListsStayConsistent) {
   lister.join();
   Reload();
   for (const SandboxRecord& r : store_->ListSandboxes()) EXPECT_EQ(r.created_at, 42 + kUpdates);
+}
+
+// Run by NewRecordDirectoriesAreFsyncedInTheirParent under strace: writes one
+// sandbox and one container record into $KVCRI_DURABILITY_ROOT.
+TEST(SandboxStoreDurability, DISABLED_WriteRecordsForStrace) {
+  const char* root = ::getenv("KVCRI_DURABILITY_ROOT");
+  ASSERT_NE(root, nullptr) << "KVCRI_DURABILITY_ROOT is not set";
+  FileSandboxStore store{fs::path(root)};
+  ASSERT_TRUE(store.Load().ok());
+  ASSERT_TRUE(store.PutSandbox(Sandbox(Id('a'))).ok());
+  ASSERT_TRUE(store.PutContainer(Container(Id('b'), Id('a'))).ok());
+}
+
+// Every directory mkdir(2) created for a record is followed by an fsync of an
+// fd opened on its parent: a crash cannot lose the directory of a record that
+// was reported written.
+TEST(SandboxStoreDurability, NewRecordDirectoriesAreFsyncedInTheirParent) {
+  TempDir tmp;
+  const fs::path trace = tmp.path() / "strace.out";
+  const fs::path root = tmp.path() / "root";
+  ASSERT_EQ(::access("/usr/bin/strace", X_OK), 0) << "strace is missing (scripts/install-deps.sh --test)";
+  testing::ShResult r = testing::Sh(
+      "KVCRI_DURABILITY_ROOT='" + root.string() +
+      "' /usr/bin/strace -qq -e trace=mkdir,mkdirat,open,openat,fsync -o '" + trace.string() + "' /proc/" +
+      std::to_string(::getpid()) +
+      "/exe --gtest_also_run_disabled_tests --gtest_filter=SandboxStoreDurability.DISABLED_WriteRecordsForStrace");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(trace);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  const std::regex mkdir_re(R"re(^mkdir(?:at)?\((?:AT_FDCWD, )?"([^"]+)".*\)\s*= 0$)re");
+  const std::regex open_re(R"re(^open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", [^)]*O_DIRECTORY[^)]*\)\s*= (\d+)$)re");
+  const std::regex fsync_re(R"re(^fsync\((\d+)\)\s*= 0$)re");
+  std::vector<std::string> created;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::smatch m;
+    if (!std::regex_match(lines[i], m, mkdir_re)) continue;
+    const std::string dir = m[1];
+    created.push_back(dir);
+    const std::string parent = fs::path(dir).parent_path().string();
+    bool synced = false;
+    std::string fd;
+    for (size_t j = i + 1; j < lines.size() && !synced; ++j) {
+      std::smatch o;
+      if (std::regex_match(lines[j], o, open_re) && o[1] == parent) fd = o[2];
+      if (!fd.empty() && std::regex_match(lines[j], o, fsync_re) && o[1] == fd) synced = true;
+    }
+    EXPECT_TRUE(synced) << "mkdir \"" << dir << "\" is not followed by an fsync of \"" << parent << "\"";
+  }
+  // The sandbox directory and its containers directory were among them.
+  EXPECT_THAT(created, ::testing::IsSupersetOf({(root / "sandboxes" / Id('a')).string(),
+                                                (root / "sandboxes" / Id('a') / "containers").string()}));
 }
 
 }  // namespace

@@ -38,7 +38,9 @@ TEST(VolumesDomainXml, BlockDeviceDiskHasCacheIoSerialAndReadonly) {
   absl::StatusOr<std::string> xml = BuildDomainXml(s);
   ASSERT_TRUE(xml.ok()) << xml.status();
   EXPECT_THAT(*xml, HasSubstr("<disk type='block' device='disk'>"));
-  EXPECT_THAT(*xml, HasSubstr("<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>"));
+  EXPECT_THAT(
+      *xml,
+      HasSubstr("<driver name='qemu' type='raw' cache='none' io='native' discard='unmap' error_policy='enospace'/>"));
   EXPECT_THAT(*xml, HasSubstr("<source dev='/dev/loop3'/>"));
   EXPECT_THAT(*xml, HasSubstr("<serial>xvdb</serial>"));
   EXPECT_THAT(*xml, HasSubstr("<readonly/>"));
@@ -71,7 +73,7 @@ TEST(VolumesDomainXml, ReadOnly9pNeedsNoSharedMemory) {
   absl::StatusOr<std::string> xml = BuildDomainXml(s);
   ASSERT_TRUE(xml.ok()) << xml.status();
   EXPECT_THAT(*xml, Not(HasSubstr("memoryBacking")));
-  EXPECT_THAT(*xml, HasSubstr("<filesystem type='mount' accessmode='passthrough' multidevs='remap'>"));
+  EXPECT_THAT(*xml, HasSubstr("<filesystem type='mount' accessmode='squash' multidevs='remap'>"));
   EXPECT_THAT(*xml, HasSubstr("<driver type='path'/>"));
   EXPECT_THAT(*xml, HasSubstr("<target dir='etc-config'/>"));
   EXPECT_THAT(*xml, HasSubstr("<readonly/>"));

@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cri/validate_volumes.h"
 #include "cri/volumes.h"
 #include "runtime/domain_xml.h"
 #include "test/fakes/scratch_dir.h"
@@ -155,6 +156,71 @@ TEST_F(AddVolumesTest, HostPathThatChangedTypeIsFailedPrecondition) {
   s = AddVolumesToVmSpec(c, VolumeOptions{}, &spec);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("mounts[0].host_path"));
+}
+
+// CreateContainer resolves every symlink once and records the canonical
+// path; between it and StartContainer, an intermediate directory is swapped
+// for a symlink to somewhere else (or for another real directory). The VM
+// must not get the swapped-in target.
+TEST_F(AddVolumesTest, AnIntermediateDirectorySwappedAfterCreateIsNotUsed) {
+  fs::create_directories(dir_ / "pods" / "vol" / "data");
+  fs::create_directories(dir_ / "elsewhere" / "data");
+  std::ofstream(dir_ / "elsewhere" / "data" / "secret") << "not for this Pod";
+  pb::ContainerConfig config;
+  pb::Mount* m = config.add_mounts();
+  m->set_container_path("/data");
+  m->set_host_path((dir_ / "pods" / "vol" / "data").string());
+  absl::StatusOr<VolumePlan> plan = ValidateVolumes(config);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  sandbox::ContainerRecord c;
+  c.id = "c1";
+  c.mounts = plan->mounts;
+  ASSERT_EQ(c.mounts.size(), 1u);
+  EXPECT_NE(c.mounts[0].host_ino, 0u) << "the inode CreateContainer checked is recorded";
+  runtime::VmSpec before;
+  ASSERT_TRUE(AddVolumesToVmSpec(c, VolumeOptions{"/bin/true"}, &before).ok());
+
+  // "vol" becomes a symlink to "elsewhere": the recorded path now leads there.
+  fs::rename(dir_ / "pods" / "vol", dir_ / "pods" / "vol.orig");
+  fs::create_directory_symlink(dir_ / "elsewhere", dir_ / "pods" / "vol");
+  ASSERT_TRUE(fs::exists(fs::path(c.mounts[0].host_path) / "secret"));
+  runtime::VmSpec spec;
+  absl::Status s = AddVolumesToVmSpec(c, VolumeOptions{"/bin/true"}, &spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), HasSubstr("mounts[0].host_path"));
+  EXPECT_THAT(s.message(), HasSubstr("symlink"));
+  EXPECT_TRUE(spec.filesystems.empty());
+  EXPECT_FALSE(VerifyVolumesUnchanged(c).ok());
+
+  // A real directory in its place is refused too: not the inode checked.
+  fs::remove(dir_ / "pods" / "vol");
+  fs::rename(dir_ / "elsewhere", dir_ / "pods" / "vol");
+  s = AddVolumesToVmSpec(c, VolumeOptions{"/bin/true"}, &spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(s.message(), HasSubstr("no longer the directory or file CreateContainer checked"));
+  EXPECT_TRUE(spec.filesystems.empty());
+
+  // The original back in place is fine again.
+  fs::rename(dir_ / "pods" / "vol", dir_ / "elsewhere");
+  fs::rename(dir_ / "pods" / "vol.orig", dir_ / "pods" / "vol");
+  EXPECT_TRUE(AddVolumesToVmSpec(c, VolumeOptions{"/bin/true"}, &spec).ok());
+}
+
+// A block device path whose node now names another device is refused.
+TEST_F(AddVolumesTest, ABlockDeviceReplacedByAnotherDeviceIsNotUsed) {
+  std::string node = (dir_ / "blk").string();
+  ASSERT_EQ(::mknod(node.c_str(), S_IFBLK | 0600, makedev(7, 202)), 0) << "mknod needs root";
+  sandbox::ContainerRecord c;
+  c.id = "c1";
+  c.devices.push_back({"/dev/xvdb", node, "rwm", static_cast<uint64_t>(makedev(7, 202))});
+  runtime::VmSpec spec;
+  ASSERT_TRUE(AddVolumesToVmSpec(c, VolumeOptions{}, &spec).ok());
+  fs::remove(node);
+  ASSERT_EQ(::mknod(node.c_str(), S_IFBLK | 0600, makedev(7, 203)), 0);
+  runtime::VmSpec again;
+  absl::Status s = AddVolumesToVmSpec(c, VolumeOptions{}, &again);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(again.disks.empty());
 }
 
 }  // namespace
