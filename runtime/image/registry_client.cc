@@ -167,10 +167,16 @@ absl::StatusOr<HttpResponse> RegistryClient::Get(Endpoint& ep, const std::string
   if (challenge_header == resp.headers.end()) return resp;
   ASSIGN_OR_RETURN(AuthChallenge challenge, ParseAuthChallenge(challenge_header->second));
   const RegistryCredentials creds = CredentialsFor(ep);
-  ASSIGN_OR_RETURN(std::string authorization,
-                   AnswerChallenge(*http_, challenge, creds,
-                                   base::StrCat("repository:", ref_.path, ":pull"), EndpointHost(ep.base),
-                                   ep.insecure, deadline_));
+  absl::StatusOr<std::string> answered =
+      AnswerChallenge(*http_, challenge, creds, base::StrCat("repository:", ref_.path, ":pull"),
+                      EndpointHost(ep.base), ep.insecure, deadline_);
+  if (!answered.ok() && creds.empty() && !creds_.empty()) {
+    return absl::Status(answered.status().code(),
+                        base::StrCat(answered.status().message(), " (the pull's credentials are for \"",
+                                     creds_.server_address.empty() ? ref_.domain : creds_.server_address,
+                                     "\" and are not offered to \"", EndpointHost(ep.base), "\")"));
+  }
+  ASSIGN_OR_RETURN(std::string authorization, std::move(answered));
   if (authorization == ep.authorization) return resp;  // nothing new to try
   ep.authorization = authorization;
   ep.authorization_from_credentials = !creds.empty();

@@ -1309,13 +1309,15 @@ class PipeLayerSource : public BlobSource {
   base::UniqueFd read_, write_;
 };
 
-// The running extraction child: pid of the process named kvcri-extract whose parent is us.
+// The running extraction child: pid of the process whose argv[0] is kvcri-extract and whose parent is us.
 pid_t FindExtractChild() {
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    absl::StatusOr<std::string> cmdline = base::ReadFile(e.path() / "cmdline");
+    if (!cmdline.ok() || cmdline->rfind(std::string("kvcri-extract\0", 14), 0) != 0) continue;
     absl::StatusOr<std::string> status = base::ReadFile(e.path() / "status");
-    if (!status.ok() || status->find("Name:\tkvcri-extract") == std::string::npos) continue;
+    if (!status.ok()) continue;
     if (status->find("PPid:\t" + std::to_string(::getpid()) + "\n") == std::string::npos) continue;
     return static_cast<pid_t>(std::stoi(name));
   }
