@@ -151,6 +151,9 @@ void HostileRegistry::ServeOne(int fd) {
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) return;
     head.append(buf, static_cast<size_t>(n));
+    // A TLS ClientHello (the daemon's https probe of a loopback registry):
+    // plain HTTP only, so hang up at once rather than wait for a request.
+    if (static_cast<unsigned char>(head[0]) == 0x16) return;
   }
   Request req;
   std::istringstream lines(head.substr(0, head.find("\r\n\r\n")));

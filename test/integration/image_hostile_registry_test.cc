@@ -130,6 +130,8 @@ TEST_F(HostileRegistryTest, MalformedJsonAnswersFailCleanly) {
   };
   ExpectRefusedThenGoodPull("manifest mediaType number",
                             manifest("application/json", R"({"mediaType": 5, "config": 1, "layers": 2})"),
+                            "config is not an object");
+  ExpectRefusedThenGoodPull("manifest of no known shape", manifest("application/json", R"({"mediaType": 5})"),
                             "unsupported media type");
   ExpectRefusedThenGoodPull("manifest wrong field types",
                             manifest("application/vnd.oci.image.manifest.v1+json",
