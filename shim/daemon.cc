@@ -99,8 +99,8 @@ absl::Status Daemon::Start() {
   console_options.clock = &m.clock;  // declared before `console`, so it outlives it
   m.console = std::make_unique<runtime::ConsoleLogCopier>(console_options);
   ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(
-                                config_.root / "images",
-                                runtime::image::LocalImageStore::Options::FromConfig(config_.images, true)));
+                                 config_.root / "images",
+                                 runtime::image::LocalImageStore::Options::FromConfig(config_.images, true)));
   m.http = std::make_unique<runtime::image::CurlFetcher>();
   runtime::image::PullerOptions pull_options;
   pull_options.registry.insecure_registries = config_.images.insecure_registries;

@@ -101,8 +101,7 @@ class Extractor {
   const Node* Find(std::string_view path) const;
   absl::StatusOr<fs::path> NextContentPath(std::string_view digest) {
     if (next_content_ >= static_cast<uint64_t>(kMaxExtractedFiles)) {
-      return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": the image has more than ",
-                                                     kMaxExtractedFiles,
+      return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": the image has more than ", kMaxExtractedFiles,
                                                      " files under /disk/ and /boot/ (one disk, or a kernel and "
                                                      "an initrd, boot a VM)"));
     }
@@ -173,15 +172,14 @@ absl::Status Extractor::ApplyLayer(BlobSource& source, const Descriptor& layer, 
     const int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
     if (declared < 0 || declared > limits_.max_bytes - consumed) {
       const char* name = archive_entry_pathname(e);
-      return absl::InvalidArgumentError(base::StrCat(
-          "layer ", layer.digest, ": entry \"", name ? name : "", "\" declares ", declared, " bytes after ",
-          consumed, " decompressed; the image's layers would expand past the limit of ", limits_.max_bytes,
-          " bytes ([images] max_image_bytes)"));
+      return absl::InvalidArgumentError(
+          base::StrCat("layer ", layer.digest, ": entry \"", name ? name : "", "\" declares ", declared,
+                       " bytes after ", consumed, " decompressed; the image's layers would expand past the limit of ",
+                       limits_.max_bytes, " bytes ([images] max_image_bytes)"));
     }
     if (++entries_ > limits_.max_entries) {
       return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": the image's layers hold more than ",
-                                                     limits_.max_entries,
-                                                     " entries ([images] max_image_entries)"));
+                                                     limits_.max_entries, " entries ([images] max_image_entries)"));
     }
     if (absl::Status s = ApplyEntry(a.get(), e, layer.digest, index); !s.ok()) {
       return ctx.error.ok() ? s : ctx.error;
@@ -191,8 +189,8 @@ absl::Status Extractor::ApplyLayer(BlobSource& source, const Descriptor& layer, 
   bytes_before_layer_ += layer_bytes;
   if (bytes_before_layer_ > limits_.max_bytes) {
     return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": the image's layers expand to ",
-                                                   bytes_before_layer_, " bytes, past the limit of ",
-                                                   limits_.max_bytes, " bytes ([images] max_image_bytes)"));
+                                                   bytes_before_layer_, " bytes, past the limit of ", limits_.max_bytes,
+                                                   " bytes ([images] max_image_bytes)"));
   }
   return reader.Finish();
 }
@@ -302,11 +300,9 @@ absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::pat
           "reading \"", archive_entry_pathname(e), "\": ", msg ? msg : "unknown libarchive error"));
     }
     // Never write past what the header declared (the budget checked it).
-    if (archive_entry_size_is_set(e) &&
-        (off < 0 || off + static_cast<int64_t>(len) > archive_entry_size(e))) {
-      return absl::InvalidArgumentError(base::StrCat("\"", archive_entry_pathname(e),
-                                                     "\" has data past its declared size of ",
-                                                     archive_entry_size(e), " bytes"));
+    if (archive_entry_size_is_set(e) && (off < 0 || off + static_cast<int64_t>(len) > archive_entry_size(e))) {
+      return absl::InvalidArgumentError(base::StrCat(
+          "\"", archive_entry_pathname(e), "\" has data past its declared size of ", archive_entry_size(e), " bytes"));
     }
     const char* p = static_cast<const char*>(buf);
     for (size_t done = 0; done < len;) {
@@ -455,10 +451,8 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
 
 }  // namespace
 
-absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source,
-                                                   const std::vector<Descriptor>& layers,
-                                                   const fs::path& out_dir,
-                                                   const ExtractLimits& limits) {
+absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source, const std::vector<Descriptor>& layers,
+                                                   const fs::path& out_dir, const ExtractLimits& limits) {
   Extractor x(out_dir, limits);
   for (size_t i = 0; i < layers.size(); ++i) RETURN_IF_ERROR(x.ApplyLayer(source, layers[i], i));
   return x.Finish();

@@ -56,8 +56,7 @@ inline constexpr int kMaxExtractedFiles = 64;
 // Everything it writes is under `out_dir` (which must exist and be empty),
 // and the caller removes `out_dir` on failure. It takes only a BlobSource
 // and a directory so it can move into a sandboxed child process later.
-absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source,
-                                                   const std::vector<Descriptor>& layers,
+absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source, const std::vector<Descriptor>& layers,
                                                    const std::filesystem::path& out_dir,
                                                    const ExtractLimits& limits = {});
 

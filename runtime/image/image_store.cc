@@ -529,7 +529,7 @@ absl::Status BlobWriter::Commit() {
 // ---- LocalImageStore ----
 
 LocalImageStore::Options LocalImageStore::Options::FromConfig(const config::ImagesConfig& images,
-                                                               bool collect_garbage) {
+                                                              bool collect_garbage) {
   Options o;
   o.collect_garbage = collect_garbage;
   o.limits.max_bytes = images.max_image_bytes;
@@ -556,7 +556,8 @@ absl::StatusOr<std::unique_ptr<LocalImageStore>> LocalImageStore::Open(fs::path 
     RETURN_IF_ERROR(base::MakeDirs(d, 0700));
     struct stat st;
     if (::lstat(d.c_str(), &st) != 0) return Errno("stat", d);
-    if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(base::StrCat("\"", d.string(), "\" is not a directory"));
+    if (!S_ISDIR(st.st_mode))
+      return absl::FailedPreconditionError(base::StrCat("\"", d.string(), "\" is not a directory"));
     if ((st.st_mode & 07777) != 0700 && st.st_uid == ::geteuid() && ::chmod(d.c_str(), 0700) != 0) {
       return Errno("chmod 0700", d);
     }
@@ -800,8 +801,7 @@ absl::StatusOr<ImageInfo> LocalImageStore::Import(const fs::path& layout_dir, st
 }
 
 absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Descriptor& manifest_desc,
-                                                  std::string_view repo_digest, const Reference& ref,
-                                                  Origin origin) {
+                                                  std::string_view repo_digest, const Reference& ref, Origin origin) {
   CommitOptions options;
   options.origin = origin;
   return Commit(source, manifest_desc, repo_digest, ref, options);
@@ -860,8 +860,7 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
     }
     // A directory of the same id not in the index is a crash leftover.
     RETURN_IF_ERROR(base::RemoveAll(final_dir));
-    if (::rename(image_dir.c_str(), final_dir.c_str()) != 0)
-      return Errno("rename image directory to", final_dir);
+    if (::rename(image_dir.c_str(), final_dir.c_str()) != 0) return Errno("rename image directory to", final_dir);
     undo.Add("remove image directory", [final_dir] { return base::RemoveAll(final_dir); });
     RETURN_IF_ERROR(base::SyncDir(final_dir.parent_path()));
     extracted = true;
@@ -908,9 +907,8 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
   return InfoLocked(id);
 }
 
-absl::Status LocalImageStore::ExtractInto(BlobSource& source, const Descriptor& manifest_desc,
-                                          const Manifest& manifest, const ImageConfig& config,
-                                          const Reference& ref, const fs::path& work,
+absl::Status LocalImageStore::ExtractInto(BlobSource& source, const Descriptor& manifest_desc, const Manifest& manifest,
+                                          const ImageConfig& config, const Reference& ref, const fs::path& work,
                                           absl::Time deadline) const {
   SandboxOptions sandbox;
   sandbox.limits = options_.limits;
@@ -940,8 +938,8 @@ absl::Status LocalImageStore::ExtractInto(BlobSource& source, const Descriptor& 
     boot.disk = work / artifacts.disk;
     absl::StatusOr<DiskFormatInfo> format = DetectDiskFormat(boot.disk);
     if (!format.ok()) {
-      return absl::InvalidArgumentError(base::StrCat("image ", ref.String(), ": /", artifacts.disk, ": ",
-                                                     base::Sv(format.status().message())));
+      return absl::InvalidArgumentError(
+          base::StrCat("image ", ref.String(), ": /", artifacts.disk, ": ", base::Sv(format.status().message())));
     }
     boot.disk_format = format->format;
     boot.disk_virtual_size = format->virtual_size;

@@ -18,9 +18,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "config/base/unique_fd.h"
 #include "config/config.h"
-#include "absl/time/time.h"
 #include "runtime/image/disk_format.h"
 #include "runtime/image/extract.h"
 #include "runtime/image/oci.h"
@@ -221,9 +221,8 @@ class LocalImageStore : public ImageStore {
   absl::StatusOr<ImageInfo> Commit(BlobSource& source, const Descriptor& manifest,
                                    std::string_view repo_digest, const Reference& ref,
                                    Origin origin = Origin::kPull);
-  absl::StatusOr<ImageInfo> Commit(BlobSource& source, const Descriptor& manifest,
-                                   std::string_view repo_digest, const Reference& ref,
-                                   const CommitOptions& options);
+  absl::StatusOr<ImageInfo> Commit(BlobSource& source, const Descriptor& manifest, std::string_view repo_digest,
+                                   const Reference& ref, const CommitOptions& options);
 
   const ExtractLimits& limits() const { return options_.limits; }
 

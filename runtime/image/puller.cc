@@ -160,8 +160,8 @@ namespace {
 // callers with different credentials never share an answer.
 std::string FlightKey(const Reference& ref, const RegistryCredentials& creds) {
   std::string secret;
-  for (const std::string* f : {&creds.username, &creds.password, &creds.auth, &creds.registry_token,
-                               &creds.server_address}) {
+  for (const std::string* f :
+       {&creds.username, &creds.password, &creds.auth, &creds.registry_token, &creds.server_address}) {
     secret += base::StrCat(f->size(), ":", *f, ";");
   }
   return base::StrCat(ref.String(), " ", Sha256Digest(secret));
@@ -197,8 +197,7 @@ absl::StatusOr<ImageInfo> RegistryPuller::Pull(std::string_view ref_text,
   return flight->result;
 }
 
-absl::StatusOr<ImageInfo> RegistryPuller::DoPullCaught(const Reference& ref,
-                                                       const RegistryCredentials& creds) {
+absl::StatusOr<ImageInfo> RegistryPuller::DoPullCaught(const Reference& ref, const RegistryCredentials& creds) {
   try {
     return DoPull(ref, creds);
   } catch (const std::exception& e) {
@@ -279,17 +278,17 @@ absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
   const int64_t max_bytes = store_->limits().max_bytes;
   if (parsed->config.size > kMaxConfigBytes) {
     return absl::InvalidArgumentError(base::StrCat("image \"", image, "\": config ", parsed->config.digest,
-                                                   " declares ", parsed->config.size,
-                                                   " bytes, more than the limit of ", kMaxConfigBytes));
+                                                   " declares ", parsed->config.size, " bytes, more than the limit of ",
+                                                   kMaxConfigBytes));
   }
   std::vector<Descriptor> blobs = {parsed->config};
   blobs.insert(blobs.end(), parsed->layers.begin(), parsed->layers.end());
   int64_t total = 0;
   for (const Descriptor& d : blobs) {
     if (d.size > max_bytes - total) {
-      return absl::InvalidArgumentError(base::StrCat(
-          "image \"", image, "\": layer ", d.digest, " declares ", d.size, " bytes; the image's blobs would exceed ",
-          "[images] max_image_bytes (", max_bytes, ")"));
+      return absl::InvalidArgumentError(base::StrCat("image \"", image, "\": layer ", d.digest, " declares ", d.size,
+                                                     " bytes; the image's blobs would exceed ",
+                                                     "[images] max_image_bytes (", max_bytes, ")"));
     }
     total += d.size;
   }

@@ -59,8 +59,8 @@ std::string NormalizeServerAddress(std::string_view s) {
   return out;
 }
 
-bool CredentialsApplyTo(const RegistryCredentials& creds, std::string_view domain,
-                        std::string_view endpoint_host, bool mirror) {
+bool CredentialsApplyTo(const RegistryCredentials& creds, std::string_view domain, std::string_view endpoint_host,
+                        bool mirror) {
   if (creds.server_address.empty()) return !mirror;
   const std::string want = NormalizeServerAddress(creds.server_address);
   if (want.empty()) return false;
@@ -188,10 +188,10 @@ absl::StatusOr<std::string> AnswerChallenge(HttpFetcher& http, const AuthChallen
   // to send them in the clear, or to a host it merely names.
   const bool same_host = IsSameHost(realm_host, registry);
   if (!https && !(same_host && insecure_tls)) {
-    return absl::InvalidArgumentError(base::StrCat(
-        "registry \"", registry, "\" sent a Bearer token realm \"", url,
-        "\" over plain http; refused: a plain-http realm is accepted only on the registry's own host, "
-        "and only for a loopback or [images] insecure_registries registry"));
+    return absl::InvalidArgumentError(
+        base::StrCat("registry \"", registry, "\" sent a Bearer token realm \"", url,
+                     "\" over plain http; refused: a plain-http realm is accepted only on the registry's own host, "
+                     "and only for a loopback or [images] insecure_registries registry"));
   }
   const bool realm_insecure_tls = same_host ? insecure_tls : IsLoopbackRegistry(realm_host);
   std::string query;

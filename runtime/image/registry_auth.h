@@ -48,8 +48,8 @@ std::string NormalizeServerAddress(std::string_view server_address);
 // endpoint serving images of registry `domain` (a Reference's domain):
 // without a server_address only the registry itself (never a mirror);
 // with one, only the host it names.
-bool CredentialsApplyTo(const RegistryCredentials& creds, std::string_view domain,
-                        std::string_view endpoint_host, bool mirror);
+bool CredentialsApplyTo(const RegistryCredentials& creds, std::string_view domain, std::string_view endpoint_host,
+                        bool mirror);
 
 // Answers a 401 challenge with the value of the Authorization header to
 // retry with: "Basic ..." from credentials, or "Bearer <token>" from the

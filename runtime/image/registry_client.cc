@@ -120,13 +120,13 @@ absl::Status RegistryClient::ErrorFor(const HttpResponse& resp, std::string_view
                                    detail.empty() ? "" : " ", detail);
   switch (resp.status) {
     case 401:
-      return absl::UnauthenticatedError(base::StrCat(
-          "unauthorized: ", where,
-          creds_.empty() ? " (the pull had no credentials)"
-          : !creds_.server_address.empty() && !CredentialsApplyTo(creds_, ref_.domain, ref_.domain, false)
-              ? base::StrCat(" (the pull's credentials are for \"", creds_.server_address,
-                             "\", so they were not offered)")
-              : " (the credentials were refused)"));
+      return absl::UnauthenticatedError(
+          base::StrCat("unauthorized: ", where,
+                       creds_.empty() ? " (the pull had no credentials)"
+                       : !creds_.server_address.empty() && !CredentialsApplyTo(creds_, ref_.domain, ref_.domain, false)
+                           ? base::StrCat(" (the pull's credentials are for \"", creds_.server_address,
+                                          "\", so they were not offered)")
+                           : " (the credentials were refused)"));
     case 403:
       return absl::PermissionDeniedError(base::StrCat("access denied: ", where));
     case 404:
@@ -141,8 +141,8 @@ absl::Status RegistryClient::ErrorFor(const HttpResponse& resp, std::string_view
 }
 
 absl::StatusOr<HttpResponse> RegistryClient::Get(Endpoint& ep, const std::string& path,
-                                                 std::vector<std::string> headers,
-                                                 BlobSink* blob, const BodySink& sink, bool head) {
+                                                 std::vector<std::string> headers, BlobSink* blob, const BodySink& sink,
+                                                 bool head) {
   HttpRequest req;
   req.url = ep.base + path;
   req.head = head;
@@ -168,8 +168,8 @@ absl::StatusOr<HttpResponse> RegistryClient::Get(Endpoint& ep, const std::string
   ASSIGN_OR_RETURN(AuthChallenge challenge, ParseAuthChallenge(challenge_header->second));
   const RegistryCredentials creds = CredentialsFor(ep);
   absl::StatusOr<std::string> answered =
-      AnswerChallenge(*http_, challenge, creds, base::StrCat("repository:", ref_.path, ":pull"),
-                      EndpointHost(ep.base), ep.insecure, deadline_);
+      AnswerChallenge(*http_, challenge, creds, base::StrCat("repository:", ref_.path, ":pull"), EndpointHost(ep.base),
+                      ep.insecure, deadline_);
   if (!answered.ok() && creds.empty() && !creds_.empty()) {
     return absl::Status(answered.status().code(),
                         base::StrCat(answered.status().message(), " (the pull's credentials are for \"",
@@ -184,13 +184,12 @@ absl::StatusOr<HttpResponse> RegistryClient::Get(Endpoint& ep, const std::string
 }
 
 absl::StatusOr<HttpResponse> RegistryClient::GetWithFallback(const std::string& path,
-                                                             const std::vector<std::string>& headers,
-                                                             BlobSink* sink,
+                                                             const std::vector<std::string>& headers, BlobSink* sink,
                                                              const BodySink& body_sink,
-                                                             const std::function<void()>& restart,
-                                                             bool head, bool registry_only) {
-  absl::Status last_error = absl::UnavailableError(
-      base::StrCat("image \"", ref_.String(), "\": no registry endpoint to ask"));
+                                                             const std::function<void()>& restart, bool head,
+                                                             bool registry_only) {
+  absl::Status last_error =
+      absl::UnavailableError(base::StrCat("image \"", ref_.String(), "\": no registry endpoint to ask"));
   for (size_t e = 0; e < endpoints_.size(); ++e) {
     Endpoint& ep = endpoints_[e];
     if (registry_only && ep.mirror) continue;
@@ -285,10 +284,9 @@ absl::StatusOr<FetchedManifest> RegistryClient::GetManifest(std::string_view tag
 }
 
 absl::Status RegistryClient::CheckManifestAccess(std::string_view digest) {
-  ASSIGN_OR_RETURN(HttpResponse resp,
-                   GetWithFallback(base::StrCat("/v2/", ref_.path, "/manifests/", digest),
-                                   {std::string(kManifestAccept)}, nullptr, nullptr, nullptr,
-                                   /*head=*/true, /*registry_only=*/true));
+  ASSIGN_OR_RETURN(HttpResponse resp, GetWithFallback(base::StrCat("/v2/", ref_.path, "/manifests/", digest),
+                                                      {std::string(kManifestAccept)}, nullptr, nullptr, nullptr,
+                                                      /*head=*/true, /*registry_only=*/true));
   (void)resp;
   return absl::OkStatus();
 }

@@ -87,15 +87,13 @@ class RegistryClient {
   // The pull's credentials when they may be offered to `ep`, else none.
   RegistryCredentials CredentialsFor(const Endpoint& ep) const;
   // One GET against `ep` with auth: answers a 401 challenge once.
-  absl::StatusOr<HttpResponse> Get(Endpoint& ep, const std::string& path,
-                                   std::vector<std::string> headers, BlobSink* blob,
-                                   const BodySink& sink, bool head);
+  absl::StatusOr<HttpResponse> Get(Endpoint& ep, const std::string& path, std::vector<std::string> headers,
+                                   BlobSink* blob, const BodySink& sink, bool head);
   // GET over the endpoints in order, retrying transient failures.
-  absl::StatusOr<HttpResponse> GetWithFallback(const std::string& path,
-                                               const std::vector<std::string>& headers,
+  absl::StatusOr<HttpResponse> GetWithFallback(const std::string& path, const std::vector<std::string>& headers,
                                                BlobSink* sink, const BodySink& body_sink,
-                                               const std::function<void()>& restart,
-                                               bool head = false, bool registry_only = false);
+                                               const std::function<void()>& restart, bool head = false,
+                                               bool registry_only = false);
   absl::Status ErrorFor(const HttpResponse& resp, std::string_view what) const;
 
   HttpFetcher* http_;

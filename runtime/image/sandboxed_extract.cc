@@ -18,9 +18,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <optional>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -106,15 +106,27 @@ absl::Status LoadSeccomp() {
   if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
   // What reading blobs, decompressing and writing files needs; nothing else.
   static constexpr const char* kAllowed[] = {
-      "read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "open", "openat",
-      "close", "fstat", "stat", "lstat", "newfstatat", "statx", "fstatfs", "mkdir", "mkdirat",
-      "rename", "renameat", "renameat2", "link", "linkat", "unlink", "unlinkat", "rmdir",
-      "getdents64", "ftruncate", "fsync", "fdatasync", "fcntl", "dup",
-      "getcwd", "mmap", "munmap", "mremap", "mprotect", "brk", "madvise", "futex",
-      "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "getpid", "gettid", "getuid", "geteuid",
-      "getgid", "getegid", "clock_gettime", "clock_nanosleep", "gettimeofday", "getrandom",
-      "exit", "exit_group", "sched_yield", "sched_getaffinity", "sysinfo", "prlimit64",
-      "set_robust_list", "rseq",
+      "read",         "write",         "readv",
+      "writev",       "pread64",       "pwrite64",
+      "lseek",        "open",          "openat",
+      "close",        "fstat",         "stat",
+      "lstat",        "newfstatat",    "statx",
+      "fstatfs",      "mkdir",         "mkdirat",
+      "rename",       "renameat",      "renameat2",
+      "link",         "linkat",        "unlink",
+      "unlinkat",     "rmdir",         "getdents64",
+      "ftruncate",    "fsync",         "fdatasync",
+      "fcntl",        "dup",           "getcwd",
+      "mmap",         "munmap",        "mremap",
+      "mprotect",     "brk",           "madvise",
+      "futex",        "rt_sigreturn",  "rt_sigprocmask",
+      "rt_sigaction", "getpid",        "gettid",
+      "getuid",       "geteuid",       "getgid",
+      "getegid",      "clock_gettime", "clock_nanosleep",
+      "gettimeofday", "getrandom",     "exit",
+      "exit_group",   "sched_yield",   "sched_getaffinity",
+      "sysinfo",      "prlimit64",     "set_robust_list",
+      "rseq",
   };
   for (const char* name : kAllowed) {
     int nr = seccomp_syscall_resolve_name(name);
@@ -312,8 +324,8 @@ absl::Status CheckArtifactNames(const BootArtifacts& a) {
   };
   if (!a.disk.empty()) {
     std::string_view name = std::string_view(a.disk).substr(a.disk.rfind('/') + 1);
-    if (a.disk.rfind("disk/", 0) != 0 || a.disk.find('/', 5) != std::string::npos || name.empty() ||
-        name == "." || name == ".." || a.disk.find('\0') != std::string::npos) {
+    if (a.disk.rfind("disk/", 0) != 0 || a.disk.find('/', 5) != std::string::npos || name.empty() || name == "." ||
+        name == ".." || a.disk.find('\0') != std::string::npos) {
       return bad(a.disk);
     }
   }
@@ -337,10 +349,8 @@ class ScratchDir {
 
 }  // namespace
 
-absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
-                                                            const std::vector<Descriptor>& layers,
-                                                            const fs::path& out_dir,
-                                                            const SandboxOptions& options) {
+absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
+                                                            const fs::path& out_dir, const SandboxOptions& options) {
   const bool as_root = ::geteuid() == 0;
   if (as_root && (options.uid == 0 || options.gid == 0)) {
     return absl::InvalidArgumentError("extraction must not run as uid or gid 0 ([images] extract_uid, extract_gid)");
@@ -467,15 +477,14 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
   const std::optional<bool> ok = JsonBool(out, "ok");
   if (!out.is_object() || !ok.has_value() || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     return absl::InternalError(base::StrCat("layer extraction child failed (exit status ",
-                                            WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-                                            ") without a well-formed result"));
+                                            WIFEXITED(st) ? WEXITSTATUS(st) : -1, ") without a well-formed result"));
   }
   if (!*ok) {
     // The code must be a real error code: an "ok" code here would turn a
     // failure into a success-shaped Status.
     const int64_t code = JsonInt(out, "code").value_or(static_cast<int64_t>(absl::StatusCode::kInternal));
-    const absl::StatusCode c = code >= 1 && code <= 16 ? static_cast<absl::StatusCode>(code)
-                                                       : absl::StatusCode::kInternal;
+    const absl::StatusCode c =
+        code >= 1 && code <= 16 ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kInternal;
     std::string message = JsonString(out, "message");
     return absl::Status(c, message.empty() ? "layer extraction failed" : message);
   }

@@ -51,8 +51,7 @@ struct SandboxOptions {
 // Errors keep their code (InvalidArgument for a refused layer, as in
 // ExtractBootArtifacts); a child that dies is Internal naming the signal;
 // DeadlineExceeded past options.deadline.
-absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
-                                                            const std::vector<Descriptor>& layers,
+absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
                                                             const std::filesystem::path& out_dir,
                                                             const SandboxOptions& options = {});
 

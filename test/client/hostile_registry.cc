@@ -23,12 +23,18 @@ namespace {
 
 const char* Reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 500: return "Internal Server Error";
-    default: return "Whatever";
+    case 200:
+      return "OK";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 500:
+      return "Internal Server Error";
+    default:
+      return "Whatever";
   }
 }
 
@@ -61,7 +67,10 @@ std::string TarHeader(const std::string& name, uint64_t size) {
   std::snprintf(&h[136], 12, "%011o", 0);
   std::memset(&h[148], ' ', 8);
   h[156] = '0';
-  std::memcpy(&h[257], "ustar\0" "00", 8);
+  std::memcpy(&h[257],
+              "ustar\0"
+              "00",
+              8);
   unsigned sum = 0;
   for (unsigned char c : h) sum += c;
   std::snprintf(&h[148], 8, "%06o", sum);
@@ -117,8 +126,7 @@ int HostileRegistry::Count(const std::string& part) {
   return n;
 }
 
-HostileRegistry::Response HostileRegistry::Json(int status, const std::string& content_type,
-                                                const std::string& body) {
+HostileRegistry::Response HostileRegistry::Json(int status, const std::string& content_type, const std::string& body) {
   Response r;
   r.status = status;
   r.headers["Content-Type"] = content_type;
@@ -195,27 +203,27 @@ std::string Sha256Hex(const std::string& data) {
 std::string CraftedImage::AddBlob(const std::string& media_type, const std::string& bytes) {
   const std::string digest = Sha256Hex(bytes);
   blobs[digest] = bytes;
-  return R"({"mediaType":")" + media_type + R"(","digest":")" + digest + R"(","size":)" +
-         std::to_string(bytes.size()) + "}";
+  return R"({"mediaType":")" + media_type + R"(","digest":")" + digest + R"(","size":)" + std::to_string(bytes.size()) +
+         "}";
 }
 
 void CraftedImage::Finish(const std::vector<std::string>& layers, const std::string& config_json) {
   const std::string config =
-      config_json.empty() ? R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}})"
-                          : config_json;
+      config_json.empty()
+          ? R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}})"
+          : config_json;
   const std::string config_desc = AddBlob("application/vnd.oci.image.config.v1+json", config);
   config_digest = Sha256Hex(config);
   std::string list;
   for (const std::string& l : layers) list += (list.empty() ? "" : ",") + l;
-  manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" +
-             config_desc + R"(,"layers":[)" + list + "]}";
+  manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config_desc +
+             R"(,"layers":[)" + list + "]}";
   manifest_digest = Sha256Hex(manifest);
 }
 
 HostileRegistry::Response CraftedImage::Answer(const HostileRegistry::Request& req) const {
   if (req.target.find("/manifests/") != std::string::npos) {
-    HostileRegistry::Response r =
-        HostileRegistry::Json(200, "application/vnd.oci.image.manifest.v1+json", manifest);
+    HostileRegistry::Response r = HostileRegistry::Json(200, "application/vnd.oci.image.manifest.v1+json", manifest);
     r.headers["Docker-Content-Digest"] = manifest_digest;
     return r;
   }

@@ -19,8 +19,8 @@ namespace kvcri::testing {
 class HostileRegistry {
  public:
   struct Request {
-    std::string method;  // "GET", "HEAD"
-    std::string target;  // "/v2/x/manifests/1?..."
+    std::string method;                          // "GET", "HEAD"
+    std::string target;                          // "/v2/x/manifests/1?..."
     std::map<std::string, std::string> headers;  // names lowercased
   };
   struct Response {

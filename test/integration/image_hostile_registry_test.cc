@@ -69,6 +69,8 @@ class HostileRegistryTest : public ::testing::Test {
     TestDaemon::Options o;
     o.pod_network = false;
     o.extra_config = "[images]\nmax_image_bytes = " + std::to_string(kMaxImageBytes) + "\n";
+    o.daemon_path = "/work/main/build/shim/kubevirt-cri";  // TEMP main check
+    o.extra_config = "";
     daemon_ = std::make_unique<TestDaemon>(o);
     daemon_->Start();
   }

@@ -113,16 +113,15 @@ TEST(RegistryAuthTest, LoopbackIsParsedNotPrefixMatched) {
 TEST(RegistryAuthTest, PlainHttpRealmOnAnotherHostIsRefused) {
   RecordingHttp http(TokenAnswer(R"({"token":"t"})"));
   RegistryCredentials creds{.username = "u", .password = "p"};
-  absl::StatusOr<std::string> a = AnswerChallenge(http, Bearer("http://evil.example/token"), creds,
-                                                  "repository:x:pull", "127.0.0.1:5000", /*insecure_tls=*/true,
-                                                  absl::InfiniteFuture());
+  absl::StatusOr<std::string> a = AnswerChallenge(http, Bearer("http://evil.example/token"), creds, "repository:x:pull",
+                                                  "127.0.0.1:5000", /*insecure_tls=*/true, absl::InfiniteFuture());
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << a.status();
   EXPECT_THAT(std::string(a.status().message()), ::testing::HasSubstr("http://evil.example/token"));
   EXPECT_TRUE(http.requests.empty());
   // A loopback IP that is not the registry's host is another host too.
-  a = AnswerChallenge(http, Bearer("http://127.0.0.2:5001/token"), creds, "repository:x:pull", "127.0.0.1:5000",
-                      true, absl::InfiniteFuture());
+  a = AnswerChallenge(http, Bearer("http://127.0.0.2:5001/token"), creds, "repository:x:pull", "127.0.0.1:5000", true,
+                      absl::InfiniteFuture());
   EXPECT_FALSE(a.ok());
   EXPECT_TRUE(http.requests.empty());
 }

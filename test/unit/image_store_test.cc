@@ -21,8 +21,8 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -1077,8 +1077,8 @@ TEST_F(HostileImageTest, MalformedConfigFailsCleanly) {
   ScriptedRegistry http(tmp_ / "l");
   http.Serve([&](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
     if (req.url.find("/manifests/") == std::string::npos) return std::nullopt;
-    return ScriptedRegistry::Answer{200, {{"content-type", "application/vnd.oci.image.manifest.v1+json"}},
-                                    manifest.dump()};
+    return ScriptedRegistry::Answer{
+        200, {{"content-type", "application/vnd.oci.image.manifest.v1+json"}}, manifest.dump()};
   });
   RegistryPuller puller(store_.get(), &http, PullerOptions{});
   absl::StatusOr<ImageInfo> info = puller.Pull("127.0.0.1:5000/vm:1", {});
@@ -1096,13 +1096,12 @@ TEST_F(HostileImageTest, HugeDeclaredLayerOrConfigIsRefusedBeforeDownload) {
                              std::string(64, 'c') + R"(","size":)";
   const std::string layer = R"({"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:)" +
                             std::string(64, 'd') + R"(","size":)";
-  for (const std::string& body :
-       {R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config + "100},\"layers\":[" +
-            layer + "1099511627776}]}",
-        R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config + "1000000000},\"layers\":[" +
-            layer + "1}]}",
-        R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config + "100},\"layers\":[" +
-            layer + "68719476000}," + layer + "68719476000}]}"}) {
+  for (const std::string& body : {R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config +
+                                      "100},\"layers\":[" + layer + "1099511627776}]}",
+                                  R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config +
+                                      "1000000000},\"layers\":[" + layer + "1}]}",
+                                  R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config +
+                                      "100},\"layers\":[" + layer + "68719476000}," + layer + "68719476000}]}"}) {
     SCOPED_TRACE(body);
     http.Serve([&](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
       if (req.url.find("/manifests/") == std::string::npos) return std::nullopt;
@@ -1268,7 +1267,8 @@ TEST_F(HostileImageTest, LayerOfCountlessEntriesIsRefusedAtTheEntryLimit) {
   store_ = OpenWith({});
   LayoutBuilder d(tmp_ / "many");
   entries.clear();
-  for (int i = 0; i < kMaxExtractedFiles + 1; ++i) entries.push_back({.name = "disk/d" + std::to_string(i), .data = "x"});
+  for (int i = 0; i < kMaxExtractedFiles + 1; ++i)
+    entries.push_back({.name = "disk/d" + std::to_string(i), .data = "x"});
   d.Layer(entries);
   d.Finish("x");
   ExpectImportFails(tmp_ / "many", absl::StatusCode::kInvalidArgument, "files under /disk/");
