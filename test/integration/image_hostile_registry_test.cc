@@ -69,8 +69,6 @@ class HostileRegistryTest : public ::testing::Test {
     TestDaemon::Options o;
     o.pod_network = false;
     o.extra_config = "[images]\nmax_image_bytes = " + std::to_string(kMaxImageBytes) + "\n";
-    o.daemon_path = "/work/main/build/shim/kubevirt-cri";  // TEMP main check
-    o.extra_config = "";
     daemon_ = std::make_unique<TestDaemon>(o);
     daemon_->Start();
   }
@@ -78,8 +76,8 @@ class HostileRegistryTest : public ::testing::Test {
   // Serves `bad` for the reference, pulls it (must fail with `want` in the
   // message), checks the store, then serves the good image under the same
   // reference and pulls it.
-  void ExpectRefusedThenGoodPull(const std::string& name, const HostileRegistry::Handler& bad,
-                                 const std::string& want, const std::string& repo = "hostile/vm") {
+  void ExpectRefusedThenGoodPull(const std::string& name, const HostileRegistry::Handler& bad, const std::string& want,
+                                 const std::string& repo = "hostile/vm") {
     SCOPED_TRACE(name);
     const std::string image = reg_.Host() + "/" + repo + ":1";
     reg_.Serve(bad);
