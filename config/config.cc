@@ -217,7 +217,13 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "images", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "images", {"pull_timeout_seconds", "insecure_registries", "mirrors"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "images",
+                              {"pull_timeout_seconds", "insecure_registries", "mirrors", "max_image_bytes",
+                               "max_image_entries", "extract_uid", "extract_gid"}));
+    RETURN_IF_ERROR(Get(*t, "max_image_bytes", "images.max_image_bytes", &c.images.max_image_bytes));
+    RETURN_IF_ERROR(Get(*t, "max_image_entries", "images.max_image_entries", &c.images.max_image_entries));
+    RETURN_IF_ERROR(Get(*t, "extract_uid", "images.extract_uid", &c.images.extract_uid));
+    RETURN_IF_ERROR(Get(*t, "extract_gid", "images.extract_gid", &c.images.extract_gid));
     RETURN_IF_ERROR(Get(*t, "pull_timeout_seconds", "images.pull_timeout_seconds",
                         &c.images.pull_timeout_seconds));
     RETURN_IF_ERROR(GetList(*t, "insecure_registries", "images.insecure_registries",
@@ -238,6 +244,15 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");
+  if (c.images.max_image_bytes < 1) return TypeError("images.max_image_bytes", ">= 1");
+  if (c.images.max_image_entries < 1) return TypeError("images.max_image_entries", ">= 1");
+  // Extraction must leave root; uid_t/gid_t is 32 bits, (uid_t)-1 means "unchanged".
+  if (c.images.extract_uid < 1 || c.images.extract_uid > 4294967294) {
+    return TypeError("images.extract_uid", "an unprivileged uid (1..4294967294)");
+  }
+  if (c.images.extract_gid < 1 || c.images.extract_gid > 4294967294) {
+    return TypeError("images.extract_gid", "an unprivileged gid (1..4294967294)");
+  }
   if (c.libvirt.state_poll_seconds < 1) return TypeError("libvirt.state_poll_seconds", ">= 1");
   RETURN_IF_ERROR(Validate(c));
   return c;

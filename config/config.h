@@ -65,6 +65,14 @@ struct ImagesConfig {
   std::vector<std::string> insecure_registries;
   // Registry domain -> mirror endpoint URLs, tried in order before it.
   std::map<std::string, std::vector<std::string>> mirrors;
+  // One image's blobs as declared by its manifest (checked before the
+  // download) and its layers once decompressed, each at most this (bytes).
+  int64_t max_image_bytes = int64_t{64} << 30;
+  // Tar entries in one image's layers together.
+  int64_t max_image_entries = 1000000;
+  // The unprivileged uid/gid layer extraction runs as (never 0).
+  int64_t extract_uid = 65534;
+  int64_t extract_gid = 65534;
 };
 
 // The node's container runtime, which serves every RuntimeClass that is not a

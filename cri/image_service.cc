@@ -91,6 +91,7 @@ grpc::Status ImageService::PullImage(grpc::ServerContext*, const pb::PullImageRe
   creds.password = auth.password();
   creds.auth = auth.auth();
   creds.registry_token = auth.registry_token();
+  creds.server_address = auth.server_address();
   // identity_token (an OAuth2 refresh token) is not supported.
   absl::StatusOr<runtime::image::ImageInfo> info = deps_.puller->Pull(req->image().image(), creds);
   if (!info.ok()) return ToGrpc(info.status());

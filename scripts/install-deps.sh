@@ -24,6 +24,7 @@ demo_pkgs=(
 test_pkgs=(
   "${demo_pkgs[@]}"
   skopeo docker-registry apache2-utils jq iputils-ping python3 openssl debootstrap containerd runc
+  zstd  # hostile-registry test: a zstd decompression bomb layer
   clang  # the thread_safety test (clang++-14 -Wthread-safety)
   strace  # sandbox_store_test: the fsync of a new record directory's parent
   # scripts/test-sanitizers.sh: ASan/UBSan/TSan and libFuzzer runtimes, llvm-symbolizer for their stacks.

@@ -64,8 +64,9 @@ absl::Status Daemon::Start() {
   // First: a second daemon on the same paths must stop before it touches the
   // state (libvirt's embed root admits one process anyway).
   RETURN_IF_ERROR(PrepareSocketPath(config_.listen));
-  RETURN_IF_ERROR(base::MakeDirs(config_.root, 0711));
-  RETURN_IF_ERROR(base::MakeDirs(config_.state_dir, 0711));
+  // State is the daemon's alone (the .deb creates the root 0700 too).
+  RETURN_IF_ERROR(base::MakeDirs(config_.root, 0700));
+  RETURN_IF_ERROR(base::MakeDirs(config_.state_dir, 0700));
   RETURN_IF_ERROR(base::MakeDirs(config_.root / "containers", 0700));
   modules_ = std::make_unique<Modules>();
   Modules& m = *modules_;
@@ -110,7 +111,9 @@ absl::Status Daemon::Start() {
   runtime::ConsoleLogOptions console_options;
   console_options.clock = &m.clock;  // declared before `console`, so it outlives it
   m.console = std::make_unique<runtime::ConsoleLogCopier>(console_options);
-  ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(config_.root / "images", {}));
+  ASSIGN_OR_RETURN(m.images, runtime::image::LocalImageStore::Open(
+                                 config_.root / "images",
+                                 runtime::image::LocalImageStore::Options::FromConfig(config_.images, true)));
   m.http = std::make_unique<runtime::image::CurlFetcher>();
   runtime::image::PullerOptions pull_options;
   pull_options.registry.insecure_registries = config_.images.insecure_registries;

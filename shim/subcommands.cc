@@ -13,8 +13,8 @@ namespace {
 
 absl::StatusOr<std::unique_ptr<runtime::image::LocalImageStore>> OpenStore(const config::Config& config) {
   // The daemon may be running and owns garbage collection; we only add.
-  runtime::image::LocalImageStore::Options options;
-  options.collect_garbage = false;
+  runtime::image::LocalImageStore::Options options =
+      runtime::image::LocalImageStore::Options::FromConfig(config.images, /*collect_garbage=*/false);
   return runtime::image::LocalImageStore::Open(config.root / "images", options);
 }
 

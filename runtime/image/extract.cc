@@ -86,8 +86,8 @@ absl::StatusOr<std::string> NormalizeName(std::string_view name, std::string_vie
 
 class Extractor {
  public:
-  explicit Extractor(fs::path out_dir)
-      : out_dir_(std::move(out_dir)), work_dir_(out_dir_ / ".layers") {}
+  Extractor(fs::path out_dir, const ExtractLimits& limits)
+      : out_dir_(std::move(out_dir)), work_dir_(out_dir_ / ".layers"), limits_(limits) {}
 
   absl::Status ApplyLayer(BlobSource& source, const Descriptor& layer, size_t index);
   absl::StatusOr<BootArtifacts> Finish();
@@ -99,10 +99,21 @@ class Extractor {
   // if it came from a layer below `below_layer`.
   void Remove(const std::string& path, bool self, bool children, size_t below_layer);
   const Node* Find(std::string_view path) const;
-  fs::path NextContentPath() { return work_dir_ / base::StrCat(next_content_++); }
+  absl::StatusOr<fs::path> NextContentPath(std::string_view digest) {
+    if (next_content_ >= static_cast<uint64_t>(kMaxExtractedFiles)) {
+      return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": the image has more than ", kMaxExtractedFiles,
+                                                     " files under /disk/ and /boot/ (one disk, or a kernel and "
+                                                     "an initrd, boot a VM)"));
+    }
+    return work_dir_ / base::StrCat(next_content_++);
+  }
+  // Decompressed bytes of the layers already applied.
+  int64_t bytes_before_layer_ = 0;
+  int64_t entries_ = 0;
 
   fs::path out_dir_;
   fs::path work_dir_;
+  ExtractLimits limits_;
   std::map<std::string, Node, std::less<>> nodes_;
   uint64_t next_content_ = 0;
 };
@@ -155,9 +166,31 @@ absl::Status Extractor::ApplyLayer(BlobSource& source, const Descriptor& layer, 
     int r = archive_read_next_header(a.get(), &e);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) return archive_error("reading an entry header");
+    // Bound the work before doing it: this entry's data is decompressed
+    // (written or skipped) only if its declared size fits what is left.
+    const int64_t consumed = bytes_before_layer_ + archive_filter_bytes(a.get(), 0);
+    const int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+    if (declared < 0 || declared > limits_.max_bytes - consumed) {
+      const char* name = archive_entry_pathname(e);
+      return absl::InvalidArgumentError(
+          base::StrCat("layer ", layer.digest, ": entry \"", name ? name : "", "\" declares ", declared,
+                       " bytes after ", consumed, " decompressed; the image's layers would expand past the limit of ",
+                       limits_.max_bytes, " bytes ([images] max_image_bytes)"));
+    }
+    if (++entries_ > limits_.max_entries) {
+      return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": the image's layers hold more than ",
+                                                     limits_.max_entries, " entries ([images] max_image_entries)"));
+    }
     if (absl::Status s = ApplyEntry(a.get(), e, layer.digest, index); !s.ok()) {
       return ctx.error.ok() ? s : ctx.error;
     }
+  }
+  const int64_t layer_bytes = archive_filter_bytes(a.get(), 0);
+  bytes_before_layer_ += layer_bytes;
+  if (bytes_before_layer_ > limits_.max_bytes) {
+    return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": the image's layers expand to ",
+                                                   bytes_before_layer_, " bytes, past the limit of ", limits_.max_bytes,
+                                                   " bytes ([images] max_image_bytes)"));
   }
   return reader.Finish();
 }
@@ -203,7 +236,7 @@ absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_vie
     const Node* target = Find(hardlink);
     if (NeedsContent(path)) {
       if (target != nullptr && target->type == NodeType::kFile && !target->content.empty()) {
-        node.content = NextContentPath();
+        ASSIGN_OR_RETURN(node.content, NextContentPath(digest));
         if (::link(target->content.c_str(), node.content.c_str()) != 0) {
           return absl::ErrnoToStatus(errno, base::StrCat("link \"", node.content.string(), "\""));
         }
@@ -231,7 +264,9 @@ absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_vie
     return absl::InvalidArgumentError(
         base::StrCat("layer ", digest, ": /", path, " is a device node"));
   } else if (type == AE_IFREG) {
-    if (NeedsContent(path)) node.content = NextContentPath();
+    if (NeedsContent(path)) {
+      ASSIGN_OR_RETURN(node.content, NextContentPath(digest));
+    }
   } else {
     node.type = NodeType::kOther;
     node.what = type == AE_IFIFO ? "a FIFO" : "a socket";
@@ -263,6 +298,11 @@ absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::pat
       const char* msg = archive_error_string(a);
       return absl::InvalidArgumentError(base::StrCat(
           "reading \"", archive_entry_pathname(e), "\": ", msg ? msg : "unknown libarchive error"));
+    }
+    // Never write past what the header declared (the budget checked it).
+    if (archive_entry_size_is_set(e) && (off < 0 || off + static_cast<int64_t>(len) > archive_entry_size(e))) {
+      return absl::InvalidArgumentError(base::StrCat(
+          "\"", archive_entry_pathname(e), "\" has data past its declared size of ", archive_entry_size(e), " bytes"));
     }
     const char* p = static_cast<const char*>(buf);
     for (size_t done = 0; done < len;) {
@@ -411,10 +451,9 @@ absl::StatusOr<BootArtifacts> Extractor::Finish() {
 
 }  // namespace
 
-absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source,
-                                                   const std::vector<Descriptor>& layers,
-                                                   const fs::path& out_dir) {
-  Extractor x(out_dir);
+absl::StatusOr<BootArtifacts> ExtractBootArtifacts(BlobSource& source, const std::vector<Descriptor>& layers,
+                                                   const fs::path& out_dir, const ExtractLimits& limits) {
+  Extractor x(out_dir, limits);
   for (size_t i = 0; i < layers.size(); ++i) RETURN_IF_ERROR(x.ApplyLayer(source, layers[i], i));
   return x.Finish();
 }

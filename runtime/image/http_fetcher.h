@@ -17,6 +17,8 @@ namespace kvcri::runtime::image {
 struct HttpRequest {
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
+  // HEAD instead of GET: status and headers only.
+  bool head = false;
   // Redirects may only lead to https (set for registries reached over TLS).
   bool https_redirects_only = true;
   // Skip TLS certificate verification (insecure registries only).

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "absl/time/clock.h"
@@ -74,6 +75,9 @@ struct RawIndex {
   // image GC may remove them. Imported images are pinned (kubelet cannot pull
   // them back). Absent from older indexes: everything there was imported.
   std::set<std::string> pulled;
+  // Images some pull fetched with credentials: a pull answered from the
+  // store checks the caller's credentials first. Absent from older indexes.
+  std::set<std::string> authenticated;
 };
 
 std::string IndexToJson(const RawIndex& index) {
@@ -82,6 +86,8 @@ std::string IndexToJson(const RawIndex& index) {
   for (const auto& [ref, id] : index.refs) j["refs"][ref] = id;
   j["pulled"] = json::array();
   for (const std::string& id : index.pulled) j["pulled"].push_back(id);
+  j["authenticated"] = json::array();
+  for (const std::string& id : index.authenticated) j["authenticated"].push_back(id);
   return Dump(j);
 }
 
@@ -117,6 +123,14 @@ absl::StatusOr<RawIndex> IndexFromJson(std::string_view text, const fs::path& pa
     for (const json& id : *pulled) {
       if (!id.is_string() || !out.images.count(id.get<std::string>())) return bad("pulled names no listed image");
       out.pulled.insert(id.get<std::string>());
+    }
+  }
+  if (auto auth = j.find("authenticated"); auth != j.end()) {
+    if (!auth->is_array()) return bad("has a malformed \"authenticated\"");
+    for (const json& id : *auth) {
+      if (!id.is_string() || !out.images.count(id.get<std::string>()))
+        return bad("authenticated names no listed image");
+      out.authenticated.insert(id.get<std::string>());
     }
   }
   return out;
@@ -400,6 +414,39 @@ absl::StatusOr<std::vector<std::string>> ListDir(const fs::path& dir) {
   return out;
 }
 
+// A directory of tmp/ this process works in, flocked until destroyed (then
+// removed): CollectGarbage in another process skips it.
+class LockedWorkDir {
+ public:
+  static absl::StatusOr<LockedWorkDir> Create(const fs::path& path) {
+    if (::mkdir(path.c_str(), 0700) != 0) return Errno("mkdir", path);
+    base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid() || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      absl::Status s = Errno("lock", path);
+      base::LogIfError(base::RemoveAll(path), "remove image work directory");
+      return s;
+    }
+    return LockedWorkDir(path, std::move(fd));
+  }
+  LockedWorkDir(LockedWorkDir&& o) noexcept : path_(std::exchange(o.path_, {})), fd_(std::move(o.fd_)) {}
+  LockedWorkDir& operator=(LockedWorkDir&&) = delete;
+  ~LockedWorkDir() {
+    if (!path_.empty()) base::LogIfError(base::RemoveAll(path_), "remove image work directory");
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  LockedWorkDir(fs::path path, base::UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  fs::path path_;
+  base::UniqueFd fd_;
+};
+
+bool WorkDirInUse(const fs::path& path) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  return ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
 }  // namespace
 
 struct LocalImageStore::Snapshot {
@@ -481,14 +528,41 @@ absl::Status BlobWriter::Commit() {
 
 // ---- LocalImageStore ----
 
-LocalImageStore::LocalImageStore(fs::path dir)
-    : dir_(std::move(dir)), blobs_(dir_), snapshot_(std::make_shared<Snapshot>()) {}
+LocalImageStore::Options LocalImageStore::Options::FromConfig(const config::ImagesConfig& images,
+                                                              bool collect_garbage) {
+  Options o;
+  o.collect_garbage = collect_garbage;
+  o.limits.max_bytes = images.max_image_bytes;
+  o.limits.max_entries = images.max_image_entries;
+  o.extract_uid = static_cast<uid_t>(images.extract_uid);
+  o.extract_gid = static_cast<gid_t>(images.extract_gid);
+  return o;
+}
+
+LocalImageStore::LocalImageStore(fs::path dir, Options options)
+    : dir_(std::move(dir)), options_(std::move(options)), blobs_(dir_), snapshot_(std::make_shared<Snapshot>()) {}
 
 absl::StatusOr<std::unique_ptr<LocalImageStore>> LocalImageStore::Open(fs::path dir,
                                                                        const Options& options) {
-  for (const char* sub : {"blobs/sha256", "store", "tmp"})
-    RETURN_IF_ERROR(base::MakeDirs(dir / sub, 0755));
-  std::unique_ptr<LocalImageStore> store(new LocalImageStore(std::move(dir)));
+  if (options.extract_uid == 0 || options.extract_gid == 0) {
+    return absl::InvalidArgumentError(base::StrCat("image store \"", dir.string(), "\": extract_uid ",
+                                                   options.extract_uid, " / extract_gid ", options.extract_gid,
+                                                   " must not be 0: extraction runs unprivileged"));
+  }
+  // The store is the daemon's alone: images may be private (pulled with
+  // credentials), so no directory of it is readable by anyone else, also
+  // when an older version (or a hand-made root) created it wider.
+  for (const fs::path& d : {dir, dir / "blobs", dir / "blobs" / "sha256", dir / "store", dir / "tmp"}) {
+    RETURN_IF_ERROR(base::MakeDirs(d, 0700));
+    struct stat st;
+    if (::lstat(d.c_str(), &st) != 0) return Errno("stat", d);
+    if (!S_ISDIR(st.st_mode))
+      return absl::FailedPreconditionError(base::StrCat("\"", d.string(), "\" is not a directory"));
+    if ((st.st_mode & 07777) != 0700 && st.st_uid == ::geteuid() && ::chmod(d.c_str(), 0700) != 0) {
+      return Errno("chmod 0700", d);
+    }
+  }
+  std::unique_ptr<LocalImageStore> store(new LocalImageStore(std::move(dir), options));
   if (options.collect_garbage) RETURN_IF_ERROR(store->CollectGarbage());
   {
     absl::MutexLock l(&store->mu_);
@@ -513,6 +587,12 @@ absl::Status LocalImageStore::CollectGarbage() {
 
   ASSIGN_OR_RETURN(std::vector<std::string> tmp, ListDir(dir_ / "tmp"));
   for (const std::string& name : tmp) {
+    // An import in another process extracts without the store lock but
+    // holds a flock on its work directory.
+    if (WorkDirInUse(dir_ / "tmp" / name)) {
+      base::LogInfo("image work in use by another process; kept", {{"path", (dir_ / "tmp" / name).string()}});
+      continue;
+    }
     base::LogInfo("removing interrupted image work", {{"path", (dir_ / "tmp" / name).string()}});
     RETURN_IF_ERROR(base::RemoveAll(dir_ / "tmp" / name));
   }
@@ -536,6 +616,7 @@ absl::Status LocalImageStore::CollectGarbage() {
       r = r->second == *it ? index.refs.erase(r) : std::next(r);
     }
     index.pulled.erase(*it);
+    index.authenticated.erase(*it);
     it = index.images.erase(it);
     index_changed = true;
   }
@@ -595,6 +676,7 @@ absl::Status LocalImageStore::RefreshLocked() {
 ImageInfo LocalImageStore::InfoLocked(const std::string& id) const {
   ImageInfo info = *snapshot_->records.at(id);
   info.pinned = snapshot_->index.pulled.count(id) == 0;
+  info.pulled_with_credentials = snapshot_->index.authenticated.count(id) > 0;
   for (const auto& [ref, target] : snapshot_->index.refs) {
     if (target != id) continue;
     (ref.find('@') == std::string::npos ? info.repo_tags : info.repo_digests).push_back(ref);
@@ -718,10 +800,16 @@ absl::StatusOr<ImageInfo> LocalImageStore::Import(const fs::path& layout_dir, st
   return Commit(source, manifest, repo_digest, r, Origin::kImport);
 }
 
-absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
-                                                  const Descriptor& manifest_desc,
-                                                  std::string_view repo_digest,
-                                                  const Reference& ref, Origin origin) {
+absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Descriptor& manifest_desc,
+                                                  std::string_view repo_digest, const Reference& ref, Origin origin) {
+  CommitOptions options;
+  options.origin = origin;
+  return Commit(source, manifest_desc, repo_digest, ref, options);
+}
+
+absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Descriptor& manifest_desc,
+                                                  std::string_view repo_digest, const Reference& ref,
+                                                  const CommitOptions& options) {
   const absl::Time start = absl::Now();
   RETURN_IF_ERROR(ValidateDigest(repo_digest, "repo digest"));
   if (!ref.digest.empty() && ref.digest != repo_digest) {
@@ -730,10 +818,27 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
   }
   ASSIGN_OR_RETURN(std::string manifest_bytes, ReadBlob(source, manifest_desc, kMaxManifestSize));
   ASSIGN_OR_RETURN(Manifest manifest, ParseManifest(manifest_bytes));
-  ASSIGN_OR_RETURN(std::string config_bytes, ReadBlob(source, manifest.config, kMaxConfigSize));
+  ASSIGN_OR_RETURN(std::string config_bytes, ReadBlob(source, manifest.config, kMaxConfigBytes));
   ASSIGN_OR_RETURN(ImageConfig config, ParseImageConfig(config_bytes));
   const std::string id = manifest.config.digest;
   const fs::path final_dir = ImageDir(dir_, id);
+
+  // Extraction, when the image is not stored yet: outside the store's lock,
+  // in a work directory of our own. index.json is replaced atomically, so
+  // reading it without the lock sees one whole version.
+  std::optional<LockedWorkDir> work;
+  fs::path image_dir;  // work/image: what the rename below publishes
+  {
+    ASSIGN_OR_RETURN(auto read, ReadIndex(dir_));
+    if (!read.first.images.count(id) || !LoadImage(dir_, id).ok()) {
+      ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
+      ASSIGN_OR_RETURN(LockedWorkDir w, LockedWorkDir::Create(dir_ / "tmp" / base::StrCat("import-", rnd)));
+      work.emplace(std::move(w));
+      image_dir = work->path() / "image";
+      RETURN_IF_ERROR(base::MakeDirs(image_dir, 0700));
+      RETURN_IF_ERROR(ExtractInto(source, manifest_desc, manifest, config, ref, image_dir, options.deadline));
+    }
+  }
 
   absl::MutexLock wl(&write_mu_);
   ASSIGN_OR_RETURN(StoreLock lock, StoreLock::Acquire(dir_ / "lock", /*wait=*/true));
@@ -743,67 +848,25 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
   base::Rollback undo;
   bool extracted = false;
   if (!index.images.count(id) || !LoadImage(dir_, id).ok()) {
-    ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
-    const fs::path work = dir_ / "tmp" / base::StrCat("import-", rnd);
-    RETURN_IF_ERROR(base::MakeDirs(work, 0755));
-    undo.Add("remove image work directory", [work] { return base::RemoveAll(work); });
-    ASSIGN_OR_RETURN(BootArtifacts artifacts,
-                     ExtractBootArtifactsSandboxed(source, manifest.layers, work));
-
-    ImageInfo info;
-    info.id = id;
-    info.manifest_digest = manifest_desc.digest;
-    info.size = manifest.config.size;
-    for (const Descriptor& l : manifest.layers) info.size += l.size;
-    info.user = config.user;
-    info.labels = config.labels;
-    info.env = config.env;
-    info.entrypoint = config.entrypoint;
-    info.cmd = config.cmd;
-    info.working_dir = config.working_dir;
-    info.os = config.os;
-    info.architecture = config.architecture;
-    BootInfo& boot = info.boot;
-    boot.unbootable_reason = artifacts.unbootable_reason;
-    // Paths under `work` for now; image.json stores them relative.
-    if (!artifacts.disk.empty()) {
-      boot.disk = work / artifacts.disk;
-      absl::StatusOr<DiskFormatInfo> format = DetectDiskFormat(boot.disk);
-      if (!format.ok()) {
-        return absl::InvalidArgumentError(base::StrCat("image ", ref.String(), ": /",
-                                                       artifacts.disk, ": ",
-                                                       base::Sv(format.status().message())));
-      }
-      boot.disk_format = format->format;
-      boot.disk_virtual_size = format->virtual_size;
-    }
-    if (!artifacts.kernel.empty()) {
-      boot.kind = BootKind::kKernel;
-      boot.kernel = work / artifacts.kernel;
-      if (!artifacts.initrd.empty()) boot.initrd = work / artifacts.initrd;
-      if (auto it = config.labels.find(std::string(kCmdlineLabel)); it != config.labels.end()) {
-        boot.cmdline = it->second;
-      }
-    } else if (!artifacts.disk.empty()) {
-      boot.kind = BootKind::kDisk;
-    }
-    // Base files are never written: VMs get overlays, or read the kernel.
-    for (const fs::path* p : {&boot.disk, &boot.kernel, &boot.initrd}) {
-      if (!p->empty() && ::chmod(p->c_str(), 0444) != 0) return Errno("chmod", *p);
-    }
-    RETURN_IF_ERROR(base::WriteFileAtomic(work / "image.json", ImageToJson(info, work), 0444));
-    for (const char* sub : {"disk", "boot"}) {
-      struct stat st;
-      if (::stat((work / sub).c_str(), &st) == 0) RETURN_IF_ERROR(base::SyncDir(work / sub));
+    if (!work.has_value()) {
+      // Removed (or damaged) between our look and the lock: extract again,
+      // this once under the lock (rare; the image's directory is ours).
+      ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
+      ASSIGN_OR_RETURN(LockedWorkDir w, LockedWorkDir::Create(dir_ / "tmp" / base::StrCat("import-", rnd)));
+      work.emplace(std::move(w));
+      image_dir = work->path() / "image";
+      RETURN_IF_ERROR(base::MakeDirs(image_dir, 0700));
+      RETURN_IF_ERROR(ExtractInto(source, manifest_desc, manifest, config, ref, image_dir, options.deadline));
     }
     // A directory of the same id not in the index is a crash leftover.
     RETURN_IF_ERROR(base::RemoveAll(final_dir));
-    if (::rename(work.c_str(), final_dir.c_str()) != 0)
-      return Errno("rename image directory to", final_dir);
+    if (::rename(image_dir.c_str(), final_dir.c_str()) != 0) return Errno("rename image directory to", final_dir);
     undo.Add("remove image directory", [final_dir] { return base::RemoveAll(final_dir); });
     RETURN_IF_ERROR(base::SyncDir(final_dir.parent_path()));
     extracted = true;
   }
+  // (Another commit of the same image won the race: ours is dropped with
+  // the work directory.)
   // Manifest and config blobs: kept for inspection; harmless if the index
   // write below fails (unreferenced blobs are collected).
   for (const auto& [digest, bytes] :
@@ -814,11 +877,12 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
   }
   const bool was_stored = index.images.count(id) > 0;
   index.images.insert(id);
-  if (origin == Origin::kImport) {
+  if (options.origin == Origin::kImport) {
     index.pulled.erase(id);  // imported once: pinned for good
   } else if (!was_stored) {
     index.pulled.insert(id);
   }
+  if (options.pulled_with_credentials) index.authenticated.insert(id);
   std::string moved_from;
   if (!ref.tag.empty()) {
     std::string key = ref.TagRef();
@@ -841,6 +905,61 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source,
   if (!snapshot_->records.count(id))
     return absl::DataLossError(base::StrCat("image ", id, " vanished after import"));
   return InfoLocked(id);
+}
+
+absl::Status LocalImageStore::ExtractInto(BlobSource& source, const Descriptor& manifest_desc, const Manifest& manifest,
+                                          const ImageConfig& config, const Reference& ref, const fs::path& work,
+                                          absl::Time deadline) const {
+  SandboxOptions sandbox;
+  sandbox.limits = options_.limits;
+  sandbox.deadline = deadline;
+  sandbox.uid = options_.extract_uid;
+  sandbox.gid = options_.extract_gid;
+  ASSIGN_OR_RETURN(BootArtifacts artifacts, ExtractBootArtifactsSandboxed(source, manifest.layers, work, sandbox));
+
+  ImageInfo info;
+  info.id = manifest.config.digest;
+  info.manifest_digest = manifest_desc.digest;
+  info.size = manifest.config.size;
+  for (const Descriptor& l : manifest.layers) info.size += l.size;
+  info.user = config.user;
+  info.labels = config.labels;
+  info.env = config.env;
+  info.entrypoint = config.entrypoint;
+  info.cmd = config.cmd;
+  info.working_dir = config.working_dir;
+  info.os = config.os;
+  info.architecture = config.architecture;
+  BootInfo& boot = info.boot;
+  boot.unbootable_reason = artifacts.unbootable_reason;
+  // Paths under `work` for now; image.json stores them relative. The
+  // sandbox made the files root-owned and 0444.
+  if (!artifacts.disk.empty()) {
+    boot.disk = work / artifacts.disk;
+    absl::StatusOr<DiskFormatInfo> format = DetectDiskFormat(boot.disk);
+    if (!format.ok()) {
+      return absl::InvalidArgumentError(
+          base::StrCat("image ", ref.String(), ": /", artifacts.disk, ": ", base::Sv(format.status().message())));
+    }
+    boot.disk_format = format->format;
+    boot.disk_virtual_size = format->virtual_size;
+  }
+  if (!artifacts.kernel.empty()) {
+    boot.kind = BootKind::kKernel;
+    boot.kernel = work / artifacts.kernel;
+    if (!artifacts.initrd.empty()) boot.initrd = work / artifacts.initrd;
+    if (auto it = config.labels.find(std::string(kCmdlineLabel)); it != config.labels.end()) {
+      boot.cmdline = it->second;
+    }
+  } else if (!artifacts.disk.empty()) {
+    boot.kind = BootKind::kDisk;
+  }
+  RETURN_IF_ERROR(base::WriteFileAtomic(work / "image.json", ImageToJson(info, work), 0444));
+  for (const char* sub : {"disk", "boot"}) {
+    struct stat st;
+    if (::stat((work / sub).c_str(), &st) == 0) RETURN_IF_ERROR(base::SyncDir(work / sub));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& in_use) {
@@ -891,6 +1010,7 @@ absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& i
       manifests.insert(info->manifest_digest);
     index.images.erase(m.id);
     index.pulled.erase(m.id);
+    index.authenticated.erase(m.id);
     // Index first: from here on the directory is garbage, collected at the
     // next start if deleting it fails now.
     RETURN_IF_ERROR(WriteIndex(dir_, index));

@@ -18,12 +18,18 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "config/base/unique_fd.h"
+#include "config/config.h"
 #include "runtime/image/disk_format.h"
+#include "runtime/image/extract.h"
 #include "runtime/image/oci.h"
 #include "runtime/image/reference.h"
 
 namespace kvcri::runtime::image {
+
+// An image config larger than this is refused (before a pull downloads it).
+inline constexpr int64_t kMaxConfigBytes = 8 << 20;
 
 // The image config label holding a kernel-boot image's command line.
 inline constexpr std::string_view kCmdlineLabel = "io.kubevirt-cri.cmdline";
@@ -72,6 +78,9 @@ struct ImageInfo {
   // Imported images are pinned (kubelet could not pull them back); pulled
   // ones are not, so kubelet's image garbage collection may remove them.
   bool pinned = true;
+  // Some pull of it used credentials: a later pull answered from the store
+  // first asks the registry whether that caller may read it.
+  bool pulled_with_credentials = false;
 };
 
 // For ImageFsInfo: what the store occupies.
@@ -144,11 +153,14 @@ class BlobWriter {
 // The on-disk store, shared by the daemon and `kubevirt-cri images import`
 // running at the same time:
 //
+// Every directory is 0700 (made so at Open when it was wider).
+//
 //   <dir>/lock                     flock(LOCK_EX) around every mutation
 //   <dir>/index.json               refs and image ids; written atomically, last
 //   <dir>/blobs/sha256/<hex>       manifests and configs (and a puller's layers)
 //   <dir>/store/<id-hex>/          image.json + disk/<name> | boot/vmlinuz, boot/initrd.img
-//   <dir>/tmp/                     extraction and ingest work, renamed into store/
+//   <dir>/tmp/                     extraction and ingest work, renamed into store/;
+//                                  an import-* directory is flocked while in use
 //
 // Lookups re-read index.json when its inode, size or mtime changed, so a
 // daemon sees images the other process imported. image.json is immutable
@@ -161,6 +173,15 @@ class LocalImageStore : public ImageStore {
     // directories and blobs the index does not reference, and index entries
     // whose image.json is unreadable. The daemon sets it; the CLI does not.
     bool collect_garbage = true;
+    // Bounds on one image's extraction ([images] max_image_bytes,
+    // max_image_entries).
+    ExtractLimits limits;
+    // The unprivileged uid/gid the extraction child runs as when the store
+    // is used as root ([images] extract_uid, extract_gid); never 0.
+    uid_t extract_uid = 65534;
+    gid_t extract_gid = 65534;
+    // The [images] keys above, from the config (validated there).
+    static Options FromConfig(const config::ImagesConfig& images, bool collect_garbage);
   };
 
   // `dir` is <root>/images; it is created when missing.
@@ -184,10 +205,26 @@ class LocalImageStore : public ImageStore {
   // (the index's when the manifest came from one). Import() ends here too.
   // `origin` decides pinning: an image ever imported stays pinned; one only
   // ever pulled is not.
+  //
+  // Extraction runs without the store's lock (another pull, import or
+  // Remove does not wait behind it), in tmp/import-*/ (flocked, so a
+  // start-up garbage collection in another process leaves it alone); only
+  // the rename into store/ and the index write happen under the lock.
   enum class Origin { kImport, kPull };
+  struct CommitOptions {
+    Origin origin = Origin::kPull;
+    // The pull used credentials (sticky: the image stays marked).
+    bool pulled_with_credentials = false;
+    // Extraction ends by then (DeadlineExceeded): the pull timeout.
+    absl::Time deadline = absl::InfiniteFuture();
+  };
   absl::StatusOr<ImageInfo> Commit(BlobSource& source, const Descriptor& manifest,
                                    std::string_view repo_digest, const Reference& ref,
                                    Origin origin = Origin::kPull);
+  absl::StatusOr<ImageInfo> Commit(BlobSource& source, const Descriptor& manifest, std::string_view repo_digest,
+                                   const Reference& ref, const CommitOptions& options);
+
+  const ExtractLimits& limits() const { return options_.limits; }
 
   const std::filesystem::path& dir() const { return dir_; }
 
@@ -195,14 +232,20 @@ class LocalImageStore : public ImageStore {
   struct Snapshot;
 
  private:
-  explicit LocalImageStore(std::filesystem::path dir);
+  LocalImageStore(std::filesystem::path dir, Options options);
 
   absl::Status CollectGarbage();
+  // Extracts the image into `work` (its image directory to be) with the
+  // store's limits, and writes its image.json there. No lock held.
+  absl::Status ExtractInto(BlobSource& source, const Descriptor& manifest_desc, const Manifest& manifest,
+                           const ImageConfig& config, const Reference& ref, const std::filesystem::path& work,
+                           absl::Time deadline) const;
   // Re-reads index.json if it changed since the last read.
   absl::Status RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ImageInfo InfoLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::filesystem::path dir_;
+  const Options options_;
   DirBlobSource blobs_;
   // Serializes this process's mutations; the flock serializes processes.
   absl::Mutex write_mu_;

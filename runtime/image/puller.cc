@@ -127,8 +127,47 @@ class BlobFile : public BlobSink {
 
 struct RegistryPuller::Flight {
   absl::Notification done;
-  absl::StatusOr<ImageInfo> result = absl::UnknownError("pull did not finish");
+  absl::StatusOr<ImageInfo> result = absl::InternalError("pull ended without a result");
 };
+
+// Ends a flight on every path out of the leader: removes it from flights_
+// (so the next pull of the reference starts afresh) and wakes its waiters.
+class RegistryPuller::FlightRelease {
+ public:
+  FlightRelease(RegistryPuller* puller, std::string key, std::shared_ptr<Flight> flight)
+      : puller_(puller), key_(std::move(key)), flight_(std::move(flight)) {}
+  FlightRelease(const FlightRelease&) = delete;
+  FlightRelease& operator=(const FlightRelease&) = delete;
+  ~FlightRelease() {
+    {
+      absl::MutexLock l(&puller_->mu_);
+      if (auto it = puller_->flights_.find(key_); it != puller_->flights_.end() && it->second == flight_) {
+        puller_->flights_.erase(it);
+      }
+    }
+    flight_->done.Notify();
+  }
+
+ private:
+  RegistryPuller* puller_;
+  std::string key_;
+  std::shared_ptr<Flight> flight_;
+};
+
+namespace {
+
+// The flight key: the reference and a digest of every credential field, so
+// callers with different credentials never share an answer.
+std::string FlightKey(const Reference& ref, const RegistryCredentials& creds) {
+  std::string secret;
+  for (const std::string* f :
+       {&creds.username, &creds.password, &creds.auth, &creds.registry_token, &creds.server_address}) {
+    secret += base::StrCat(f->size(), ":", *f, ";");
+  }
+  return base::StrCat(ref.String(), " ", Sha256Digest(secret));
+}
+
+}  // namespace
 
 RegistryPuller::RegistryPuller(LocalImageStore* store, HttpFetcher* http, PullerOptions options)
     : store_(store), http_(http), options_(std::move(options)) {}
@@ -136,7 +175,7 @@ RegistryPuller::RegistryPuller(LocalImageStore* store, HttpFetcher* http, Puller
 absl::StatusOr<ImageInfo> RegistryPuller::Pull(std::string_view ref_text,
                                                const RegistryCredentials& creds) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
-  const std::string key = ref.String();
+  const std::string key = FlightKey(ref, creds);
   std::shared_ptr<Flight> flight;
   bool leader = false;
   {
@@ -149,28 +188,45 @@ absl::StatusOr<ImageInfo> RegistryPuller::Pull(std::string_view ref_text,
     flight = slot;
   }
   if (!leader) {
-    base::LogInfo("waiting for a pull of the same image in progress", {{"image", key}});
+    base::LogInfo("waiting for a pull of the same image in progress", {{"image", ref.String()}});
     flight->done.WaitForNotification();
     return flight->result;
   }
-  flight->result = DoPull(ref, creds);
-  {
-    absl::MutexLock l(&mu_);
-    flights_.erase(key);
-  }
-  flight->done.Notify();
+  FlightRelease release(this, key, flight);
+  flight->result = DoPullCaught(ref, creds);
   return flight->result;
+}
+
+absl::StatusOr<ImageInfo> RegistryPuller::DoPullCaught(const Reference& ref, const RegistryCredentials& creds) {
+  try {
+    return DoPull(ref, creds);
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        base::StrCat("pull of image \"", ref.String(), "\" failed on an unexpected answer: ", e.what()));
+  }
 }
 
 absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
                                                  const RegistryCredentials& creds) {
   const absl::Time start = absl::Now();
   const std::string image = ref.String();
-  // A digest already stored needs no registry.
-  if (!ref.digest.empty()) {
-    if (absl::StatusOr<ImageInfo> have = store_->Resolve(ref.DigestRef()); have.ok()) return have;
-  }
   RegistryClient client(http_, options_.registry, ref, creds, start + options_.timeout);
+  // A digest already stored needs no download. An image that was pulled
+  // with credentials is only handed to a caller the registry still lets read
+  // it (as containerd and CRI-O check with a manifest request).
+  if (!ref.digest.empty()) {
+    if (absl::StatusOr<ImageInfo> have = store_->Resolve(ref.DigestRef()); have.ok()) {
+      if (!have->pulled_with_credentials) return have;
+      if (absl::Status s = client.CheckManifestAccess(ref.digest); !s.ok()) {
+        return absl::Status(s.code(), base::StrCat("image \"", image,
+                                                   "\" is stored, but was pulled with credentials and the registry "
+                                                   "does not let this pull read it: ",
+                                                   s.message()));
+      }
+      base::LogInfo("image found in the store; the registry confirmed access", {{"image", image}});
+      return have;
+    }
+  }
   base::LogInfo("pulling image", {{"image", image}});
 
   ASSIGN_OR_RETURN(FetchedManifest top, client.GetManifest(ref.digest.empty() ? ref.tag : ref.digest));
@@ -218,10 +274,24 @@ absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
         base::WriteFileAtomic(blob_dir / std::string(DigestHex(m->digest)), m->bytes, 0644));
   }
 
+  // Sizes the manifest declares are checked before a byte is downloaded.
+  const int64_t max_bytes = store_->limits().max_bytes;
+  if (parsed->config.size > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(base::StrCat("image \"", image, "\": config ", parsed->config.digest,
+                                                   " declares ", parsed->config.size, " bytes, more than the limit of ",
+                                                   kMaxConfigBytes));
+  }
   std::vector<Descriptor> blobs = {parsed->config};
   blobs.insert(blobs.end(), parsed->layers.begin(), parsed->layers.end());
   int64_t total = 0;
-  for (const Descriptor& d : blobs) total += d.size;
+  for (const Descriptor& d : blobs) {
+    if (d.size > max_bytes - total) {
+      return absl::InvalidArgumentError(base::StrCat("image \"", image, "\": layer ", d.digest, " declares ", d.size,
+                                                     " bytes; the image's blobs would exceed ",
+                                                     "[images] max_image_bytes (", max_bytes, ")"));
+    }
+    total += d.size;
+  }
   Progress progress(image, total, options_.progress_interval);
   std::set<std::string> fetched;
   for (const Descriptor& d : blobs) {
@@ -237,7 +307,11 @@ absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
   manifest_desc.digest = manifest.digest;
   manifest_desc.size = static_cast<int64_t>(manifest.bytes.size());
   DirBlobSource source(work);
-  absl::StatusOr<ImageInfo> info = store_->Commit(source, manifest_desc, top.digest, ref);
+  LocalImageStore::CommitOptions commit;
+  commit.origin = LocalImageStore::Origin::kPull;
+  commit.pulled_with_credentials = client.used_credentials();
+  commit.deadline = start + options_.timeout;
+  absl::StatusOr<ImageInfo> info = store_->Commit(source, manifest_desc, top.digest, ref, commit);
   if (!info.ok()) {
     return absl::Status(info.status().code(), base::StrCat("image \"", image, "\" from ",
                                                            client.endpoint(), " refused: ",

@@ -22,7 +22,8 @@ class ImagePuller {
  public:
   virtual ~ImagePuller() = default;
   // Pulls `ref` (any form ParseReference accepts) and returns the stored
-  // image. Concurrent pulls of the same reference share one download.
+  // image. Concurrent pulls of the same reference with the same credentials
+  // share one download.
   virtual absl::StatusOr<ImageInfo> Pull(std::string_view ref, const RegistryCredentials& creds) = 0;
 };
 
@@ -46,13 +47,18 @@ class RegistryPuller : public ImagePuller {
 
  private:
   struct Flight;
+  class FlightRelease;
   absl::StatusOr<ImageInfo> DoPull(const Reference& ref, const RegistryCredentials& creds);
+  // DoPull with anything thrown turned into a Status: a pull must always end
+  // its flight with an answer.
+  absl::StatusOr<ImageInfo> DoPullCaught(const Reference& ref, const RegistryCredentials& creds);
 
   LocalImageStore* store_;
   HttpFetcher* http_;
   PullerOptions options_;
   absl::Mutex mu_;
-  // In-flight pulls by normalized reference.
+  // In-flight pulls by normalized reference and a hash of the credentials:
+  // a caller never joins a pull made with someone else's credentials.
   absl::flat_hash_map<std::string, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,13 +1,14 @@
 // Registry auth: WWW-Authenticate challenges parsed, answered with basic or bearer credentials.
 #include "runtime/image/registry_auth.h"
 
-
 #include <cctype>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "runtime/image/json_fields.h"
+#include "runtime/image/registry_client.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -33,11 +34,15 @@ std::string UrlEscape(std::string_view s) {
   return out;
 }
 
-// nlohmann's value() throws when the key holds another type; a token
-// endpoint answering {"token": 1} fails the pull instead of escaping it.
-std::string StringField(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+// "host[:port]" of an absolute http(s) URL; empty when there is none or it
+// carries userinfo (user@host, which would hide the real host).
+std::string UrlAuthority(std::string_view url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return "";
+  std::string_view rest = url.substr(scheme_end + 3);
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (authority.find('@') != std::string_view::npos) return "";
+  return Lower(authority);
 }
 
 // The token goes into an Authorization header: a control character (CR, LF,
@@ -52,6 +57,27 @@ bool HeaderSafeToken(std::string_view token) {
 }
 
 }  // namespace
+
+std::string NormalizeServerAddress(std::string_view s) {
+  std::string out = Lower(s);
+  for (std::string_view scheme : {"https://", "http://"}) {
+    if (out.rfind(scheme, 0) == 0) out = out.substr(scheme.size());
+  }
+  out = out.substr(0, out.find('/'));
+  if (out == "index.docker.io" || out == "registry-1.docker.io" || out == "registry.hub.docker.com") {
+    out = "docker.io";
+  }
+  return out;
+}
+
+bool CredentialsApplyTo(const RegistryCredentials& creds, std::string_view domain, std::string_view endpoint_host,
+                        bool mirror) {
+  if (creds.server_address.empty()) return !mirror;
+  const std::string want = NormalizeServerAddress(creds.server_address);
+  if (want.empty()) return false;
+  if (!mirror && want == NormalizeServerAddress(domain)) return true;
+  return want == NormalizeServerAddress(endpoint_host);
+}
 
 std::string Base64Encode(std::string_view in) {
   static constexpr char kAlphabet[] =
@@ -163,10 +189,22 @@ absl::StatusOr<std::string> AnswerChallenge(HttpFetcher& http, const AuthChallen
         base::StrCat("registry \"", registry, "\" sent a Bearer challenge without a realm"));
   }
   const std::string& url = realm->second;
-  if (url.rfind("https://", 0) != 0 && url.rfind("http://", 0) != 0) {
+  const bool https = url.rfind("https://", 0) == 0;
+  const std::string realm_host = UrlAuthority(url);
+  if ((!https && url.rfind("http://", 0) != 0) || realm_host.empty()) {
     return absl::UnauthenticatedError(
         base::StrCat("registry \"", registry, "\" token realm \"", url, "\" is not an http(s) URL"));
   }
+  // The token request carries the credentials; a registry must not be able
+  // to send them in the clear, or to a host it merely names.
+  const bool same_host = IsSameHost(realm_host, registry);
+  if (!https && !(same_host && insecure_tls)) {
+    return absl::InvalidArgumentError(
+        base::StrCat("registry \"", registry, "\" sent a Bearer token realm \"", url,
+                     "\" over plain http; refused: a plain-http realm is accepted only on the registry's own host, "
+                     "and only for a loopback or [images] insecure_registries registry"));
+  }
+  const bool realm_insecure_tls = same_host ? insecure_tls : IsLoopbackRegistry(realm_host);
   std::string query;
   auto add = [&](std::string_view k, std::string_view v) {
     query += base::StrCat(query.empty() ? "?" : "&", k, "=", UrlEscape(v));
@@ -176,8 +214,8 @@ absl::StatusOr<std::string> AnswerChallenge(HttpFetcher& http, const AuthChallen
   add("scope", sc != challenge.params.end() && !sc->second.empty() ? sc->second : scope);
   HttpRequest req;
   req.url = url + (url.find('?') == std::string::npos ? query : "&" + query.substr(1));
-  req.https_redirects_only = url.rfind("https://", 0) == 0;
-  req.insecure_tls = insecure_tls;
+  req.https_redirects_only = https;
+  req.insecure_tls = realm_insecure_tls;
   req.deadline = deadline;
   if (std::string basic = creds.BasicHeaderValue(); !basic.empty()) {
     req.headers.push_back(base::StrCat("Authorization: ", basic));
@@ -201,14 +239,15 @@ absl::StatusOr<std::string> AnswerChallenge(HttpFetcher& http, const AuthChallen
                                                resp.status));
   }
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-  std::string token;
-  if (j.is_object()) {
-    token = StringField(j, "token");
-    if (token.empty()) token = StringField(j, "access_token");
+  if (!j.is_object()) {
+    return absl::UnauthenticatedError(
+        base::StrCat("token endpoint \"", url, "\" answered with something that is not a JSON object"));
   }
+  std::string token = JsonString(j, "token");
+  if (token.empty()) token = JsonString(j, "access_token");
   if (token.empty()) {
     return absl::UnauthenticatedError(
-        base::StrCat("token endpoint \"", url, "\" answered without a token"));
+        base::StrCat("token endpoint \"", url, "\" answered without a token (\"token\" or \"access_token\" string)"));
   }
   if (!HeaderSafeToken(token)) {
     return absl::UnauthenticatedError(

@@ -1,7 +1,10 @@
 // RegistryClient: manifest and blob GETs with auth, mirrors, insecure fallback and retries.
 #include "runtime/image/registry_client.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cctype>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -11,6 +14,7 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "runtime/image/digest.h"
+#include "runtime/image/json_fields.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -23,13 +27,6 @@ constexpr std::string_view kManifestAccept =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
 
-// nlohmann's value() throws when the key holds another type; a registry
-// answering {"mediaType": 1} fails the pull instead of escaping it.
-std::string StringField(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 // What a registry says in its error body: {"errors":[{"code":..,"message":..}]}.
 std::string RegistryErrorText(const std::string& body) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
@@ -37,8 +34,8 @@ std::string RegistryErrorText(const std::string& body) {
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
     for (const auto& e : j["errors"]) {
       if (!e.is_object()) continue;
-      std::string part = StringField(e, "code");
-      std::string msg = StringField(e, "message");
+      std::string part = JsonString(e, "code");
+      std::string msg = JsonString(e, "message");
       if (!msg.empty()) part += (part.empty() ? "" : ": ") + msg;
       if (!part.empty()) out += (out.empty() ? "" : "; ") + part;
     }
@@ -48,18 +45,45 @@ std::string RegistryErrorText(const std::string& body) {
 
 bool Transient(const absl::Status& s) { return absl::IsUnavailable(s); }
 
+// "host" of "host[:port]", lowercased; "[v6]" keeps its brackets; a bare
+// IPv6 literal (more than one ':') is all host.
 std::string HostOnly(std::string_view host) {
-  if (!host.empty() && host[0] == '[') return std::string(host.substr(0, host.find(']') + 1));
-  return std::string(host.substr(0, host.rfind(':') == std::string_view::npos ? host.size()
-                                                                                : host.rfind(':')));
+  std::string h;
+  if (!host.empty() && host[0] == '[') {
+    size_t close = host.find(']');
+    h = std::string(host.substr(0, close == std::string_view::npos ? host.size() : close + 1));
+  } else if (std::count(host.begin(), host.end(), ':') > 1) {
+    h = std::string(host);
+  } else {
+    h = std::string(host.substr(0, host.find(':')));
+  }
+  for (char& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return h;
+}
+
+// "host" of an endpoint base URL ("https://host:port" -> "host:port").
+std::string EndpointHost(std::string_view base) {
+  size_t at = base.find("://");
+  return std::string(at == std::string_view::npos ? base : base.substr(at + 3));
 }
 
 }  // namespace
 
 bool IsLoopbackRegistry(std::string_view host) {
   std::string h = HostOnly(host);
-  return h == "localhost" || h == "[::1]" || h.rfind("127.", 0) == 0;
+  if (h == "localhost") return true;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  in_addr v4;
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
 }
+
+bool IsSameHost(std::string_view a, std::string_view b) { return HostOnly(a) == HostOnly(b); }
 
 RegistryClient::RegistryClient(HttpFetcher* http, const RegistryOptions& options, Reference ref,
                                RegistryCredentials creds, absl::Time deadline)
@@ -84,6 +108,11 @@ RegistryClient::RegistryClient(HttpFetcher* http, const RegistryOptions& options
   if (insecure) endpoints_.push_back({"http://" + host, true, false, ""});
 }
 
+RegistryCredentials RegistryClient::CredentialsFor(const Endpoint& ep) const {
+  if (CredentialsApplyTo(creds_, ref_.domain, EndpointHost(ep.base), ep.mirror)) return creds_;
+  return RegistryCredentials{};
+}
+
 absl::Status RegistryClient::ErrorFor(const HttpResponse& resp, std::string_view what) const {
   std::string detail = RegistryErrorText(resp.body);
   std::string where = base::StrCat(what, " of image \"", ref_.String(), "\" from \"",
@@ -91,9 +120,13 @@ absl::Status RegistryClient::ErrorFor(const HttpResponse& resp, std::string_view
                                    detail.empty() ? "" : " ", detail);
   switch (resp.status) {
     case 401:
-      return absl::UnauthenticatedError(base::StrCat(
-          "unauthorized: ", where,
-          creds_.empty() ? " (the pull had no credentials)" : " (the credentials were refused)"));
+      return absl::UnauthenticatedError(
+          base::StrCat("unauthorized: ", where,
+                       creds_.empty() ? " (the pull had no credentials)"
+                       : !creds_.server_address.empty() && !CredentialsApplyTo(creds_, ref_.domain, ref_.domain, false)
+                           ? base::StrCat(" (the pull's credentials are for \"", creds_.server_address,
+                                          "\", so they were not offered)")
+                           : " (the credentials were refused)"));
     case 403:
       return absl::PermissionDeniedError(base::StrCat("access denied: ", where));
     case 404:
@@ -108,10 +141,11 @@ absl::Status RegistryClient::ErrorFor(const HttpResponse& resp, std::string_view
 }
 
 absl::StatusOr<HttpResponse> RegistryClient::Get(Endpoint& ep, const std::string& path,
-                                                 std::vector<std::string> headers,
-                                                 BlobSink* blob, const BodySink& sink) {
+                                                 std::vector<std::string> headers, BlobSink* blob, const BodySink& sink,
+                                                 bool head) {
   HttpRequest req;
   req.url = ep.base + path;
+  req.head = head;
   req.https_redirects_only = ep.base.rfind("https://", 0) == 0 && !ep.insecure;
   req.insecure_tls = ep.insecure;
   if (blob != nullptr && blob->written() > 0) {
@@ -132,36 +166,49 @@ absl::StatusOr<HttpResponse> RegistryClient::Get(Endpoint& ep, const std::string
   auto challenge_header = resp.headers.find("www-authenticate");
   if (challenge_header == resp.headers.end()) return resp;
   ASSIGN_OR_RETURN(AuthChallenge challenge, ParseAuthChallenge(challenge_header->second));
-  ASSIGN_OR_RETURN(std::string authorization,
-                   AnswerChallenge(*http_, challenge, creds_,
-                                   base::StrCat("repository:", ref_.path, ":pull"), ref_.domain,
-                                   ep.insecure, deadline_));
+  const RegistryCredentials creds = CredentialsFor(ep);
+  absl::StatusOr<std::string> answered =
+      AnswerChallenge(*http_, challenge, creds, base::StrCat("repository:", ref_.path, ":pull"), EndpointHost(ep.base),
+                      ep.insecure, deadline_);
+  if (!answered.ok() && creds.empty() && !creds_.empty()) {
+    return absl::Status(answered.status().code(),
+                        base::StrCat(answered.status().message(), " (the pull's credentials are for \"",
+                                     creds_.server_address.empty() ? ref_.domain : creds_.server_address,
+                                     "\" and are not offered to \"", EndpointHost(ep.base), "\")"));
+  }
+  ASSIGN_OR_RETURN(std::string authorization, std::move(answered));
   if (authorization == ep.authorization) return resp;  // nothing new to try
   ep.authorization = authorization;
+  ep.authorization_from_credentials = !creds.empty();
   return http_->Get(with_auth(ep.authorization), sink);
 }
 
 absl::StatusOr<HttpResponse> RegistryClient::GetWithFallback(const std::string& path,
-                                                             const std::vector<std::string>& headers,
-                                                             BlobSink* sink,
+                                                             const std::vector<std::string>& headers, BlobSink* sink,
                                                              const BodySink& body_sink,
-                                                             const std::function<void()>& restart) {
-  absl::Status last_error;
+                                                             const std::function<void()>& restart, bool head,
+                                                             bool registry_only) {
+  absl::Status last_error =
+      absl::UnavailableError(base::StrCat("image \"", ref_.String(), "\": no registry endpoint to ask"));
   for (size_t e = 0; e < endpoints_.size(); ++e) {
     Endpoint& ep = endpoints_[e];
+    if (registry_only && ep.mirror) continue;
     // An https attempt at a possibly plain-HTTP insecure registry is not retried.
     const bool probe = ep.insecure && !ep.mirror && e + 1 < endpoints_.size();
     for (int attempt = 1; attempt <= (probe ? 1 : kAttempts); ++attempt) {
       if (restart) restart();
-      absl::StatusOr<HttpResponse> resp = Get(ep, path, headers, sink, body_sink);
+      absl::StatusOr<HttpResponse> resp = Get(ep, path, headers, sink, body_sink, head);
       absl::Status s = resp.ok() ? absl::OkStatus() : resp.status();
       if (resp.ok() && resp->status >= 200 && resp->status < 300) {
         endpoint_ = ep.base;
+        if (ep.authorization_from_credentials) used_credentials_ = true;
         // Later requests of this pull go where this one succeeded first.
         if (e != 0) std::rotate(endpoints_.begin(), endpoints_.begin() + e, endpoints_.begin() + e + 1);
         return resp;
       }
       if (resp.ok()) s = ErrorFor(*resp, sink ? "blob" : "manifest");
+      // A failed request that is not retried must not carry a partial body
+      // into the next endpoint's attempt.
       last_error = s;
       if (absl::IsDeadlineExceeded(s)) return s;
       if (!Transient(s)) break;
@@ -206,7 +253,7 @@ absl::StatusOr<FetchedManifest> RegistryClient::GetManifest(std::string_view tag
   // Registries may serve a generic type; the document's own field decides.
   if (!IsIndexMediaType(ct) && !IsManifestMediaType(ct)) {
     nlohmann::json j = nlohmann::json::parse(out.bytes, nullptr, false);
-    std::string own = j.is_object() ? StringField(j, "mediaType") : "";
+    std::string own = JsonString(j, "mediaType");
     if (IsIndexMediaType(own) || IsManifestMediaType(own)) {
       ct = own;
     } else if (ct.empty() || ct == "application/json" || ct == "text/plain") {
@@ -234,6 +281,14 @@ absl::StatusOr<FetchedManifest> RegistryClient::GetManifest(std::string_view tag
         " but its content digest is ", out.digest));
   }
   return out;
+}
+
+absl::Status RegistryClient::CheckManifestAccess(std::string_view digest) {
+  ASSIGN_OR_RETURN(HttpResponse resp, GetWithFallback(base::StrCat("/v2/", ref_.path, "/manifests/", digest),
+                                                      {std::string(kManifestAccept)}, nullptr, nullptr, nullptr,
+                                                      /*head=*/true, /*registry_only=*/true));
+  (void)resp;
+  return absl::OkStatus();
 }
 
 absl::Status RegistryClient::GetBlob(const Descriptor& desc, BlobSink& sink) {

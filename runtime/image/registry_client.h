@@ -59,6 +59,16 @@ class RegistryClient {
   // schema 2 manifests and indexes. A digest reference is verified.
   absl::StatusOr<FetchedManifest> GetManifest(std::string_view tag_or_digest);
 
+  // HEAD /v2/<name>/manifests/<digest> on the registry itself (never a
+  // mirror), with the pull's credentials: OK when the registry lets this
+  // caller read the manifest. What a pull answered from the store checks
+  // when the image was pulled with credentials.
+  absl::Status CheckManifestAccess(std::string_view digest);
+
+  // True once a request succeeded with credentials of the pull (basic auth,
+  // a token obtained with them, or the AuthConfig's registry token).
+  bool used_credentials() const { return used_credentials_; }
+
   // GET /v2/<name>/blobs/<digest> into `sink`. The caller verifies the
   // digest (the sink hashes); this checks the length.
   absl::Status GetBlob(const Descriptor& desc, BlobSink& sink);
@@ -72,16 +82,18 @@ class RegistryClient {
     bool insecure = false;
     bool mirror = false;
     std::string authorization;  // header value that worked, if any
+    bool authorization_from_credentials = false;
   };
+  // The pull's credentials when they may be offered to `ep`, else none.
+  RegistryCredentials CredentialsFor(const Endpoint& ep) const;
   // One GET against `ep` with auth: answers a 401 challenge once.
-  absl::StatusOr<HttpResponse> Get(Endpoint& ep, const std::string& path,
-                                   std::vector<std::string> headers, BlobSink* blob,
-                                   const BodySink& sink);
+  absl::StatusOr<HttpResponse> Get(Endpoint& ep, const std::string& path, std::vector<std::string> headers,
+                                   BlobSink* blob, const BodySink& sink, bool head);
   // GET over the endpoints in order, retrying transient failures.
-  absl::StatusOr<HttpResponse> GetWithFallback(const std::string& path,
-                                               const std::vector<std::string>& headers,
+  absl::StatusOr<HttpResponse> GetWithFallback(const std::string& path, const std::vector<std::string>& headers,
                                                BlobSink* sink, const BodySink& body_sink,
-                                               const std::function<void()>& restart);
+                                               const std::function<void()>& restart, bool head = false,
+                                               bool registry_only = false);
   absl::Status ErrorFor(const HttpResponse& resp, std::string_view what) const;
 
   HttpFetcher* http_;
@@ -90,9 +102,16 @@ class RegistryClient {
   absl::Time deadline_;
   std::vector<Endpoint> endpoints_;
   std::string endpoint_;
+  bool used_credentials_ = false;
 };
 
-// True for "localhost", "127.x.x.x", "[::1]" with or without a port.
+// True when `host` ("host" or "host:port") is exactly "localhost", an IPv4
+// literal in 127.0.0.0/8, or the IPv6 literal [::1] (or [::ffff:127.x.x.x]).
+// A name that merely starts with "127." (127.example.com) is not loopback.
 bool IsLoopbackRegistry(std::string_view host);
+
+// Whether two "host[:port]" strings name the same host (ports ignored,
+// case-insensitive).
+bool IsSameHost(std::string_view a, std::string_view b);
 
 }  // namespace kvcri::runtime::image

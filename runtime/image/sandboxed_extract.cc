@@ -2,24 +2,34 @@
 #include "runtime/image/sandboxed_extract.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/capability.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "config/base/file_util.h"
+#include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "config/base/unique_fd.h"
+#include "runtime/image/json_fields.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -34,6 +44,24 @@ constexpr int kResultFd = 3;
 constexpr int kRequestFd = 4;
 constexpr int kFirstLayerFd = 5;
 constexpr size_t kMaxResult = 1 << 20;
+// Address space of the child: libarchive's zstd and gzip readers need a few
+// hundred MiB at most (zstd's default window limit is 128 MiB).
+constexpr uint64_t kChildAddressSpace = uint64_t{2} << 30;
+// Descriptors beyond the layer fds the child may open (the file it writes,
+// directories, libarchive's own).
+constexpr int kChildSpareFds = 32;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
 
 absl::Status Errno(std::string_view op) { return absl::ErrnoToStatus(errno, std::string(op)); }
 
@@ -56,7 +84,9 @@ class FdBlobSource : public BlobSource {
 
 absl::Status DropCapabilities() {
   // The bounding set first: dropping it needs CAP_SETPCAP, which goes next.
+  // (Already empty after an uid change: then EPERM is expected.)
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
       return Errno("prctl(PR_CAPBSET_DROP)");
     }
@@ -76,15 +106,27 @@ absl::Status LoadSeccomp() {
   if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
   // What reading blobs, decompressing and writing files needs; nothing else.
   static constexpr const char* kAllowed[] = {
-      "read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "open", "openat",
-      "close", "fstat", "stat", "lstat", "newfstatat", "statx", "fstatfs", "mkdir", "mkdirat",
-      "rename", "renameat", "renameat2", "link", "linkat", "unlink", "unlinkat", "rmdir",
-      "getdents64", "ftruncate", "fsync", "fdatasync", "fchmod", "fchmodat", "fcntl", "dup",
-      "getcwd", "mmap", "munmap", "mremap", "mprotect", "brk", "madvise", "futex",
-      "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "getpid", "gettid", "getuid", "geteuid",
-      "getgid", "getegid", "clock_gettime", "clock_nanosleep", "gettimeofday", "getrandom",
-      "exit", "exit_group", "sched_yield", "sched_getaffinity", "sysinfo", "prlimit64",
-      "set_robust_list", "rseq",
+      "read",         "write",         "readv",
+      "writev",       "pread64",       "pwrite64",
+      "lseek",        "open",          "openat",
+      "close",        "fstat",         "stat",
+      "lstat",        "newfstatat",    "statx",
+      "fstatfs",      "mkdir",         "mkdirat",
+      "rename",       "renameat",      "renameat2",
+      "link",         "linkat",        "unlink",
+      "unlinkat",     "rmdir",         "getdents64",
+      "ftruncate",    "fsync",         "fdatasync",
+      "fcntl",        "dup",           "getcwd",
+      "mmap",         "munmap",        "mremap",
+      "mprotect",     "brk",           "madvise",
+      "futex",        "rt_sigreturn",  "rt_sigprocmask",
+      "rt_sigaction", "getpid",        "gettid",
+      "getuid",       "geteuid",       "getgid",
+      "getegid",      "clock_gettime", "clock_nanosleep",
+      "gettimeofday", "getrandom",     "exit",
+      "exit_group",   "sched_yield",   "sched_getaffinity",
+      "sysinfo",      "prlimit64",     "set_robust_list",
+      "rseq",
 #ifdef KVCRI_SANITIZER_BUILD
       // ASan's runtime reads the signal stack before every noreturn call
       // (the child's _exit); sanitizer builds only (cmake/sanitizers.cmake).
@@ -114,6 +156,21 @@ void WriteAll(int fd, const std::string& s) {
   }
 }
 
+absl::Status SetLimit(int resource, uint64_t value, std::string_view name) {
+  rlimit r{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+  if (::setrlimit(resource, &r) != 0) return Errno(base::StrCat("setrlimit(", name, ")"));
+  return absl::OkStatus();
+}
+
+// Leaves uid 0 for good: no supplementary groups, then gid, then uid.
+absl::Status DropToUser(uid_t uid, gid_t gid) {
+  if (uid == 0 || gid == 0) return absl::InternalError("extraction child asked to stay uid or gid 0");
+  if (::setgroups(0, nullptr) != 0) return Errno("setgroups");
+  if (::setresgid(gid, gid, gid) != 0) return Errno(base::StrCat("setresgid(", gid, ")"));
+  if (::setresuid(uid, uid, uid) != 0) return Errno(base::StrCat("setresuid(", uid, ")"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<BootArtifacts> ChildExtract(int layer_count) {
   // Whatever the parent leaked past CLOEXEC goes first.
   ::syscall(SYS_close_range, kFirstLayerFd + layer_count, ~0U, 0);
@@ -128,31 +185,55 @@ absl::StatusOr<BootArtifacts> ChildExtract(int layer_count) {
   }
   ::close(kRequestFd);
   json req = json::parse(text, nullptr, false);
-  if (!req.is_object()) return absl::InternalError("malformed extraction request");
+  if (!req.is_object() || !req.contains("layers") || !req["layers"].is_array())
+    return absl::InternalError("malformed extraction request");
   std::vector<Descriptor> layers;
   std::vector<std::pair<std::string, int>> fds;
   for (const json& l : req["layers"]) {
     Descriptor d;
-    d.media_type = l.value("mediaType", "");
-    d.digest = l.value("digest", "");
-    d.size = l.value("size", int64_t{0});
+    d.media_type = JsonString(l, "mediaType");
+    d.digest = JsonString(l, "digest");
+    d.size = JsonInt(l, "size").value_or(0);
     fds.emplace_back(d.digest, kFirstLayerFd + static_cast<int>(layers.size()));
     layers.push_back(std::move(d));
   }
   if (static_cast<int>(layers.size()) != layer_count)
     return absl::InternalError("extraction request and descriptors disagree");
-  const std::string out_dir = req.value("out_dir", "");
+  const std::string out_dir = JsonString(req, "out_dir");
+  ExtractLimits limits;
+  limits.max_bytes = JsonInt(req, "max_bytes").value_or(limits.max_bytes);
+  limits.max_entries = JsonInt(req, "max_entries").value_or(limits.max_entries);
+  const int64_t cpu_seconds = JsonInt(req, "cpu_seconds").value_or(0);
   fs::path root = out_dir;
-  if (::geteuid() == 0) {
+  const bool as_root = ::geteuid() == 0;
+  if (as_root) {
     // Root can confine the writes to the target directory.
     if (::chroot(out_dir.c_str()) != 0) return Errno(base::StrCat("chroot \"", out_dir, "\""));
     root = "/";
   }
   if (::chdir(root.c_str()) != 0) return Errno("chdir");
+  // A file past RLIMIT_FSIZE fails with EFBIG instead of killing the child,
+  // so the answer can say which limit it hit.
+  ::signal(SIGXFSZ, SIG_IGN);
+  RETURN_IF_ERROR(SetLimit(RLIMIT_FSIZE, static_cast<uint64_t>(std::max<int64_t>(limits.max_bytes, 1)), "FSIZE"));
+  RETURN_IF_ERROR(SetLimit(RLIMIT_NOFILE, kFirstLayerFd + layer_count + kChildSpareFds, "NOFILE"));
+  RETURN_IF_ERROR(SetLimit(RLIMIT_CORE, 0, "CORE"));
+  // Sanitizers reserve terabytes of shadow address space.
+  if (!kSanitized) RETURN_IF_ERROR(SetLimit(RLIMIT_AS, kChildAddressSpace, "AS"));
+  if (cpu_seconds > 0) RETURN_IF_ERROR(SetLimit(RLIMIT_CPU, static_cast<uint64_t>(cpu_seconds), "CPU"));
+  if (as_root) {
+    // The bounding set needs CAP_SETPCAP, which the uid change takes away.
+    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+      if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return Errno("prctl(PR_CAPBSET_DROP)");
+    }
+    const std::optional<int64_t> uid = JsonInt(req, "uid"), gid = JsonInt(req, "gid");
+    if (!uid || !gid) return absl::InternalError("extraction request lacks uid or gid");
+    RETURN_IF_ERROR(DropToUser(static_cast<uid_t>(*uid), static_cast<gid_t>(*gid)));
+  }
   RETURN_IF_ERROR(DropCapabilities());
   RETURN_IF_ERROR(LoadSeccomp());
   FdBlobSource source(std::move(fds));
-  return ExtractBootArtifacts(source, layers, root);
+  return ExtractBootArtifacts(source, layers, root, limits);
 }
 
 // Runs in every process that links this library, before main(): only a
@@ -208,9 +289,91 @@ class ChildGuard {
 
 }  // namespace
 
-absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
-                                                            const std::vector<Descriptor>& layers,
-                                                            const fs::path& out_dir) {
+namespace {
+
+// Moves artifact `rel` ("disk/<name>", "boot/vmlinuz", "boot/initrd.img")
+// from the child's scratch directory into `out_fd`, after checking that it is
+// a regular file reached without symlinks; root-owned (when root) and 0444.
+absl::Status TakeArtifact(int scratch_fd, int out_fd, const std::string& rel, const fs::path& scratch) {
+  const size_t slash = rel.find('/');
+  const std::string dir = rel.substr(0, slash), name = rel.substr(slash + 1);
+  auto refuse = [&](std::string_view why) {
+    return absl::InternalError(base::StrCat("extraction child's artifact \"", rel, "\" ", why));
+  };
+  base::UniqueFd dir_fd(::openat(scratch_fd, dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir_fd.valid()) return refuse(base::StrCat("has no directory: ", std::strerror(errno)));
+  // O_NONBLOCK: a FIFO planted under the name must not block the open.
+  base::UniqueFd fd(::openat(dir_fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) return refuse(base::StrCat("cannot be opened: ", std::strerror(errno)));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Errno(base::StrCat("stat \"", (scratch / rel).string(), "\""));
+  if (!S_ISREG(st.st_mode)) return refuse("is not a regular file");
+  if (::geteuid() == 0 && ::fchown(fd.get(), 0, 0) != 0) {
+    return Errno(base::StrCat("chown \"", (scratch / rel).string(), "\""));
+  }
+  // Base files are never written: VMs get overlays, or read the kernel.
+  if (::fchmod(fd.get(), 0444) != 0) return Errno(base::StrCat("chmod \"", (scratch / rel).string(), "\""));
+  if (::mkdirat(out_fd, dir.c_str(), 0700) != 0 && errno != EEXIST) return Errno(base::StrCat("mkdir ", dir));
+  base::UniqueFd out_dir_fd(::openat(out_fd, dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!out_dir_fd.valid()) return Errno(base::StrCat("open ", dir));
+  if (::renameat(dir_fd.get(), name.c_str(), out_dir_fd.get(), name.c_str()) != 0) {
+    return Errno(base::StrCat("rename \"", (scratch / rel).string(), "\""));
+  }
+  return absl::OkStatus();
+}
+
+// The artifact names a child may answer with, and nothing else.
+absl::Status CheckArtifactNames(const BootArtifacts& a) {
+  auto bad = [](const std::string& p) {
+    return absl::InternalError(base::StrCat("extraction child returned path \"", p, "\""));
+  };
+  if (!a.disk.empty()) {
+    std::string_view name = std::string_view(a.disk).substr(a.disk.rfind('/') + 1);
+    if (a.disk.rfind("disk/", 0) != 0 || a.disk.find('/', 5) != std::string::npos || name.empty() || name == "." ||
+        name == ".." || a.disk.find('\0') != std::string::npos) {
+      return bad(a.disk);
+    }
+  }
+  if (!a.kernel.empty() && a.kernel != "boot/vmlinuz") return bad(a.kernel);
+  if (!a.initrd.empty() && (a.initrd != "boot/initrd.img" || a.kernel.empty())) return bad(a.initrd);
+  return absl::OkStatus();
+}
+
+// Removes the child's scratch directory on every path.
+class ScratchDir {
+ public:
+  explicit ScratchDir(fs::path p) : path_(std::move(p)) {}
+  ~ScratchDir() { base::LogIfError(base::RemoveAll(path_), "remove extraction scratch directory"); }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
+                                                            const fs::path& out_dir, const SandboxOptions& options) {
+  const bool as_root = ::geteuid() == 0;
+  if (as_root && (options.uid == 0 || options.gid == 0)) {
+    return absl::InvalidArgumentError("extraction must not run as uid or gid 0 ([images] extract_uid, extract_gid)");
+  }
+  const fs::path out_abs = fs::absolute(out_dir);
+  ScratchDir scratch(out_abs.parent_path() / base::StrCat(out_abs.filename().string(), ".child"));
+  if (::mkdir(scratch.path().c_str(), 0700) != 0) {
+    return Errno(base::StrCat("mkdir \"", scratch.path().string(), "\""));
+  }
+  // The child writes only here, as its own uid.
+  if (as_root && ::chown(scratch.path().c_str(), options.uid, options.gid) != 0) {
+    return Errno(base::StrCat("chown \"", scratch.path().string(), "\""));
+  }
+  int64_t cpu_seconds = 0;
+  if (options.deadline != absl::InfiniteFuture()) {
+    cpu_seconds = std::max<int64_t>(1, absl::ToInt64Seconds(options.deadline - absl::Now()) + 1);
+  }
+
   const int n = static_cast<int>(layers.size());
   const int high = kFirstLayerFd + n;  // above every target fd number
   // Every fd the child needs, duplicated above the target numbers so the
@@ -229,7 +392,13 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
     base::UniqueFd w(pipe_fds[1]);
     RETURN_IF_ERROR(park(w.get()));
   }
-  json req = {{"out_dir", fs::absolute(out_dir).string()}, {"layers", json::array()}};
+  json req = {{"out_dir", scratch.path().string()},
+              {"layers", json::array()},
+              {"max_bytes", options.limits.max_bytes},
+              {"max_entries", options.limits.max_entries},
+              {"cpu_seconds", cpu_seconds},
+              {"uid", static_cast<int64_t>(options.uid)},
+              {"gid", static_cast<int64_t>(options.gid)}};
   for (const Descriptor& l : layers) {
     req["layers"].push_back({{"mediaType", l.media_type}, {"digest", l.digest}, {"size", l.size}});
   }
@@ -270,63 +439,74 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
   ChildGuard child(pid);
   moved.clear();  // the child holds its own copies now
 
+  // The answer, read until the child closes the pipe, or the deadline (the
+  // guard kills the child on the way out).
   std::string text;
   char buf[4096];
-  while (text.size() < kMaxResult) {
+  while (true) {
+    int timeout_ms = -1;
+    if (options.deadline != absl::InfiniteFuture()) {
+      const absl::Duration left = options.deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return absl::DeadlineExceededError(
+            "layer extraction did not finish within the pull timeout ([images] pull_timeout_seconds); "
+            "extraction child killed");
+      }
+      timeout_ms = static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 60000));
+    }
+    pollfd p{result_read.get(), POLLIN, 0};
+    int r = ::poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Errno("poll extraction result");
+    if (r == 0) continue;  // the deadline check above decides
     ssize_t k = ::read(result_read.get(), buf, sizeof buf);
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) return Errno("read extraction result");
     if (k == 0) break;
     text.append(buf, static_cast<size_t>(k));
+    if (text.size() > kMaxResult) {
+      return absl::InternalError(base::StrCat("layer extraction child's answer is larger than ", kMaxResult, " bytes"));
+    }
   }
   ASSIGN_OR_RETURN(int st, child.Wait());
   if (WIFSIGNALED(st)) {
+    if (WTERMSIG(st) == SIGXCPU) {
+      return absl::DeadlineExceededError(
+          "layer extraction used up its CPU time (RLIMIT_CPU from the pull timeout, [images] "
+          "pull_timeout_seconds); extraction child killed");
+    }
     return absl::InternalError(base::StrCat("layer extraction child was killed by signal ",
                                             WTERMSIG(st), " (", strsignal(WTERMSIG(st)), ")"));
   }
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !json::accept(text)) {
-    return absl::InternalError(base::StrCat("layer extraction child failed (exit status ",
-                                            WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-                                            ") without a result"));
-  }
-  return ParseExtractionResult(text);
-}
-
-absl::StatusOr<BootArtifacts> ParseExtractionResult(std::string_view text) {
-  auto bad = [](std::string_view why) {
-    return absl::InternalError(base::StrCat("layer extraction child answered ", why));
-  };
   json out = json::parse(text, nullptr, false);
-  if (!out.is_object()) return bad("something that is not a JSON object");
-  // Every field is checked for its type: nlohmann's value() would throw.
-  auto string_at = [&out](const char* key, std::string* v) {
-    auto it = out.find(key);
-    if (it == out.end()) return true;
-    if (!it->is_string()) return false;
-    *v = it->get<std::string>();
-    return true;
-  };
-  auto ok = out.find("ok");
-  if (ok == out.end() || !ok->is_boolean()) return bad("no boolean \"ok\"");
-  if (!ok->get<bool>()) {
-    std::string message = "layer extraction failed";
-    if (!string_at("message", &message)) return bad("a non-string \"message\"");
-    auto code = out.find("code");
-    // A failure keeps its code, but only a real error code: 0 would be OK.
-    int c = code != out.end() && code->is_number_integer() ? code->get<int>() : 0;
-    if (c < 1 || c > 16) return bad(base::StrCat("a failure without a valid error code: \"", message, "\""));
-    return absl::Status(static_cast<absl::StatusCode>(c), message);
+  const std::optional<bool> ok = JsonBool(out, "ok");
+  if (!out.is_object() || !ok.has_value() || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    return absl::InternalError(base::StrCat("layer extraction child failed (exit status ",
+                                            WIFEXITED(st) ? WEXITSTATUS(st) : -1, ") without a well-formed result"));
+  }
+  if (!*ok) {
+    // The code must be a real error code: an "ok" code here would turn a
+    // failure into a success-shaped Status.
+    const int64_t code = JsonInt(out, "code").value_or(static_cast<int64_t>(absl::StatusCode::kInternal));
+    const absl::StatusCode c =
+        code >= 1 && code <= 16 ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kInternal;
+    std::string message = JsonString(out, "message");
+    return absl::Status(c, message.empty() ? "layer extraction failed" : message);
   }
   BootArtifacts a;
-  if (!string_at("disk", &a.disk) || !string_at("kernel", &a.kernel) || !string_at("initrd", &a.initrd) ||
-      !string_at("reason", &a.unbootable_reason)) {
-    return bad("a non-string artifact path or reason");
-  }
-  // The child is untrusted: its answer must name only the artifact paths.
-  for (const std::string* p : {&a.disk, &a.kernel, &a.initrd}) {
-    if (!p->empty() && (p->find("..") != std::string::npos || (*p)[0] == '/')) {
-      return absl::InternalError(base::StrCat("extraction child returned path \"", *p, "\""));
-    }
+  a.disk = JsonString(out, "disk");
+  a.kernel = JsonString(out, "kernel");
+  a.initrd = JsonString(out, "initrd");
+  a.unbootable_reason = JsonString(out, "reason");
+  // The child is untrusted: its answer must name only the artifact paths,
+  // and only those files leave its scratch directory.
+  RETURN_IF_ERROR(CheckArtifactNames(a));
+  base::UniqueFd scratch_fd(::open(scratch.path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!scratch_fd.valid()) return Errno(base::StrCat("open \"", scratch.path().string(), "\""));
+  base::UniqueFd out_fd(::open(out_abs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!out_fd.valid()) return Errno(base::StrCat("open \"", out_abs.string(), "\""));
+  for (const std::string* rel : {&a.disk, &a.kernel, &a.initrd}) {
+    if (!rel->empty()) RETURN_IF_ERROR(TakeArtifact(scratch_fd.get(), out_fd.get(), *rel, scratch.path()));
   }
   return a;
 }

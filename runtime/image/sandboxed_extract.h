@@ -1,15 +1,28 @@
 // ExtractBootArtifacts in a sandboxed child process, because image layers are untrusted.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "runtime/image/extract.h"
 #include "runtime/image/oci.h"
 
 namespace kvcri::runtime::image {
+
+struct SandboxOptions {
+  ExtractLimits limits;
+  // The child is killed at this time (DeadlineExceeded); its CPU time is
+  // bounded by the same (RLIMIT_CPU). A pull passes its own deadline.
+  absl::Time deadline = absl::InfiniteFuture();
+  // When the caller is root, the unprivileged uid and gid the child runs as
+  // ([images] extract_uid / extract_gid); never 0.
+  uid_t uid = 65534;
+  gid_t gid = 65534;
+};
 
 // ExtractBootArtifacts in a child process, because layers are untrusted:
 //
@@ -18,23 +31,28 @@ namespace kvcri::runtime::image {
 //    marker, so every binary linking this library can act as the child;
 //  - it gets only the layer blobs (opened here, one fd each), a result pipe
 //    and its request; every other descriptor is closed;
-//  - as root it chroots into `out_dir`, so it can write nowhere else;
-//  - it drops every capability (effective, permitted, inheritable, ambient
-//    and the bounding set), sets no_new_privs, and then loads a seccomp
-//    allowlist of the file and memory syscalls extraction needs: no exec,
-//    no sockets, no mount, no ptrace, no chroot (denied calls fail EPERM).
+//  - it writes into a scratch directory of its own, `<out_dir>.child`
+//    (created here, owned by options.uid, removed before returning); as
+//    root it chroots into it, so it can write nowhere else;
+//  - as root it then drops to options.uid/gid (no supplementary groups),
+//    drops every capability (effective, permitted, inheritable, ambient and
+//    the bounding set), sets no_new_privs, sets rlimits (RLIMIT_FSIZE to
+//    limits.max_bytes, RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU from the
+//    deadline, no core dumps), and loads a seccomp allowlist of the file and
+//    memory syscalls extraction needs: no exec, no sockets, no mount, no
+//    ptrace, no chroot, no chmod (denied calls fail EPERM).
+//
+// The child's answer is untrusted too: the parent takes from the scratch
+// directory only the artifacts it names, after checking each is a regular
+// file at one of the artifact paths (no symlink on the way), makes it
+// root-owned (when root) and 0444, and moves it into `out_dir` (which must
+// exist and be empty). Nothing else the child wrote is kept.
 //
 // Errors keep their code (InvalidArgument for a refused layer, as in
-// ExtractBootArtifacts); a child that dies is Internal naming the signal.
-absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source,
-                                                            const std::vector<Descriptor>& layers,
-                                                            const std::filesystem::path& out_dir);
-
-// The child's answer on its result pipe (at most 1 MiB), read by the parent:
-// the artifacts, or the child's error with its code. Internal for anything
-// else: a non-object, a field of the wrong type, an error code that is not
-// one, a path outside the artifacts' names. The child may be compromised by
-// the layers it read, so this is a parser of untrusted bytes (fuzzed).
-absl::StatusOr<BootArtifacts> ParseExtractionResult(std::string_view text);
+// ExtractBootArtifacts); a child that dies is Internal naming the signal;
+// DeadlineExceeded past options.deadline.
+absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
+                                                            const std::filesystem::path& out_dir,
+                                                            const SandboxOptions& options = {});
 
 }  // namespace kvcri::runtime::image

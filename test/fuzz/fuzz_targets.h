@@ -26,7 +26,6 @@ void FuzzUdpFrame(FuzzInput in);
 void FuzzConsoleLog(FuzzInput in);
 void FuzzDiskFormat(FuzzInput in);
 void FuzzTarExtract(FuzzInput in);
-void FuzzExtractionResult(FuzzInput in);
 void FuzzOciJson(FuzzInput in);
 void FuzzRegistryAuth(FuzzInput in);
 void FuzzRegistryManifest(FuzzInput in);

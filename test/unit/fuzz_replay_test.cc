@@ -30,7 +30,6 @@ constexpr Target kTargets[] = {
     {"console_log", FuzzConsoleLog},
     {"disk_format", FuzzDiskFormat},
     {"tar_extract", FuzzTarExtract},
-    {"extraction_result", FuzzExtractionResult},
     {"oci_json", FuzzOciJson},
     {"registry_auth", FuzzRegistryAuth},
     {"registry_manifest", FuzzRegistryManifest},

@@ -9,11 +9,20 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -893,6 +902,562 @@ TEST_F(ImageStoreTest, ConcurrentPullsOfOneReferenceShareOneDownload) {
   EXPECT_EQ(first->id, second->id);
   EXPECT_EQ(http.manifest_gets(), 1);
   EXPECT_FALSE(first->pinned);
+}
+
+}  // namespace
+}  // namespace kvcri::runtime::image
+
+// ---- Hostile registries and layers (issue 13) ----
+
+namespace kvcri::runtime::image {
+namespace {
+
+// A registry over a fake HTTP seam: blobs from an OCI layout, the manifest
+// (and anything else) from `answer`, which the test may change between pulls.
+// Records every request.
+class ScriptedRegistry : public HttpFetcher {
+ public:
+  struct Answer {
+    long status = 200;
+    std::map<std::string, std::string> headers;
+    std::string body;
+  };
+  using Handler = std::function<std::optional<Answer>(const HttpRequest&)>;
+
+  explicit ScriptedRegistry(fs::path layout) : layout_(std::move(layout)) {}
+
+  absl::StatusOr<HttpResponse> Get(const HttpRequest& req, const BodySink& sink) override {
+    Handler h;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      requests_.push_back(req);
+      h = handler_;
+    }
+    Answer a;
+    if (std::optional<Answer> got = h ? h(req) : std::nullopt; got.has_value()) {
+      a = *got;
+    } else if (size_t at = req.url.find("/blobs/"); at != std::string::npos) {
+      absl::StatusOr<std::string> body =
+          base::ReadFile(layout_ / "blobs" / "sha256" / std::string(DigestHex(req.url.substr(at + 7))));
+      a.status = body.ok() ? 200 : 404;
+      a.body = body.ok() ? *body : "";
+    } else {
+      a.status = 404;
+    }
+    HttpResponse resp;
+    resp.status = a.status;
+    resp.headers = a.headers;
+    resp.effective_url = req.url;
+    if (a.status >= 200 && a.status < 300 && sink && !req.head) {
+      if (absl::Status s = sink(a.body); !s.ok()) return s;
+    } else if (!req.head) {
+      resp.body = a.body;
+    }
+    return resp;
+  }
+
+  void Serve(Handler h) {
+    std::lock_guard<std::mutex> l(mu_);
+    handler_ = std::move(h);
+  }
+  std::vector<HttpRequest> Requests() {
+    std::lock_guard<std::mutex> l(mu_);
+    return requests_;
+  }
+  int Count(const std::string& part) {
+    int n = 0;
+    for (const HttpRequest& r : Requests()) n += r.url.find(part) != std::string::npos;
+    return n;
+  }
+
+ private:
+  const fs::path layout_;
+  std::mutex mu_;
+  Handler handler_;
+  std::vector<HttpRequest> requests_;
+};
+
+bool HasHeader(const HttpRequest& r, const std::string& prefix) {
+  for (const std::string& h : r.headers) {
+    if (h.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+ScriptedRegistry::Handler ManifestFrom(const fs::path& layout, const std::string& digest) {
+  return [layout, digest](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
+    if (req.url.find("/manifests/") == std::string::npos) return std::nullopt;
+    ScriptedRegistry::Answer a;
+    a.headers["content-type"] = "application/vnd.oci.image.manifest.v1+json";
+    a.body = *base::ReadFile(layout / "blobs" / "sha256" / std::string(DigestHex(digest)));
+    return a;
+  };
+}
+
+class HostileImageTest : public ImageStoreTest {
+ protected:
+  // A small bootable image in layout `l`; returns its manifest digest.
+  std::string GoodImage() {
+    LayoutBuilder b(tmp_ / "l");
+    b.Layer({{.name = "disk/", .type = TarEntry::kDir}, {.name = "disk/d.raw", .data = "raw"}});
+    return b.Finish("x");
+  }
+  std::unique_ptr<LocalImageStore> OpenWith(const ExtractLimits& limits) {
+    LocalImageStore::Options o;
+    o.limits = limits;
+    absl::StatusOr<std::unique_ptr<LocalImageStore>> s = LocalImageStore::Open(tmp_ / "images", o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  void ExpectStoreEmpty() {
+    EXPECT_THAT(StoreContents(), IsEmpty());
+    EXPECT_THAT(*store_->List(), IsEmpty());
+  }
+};
+
+// Each malformed JSON answer fails its pull with a message (no exception
+// escapes, no flight stays behind), and a good pull of the same reference
+// works right after.
+TEST_F(HostileImageTest, MalformedRegistryAnswersFailCleanlyAndTheReferenceRecovers) {
+  const std::string digest = GoodImage();
+  ScriptedRegistry http(tmp_ / "l");
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+  const std::string image = "127.0.0.1:5000/vm:1";
+  struct Case {
+    std::string name;
+    long status;
+    std::string content_type;
+    std::string body;
+  };
+  const std::vector<Case> cases = {
+      {"manifest mediaType is a number", 200, "application/json", R"({"mediaType": 5, "config": {}, "layers": []})"},
+      {"manifest config digest is a number", 200, "application/vnd.oci.image.manifest.v1+json",
+       R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":5,"size":"x"},"layers":{}})"},
+      {"manifest is an array", 200, "application/vnd.oci.image.manifest.v1+json", "[1,2,3]"},
+      {"manifest is not JSON", 200, "application/vnd.oci.image.manifest.v1+json", "{\"config\": "},
+      {"index entries are strings", 200, "application/vnd.oci.image.index.v1+json", R"({"manifests": ["a", 5]})"},
+      {"index entry size is a string", 200, "application/vnd.oci.image.index.v1+json",
+       R"({"manifests": [{"digest": "sha256:)" + std::string(64, 'a') + R"(", "size": "1", "platform": 7}]})"},
+      {"error body codes are numbers", 404, "application/json", R"({"errors": [{"code": 5, "message": [1]}, 7]})"},
+      {"error body is an array", 500, "application/json", R"([{"errors": 1}])"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    http.Serve([&c](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
+      if (req.url.find("/manifests/") == std::string::npos) return std::nullopt;
+      return ScriptedRegistry::Answer{c.status, {{"content-type", c.content_type}}, c.body};
+    });
+    for (int attempt = 0; attempt < 2; ++attempt) {  // the second would hang behind a leaked flight
+      auto pulled = std::async(std::launch::async, [&] { return puller.Pull(image, {}); });
+      ASSERT_EQ(pulled.wait_for(std::chrono::seconds(60)), std::future_status::ready) << "pull hangs";
+      absl::StatusOr<ImageInfo> info = pulled.get();
+      ASSERT_FALSE(info.ok());
+      EXPECT_NE(info.status().code(), absl::StatusCode::kOk);
+      EXPECT_FALSE(info.status().message().empty());
+      RecordProperty(c.name, std::string(info.status().message()));
+    }
+    ExpectStoreEmpty();
+  }
+  http.Serve(ManifestFrom(tmp_ / "l", digest));
+  absl::StatusOr<ImageInfo> info = puller.Pull(image, {});
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->boot.kind, BootKind::kDisk);
+}
+
+// A malformed image config (right digest, wrong shape) fails the pull too.
+TEST_F(HostileImageTest, MalformedConfigFailsCleanly) {
+  LayoutBuilder b(tmp_ / "l");
+  b.Layer({{.name = "disk/", .type = TarEntry::kDir}, {.name = "disk/d.raw", .data = "raw"}});
+  std::string bad_config = R"({"config": 5, "os": ["linux"]})";
+  json config = b.Blob(bad_config, "application/vnd.oci.image.config.v1+json");
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"config", config},
+                   {"layers", b.layers()}};
+  ScriptedRegistry http(tmp_ / "l");
+  http.Serve([&](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
+    if (req.url.find("/manifests/") == std::string::npos) return std::nullopt;
+    return ScriptedRegistry::Answer{
+        200, {{"content-type", "application/vnd.oci.image.manifest.v1+json"}}, manifest.dump()};
+  });
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+  absl::StatusOr<ImageInfo> info = puller.Pull("127.0.0.1:5000/vm:1", {});
+  ASSERT_FALSE(info.ok());
+  EXPECT_THAT(std::string(info.status().message()), HasSubstr("config"));
+  ExpectStoreEmpty();
+}
+
+// Sizes a manifest declares are bounded before a byte is downloaded.
+TEST_F(HostileImageTest, HugeDeclaredLayerOrConfigIsRefusedBeforeDownload) {
+  GoodImage();
+  ScriptedRegistry http(tmp_ / "l");
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+  const std::string config = R"({"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:)" +
+                             std::string(64, 'c') + R"(","size":)";
+  const std::string layer = R"({"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"sha256:)" +
+                            std::string(64, 'd') + R"(","size":)";
+  for (const std::string& body : {R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config +
+                                      "100},\"layers\":[" + layer + "1099511627776}]}",
+                                  R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config +
+                                      "1000000000},\"layers\":[" + layer + "1}]}",
+                                  R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" + config +
+                                      "100},\"layers\":[" + layer + "68719476000}," + layer + "68719476000}]}"}) {
+    SCOPED_TRACE(body);
+    http.Serve([&](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
+      if (req.url.find("/manifests/") == std::string::npos) return std::nullopt;
+      return ScriptedRegistry::Answer{200, {{"content-type", "application/vnd.oci.image.manifest.v1+json"}}, body};
+    });
+    absl::StatusOr<ImageInfo> info = puller.Pull("127.0.0.1:5000/vm:1", {});
+    ASSERT_FALSE(info.ok());
+    EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument) << info.status();
+    EXPECT_THAT(std::string(info.status().message()), HasSubstr("declares"));
+    EXPECT_EQ(http.Count("/blobs/"), 0);
+    ExpectStoreEmpty();
+  }
+}
+
+// A registry that wants basic auth for repository vm: 401 without it.
+ScriptedRegistry::Handler BasicAuthRegistry(const fs::path& layout, const std::string& digest) {
+  ScriptedRegistry::Handler good = ManifestFrom(layout, digest);
+  return [good](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
+    if (!HasHeader(req, "Authorization: Basic dTpw")) {  // u:p
+      return ScriptedRegistry::Answer{401, {{"www-authenticate", "Basic realm=\"r\""}}, ""};
+    }
+    return good(req);
+  };
+}
+
+// Concurrent pulls with different credentials never share one answer.
+TEST_F(HostileImageTest, ConcurrentPullsWithOtherCredentialsDoNotShareAFlight) {
+  const std::string digest = GoodImage();
+  ScriptedRegistry http(tmp_ / "l");
+  absl::Notification release;
+  std::atomic<int> manifest_gets{0};
+  ScriptedRegistry::Handler auth = BasicAuthRegistry(tmp_ / "l", digest);
+  http.Serve([&](const HttpRequest& req) -> std::optional<ScriptedRegistry::Answer> {
+    if (req.url.find("/manifests/") != std::string::npos && HasHeader(req, "Authorization:")) {
+      if (manifest_gets.fetch_add(1) == 0) release.WaitForNotification();
+    }
+    return auth(req);
+  });
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+  absl::StatusOr<ImageInfo> with, without;
+  std::thread a([&] { with = puller.Pull("127.0.0.1:5000/vm:1", {.username = "u", .password = "p"}); });
+  while (manifest_gets.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::thread c([&] { without = puller.Pull("127.0.0.1:5000/vm:1", {}); });
+  c.join();  // not behind the authenticated flight: it asks on its own and is refused
+  release.Notify();
+  a.join();
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(without.status().code(), absl::StatusCode::kUnauthenticated) << without.status();
+}
+
+// A digest pull answered from the store checks the caller's credentials
+// when the image came with credentials; images pulled anonymously are served
+// without asking.
+TEST_F(HostileImageTest, DigestPullOfAnImagePulledWithCredentialsAsksTheRegistry) {
+  const std::string digest = GoodImage();
+  ScriptedRegistry http(tmp_ / "l");
+  http.Serve(BasicAuthRegistry(tmp_ / "l", digest));
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+  const RegistryCredentials creds{.username = "u", .password = "p"};
+  absl::StatusOr<ImageInfo> info = puller.Pull("127.0.0.1:5000/vm:1", creds);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(info->pulled_with_credentials);
+  EXPECT_TRUE(store_->Resolve("127.0.0.1:5000/vm:1")->pulled_with_credentials);
+
+  const std::string by_digest = "127.0.0.1:5000/vm@" + digest;
+  const size_t before = http.Requests().size();
+  absl::StatusOr<ImageInfo> anonymous = puller.Pull(by_digest, {});
+  ASSERT_FALSE(anonymous.ok());
+  EXPECT_EQ(anonymous.status().code(), absl::StatusCode::kUnauthenticated) << anonymous.status();
+  EXPECT_THAT(std::string(anonymous.status().message()), HasSubstr(by_digest));
+  std::vector<HttpRequest> reqs = http.Requests();
+  ASSERT_GT(reqs.size(), before);
+  EXPECT_TRUE(reqs[before].head);
+  EXPECT_THAT(reqs[before].url, HasSubstr("/manifests/" + digest));
+  EXPECT_EQ(http.Count("/blobs/"), 2);  // the first pull's config and layer only
+
+  absl::StatusOr<ImageInfo> wrong = puller.Pull(by_digest, {.username = "u", .password = "wrong"});
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kUnauthenticated) << wrong.status();
+  absl::StatusOr<ImageInfo> right = puller.Pull(by_digest, creds);
+  ASSERT_TRUE(right.ok()) << right.status();
+  EXPECT_EQ(right->id, info->id);
+}
+
+TEST_F(HostileImageTest, DigestPullOfAnAnonymousImageNeedsNoRegistry) {
+  const std::string digest = GoodImage();
+  ScriptedRegistry http(tmp_ / "l");
+  http.Serve(ManifestFrom(tmp_ / "l", digest));
+  RegistryPuller puller(store_.get(), &http, PullerOptions{});
+  ASSERT_TRUE(puller.Pull("127.0.0.1:5000/vm:1", {}).ok());
+  EXPECT_FALSE(store_->Resolve("127.0.0.1:5000/vm:1")->pulled_with_credentials);
+  const size_t before = http.Requests().size();
+  ASSERT_TRUE(puller.Pull("127.0.0.1:5000/vm@" + digest, {}).ok());
+  EXPECT_EQ(http.Requests().size(), before);
+}
+
+// Credentials given for one registry are not offered to another, nor to a mirror.
+TEST_F(HostileImageTest, CredentialsAreOfferedOnlyWhereTheyWereGivenFor) {
+  const std::string digest = GoodImage();
+  ScriptedRegistry http(tmp_ / "l");
+  ScriptedRegistry::Handler auth = BasicAuthRegistry(tmp_ / "l", digest);
+  http.Serve(auth);
+  PullerOptions options;
+  options.registry.mirrors["127.0.0.1:5000"] = {"http://127.0.0.1:6000"};
+  RegistryPuller puller(store_.get(), &http, options);
+  absl::StatusOr<ImageInfo> other =
+      puller.Pull("127.0.0.1:5000/vm:1", {.username = "u", .password = "p", .server_address = "other.example"});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kUnauthenticated) << other.status();
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("other.example"));
+  for (const HttpRequest& r : http.Requests()) EXPECT_FALSE(HasHeader(r, "Authorization:")) << r.url;
+
+  // Without a server_address: the registry gets them, its mirror does not.
+  absl::StatusOr<ImageInfo> info = puller.Pull("127.0.0.1:5000/vm:1", {.username = "u", .password = "p"});
+  ASSERT_TRUE(info.ok()) << info.status();
+  int to_registry = 0;
+  for (const HttpRequest& r : http.Requests()) {
+    if (r.url.find(":6000/") != std::string::npos) EXPECT_FALSE(HasHeader(r, "Authorization:")) << r.url;
+    if (r.url.find(":5000/") != std::string::npos) to_registry += HasHeader(r, "Authorization: Basic");
+  }
+  EXPECT_GT(to_registry, 0);
+}
+
+// A tar of one entry of `size` bytes of 'A' (compressible, not holes), zstd.
+std::string BombLayer(const std::string& name, size_t size) {
+  return MakeTar({{.name = name, .data = std::string(size, 'A')}}, Compression::kZstd);
+}
+
+TEST_F(HostileImageTest, DecompressionBombIsRefusedAtTheByteLimit) {
+  store_ = OpenWith({.max_bytes = 8 << 20});
+  for (const std::string name : {"disk/bomb.raw", "junk/skipped.bin"}) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(base::RemoveAll(tmp_ / "bomb").ok());
+    LayoutBuilder b(tmp_ / "bomb");
+    b.Layer({{.name = name, .data = std::string(64 << 20, 'A')}}, Compression::kZstd);
+    b.Finish("x");
+    EXPECT_LT(fs::file_size(b.BlobPath(b.layers()[0])), 64u << 10);  // a small layer
+    ExpectImportFails(tmp_ / "bomb", absl::StatusCode::kInvalidArgument, "max_image_bytes");
+  }
+  // Many small entries add up too.
+  ASSERT_TRUE(base::RemoveAll(tmp_ / "bomb").ok());
+  LayoutBuilder b(tmp_ / "bomb");
+  std::vector<TarEntry> entries;
+  for (int i = 0; i < 16; ++i) entries.push_back({.name = "f" + std::to_string(i), .data = std::string(1 << 20, 'A')});
+  b.Layer(entries, Compression::kZstd);
+  b.Finish("x");
+  ExpectImportFails(tmp_ / "bomb", absl::StatusCode::kInvalidArgument, "max_image_bytes");
+  // Under the limit, the same store imports.
+  GoodImage();
+  absl::StatusOr<ImageInfo> ok = store_->Import(tmp_ / "l", "ok:1", "x");
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST_F(HostileImageTest, LayerOfCountlessEntriesIsRefusedAtTheEntryLimit) {
+  store_ = OpenWith({.max_entries = 100});
+  LayoutBuilder b(tmp_ / "many");
+  std::vector<TarEntry> entries;
+  for (int i = 0; i < 101; ++i) entries.push_back({.name = "e" + std::to_string(i), .data = "x"});
+  b.Layer(entries);
+  b.Finish("x");
+  ExpectImportFails(tmp_ / "many", absl::StatusCode::kInvalidArgument, "max_image_entries");
+  // Files written are bounded whatever the entry limit.
+  ASSERT_TRUE(base::RemoveAll(tmp_ / "many").ok());
+  store_ = OpenWith({});
+  LayoutBuilder d(tmp_ / "many");
+  entries.clear();
+  for (int i = 0; i < kMaxExtractedFiles + 1; ++i)
+    entries.push_back({.name = "disk/d" + std::to_string(i), .data = "x"});
+  d.Layer(entries);
+  d.Finish("x");
+  ExpectImportFails(tmp_ / "many", absl::StatusCode::kInvalidArgument, "files under /disk/");
+}
+
+// Layer blobs served through pipes the test feeds: extraction waits for it.
+class PipeLayerSource : public BlobSource {
+ public:
+  PipeLayerSource(fs::path layout, std::string layer) : dir_(std::move(layout)), layer_(std::move(layer)) {
+    int p[2];
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    read_ = base::UniqueFd(p[0]);
+    write_ = base::UniqueFd(p[1]);
+  }
+  absl::StatusOr<base::UniqueFd> Open(std::string_view digest) override {
+    if (digest != layer_) return dir_.Open(digest);
+    return base::UniqueFd(::fcntl(read_.get(), F_DUPFD_CLOEXEC, 0));
+  }
+  // Writes the layer and closes the pipe: extraction can finish.
+  void Feed() {
+    std::string data = *base::ReadFile(dir_.BlobPath(layer_));
+    read_.Reset();
+    for (size_t done = 0; done < data.size();) {
+      ssize_t n = ::write(write_.get(), data.data() + done, data.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    write_.Reset();
+  }
+  void Close() {
+    read_.Reset();
+    write_.Reset();
+  }
+
+ private:
+  DirBlobSource dir_;
+  std::string layer_;
+  base::UniqueFd read_, write_;
+};
+
+// The running extraction child: pid of the process whose argv[0] is kvcri-extract and whose parent is us.
+pid_t FindExtractChild() {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    absl::StatusOr<std::string> cmdline = base::ReadFile(e.path() / "cmdline");
+    if (!cmdline.ok() || cmdline->rfind(std::string("kvcri-extract\0", 14), 0) != 0) continue;
+    absl::StatusOr<std::string> status = base::ReadFile(e.path() / "status");
+    if (!status.ok()) continue;
+    if (status->find("PPid:\t" + std::to_string(::getpid()) + "\n") == std::string::npos) continue;
+    return static_cast<pid_t>(std::stoi(name));
+  }
+  return -1;
+}
+
+struct PipeImage {
+  std::string manifest_digest;
+  Descriptor manifest;
+  std::string layer;
+};
+
+PipeImage BuildPipeImage(const fs::path& dir) {
+  LayoutBuilder b(dir);
+  b.Layer({{.name = "disk/", .type = TarEntry::kDir}, {.name = "disk/d.raw", .data = "raw-disk"}});
+  PipeImage out;
+  out.manifest_digest = b.Finish("x");
+  out.layer = b.layers()[0]["digest"];
+  out.manifest.media_type = "application/vnd.oci.image.manifest.v1+json";
+  out.manifest.digest = out.manifest_digest;
+  out.manifest.size = static_cast<int64_t>(fs::file_size(DirBlobSource(dir).BlobPath(out.manifest_digest)));
+  return out;
+}
+
+// While one image extracts: the store's lock is free (another import and a
+// Remove finish), the child runs as the unprivileged uid with its rlimits,
+// and what someone else drops into its work directory is not committed.
+TEST_F(HostileImageTest, ExtractionRunsUnlockedUnprivilegedAndCommitsOnlyItsArtifacts) {
+  ASSERT_EQ(::geteuid(), 0u) << "this test checks the extraction child's uid change, which needs root";
+  LayoutBuilder other(tmp_ / "other");
+  other.Layer({{.name = "boot/vmlinuz", .data = "K"}});
+  other.Finish("x");
+  ASSERT_TRUE(store_->Import(tmp_ / "other", "other:1", "x").ok());
+
+  PipeImage img = BuildPipeImage(tmp_ / "slow");
+  PipeLayerSource source(tmp_ / "slow", img.layer);
+  absl::StatusOr<Reference> ref = ParseReference("slow:1");
+  ASSERT_TRUE(ref.ok());
+  auto commit = std::async(std::launch::async, [&] {
+    return store_->Commit(source, img.manifest, img.manifest_digest, *ref, LocalImageStore::Origin::kImport);
+  });
+  pid_t child = -1;
+  for (int i = 0; i < 400 && child < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    child = FindExtractChild();
+  }
+  ASSERT_GT(child, 0) << "no extraction child found";
+  // Give it time to drop privileges (it blocks reading the pipe after).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::string status = *base::ReadFile(fs::path("/proc") / std::to_string(child) / "status");
+  EXPECT_THAT(status, HasSubstr("Uid:\t65534\t65534\t65534\t65534"));
+  EXPECT_THAT(status, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
+  EXPECT_THAT(status, HasSubstr("CapEff:\t0000000000000000"));
+  std::string limits = *base::ReadFile(fs::path("/proc") / std::to_string(child) / "limits");
+  EXPECT_THAT(limits, ::testing::ContainsRegex("Max file size +68719476736 +68719476736"));
+  EXPECT_THAT(limits, ::testing::ContainsRegex("Max open files +[0-9]{1,2} "));
+
+  // Files appear where the child could write (its own directory; on an
+  // unconfined extraction, the whole work directory): none may be committed.
+  // The parent's own image/ directory is out of the child's reach (chroot).
+  std::vector<fs::path> plant_in;
+  for (const auto& e : fs::recursive_directory_iterator(tmp_ / "images" / "tmp")) {
+    const fs::path rel = fs::relative(e.path(), tmp_ / "images" / "tmp");
+    bool in_image = false;
+    for (const fs::path& part : rel) in_image |= part == "image";
+    if (e.is_directory() && !in_image) plant_in.push_back(e.path());
+  }
+  ASSERT_FALSE(plant_in.empty());
+  for (const fs::path& d : plant_in) std::ofstream(d / "planted") << "x";
+
+  // The lock is free: another import and a Remove finish meanwhile.
+  auto other_ops = std::async(std::launch::async, [&] {
+    absl::Status s = store_->Remove("other:1", nullptr);
+    if (!s.ok()) return s;
+    return store_->Import(tmp_ / "other", "other:2", "x").status();
+  });
+  const bool finished = other_ops.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  EXPECT_TRUE(finished) << "Remove/Import waited behind an extraction";
+  source.Feed();
+  if (finished) EXPECT_TRUE(other_ops.get().ok());
+  absl::StatusOr<ImageInfo> info = commit.get();
+  ASSERT_TRUE(info.ok()) << info.status();
+  if (!finished) other_ops.wait();
+
+  std::set<std::string> committed;
+  const fs::path dir = tmp_ / "images" / "store" / info->id.substr(7);
+  for (const auto& e : fs::recursive_directory_iterator(dir)) committed.insert(fs::relative(e.path(), dir));
+  EXPECT_THAT(committed, UnorderedElementsAre("image.json", "disk", "disk/d.raw"));
+  struct stat st;
+  ASSERT_EQ(::stat(info->boot.disk.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
+  EXPECT_EQ(*base::ReadFile(info->boot.disk), "raw-disk");
+  EXPECT_TRUE(fs::is_empty(tmp_ / "images" / "tmp"));
+}
+
+// The pull timeout covers extraction: a layer that never ends is cut off.
+TEST_F(HostileImageTest, ExtractionStopsAtTheDeadline) {
+  PipeImage img = BuildPipeImage(tmp_ / "slow");
+  PipeLayerSource source(tmp_ / "slow", img.layer);
+  absl::StatusOr<Reference> ref = ParseReference("slow:1");
+  ASSERT_TRUE(ref.ok());
+  LocalImageStore::CommitOptions options;
+  options.deadline = absl::Now() + absl::Seconds(1);
+  auto commit = std::async(std::launch::async,
+                           [&] { return store_->Commit(source, img.manifest, img.manifest_digest, *ref, options); });
+  // Today's code would wait for the layer forever; end it after a while.
+  if (commit.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "extraction ignored its deadline";
+    source.Close();
+  }
+  absl::StatusOr<ImageInfo> info = commit.get();
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.status().code(), absl::StatusCode::kDeadlineExceeded) << info.status();
+  EXPECT_THAT(std::string(info.status().message()), HasSubstr("pull_timeout_seconds"));
+  EXPECT_EQ(FindExtractChild(), -1);
+  ExpectStoreEmpty();
+}
+
+// Every directory of the store is 0700, also one made wider before.
+TEST_F(HostileImageTest, StoreDirectoriesAreOwnerOnly) {
+  GoodImage();
+  ASSERT_TRUE(store_->Import(tmp_ / "l", "vm:1", "x").ok());
+  ASSERT_EQ(::chmod((tmp_ / "images").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((tmp_ / "images" / "store").c_str(), 0755), 0);
+  store_.reset();
+  const mode_t old = ::umask(0);
+  store_ = Open();
+  ::umask(old);
+  ASSERT_NE(store_, nullptr);
+  for (const auto& e : fs::recursive_directory_iterator(tmp_ / "images")) {
+    if (!e.is_directory()) continue;
+    struct stat st;
+    ASSERT_EQ(::lstat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << e.path();
+  }
+  struct stat st;
+  ASSERT_EQ(::lstat((tmp_ / "images").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
 }
 
 }  // namespace
