@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -558,7 +559,13 @@ absl::StatusOr<std::unique_ptr<LocalImageStore>> LocalImageStore::Open(fs::path 
     if (::lstat(d.c_str(), &st) != 0) return Errno("stat", d);
     if (!S_ISDIR(st.st_mode))
       return absl::FailedPreconditionError(base::StrCat("\"", d.string(), "\" is not a directory"));
-    if ((st.st_mode & 07777) != 0700 && st.st_uid == ::geteuid() && ::chmod(d.c_str(), 0700) != 0) {
+    // A directory on the way to a base disk may carry ACL entries that let
+    // confined VMs (runtime/vm_confinement.h) traverse it; its group bits are
+    // then the ACL mask, and chmod 0700 would mask those entries off for the
+    // running VMs. Keep the mask's x there; everything else still goes.
+    const bool has_acl = ::getxattr(d.c_str(), "system.posix_acl_access", nullptr, 0) > 0;
+    const mode_t want = has_acl ? (0700 | (st.st_mode & 0010)) : 0700;
+    if ((st.st_mode & 07777) != want && st.st_uid == ::geteuid() && ::chmod(d.c_str(), want) != 0) {
       return Errno("chmod 0700", d);
     }
   }

@@ -32,6 +32,7 @@
 #include "config/base/file_util.h"
 #include "runtime/image/digest.h"
 #include "runtime/image/puller.h"
+#include "runtime/vm_confinement.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -1458,6 +1459,21 @@ TEST_F(HostileImageTest, StoreDirectoriesAreOwnerOnly) {
   struct stat st;
   ASSERT_EQ(::lstat((tmp_ / "images").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
+}
+
+// A confined VM's traverse entry on the way to its base disk survives the
+// store's tightening at the next start-up: chmod 0700 would set the ACL mask
+// to nothing and lock the running VM out.
+TEST_F(HostileImageTest, ReopeningKeepsAConfinedVmsTraverseEntry) {
+  constexpr uid_t kVmUid = 2000000123;
+  store_.reset();
+  ASSERT_TRUE(AddAclEntry(tmp_ / "images" / "store", kVmUid, Access::kTraverse).ok());
+  store_ = Open();
+  ASSERT_NE(store_, nullptr);
+  struct stat st;
+  ASSERT_EQ(::lstat((tmp_ / "images" / "store").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0710u) << "the ACL mask (group bits) lost its x";
+  EXPECT_TRUE(HasAclEntry(tmp_ / "images" / "store", kVmUid));
 }
 
 }  // namespace
