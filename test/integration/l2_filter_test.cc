@@ -28,6 +28,7 @@
 #include "cni/dhcp_server.h"
 #include "cni/tap.h"
 #include "config/base/netns_exec.h"
+#include "test/client/tap_util.h"
 #include "config/base/unique_fd.h"
 #include "test/fakes/frames.h"
 #include "test/fakes/shell.h"
@@ -116,49 +117,11 @@ class L2FilterTest : public ::testing::TestWithParam<bool> {
   }
 
   // The guest's end of tap0, opened inside the Pod netns like QEMU would.
-  base::UniqueFd OpenTap() {
-    base::UniqueFd fd;
-    absl::Status s = base::RunInNetns(netns_, [&]() -> absl::Status {
-      fd = base::UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
-      if (!fd.valid()) return absl::ErrnoToStatus(errno, "open /dev/net/tun");
-      ifreq ifr{};
-      std::strcpy(ifr.ifr_name, "tap0");
-      ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-      if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) return absl::ErrnoToStatus(errno, "TUNSETIFF tap0");
-      return absl::OkStatus();
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    // Until linkwatch marks the opened tap UP, frames to the guest are dropped.
-    for (int i = 0; i < 100; ++i) {
-      if (Sh("ip -n " + pod_ + " -o link show tap0").output.find("state UP") != std::string::npos) return fd;
-      ::usleep(50000);
-    }
-    ADD_FAILURE() << "tap0 did not become operationally UP within 5s of opening it";
-    return fd;
-  }
+  base::UniqueFd OpenTap() { return testing::OpenGuestTap(netns_, pod_, "tap0"); }
 
   // A packet socket on peer0: sees what reaches the Pod network from the
   // guest, and sends as another Pod would.
-  base::UniqueFd OpenPeer() {
-    base::UniqueFd fd;
-    absl::Status s = base::RunInNetns("/run/netns/" + host_, [&]() -> absl::Status {
-      fd = base::UniqueFd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL)));
-      if (!fd.valid()) return absl::ErrnoToStatus(errno, "socket");
-      ifreq ifr{};
-      std::strcpy(ifr.ifr_name, "peer0");
-      if (::ioctl(fd.get(), SIOCGIFINDEX, &ifr) != 0) return absl::ErrnoToStatus(errno, "SIOCGIFINDEX peer0");
-      sockaddr_ll a{};
-      a.sll_family = AF_PACKET;
-      a.sll_protocol = htons(ETH_P_ALL);
-      a.sll_ifindex = ifr.ifr_ifindex;
-      if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        return absl::ErrnoToStatus(errno, "bind");
-      }
-      return absl::OkStatus();
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    return fd;
-  }
+  base::UniqueFd OpenPeer() { return testing::OpenPacketSocket("/run/netns/" + host_, "peer0"); }
 
   static void Send(int fd, const std::string& frame) {
     ASSERT_EQ(::write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size())) << std::strerror(errno);
