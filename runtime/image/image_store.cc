@@ -835,15 +835,22 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
   // reading it without the lock sees one whole version.
   std::optional<LockedWorkDir> work;
   fs::path image_dir;  // work/image: what the rename below publishes
+  // A fresh locked work directory under tmp/ with the image extracted into
+  // its image/ (start-up clean-up in another process skips a locked one).
+  auto ExtractToWorkDir = [&]() -> absl::StatusOr<LockedWorkDir> {
+    ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
+    ASSIGN_OR_RETURN(LockedWorkDir w, LockedWorkDir::Create(dir_ / "tmp" / base::StrCat("import-", rnd)));
+    const fs::path dir = w.path() / "image";
+    RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
+    RETURN_IF_ERROR(ExtractInto(source, manifest_desc, manifest, config, ref, dir, options.deadline));
+    return w;
+  };
   {
     ASSIGN_OR_RETURN(auto read, ReadIndex(dir_));
     if (!read.first.images.count(id) || !LoadImage(dir_, id).ok()) {
-      ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
-      ASSIGN_OR_RETURN(LockedWorkDir w, LockedWorkDir::Create(dir_ / "tmp" / base::StrCat("import-", rnd)));
+      ASSIGN_OR_RETURN(LockedWorkDir w, ExtractToWorkDir());
       work.emplace(std::move(w));
       image_dir = work->path() / "image";
-      RETURN_IF_ERROR(base::MakeDirs(image_dir, 0700));
-      RETURN_IF_ERROR(ExtractInto(source, manifest_desc, manifest, config, ref, image_dir, options.deadline));
     }
   }
 
@@ -858,12 +865,9 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
     if (!work.has_value()) {
       // Removed (or damaged) between our look and the lock: extract again,
       // this once under the lock (rare; the image's directory is ours).
-      ASSIGN_OR_RETURN(std::string rnd, base::RandomHex(8));
-      ASSIGN_OR_RETURN(LockedWorkDir w, LockedWorkDir::Create(dir_ / "tmp" / base::StrCat("import-", rnd)));
+      ASSIGN_OR_RETURN(LockedWorkDir w, ExtractToWorkDir());
       work.emplace(std::move(w));
       image_dir = work->path() / "image";
-      RETURN_IF_ERROR(base::MakeDirs(image_dir, 0700));
-      RETURN_IF_ERROR(ExtractInto(source, manifest_desc, manifest, config, ref, image_dir, options.deadline));
     }
     // A directory of the same id not in the index is a crash leftover.
     RETURN_IF_ERROR(base::RemoveAll(final_dir));
