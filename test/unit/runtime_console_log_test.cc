@@ -370,7 +370,9 @@ TEST_F(ConsoleLogTest, FailedWritesHoldNothingAndTheBacklogStaysBounded) {
   int lines = 0;
   for (std::string l; std::getline(in, l); ++lines) {
     ASSERT_TRUE(WellFormed(l)) << l;
-    if (l.find("kubevirt-cri:") == std::string::npos) ASSERT_THAT(l, ::testing::EndsWith(" " + line.substr(0, 99)));
+    if (l.find("kubevirt-cri:") == std::string::npos) {
+      ASSERT_THAT(l, ::testing::EndsWith(" " + line.substr(0, 99)));
+    }
   }
   EXPECT_GT(lines, 0);
 }
