@@ -37,6 +37,13 @@ class SmallFsUnderOverlay {
     }
     mounted_fs_ = true;
     fs::copy_file(overlay, dir_ / "disk.qcow2");
+    // The copy keeps the overlay's owner: CreateContainer gave it to the VM's
+    // own uid ([security] vm_uid_range), and QEMU runs as that uid.
+    struct stat st {};
+    if (::stat(overlay.c_str(), &st) != 0 || ::chown((dir_ / "disk.qcow2").c_str(), st.st_uid, st.st_gid) != 0) {
+      ADD_FAILURE() << "keep the owner of " << overlay << ": " << std::strerror(errno);
+      return;
+    }
     ::chmod((dir_ / "disk.qcow2").c_str(), 0600);
     if (::mount((dir_ / "disk.qcow2").c_str(), overlay.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       ADD_FAILURE() << "bind-mount over " << overlay << ": " << std::strerror(errno);
