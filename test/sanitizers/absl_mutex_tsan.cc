@@ -48,7 +48,12 @@ void Release(const void* mu) {
   __tsan_release(const_cast<void*>(mu));
   __tsan_release(&condition_token);
 }
-void Acquire(const void* mu) { __tsan_acquire(const_cast<void*>(mu)); }
+// Also acquires what a condition evaluated by absl (on whichever thread held
+// the lock then) read, so those reads happen before this holder's writes.
+void Acquire(const void* mu) {
+  __tsan_acquire(const_cast<void*>(mu));
+  __tsan_acquire(&condition_token);
+}
 
 }  // namespace
 
@@ -119,7 +124,9 @@ bool Mutex::AwaitWithDeadline(const Condition& c, absl::Time t) {
 bool Condition::Eval() const {
   static auto real = Real<bool (*)(const Condition*)>("_ZNK4absl7debian39Condition4EvalEv");
   __tsan_acquire(&condition_token);
-  return real(this);
+  bool met = real(this);
+  __tsan_release(&condition_token);  // the next lock holder's writes come after these reads
+  return met;
 }
 
 void CondVar::Wait(Mutex* mu) {

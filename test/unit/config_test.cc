@@ -38,6 +38,17 @@ TEST(Config, EmptyDocumentGivesDefaults) {
   EXPECT_EQ(c->CniCacheDir(), "/var/lib/kubevirt-cri/cni-cache");
 }
 
+// Found by fuzz_config_toml: toml++ reached __builtin_unreachable() on U+FEFF.
+TEST(Config, ALeadingByteOrderMarkIsDroppedAndOneInsideRefused) {
+  absl::StatusOr<Config> c = ParseConfig("\xEF\xBB\xBF", "bom");
+  ASSERT_TRUE(c.ok()) << c.status();
+  c = ParseConfig("\xEF\xBB\xBFlog_level = \"debug\"\n", "bom");
+  ASSERT_TRUE(c.ok()) << c.status();
+  c = ParseConfig("log_level = \"debug\"\n\xEF\xBB\xBF\n", "inside");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), ::testing::HasSubstr("U+FEFF"));
+}
+
 TEST(Config, ExplicitUriAndAcceleratorAreUsed) {
   absl::StatusOr<Config> c = ParseConfig(
       "[libvirt]\nuri = \"qemu:///system\"\naccelerator = \"tcg\"\n", "t");
