@@ -75,6 +75,13 @@ struct VmSpec {
   std::string cmdline;
   // QEMU appends the serial console (ttyS0) to this file.
   std::filesystem::path console_log;
+  // Non-empty: the console's interactive side as well, a unix socket QEMU
+  // listens on (attach); its output still goes to console_log.
+  std::filesystem::path console_socket;
+  // Non-empty: a virtio-serial channel for kvcri-agent
+  // (runtime/agent/agent_client.h), a unix socket QEMU listens on. Every VM
+  // also gets libvirt's qemu-guest-agent channel (org.qemu.guest_agent.0).
+  std::filesystem::path agent_socket;
   std::vector<NicSpec> nics;
   // The Pod's network namespace (a pinned netns path): QEMU is started inside
   // it so it finds the Pod's tap devices. Empty: the caller's namespace.
@@ -165,6 +172,18 @@ class Hypervisor {
   // call back into the Hypervisor. One subscriber; a second call replaces it.
   // Unimplemented when the driver has no events (callers then poll).
   virtual absl::Status Subscribe(std::function<void(const VmEvent&)> on_event) = 0;
+  // Sends one JSON command to the domain's qemu-guest-agent and returns the
+  // reply (JSON text, untrusted). Unavailable when no agent is connected;
+  // DeadlineExceeded after `timeout`. Not pure: fakes may have no agent.
+  virtual absl::StatusOr<std::string> GuestAgentCommand(std::string_view /*name*/, std::string_view /*command_json*/,
+                                                        absl::Duration /*timeout*/) {
+    return absl::UnimplementedError("this hypervisor has no guest agent channel");
+  }
+  // Whether the guest has opened the virtio-serial port named `channel`
+  // (libvirt's channel state), e.g. runtime::agent::kAgentChannelName.
+  virtual absl::StatusOr<bool> GuestChannelConnected(std::string_view /*name*/, std::string_view /*channel*/) {
+    return absl::UnimplementedError("this hypervisor reports no channel state");
+  }
 };
 
 }  // namespace kvcri::runtime

@@ -386,6 +386,8 @@ std::string ContainerRecord::ToJson() const {
       {"io_error_since", io_error_since},
       {"vm_uid", vm_uid},
       {"vm_grants", vm_grants},
+      {"console_socket", console_socket},
+      {"agent_socket", agent_socket},
   };
   return Dump(j);
 }
@@ -450,6 +452,8 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
   top.Int("io_error_since", &r.io_error_since);
   top.Int("vm_uid", &r.vm_uid);
   top.StrList("vm_grants", &r.vm_grants);
+  top.Str("console_socket", &r.console_socket);
+  top.Str("agent_socket", &r.agent_socket);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

@@ -208,6 +208,12 @@ struct ContainerRecord {
   // (image files, block devices, shared directories) and, for each, its
   // ancestors: what RemoveContainer takes back.
   std::vector<std::string> vm_grants;
+  // Unix sockets QEMU listens on (short paths below the state dir: a socket
+  // path has at most 107 bytes): the serial console's interactive side
+  // (attach; its output also goes to console_path) and kvcri-agent's
+  // virtio-serial channel. Empty in records of VMs made before they existed.
+  std::string console_socket;
+  std::string agent_socket;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

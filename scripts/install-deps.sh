@@ -10,6 +10,7 @@ build_pkgs=(
   libabsl-dev libvirt-dev libseccomp-dev libcap-dev libacl1-dev
   libtomlplusplus-dev nlohmann-json3-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev libnl-route-3-dev libnl-3-dev
+  libboost-dev zlib1g-dev  # the streaming server: Boost.Beast (HTTP, WebSocket), zlib (SPDY header blocks)
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
 )
 runtime_pkgs=(
@@ -20,6 +21,7 @@ runtime_pkgs=(
 demo_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk umoci curl
+  qemu-guest-agent  # copied into the test guest with its libraries
 )
 test_pkgs=(
   "${demo_pkgs[@]}"
