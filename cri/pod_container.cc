@@ -1,5 +1,6 @@
 // PodLifecycle, the Pod's VM container: create (overlay, seed), start, graceful stop, remove, exit refresh.
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <set>
@@ -11,6 +12,7 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "config/base/unique_fd.h"
+
 #include "cri/pod_lifecycle.h"
 #include "cri/pod_network_spec.h"
 #include "cri/volumes.h"
@@ -182,9 +184,19 @@ absl::StatusOr<uint32_t> PodLifecycle::AllocateVmUid() {
   std::set<uint32_t> used = pending_uids_;
   uint32_t highest = 0;
   for (const sandbox::ContainerRecord& r : deps_.store->ListContainers()) {
-    if (r.vm_uid == 0) continue;
-    used.insert(r.vm_uid);
-    highest = std::max(highest, r.vm_uid);
+    uint32_t uid = r.vm_uid;
+    // An unreadable record does not say its uid, but its VM may still run
+    // with it: the container dir's group is the VM's gid (== uid, see
+    // ConfineFiles), so that uid stays taken until the record is removed.
+    if (uid == 0 && !r.load_error.empty()) {
+      struct stat st;
+      if (::stat(ContainerDir(r.id).c_str(), &st) == 0 && st.st_gid >= sec.vm_uid_first && st.st_gid <= sec.vm_uid_last) {
+        uid = st.st_gid;
+      }
+    }
+    if (uid == 0) continue;
+    used.insert(uid);
+    highest = std::max(highest, uid);
   }
   // After a restart, continue above the highest uid the records hold.
   if (next_uid_ < sec.vm_uid_first || next_uid_ > sec.vm_uid_last) {

@@ -1,9 +1,13 @@
 // cri/ orchestration with fakes: rollback, idempotency, recovery.
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <sys/stat.h>
+
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -18,7 +22,20 @@ namespace {
 
 using ::testing::HasSubstr;
 
-using CriLifecycleTest = CriHarness;
+class CriLifecycleTest : public CriHarness {
+ protected:
+  // Whether the fake's Resume() leaves a VM paused on a host I/O error.
+  void SetIoErrorPersists(bool persists) {
+    absl::MutexLock l(&hv_.mu);
+    hv_.io_error_persists = persists;
+  }
+  // QEMU paused `domain` because a write found the host file system full,
+  // and a resume does not help until SetIoErrorPersists(false).
+  void PauseOnHostIoError(const std::string& domain) {
+    SetIoErrorPersists(true);
+    hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  }
+};
 
 TEST_F(CriLifecycleTest, RunPodSandboxRemovesRecordAndNameWhenNetnsFails) {
   {
@@ -288,6 +305,32 @@ TEST_F(CriLifecycleTest, RecoveryKeepsTheRunningVmOfAnUnreadableRecord) {
   }
 }
 
+// An unreadable record does not say which uid its still-running VM has; the
+// group of its container dir does, and that uid is not handed out again.
+TEST_F(CriLifecycleTest, TheUidOfAVmWithAnUnreadableRecordIsNotReused) {
+  ASSERT_TRUE(config_.security.confined());
+  // The next uid after a restart continues above the highest one the
+  // readable records hold: with none readable, it would start over.
+  std::string pod;
+  const std::string ctr = RunningPodVm("old", &pod);
+  auto vm_gid = [&](const std::string& id) {
+    struct stat st {};
+    EXPECT_EQ(::stat((config_.root / "containers" / id).c_str(), &st), 0) << id;
+    return st.st_gid;
+  };
+  const gid_t old_uid = vm_gid(ctr);
+  ASSERT_EQ(old_uid, config_.security.vm_uid_first);
+  const fs::path record = config_.root / "sandboxes" / pod / "containers" / (ctr + ".json");
+  std::ifstream in(record);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ofstream(record, std::ios::trunc) << std::regex_replace(text, std::regex(R"("version"\s*:\s*1\b)"), "\"version\": 99");
+  Restart();
+  ASSERT_EQ(Status(ctr).reason(), "RecordUnreadable");
+  std::string pod2;
+  const std::string ctr2 = RunningPodVm("new", &pod2);
+  EXPECT_NE(vm_gid(ctr2), old_uid);
+}
+
 // QEMU pauses a VM whose disk write found the host file system full: the
 // container is RUNNING with reason PausedIOError and the failed disk, every
 // sweep tries a resume, and once one sticks the reason is gone.
@@ -295,11 +338,7 @@ TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorIsReportedAndResumedBySweeps) {
   std::string pod;
   const std::string ctr = RunningPodVm("web", &pod);
   const std::string domain = "kvcri-" + ctr;
-  {
-    absl::MutexLock l(&hv_.mu);
-    hv_.io_error_persists = true;
-  }
-  hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  PauseOnHostIoError(domain);
   pb::ContainerStatus st = Status(ctr);
   EXPECT_EQ(st.state(), pb::CONTAINER_RUNNING);
   EXPECT_EQ(st.reason(), "PausedIOError");
@@ -317,10 +356,7 @@ TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorIsReportedAndResumedBySweeps) {
   EXPECT_GE(std::count(calls.begin(), calls.end(), "Resume " + domain), 2) << "start, then the sweep";
 
   // Space is back: the next sweep resumes it for good.
-  {
-    absl::MutexLock l(&hv_.mu);
-    hv_.io_error_persists = false;
-  }
+  SetIoErrorPersists(false);
   manual_clock_.Advance(absl::Seconds(10));
   pods_->Sweep();
   EXPECT_EQ(hv_.PhaseOf(domain), runtime::VmPhase::kRunning);
@@ -337,11 +373,7 @@ TEST_F(CriLifecycleTest, AVmPausedOnAHostIoErrorPastTheBoundIsStoppedAndExited) 
   std::string pod;
   const std::string ctr = RunningPodVm("web", &pod);
   const std::string domain = "kvcri-" + ctr;
-  {
-    absl::MutexLock l(&hv_.mu);
-    hv_.io_error_persists = true;
-  }
-  hv_.SetStatus(domain, {runtime::VmPhase::kPaused, 0, runtime::kIoErrorReason, "vda: no space left on the host"});
+  PauseOnHostIoError(domain);
   pods_->Sweep();
   EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
   manual_clock_.Advance(absl::Seconds(59));
