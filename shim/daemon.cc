@@ -25,7 +25,7 @@
 #include "runtime/libvirt_hypervisor.h"
 #include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
-#include "sandbox/netns.h"
+#include "sandbox/pinned_netns.h"
 #include "shim/socket.h"
 
 namespace kvcri::shim {

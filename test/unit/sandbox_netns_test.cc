@@ -21,7 +21,7 @@
 #include "config/base/unique_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "sandbox/netns.h"
+#include "sandbox/pinned_netns.h"
 #include "sandbox/records.h"
 
 namespace kvcri::sandbox {

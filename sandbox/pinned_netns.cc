@@ -1,5 +1,5 @@
 // PinnedNetnsManager: network namespaces pinned by bind mounts under the state directory.
-#include "sandbox/netns.h"
+#include "sandbox/pinned_netns.h"
 
 #include <fcntl.h>
 #include <linux/magic.h>
