@@ -351,8 +351,9 @@ absl::StatusOr<size_t> Session::DoRead(Stream& s, char* buf, size_t len) {
   {
     absl::MutexLock l(&mu_);
     while (s.recv_.empty() && !s.remote_fin_ && !s.reset_ && !gone_) cv_.Wait(&mu_);
+    // A reset aborts the stream: what was buffered is not delivered.
+    if (s.reset_) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, " was reset"));
     if (s.recv_.empty()) {
-      if (s.reset_) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, " was reset"));
       if (s.remote_fin_) return 0;
       return absl::UnavailableError("the SPDY connection is gone");
     }
@@ -510,7 +511,11 @@ void Session::Fail(const absl::Status& why, uint32_t goaway_status) {
     absl::MutexLock l(&mu_);
     last = last_peer_stream_id_;
   }
-  WriteRaw(EncodeGoAway(last, goaway_status)).IgnoreError();  // best effort: we are closing anyway
+  {
+    absl::MutexLock w(&write_mu_);
+    WriteLocked(EncodeGoAway(last, goaway_status)).IgnoreError();  // best effort: we are closing anyway
+    write_closed_ = true;  // the GOAWAY is the last frame
+  }
   MarkGone(why);
   ::shutdown(fd_.get(), SHUT_RDWR);
 }
@@ -536,7 +541,7 @@ void Session::Finish(absl::Duration linger) {
   }
   {
     absl::MutexLock w(&write_mu_);
-    WriteLocked(EncodeGoAway(last, kGoAwayOk)).IgnoreError();  // the peer may be gone already
+    if (!gone()) WriteLocked(EncodeGoAway(last, kGoAwayOk)).IgnoreError();  // the peer may be gone already
     write_closed_ = true;
     ::shutdown(fd_.get(), SHUT_WR);
   }
