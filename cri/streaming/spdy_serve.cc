@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "config/base/log.h"
 #include "config/base/str.h"
 #include "cri/streaming/spdy_session.h"
@@ -73,9 +74,26 @@ class SpdyCommandStreams : public RemoteCommandStreams {
     resize_done_ = true;
     return std::nullopt;
   }
-  void OnClientGone(std::function<void()> cb) override { session_.OnGone(std::move(cb)); }
+  void OnClientGone(std::function<void()> cb) override {
+    session_.OnGone([gate = gate_, cb = std::move(cb)] {
+      absl::MutexLock l(&gate->mu);
+      if (gate->open) cb();
+    });
+  }
+  // The backend returned: its callbacks may point at state that is gone, so
+  // the session's own end (which follows) must not run them. Waits for one
+  // that is running.
+  void CloseGate() {
+    absl::MutexLock l(&gate_->mu);
+    gate_->open = false;
+  }
 
  private:
+  struct Gate {
+    absl::Mutex mu;
+    bool open ABSL_GUARDED_BY(mu) = true;
+  };
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
   Session& session_;
   CommandStreams& streams_;
   std::string resize_buf_;
@@ -139,6 +157,7 @@ void ServeRemoteCommand(Session& session, const std::string& protocol, bool exec
   } else {
     SpdyCommandStreams io(session, streams);
     result = exec ? backend->Exec(*exec_spec, io) : backend->Attach(*attach_spec, io);
+    io.CloseGate();
   }
   // Output first, then the status: client-go waits for both, in any order,
   // but a client reading the status may hang up at once.

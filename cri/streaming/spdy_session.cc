@@ -274,10 +274,19 @@ absl::Status Session::HandleData(Frame& f) {
       } else {
         // A peer without flow control gets backpressure: we stop reading the
         // socket until the consumer made room.
+        // A consumer that takes nothing for the idle timeout (a stream we
+        // never read, such as an error stream) must not wedge the connection.
         std::string_view rest = f.payload;
         const size_t cap = std::max<size_t>(limits_.receive_window, 1);
+        const absl::Duration stall = absl::Seconds(std::max(limits_.idle_timeout_seconds, 1));
         while (!rest.empty()) {
-          while (s->recv_.size() >= cap && !s->reset_ && !gone_) cv_.Wait(&mu_);
+          absl::Time stall_end = absl::Now() + stall;
+          while (s->recv_.size() >= cap && !s->reset_ && !gone_) {
+            if (cv_.WaitWithDeadline(&mu_, stall_end) && s->recv_.size() >= cap && !s->reset_ && !gone_) {
+              return absl::DeadlineExceededError(base::StrCat("SPDY stream ", s->id_, ": nothing read of a full buffer for ",
+                                                              limits_.idle_timeout_seconds, " s"));
+            }
+          }
           if (s->reset_ || gone_) break;
           const size_t n = std::min(rest.size(), cap - s->recv_.size());
           s->recv_.append(rest.substr(0, n));

@@ -38,6 +38,13 @@ class FakeBackend : public StreamingBackend {
       started.Notify();
       release.WaitForNotification();
     }
+    if (cmd == "wait_gone") {
+      auto gone = std::make_shared<absl::Notification>();
+      io.OnClientGone([gone] { gone->Notify(); });
+      started.Notify();
+      returned_after_gone = gone->WaitForNotificationWithTimeout(absl::Seconds(10));
+      return {};
+    }
     if (cmd == "big") {
       std::string chunk(4096, 'b');
       for (int left = std::stoi(spec.cmd[1]); left > 0; left -= 4096) {
@@ -83,6 +90,7 @@ class FakeBackend : public StreamingBackend {
   }
   absl::Notification started, release;
   std::atomic<size_t> stdin_bytes{0};
+  std::atomic<bool> returned_after_gone{false};
 };
 
 std::pair<base::UniqueFd, base::UniqueFd> SocketPair() {
@@ -187,6 +195,18 @@ TEST(SpdyServe, AttachRuns) {
   auto out = s.Open({{"streamtype", "stdout"}});
   EXPECT_EQ(ReadAll(*out), "attached:c9");
   EXPECT_EQ(ReadAll(*error), "");
+}
+
+TEST(SpdyServe, ClientGoingAwayCancelsTheBackend) {
+  FakeBackend backend;
+  {
+    Served s(ExecTarget({"wait_gone"}, "v4.channel.k8s.io", false), &backend);
+    auto error = s.Open({{"streamtype", "error"}});
+    auto out = s.Open({{"streamtype", "stdout"}});
+    auto err = s.Open({{"streamtype", "stderr"}});
+    ASSERT_TRUE(backend.started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  }  // the client hangs up; the server thread is joined here
+  EXPECT_TRUE(backend.returned_after_gone.load());
 }
 
 TEST(SpdyServe, MissingStreamsTimeOutOnTheErrorStream) {
