@@ -17,6 +17,7 @@
 #include "cri/streaming/spdy_session.h"
 #include "cri/streaming/stream_io.h"
 #include "test/client/stream_client.h"
+#include "test/client/tls_pipe.h"
 
 namespace kvcri::testing {
 namespace {
@@ -28,18 +29,22 @@ constexpr size_t kMaxResponseHead = 64 << 10;
 
 struct Url {
   std::string host, port, path;
+  bool https = false;
 };
 
 absl::StatusOr<Url> ParseUrl(const std::string& url) {
   std::string_view rest = url;
-  if (absl::StartsWith(absl::string_view(rest.data(), rest.size()), "https://")) {
-    return absl::InvalidArgumentError(base::StrCat("url \"", url, "\": the SPDY test client speaks no TLS"));
+  Url out;
+  if (rest.substr(0, 8) == "https://") {
+    out.https = true;
+    rest.remove_prefix(8);
+  } else if (rest.substr(0, 7) == "http://") {
+    rest.remove_prefix(7);
+  } else {
+    return absl::InvalidArgumentError(base::StrCat("url \"", url, "\" is neither http:// nor https://"));
   }
-  if (rest.substr(0, 7) != "http://") return absl::InvalidArgumentError(base::StrCat("url \"", url, "\" is not http://"));
-  rest.remove_prefix(7);
   const size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
-  Url out;
   out.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   size_t colon = authority.rfind(':');
   if (colon == std::string_view::npos || (authority.find(']') != std::string_view::npos && colon < authority.find(']'))) {
@@ -80,11 +85,17 @@ struct Upgraded {
 };
 
 // The upgrade request client-go's SPDY round tripper sends, and the 101.
-absl::StatusOr<Upgraded> Upgrade(const std::string& url, const std::vector<std::string>& protocols, int* http_status) {
+absl::StatusOr<Upgraded> Upgrade(const std::string& url, const std::vector<std::string>& protocols,
+                                 const std::string& tls_ca_file, int* http_status) {
   absl::StatusOr<Url> u = ParseUrl(url);
   if (!u.ok()) return u.status();
   absl::StatusOr<base::UniqueFd> fd = Dial(*u);
   if (!fd.ok()) return fd.status();
+  if (u->https) {
+    // The session runs over a plain fd; TLS lives on the pipe's far side.
+    fd = TlsClientPipe(std::move(*fd), u->host, tls_ca_file);
+    if (!fd.ok()) return fd.status();
+  }
   std::string req = base::StrCat("POST ", u->path, " HTTP/1.1\r\nHost: ", u->host, ":", u->port,
                                  "\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n");
   for (const std::string& p : protocols) req += base::StrCat("X-Stream-Protocol-Version: ", p, "\r\n");
@@ -334,7 +345,7 @@ absl::StatusOr<std::unique_ptr<RemoteCommandClient>> OpenSpdyRemoteCommand(const
   if (protocols.empty()) {
     for (const char* p : streaming::kSpdyRemoteCommandProtocols) protocols.emplace_back(p);
   }
-  absl::StatusOr<Upgraded> up = Upgrade(url, protocols, nullptr);
+  absl::StatusOr<Upgraded> up = Upgrade(url, protocols, options.tls_ca_file, nullptr);
   if (!up.ok()) return up.status();
   if (up->protocol.empty()) return absl::FailedPreconditionError("the server negotiated no X-Stream-Protocol-Version");
   auto session = std::make_unique<sp::Session>(std::move(up->fd), std::move(up->leftover), streaming::StreamLimits{},
@@ -347,8 +358,7 @@ absl::StatusOr<std::unique_ptr<RemoteCommandClient>> OpenSpdyRemoteCommand(const
 
 absl::StatusOr<std::unique_ptr<PortForwardClient>> OpenSpdyPortForward(const std::string& url,
                                                                       const std::string& tls_ca_file) {
-  if (!tls_ca_file.empty()) return absl::InvalidArgumentError("the SPDY test client speaks no TLS");
-  absl::StatusOr<Upgraded> up = Upgrade(url, {streaming::kPortForwardProtocol}, nullptr);
+  absl::StatusOr<Upgraded> up = Upgrade(url, {streaming::kPortForwardProtocol}, tls_ca_file, nullptr);
   if (!up.ok()) return up.status();
   auto session = std::make_shared<sp::Session>(std::move(up->fd), std::move(up->leftover), streaming::StreamLimits{},
                                                sp::Session::Role::kClient);
@@ -357,7 +367,8 @@ absl::StatusOr<std::unique_ptr<PortForwardClient>> OpenSpdyPortForward(const std
 }
 
 absl::StatusOr<base::UniqueFd> UpgradeSpdyRaw(const std::string& url, const std::string& protocol, int* http_status) {
-  absl::StatusOr<Upgraded> up = Upgrade(url, {protocol}, http_status);
+  // No CA for raw upgrades: hostile-client tests use http.
+  absl::StatusOr<Upgraded> up = Upgrade(url, {protocol}, "", http_status);
   if (!up.ok()) return up.status();
   return std::move(up->fd);
 }

@@ -1,11 +1,15 @@
 // Unit tests of the SPDY/3.1 session and ServeSpdyConnection over socketpairs with a fake backend: exec, attach, port-forward, flow control, hostile peers.
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
 #include <cerrno>
 #include <thread>
 
@@ -16,6 +20,7 @@
 #include "cri/streaming/spdy_serve.h"
 #include "cri/streaming/spdy_session.h"
 #include "test/client/stream_client.h"
+#include "test/client/tls_pipe.h"
 
 namespace kvcri::streaming {
 namespace {
@@ -540,7 +545,8 @@ TEST(SpdyServe, PortForwardErrorsGoToTheErrorStream) {
 // The test client over TCP against a minimal upgrade responder.
 class UpgradeServer {
  public:
-  UpgradeServer(SpdyTarget target, StreamingBackend* backend) {
+  // With `cert_file` and `key_file`: https.
+  UpgradeServer(SpdyTarget target, StreamingBackend* backend, std::string cert_file = "", std::string key_file = "") {
     listen_ = base::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -549,10 +555,15 @@ class UpgradeServer {
     EXPECT_EQ(::listen(listen_.get(), 4), 0);
     socklen_t len = sizeof addr;
     ::getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&addr), &len);
-    url_ = base::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/exec/token");
-    thread_ = std::thread([this, target, backend] {
+    url_ = base::StrCat(cert_file.empty() ? "http" : "https", "://127.0.0.1:", ntohs(addr.sin_port), "/exec/token");
+    thread_ = std::thread([this, target, backend, cert_file, key_file] {
       base::UniqueFd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (!c.valid()) return;
+      if (!cert_file.empty()) {
+        absl::StatusOr<base::UniqueFd> plain = testing::TlsServerPipe(std::move(c), cert_file, key_file);
+        if (!plain.ok()) return;  // the client's handshake failed: its test checks that
+        c = std::move(*plain);
+      }
       std::string head;
       char buf[4096];
       while (head.find("\r\n\r\n") == std::string::npos) {
@@ -622,9 +633,83 @@ TEST(SpdyTestClient, PortForwardThroughTheUpgrade) {
   EXPECT_NE(e.status().message().find("connection refused"), std::string::npos) << e.status();
 }
 
-TEST(SpdyTestClient, HttpsIsRefusedClearly) {
-  auto c = testing::OpenSpdyPortForward("https://127.0.0.1:1/portforward/x");
-  EXPECT_TRUE(absl::IsInvalidArgument(c.status()));
+// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
+void WriteSelfSignedCert(const std::string& dir) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  ASSERT_NE(key, nullptr);
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("kvcri test"), -1, -1,
+                             0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_subject_alt_name, "IP:127.0.0.1"},
+                            std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
+    ASSERT_NE(ext, nullptr);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  ASSERT_GT(X509_sign(x, key, EVP_sha256()), 0);
+  FILE* f = std::fopen((dir + "/cert.pem").c_str(), "w");
+  PEM_write_X509(f, x);
+  std::fclose(f);
+  f = std::fopen((dir + "/key.pem").c_str(), "w");
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  X509_free(x);
+  EVP_PKEY_free(key);
+}
+
+TEST(SpdyTestClient, ExecOverHttps) {
+  char tmpl[] = "/tmp/spdy-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  WriteSelfSignedCert(dir);
+  FakeBackend backend;
+  UpgradeServer server(ExecTarget({"echo", "0"}, "v4.channel.k8s.io", true), &backend, dir + "/cert.pem",
+                       dir + "/key.pem");
+  testing::RemoteCommandOptions o;
+  o.stdin = true;
+  o.tls_ca_file = dir + "/cert.pem";
+  auto client = testing::OpenSpdyRemoteCommand(server.url(), o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->WriteStdin("over tls").ok());
+  ASSERT_TRUE((*client)->CloseStdin().ok());
+  auto r = (*client)->Wait(absl::Seconds(20));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, "out:over tls");
+  EXPECT_TRUE(r->success);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SpdyTestClient, HttpsRefusesAServerItsCaDidNotSign) {
+  char a[] = "/tmp/spdy-tls-XXXXXX", b[] = "/tmp/spdy-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(a), nullptr);
+  ASSERT_NE(::mkdtemp(b), nullptr);
+  WriteSelfSignedCert(a);
+  WriteSelfSignedCert(b);
+  FakeBackend backend;
+  UpgradeServer server(ForwardTarget(), &backend, std::string(a) + "/cert.pem", std::string(a) + "/key.pem");
+  auto c = testing::OpenSpdyPortForward(server.url(), std::string(b) + "/cert.pem");
+  EXPECT_TRUE(absl::IsUnavailable(c.status())) << c.status();
+  EXPECT_NE(c.status().message().find("TLS handshake"), std::string::npos) << c.status();
+  std::filesystem::remove_all(a);
+  std::filesystem::remove_all(b);
+}
+
+TEST(SpdyTestClient, HttpsWithoutACaIsRefusedClearly) {
+  FakeBackend backend;
+  UpgradeServer server(ForwardTarget(), &backend, "/nonexistent/cert.pem", "/nonexistent/key.pem");
+  auto c = testing::OpenSpdyPortForward(server.url());
+  EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << c.status();
 }
 
 }  // namespace
