@@ -61,7 +61,15 @@ absl::Status Session::Start() {
     absl::MutexLock l(&mu_);
     session_recv_window_ = window;
   }
-  RETURN_IF_ERROR(WriteRaw(hello));
+  if (role_ == Role::kClient) {
+    RETURN_IF_ERROR(WriteRaw(hello));
+  } else {
+    // client-go reads the 101 through a bufio.Reader and then reads frames
+    // from the raw connection: bytes we sent early would vanish in that
+    // buffer. So the server speaks only after the client's first frame (as
+    // spdystream does, which never speaks first).
+    hello_ = std::move(hello);
+  }
   reader_ = std::thread([this] { ReadLoop(); });
   return absl::OkStatus();
 }
@@ -81,6 +89,10 @@ void Session::ReadLoop() {
         break;
       }
       if (!next->has_value()) break;
+      if (!hello_.empty()) {
+        WriteRaw(hello_).IgnoreError();  // a dead connection shows on the next read
+        hello_.clear();
+      }
       if (absl::Status s = HandleFrame(**next); !s.ok()) {
         Fail(s, kGoAwayProtocolError);
         stop = true;

@@ -90,7 +90,8 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Sends our SETTINGS and session window, starts the reader thread.
+  // Starts the reader thread. Our SETTINGS and session window go out at once
+  // (client) or after the client's first frame (server: see Start()).
   absl::Status Start();
 
   // Server: the next stream the client opened; DeadlineExceeded at
@@ -147,6 +148,7 @@ class Session {
   const StreamLimits limits_;
   const Role role_;
   FrameParser parser_;  // reader thread only
+  std::string hello_;   // server: our SETTINGS, sent after the client's first frame; reader thread only once started
   std::unique_ptr<HeaderDecoder> decoder_;  // reader thread only
   std::thread reader_;
 
