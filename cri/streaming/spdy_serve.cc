@@ -255,7 +255,7 @@ void ServePortForward(Session& session, const PortForwardSpec& spec, StreamingBa
       request_id = std::to_string(type == "data" ? s->id() - 2 : s->id());
     }
     if (type != "error" && type != "data") {
-      base::LogInfo("SPDY port-forward: bad stream type", {{"streamtype", type}});
+      base::LogDebug("SPDY port-forward: bad stream type", {{"streamtype", type}});
       s->Reset(spdy::kRstRefusedStream);
       continue;
     }
@@ -264,7 +264,7 @@ void ServePortForward(Session& session, const PortForwardSpec& spec, StreamingBa
     if (inserted) p.deadline = absl::Now() + creation_timeout;
     std::shared_ptr<Stream>& slot = type == "error" ? p.error : p.data;
     if (slot != nullptr) {
-      base::LogInfo("SPDY port-forward: repeated stream", {{"requestid", request_id}, {"streamtype", type}});
+      base::LogDebug("SPDY port-forward: repeated stream", {{"requestid", request_id}, {"streamtype", type}});
       s->Reset(spdy::kRstStreamInUse);
       continue;
     }

@@ -115,7 +115,10 @@ void Session::ReadLoop() {
       break;
     }
     if (n == 0) {
+      // The peer closed its side: SPDY has no half-closed connection, so
+      // writers blocked on a peer that no longer reads are released too.
       MarkGone(absl::OkStatus());
+      ::shutdown(fd_.get(), SHUT_RDWR);
       break;
     }
     parser_.Feed(std::string_view(buf.data(), static_cast<size_t>(n)));
@@ -201,7 +204,7 @@ absl::Status Session::HandleSynStream(Frame& f) {
     }
   }
   if (stream == nullptr) {
-    base::LogInfo("SPDY stream refused", {{"stream", std::to_string(f.stream_id)}, {"reason", "too many streams"}});
+    base::LogDebug("SPDY stream refused", {{"stream", std::to_string(f.stream_id)}, {"reason", "too many streams"}});
     return WriteRaw(EncodeRstStream(f.stream_id, kRstRefusedStream));
   }
   // The reply goes out before anyone can write on the stream: spdystream
@@ -280,7 +283,7 @@ absl::Status Session::HandleData(Frame& f) {
         rst = kRstStreamAlreadyClosed;
       } else if (len > s->recv_window_ && peer_flow_control_) {
         rst = kRstFlowControlError;
-        base::LogInfo("SPDY stream overran its window",
+        base::LogDebug("SPDY stream overran its window",
                 {{"stream", std::to_string(s->id_)}, {"bytes", std::to_string(len)},
                  {"window", std::to_string(s->recv_window_)}});
       } else {
