@@ -222,18 +222,18 @@ absl::Status Session::HandleSynStream(Frame& f) {
 }
 
 absl::Status Session::HandleSynReply(Frame& f) {
-  ASSIGN_OR_RETURN(HeaderList headers, decoder_->Decode(f.payload));
+  RETURN_IF_ERROR(decoder_->Decode(f.payload).status());  // we use no reply headers, but the context must advance
   if (role_ == Role::kServer) {
     return absl::InvalidArgumentError(base::StrCat("SPDY SYN_REPLY from the client for stream ", f.stream_id));
   }
-  bool in_use = false;
+  std::shared_ptr<Stream> in_use;  // a second SYN_REPLY for it
   {
     absl::MutexLock l(&mu_);
     auto it = streams_.find(f.stream_id);
     if (it == streams_.end()) return absl::OkStatus();
     Stream& s = *it->second;
     if (s.replied_) {
-      in_use = true;
+      in_use = it->second;
     } else {
       s.replied_ = true;
       if (f.flags & kFlagFin) s.remote_fin_ = true;
@@ -241,15 +241,7 @@ absl::Status Session::HandleSynReply(Frame& f) {
     }
     cv_.SignalAll();
   }
-  if (in_use) {
-    if (auto s = [&]() -> std::shared_ptr<Stream> {
-          absl::MutexLock l(&mu_);
-          auto it = streams_.find(f.stream_id);
-          return it == streams_.end() ? nullptr : it->second;
-        }()) {
-      DoReset(*s, kRstStreamInUse);
-    }
-  }
+  if (in_use != nullptr) DoReset(*in_use, kRstStreamInUse);
   return absl::OkStatus();
 }
 
