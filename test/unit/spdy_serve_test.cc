@@ -708,6 +708,31 @@ TEST(SpdyTestClient, HttpsRefusesAServerItsCaDidNotSign) {
   std::filesystem::remove_all(b);
 }
 
+TEST(SpdyTestClient, RawUpgradeReportsTheHttpStatus) {
+  base::UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(l.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(l.get(), 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+  std::thread server([&] {
+    base::UniqueFd c(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    char buf[4096];
+    ASSERT_GT(::read(c.get(), buf, sizeof buf), 0);
+    const std::string reply = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    ASSERT_EQ(::write(c.get(), reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  });
+  int status = 0;
+  auto fd = testing::UpgradeSpdyRaw(base::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/exec/used-token"),
+                                    "v4.channel.k8s.io", &status);
+  server.join();
+  EXPECT_FALSE(fd.ok());
+  EXPECT_EQ(status, 404);
+  EXPECT_NE(fd.status().message().find("HTTP 404"), std::string::npos) << fd.status();
+}
+
 TEST(SpdyTestClient, HttpsWithoutACaIsRefusedClearly) {
   FakeBackend backend;
   UpgradeServer server(ForwardTarget(), &backend, "/nonexistent/cert.pem", "/nonexistent/key.pem");
