@@ -447,6 +447,25 @@ TEST(SpdySession, FlowControllingPeerThatOverrunsTheWindowIsReset) {
   EXPECT_FALSE(server.gone());  // a stream error, not a connection error
 }
 
+TEST(SpdySession, FlowControllingPeerThatOverrunsTheSessionWindowGetsGoAway) {
+  StreamLimits limits;
+  limits.receive_window = 64 << 10;  // the session window too
+  auto [a, b] = SocketPair();
+  Session server(std::move(a), "", limits, Session::Role::kServer);
+  ASSERT_TRUE(server.Start().ok());
+  RawPeer peer(std::move(b));
+  peer.Send(spdy::EncodeWindowUpdate(0, 1));  // it speaks flow control
+  peer.Send(peer.Syn(1, {{"streamtype", "stdin"}}));
+  peer.Send(spdy::EncodeData(1, 0, std::string(70 << 10, 'f')));
+  std::optional<Frame> goaway = peer.Until(FrameType::kGoAway);
+  ASSERT_TRUE(goaway.has_value());
+  EXPECT_EQ(goaway->status, spdy::kGoAwayProtocolError);
+  EXPECT_EQ(goaway->stream_id, 1u);  // the last stream we accepted
+  EXPECT_FALSE(peer.Next().has_value());
+  EXPECT_TRUE(server.gone());
+  EXPECT_NE(server.error().message().find("session window"), std::string::npos) << server.error();
+}
+
 TEST(SpdySession, SendsToAPeerWithoutFlowControlPastTheWindow) {
   // No WINDOW_UPDATE ever comes (spdystream): after the grace we send anyway.
   auto [a, b] = SocketPair();
