@@ -143,6 +143,14 @@ bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration d) {
   Acquire(mu);
   return timed_out;
 }
+bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time t) {
+  static auto real = Real<bool (*)(CondVar*, Mutex*, absl::Time)>(
+      "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  Release(mu);
+  bool timed_out = real(this, mu, t);
+  Acquire(mu);
+  return timed_out;
+}
 
 // Notify() stores notified_yet_ inside the library; HasBeenNotified() loads
 // it in our (instrumented) code, so the release also goes to that atomic's

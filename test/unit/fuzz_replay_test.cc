@@ -35,6 +35,7 @@ constexpr Target kTargets[] = {
     {"registry_manifest", FuzzRegistryManifest},
     {"cni_result", FuzzCniResult},
     {"config_toml", FuzzConfigToml},
+    {"spdy_frame", FuzzSpdyFrame},
 };
 
 std::vector<fs::path> Files(const fs::path& dir) {
