@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,12 @@ class FakeHypervisor : public runtime::Hypervisor {
     return log_dir.empty() ? std::filesystem::path() : log_dir / (std::string(name) + ".log");
   }
   std::filesystem::path log_dir;
+  // The guest opened virtio-serial port `channel`: when "<name>/<channel>"
+  // is in connected_channels.
+  absl::StatusOr<bool> GuestChannelConnected(std::string_view name, std::string_view channel) override {
+    absl::MutexLock l(&mu);
+    return connected_channels.count(std::string(name) + "/" + std::string(channel)) > 0;
+  }
 
   // Test controls.
   // The guest changes state on its own (powers off, crashes): fires an event.
@@ -164,6 +171,7 @@ class FakeHypervisor : public runtime::Hypervisor {
   int status_calls ABSL_GUARDED_BY(mu) = 0;
   int list_calls ABSL_GUARDED_BY(mu) = 0;
   std::map<std::string, Vm> vms ABSL_GUARDED_BY(mu);
+  std::set<std::string> connected_channels ABSL_GUARDED_BY(mu);
   std::vector<std::string> calls ABSL_GUARDED_BY(mu);
 
  private:
