@@ -163,7 +163,7 @@ class ExecDispatchTest : public ::testing::Test {
   void KvcriAgentUp() {
     {
       absl::MutexLock l(&hv_.mu);
-      hv_.connected_channels.insert(kDomain + "/" + runtime::agent::kAgentChannelName);
+      hv_.connected_channels.insert(kDomain + " " + runtime::agent::kAgentChannelName);
     }
     absl::MutexLock l(&agents_.mu);
     agents_.agent = agent_;
