@@ -1,6 +1,7 @@
 // The serial console hub: one reader per VM draining QEMU's console socket into bounded per-attacher queues.
 #include "runtime/console_attach.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -15,6 +16,10 @@
 #include "config/base/unique_fd.h"
 
 namespace kvcri::runtime {
+
+// How often a writer waiting for room on the console checks whether its
+// attacher was closed meanwhile.
+constexpr int kWritePollMs = 100;
 
 // One attacher's side of the hub, guarded by the hub's mutex.
 struct ConsoleSubscriber {
@@ -88,15 +93,28 @@ class ConsoleHub {
     return out;
   }
 
-  absl::Status Write(std::string_view input) {
-    // One writer at a time keeps each attacher's input in one piece; a guest
-    // that does not read its serial port blocks only the writers.
+  absl::Status Write(ConsoleSubscriber& sub, std::string_view input) {
+    // One writer at a time keeps each attacher's input in one piece. A guest
+    // that does not read its serial port fills the socket: the writer then
+    // waits, but gives up once its attacher was closed, so a detaching
+    // client never leaves a thread stuck here.
     absl::MutexLock l(&write_mu_);
     while (!input.empty()) {
-      ssize_t n = ::send(fd_.get(), input.data(), input.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return absl::ErrnoToStatus(errno, base::StrCat("container ", key_, ": write to the console"));
-      input.remove_prefix(static_cast<size_t>(n));
+      ssize_t n = ::send(fd_.get(), input.data(), input.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) {
+        input.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return absl::ErrnoToStatus(errno, base::StrCat("container ", key_, ": write to the console"));
+      }
+      {
+        absl::MutexLock sl(&mu_);
+        if (sub.state != ConsoleSubscriber::State::kOpen || ended_) return absl::CancelledError("attach closed");
+      }
+      pollfd p{fd_.get(), POLLOUT, 0};
+      ::poll(&p, 1, kWritePollMs);
     }
     return absl::OkStatus();
   }
@@ -144,7 +162,7 @@ ConsoleAttacher::~ConsoleAttacher() { hub_->Unsubscribe(sub_); }
 
 absl::StatusOr<std::string> ConsoleAttacher::Next() { return hub_->Next(*sub_); }
 
-absl::Status ConsoleAttacher::Write(std::string_view input) { return hub_->Write(input); }
+absl::Status ConsoleAttacher::Write(std::string_view input) { return hub_->Write(*sub_, input); }
 
 void ConsoleAttacher::Close() { hub_->Close(*sub_); }
 

@@ -52,7 +52,8 @@ class ConsoleAttacher {
   // far behind and was disconnected; Cancelled after Close().
   absl::StatusOr<std::string> Next();
   // Writes `input` to the console (the guest's ttyS0). Blocks while QEMU
-  // does not take more (the guest does not read its serial port).
+  // does not take more (the guest does not read its serial port); Cancelled
+  // once Close() was called or the console closed meanwhile.
   absl::Status Write(std::string_view input);
   // Wakes a blocked Next (Cancelled); from any thread, idempotent.
   void Close();

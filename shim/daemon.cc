@@ -183,8 +183,9 @@ absl::Status Daemon::Start() {
   m.consoles = std::make_unique<runtime::ConsoleHubs>();
   m.exec = std::make_unique<cri::ExecDispatcher>(m.store.get(), m.hypervisor.get(), m.guest_agents.get(),
                                                  m.consoles.get());
-  // TODO(server): options from the [streaming] config section once it exists;
-  // the defaults are containerd's (loopback, a free port).
+  // TODO(merge): streaming::StreamingOptionsFromConfig(config_.streaming)
+  // (cri/streaming/streaming_config.h, branch server) once [streaming] is in
+  // main; until then the defaults: containerd's loopback and a free port.
   streaming::StreamingServerOptions streaming_options;
   streaming_options.clock = &m.clock;
   ASSIGN_OR_RETURN(m.streaming, streaming::StreamingServer::Start(streaming_options, m.exec.get()));

@@ -466,6 +466,19 @@ TEST_F(ExecDispatchTest, ConsoleFanOutFeedsEveryAttacherAndDisconnectsOnlyTheSlo
   EXPECT_EQ(*end, "");
 }
 
+TEST_F(ExecDispatchTest, ConsoleInputBlockedByAGuestThatDoesNotReadEndsWhenTheAttacherCloses) {
+  FakeConsoleServer qemu(dir_ / "c.sock");
+  absl::StatusOr<std::unique_ptr<runtime::ConsoleAttacher>> a = consoles_.Attach(kVm, dir_ / "c.sock");
+  ASSERT_TRUE(a.ok()) << a.status();
+  base::UniqueFd conn = qemu.Accept();  // and never reads
+  absl::Status written;
+  std::thread typist([&] { written = (*a)->Write(std::string(32 << 20, 'y')); });
+  absl::SleepFor(absl::Milliseconds(300));
+  (*a)->Close();
+  typist.join();
+  EXPECT_TRUE(absl::IsCancelled(written)) << written;
+}
+
 TEST_F(ExecDispatchTest, AttachStreamsTheConsoleAndTypesTtyInputIntoIt) {
   FakeConsoleServer qemu(dir_ / "console.sock");
   FakeRemoteCommandStreams streams(true, true, false, true);
