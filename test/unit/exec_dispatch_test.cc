@@ -535,6 +535,38 @@ TEST_F(ExecDispatchTest, PortForwardWithoutAgentDialsThePodIpAndPassesTheHalfClo
   EXPECT_TRUE(agent_->ports.empty());
 }
 
+TEST_F(ExecDispatchTest, PortForwardKeepsSendingToThePodAfterThePodHalfClosed) {
+  // The Pod's service greets, half-closes, then reads what the client sends.
+  base::UniqueFd lfd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(lfd.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  ASSERT_EQ(::listen(lfd.get(), 1), 0);
+  std::string received;
+  std::thread pod([&] {
+    base::UniqueFd c(::accept4(lfd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    SendAll(c.get(), "hello");
+    ::shutdown(c.get(), SHUT_WR);
+    received = RecvAtLeast(c.get(), SIZE_MAX);
+  });
+  FakeByteStream client;
+  std::thread feeder([&] {
+    ASSERT_TRUE(client.out.WaitFor("hello", absl::Seconds(5)));
+    client.in.Feed("after the pod's FIN");
+    client.in.FeedEof();
+  });
+  absl::Status s = dispatcher_->PortForward(kPod, ntohs(a.sin_port), client);
+  feeder.join();
+  pod.join();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(client.out.data(), "hello");
+  EXPECT_TRUE(client.out.closed());
+  EXPECT_EQ(received, "after the pod's FIN");
+}
+
 TEST_F(ExecDispatchTest, PortForwardGoesThroughKvcriAgentWhenItAnswers) {
   HalfCloseEchoServer server;
   KvcriAgentUp();
