@@ -372,6 +372,15 @@ CommandResult ExecDispatcher::Attach(const streaming::AttachSpec& spec, streamin
       }
     });
   }
+  // A serial console has no window size; resizes are read and dropped so
+  // they never pile up in the client's stream.
+  std::optional<std::thread> resizes;
+  if (spec.tty) {
+    resizes.emplace([&streams] {
+      while (streams.NextResize()) {
+      }
+    });
+  }
   absl::Status result;
   streaming::ByteWriter* out = streams.Stdout();
   for (;;) {
@@ -386,6 +395,7 @@ CommandResult ExecDispatcher::Attach(const streaming::AttachSpec& spec, streamin
   a->Close();
   streams.StopReading();
   if (input) input->join();
+  if (resizes) resizes->join();
   return {result};
 }
 

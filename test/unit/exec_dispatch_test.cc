@@ -482,6 +482,7 @@ TEST_F(ExecDispatchTest, ConsoleInputBlockedByAGuestThatDoesNotReadEndsWhenTheAt
 TEST_F(ExecDispatchTest, AttachStreamsTheConsoleAndTypesTtyInputIntoIt) {
   FakeConsoleServer qemu(dir_ / "console.sock");
   FakeRemoteCommandStreams streams(true, true, false, true);
+  streams.Resize(120, 50);  // read and dropped: a serial console has no size
   streaming::CommandResult result;
   std::thread session([&] { result = dispatcher_->Attach({kVm, true, true, true, false}, streams); });
   base::UniqueFd conn = qemu.Accept();
