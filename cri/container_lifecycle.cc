@@ -1,9 +1,11 @@
 // StartContainer, StopContainer, RemoveContainer, ReopenContainerLog: validate the ID, delegate to PodLifecycle.
 #include "absl/time/time.h"
 #include "config/base/str.h"
+#include "cri/exec_dispatch.h"
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
 #include "cri/validate.h"
+#include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
 
@@ -25,7 +27,11 @@ grpc::Status RuntimeService::StopContainer(grpc::ServerContext*, const pb::StopC
 grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*, const pb::RemoveContainerRequest* req,
                                              pb::RemoveContainerResponse*) {
   if (absl::Status s = ValidateIdArgument("container_id", req->container_id()); !s.ok()) return ToGrpc(s);
-  return ToGrpc(pods_->RemoveContainer(req->container_id()));
+  absl::StatusOr<std::string> full_id = deps_.store->ResolveContainerId(req->container_id());
+  absl::Status removed = pods_->RemoveContainer(req->container_id());
+  // The VM is gone: its kvcri-agent connection and cached answers with it.
+  if (removed.ok() && full_id.ok() && deps_.exec != nullptr) deps_.exec->Forget(*full_id);
+  return ToGrpc(removed);
 }
 
 grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest* req,

@@ -26,7 +26,13 @@ class SandboxStore;
 class NetnsManager;
 }  // namespace kvcri::sandbox
 
+namespace kvcri::streaming {
+class StreamingServer;
+}  // namespace kvcri::streaming
+
 namespace kvcri::cri {
+
+class ExecDispatcher;
 
 // What the services need from the modules, owned by the daemon (shim/) and
 // handed in by pointer so tests can pass fakes.
@@ -46,6 +52,10 @@ struct RuntimeDeps {
   cni::PodNetwork* network = nullptr;
   // Record times, grace periods, the monitor's poll.
   base::Clock* clock = nullptr;
+  // Exec/Attach/PortForward URLs; null answers UNAVAILABLE.
+  streaming::StreamingServer* streaming = nullptr;
+  // ExecSync, and the checks before a URL is handed out; null answers UNAVAILABLE.
+  ExecDispatcher* exec = nullptr;
 };
 
 }  // namespace kvcri::cri

@@ -46,15 +46,17 @@ class RuntimeService final : public pb::RuntimeService::Service {
   grpc::Status RemoveContainer(grpc::ServerContext*, const pb::RemoveContainerRequest*, pb::RemoveContainerResponse*) override;
   grpc::Status ListContainers(grpc::ServerContext*, const pb::ListContainersRequest*, pb::ListContainersResponse*) override;
   grpc::Status ContainerStatus(grpc::ServerContext*, const pb::ContainerStatusRequest*, pb::ContainerStatusResponse*) override;
+  // exec_attach.cc: ExecSync through the exec dispatcher; Exec, Attach and
+  // PortForward hand out a URL on the streaming server.
+  grpc::Status ExecSync(grpc::ServerContext*, const pb::ExecSyncRequest*, pb::ExecSyncResponse*) override;
+  grpc::Status Exec(grpc::ServerContext*, const pb::ExecRequest*, pb::ExecResponse*) override;
+  grpc::Status Attach(grpc::ServerContext*, const pb::AttachRequest*, pb::AttachResponse*) override;
+  grpc::Status PortForward(grpc::ServerContext*, const pb::PortForwardRequest*, pb::PortForwardResponse*) override;
   // unimplemented.cc: answered UNIMPLEMENTED with the RPC's name.
   grpc::Status UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*,
                                         pb::UpdateContainerResourcesResponse*) override;
   grpc::Status ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest*,
                                   pb::ReopenContainerLogResponse*) override;
-  grpc::Status ExecSync(grpc::ServerContext*, const pb::ExecSyncRequest*, pb::ExecSyncResponse*) override;
-  grpc::Status Exec(grpc::ServerContext*, const pb::ExecRequest*, pb::ExecResponse*) override;
-  grpc::Status Attach(grpc::ServerContext*, const pb::AttachRequest*, pb::AttachResponse*) override;
-  grpc::Status PortForward(grpc::ServerContext*, const pb::PortForwardRequest*, pb::PortForwardResponse*) override;
   grpc::Status ContainerStats(grpc::ServerContext*, const pb::ContainerStatsRequest*, pb::ContainerStatsResponse*) override;
   grpc::Status ListContainerStats(grpc::ServerContext*, const pb::ListContainerStatsRequest*,
                                   pb::ListContainerStatsResponse*) override;

@@ -8,22 +8,6 @@ grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, cons
   return Unimplemented("UpdateContainerResources");
 }
 
-grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const pb::ExecSyncRequest*, pb::ExecSyncResponse*) {
-  return Unimplemented("ExecSync");
-}
-
-grpc::Status RuntimeService::Exec(grpc::ServerContext*, const pb::ExecRequest*, pb::ExecResponse*) {
-  return Unimplemented("Exec");
-}
-
-grpc::Status RuntimeService::Attach(grpc::ServerContext*, const pb::AttachRequest*, pb::AttachResponse*) {
-  return Unimplemented("Attach");
-}
-
-grpc::Status RuntimeService::PortForward(grpc::ServerContext*, const pb::PortForwardRequest*, pb::PortForwardResponse*) {
-  return Unimplemented("PortForward");
-}
-
 grpc::Status RuntimeService::ContainerStats(grpc::ServerContext*, const pb::ContainerStatsRequest*, pb::ContainerStatsResponse*) {
   return Unimplemented("ContainerStats");
 }

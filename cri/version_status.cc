@@ -6,6 +6,7 @@
 #include "config/base/log.h"
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
+#include "cri/streaming/streaming_server.h"
 #include "runtime/hypervisor.h"
 #include "runtime/vm_confinement.h"
 
@@ -82,6 +83,8 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const pb::StatusReques
                            : std::string("root (security.vm_uid_range is empty)")},
           {"seccomp", "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"},
           {"apparmor", runtime::DescribeAppArmor()}}},
+        // Where Exec/Attach/PortForward URLs point (docs/exec.md); empty without one.
+        {"streamingUrl", deps_.streaming != nullptr ? deps_.streaming->BaseUrl() : std::string()},
     };
     auto& map = *resp->mutable_info();
     map["kubevirt-cri"] = info.dump();

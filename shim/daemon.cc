@@ -12,17 +12,22 @@
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
 #include "cri/runtime_service.h"
+#include "cri/streaming/streaming_server.h"
 #include "cri/tombstones.h"
 #include "cri/upstream_client.h"
 #include "runtime/accelerator.h"
+#include "runtime/agent/agent_client.h"
+#include "runtime/console_attach.h"
 #include "runtime/console_log.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "runtime/qemu_guest_agent.h"
 #include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
 #include "sandbox/pinned_netns.h"
@@ -31,6 +36,33 @@
 namespace kvcri::shim {
 
 using base::StrCat;
+
+namespace {
+
+// The exec dispatcher's view of the two guest agents: kvcri-agent clients
+// from the pool, qemu-guest-agent through libvirt.
+class DaemonGuestAgents final : public cri::GuestAgents {
+ public:
+  DaemonGuestAgents(runtime::agent::AgentPool* pool, runtime::QemuGuestAgent* qga) : pool_(pool), qga_(qga) {}
+  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> Agent(const std::string& key,
+                                                                      const std::filesystem::path& socket) override {
+    return pool_->Get(key, socket);
+  }
+  void ForgetAgent(const std::string& key) override { pool_->Forget(key); }
+  absl::Status QgaPing(std::string_view domain, absl::Duration timeout) override {
+    return qga_->Ping(domain, timeout);
+  }
+  absl::StatusOr<runtime::GuestExecResult> QgaExec(std::string_view domain, const std::vector<std::string>& argv,
+                                                   std::string_view input, absl::Time deadline) override {
+    return qga_->Exec(domain, argv, input, deadline);
+  }
+
+ private:
+  runtime::agent::AgentPool* const pool_;
+  runtime::QemuGuestAgent* const qga_;
+};
+
+}  // namespace
 
 // Everything the daemon owns, in construction order (destroyed in reverse).
 struct Daemon::Modules {
@@ -46,6 +78,15 @@ struct Daemon::Modules {
   std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
   std::unique_ptr<cni::DhcpServer> dhcp;
   std::unique_ptr<cni::PodNetwork> network;
+  // Exec, attach, port-forward: the agents, the console hubs, the dispatcher
+  // and the streaming server calling it (declared after it: the backend
+  // outlives the server).
+  std::unique_ptr<runtime::agent::AgentPool> agent_pool;
+  std::unique_ptr<runtime::QemuGuestAgent> qga;
+  std::unique_ptr<DaemonGuestAgents> guest_agents;
+  std::unique_ptr<runtime::ConsoleHubs> consoles;
+  std::unique_ptr<cri::ExecDispatcher> exec;
+  std::unique_ptr<streaming::StreamingServer> streaming;
   std::unique_ptr<cri::PodLifecycle> pods;
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
@@ -136,6 +177,21 @@ absl::Status Daemon::Start() {
   deps.netns = m.netns.get();
   deps.network = m.network.get();
   deps.clock = &m.clock;
+  m.agent_pool = std::make_unique<runtime::agent::AgentPool>();
+  m.qga = std::make_unique<runtime::QemuGuestAgent>(m.hypervisor.get());
+  m.guest_agents = std::make_unique<DaemonGuestAgents>(m.agent_pool.get(), m.qga.get());
+  m.consoles = std::make_unique<runtime::ConsoleHubs>();
+  m.exec = std::make_unique<cri::ExecDispatcher>(m.store.get(), m.hypervisor.get(), m.guest_agents.get(),
+                                                 m.consoles.get());
+  // TODO(merge): streaming::StreamingOptionsFromConfig(config_.streaming)
+  // (cri/streaming/streaming_config.h, branch server) once [streaming] is in
+  // main; until then the defaults: containerd's loopback and a free port.
+  streaming::StreamingServerOptions streaming_options;
+  streaming_options.clock = &m.clock;
+  ASSIGN_OR_RETURN(m.streaming, streaming::StreamingServer::Start(streaming_options, m.exec.get()));
+  base::LogInfo("streaming server", {{"url", m.streaming->BaseUrl()}});
+  deps.exec = m.exec.get();
+  deps.streaming = m.streaming.get();
   cri::PodLifecycleOptions pod_options;
   pod_options.monitor.use_events = config_.libvirt.lifecycle_events;
   pod_options.monitor.safety_poll = absl::Seconds(config_.libvirt.state_poll_seconds);
@@ -189,6 +245,8 @@ void Daemon::Shutdown() {
     server_.reset();
     base::LogIfError(base::RemoveFile(config_.listen), "remove socket");
   }
+  // Open exec/attach/port-forward sessions end here; VMs are untouched.
+  if (modules_ != nullptr && modules_->streaming != nullptr) modules_->streaming->Shutdown();
   if (modules_ != nullptr && modules_->pods != nullptr) modules_->pods->StopBackground();
   image_service_.reset();
   runtime_service_.reset();

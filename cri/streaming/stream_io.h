@@ -27,6 +27,12 @@ class ByteReader {
   // Blocks until at least one byte, the end of the stream (returns 0) or an
   // error (the client reset the stream or went away: Cancelled/Unavailable).
   virtual absl::StatusOr<size_t> Read(char* buf, size_t len) = 0;
+  // Makes a blocked Read, and every later one, return Cancelled. The backend
+  // calls it when its work ended while the client still sends (the process
+  // exited, the Pod side of a forwarded connection failed), so the thread
+  // pumping this stream can be joined before the backend call returns: the
+  // stream object must not be used after that. From any thread; idempotent.
+  virtual void CancelRead() = 0;
 };
 
 // Bytes to the client (stdout, stderr, a port-forward data stream).
@@ -60,6 +66,11 @@ class RemoteCommandStreams {
   // Blocks until the client sends a terminal size; nullopt once the resize
   // stream ended, there is none (tty=false) or the session is over.
   virtual std::optional<TerminalSize> NextResize() = 0;
+  // Ends the session's reads: Stdin()->CancelRead() and every blocked or
+  // later NextResize returns nullopt. The backend calls it once the command
+  // ended, to join its stdin and resize threads before it returns. From any
+  // thread; idempotent.
+  virtual void StopReading() = 0;
   // Runs `cb` once when the client's connection is gone (at once if it
   // already is), from any thread; the backend uses it to cancel its work.
   virtual void OnClientGone(std::function<void()> cb) = 0;

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <gtest/gtest.h>
 
@@ -79,6 +80,7 @@ class CriHarness : public ::testing::Test {
     deps.store = store_.get();
     deps.netns = &netns_;
     deps.network = &network_;
+    if (add_deps_) add_deps_(deps);
     pods_ = std::make_unique<PodLifecycle>(deps, pod_options_);
     ASSERT_TRUE(pods_->Recover(*report).ok());
     service_ = std::make_unique<RuntimeService>(deps, pods_.get());
@@ -179,6 +181,9 @@ class CriHarness : public ::testing::Test {
   // Manual by default (grace periods pass at once); tests of timing use real time.
   base::Clock* clock_ = &manual_clock_;
   PodLifecycleOptions pod_options_;
+  // Set before SetUp: adds what a test needs to the deps on every Restart
+  // (the store is new by then), e.g. the exec dispatcher.
+  std::function<void(RuntimeDeps&)> add_deps_;
   fs::path dir_;
   config::Config config_;
   FakeHypervisor hv_;

@@ -160,6 +160,30 @@ class FakeRuntime : public pb::RuntimeService::Service {
     }
     return grpc::Status::OK;
   }
+  // Streaming calls answer a URL naming the side, as each runtime's own
+  // streaming server would.
+  grpc::Status ExecSync(grpc::ServerContext*, const pb::ExecSyncRequest* q, pb::ExecSyncResponse* r) override {
+    Log("ExecSync " + q->container_id().substr(0, 8));
+    r->set_stdout(side_ + ":" + q->cmd(0));
+    r->set_exit_code(7);
+    return grpc::Status::OK;
+  }
+  grpc::Status Exec(grpc::ServerContext*, const pb::ExecRequest* q, pb::ExecResponse* r) override {
+    Log("Exec " + q->container_id().substr(0, 8));
+    r->set_url("http://" + side_ + ":10010/exec/tok-" + q->container_id().substr(0, 8));
+    return grpc::Status::OK;
+  }
+  grpc::Status Attach(grpc::ServerContext*, const pb::AttachRequest* q, pb::AttachResponse* r) override {
+    Log("Attach " + q->container_id().substr(0, 8));
+    r->set_url("http://" + side_ + ":10010/attach/tok-" + q->container_id().substr(0, 8));
+    return grpc::Status::OK;
+  }
+  grpc::Status PortForward(grpc::ServerContext*, const pb::PortForwardRequest* q,
+                           pb::PortForwardResponse* r) override {
+    Log("PortForward " + q->pod_sandbox_id().substr(0, 8));
+    r->set_url("http://" + side_ + ":10010/portforward/tok-" + q->pod_sandbox_id().substr(0, 8));
+    return grpc::Status::OK;
+  }
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse* r) override {
     auto* c = r->mutable_status()->add_conditions();
     c->set_type("RuntimeReady");
@@ -481,6 +505,62 @@ TEST_F(RouterTest, CallsAboutAnIdGoToTheSideWhoseStoreHasIt) {
 
 // A prefix of one of our IDs that is also a prefix of an upstream one: the
 // call reaches neither side, the caller is told the prefix is ambiguous.
+TEST_F(RouterTest, ExecAttachPortForwardOfUpstreamPodsGoToContainerdAndItsUrlsComeBackUnchanged) {
+  pb::ExecRequest exec;
+  exec.set_container_id("up-ctr");
+  exec.add_cmd("sh");
+  pb::ExecResponse exec_resp;
+  ASSERT_TRUE(runtime_->Exec(&ctx_, &exec, &exec_resp).ok());
+  EXPECT_EQ(exec_resp.url(), "http://up:10010/exec/tok-up-ctr");
+  pb::AttachRequest attach;
+  attach.set_container_id("up-ctr");
+  pb::AttachResponse attach_resp;
+  ASSERT_TRUE(runtime_->Attach(&ctx_, &attach, &attach_resp).ok());
+  EXPECT_EQ(attach_resp.url(), "http://up:10010/attach/tok-up-ctr");
+  pb::PortForwardRequest pf;
+  pf.set_pod_sandbox_id("up-pod");
+  pb::PortForwardResponse pf_resp;
+  ASSERT_TRUE(runtime_->PortForward(&ctx_, &pf, &pf_resp).ok());
+  EXPECT_EQ(pf_resp.url(), "http://up:10010/portforward/tok-up-pod");
+  pb::ExecSyncRequest sync;
+  sync.set_container_id("up-ctr");
+  sync.add_cmd("true");
+  pb::ExecSyncResponse sync_resp;
+  ASSERT_TRUE(runtime_->ExecSync(&ctx_, &sync, &sync_resp).ok());
+  EXPECT_EQ(sync_resp.stdout(), "up:true");
+  EXPECT_EQ(sync_resp.exit_code(), 7);
+  EXPECT_THAT(upstream_.calls(),
+              ElementsAre("Exec up-ctr", "Attach up-ctr", "PortForward up-pod", "ExecSync up-ctr"));
+  EXPECT_THAT(local_.calls(), ElementsAre());
+}
+
+TEST_F(RouterTest, ExecAttachPortForwardOfVmPodsStayWithUs) {
+  pb::ExecRequest exec;
+  exec.set_container_id(kOurContainer);
+  exec.add_cmd("sh");
+  pb::ExecResponse exec_resp;
+  ASSERT_TRUE(runtime_->Exec(&ctx_, &exec, &exec_resp).ok());
+  EXPECT_EQ(exec_resp.url(), "http://local:10010/exec/tok-eeeeeeee");
+  pb::AttachRequest attach;
+  attach.set_container_id(kOurContainer);
+  pb::AttachResponse attach_resp;
+  ASSERT_TRUE(runtime_->Attach(&ctx_, &attach, &attach_resp).ok());
+  pb::PortForwardRequest pf;
+  pf.set_pod_sandbox_id(kOurSandbox);
+  pb::PortForwardResponse pf_resp;
+  ASSERT_TRUE(runtime_->PortForward(&ctx_, &pf, &pf_resp).ok());
+  EXPECT_EQ(pf_resp.url(), "http://local:10010/portforward/tok-aaaaaaaa");
+  pb::ExecSyncRequest sync;
+  sync.set_container_id(kOurContainer);
+  sync.add_cmd("true");
+  pb::ExecSyncResponse sync_resp;
+  ASSERT_TRUE(runtime_->ExecSync(&ctx_, &sync, &sync_resp).ok());
+  EXPECT_EQ(sync_resp.stdout(), "local:true");
+  EXPECT_THAT(local_.calls(), ElementsAre("Exec eeeeeeee", "Attach eeeeeeee", "PortForward aaaaaaaa",
+                                          "ExecSync eeeeeeee"));
+  EXPECT_THAT(upstream_.calls(), ElementsAre());
+}
+
 TEST_F(RouterTest, APrefixMatchingBothSidesIsAmbiguousAndActsOnNeither) {
   const std::string up_pod = std::string(12, 'a') + std::string(52, 'b');
   const std::string up_ctr = std::string(12, 'e') + std::string(52, 'f');
