@@ -74,6 +74,12 @@ class SpdyCommandStreams : public RemoteCommandStreams {
     resize_done_ = true;
     return std::nullopt;
   }
+  // Only cancels the streams' reads (thread-safe): NextResize's own state
+  // stays with the thread that calls it, which then sees Cancelled.
+  void StopReading() override {
+    if (streams_.stdin != nullptr) streams_.stdin->CancelRead();
+    if (streams_.resize != nullptr) streams_.resize->CancelRead();
+  }
   void OnClientGone(std::function<void()> cb) override {
     session_.OnGone([gate = gate_, cb = std::move(cb)] {
       absl::MutexLock l(&gate->mu);

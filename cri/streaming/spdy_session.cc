@@ -30,6 +30,7 @@ absl::Status Stream::Write(std::string_view data) {
 }
 absl::Status Stream::CloseWrite() { return session_->DoWrite(*this, {}, /*fin=*/true); }
 void Stream::Reset(uint32_t status) { session_->DoReset(*this, status); }
+void Stream::CancelRead() { session_->DoCancelRead(*this); }
 
 Session::Session(base::UniqueFd fd, std::string already_read, const StreamLimits& limits, Role role)
     : fd_(std::move(fd)),
@@ -249,6 +250,7 @@ absl::Status Session::HandleData(Frame& f) {
   const int64_t len = static_cast<int64_t>(f.payload.size());
   uint32_t rst = 0;
   int64_t session_credit = 0;
+  int64_t stream_credit = 0;
   {
     absl::MutexLock l(&mu_);
     if (peer_flow_control_ && len > session_recv_window_) {
@@ -278,6 +280,14 @@ absl::Status Session::HandleData(Frame& f) {
         base::LogDebug("SPDY stream overran its window",
                 {{"stream", std::to_string(s->id_)}, {"bytes", std::to_string(len)},
                  {"window", std::to_string(s->recv_window_)}});
+      } else if (s->read_cancelled_) {
+        // Nobody reads this stream any more: drop the data and give its
+        // window straight back.
+        stream_credit = len;
+        if (f.flags & kFlagFin) {
+          s->remote_fin_ = true;
+          RemoveIfDone(*s);
+        }
       } else {
         // A peer without flow control gets backpressure: we stop reading the
         // socket until the consumer made room.
@@ -315,6 +325,9 @@ absl::Status Session::HandleData(Frame& f) {
     }
   }
   if (session_credit > 0) RETURN_IF_ERROR(WriteRaw(EncodeWindowUpdate(0, static_cast<uint32_t>(session_credit))));
+  if (stream_credit > 0 && rst == 0 && !(f.flags & kFlagFin)) {
+    RETURN_IF_ERROR(WriteRaw(EncodeWindowUpdate(f.stream_id, static_cast<uint32_t>(stream_credit))));
+  }
   if (rst != 0) return WriteRaw(EncodeRstStream(f.stream_id, rst));
   return absl::OkStatus();
 }
@@ -366,9 +379,10 @@ absl::StatusOr<size_t> Session::DoRead(Stream& s, char* buf, size_t len) {
   size_t n = 0;
   {
     absl::MutexLock l(&mu_);
-    while (s.recv_.empty() && !s.remote_fin_ && !s.reset_ && !gone_) cv_.Wait(&mu_);
+    while (s.recv_.empty() && !s.remote_fin_ && !s.reset_ && !s.read_cancelled_ && !gone_) cv_.Wait(&mu_);
     // A reset aborts the stream: what was buffered is not delivered.
     if (s.reset_) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, " was reset"));
+    if (s.read_cancelled_) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, ": reading was cancelled"));
     if (s.recv_.empty()) {
       if (s.remote_fin_) return 0;
       return absl::UnavailableError("the SPDY connection is gone");
@@ -386,6 +400,27 @@ absl::StatusOr<size_t> Session::DoRead(Stream& s, char* buf, size_t len) {
   }
   if (credit > 0) WriteRaw(EncodeWindowUpdate(s.id_, static_cast<uint32_t>(credit))).IgnoreError();  // gone: reads tell
   return n;
+}
+
+void Session::DoCancelRead(Stream& s) {
+  int64_t credit = 0;
+  {
+    absl::MutexLock l(&mu_);
+    if (s.read_cancelled_) return;
+    s.read_cancelled_ = true;
+    // What is buffered will never be read: give its window back so the peer
+    // is not stalled by a consumer that is gone (later data is dropped and
+    // credited in HandleData).
+    s.unacked_ += static_cast<int64_t>(s.recv_.size());
+    s.recv_.clear();
+    if (!s.remote_fin_ && !s.reset_ && s.unacked_ > 0) {
+      credit = std::min<int64_t>(s.unacked_, kMaxWindow - std::max<int64_t>(s.recv_window_, 0));
+      s.recv_window_ += credit;
+      s.unacked_ = 0;
+    }
+    cv_.SignalAll();
+  }
+  if (credit > 0) WriteRaw(EncodeWindowUpdate(s.id_, static_cast<uint32_t>(credit))).IgnoreError();  // gone: nothing to credit
 }
 
 absl::Status Session::DoWrite(Stream& s, std::string_view data, bool fin) {

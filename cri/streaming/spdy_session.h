@@ -59,6 +59,9 @@ class Stream : public ByteStream {
   absl::StatusOr<size_t> Read(char* buf, size_t len) override;
   absl::Status Write(std::string_view data) override;
   absl::Status CloseWrite() override;
+  // Local only: blocked and later reads return Cancelled (nothing is sent;
+  // what the peer still sends is dropped and credited back).
+  void CancelRead() override;
   // RST_STREAM with `status`; later reads and writes fail with Cancelled.
   void Reset(uint32_t status);
 
@@ -73,6 +76,7 @@ class Stream : public ByteStream {
   bool remote_fin_ = false;     // peer half-closed
   bool local_fin_ = false;      // we half-closed
   bool reset_ = false;          // either side reset it
+  bool read_cancelled_ = false;  // CancelRead(): the consumer stopped reading
   bool replied_ = false;        // client side: SYN_REPLY seen
   int64_t send_window_ = 0;     // what the peer lets us send
   int64_t recv_window_ = 0;     // what we still let the peer send
@@ -141,6 +145,7 @@ class Session {
   absl::StatusOr<size_t> DoRead(Stream& s, char* buf, size_t len);
   absl::Status DoWrite(Stream& s, std::string_view data, bool fin);
   void DoReset(Stream& s, uint32_t status);
+  void DoCancelRead(Stream& s);
   absl::Status DoWaitReply(Stream& s, absl::Duration timeout);
 
   base::UniqueFd fd_;

@@ -426,6 +426,42 @@ TEST(SpdySession, PeerWithoutFlowControlMeetsBackpressure) {
   flood.join();
 }
 
+// A backend whose work ended cancels the read it is blocked in; what the
+// peer still sends is dropped without stalling the connection.
+TEST(SpdySession, CancelReadWakesABlockedReaderAndDropsLaterData) {
+  StreamLimits limits;
+  limits.receive_window = 64 << 10;
+  auto [a, b] = SocketPair();
+  Session server(std::move(a), "", limits, Session::Role::kServer);
+  ASSERT_TRUE(server.Start().ok());
+  RawPeer peer(std::move(b));
+  peer.Send(peer.Syn(1, {{"streamtype", "stdin"}}));
+  auto stream = server.Accept(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(stream.ok());
+  absl::Notification read_returned;
+  absl::Status read_status;
+  std::thread reader([&] {
+    char buf[64];
+    read_status = (*stream)->Read(buf, sizeof buf).status();
+    read_returned.Notify();
+  });
+  EXPECT_FALSE(read_returned.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+  (*stream)->CancelRead();
+  EXPECT_TRUE(read_returned.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  reader.join();
+  EXPECT_EQ(read_status.code(), absl::StatusCode::kCancelled);
+  // 1 MiB after the cancel: dropped, not buffered, and the connection keeps
+  // taking frames (the reader thread is not stuck on a full buffer).
+  for (int i = 0; i < 64; ++i) peer.Send(spdy::EncodeData(1, 0, std::string(16 << 10, 'x')));
+  peer.Send(peer.Syn(3, {{"streamtype", "stdout"}}));
+  auto next = server.Accept(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(server.buffered_bytes(), 0u);
+  char buf[8];
+  EXPECT_EQ((*stream)->Read(buf, sizeof buf).status().code(), absl::StatusCode::kCancelled);
+  (*stream)->CancelRead();  // idempotent
+}
+
 TEST(SpdySession, FlowControllingPeerThatOverrunsTheWindowIsReset) {
   StreamLimits limits;
   limits.receive_window = 64 << 10;
