@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,36 @@ class FakeHypervisor : public runtime::Hypervisor {
     subscriber = std::move(on_event);
     return absl::OkStatus();
   }
+  // Each command is appended to agent_commands and answered by `agent_reply`
+  // (Unimplemented when unset), called without the lock held.
+  absl::StatusOr<std::string> GuestAgentCommand(std::string_view name, std::string_view command_json,
+                                                absl::Duration timeout) override {
+    std::function<absl::StatusOr<std::string>(std::string_view, std::string_view, absl::Duration)> fn;
+    {
+      absl::MutexLock l(&mu);
+      agent_commands.emplace_back(command_json);
+      fn = agent_reply;
+    }
+    if (!fn) return runtime::Hypervisor::GuestAgentCommand(name, command_json, timeout);
+    return fn(name, command_json, timeout);
+  }
+  // connected_channels holds "<domain> <channel>" of open channels.
+  absl::StatusOr<bool> GuestChannelConnected(std::string_view name, std::string_view channel) override {
+    absl::MutexLock l(&mu);
+    if (!channel_error.ok()) return channel_error;
+    return connected_channels.count(std::string(name) + " " + std::string(channel)) > 0;
+  }
+  std::vector<std::string> AgentCommands() {
+    absl::MutexLock l(&mu);
+    return agent_commands;
+  }
+  std::function<absl::StatusOr<std::string>(std::string_view name, std::string_view command_json,
+                                            absl::Duration timeout)>
+      agent_reply ABSL_GUARDED_BY(mu);
+  std::vector<std::string> agent_commands ABSL_GUARDED_BY(mu);
+  std::set<std::string> connected_channels ABSL_GUARDED_BY(mu);
+  absl::Status channel_error ABSL_GUARDED_BY(mu);
+
   // <log_dir>/<name>.log when a test sets log_dir (set before use; not locked).
   std::filesystem::path DomainLogPath(std::string_view name) const override {
     return log_dir.empty() ? std::filesystem::path() : log_dir / (std::string(name) + ".log");
