@@ -62,8 +62,8 @@ absl::StatusOr<json> ReturnOf(std::string_view command, const std::string& reply
         StrCat("qemu-guest-agent reply to ", command, " is ", reply.size(), " bytes, above ", kMaxReplyBytes));
   }
   if (StructuralTokens(reply) > kMaxReplyTokens) {
-    return absl::DataLossError(StrCat("qemu-guest-agent reply to ", command, " has more than ", kMaxReplyTokens,
-                                      " JSON values"));
+    return absl::DataLossError(
+        StrCat("qemu-guest-agent reply to ", command, " has more than ", kMaxReplyTokens, " JSON values"));
   }
   json doc = json::parse(reply, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) {
@@ -155,9 +155,7 @@ namespace {
 // guest-exec of argv; the guest pid.
 absl::StatusOr<int64_t> Spawn(Hypervisor* hv, std::string_view domain, const std::vector<std::string>& argv,
                               std::string_view input, absl::Duration timeout) {
-  json args = {{"path", argv[0]},
-               {"arg", json::array()},
-               {"capture-output", true}};
+  json args = {{"path", argv[0]}, {"arg", json::array()}, {"capture-output", true}};
   for (size_t i = 1; i < argv.size(); ++i) args["arg"].push_back(argv[i]);
   if (!input.empty()) args["input-data"] = absl::Base64Escape(absl::string_view(input.data(), input.size()));
   json cmd = {{"execute", "guest-exec"}, {"arguments", std::move(args)}};
@@ -191,7 +189,7 @@ absl::StatusOr<json> ExecStatus(Hypervisor* hv, std::string_view domain, int64_t
 
 // Polls guest-exec-status of `pid` until it exited or `deadline`; nullopt at the deadline.
 absl::StatusOr<std::optional<json>> WaitExited(Hypervisor* hv, std::string_view domain, int64_t pid,
-                                                absl::Time deadline, const QemuGuestAgentOptions& o) {
+                                               absl::Time deadline, const QemuGuestAgentOptions& o) {
   while (true) {
     absl::StatusOr<json> st = ExecStatus(hv, domain, pid, o.command_timeout);
     if (!st.ok()) return st.status();
@@ -208,8 +206,8 @@ absl::StatusOr<GuestExecResult> QemuGuestAgent::Exec(std::string_view domain, co
                                                      std::string_view input, absl::Time deadline) {
   if (argv.empty() || argv[0].empty()) return absl::InvalidArgumentError("exec command is empty");
   if (input.size() > kMaxInputBytes) {
-    return absl::InvalidArgumentError(StrCat("exec stdin is ", input.size(), " bytes; qemu-guest-agent exec takes at most ",
-                                             kMaxInputBytes));
+    return absl::InvalidArgumentError(
+        StrCat("exec stdin is ", input.size(), " bytes; qemu-guest-agent exec takes at most ", kMaxInputBytes));
   }
   absl::StatusOr<int64_t> pid = Spawn(hypervisor_, domain, argv, input, options_.command_timeout);
   if (!pid.ok()) return pid.status();
@@ -242,7 +240,7 @@ absl::StatusOr<GuestExecResult> QemuGuestAgent::Exec(std::string_view domain, co
       return absl::DeadlineExceededError(
           StrCat("exec \"", argv[0], "\" did not finish before the deadline; guest pid ", *pid, " was killed"));
     }
-    kill_error = !gone.ok() ? gone.status()
+    kill_error = !gone.ok()    ? gone.status()
                  : !kdone.ok() ? kdone.status()
                                : absl::UnavailableError(StrCat("\"", killer[0], "\" did not end pid ", *pid));
   }

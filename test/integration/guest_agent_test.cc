@@ -5,8 +5,8 @@
 // root, qemu-system-x86_64, libvirt's QEMU driver and the test guest
 // (test/guest/build-guest.sh, which adds qemu-ga); fails naming what is missing.
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,8 +45,8 @@ std::string MissingPrerequisites() {
   }
   for (const char* f : {"vmlinuz", "initrd.img"}) {
     if (!fs::exists(kGuestDir / f)) {
-      missing += "test guest " + (kGuestDir / f).string() + " (run test/guest/build-guest.sh " + kGuestDir.string() +
-                 "); ";
+      missing +=
+          "test guest " + (kGuestDir / f).string() + " (run test/guest/build-guest.sh " + kGuestDir.string() + "); ";
     }
   }
   return missing;
@@ -286,7 +286,7 @@ TEST_F(GuestAgent, DeadlineKillsTheGuestProcess) {
 }
 
 TEST_F(GuestAgent, ConsoleSocketIsRootsAlone) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(spec_->console_socket.c_str(), &st), 0) << spec_->console_socket;
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   // libvirt binds it and passes QEMU the fd: owned by root, not QEMU's user.
@@ -341,7 +341,7 @@ TEST(GuestAgentDaemon, ConfinedVmGetsConsoleAndAgentSocketsOnlyRootReaches) {
   ASSERT_TRUE(testing::WaitForFileContains(cri_log, kReady, std::chrono::seconds(240))) << d.DaemonLog();
 
   const fs::path vm_dir = d.state_dir() / "vm" / ctr.substr(0, 16);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(vm_dir.c_str(), &st), 0) << vm_dir;
   EXPECT_EQ(st.st_uid, 0u);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
@@ -352,7 +352,7 @@ TEST(GuestAgentDaemon, ConfinedVmGetsConsoleAndAgentSocketsOnlyRootReaches) {
   // The VM's own uid and any other VM's uid cannot connect; root can.
   uint32_t qemu_uid = 0;
   for (int pid : testing::ProcessesMatching("guest=kvcri-" + ctr)) {
-    struct stat ps{};
+    struct stat ps {};
     if (::stat(("/proc/" + std::to_string(pid)).c_str(), &ps) == 0 && ps.st_uid != 0) qemu_uid = ps.st_uid;
   }
   ASSERT_NE(qemu_uid, 0u) << "QEMU of " << ctr << " is not confined";

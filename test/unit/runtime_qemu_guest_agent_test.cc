@@ -1,4 +1,5 @@
-// QemuGuestAgent against scripted qemu-ga replies: exit codes, signals, output bounds, malformed replies, the deadline kill.
+// QemuGuestAgent against scripted qemu-ga replies: exit codes, signals, output bounds, malformed replies, the deadline
+// kill.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -27,7 +28,7 @@ struct ScriptedAgent {
   // Killed pids report exited by SIGKILL; the rest keep running.
   bool run_forever = false;
   std::set<int64_t> killed;
-  std::set<int64_t> killers;  // pids of kill commands
+  std::set<int64_t> killers;            // pids of kill commands
   std::set<std::string> missing_paths;  // guest-exec of these fails like a missing binary
 
   absl::StatusOr<std::string> Reply(std::string_view cmd_text) {
@@ -37,7 +38,8 @@ struct ScriptedAgent {
     if (execute == "guest-exec") {
       const std::string path = cmd["arguments"]["path"];
       if (missing_paths.count(path)) {
-        return absl::InternalError("unable to execute QEMU agent command 'guest-exec': Failed to execute child process");
+        return absl::InternalError(
+            "unable to execute QEMU agent command 'guest-exec': Failed to execute child process");
       }
       const auto& arg = cmd["arguments"]["arg"];
       const int pid = next_pid++;
@@ -151,11 +153,11 @@ TEST_F(QemuGuestAgentTest, GuestSideTruncationIsReported) {
 }
 
 TEST_F(QemuGuestAgentTest, MalformedRepliesAreDataLoss) {
-  for (const char* bad : {"not json", "[1]", R"({"return":{"exited":"yes"}})", R"({"nothing":1})",
-                          R"({"return":{"exited":true}})", R"({"return":{"exited":true,"exitcode":256}})",
-                          R"({"return":{"exited":true,"signal":0}})",
-                          R"({"return":{"exited":true,"exitcode":0,"out-data":"@@@@"}})",
-                          R"({"return":{"exited":true,"exitcode":0,"err-data":7}})"}) {
+  for (const char* bad :
+       {"not json", "[1]", R"({"return":{"exited":"yes"}})", R"({"nothing":1})", R"({"return":{"exited":true}})",
+        R"({"return":{"exited":true,"exitcode":256}})", R"({"return":{"exited":true,"signal":0}})",
+        R"({"return":{"exited":true,"exitcode":0,"out-data":"@@@@"}})",
+        R"({"return":{"exited":true,"exitcode":0,"err-data":7}})"}) {
     script_.polls = 0;
     script_.final_status = bad;
     absl::StatusOr<GuestExecResult> r = Run({"x"});
@@ -180,7 +182,8 @@ TEST_F(QemuGuestAgentTest, ReplyOfManySmallValuesIsRefusedBeforeParsing) {
   EXPECT_THAT(r.status().message(), HasSubstr("more than 256 JSON values"));
   // Commas inside strings are data, not structure.
   script_.polls = 0;
-  script_.final_status = json({{"return", {{"exited", true}, {"exitcode", 0}, {"junk", std::string(5000, ',')}}}}).dump();
+  script_.final_status =
+      json({{"return", {{"exited", true}, {"exitcode", 0}, {"junk", std::string(5000, ',')}}}}).dump();
   EXPECT_TRUE(Run({"x"}).ok());
 }
 
