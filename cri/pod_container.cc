@@ -425,6 +425,11 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     RETURN_IF_ERROR(runtime::OpenCriLog(sb.log_directory, c.log_path).status());
   }
 
+  if (!c.console_socket.empty()) {
+    // The state dir is a tmpfs: a host reboot between create and start took
+    // the socket dir with it.
+    RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(c.console_socket).parent_path(), 0700));
+  }
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts
   const absl::Time t0 = deps_.clock->Now();

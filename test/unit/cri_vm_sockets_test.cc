@@ -40,6 +40,17 @@ TEST_F(CriVmSocketsTest, RecoveredRecordKeepsItsSocketPaths) {
   EXPECT_EQ(hv_.SpecOf("kvcri-" + ctr).console_socket, config_.state_dir / "vm" / ctr.substr(0, 16) / "console.sock");
 }
 
+TEST_F(CriVmSocketsTest, StartRecreatesASocketDirLostWithTheStateDir) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  const fs::path vm_dir = config_.state_dir / "vm" / ctr.substr(0, 16);
+  fs::remove_all(vm_dir);  // a host reboot emptied the tmpfs
+  ASSERT_TRUE(Start(ctr).ok());
+  EXPECT_TRUE(fs::is_directory(vm_dir));
+  EXPECT_EQ(fs::status(vm_dir).permissions(), fs::perms::owner_all);
+}
+
 TEST_F(CriVmSocketsTest, StartUpRemovesSocketDirsNoRecordNames) {
   std::string pod, ctr;
   ASSERT_TRUE(RunPod("web", &pod).ok());
