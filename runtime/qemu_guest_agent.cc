@@ -216,13 +216,19 @@ absl::StatusOr<GuestExecResult> QemuGuestAgent::Exec(std::string_view domain, co
   if (done->has_value()) return ExitedResult(**done, options_.max_output_bytes);
 
   // The deadline passed. qemu-ga 7.2 has no command to end a guest-exec
-  // process, so run kill(1) in the guest: /bin/kill or /usr/bin/kill, else
-  // the shell's builtin. Each missing binary fails guest-exec at once.
+  // process, so run kill in the guest. First a shell that stops and kills
+  // the whole tree (children from /proc/<pid>/task/*/children): qemu-ga
+  // reports "exited" only once the captured pipes closed, which a forked
+  // child keeps open. Then plain kill(1) of the pid. A missing binary fails
+  // guest-exec at once and the next is tried.
   const std::string pid_text = StrCat(*pid);
   const std::vector<std::vector<std::string>> killers = {
+      {"/bin/sh", "-c",
+       StrCat("t() { kill -STOP $1 2>/dev/null; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do t $c; done; "
+              "kill -KILL $1 2>/dev/null; }; t ",
+              pid_text)},
       {"/bin/kill", "-KILL", pid_text},
       {"/usr/bin/kill", "-KILL", pid_text},
-      {"/bin/sh", "-c", StrCat("kill -KILL ", pid_text)},
   };
   absl::Status kill_error = absl::UnavailableError("no kill command ran");
   for (const auto& killer : killers) {

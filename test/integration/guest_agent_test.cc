@@ -285,6 +285,41 @@ TEST_F(GuestAgent, DeadlineKillsTheGuestProcess) {
   EXPECT_EQ(check->stdout_data, "0\n");
 }
 
+// A shell that forked its sleep: killing only the shell would leave the
+// sleep holding the captured pipes, and qemu-ga would never say "exited".
+TEST_F(GuestAgent, DeadlineKillsTheWholeProcessTree) {
+  WaitForAgent();
+  absl::StatusOr<GuestExecResult> r = Exec({"/bin/sh", "-c", "sleep 11; echo never"}, "", absl::Seconds(2));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("was killed"));
+  absl::StatusOr<GuestExecResult> check = Exec({"/bin/sh", "-c", "ps | grep -v grep | grep -c 'sleep 11'"});
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->stdout_data, "0\n");
+}
+
+// Why the tree kill: with only the shell killed, qemu-ga keeps saying "not
+// exited" while its child holds the captured pipes.
+TEST_F(GuestAgent, QemuGaReportsExitedOnlyOnceThePipesClosed) {
+  WaitForAgent();
+  auto command = [&](const std::string& json) {
+    absl::StatusOr<std::string> reply = hv_->GuestAgentCommand(spec_->name, json, absl::Seconds(5));
+    EXPECT_TRUE(reply.ok()) << reply.status();
+    return reply.value_or("");
+  };
+  std::smatch m;
+  std::string reply = command(
+      R"({"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","sleep 6; echo x"],"capture-output":true}})");
+  ASSERT_TRUE(std::regex_search(reply, m, std::regex(R"("pid":\s*([0-9]+))"))) << reply;
+  const std::string pid = m[1];
+  absl::SleepFor(absl::Milliseconds(300));
+  command(R"({"execute":"guest-exec","arguments":{"path":"/bin/kill","arg":["-KILL",")" + pid + R"("]}})");
+  absl::SleepFor(absl::Seconds(1));
+  const std::string status = R"({"execute":"guest-exec-status","arguments":{"pid":)" + pid + "}}";
+  EXPECT_THAT(command(status), HasSubstr(R"("exited":false)")) << "the shell is dead, its sleep is not";
+  absl::SleepFor(absl::Seconds(6));
+  EXPECT_THAT(command(status), HasSubstr(R"("exited":true)"));
+}
+
 TEST_F(GuestAgent, ConsoleSocketIsRootsAlone) {
   struct stat st {};
   ASSERT_EQ(::stat(spec_->console_socket.c_str(), &st), 0) << spec_->console_socket;

@@ -44,7 +44,10 @@ struct ScriptedAgent {
       const auto& arg = cmd["arguments"]["arg"];
       const int pid = next_pid++;
       if (path == "/bin/kill" || path == "/usr/bin/kill") killed.insert(std::stoll(arg[1].get<std::string>()));
-      if (path == "/bin/sh" && arg[0] == "-c") killed.insert(std::stoll(arg[1].get<std::string>().substr(11)));
+      if (path == "/bin/sh" && arg[0] == "-c") {  // the tree kill script ends in "t <pid>"
+        const std::string script = arg[1];
+        killed.insert(std::stoll(script.substr(script.rfind(' ') + 1)));
+      }
       if (path == "/bin/kill" || path == "/usr/bin/kill" || path == "/bin/sh") killers.insert(pid);
       return json({{"return", {{"pid", pid}}}}).dump();
     }
@@ -205,37 +208,40 @@ TEST_F(QemuGuestAgentTest, RefusesEmptyArgvAndInvalidUtf8) {
   EXPECT_TRUE(hv_.AgentCommands().empty());
 }
 
-TEST_F(QemuGuestAgentTest, DeadlineKillsTheGuestProcess) {
+TEST_F(QemuGuestAgentTest, DeadlineKillsTheGuestProcessTree) {
   script_.run_forever = true;
   absl::StatusOr<GuestExecResult> r = Run({"sleep", "10"}, "", absl::Milliseconds(50));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
   EXPECT_THAT(r.status().message(), HasSubstr("guest pid 100 was killed"));
   EXPECT_THAT(script_.killed, ElementsAre(100));
-  bool sent_kill = false;
+  int killers = 0;
   for (const json& c : Commands()) {
-    if (c["execute"] == "guest-exec" && c["arguments"]["path"] == "/bin/kill") {
-      EXPECT_EQ(c["arguments"]["arg"], json::array({"-KILL", "100"}));
-      sent_kill = true;
-    }
+    if (c["execute"] != "guest-exec" || c["arguments"]["path"] == "sleep") continue;
+    ++killers;
+    EXPECT_EQ(c["arguments"]["path"], "/bin/sh");
+    const std::string script = c["arguments"]["arg"][1];
+    EXPECT_THAT(script, HasSubstr("kill -STOP $1"));
+    EXPECT_THAT(script, HasSubstr("/proc/$1/task/*/children"));
+    EXPECT_THAT(script, HasSubstr("kill -KILL $1"));
+    EXPECT_THAT(script, ::testing::EndsWith("; t 100"));
   }
-  EXPECT_TRUE(sent_kill);
+  EXPECT_EQ(killers, 1);
 }
 
-TEST_F(QemuGuestAgentTest, DeadlineKillFallsBackToTheShell) {
+TEST_F(QemuGuestAgentTest, DeadlineKillFallsBackToKillWithoutAShell) {
   script_.run_forever = true;
-  script_.missing_paths = {"/bin/kill", "/usr/bin/kill"};
+  script_.missing_paths = {"/bin/sh", "/bin/kill"};
   absl::StatusOr<GuestExecResult> r = Run({"sleep", "10"}, "", absl::Milliseconds(20));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
   EXPECT_THAT(script_.killed, ElementsAre(100));
-  std::vector<json> cmds = Commands();
-  bool via_shell = false;
-  for (const json& c : cmds) {
-    if (c["execute"] == "guest-exec" && c["arguments"]["path"] == "/bin/sh") {
-      EXPECT_EQ(c["arguments"]["arg"], json::array({"-c", "kill -KILL 100"}));
-      via_shell = true;
+  bool via_kill = false;
+  for (const json& c : Commands()) {
+    if (c["execute"] == "guest-exec" && c["arguments"]["path"] == "/usr/bin/kill") {
+      EXPECT_EQ(c["arguments"]["arg"], json::array({"-KILL", "100"}));
+      via_kill = true;
     }
   }
-  EXPECT_TRUE(via_shell);
+  EXPECT_TRUE(via_kill);
 }
 
 TEST_F(QemuGuestAgentTest, DeadlineWithNoWayToKillSaysSo) {
