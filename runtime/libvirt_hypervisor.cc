@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 
 #include "absl/time/clock.h"
 #include "config/base/file_util.h"
