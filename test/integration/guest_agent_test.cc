@@ -359,6 +359,20 @@ TEST_F(GuestAgent, ConsoleSocketCarriesBothWaysWhileTheLogKeepsGrowing) {
               HasSubstr("KUBEVIRT-CRI-GUEST-HEARTBEAT"));
 }
 
+// Last of the suite: it breaks the agent connection. libvirt buffers at most
+// 10 MiB of one reply (QEMU_AGENT_MAX_RESPONSE); output whose base64 is
+// bigger fails the exec, and libvirt refuses every later command for the
+// domain (docs/exec.md "qemu-guest-agent").
+TEST_F(GuestAgent, ZzOutputBeyondLibvirtsReplyLimitFailsAndBreaksTheAgent) {
+  WaitForAgent();
+  absl::StatusOr<GuestExecResult> r = Exec({"/bin/sh", "-c", "head -c 9000000 /dev/zero"});
+  ASSERT_FALSE(r.ok()) << "9 MB of stdout came back through libvirt";
+  std::cerr << "exec of 9 MB: " << r.status() << "\n";
+  absl::Status ping = agent_.Ping(spec_->name, absl::Seconds(2));
+  std::cerr << "ping after: " << ping << "\n";
+  EXPECT_FALSE(ping.ok());
+}
+
 // Through the real daemon, whose VMs run confined under their own uids: the
 // sockets CreateContainer placed are bound (by libvirt, as root) though
 // QEMU's uid cannot enter their directory, attach works both ways, and
