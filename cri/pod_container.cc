@@ -18,6 +18,7 @@
 #include "cri/volumes.h"
 #include "runtime/cloud_init_seed.h"
 #include "runtime/console_log.h"
+#include "runtime/domain_xml.h"
 #include "runtime/hypervisor.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/overlay.h"
@@ -124,6 +125,10 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
   spec.memory_mib = c.memory_mib;
   spec.accel = accel;
   spec.console_log = c.console_path;
+  // Empty in records from before attach existed: that VM has no attach and
+  // no kvcri-agent channel (qemu-guest-agent's channel is always there).
+  spec.console_socket = c.console_socket;
+  spec.agent_socket = c.agent_socket;
   spec.netns = sb.netns_path;  // QEMU opens the Pod's tap device there
   // Paused until the record says RUNNING and the console is followed: the
   // guest's first instruction runs with its exit already observable.
@@ -175,6 +180,12 @@ std::string DomainOf(const sandbox::ContainerRecord& c) {
 
 std::filesystem::path PodLifecycle::ContainerDir(std::string_view container_id) const {
   return deps_.config->root / "containers" / std::string(container_id);
+}
+
+std::filesystem::path PodLifecycle::VmSocketDir(std::string_view container_id) const {
+  // Container dirs are too long for sockaddr_un's 107 bytes: a short dir of
+  // the first 16 hex digits (64 bits of the random id) below the state dir.
+  return deps_.config->state_dir / "vm" / std::string(container_id.substr(0, 16));
 }
 
 absl::StatusOr<uint32_t> PodLifecycle::AllocateVmUid() {
@@ -319,6 +330,17 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   const std::filesystem::path dir = ContainerDir(rec.id);
   rec.console_path = (dir / "console.log").string();
   rec.seed_path = (dir / "cidata.img").string();
+  const std::filesystem::path vm_dir = VmSocketDir(rec.id);
+  rec.console_socket = (vm_dir / "console.sock").string();
+  rec.agent_socket = (vm_dir / "agent.sock").string();
+  for (const std::string& sock : {rec.console_socket, rec.agent_socket}) {
+    if (sock.size() > runtime::kMaxUnixSocketPathLength) {
+      return absl::FailedPreconditionError(StrCat("socket path \"", sock, "\" is ", sock.size(),
+                                                  " bytes, longer than a unix socket path may be (",
+                                                  runtime::kMaxUnixSocketPathLength, "); use a shorter state_dir than \"",
+                                                  deps_.config->state_dir.string(), "\""));
+    }
+  }
   if (image->boot.kind == runtime::image::BootKind::kKernel) {
     rec.boot.kind = sandbox::BootKind::kKernel;
     rec.boot.kernel = image->boot.kernel.string();
@@ -356,6 +378,12 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
              [this, paths = rec.vm_grants, uid = rec.vm_uid] { return file_access_.Revoke(paths, uid); });
   }
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
+  // The VM's sockets: libvirt (root, in this process) binds them and hands
+  // QEMU the listening fds, so QEMU's uid needs no access here, and a 0700
+  // root directory keeps every other VM's uid from connecting.
+  RETURN_IF_ERROR(base::MakeDirs(vm_dir.parent_path(), 0700));
+  if (::mkdir(vm_dir.c_str(), 0700) != 0) return absl::ErrnoToStatus(errno, StrCat("mkdir \"", vm_dir.string(), "\""));
+  undo.Add("remove the VM's socket dir", [vm_dir] { return base::RemoveAll(vm_dir); });
   // cloud-init NoCloud seed: hostname, network-config, user-data.
   runtime::CloudInitSeed seed = SeedFor(sb);
   for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec))) {
@@ -408,6 +436,11 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     RETURN_IF_ERROR(runtime::OpenCriLog(sb.log_directory, c.log_path).status());
   }
 
+  if (!c.console_socket.empty()) {
+    // The state dir is a tmpfs: a host reboot between create and start took
+    // the socket dir with it.
+    RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(c.console_socket).parent_path(), 0700));
+  }
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts
   const absl::Time t0 = deps_.clock->Now();
@@ -604,6 +637,10 @@ absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerReco
   // again with entries left behind.
   if (c.vm_uid != 0 && first.ok()) base::KeepFirstError(&first, file_access_.Revoke(c.vm_grants, c.vm_uid));
   base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
+  // The socket dir the record names (it outlives a state_dir change).
+  if (!c.console_socket.empty()) {
+    base::KeepFirstError(&first, base::RemoveAll(std::filesystem::path(c.console_socket).parent_path()));
+  }
   ForgetTimings(c.id);
   NotifyExit(c.id);
   return first;

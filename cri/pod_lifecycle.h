@@ -133,6 +133,8 @@ class PodLifecycle {
   void RetryIoErrorPause(const sandbox::ContainerRecord& c);
   void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
   std::filesystem::path ContainerDir(std::string_view container_id) const;
+  // <state_dir>/vm/<first 16 hex of the id>: the VM's unix sockets.
+  std::filesystem::path VmSocketDir(std::string_view container_id) const;
   // A uid of [security] vm_uid_range no container record holds (0 when
   // confinement is off), reserved in pending_uids_ until the caller's record
   // holds it (ReleasePendingUid).

@@ -311,6 +311,20 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
     ++fixed;
   }
 
+  // 5b. VM socket dirs (<state_dir>/vm/<id16>) no record names.
+  if (report.complete) {
+    std::set<std::string> named;
+    for (const sandbox::ContainerRecord& c : deps_.store->ListContainers()) {
+      if (!c.console_socket.empty()) named.insert(std::filesystem::path(c.console_socket).parent_path().string());
+    }
+    for (const auto& e : std::filesystem::directory_iterator(deps_.config->state_dir / "vm", ec)) {
+      if (named.count(e.path().string())) continue;
+      base::LogInfo("recovery: removing orphan VM socket dir", {{"path", e.path().string()}});
+      base::LogIfError(base::RemoveAll(e.path()), "recovery: orphan VM socket dir");
+      ++fixed;
+    }
+  }
+
   // 6. libvirt's per-domain QEMU logs of containers without a record (left
   //    by versions that did not remove them with the domain).
   if (std::filesystem::path probe = deps_.hypervisor->DomainLogPath("kvcri-probe"); !probe.empty()) {

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "config/base/str.h"
+#include "runtime/agent/agent_client.h"
 #include "runtime/xml_writer.h"
 
 namespace kvcri::runtime {
@@ -82,6 +83,21 @@ absl::Status ValidateFilesystems(const VmSpec& spec) {
   return absl::OkStatus();
 }
 
+// A socket QEMU (or libvirt for it) binds: absolute, and short enough for
+// sockaddr_un, which libvirt would otherwise refuse only at start.
+absl::Status ValidateSocketPath(std::string_view field, const std::filesystem::path& path) {
+  if (path.empty()) return absl::OkStatus();
+  if (!path.is_absolute()) {
+    return absl::InvalidArgumentError(StrCat("vm spec ", field, " \"", path.native(), "\" is not absolute"));
+  }
+  if (path.native().size() > kMaxUnixSocketPathLength) {
+    return absl::InvalidArgumentError(StrCat("vm spec ", field, " \"", path.native(), "\" is ", path.native().size(),
+                                             " bytes, longer than a unix socket path may be (",
+                                             kMaxUnixSocketPathLength, ")"));
+  }
+  return CheckText(field, path.native());
+}
+
 absl::Status Validate(const VmSpec& spec) {
   if (spec.name.empty()) return absl::InvalidArgumentError("vm spec name is empty");
   if (spec.name.find('/') != std::string::npos) {
@@ -97,6 +113,11 @@ absl::Status Validate(const VmSpec& spec) {
                               {"initrd", spec.initrd.native()},
                               {"console_log", spec.console_log.native()}}) {
     if (absl::Status s = CheckText(field, value); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateSocketPath("console_socket", spec.console_socket); !s.ok()) return s;
+  if (absl::Status s = ValidateSocketPath("agent_socket", spec.agent_socket); !s.ok()) return s;
+  if (!spec.agent_socket.empty() && spec.agent_socket == spec.console_socket) {
+    return absl::InvalidArgumentError("vm spec agent_socket and console_socket are the same path");
   }
   if (spec.vcpus < 1) return absl::InvalidArgumentError(StrCat("vm spec vcpus ", spec.vcpus, " is below 1"));
   if (spec.memory_mib < 16) {
@@ -182,6 +203,34 @@ void WriteFilesystem(XmlWriter& w, const FilesystemSpec& f) {
   // QEMU's -fsdev readonly: the guest's writes fail with EROFS on the host side.
   if (f.read_only) w.Leaf("readonly");
   w.Close();
+}
+
+// ttyS0: appended to console_log; with console_socket also a unix socket QEMU
+// listens on (attach). QEMU writes the log whether or not a client is
+// connected, and drops output (never blocks the guest) while none is.
+void WriteConsole(XmlWriter& w, const VmSpec& spec) {
+  if (spec.console_log.empty() && spec.console_socket.empty()) return;
+  // <serial> and its <console> alias must describe the same character
+  // device, or libvirt treats them as two.
+  for (const char* element : {"serial", "console"}) {
+    const bool is_console = std::string_view(element) == "console";
+    if (spec.console_socket.empty()) {
+      // QEMU appends ttyS0 to a plain file: nothing of ours has to be up for
+      // the guest to write its console, and the file outlives a daemon restart.
+      w.Open(element, {{"type", "file"}});
+      w.Leaf("source", {{"path", spec.console_log.native()}, {"append", "on"}});
+    } else {
+      w.Open(element, {{"type", "unix"}});
+      w.Leaf("source", {{"mode", "bind"}, {"path", spec.console_socket.native()}});
+      if (!spec.console_log.empty()) w.Leaf("log", {{"file", spec.console_log.native()}, {"append", "on"}});
+    }
+    if (is_console) {
+      w.Leaf("target", {{"type", "serial"}, {"port", "0"}});
+    } else {
+      w.Leaf("target", {{"port", "0"}});
+    }
+    w.Close();
+  }
 }
 
 }  // namespace
@@ -322,16 +371,20 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     w.Close();
   }
   w.Leaf("controller", {{"type", "usb"}, {"model", "none"}});
-  if (!spec.console_log.empty()) {
-    // QEMU appends ttyS0 to a plain file: nothing of ours has to be up for
-    // the guest to write its console, and the file outlives a daemon restart.
-    w.Open("serial", {{"type", "file"}});
-    w.Leaf("source", {{"path", spec.console_log.native()}, {"append", "on"}});
-    w.Leaf("target", {{"port", "0"}});
-    w.Close();
-    w.Open("console", {{"type", "file"}});
-    w.Leaf("source", {{"path", spec.console_log.native()}, {"append", "on"}});
-    w.Leaf("target", {{"type", "serial"}, {"port", "0"}});
+  WriteConsole(w, spec);
+  // One virtio-serial controller carries both guest agent channels.
+  w.Leaf("controller", {{"type", "virtio-serial"}, {"index", "0"}});
+  // qemu-guest-agent's channel is libvirt's own: no source path, so libvirt
+  // binds it in its per-domain channel directory and connects to it itself
+  // (virDomainQemuAgentCommand); QEMU only gets the listening fd.
+  w.Open("channel", {{"type", "unix"}});
+  w.Leaf("target", {{"type", "virtio"}, {"name", kQemuGuestAgentChannelName}});
+  w.Close();
+  if (!spec.agent_socket.empty()) {
+    // kvcri-agent's channel: the daemon connects to this socket itself.
+    w.Open("channel", {{"type", "unix"}});
+    w.Leaf("source", {{"mode", "bind"}, {"path", spec.agent_socket.native()}});
+    w.Leaf("target", {{"type", "virtio"}, {"name", agent::kAgentChannelName}});
     w.Close();
   }
   w.Open("memballoon", {{"model", "virtio"}});
@@ -393,6 +446,27 @@ absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml) {
   m.pod_namespace = Attr(root, "pod-namespace");
   m.pod_name = Attr(root, "pod-name");
   return m;
+}
+
+absl::StatusOr<bool> ParseChannelConnected(std::string_view xml, std::string_view channel) {
+  std::unique_ptr<xmlDoc, XmlDocFree> doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "domain.xml", nullptr,
+                                                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+  if (!doc) return absl::InvalidArgumentError("domain XML is not well-formed");
+  xmlNode* root = xmlDocGetRootElement(doc.get());
+  auto is = [](xmlNode* n, std::string_view name) {
+    return n->type == XML_ELEMENT_NODE && std::string_view(reinterpret_cast<const char*>(n->name)) == name;
+  };
+  for (xmlNode* devices = root != nullptr ? root->children : nullptr; devices != nullptr; devices = devices->next) {
+    if (!is(devices, "devices")) continue;
+    for (xmlNode* ch = devices->children; ch != nullptr; ch = ch->next) {
+      if (!is(ch, "channel")) continue;
+      for (xmlNode* t = ch->children; t != nullptr; t = t->next) {
+        if (!is(t, "target") || Attr(t, "type") != "virtio" || Attr(t, "name") != channel) continue;
+        return Attr(t, "state") == "connected";
+      }
+    }
+  }
+  return absl::NotFoundError(StrCat("domain has no virtio channel \"", channel, "\""));
 }
 
 }  // namespace kvcri::runtime

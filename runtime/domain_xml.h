@@ -33,10 +33,24 @@ struct VmMetadata {
 // InvalidArgument when it is not ours or of an unknown version.
 absl::StatusOr<VmMetadata> ParseMetadataXml(std::string_view xml);
 
+// Whether the live domain XML `xml` (virDomainGetXMLDesc) shows the virtio
+// channel named `channel` opened by the guest: libvirt keeps
+// <target type='virtio' name=... state='connected'/> from QEMU's
+// VSERPORT_CHANGE events. NotFound when the domain has no such channel;
+// false when libvirt reports no state.
+absl::StatusOr<bool> ParseChannelConnected(std::string_view xml, std::string_view channel);
+
 // virtio-blk carries at most 20 bytes of serial (VIRTIO_BLK_ID_BYTES).
 inline constexpr size_t kMaxDiskSerialLength = 20;
 // The virtio-fs config space holds a 36-byte tag; we use the same limit for 9p.
 inline constexpr size_t kMaxMountTagLength = 36;
+
+// sockaddr_un's sun_path holds 108 bytes including the terminating NUL.
+inline constexpr size_t kMaxUnixSocketPathLength = 107;
+
+// The virtio-serial port name Debian's qemu-guest-agent opens
+// (/dev/virtio-ports/org.qemu.guest_agent.0); every VM has it.
+inline constexpr char kQemuGuestAgentChannelName[] = "org.qemu.guest_agent.0";
 
 // A mount tag we accept: 1..kMaxMountTagLength bytes of [A-Za-z0-9._-].
 bool IsValidMountTag(std::string_view tag);

@@ -1,6 +1,9 @@
 // Hypervisor over libvirt: domains from VmSpecs, power, state, lifecycle events.
 #include "runtime/libvirt_hypervisor.h"
 
+#include <libvirt/libvirt-qemu.h>
+
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/time/clock.h"
@@ -335,6 +338,35 @@ absl::StatusOr<VmStats> LibvirtHypervisor::Stats(std::string_view name) {
     }
   }
   return s;
+}
+
+absl::StatusOr<std::string> LibvirtHypervisor::GuestAgentCommand(std::string_view name, std::string_view command_json,
+                                                                 absl::Duration timeout) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  // libvirt takes whole seconds; at least one, or 0 would mean "don't wait".
+  const int64_t seconds = std::clamp<int64_t>(absl::ToInt64Seconds(absl::Ceil(timeout, absl::Seconds(1))), 1, 3600);
+  const std::string cmd(command_json);
+  const absl::Time t0 = absl::Now();
+  LibvirtString reply(virDomainQemuAgentCommand(dom.get(), cmd.c_str(), static_cast<int>(seconds), 0));
+  if (!reply) {
+    const int code = LastLibvirtErrorCode();
+    absl::Status err = LibvirtError(Quoted("virDomainQemuAgentCommand", name));
+    // libvirt says VIR_ERR_AGENT_UNRESPONSIVE both when no agent is
+    // connected and when it did not answer in time; the clock tells which.
+    if (code == VIR_ERR_AGENT_UNRESPONSIVE) {
+      if (absl::Now() - t0 >= absl::Seconds(seconds)) return absl::DeadlineExceededError(err.message());
+      return absl::UnavailableError(err.message());
+    }
+    return err;
+  }
+  return std::string(reply.get());
+}
+
+absl::StatusOr<bool> LibvirtHypervisor::GuestChannelConnected(std::string_view name, std::string_view channel) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  LibvirtString xml(virDomainGetXMLDesc(dom.get(), 0));  // live XML: carries the channel state
+  if (!xml) return LibvirtError(Quoted("virDomainGetXMLDesc", name));
+  return ParseChannelConnected(xml.get(), channel);
 }
 
 }  // namespace kvcri::runtime

@@ -55,6 +55,9 @@ class LibvirtHypervisor : public Hypervisor {
   absl::StatusOr<VmStats> Stats(std::string_view name) override;
   absl::Status Subscribe(std::function<void(const VmEvent&)> on_event) override;
   std::filesystem::path DomainLogPath(std::string_view name) const override;
+  absl::StatusOr<std::string> GuestAgentCommand(std::string_view name, std::string_view command_json,
+                                                absl::Duration timeout) override;
+  absl::StatusOr<bool> GuestChannelConnected(std::string_view name, std::string_view channel) override;
 
  private:
   LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options);

@@ -41,12 +41,17 @@ die() {
 
 missing=()
 for t in busybox cpio tar depmod modprobe gzip qemu-img umoci syslinux \
-  mkfs.vfat mcopy sfdisk flock sha256sum cc; do
+  mkfs.vfat mcopy sfdisk flock sha256sum cc ldd; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run scripts/install-deps.sh --test)"
 [[ -f "$kSyslinuxMbr" && -f "$kSyslinuxBios/ldlinux.c32" ]] ||
   die "\"$kSyslinuxMbr\" or \"$kSyslinuxBios/ldlinux.c32\" missing (package syslinux-common)"
+readonly kQemuGa=/usr/sbin/qemu-ga
+[[ -x "$kQemuGa" ]] || die "\"$kQemuGa\" missing (package qemu-guest-agent)"
+# qemu-ga's shared libraries and the dynamic loader, as ldd resolves them.
+mapfile -t qga_libs < <(ldd "$kQemuGa" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+((${#qga_libs[@]} > 0)) || die "ldd found no libraries of \"$kQemuGa\""
 [[ "$(id -u)" == 0 ]] || die "must run as root (needs mknod and chown to $kDiskUid)"
 
 kver="${KVCRI_GUEST_KVER:-}"
@@ -74,7 +79,7 @@ input_hash="$(
       xargs -0 sha256sum)
     cc --version | head -n1
     sha256sum "$kernel" "$moddir/modules.dep" "$(command -v busybox)" \
-      "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32"
+      "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32" "$kQemuGa" "${qga_libs[@]}"
     umoci --version
   } | sha256sum | cut -d' ' -f1
 )"
@@ -100,6 +105,13 @@ cc -static -Os -Wall -Werror -o "$root/sbin/kvcri-frame" "$here/tools/kvcri-fram
 while read -r applet; do
   [[ -e "$root/$applet" ]] || ln -s /bin/busybox "$root/$applet"
 done < <(busybox --list-full | grep -v '^bin/busybox$')
+# Debian's qemu-guest-agent, dynamically linked: the binary, its libraries
+# and the loader at the paths ldd named (/lib64/ld-linux-x86-64.so.2 included).
+cp "$kQemuGa" "$root/usr/sbin/qemu-ga"
+for lib in "${qga_libs[@]}"; do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
 # The kernel opens /dev/console for PID 1 before /init mounts devtmpfs.
 mknod -m 600 "$root/dev/console" c 5 1
 

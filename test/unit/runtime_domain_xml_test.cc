@@ -196,5 +196,74 @@ TEST(XmlEscape, EscapesAllSpecialCharacters) {
   EXPECT_FALSE(IsXmlSafe(std::string("nul\0x", 5)));
 }
 
+TEST(BuildDomainXml, EveryVmHasQemuGuestAgentChannelWithoutSourcePath) {
+  auto xml = BuildDomainXml(KernelSpec());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<controller type='virtio-serial' index='0'/>"));
+  // No <source>: libvirt binds it in its own channel directory.
+  EXPECT_THAT(*xml, HasSubstr("<channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+                              "    </channel>"));
+  EXPECT_THAT(*xml, Not(HasSubstr("io.kubevirt-cri.agent.0")));
+}
+
+TEST(BuildDomainXml, AgentSocketBecomesBoundVirtioChannel) {
+  VmSpec s = KernelSpec();
+  s.agent_socket = "/var/lib/kvcri/vm/0123456789abcdef/agent.sock";
+  auto xml = BuildDomainXml(s);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<source mode='bind' path='/var/lib/kvcri/vm/0123456789abcdef/agent.sock'/>\n"
+                              "      <target type='virtio' name='io.kubevirt-cri.agent.0'/>"));
+}
+
+TEST(BuildDomainXml, ConsoleSocketListensAndStillLogs) {
+  VmSpec s = KernelSpec();
+  s.console_socket = "/var/lib/kvcri/vm/0123456789abcdef/console.sock";
+  auto xml = BuildDomainXml(s);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  const std::string source =
+      "<source mode='bind' path='/var/lib/kvcri/vm/0123456789abcdef/console.sock'/>\n"
+      "      <log file='/var/lib/kvcri/containers/abc/console.log' append='on'/>\n";
+  EXPECT_THAT(*xml, HasSubstr("<serial type='unix'>\n      " + source + "      <target port='0'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<console type='unix'>\n      " + source + "      <target type='serial' port='0'/>"));
+  EXPECT_THAT(*xml, Not(HasSubstr("type='file'")));
+}
+
+TEST(BuildDomainXml, RefusesRelativeOrOverlongSocketPaths) {
+  VmSpec s = KernelSpec();
+  s.console_socket = "vm/console.sock";
+  auto xml = BuildDomainXml(s);
+  EXPECT_EQ(xml.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(xml.status().message(), HasSubstr("console_socket \"vm/console.sock\" is not absolute"));
+
+  s = KernelSpec();
+  s.agent_socket = "/" + std::string(kMaxUnixSocketPathLength, 'a');  // one byte too many
+  xml = BuildDomainXml(s);
+  EXPECT_EQ(xml.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(xml.status().message(), HasSubstr("agent_socket"));
+  EXPECT_THAT(xml.status().message(), HasSubstr("longer than a unix socket path may be (107)"));
+
+  s.agent_socket = "/" + std::string(kMaxUnixSocketPathLength - 1, 'a');  // exactly 107
+  EXPECT_TRUE(BuildDomainXml(s).ok());
+
+  s.console_socket = s.agent_socket;
+  EXPECT_THAT(BuildDomainXml(s).status().message(), HasSubstr("are the same path"));
+}
+
+TEST(ParseChannelConnected, ReadsTheStateOfTheNamedVirtioChannel) {
+  const std::string xml = R"(<domain type='qemu'><name>kvcri-abc</name><devices>
+    <serial type='unix'><target port='0'/></serial>
+    <channel type='unix'><source mode='bind' path='/x/a.sock'/>
+      <target type='virtio' name='io.kubevirt-cri.agent.0' state='disconnected'/></channel>
+    <channel type='unix'><source mode='bind' path='/lv/ch/org.qemu.guest_agent.0'/>
+      <target type='virtio' name='org.qemu.guest_agent.0' state='connected'/></channel>
+    <channel type='unix'><target type='virtio' name='no.state.0'/></channel>
+  </devices></domain>)";
+  EXPECT_EQ(ParseChannelConnected(xml, "org.qemu.guest_agent.0").value(), true);
+  EXPECT_EQ(ParseChannelConnected(xml, "io.kubevirt-cri.agent.0").value(), false);
+  EXPECT_EQ(ParseChannelConnected(xml, "no.state.0").value(), false);
+  EXPECT_EQ(ParseChannelConnected(xml, "missing.0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ParseChannelConnected("<domain", "x").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kvcri::runtime
