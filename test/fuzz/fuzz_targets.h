@@ -31,6 +31,7 @@ void FuzzRegistryAuth(FuzzInput in);
 void FuzzRegistryManifest(FuzzInput in);
 void FuzzCniResult(FuzzInput in);
 void FuzzConfigToml(FuzzInput in);
+void FuzzAgentFrame(FuzzInput in);
 
 // A finding that is not a crash: prints `what` and aborts, so libFuzzer
 // saves the input and the replay test fails.

@@ -35,6 +35,7 @@ constexpr Target kTargets[] = {
     {"registry_manifest", FuzzRegistryManifest},
     {"cni_result", FuzzCniResult},
     {"config_toml", FuzzConfigToml},
+    {"agent_frame", FuzzAgentFrame},
 };
 
 std::vector<fs::path> Files(const fs::path& dir) {
