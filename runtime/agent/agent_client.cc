@@ -64,6 +64,11 @@ class Conn {
     reader_ = std::thread([this] { ReadLoop(); });
   }
   ~Conn() {
+    {
+      absl::MutexLock l(&mu_);
+      alive_ = false;  // our own close: not worth a warning
+      dead_reason_ = "closed by the host";
+    }
     ::shutdown(fd_.get(), SHUT_RDWR);  // wakes the reader's read()
     reader_.join();
   }
