@@ -10,6 +10,7 @@
 // host. Usage:
 //   kvcri-agent [--channel PATH]   the virtio-serial port (default below)
 //   kvcri-agent --listen PATH      a unix socket instead, one host at a time (tests)
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -42,6 +43,7 @@
 namespace kvcri::runtime::agent {
 namespace {
 
+constexpr char kChannelName[] = "io.kubevirt-cri.agent.0";  // agent_client.h's kAgentChannelName
 constexpr char kDefaultChannel[] = "/dev/virtio-ports/io.kubevirt-cri.agent.0";
 constexpr char kAgentVersion[] = "kvcri-agent 1";
 constexpr size_t kMaxGuestSessions = 1024;
@@ -55,6 +57,30 @@ void Logf(const char* fmt, const char* arg) {
   fprintf(stderr, "kvcri-agent: ");
   fprintf(stderr, fmt, arg);
   fputc('\n', stderr);
+}
+
+// /dev/vportNpM of the virtio-serial port called `name`, from sysfs: guests
+// without udev (an initramfs with busybox) have no /dev/virtio-ports/ links.
+std::string PortByName(const char* name) {
+  DIR* d = opendir("/sys/class/virtio-ports");
+  if (d == nullptr) return {};
+  std::string found;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string base = std::string("/sys/class/virtio-ports/") + e->d_name;
+    FILE* f = fopen((base + "/name").c_str(), "re");
+    if (f == nullptr) continue;
+    char buf[128] = {};
+    bool match = fgets(buf, sizeof(buf), f) != nullptr && strcspn(buf, "\n") == strlen(name) &&
+                 strncmp(buf, name, strlen(name)) == 0;
+    fclose(f);
+    if (match) {
+      found = std::string("/dev/") + e->d_name;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
 }
 
 void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -157,9 +183,13 @@ bool Agent::Open() {
     }
     return true;
   }
-  // The port may appear a little after boot (udev): wait for it.
+  // The port may appear a little after boot (module load, udev): wait for it.
   for (int tries = 0;; ++tries) {
     conn_fd_ = open(channel_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (conn_fd_ < 0 && channel_ == kDefaultChannel) {
+      std::string dev = PortByName(kChannelName);
+      if (!dev.empty()) conn_fd_ = open(dev.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    }
     if (conn_fd_ >= 0) break;
     if (tries == 0) Logf("waiting for %s", ErrnoText(channel_, errno).c_str());
     usleep(500 * 1000);
