@@ -183,7 +183,7 @@ void Conn::ReadLoop() {
 }
 
 bool Conn::HandleFrame(const Frame& f) {
-  auto fail = [&](std::string_view what) {
+  auto fail = [&](std::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FailLocked(absl::StrCat(std::string(what), " (", FrameTypeName(f.type), " on session ", f.session, ")"));
     return false;
   };
