@@ -211,6 +211,9 @@ bool Conn::HandleFrame(const Frame& f) {
     cv_.SignalAll();
     return true;
   }
+  if (closing && (f.type == FrameType::kStarted || f.type == FrameType::kConnected || f.type == FrameType::kConnectFailed)) {
+    return true;  // the answer to an open that timed out: late, not wrong
+  }
   if (s.phase == Phase::kOpening) {
     switch (f.type) {
       case FrameType::kStarted:

@@ -159,6 +159,7 @@ class Agent {
   bool connected_ = false;  // said HELLO with this host
   bool deaf_ = false;       // a bad frame arrived: ignore input until the host hangs up
   bool port_hup_ = false;   // virtio port: no host attached right now
+  bool write_failed_ = false;  // a frame could not be sent: the host is gone
   uint32_t window_ = 256 << 10;
   uint32_t max_payload_ = 64 << 10;
   std::unique_ptr<FrameDecoder> decoder_;
@@ -199,7 +200,7 @@ bool Agent::Open() {
 }
 
 bool Agent::Send(FrameType type, uint32_t session, std::string_view payload) {
-  if (conn_fd_ < 0 || deaf_) return false;
+  if (conn_fd_ < 0 || deaf_ || write_failed_) return false;
   out_.clear();
   AppendFrame(&out_, type, session, payload);
   size_t off = 0;
@@ -214,7 +215,9 @@ bool Agent::Send(FrameType type, uint32_t session, std::string_view payload) {
       pollfd p{conn_fd_, POLLOUT, 0};
       if (poll(&p, 1, kWriteTimeoutMs) > 0 && !(p.revents & (POLLERR | POLLNVAL))) continue;
     }
-    OnHostGone("write to host failed");
+    // Handled by the poll loop: callers still hold session pointers that
+    // ending the sessions here would free under them.
+    write_failed_ = true;
     return false;
   }
   return true;
@@ -230,6 +233,7 @@ void Agent::OnHostGone(const char* why) {
   TeardownSessions();
   connected_ = false;
   deaf_ = false;
+  write_failed_ = false;
   if (!listen_path_.empty()) {
     CloseFd(&conn_fd_);
   } else {
@@ -666,6 +670,7 @@ int Agent::Run() {
   };
   std::vector<Slot> slots;
   for (;;) {
+    if (write_failed_) OnHostGone("write to host failed");
     fds.clear();
     slots.clear();
     auto add = [&](int fd, short events, Role role, uint32_t id) {
