@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "runtime/accelerator.h"
 #include "runtime/agent/agent_client.h"
 
 namespace kvcri::runtime::agent {
@@ -46,9 +47,10 @@ class AgentGuestTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = new fs::path(tmpl);
     socket_ = new fs::path(*dir_ / "agent.sock");
-    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    bool use_kvm = kvm >= 0;
-    if (kvm >= 0) close(kvm);
+    // KVM only where it runs ordinary guests (not kvm_pvm): the daemon's own choice.
+    absl::StatusOr<runtime::AccelChoice> accel = runtime::ChooseAccelerator(config::Accelerator::kAuto, runtime::HostProbe());
+    ASSERT_TRUE(accel.ok()) << accel.status();
+    bool use_kvm = accel->accel == config::Accelerator::kKvm;
     std::string chardev = "socket,id=agent,path=" + socket_->string() + ",server=on,wait=off";
     std::string console = "file:" + (*dir_ / "console.log").string();
     std::string kernel = (guest / "vmlinuz").string(), initrd = (guest / "initrd.img").string();
