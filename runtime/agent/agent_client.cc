@@ -1,6 +1,7 @@
 // Host side of kvcri-agent: the per-VM connection with its reader thread, Process, PortConnection and AgentPool.
 #include "runtime/agent/agent_client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -549,9 +550,20 @@ absl::StatusOr<std::unique_ptr<AgentClient>> ConnectAgent(const std::filesystem:
     return absl::InvalidArgumentError(absl::StrCat("agent socket path \"", path, "\" is too long"));
   }
   memcpy(addr.sun_path, path.c_str(), path.size());
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return absl::UnavailableError(absl::StrCat("connect \"", path, "\": ", strerror(errno)));
+  // QEMU takes one host at a time: while another holds the channel, a
+  // blocking connect() would wait in the backlog for as long as that lasts.
+  absl::Time connect_deadline = absl::Now() + limits.hello_timeout;
+  int flags = fcntl(fd.get(), F_GETFL);
+  fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
+  while (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN || absl::Now() >= connect_deadline) {
+      return absl::UnavailableError(absl::StrCat("connect \"", path, "\": ", strerror(errno),
+                                                 errno == EAGAIN ? " (another host holds the channel)" : ""));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
   }
+  fcntl(fd.get(), F_SETFL, flags);
   timeval tv{kSendTimeoutSeconds, 0};
   setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 

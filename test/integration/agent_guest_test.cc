@@ -142,7 +142,11 @@ TEST_F(AgentGuestTest, ExecPtyAndPortForwardInTheGuestThenANewHost) {
   absl::StatusOr<size_t> n = (*sleeper)->Read(Output::kStdout, buf, sizeof(buf));
   ASSERT_TRUE(n.ok() && *n > 0);
   std::string pid(buf, *n - 1);
+  // Every session and the client let go of the connection: QEMU takes the
+  // next host only then.
   sleeper->reset();
+  p->reset();
+  t->reset();
   c.reset();
   c = Connect();
   ASSERT_NE(c, nullptr);
