@@ -389,6 +389,14 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec))) {
     seed.extra_files.push_back(std::move(f));
   }
+  if (auto it = sb.annotations.find(std::string(runtime::kGuestAgentAnnotation)); it != sb.annotations.end()) {
+    if (it->second != runtime::kGuestAgentInject) {
+      return absl::InvalidArgumentError(base::StrCat("annotation ", runtime::kGuestAgentAnnotation, " is \"", it->second,
+                                                     "\"; the only value is \"", runtime::kGuestAgentInject, "\""));
+    }
+    ASSIGN_OR_RETURN(std::vector<runtime::VfatFile> agent_files, runtime::GuestAgentSeedFiles(options_.guest_agent_binary));
+    for (runtime::VfatFile& f : agent_files) seed.extra_files.push_back(std::move(f));
+  }
   RETURN_IF_ERROR(runtime::WriteSeedImage(rec.seed_path, seed));
   if (rec.boot.kind == sandbox::BootKind::kDisk) {
     // The image's disk is never written: the VM writes to its own overlay.

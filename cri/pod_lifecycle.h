@@ -56,6 +56,9 @@ struct PodLifecycleOptions {
   absl::Duration stop_check = absl::Seconds(1);
   absl::Duration power_button_repress = absl::Seconds(5);
   VmMonitorOptions monitor;
+  // The kvcri-agent binary put on the seed of Pods annotated
+  // kubevirt-cri.io/guest-agent=inject (runtime::kGuestAgentBinary).
+  std::string guest_agent_binary = "/usr/share/kubevirt-cri/guest/kvcri-agent";
 };
 
 // Turns the Pod lifecycle into netns + CNI + VM + records. Every call is

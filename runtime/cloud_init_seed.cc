@@ -107,6 +107,53 @@ absl::StatusOr<std::vector<VfatFile>> SeedFiles(const CloudInitSeed& seed) {
   return files;
 }
 
+// vendor-data: cloud-init merges it under the user's user-data, which may
+// turn it off (vendor_data: {enabled: false}). The seed is mounted only while
+// cloud-init reads it, so runcmd mounts it again by its label to copy the
+// binary. runcmd runs once per instance; the enabled unit starts the agent
+// on later boots.
+constexpr std::string_view kAgentVendorData = R"yaml(#cloud-config
+write_files:
+  - path: /etc/systemd/system/kvcri-agent.service
+    permissions: '0644'
+    content: |
+      [Unit]
+      Description=kubevirt-cri guest agent (exec, port-forward)
+      [Service]
+      ExecStart=/usr/local/bin/kvcri-agent
+      Restart=always
+      RestartSec=1
+      [Install]
+      WantedBy=multi-user.target
+runcmd:
+  - - sh
+    - -c
+    - |
+      set -e
+      d=$(mktemp -d)
+      mount -o ro "$(blkid -L cidata || echo /dev/disk/by-label/cidata)" "$d"
+      install -m 0755 "$d/kvcri-agent" /usr/local/bin/kvcri-agent
+      umount "$d"; rmdir "$d"
+      if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload; systemctl enable kvcri-agent; systemctl start --no-block kvcri-agent
+      else
+        nohup /usr/local/bin/kvcri-agent >/var/log/kvcri-agent.log 2>&1 &
+      fi
+)yaml";
+
+absl::StatusOr<std::vector<VfatFile>> GuestAgentSeedFiles(const std::filesystem::path& binary) {
+  absl::StatusOr<std::string> bin = base::ReadFile(binary);
+  if (!bin.ok()) {
+    return absl::FailedPreconditionError(base::StrCat("annotation ", kGuestAgentAnnotation, "=", kGuestAgentInject,
+                                                      ": cannot read the guest agent \"", binary.string(),
+                                                      "\": ", base::Sv(bin.status().message())));
+  }
+  std::vector<VfatFile> files;
+  files.push_back({"kvcri-agent", std::move(*bin)});
+  files.push_back({"vendor-data", std::string(kAgentVendorData)});
+  return files;
+}
+
 absl::Status WriteSeedImage(const std::filesystem::path& path, const CloudInitSeed& seed) {
   ASSIGN_OR_RETURN(std::vector<VfatFile> files, SeedFiles(seed));
   auto image = BuildVfatImage(kSeedLabel, files);

@@ -59,6 +59,21 @@ std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& 
 // The files of the seed, in the order they go on the disk.
 absl::StatusOr<std::vector<VfatFile>> SeedFiles(const CloudInitSeed& seed);
 
+// The Pod annotation that opts a cloud-init guest into kvcri-agent:
+// kGuestAgentInject puts the binary on the seed, with vendor-data that
+// installs and starts it (docs/exec.md). The user's user-data stays as is.
+inline constexpr std::string_view kGuestAgentAnnotation = "kubevirt-cri.io/guest-agent";
+inline constexpr std::string_view kGuestAgentInject = "inject";
+// Where the .deb installs the guest binary (runtime/CMakeLists.txt).
+inline constexpr std::string_view kGuestAgentBinary = "/usr/share/kubevirt-cri/guest/kvcri-agent";
+
+// The seed files that install kvcri-agent from the seed: the binary
+// ("kvcri-agent") and "vendor-data" (cloud-config: a systemd unit, and a
+// runcmd that copies the binary off the seed and starts it, with a plain
+// background start where there is no systemd). FailedPrecondition when
+// `binary` cannot be read.
+absl::StatusOr<std::vector<VfatFile>> GuestAgentSeedFiles(const std::filesystem::path& binary);
+
 // Builds the image and writes it atomically to `path` (mode 0600: user-data
 // may hold secrets; libvirt's dynamic ownership hands it to QEMU).
 absl::Status WriteSeedImage(const std::filesystem::path& path, const CloudInitSeed& seed);

@@ -32,6 +32,7 @@ void FuzzRegistryManifest(FuzzInput in);
 void FuzzCniResult(FuzzInput in);
 void FuzzConfigToml(FuzzInput in);
 void FuzzSpdyFrame(FuzzInput in);
+void FuzzAgentFrame(FuzzInput in);
 
 // A finding that is not a crash: prints `what` and aborts, so libFuzzer
 // saves the input and the replay test fails.

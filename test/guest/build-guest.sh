@@ -8,7 +8,9 @@
 # Outputs in OUT_DIR: vmlinuz, initrd.img, disk.qcow2, oci-kernel/, oci-disk/.
 # Skips the build when OUT_DIR/.build-hash matches the hash of this directory
 # and the host inputs (kernel, modules, busybox, syslinux, tool versions).
-# Environment: KVCRI_GUEST_KVER picks the kernel (default: newest in /boot).
+# Environment: KVCRI_GUEST_KVER picks the kernel (default: newest in /boot);
+# KVCRI_AGENT_BIN is the static kvcri-agent to bake in (ctest passes the
+# build's; default: build/runtime/kvcri-agent of this checkout).
 # Needs root (a /dev/console node, and uid 107 on the containerDisk file).
 set -euo pipefail
 
@@ -54,6 +56,11 @@ mapfile -t qga_libs < <(ldd "$kQemuGa" | awk '$2 == "=>" && $3 ~ /^\// { print $
 ((${#qga_libs[@]} > 0)) || die "ldd found no libraries of \"$kQemuGa\""
 [[ "$(id -u)" == 0 ]] || die "must run as root (needs mknod and chown to $kDiskUid)"
 
+agent_bin="${KVCRI_AGENT_BIN:-$here/../../build/runtime/kvcri-agent}"
+[[ -x "$agent_bin" ]] || die "kvcri-agent \"$agent_bin\" missing: build it (ninja -C build kvcri-agent) or set KVCRI_AGENT_BIN"
+# The guest has no libc of ours: a dynamic build (a sanitizer build) would not run.
+if ldd "$agent_bin" >/dev/null 2>&1; then die "kvcri-agent \"$agent_bin\" is not a static executable"; fi
+
 kver="${KVCRI_GUEST_KVER:-}"
 if [[ -z "$kver" ]]; then
   kernels=(/boot/vmlinuz-*-amd64)
@@ -78,7 +85,7 @@ input_hash="$(
     (cd "$here" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
       xargs -0 sha256sum)
     cc --version | head -n1
-    sha256sum "$kernel" "$moddir/modules.dep" "$(command -v busybox)" \
+    sha256sum "$kernel" "$moddir/modules.dep" "$(command -v busybox)" "$agent_bin" \
       "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32" "$kQemuGa" "${qga_libs[@]}"
     umoci --version
   } | sha256sum | cut -d' ' -f1
@@ -102,6 +109,8 @@ cp -a "$here/rootfs/." "$root/"
 cp /usr/bin/busybox "$root/bin/busybox"
 # The packet crafter tests use to send frames a good guest never would.
 cc -static -Os -Wall -Werror -o "$root/sbin/kvcri-frame" "$here/tools/kvcri-frame.c"
+# The exec/port-forward agent (runtime/agent/guest/), started by /init.
+install -m 0755 "$agent_bin" "$root/sbin/kvcri-agent"
 while read -r applet; do
   [[ -e "$root/$applet" ]] || ln -s /bin/busybox "$root/$applet"
 done < <(busybox --list-full | grep -v '^bin/busybox$')

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "test/fakes/cri_harness.h"
+#include "test/fakes/shell.h"
 
 namespace kvcri::cri {
 namespace {
@@ -211,6 +212,48 @@ TEST_F(CriLifecycleTest, KernelCmdlineDefaultsToSerialConsole) {
   EXPECT_TRUE(spec.start_paused);  // resumed once the record says RUNNING
   EXPECT_EQ(hv_.PhaseOf("kvcri-" + ctr), runtime::VmPhase::kRunning);
   EXPECT_EQ(spec.netns, "/proc/self/ns/net");  // QEMU starts in the Pod netns
+}
+
+// kubevirt-cri.io/guest-agent=inject: the agent binary and its vendor-data
+// go on the seed; another value or a missing binary fails CreateContainer.
+TEST_F(CriLifecycleTest, GuestAgentAnnotationPutsTheAgentOnTheSeed) {
+  pod_options_.guest_agent_binary = (dir_ / "kvcri-agent").string();
+  Restart();
+  auto run = [&](const std::string& name, const std::string& value, std::string* pod) {
+    pb::RunPodSandboxRequest req;
+    *req.mutable_config() = PodConfig(name);
+    (*req.mutable_config()->mutable_annotations())["kubevirt-cri.io/guest-agent"] = value;
+    req.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse resp;
+    ASSERT_TRUE(service_->RunPodSandbox(nullptr, &req, &resp).ok());
+    *pod = resp.pod_sandbox_id();
+  };
+  std::string pod, ctr;
+  run("missing", "inject", &pod);
+  grpc::Status missing = CreateVm(pod, "example.com/vm:1", &ctr);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(missing.error_message(), HasSubstr(pod_options_.guest_agent_binary));
+
+  run("bogus", "yes-please", &pod);
+  grpc::Status bogus = CreateVm(pod, "example.com/vm:1", &ctr);
+  EXPECT_EQ(bogus.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bogus.error_message(), HasSubstr("kubevirt-cri.io/guest-agent"));
+
+  {
+    std::ofstream bin(pod_options_.guest_agent_binary, std::ios::binary);
+    bin << "\x7f" "ELF-agent-bytes";
+  }
+  run("web", "inject", &pod);
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  std::vector<sandbox::ContainerRecord> recs =
+      store_->ListContainers([&](const sandbox::ContainerRecord& r) { return r.id == ctr; });
+  ASSERT_EQ(recs.size(), 1u);
+  auto seed_file = [&](const std::string& name) {
+    return kvcri::testing::Sh("MTOOLS_SKIP_CHECK=1 mtype -i " + recs[0].seed_path + " ::" + name).output;
+  };
+  EXPECT_EQ(seed_file("kvcri-agent"), "\x7f" "ELF-agent-bytes");
+  EXPECT_THAT(seed_file("vendor-data"), HasSubstr("install -m 0755 \"$d/kvcri-agent\" /usr/local/bin/kvcri-agent"));
+  EXPECT_EQ(seed_file("user-data"), "#cloud-config\n{}\n");  // untouched
 }
 
 TEST_F(CriLifecycleTest, GuestPowerOffBecomesExitedWithItsCode) {

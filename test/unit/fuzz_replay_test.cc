@@ -36,6 +36,7 @@ constexpr Target kTargets[] = {
     {"cni_result", FuzzCniResult},
     {"config_toml", FuzzConfigToml},
     {"spdy_frame", FuzzSpdyFrame},
+    {"agent_frame", FuzzAgentFrame},
 };
 
 std::vector<fs::path> Files(const fs::path& dir) {

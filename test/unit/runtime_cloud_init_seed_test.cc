@@ -167,3 +167,42 @@ TEST(CloudInitMetaData, QuotesValues) {
 
 }  // namespace
 }  // namespace kvcri::runtime
+
+namespace kvcri::runtime {
+namespace {
+
+TEST_F(CloudInitImage, GuestAgentInjectionPutsTheBinaryAndVendorDataOnTheSeed) {
+  fs::path bin = dir_ / "kvcri-agent";
+  std::string binary(300000, '\0');
+  for (size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<char>(i * 7);
+  ASSERT_TRUE(base::WriteFileAtomic(bin, binary, 0755).ok());
+  absl::StatusOr<std::vector<VfatFile>> files = GuestAgentSeedFiles(bin);
+  ASSERT_TRUE(files.ok()) << files.status();
+  CloudInitSeed seed;
+  seed.instance_id = "uid-1";
+  seed.user_data = "#cloud-config\nusers: []\n";
+  seed.extra_files = *files;
+  fs::path img = dir_ / "seed.img";
+  ASSERT_TRUE(WriteSeedImage(img, seed).ok());
+  ShResult fsck = Sh("fsck.vfat -n " + img.string());
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+  // The user's user-data is untouched; the agent comes with vendor-data.
+  EXPECT_EQ(Read(img, "user-data"), seed.user_data);
+  ShResult cmp = Sh("MTOOLS_SKIP_CHECK=1 mtype -i " + img.string() + " ::kvcri-agent | cmp - " + bin.string());
+  EXPECT_EQ(cmp.exit_code, 0) << cmp.output;
+  std::string vendor = Read(img, "vendor-data");
+  EXPECT_TRUE(vendor.starts_with("#cloud-config\n")) << vendor;
+  EXPECT_THAT(vendor, HasSubstr("install -m 0755 \"$d/kvcri-agent\" /usr/local/bin/kvcri-agent"));
+  EXPECT_THAT(vendor, HasSubstr("ExecStart=/usr/local/bin/kvcri-agent"));
+}
+
+TEST(GuestAgentSeedFiles, MissingBinaryNamesTheAnnotationAndThePath) {
+  absl::StatusOr<std::vector<VfatFile>> files = GuestAgentSeedFiles("/no/such/kvcri-agent");
+  ASSERT_FALSE(files.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(files.status())) << files.status();
+  EXPECT_THAT(std::string(files.status().message()), HasSubstr("kubevirt-cri.io/guest-agent=inject"));
+  EXPECT_THAT(std::string(files.status().message()), HasSubstr("/no/such/kvcri-agent"));
+}
+
+}  // namespace
+}  // namespace kvcri::runtime
