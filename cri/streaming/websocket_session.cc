@@ -277,10 +277,13 @@ class WsChannelConn {
       callbacks.swap(gone_callbacks_);
       cv_.SignalAll();
     }
-    // Nothing more to wait for: ioc.run() returns once pending handlers ran.
+    // Nothing more to wait for. stop(), not just the work guard: Beast's
+    // idle timer would keep ioc.run() going for idle_timeout after a client
+    // that vanished without a close frame.
     work_.reset();
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().shutdown(net::socket_base::shutdown_both, ignored);
+    ioc_.stop();
     for (auto& cb : callbacks) cb();
   }
 
