@@ -390,6 +390,12 @@ class StreamingServerImpl final : public StreamingServer {
       return;
     }
     if (websocket::is_upgrade(req)) {
+      // Beast's accept cannot take bytes read past the request; a client
+      // must wait for the 101 before it sends frames, so refuse one that did.
+      if (buffer.size() != 0) {
+        Respond(stream, http::status::bad_request, "data sent before the WebSocket upgrade completed");
+        return;
+      }
       ServeWebSocket(std::move(stream), ioc, req, path_query.second, std::move(*request));
       return;
     }

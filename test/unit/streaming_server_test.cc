@@ -516,6 +516,41 @@ TEST_F(StreamingServerTest, ShutdownEndsSessionsAndTellsTheBackend) {
   server_->Shutdown();  // idempotent
 }
 
+TEST_F(StreamingServerTest, AnOversizedWebSocketMessageEndsThatConnectionOnly) {
+  server_.reset();
+  StreamingServerOptions options;
+  options.limits.max_frame_bytes = 1024;
+  StartServer(options);
+  absl::StatusOr<std::string> url = server_->PrepareExec(Exec({"cat"}, /*stdin=*/true));
+  ASSERT_TRUE(url.ok());
+  auto client = testing::OpenWebSocketRemoteCommand(*url, Opts({}, /*stdin=*/true));
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->WriteStdin("small").ok());
+  ASSERT_TRUE((*client)->ReadStdoutUntil("small", absl::Seconds(10)).ok());
+  (*client)->WriteStdin(std::string(4096, 'x')).IgnoreError();  // the server may cut us off meanwhile
+  absl::StatusOr<testing::RemoteCommandResult> r = (*client)->Wait(absl::Seconds(10));
+  EXPECT_NE(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  if (r.ok()) EXPECT_FALSE(r->success);
+  // The server still serves others.
+  url = server_->PrepareExec(Exec({"echo", "still here", "", "0"}));
+  ASSERT_TRUE(url.ok());
+  auto other = testing::OpenWebSocketRemoteCommand(*url, Opts({}));
+  ASSERT_TRUE(other.ok()) << other.status();
+  r = (*other)->Wait(absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, "still here");
+}
+
+TEST_F(StreamingServerTest, FramesSentBeforeTheWebSocketUpgradeAreRefused) {
+  absl::StatusOr<std::string> url = server_->PrepareExec(Exec({"echo", "x", "", "0"}));
+  ASSERT_TRUE(url.ok());
+  std::string req = "GET " + PathOf(*url) +
+                    " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x82\x81";
+  EXPECT_THAT(RawHttp(PortOf(server_->BaseUrl()), req), StartsWith("HTTP/1.1 400"));
+  EXPECT_EQ(backend_.calls_.load(), 0);
+}
+
 class StreamingServerTlsTest : public testing::ScratchDirTest {};
 
 TEST_F(StreamingServerTlsTest, ExecOverHttpsWithACertificateMadeNow) {
