@@ -1,6 +1,8 @@
 // Parsing and validating config.toml into Config; defaults, unknown keys and type errors.
 #include "config/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <toml++/toml.h>
 
 #include <set>
@@ -89,6 +91,20 @@ absl::Status Validate(const Config& c) {
     return TypeError("upstream.endpoint", "empty or a \"unix://\" target");
   if (c.upstream.list_timeout_seconds < 1) return TypeError("upstream.list_timeout_seconds", ">= 1");
   if (c.upstream.tombstone_ttl_seconds < 1) return TypeError("upstream.tombstone_ttl_seconds", ">= 1");
+  if (absl::StatusOr<HostPort> hp = ParseHostPort(c.streaming.address); !hp.ok()) {
+    return absl::InvalidArgumentError(base::StrCat("config key \"streaming.address\": ", hp.status().message()));
+  }
+  if (c.streaming.tls_cert_file.empty() != c.streaming.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "config keys \"streaming.tls_cert_file\" and \"streaming.tls_key_file\" must be set together (or neither)");
+  }
+  // kubelet's own cache keeps a token one minute; a day is far past any use.
+  if (c.streaming.token_ttl_seconds < 1 || c.streaming.token_ttl_seconds > 86400) {
+    return TypeError("streaming.token_ttl_seconds", "1..86400");
+  }
+  if (c.streaming.max_connections < 1 || c.streaming.max_connections > 65536) {
+    return TypeError("streaming.max_connections", "1..65536");
+  }
   return absl::OkStatus();
 }
 
@@ -126,6 +142,40 @@ absl::Status ParseVmUidRange(std::string_view text, SecurityConfig* out) {
   out->vm_uid_first = static_cast<uint32_t>(first);
   out->vm_uid_last = static_cast<uint32_t>(last);
   return absl::OkStatus();
+}
+
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(base::StrCat("address \"", text, "\" ", why));
+  };
+  HostPort out;
+  std::string_view port;
+  if (!text.empty() && text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return bad("is not [IPv6]:port");
+    }
+    out.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+    in6_addr a6;
+    if (inet_pton(AF_INET6, out.host.c_str(), &a6) != 1) return bad("has no numeric IPv6 address");
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("is not IP:port");
+    out.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    in_addr a4;
+    if (inet_pton(AF_INET, out.host.c_str(), &a4) != 1) return bad("has no numeric IPv4 address (IPv6: [addr]:port)");
+  }
+  if (port.empty() || port.size() > 5) return bad("has no port 0..65535");
+  uint32_t value = 0;
+  for (char ch : port) {
+    if (ch < '0' || ch > '9') return bad("has no port 0..65535");
+    value = value * 10 + static_cast<uint32_t>(ch - '0');
+  }
+  if (value > 65535) return bad("has no port 0..65535");
+  out.port = static_cast<uint16_t>(value);
+  return out;
 }
 
 absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text) {
@@ -179,7 +229,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
-                                       "vm", "cni", "runtime", "images", "upstream", "security"}));
+                                       "vm", "cni", "runtime", "images", "upstream", "security",
+                                       "streaming"}));
   RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
   RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
   RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
@@ -255,6 +306,16 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     RETURN_IF_ERROR(CheckKeys(*t, "security", {"vm_uid_range"}));
     RETURN_IF_ERROR(Get(*t, "vm_uid_range", "security.vm_uid_range", &c.security.vm_uid_range));
     RETURN_IF_ERROR(ParseVmUidRange(c.security.vm_uid_range, &c.security));
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "streaming", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "streaming",
+                              {"address", "tls_cert_file", "tls_key_file", "token_ttl_seconds", "max_connections"}));
+    RETURN_IF_ERROR(Get(*t, "address", "streaming.address", &c.streaming.address));
+    RETURN_IF_ERROR(Get(*t, "tls_cert_file", "streaming.tls_cert_file", &c.streaming.tls_cert_file));
+    RETURN_IF_ERROR(Get(*t, "tls_key_file", "streaming.tls_key_file", &c.streaming.tls_key_file));
+    RETURN_IF_ERROR(Get(*t, "token_ttl_seconds", "streaming.token_ttl_seconds", &c.streaming.token_ttl_seconds));
+    RETURN_IF_ERROR(Get(*t, "max_connections", "streaming.max_connections", &c.streaming.max_connections));
   }
   RETURN_IF_ERROR(err);
   if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");

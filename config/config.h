@@ -104,6 +104,19 @@ struct SecurityConfig {
   bool confined() const { return vm_uid_first != 0; }
 };
 
+// The streaming server that serves Exec, Attach and PortForward URLs
+// (docs/exec.md, "The streaming server").
+struct StreamingConfig {
+  // "IP:port" ("[IPv6]:port"); port 0 picks a free port. Loopback by
+  // default: kubelet on this node is the only client it needs.
+  std::string address = "127.0.0.1:0";
+  // Both or neither: HTTPS with this PEM certificate chain and key.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  int64_t token_ttl_seconds = 60;
+  int64_t max_connections = 256;
+};
+
 struct Config {
   std::filesystem::path listen = "/run/kubevirt-cri/kubevirt-cri.sock";
   // Persistent state: images, sandbox records, libvirt embed root.
@@ -118,6 +131,7 @@ struct Config {
   UpstreamConfig upstream;
   ImagesConfig images;
   SecurityConfig security;
+  StreamingConfig streaming;
 
   // The libvirt URI actually used: `libvirt.uri` or the embedded default.
   std::string LibvirtUri() const;
@@ -131,6 +145,14 @@ absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path, bool option
 
 // Parses "FIRST-LAST" of [security] vm_uid_range into `out` (0/0 for "").
 absl::Status ParseVmUidRange(std::string_view text, SecurityConfig* out);
+
+// "IP:port" or "[IPv6]:port" with a numeric address (no names: what a
+// listener binds must not depend on the resolver).
+struct HostPort {
+  std::string host;  // without brackets
+  uint16_t port = 0;
+};
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text);
 
 absl::StatusOr<Accelerator> ParseAccelerator(std::string_view text);
 std::string_view AcceleratorName(Accelerator a);

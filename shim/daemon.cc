@@ -17,6 +17,7 @@
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
 #include "cri/runtime_service.h"
+#include "cri/streaming/streaming_config.h"
 #include "cri/streaming/streaming_server.h"
 #include "cri/tombstones.h"
 #include "cri/upstream_client.h"
@@ -183,10 +184,8 @@ absl::Status Daemon::Start() {
   m.consoles = std::make_unique<runtime::ConsoleHubs>();
   m.exec = std::make_unique<cri::ExecDispatcher>(m.store.get(), m.hypervisor.get(), m.guest_agents.get(),
                                                  m.consoles.get());
-  // TODO(merge): streaming::StreamingOptionsFromConfig(config_.streaming)
-  // (cri/streaming/streaming_config.h, branch server) once [streaming] is in
-  // main; until then the defaults: containerd's loopback and a free port.
-  streaming::StreamingServerOptions streaming_options;
+  ASSIGN_OR_RETURN(streaming::StreamingServerOptions streaming_options,
+                   streaming::StreamingOptionsFromConfig(config_.streaming));
   streaming_options.clock = &m.clock;
   ASSIGN_OR_RETURN(m.streaming, streaming::StreamingServer::Start(streaming_options, m.exec.get()));
   base::LogInfo("streaming server", {{"url", m.streaming->BaseUrl()}});

@@ -29,6 +29,45 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(shipped->cni.bin_dirs, defaults.cni.bin_dirs);
   EXPECT_EQ(shipped->runtime.vm_handlers, defaults.runtime.vm_handlers);
   EXPECT_EQ(shipped->runtime.default_handler, defaults.runtime.default_handler);
+  EXPECT_EQ(shipped->streaming.address, defaults.streaming.address);
+  EXPECT_EQ(shipped->streaming.tls_cert_file, defaults.streaming.tls_cert_file);
+  EXPECT_EQ(shipped->streaming.tls_key_file, defaults.streaming.tls_key_file);
+  EXPECT_EQ(shipped->streaming.token_ttl_seconds, defaults.streaming.token_ttl_seconds);
+  EXPECT_EQ(shipped->streaming.max_connections, defaults.streaming.max_connections);
+}
+
+TEST(Config, StreamingSectionIsParsedAndValidated) {
+  absl::StatusOr<Config> c = ParseConfig(
+      "[streaming]\naddress = \"[::1]:10010\"\ntls_cert_file = \"/etc/k/cert.pem\"\n"
+      "tls_key_file = \"/etc/k/key.pem\"\ntoken_ttl_seconds = 30\nmax_connections = 8\n",
+      "t");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->streaming.address, "[::1]:10010");
+  EXPECT_EQ(c->streaming.tls_cert_file, "/etc/k/cert.pem");
+  EXPECT_EQ(c->streaming.token_ttl_seconds, 30);
+  EXPECT_EQ(c->streaming.max_connections, 8);
+  absl::StatusOr<HostPort> hp = ParseHostPort(c->streaming.address);
+  ASSERT_TRUE(hp.ok());
+  EXPECT_EQ(hp->host, "::1");
+  EXPECT_EQ(hp->port, 10010);
+
+  const std::pair<const char*, const char*> bad[] = {
+      {"[streaming]\naddress = \"localhost:0\"\n", "streaming.address"},
+      {"[streaming]\naddress = \"127.0.0.1\"\n", "streaming.address"},
+      {"[streaming]\naddress = \"127.0.0.1:65536\"\n", "streaming.address"},
+      {"[streaming]\naddress = \"[::1]\"\n", "streaming.address"},
+      {"[streaming]\ntls_cert_file = \"/c.pem\"\n", "must be set together"},
+      {"[streaming]\ntls_key_file = \"/k.pem\"\n", "must be set together"},
+      {"[streaming]\ntoken_ttl_seconds = 0\n", "streaming.token_ttl_seconds"},
+      {"[streaming]\nmax_connections = 0\n", "streaming.max_connections"},
+      {"[streaming]\nport = 10010\n", "unknown config key \"streaming.port\""},
+      {"[streaming]\naddress = 10010\n", "\"streaming.address\" must be a string"},
+  };
+  for (const auto& [text, want] : bad) {
+    c = ParseConfig(text, "t");
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(want)) << text;
+  }
 }
 
 TEST(Config, EmptyDocumentGivesDefaults) {
