@@ -190,8 +190,11 @@ TEST_F(ExecAttachRpcTest, AttachNeedsAStreamAndTheVmsConsoleSocket) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "one of stdin, stdout, or stderr must be set");
   req.set_stdout(true);
-  // The harness's VMs are recorded without a console socket (as VMs made
-  // before attach existed).
+  // A VM recorded without a console socket (made before attach existed).
+  ASSERT_TRUE(store_->UpdateContainer(ctr_, [&](sandbox::ContainerRecord& c) {
+                      c.console_socket.clear();
+                      return absl::OkStatus();
+                    }).ok());
   s = service_->Attach(nullptr, &req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
   ASSERT_TRUE(store_->UpdateContainer(ctr_, [&](sandbox::ContainerRecord& c) {
