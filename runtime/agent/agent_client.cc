@@ -402,13 +402,16 @@ absl::Status Conn::Write(uint32_t id, FrameType type, std::string_view data) {
       absl::MutexLock l(&mu_);
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         auto it = sessions_.find(id);
-        return !alive_ || it == sessions_.end() || it->second.send_credit > 0 || !it->second.error.empty();
+        // An exited process reads no more stdin: its credit never comes back.
+        return !alive_ || it == sessions_.end() || it->second.send_credit > 0 || !it->second.error.empty() ||
+               it->second.exit_code.has_value();
       };
       while (!ready()) cv_.Wait(&mu_);
       if (!alive_) return DeadStatus();
       auto it = sessions_.find(id);
       if (it == sessions_.end()) return absl::FailedPreconditionError("the agent session is closed");
       if (!it->second.error.empty()) return absl::UnavailableError(absl::StrCat("guest: ", it->second.error));
+      if (it->second.exit_code.has_value()) return absl::FailedPreconditionError("the process has exited");
       chunk = std::min<size_t>({data.size(), it->second.send_credit, limits_.max_frame_bytes});
       it->second.send_credit -= static_cast<uint32_t>(chunk);
     }

@@ -236,6 +236,18 @@ TEST_F(RealAgentTest, StdinLargerThanTheWindowArrivesWhole) {
   EXPECT_EQ(p->Wait(In(10)).value_or(-1), 0);
 }
 
+// A process that exits without reading its stdin never gives the window
+// back: a writer blocked on it gets an error once the exit arrives instead
+// of waiting forever.
+TEST_F(RealAgentTest, StdinWriteToAProcessThatExitedFailsInsteadOfBlocking) {
+  auto p = Sh("sleep 0.3", /*stdin=*/true);
+  ASSERT_NE(p, nullptr);
+  std::string data(8 * limits_.window_bytes, 'z');
+  absl::Status s = p->WriteStdin(data);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(p->Wait(In(10)).value_or(-1), 0);
+}
+
 TEST_F(RealAgentTest, PtyResizeIsSeenAndStdinEofEndsCat) {
   ExecOptions o;
   o.argv = {"sh", "-c", "stty size; read line; stty size"};
