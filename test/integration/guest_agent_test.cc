@@ -140,7 +140,9 @@ class GuestAgent : public ::testing::Test {
     spec_->accel = PickAccelerator();
     spec_->kernel = kGuestDir / "vmlinuz";
     spec_->initrd = kGuestDir / "initrd.img";
-    spec_->cmdline = "console=ttyS0 panic=-1 quiet kvcri.heartbeat=1";
+    // kvcri.agent=0: this guest runs qemu-guest-agent only, so the kvcri
+    // agent's port stays closed until a test opens it.
+    spec_->cmdline = "console=ttyS0 panic=-1 quiet kvcri.heartbeat=1 kvcri.agent=0";
     spec_->console_log = *root_ / "console.log";
     spec_->console_socket = *root_ / "vm" / "console.sock";
     spec_->agent_socket = *root_ / "vm" / "agent.sock";
