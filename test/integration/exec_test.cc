@@ -29,13 +29,18 @@ using ::testing::StartsWith;
 
 constexpr Transport kTransports[] = {Transport::kSpdy, Transport::kWebSocket};
 constexpr auto kSession = absl::Seconds(60);
+constexpr int kTokenTtlSeconds = 5;
 
 // One daemon and one VM Pod for the whole suite: a boot costs seconds under TCG.
 class ExecTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     RequireIntegrationEnvironment(true);
-    daemon_ = std::make_unique<TestDaemon>();
+    TestDaemon::Options opts;
+    // Short enough for AnExpiredTokenIsRefused to wait it out; every other
+    // case opens its URL right after the RPC.
+    opts.extra_config = absl::StrCat("[streaming]\ntoken_ttl_seconds = ", kTokenTtlSeconds, "\n");
+    daemon_ = std::make_unique<TestDaemon>(opts);
     daemon_->Start();
     ImportGuestImages(*daemon_);
     pods_ = {VmPod{.name = "exec"}};
@@ -268,8 +273,7 @@ TEST_F(ExecTest, AnExpiredTokenIsRefused) {
   absl::StatusOr<std::string> url =
       ExecUrl(d(), MakeExecRequest(ctr(), {"sh", "-c", absl::StrCat("echo ran >> ", mark)}, false, false));
   ASSERT_TRUE(url.ok()) << url.status();
-  // kubelet's streaming cache, and our default [streaming] TTL: one minute.
-  std::this_thread::sleep_for(std::chrono::seconds(62));
+  std::this_thread::sleep_for(std::chrono::seconds(kTokenTtlSeconds + 2));
   EXPECT_THAT(RefusedStatus(*url), AnyOf(404, 401));
   auto ws = OpenWebSocketRemoteCommand(*url, RemoteCommandOptions{});
   EXPECT_FALSE(ws.ok());
