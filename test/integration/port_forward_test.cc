@@ -35,6 +35,13 @@ class PortForwardTest : public ::testing::Test {
     ImportGuestImages(*daemon_);
     pods_ = {VmPod{.name = "pf-agent"}, VmPod{.name = "pf-podip", .cmdline_extra = "kvcri.agent=0"}};
     ready_ = StartVmPods(*daemon_, pods_);
+    // Until kvcri-agent has connected, a forward would take the Pod IP path
+    // (where 127.0.0.1:7000 is out of reach): wait for the agent to serve.
+    if (ready_) {
+      absl::Status s = WaitForExec(*daemon_, pods_[0].container_id, std::chrono::seconds(120));
+      EXPECT_TRUE(s.ok()) << "kvcri-agent never served ExecSync: " << s;
+      ready_ = s.ok();
+    }
     // The Pod IP path needs the guest's echo service up, which comes after READY.
     if (ready_) HttpGetUntil(pods_[1].ip, 8080, "/index.html", "kubevirt-cri-guest");
   }
