@@ -107,6 +107,8 @@ root="$work/root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,www,var/log,var/run}
 cp -a "$here/rootfs/." "$root/"
 cp /usr/bin/busybox "$root/bin/busybox"
+# The port-forward echo service (README: 127.0.0.1:7000 and 0.0.0.0:7001).
+cc -static -O2 -Wall -Werror -o "$root/sbin/kvcri-echo" "$here/tools/kvcri-echo.c"
 # The packet crafter tests use to send frames a good guest never would.
 cc -static -Os -Wall -Werror -o "$root/sbin/kvcri-frame" "$here/tools/kvcri-frame.c"
 # The exec/port-forward agent (runtime/agent/guest/), started by /init.
