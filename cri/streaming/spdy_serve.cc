@@ -208,6 +208,10 @@ void RunForward(const PortForwardSpec& spec, StreamingBackend* backend, Pair pai
         ->Write(base::StrCat("error forwarding port ", port_text, " to pod ", spec.pod_sandbox_id, ": ",
                              status.message()))
         .IgnoreError();  // a client that left cannot read it
+    // Nobody reads the data stream any more: what the client still sends is
+    // dropped and credited back, so a client busy writing is not stalled
+    // before it sees our FIN and the error.
+    pair.data->CancelRead();
   }
   pair.data->CloseWrite().IgnoreError();
   pair.error->CloseWrite().IgnoreError();

@@ -503,6 +503,7 @@ void ServeWebSocketPortForward(WsStream& ws, net::io_context& ioc, const WsChann
           conn.Send(error_channel, absl::StrCat("error forwarding port ", ports[i], " to pod ", pod_sandbox_id, ": ",
                                                 st.message()))
               .IgnoreError();  // the client may be gone
+          stream.CancelRead();  // later input on this port is dropped, not left to fill the window
         }
       });
     }
