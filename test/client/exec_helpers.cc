@@ -225,7 +225,7 @@ absl::StatusOr<std::unique_ptr<ForwardedConnection>> DialTcp(const std::string& 
   return std::make_unique<TcpConnection>(std::move(fd));
 }
 
-absl::Status EchoRoundTrip(ForwardedConnection& conn, size_t bytes, uint64_t seed) {
+absl::Status EchoRoundTrip(ForwardedConnection& conn, size_t bytes, uint64_t seed, HalfClose half_close) {
   constexpr size_t kChunk = 64 << 10;
   Fnv1a sent;
   absl::Status write_status;
@@ -244,7 +244,8 @@ absl::Status EchoRoundTrip(ForwardedConnection& conn, size_t bytes, uint64_t see
   size_t received = 0;
   absl::Status read_status;
   std::string buf(kChunk, '\0');
-  for (;;) {
+  // Without half-close nothing ends the stream: stop once all came back.
+  while (half_close == HalfClose::kSupported || received < bytes) {
     absl::StatusOr<size_t> n = conn.Read(buf.data(), buf.size());
     if (!n.ok()) {
       read_status = n.status();
@@ -263,7 +264,8 @@ absl::Status EchoRoundTrip(ForwardedConnection& conn, size_t bytes, uint64_t see
 }
 
 absl::Status ConcurrentEcho(int n, size_t bytes,
-                            const std::function<absl::StatusOr<std::unique_ptr<ForwardedConnection>>(int)>& connect) {
+                            const std::function<absl::StatusOr<std::unique_ptr<ForwardedConnection>>(int)>& connect,
+                            HalfClose half_close) {
   // Connected one after another (a client need not open streams from many
   // threads), then all copy at once.
   std::vector<std::unique_ptr<ForwardedConnection>> conns;
@@ -276,7 +278,7 @@ absl::Status ConcurrentEcho(int n, size_t bytes,
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      results[static_cast<size_t>(i)] = EchoRoundTrip(*conns[static_cast<size_t>(i)], bytes, static_cast<uint64_t>(i) + 1);
+      results[static_cast<size_t>(i)] = EchoRoundTrip(*conns[static_cast<size_t>(i)], bytes, static_cast<uint64_t>(i) + 1, half_close);
     });
   }
   for (std::thread& t : threads) t.join();

@@ -65,14 +65,23 @@ pb::ExecRequest MakeExecRequest(const std::string& container_id, const std::vect
 // for port-forward throughput).
 absl::StatusOr<std::unique_ptr<ForwardedConnection>> DialTcp(const std::string& ip, uint16_t port);
 
+// Whether a forwarded connection can be half-closed: SPDY can (FIN on the
+// data stream, which reaches the guest's service as a shutdown, and its
+// close comes back as the end of the stream); the WebSocket port-forward
+// protocol has no half-close, so its round trip ends when all bytes are back.
+enum class HalfClose { kSupported, kNone };
+
 // Sends `bytes` of seeded pseudo-random data while reading the echo on
-// another thread, half-closes, and reads to the end of the stream. OK when
-// exactly the bytes sent came back (count and FNV-1a checksum).
-absl::Status EchoRoundTrip(ForwardedConnection& conn, size_t bytes, uint64_t seed);
+// another thread; with HalfClose::kSupported it then half-closes and reads to
+// the end of the stream. OK when exactly the bytes sent came back (count and
+// FNV-1a checksum).
+absl::Status EchoRoundTrip(ForwardedConnection& conn, size_t bytes, uint64_t seed,
+                           HalfClose half_close = HalfClose::kSupported);
 
 // `n` EchoRoundTrips at once, connection i from connect(i) (called in order
 // on the calling thread); the first error.
 absl::Status ConcurrentEcho(int n, size_t bytes,
-                            const std::function<absl::StatusOr<std::unique_ptr<ForwardedConnection>>(int)>& connect);
+                            const std::function<absl::StatusOr<std::unique_ptr<ForwardedConnection>>(int)>& connect,
+                            HalfClose half_close = HalfClose::kSupported);
 
 }  // namespace kvcri::testing

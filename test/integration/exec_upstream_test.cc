@@ -182,7 +182,7 @@ TEST_F(UpstreamStreamingTest, PortForwardThroughContainerdsServer) {
     if (!pf.ok()) return pf.status();
     ws.push_back(std::move(*pf));
     return ws.back()->Connect(kEchoPort);
-  });
+  }, HalfClose::kNone);
   EXPECT_TRUE(s.ok()) << "WebSocket: " << s;
 }
 

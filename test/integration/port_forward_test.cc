@@ -77,7 +77,7 @@ class PortForwardTest : public ::testing::Test {
       if (!pf.ok()) return pf.status();
       clients.push_back(std::move(*pf));
       return clients.back()->Connect(port);
-    });
+    }, HalfClose::kNone);
   }
 
   // The error a forwarded connection to `port` reports: from Connect, or from
