@@ -30,6 +30,13 @@ absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
+void RemoveVmPods(TestDaemon& d, const std::vector<VmPod>& pods) {
+  for (const VmPod& p : pods) {
+    if (!p.pod_id.empty()) RemovePod(d, p.pod_id);
+  }
+  ExpectNoLeftovers(d);
+}
+
 bool StartVmPods(TestDaemon& d, std::vector<VmPod>& pods) {
   std::vector<char> ok(pods.size(), 0);
   std::vector<std::thread> threads;

@@ -32,6 +32,10 @@ struct VmPod {
   std::string ip;                  // the Pod IP
 };
 
+// Removes the Pods StartVmPods started (those that got an ID) and checks the
+// daemon left nothing behind (ExpectNoLeftovers).
+void RemoveVmPods(TestDaemon& d, const std::vector<VmPod>& pods);
+
 // Starts every Pod at once (each boot costs seconds under TCG), waits for the
 // guest's READY line in each CRI log; false (with gtest failures) if any fails.
 bool StartVmPods(TestDaemon& d, std::vector<VmPod>& pods);

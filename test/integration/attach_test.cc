@@ -31,10 +31,7 @@ class AttachTest : public ::testing::Test {
     ready_ = StartVmPods(*daemon_, pods_);
   }
   static void TearDownTestSuite() {
-    for (const VmPod& p : pods_) {
-      if (!p.pod_id.empty()) RemovePod(*daemon_, p.pod_id);
-    }
-    ExpectNoLeftovers(*daemon_);
+    RemoveVmPods(*daemon_, pods_);
     daemon_.reset();
   }
   void SetUp() override { ASSERT_TRUE(ready_) << "the suite's VM Pod did not start"; }

@@ -42,10 +42,7 @@ class QgaExecTest : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() {
-    for (const VmPod& p : pods_) {
-      if (!p.pod_id.empty()) RemovePod(*daemon_, p.pod_id);
-    }
-    ExpectNoLeftovers(*daemon_);
+    RemoveVmPods(*daemon_, pods_);
     daemon_.reset();
   }
   void SetUp() override { ASSERT_TRUE(ready_) << "the suite's VM Pods did not start"; }

@@ -46,10 +46,7 @@ class PortForwardTest : public ::testing::Test {
     if (ready_) HttpGetUntil(pods_[1].ip, 8080, "/index.html", "kubevirt-cri-guest");
   }
   static void TearDownTestSuite() {
-    for (const VmPod& p : pods_) {
-      if (!p.pod_id.empty()) RemovePod(*daemon_, p.pod_id);
-    }
-    ExpectNoLeftovers(*daemon_);
+    RemoveVmPods(*daemon_, pods_);
     daemon_.reset();
   }
   void SetUp() override { ASSERT_TRUE(ready_) << "the suite's VM Pods did not start"; }
