@@ -266,7 +266,10 @@ class SpdyRemoteCommandClient : public RemoteCommandClient {
     r.stdout_data = out_->Take();
     r.stderr_data = err_->Take();
     r.error_text = error_->Take();
-    if (protocol_ != "v4.channel.k8s.io") {
+    // client-go reads an empty error stream as success in every protocol
+    // version (watchErrorStream); containerd 1.6 sends nothing for a tty exec
+    // that exited 0.
+    if (protocol_ != "v4.channel.k8s.io" || r.error_text.empty()) {
       r.success = r.error_text.empty();
       return r;
     }
