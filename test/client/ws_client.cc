@@ -294,8 +294,7 @@ class WsRemoteCommandClient final : public RemoteCommandClient {
     r.stderr_data = core_->channels[kStderr];
     r.error_text = core_->channels[kError];
     const bool v4 = r.protocol.rfind("v4.", 0) == 0 || r.protocol.rfind("v5.", 0) == 0;
-    // An empty error channel is success for client-go in every version.
-    if (!v4 || r.error_text.empty()) {
+    if (!v4) {
       r.success = r.error_text.empty();
       return r;
     }
