@@ -44,7 +44,7 @@ for step in "${steps[@]}"; do
   case "$step" in
     asan)
       configure build-asan -DKVCRI_SANITIZE=address,undefined -DKVCRI_FUZZ=ON
-      timed "asan build" ninja -C build-asan unit_tests fuzz_all
+      timed "asan build" ninja -C build-asan unit_tests fuzz_all spdy_echo_server
       # The static source checks are the normal build's; here only the binaries.
       timed "asan+ubsan unit tests" ctest --test-dir build-asan -L unit --output-on-failure --timeout 600 -j2
       timed "fuzz targets (${KVCRI_FUZZ_SECONDS} s each)" \
