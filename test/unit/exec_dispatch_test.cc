@@ -590,8 +590,9 @@ TEST_F(ExecDispatchTest, PortForwardCopiesManyConcurrentConnections) {
     clients.push_back(std::make_unique<FakeByteStream>());
     clients.back()->in.Feed(std::string(200 << 10, static_cast<char>('a' + i % 26)));
     clients.back()->in.FeedEof();
-    threads.emplace_back([&, i] {
-      if (dispatcher_->PortForward(kPod, server.port(), *clients[i]).ok()) ++ok;
+    // The thread gets its stream, not the vector a later push_back moves.
+    threads.emplace_back([&, stream = clients.back().get()] {
+      if (dispatcher_->PortForward(kPod, server.port(), *stream).ok()) ++ok;
     });
   }
   for (auto& t : threads) t.join();
