@@ -16,6 +16,21 @@
 namespace kvcri::streaming {
 namespace {
 
+// An SSL_read/SSL_write that must wait: notes for what (SSL_ERROR_WANT_READ:
+// TLS input, SSL_ERROR_WANT_WRITE: TLS output) and returns true; false for
+// any other SSL_get_error result.
+bool WantsIo(int ssl_error, bool* want_tls_in, bool* want_tls_out) {
+  if (ssl_error == SSL_ERROR_WANT_READ) {
+    *want_tls_in = true;
+    return true;
+  }
+  if (ssl_error == SSL_ERROR_WANT_WRITE) {
+    *want_tls_out = true;
+    return true;
+  }
+  return false;
+}
+
 struct SslFree {
   void operator()(SSL* s) const { SSL_free(s); }
 };
@@ -105,11 +120,7 @@ void TlsContext::Pump(base::UniqueFd tls, base::UniqueFd plain, int handshake_ti
         progress = true;
       } else {
         int err = SSL_get_error(ssl.get(), n);
-        if (err == SSL_ERROR_WANT_READ) {
-          want_tls_in = true;
-        } else if (err == SSL_ERROR_WANT_WRITE) {
-          want_tls_out = true;
-        } else {
+        if (!WantsIo(err, &want_tls_in, &want_tls_out)) {
           // close_notify or a peer that just closed: no more input either way.
           ERR_clear_error();
           if (err != SSL_ERROR_ZERO_RETURN && err != SSL_ERROR_SYSCALL) return;
@@ -151,11 +162,7 @@ void TlsContext::Pump(base::UniqueFd tls, base::UniqueFd plain, int handshake_ti
         progress = true;
       } else {
         int err = SSL_get_error(ssl.get(), n);
-        if (err == SSL_ERROR_WANT_READ) {
-          want_tls_in = true;
-        } else if (err == SSL_ERROR_WANT_WRITE) {
-          want_tls_out = true;
-        } else {
+        if (!WantsIo(err, &want_tls_in, &want_tls_out)) {
           ERR_clear_error();
           return;
         }

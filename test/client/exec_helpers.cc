@@ -118,27 +118,28 @@ absl::StatusOr<std::unique_ptr<RemoteCommandClient>> OpenRemoteCommand(Transport
   return t == Transport::kSpdy ? OpenSpdyRemoteCommand(url, options) : OpenWebSocketRemoteCommand(url, options);
 }
 
-absl::StatusOr<std::unique_ptr<RemoteCommandClient>> OpenExec(TestDaemon& d, Transport t, const pb::ExecRequest& req) {
-  absl::StatusOr<std::string> url = ExecUrl(d, req);
-  if (!url.ok()) return url.status();
+// The client streams an Exec or Attach request asks for.
+template <typename Request>
+RemoteCommandOptions StreamsOf(const Request& req) {
   RemoteCommandOptions o;
   o.stdin = req.stdin();
   o.stdout = req.stdout();
   o.stderr = req.stderr();
   o.tty = req.tty();
-  return OpenRemoteCommand(t, *url, o);
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<RemoteCommandClient>> OpenExec(TestDaemon& d, Transport t, const pb::ExecRequest& req) {
+  absl::StatusOr<std::string> url = ExecUrl(d, req);
+  if (!url.ok()) return url.status();
+  return OpenRemoteCommand(t, *url, StreamsOf(req));
 }
 
 absl::StatusOr<std::unique_ptr<RemoteCommandClient>> OpenAttach(TestDaemon& d, Transport t,
                                                                 const pb::AttachRequest& req) {
   absl::StatusOr<std::string> url = AttachUrl(d, req);
   if (!url.ok()) return url.status();
-  RemoteCommandOptions o;
-  o.stdin = req.stdin();
-  o.stdout = req.stdout();
-  o.stderr = req.stderr();
-  o.tty = req.tty();
-  return OpenRemoteCommand(t, *url, o);
+  return OpenRemoteCommand(t, *url, StreamsOf(req));
 }
 
 pb::ExecRequest MakeExecRequest(const std::string& container_id, const std::vector<std::string>& cmd, bool tty,
