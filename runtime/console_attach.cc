@@ -32,14 +32,16 @@ struct ConsoleSubscriber {
 class ConsoleHub {
  public:
   ConsoleHub(std::string key, base::UniqueFd fd, const ConsoleAttachOptions& options)
-      : key_(std::move(key)), fd_(std::move(fd)), options_(options) {
-    reader_ = std::thread([this] { ReadLoop(); });
-  }
+      : key_(std::move(key)), fd_(std::move(fd)), options_(options) {}
   ~ConsoleHub() {
     // Wakes the reader blocked in recv; the fd is closed after the join.
     ::shutdown(fd_.get(), SHUT_RDWR);
-    reader_.join();
+    if (reader_.joinable()) reader_.join();
   }
+
+  // Starts reading the console. Called once the first attacher has
+  // subscribed, so what the guest prints right after the connect reaches it.
+  void Start() { reader_ = std::thread([this] { ReadLoop(); }); }
 
   bool Ended() {
     absl::MutexLock l(&mu_);
@@ -152,7 +154,7 @@ class ConsoleHub {
   std::vector<std::shared_ptr<ConsoleSubscriber>> subs_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex write_mu_;
-  std::thread reader_;  // last: started once every member exists
+  std::thread reader_;  // started by Start(), after the first Subscribe
 };
 
 ConsoleAttacher::ConsoleAttacher(std::shared_ptr<ConsoleHub> hub, std::shared_ptr<ConsoleSubscriber> sub)
@@ -218,6 +220,10 @@ absl::StatusOr<std::unique_ptr<ConsoleAttacher>> ConsoleHubs::Attach(const std::
       if (!fd.ok()) return fd.status();
       hub = std::make_shared<ConsoleHub>(key, std::move(*fd), options_);
       hubs_[key] = hub;
+      absl::StatusOr<std::shared_ptr<ConsoleSubscriber>> first = hub->Subscribe();
+      if (!first.ok()) return first.status();
+      hub->Start();
+      return std::make_unique<ConsoleAttacher>(std::move(hub), std::move(*first));
     }
   }
   absl::StatusOr<std::shared_ptr<ConsoleSubscriber>> sub = hub->Subscribe();

@@ -319,6 +319,7 @@ absl::Status Session::HandleData(Frame& f) {
       }
       if (rst != 0 && rst != kRstStreamAlreadyClosed) {
         s->reset_ = true;
+        s->recv_.clear();  // a stream we reset for a protocol error delivers nothing more
         streams_.erase(s->id_);
         cv_.SignalAll();
       }
@@ -380,9 +381,11 @@ absl::StatusOr<size_t> Session::DoRead(Stream& s, char* buf, size_t len) {
   {
     absl::MutexLock l(&mu_);
     while (s.recv_.empty() && !s.remote_fin_ && !s.reset_ && !s.read_cancelled_ && !gone_) cv_.Wait(&mu_);
-    // A reset aborts the stream: what was buffered is not delivered.
-    if (s.reset_) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, " was reset"));
     if (s.read_cancelled_) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, ": reading was cancelled"));
+    // What arrived before a reset is still delivered, as spdystream (client-go,
+    // kubelet, containerd) does: containerd's server resets the error stream
+    // right after writing an exec's exit status to it.
+    if (s.reset_ && s.recv_.empty()) return absl::CancelledError(base::StrCat("SPDY stream ", s.id_, " was reset"));
     if (s.recv_.empty()) {
       if (s.remote_fin_) return 0;
       return absl::UnavailableError("the SPDY connection is gone");
@@ -475,6 +478,7 @@ void Session::DoReset(Stream& s, uint32_t status) {
     absl::MutexLock l(&mu_);
     if (s.reset_ || (s.local_fin_ && s.remote_fin_) || gone_) return;
     s.reset_ = true;
+    s.recv_.clear();  // our own reset abandons what is buffered
     streams_.erase(s.id_);
     cv_.SignalAll();
   }

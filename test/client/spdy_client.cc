@@ -190,6 +190,11 @@ class Collector {
     absl::MutexLock l(&mu_);
     return std::exchange(data_, "");
   }
+  // Why the stream ended, once done: OK for a FIN.
+  absl::Status status() {
+    absl::MutexLock l(&mu_);
+    return error_;
+  }
 
  private:
   std::shared_ptr<sp::Stream> stream_;
@@ -266,6 +271,9 @@ class SpdyRemoteCommandClient : public RemoteCommandClient {
     r.stdout_data = out_->Take();
     r.stderr_data = err_->Take();
     r.error_text = error_->Take();
+    // An error stream cut off (reset, connection gone) did not say how the
+    // command ended: that is no success.
+    if (absl::Status s = error_->status(); !s.ok() && r.error_text.empty()) return s;
     // client-go reads an empty error stream as success in every protocol
     // version (watchErrorStream); containerd 1.6 sends nothing for a tty exec
     // that exited 0.

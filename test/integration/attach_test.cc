@@ -100,8 +100,10 @@ TEST_F(AttachTest, TtyAttachGetsALoginShellAndTheCriLogKeepsGrowing) {
     std::this_thread::sleep_for(std::chrono::seconds(4));
     EXPECT_GT(CountCriLogLines(pod().log_path, "KUBEVIRT-CRI-GUEST-HEARTBEAT"), beats_before + 1)
         << "the CRI log stopped growing while attached";
-    // Log out: getty starts again for the next attacher.
-    ASSERT_TRUE((*c)->WriteStdin("exit\r").ok());
+    // Log out and wait for getty to start again for the next attacher: an
+    // exit typed while the line editor restarts can be lost, so type it again.
+    absl::Status out = TypeUntil(**c, "exit", "login: ");
+    ASSERT_TRUE(out.ok()) << "no login prompt after logging out: " << out;
   }
 }
 

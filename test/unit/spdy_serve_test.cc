@@ -483,6 +483,27 @@ TEST(SpdySession, FlowControllingPeerThatOverrunsTheWindowIsReset) {
   EXPECT_FALSE(server.gone());  // a stream error, not a connection error
 }
 
+// containerd's streaming server writes an exec's exit status on the error
+// stream and resets it right after: what came first must still be read.
+TEST(SpdySession, DataBeforeThePeersResetIsStillDelivered) {
+  auto [a, b] = SocketPair();
+  Session server(std::move(a), "", StreamLimits{}, Session::Role::kServer);
+  ASSERT_TRUE(server.Start().ok());
+  RawPeer peer(std::move(b));
+  peer.Send(peer.Syn(1, {{"streamtype", "error"}}));
+  auto stream = server.Accept(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(stream.ok());
+  peer.Send(spdy::EncodeData(1, spdy::kFlagFin, "status"));
+  peer.Send(spdy::EncodeRstStream(1, spdy::kRstCancel));
+  absl::SleepFor(absl::Milliseconds(100));  // both frames handled before the first read
+  char buf[16];
+  absl::StatusOr<size_t> n = (*stream)->Read(buf, sizeof buf);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(std::string(buf, *n), "status");
+  absl::StatusOr<size_t> end = (*stream)->Read(buf, sizeof buf);
+  EXPECT_TRUE(!end.ok() || *end == 0) << "the stream ends after its data";
+}
+
 TEST(SpdySession, FlowControllingPeerThatOverrunsTheSessionWindowGetsGoAway) {
   StreamLimits limits;
   limits.receive_window = 64 << 10;  // the session window too
