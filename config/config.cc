@@ -86,6 +86,10 @@ absl::Status Validate(const Config& c) {
   if (c.vm.max_disk_mib < 1) return TypeError("vm.max_disk_mib", ">= 1");
   if (c.vm.io_error_timeout_seconds < 1) return TypeError("vm.io_error_timeout_seconds", ">= 1");
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
+  if (!c.runtime.cgroup_driver.empty() && c.runtime.cgroup_driver != "systemd" &&
+      c.runtime.cgroup_driver != "cgroupfs") {
+    return TypeError("runtime.cgroup_driver", "\"systemd\", \"cgroupfs\" or empty (detect)");
+  }
   if (!c.cni.conf_dir.is_absolute()) return TypeError("cni.conf_dir", "an absolute path");
   if (!c.upstream.endpoint.empty() && c.upstream.endpoint.rfind("unix://", 0) != 0)
     return TypeError("upstream.endpoint", "empty or a \"unix://\" target");
@@ -195,6 +199,12 @@ std::string_view AcceleratorName(Accelerator a) {
   return "auto";
 }
 
+std::string ResolveCgroupDriver(const std::string& configured, const std::filesystem::path& systemd_marker) {
+  if (!configured.empty()) return configured;
+  std::error_code ec;
+  return std::filesystem::is_directory(systemd_marker, ec) ? "systemd" : "cgroupfs";
+}
+
 std::string Config::LibvirtUri() const {
   if (!libvirt.uri.empty()) return libvirt.uri;
   return base::StrCat("qemu:///embed?root=", (root / "libvirt").string());
@@ -267,9 +277,10 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "runtime", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "runtime", {"vm_handlers", "default_handler"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "runtime", {"vm_handlers", "default_handler", "cgroup_driver"}));
     RETURN_IF_ERROR(GetList(*t, "vm_handlers", "runtime.vm_handlers", &c.runtime.vm_handlers));
     RETURN_IF_ERROR(Get(*t, "default_handler", "runtime.default_handler", &c.runtime.default_handler));
+    RETURN_IF_ERROR(Get(*t, "cgroup_driver", "runtime.cgroup_driver", &c.runtime.cgroup_driver));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "upstream", &err)) {

@@ -55,7 +55,18 @@ struct RuntimeConfig {
   std::vector<std::string> vm_handlers = {"kubevirt"};
   // What an empty runtime_handler means: one of vm_handlers.
   std::string default_handler = "kubevirt";
+  // The node's cgroup driver, answered to kubelet's RuntimeConfig:
+  // "systemd" or "cgroupfs". Empty in the file: detected at load as kubelet
+  // documents it (systemd when systemd is the init system, i.e.
+  // /run/systemd/system exists; cgroupfs otherwise).
+  std::string cgroup_driver;
 };
+
+// The cgroup driver for `configured` ("" = detect): "systemd" when
+// `systemd_marker` (normally /run/systemd/system) is a directory, else
+// "cgroupfs".
+std::string ResolveCgroupDriver(const std::string& configured,
+                                const std::filesystem::path& systemd_marker = "/run/systemd/system");
 
 struct ImagesConfig {
   // A pull (manifest, every blob, extraction) fails after this many seconds.

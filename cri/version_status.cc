@@ -104,9 +104,12 @@ grpc::Status RuntimeService::UpdateRuntimeConfig(grpc::ServerContext*,
 }
 
 grpc::Status RuntimeService::RuntimeConfig(grpc::ServerContext*, const pb::RuntimeConfigRequest*,
-                                           pb::RuntimeConfigResponse*) {
-  // kubelet falls back to its own cgroup driver setting on UNIMPLEMENTED.
-  return Unimplemented("RuntimeConfig");
+                                           pb::RuntimeConfigResponse* resp) {
+  // kubelet (KubeletCgroupDriverFromCRI) takes the node's cgroup driver from
+  // here; the daemon resolved an empty runtime.cgroup_driver at start-up.
+  const std::string driver = config::ResolveCgroupDriver(deps_.config->runtime.cgroup_driver);
+  resp->mutable_linux()->set_cgroup_driver(driver == "systemd" ? pb::SYSTEMD : pb::CGROUPFS);
+  return grpc::Status::OK;
 }
 
 }  // namespace kvcri::cri

@@ -69,6 +69,8 @@ absl::StatusOr<config::Config> ResolveConfig(const Flags& flags) {
   }
   base::LogLevel level;
   RETURN_IF_ERROR(base::ParseLogLevel(cfg.log_level, &level));
+  // Detected once, so every RuntimeConfig answers the same.
+  cfg.runtime.cgroup_driver = config::ResolveCgroupDriver(cfg.runtime.cgroup_driver);
   return cfg;
 }
 

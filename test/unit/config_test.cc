@@ -70,6 +70,28 @@ TEST(Config, StreamingSectionIsParsedAndValidated) {
   }
 }
 
+TEST(Config, CgroupDriverIsParsedValidatedAndDetectedWhenLeftOut) {
+  absl::StatusOr<Config> c = ParseConfig("[runtime]\ncgroup_driver = \"systemd\"\n", "t");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->runtime.cgroup_driver, "systemd");
+  c = ParseConfig("[runtime]\ncgroup_driver = \"cgroup\"\n", "t");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("runtime.cgroup_driver"));
+  c = ParseConfig("", "t");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->runtime.cgroup_driver, "");  // detected by the daemon, not the parser
+
+  // Detection: systemd as init (its /run/systemd/system directory) or not.
+  std::string tmpl = "/tmp/kvcri-cgdriver-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  const std::filesystem::path marker = std::filesystem::path(tmpl) / "systemd" / "system";
+  EXPECT_EQ(ResolveCgroupDriver("", marker), "cgroupfs");
+  std::filesystem::create_directories(marker);
+  EXPECT_EQ(ResolveCgroupDriver("", marker), "systemd");
+  EXPECT_EQ(ResolveCgroupDriver("cgroupfs", marker), "cgroupfs");  // configured wins
+  std::filesystem::remove_all(tmpl);
+}
+
 TEST(Config, EmptyDocumentGivesDefaults) {
   absl::StatusOr<Config> c = ParseConfig("", "empty");
   ASSERT_TRUE(c.ok()) << c.status();

@@ -38,6 +38,17 @@ class CriLifecycleTest : public CriHarness {
   }
 };
 
+TEST_F(CriLifecycleTest, RuntimeConfigAnswersTheConfiguredCgroupDriver) {
+  for (const auto& [driver, want] : {std::pair{"systemd", pb::SYSTEMD}, std::pair{"cgroupfs", pb::CGROUPFS}}) {
+    config_.runtime.cgroup_driver = driver;
+    pb::RuntimeConfigRequest req;
+    pb::RuntimeConfigResponse resp;
+    grpc::Status s = service_->RuntimeConfig(nullptr, &req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.linux().cgroup_driver(), want) << driver;
+  }
+}
+
 TEST_F(CriLifecycleTest, RunPodSandboxRemovesRecordAndNameWhenNetnsFails) {
   {
     absl::MutexLock l(&netns_.mu);

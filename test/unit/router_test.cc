@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,15 @@ class FakeRuntime : public pb::RuntimeService::Service {
                            pb::PortForwardResponse* r) override {
     Log("PortForward " + q->pod_sandbox_id().substr(0, 8));
     r->set_url("http://" + side_ + ":10010/portforward/tok-" + q->pod_sandbox_id().substr(0, 8));
+    return grpc::Status::OK;
+  }
+  // Unset: UNIMPLEMENTED, as containerd 1.6 answers.
+  std::optional<pb::CgroupDriver> cgroup_driver;
+  grpc::Status RuntimeConfig(grpc::ServerContext*, const pb::RuntimeConfigRequest*,
+                             pb::RuntimeConfigResponse* r) override {
+    Log("RuntimeConfig");
+    if (!cgroup_driver) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "unknown method RuntimeConfig");
+    r->mutable_linux()->set_cgroup_driver(*cgroup_driver);
     return grpc::Status::OK;
   }
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse* r) override {
@@ -481,6 +491,25 @@ class RouterTest : public ::testing::Test {
   std::unique_ptr<RouterImageService> images_;
   grpc::ServerContext ctx_;
 };
+
+TEST_F(RouterTest, RuntimeConfigIsTheUpstreamsWhenItAnswersAndOursWhenItLacksTheRpcOrIsDown) {
+  local_.cgroup_driver = pb::CGROUPFS;
+  pb::RuntimeConfigRequest req;
+  pb::RuntimeConfigResponse resp;
+  grpc::Status s = runtime_->RuntimeConfig(&ctx_, &req, &resp);  // containerd 1.6: UNIMPLEMENTED
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.linux().cgroup_driver(), pb::CGROUPFS);
+  upstream_.cgroup_driver = pb::SYSTEMD;
+  resp.Clear();
+  s = runtime_->RuntimeConfig(&ctx_, &req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.linux().cgroup_driver(), pb::SYSTEMD);
+  StopUpstream();
+  resp.Clear();
+  s = runtime_->RuntimeConfig(&ctx_, &req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.linux().cgroup_driver(), pb::CGROUPFS);
+}
 
 TEST_F(RouterTest, RunPodSandboxGoesToVmForVmHandlersAndUpstreamForEveryOtherIncludingEmpty) {
   for (const char* handler : {"kubevirt", "", "runc"}) {
