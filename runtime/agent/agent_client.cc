@@ -34,6 +34,8 @@ constexpr absl::Duration kOpenTimeout = absl::Seconds(10);
 // Frames a guest may send per second; past it the reader slows down (only
 // this VM's reader: each connection has its own thread).
 constexpr int kMaxFramesPerSecond = 20000;
+// Stale HELLO answers tolerated on one connection (Conn::extra_hellos_).
+constexpr int kMaxExtraHellos = 4;
 
 // One direction of bytes from the guest, buffered until the consumer reads
 // them. Never holds more than the window: the guest sends past its credit
@@ -113,6 +115,10 @@ class Conn {
   std::string dead_reason_ ABSL_GUARDED_BY(mu_);
   uint32_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint32_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // HELLO answers after ours: the guest answers every HELLO it reads, and a
+  // connect attempt that gave up before its answer left its HELLO in the
+  // channel for the guest to read (and answer) before ours. Bounded.
+  int extra_hellos_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 void Conn::FailLocked(std::string why) {
@@ -190,6 +196,10 @@ bool Conn::HandleFrame(const Frame& f) {
   };
   if (f.session == 0) {
     if (f.type == FrameType::kError) return fail(absl::StrCat("the guest reported \"", SanitizeText(f.payload), "\""));
+    // Such a stale HELLO came before ours in the guest's input, so what the
+    // guest did on reading it (dropping its sessions) preceded every session
+    // of ours: harmless.
+    if (f.type == FrameType::kHello && ++extra_hellos_ <= kMaxExtraHellos) return true;
     return fail("unexpected connection frame");
   }
   auto it = sessions_.find(f.session);

@@ -570,6 +570,24 @@ TEST_F(FakeGuestTest, OversizeFrameClosesTheConnectionWithoutBufferingIt) {
   EXPECT_FALSE(c->Alive());
 }
 
+// A connect attempt that gave up before its answer leaves its HELLO in the
+// channel; the guest answers it too, after ours. A few such answers are
+// harmless; a guest that keeps sending them is cut off.
+TEST_F(FakeGuestTest, StaleHelloAnswersAreToleratedUpToABound) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  HelloMsg reply;
+  reply.agent = "fake";
+  Send(EncodeFrame(FrameType::kHello, 0, EncodeHello(reply)));
+  uint32_t id = 0;
+  std::unique_ptr<Process> p = StartedProcess(*c, &id);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(c->Alive());
+  for (int i = 0; i < 8; ++i) Send(EncodeFrame(FrameType::kHello, 0, EncodeHello(reply)));
+  EXPECT_TRUE(HostHungUp());
+  EXPECT_FALSE(c->Alive());
+}
+
 TEST_F(FakeGuestTest, UnknownSessionClosesTheConnection) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
