@@ -106,6 +106,11 @@ absl::Status Validate(const Config& c) {
   if (c.streaming.token_ttl_seconds < 1 || c.streaming.token_ttl_seconds > 86400) {
     return TypeError("streaming.token_ttl_seconds", "1..86400");
   }
+  if (!c.metrics.address.empty()) {
+    if (absl::StatusOr<HostPort> hp = ParseHostPort(c.metrics.address); !hp.ok()) {
+      return absl::InvalidArgumentError(base::StrCat("config key \"metrics.address\": ", hp.status().message()));
+    }
+  }
   if (c.streaming.max_connections < 1 || c.streaming.max_connections > 65536) {
     return TypeError("streaming.max_connections", "1..65536");
   }
@@ -240,7 +245,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
                                        "vm", "cni", "runtime", "images", "upstream", "security",
-                                       "streaming"}));
+                                       "streaming", "metrics"}));
   RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
   RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
   RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
@@ -327,6 +332,11 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     RETURN_IF_ERROR(Get(*t, "tls_key_file", "streaming.tls_key_file", &c.streaming.tls_key_file));
     RETURN_IF_ERROR(Get(*t, "token_ttl_seconds", "streaming.token_ttl_seconds", &c.streaming.token_ttl_seconds));
     RETURN_IF_ERROR(Get(*t, "max_connections", "streaming.max_connections", &c.streaming.max_connections));
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "metrics", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "metrics", {"address"}));
+    RETURN_IF_ERROR(Get(*t, "address", "metrics.address", &c.metrics.address));
   }
   RETURN_IF_ERROR(err);
   if (c.images.pull_timeout_seconds < 1) return TypeError("images.pull_timeout_seconds", ">= 1");

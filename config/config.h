@@ -128,6 +128,12 @@ struct StreamingConfig {
   int64_t max_connections = 256;
 };
 
+// The Prometheus endpoint (docs/operator-guide.md, "Metrics").
+struct MetricsConfig {
+  // "IP:port" ("[IPv6]:port") serving GET /metrics; empty: off.
+  std::string address;
+};
+
 struct Config {
   std::filesystem::path listen = "/run/kubevirt-cri/kubevirt-cri.sock";
   // Persistent state: images, sandbox records, libvirt embed root.
@@ -143,6 +149,7 @@ struct Config {
   ImagesConfig images;
   SecurityConfig security;
   StreamingConfig streaming;
+  MetricsConfig metrics;
 
   // The libvirt URI actually used: `libvirt.uri` or the embedded default.
   std::string LibvirtUri() const;

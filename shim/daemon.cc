@@ -3,6 +3,8 @@
 
 #include <sys/stat.h>
 
+#include <map>
+
 #include "cni/dhcp_server.h"
 #include "cni/exec_cni_runner.h"
 #include "cni/pod_network.h"
@@ -10,10 +12,12 @@
 #include "config/base/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
+#include "config/base/metrics.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/rpc_metrics.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
 #include "cri/runtime_service.h"
@@ -32,6 +36,7 @@
 #include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
 #include "sandbox/pinned_netns.h"
+#include "shim/metrics_server.h"
 #include "shim/socket.h"
 
 namespace kvcri::shim {
@@ -68,6 +73,13 @@ class DaemonGuestAgents final : public cri::GuestAgents {
 // Everything the daemon owns, in construction order (destroyed in reverse).
 struct Daemon::Modules {
   base::RealClock clock;
+  // [metrics]: the registry, the CRI call interceptor, the state gauges and
+  // the HTTP endpoint (null when metrics.address is empty).
+  base::MetricsRegistry metrics;
+  std::unique_ptr<cri::RpcMetrics> rpc_metrics;
+  base::MetricFamily* pods_by_state = nullptr;
+  base::MetricFamily* containers_by_state = nullptr;
+  std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
   std::unique_ptr<runtime::ConsoleLogCopier> console;
   std::unique_ptr<runtime::image::LocalImageStore> images;
@@ -201,6 +213,7 @@ absl::Status Daemon::Start() {
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(StrCat("unix:", config_.listen.string()), grpc::InsecureServerCredentials());
+  if (!config_.metrics.address.empty()) RETURN_IF_ERROR(StartMetrics(builder));
   if (config_.upstream.endpoint.empty()) {
     builder.RegisterService(runtime_service_.get());
     builder.RegisterService(image_service_.get());
@@ -233,6 +246,34 @@ absl::Status Daemon::Start() {
   base::LogInfo("serving CRI", {{"socket", config_.listen.string()},
                                 {"libvirt", config_.LibvirtUri()},
                                 {"upstream", config_.upstream.endpoint.empty() ? "none" : config_.upstream.endpoint}});
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::StartMetrics(grpc::ServerBuilder& builder) {
+  Modules& m = *modules_;
+  ASSIGN_OR_RETURN(m.rpc_metrics, cri::RpcMetrics::Create(&m.metrics));
+  builder.experimental().SetInterceptorCreators(m.rpc_metrics->InterceptorFactories());
+  ASSIGN_OR_RETURN(m.pods_by_state, m.metrics.Gauge("kvcri_pod_sandboxes", "VM Pod sandboxes by CRI state.", {"state"}));
+  ASSIGN_OR_RETURN(m.containers_by_state,
+                   m.metrics.Gauge("kvcri_containers", "VM containers by CRI state.", {"state"}));
+  // Counted from the records at each scrape: one pass over memory, no I/O.
+  auto refresh = [&m] {
+    std::map<std::string, int> pods = {{"SANDBOX_READY", 0}, {"SANDBOX_NOTREADY", 0}};
+    m.store->ListSandboxes([&](const sandbox::SandboxRecord& r) {
+      ++pods[std::string(sandbox::SandboxStateName(r.state))];
+      return false;
+    });
+    std::map<std::string, int> ctrs = {
+        {"CONTAINER_CREATED", 0}, {"CONTAINER_RUNNING", 0}, {"CONTAINER_EXITED", 0}, {"CONTAINER_UNKNOWN", 0}};
+    m.store->ListContainers([&](const sandbox::ContainerRecord& r) {
+      ++ctrs[std::string(sandbox::ContainerStateName(r.state))];
+      return false;
+    });
+    for (const auto& [state, n] : pods) m.pods_by_state->Set({state}, n);
+    for (const auto& [state, n] : ctrs) m.containers_by_state->Set({state}, n);
+  };
+  ASSIGN_OR_RETURN(m.metrics_server, MetricsServer::Start(config_.metrics.address, &m.metrics, refresh));
+  base::LogInfo("metrics endpoint", {{"url", m.metrics_server->BaseUrl() + "/metrics"}});
   return absl::OkStatus();
 }
 

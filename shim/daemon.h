@@ -26,6 +26,9 @@ class Daemon {
 
  private:
   struct Modules;
+  // [metrics] address set: the CRI call interceptor on `builder`, the state
+  // gauges and the HTTP endpoint.
+  absl::Status StartMetrics(grpc::ServerBuilder& builder);
 
   config::Config config_;
   std::unique_ptr<Modules> modules_;

@@ -92,6 +92,21 @@ TEST(Config, CgroupDriverIsParsedValidatedAndDetectedWhenLeftOut) {
   std::filesystem::remove_all(tmpl);
 }
 
+TEST(Config, MetricsAddressIsOffByDefaultAndValidated) {
+  absl::StatusOr<Config> c = ParseConfig("", "t");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->metrics.address, "");
+  c = ParseConfig("[metrics]\naddress = \"127.0.0.1:9190\"\n", "t");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "127.0.0.1:9190");
+  for (const char* bad : {"[metrics]\naddress = \"localhost:9190\"\n", "[metrics]\naddress = \"9190\"\n",
+                          "[metrics]\nport = 1\n"}) {
+    c = ParseConfig(bad, "t");
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr("metrics.")) << bad;
+  }
+}
+
 TEST(Config, EmptyDocumentGivesDefaults) {
   absl::StatusOr<Config> c = ParseConfig("", "empty");
   ASSERT_TRUE(c.ok()) << c.status();
