@@ -233,6 +233,36 @@ absl::StatusOr<std::vector<pid_t>> CgroupProcs(const CgroupLayout& layout, std::
   return out;
 }
 
+namespace {
+
+// Where each version keeps the memory numbers. v1's total_* count this
+// cgroup and its children (QEMU may sit in a child scope); v2's are
+// hierarchical already.
+struct MemoryKeys {
+  const char* usage_file;
+  const char* inactive_file;
+  const char* rss;
+  const char* pgfault;
+  const char* pgmajfault;
+};
+constexpr MemoryKeys kV1Memory = {"memory.usage_in_bytes", "total_inactive_file", "total_rss", "total_pgfault",
+                                  "total_pgmajfault"};
+constexpr MemoryKeys kV2Memory = {"memory.current", "inactive_file", "anon", "pgfault", "pgmajfault"};
+
+absl::Status ReadMemory(const fs::path& mem, const MemoryKeys& keys, CgroupSample* s) {
+  ASSIGN_OR_RETURN(s->memory_usage_bytes, ReadU64(mem / keys.usage_file));
+  ASSIGN_OR_RETURN(std::string stat, ReadSmall(mem / "memory.stat"));
+  auto m = ParseKeyed(stat);
+  const uint64_t inactive = Get(m, keys.inactive_file);
+  s->memory_working_set_bytes = s->memory_usage_bytes > inactive ? s->memory_usage_bytes - inactive : 0;
+  s->memory_rss_bytes = Get(m, keys.rss);
+  s->page_faults = Get(m, keys.pgfault);
+  s->major_page_faults = Get(m, keys.pgmajfault);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<CgroupSample> ReadCgroupSample(const CgroupLayout& layout, std::string_view rel) {
   CgroupSample s;
   s.timestamp = absl::Now();
@@ -240,48 +270,23 @@ absl::StatusOr<CgroupSample> ReadCgroupSample(const CgroupLayout& layout, std::s
   std::error_code ec;
   if (!fs::is_directory(mem, ec)) return absl::NotFoundError(StrCat("no cgroup \"", mem.native(), "\""));
   if (layout.version() == CgroupVersion::kV2) {
-    absl::StatusOr<std::string> cpu = ReadSmall(mem / "cpu.stat");
-    if (!cpu.ok()) return cpu.status();
-    s.cpu_usage_ns = Get(ParseKeyed(*cpu), "usage_usec") * 1000;
-    absl::StatusOr<uint64_t> current = ReadU64(mem / "memory.current");
-    if (!current.ok()) return current.status();
-    s.memory_usage_bytes = *current;
-    absl::StatusOr<std::string> stat = ReadSmall(mem / "memory.stat");
-    if (!stat.ok()) return stat.status();
-    auto m = ParseKeyed(*stat);
-    const uint64_t inactive = Get(m, "inactive_file");
-    s.memory_working_set_bytes = s.memory_usage_bytes > inactive ? s.memory_usage_bytes - inactive : 0;
-    s.memory_rss_bytes = Get(m, "anon");
-    s.page_faults = Get(m, "pgfault");
-    s.major_page_faults = Get(m, "pgmajfault");
+    ASSIGN_OR_RETURN(std::string cpu, ReadSmall(mem / "cpu.stat"));
+    s.cpu_usage_ns = Get(ParseKeyed(cpu), "usage_usec") * 1000;
+    RETURN_IF_ERROR(ReadMemory(mem, kV2Memory, &s));
     if (absl::StatusOr<uint64_t> max = ReadU64(mem / "memory.max"); max.ok()) s.memory_limit_bytes = *max;  // "max": 0
     if (absl::StatusOr<std::string> ev = ReadSmall(mem / "memory.events"); ev.ok()) {
       s.oom_kills = Get(ParseKeyed(*ev), "oom_kill");
     }
-    if (absl::StatusOr<uint64_t> p = ReadU64(mem / "pids.current"); p.ok()) s.pids = *p;
-    return s;
-  }
-  absl::StatusOr<uint64_t> cpu = ReadU64(layout.ControllerDir(rel, "cpuacct") / "cpuacct.usage");
-  if (!cpu.ok()) return cpu.status();
-  s.cpu_usage_ns = *cpu;
-  absl::StatusOr<uint64_t> usage = ReadU64(mem / "memory.usage_in_bytes");
-  if (!usage.ok()) return usage.status();
-  s.memory_usage_bytes = *usage;
-  absl::StatusOr<std::string> stat = ReadSmall(mem / "memory.stat");
-  if (!stat.ok()) return stat.status();
-  auto m = ParseKeyed(*stat);
-  // total_*: this cgroup and its children (QEMU may sit in a child scope).
-  const uint64_t inactive = Get(m, "total_inactive_file");
-  s.memory_working_set_bytes = s.memory_usage_bytes > inactive ? s.memory_usage_bytes - inactive : 0;
-  s.memory_rss_bytes = Get(m, "total_rss");
-  s.page_faults = Get(m, "total_pgfault");
-  s.major_page_faults = Get(m, "total_pgmajfault");
-  if (absl::StatusOr<uint64_t> lim = ReadU64(mem / "memory.limit_in_bytes"); lim.ok()) {
-    // v1 says "no limit" with a huge page-rounded number.
-    s.memory_limit_bytes = *lim >= (uint64_t{1} << 62) ? 0 : *lim;
-  }
-  if (absl::StatusOr<std::string> oom = ReadSmall(mem / "memory.oom_control"); oom.ok()) {
-    s.oom_kills = Get(ParseKeyed(*oom), "oom_kill");
+  } else {
+    ASSIGN_OR_RETURN(s.cpu_usage_ns, ReadU64(layout.ControllerDir(rel, "cpuacct") / "cpuacct.usage"));
+    RETURN_IF_ERROR(ReadMemory(mem, kV1Memory, &s));
+    if (absl::StatusOr<uint64_t> lim = ReadU64(mem / "memory.limit_in_bytes"); lim.ok()) {
+      // v1 says "no limit" with a huge page-rounded number.
+      s.memory_limit_bytes = *lim >= (uint64_t{1} << 62) ? 0 : *lim;
+    }
+    if (absl::StatusOr<std::string> oom = ReadSmall(mem / "memory.oom_control"); oom.ok()) {
+      s.oom_kills = Get(ParseKeyed(*oom), "oom_kill");
+    }
   }
   if (absl::StatusOr<uint64_t> p = ReadU64(layout.ControllerDir(rel, "pids") / "pids.current"); p.ok()) s.pids = *p;
   return s;
