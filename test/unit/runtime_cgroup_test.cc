@@ -26,6 +26,20 @@ class CgroupFsTest : public ::testing::Test {
     fs::create_directories(p.parent_path());
     std::ofstream(p) << text;
   }
+  // Every number of a sample but its timestamp.
+  static void ExpectSample(const CgroupLayout& l, const std::string& rel, const CgroupSample& want) {
+    absl::StatusOr<CgroupSample> s = ReadCgroupSample(l, rel);
+    ASSERT_TRUE(s.ok()) << s.status();
+    CgroupSample got = *s;
+    got.timestamp = want.timestamp;
+    auto fields = [](const CgroupSample& x) {
+      return std::vector<uint64_t>{x.cpu_usage_ns, x.memory_usage_bytes, x.memory_working_set_bytes,
+                                   x.memory_rss_bytes, x.page_faults, x.major_page_faults,
+                                   x.memory_limit_bytes, x.oom_kills, x.pids};
+    };
+    EXPECT_EQ(fields(got), fields(want))
+        << "cpu, usage, working set, rss, faults, major faults, limit, oom kills, pids";
+  }
   fs::path root_;
 };
 
@@ -46,17 +60,10 @@ TEST_F(CgroupFsTest, V1LayoutReadsEachControllersHierarchy) {
   Write(root_ / "memory/kubepods/pod1/memory.limit_in_bytes", "9223372036854771712\n");
   Write(root_ / "memory/kubepods/pod1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
   Write(root_ / "pids/kubepods/pod1/pids.current", "7\n");
-  absl::StatusOr<CgroupSample> s = ReadCgroupSample(*l, rel);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->cpu_usage_ns, 123456789u);
-  EXPECT_EQ(s->memory_usage_bytes, 104857600u);
-  EXPECT_EQ(s->memory_working_set_bytes, 104857600u - 4194304u);
-  EXPECT_EQ(s->memory_rss_bytes, 52428800u);
-  EXPECT_EQ(s->page_faults, 77u);
-  EXPECT_EQ(s->major_page_faults, 3u);
-  EXPECT_EQ(s->memory_limit_bytes, 0u) << "v1's huge number means no limit";
-  EXPECT_EQ(s->oom_kills, 2u);
-  EXPECT_EQ(s->pids, 7u);
+  // v1's huge limit means none.
+  ExpectSample(*l, rel, {.cpu_usage_ns = 123456789, .memory_usage_bytes = 104857600,
+                         .memory_working_set_bytes = 104857600 - 4194304, .memory_rss_bytes = 52428800,
+                         .page_faults = 77, .major_page_faults = 3, .memory_limit_bytes = 0, .oom_kills = 2, .pids = 7});
 
   Write(root_ / "memory/kubepods/pod1/cgroup.procs", "");
   for (const char* c : {"cpu", "cpuacct", "pids"}) Write(root_ / c / "kubepods/pod1/cgroup.procs", "");
@@ -80,19 +87,12 @@ TEST_F(CgroupFsTest, V2LayoutReadsTheUnifiedFiles) {
   Write(d / "memory.max", "max\n");
   Write(d / "memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n");
   Write(d / "pids.current", "12\n");
-  absl::StatusOr<CgroupSample> s = ReadCgroupSample(*l, rel);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->cpu_usage_ns, 2500000u);
-  EXPECT_EQ(s->memory_usage_bytes, 209715200u);
-  EXPECT_EQ(s->memory_working_set_bytes, 209715200u - 8388608u);
-  EXPECT_EQ(s->memory_rss_bytes, 157286400u);
-  EXPECT_EQ(s->page_faults, 1000u);
-  EXPECT_EQ(s->major_page_faults, 10u);
-  EXPECT_EQ(s->memory_limit_bytes, 0u) << "\"max\" is no limit";
-  EXPECT_EQ(s->oom_kills, 1u);
-  EXPECT_EQ(s->pids, 12u);
+  // "max" is no limit.
+  ExpectSample(*l, rel, {.cpu_usage_ns = 2500000, .memory_usage_bytes = 209715200,
+                         .memory_working_set_bytes = 209715200 - 8388608, .memory_rss_bytes = 157286400,
+                         .page_faults = 1000, .major_page_faults = 10, .memory_limit_bytes = 0, .oom_kills = 1, .pids = 12});
   Write(d / "memory.max", "402653184\n");
-  s = ReadCgroupSample(*l, rel);
+  absl::StatusOr<CgroupSample> s = ReadCgroupSample(*l, rel);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->memory_limit_bytes, 402653184u);
 }
