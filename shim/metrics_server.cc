@@ -1,10 +1,7 @@
 // MetricsServer: a listening socket, one serving thread, Beast's HTTP/1.1 request parser and response writer.
 #include "shim/metrics_server.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,7 +16,9 @@
 #include <thread>
 
 #include "config/base/log.h"
+#include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "config/base/tcp_listen.h"
 #include "config/base/unique_fd.h"
 #include "config/config.h"
 
@@ -156,31 +155,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
                                                                     std::function<void()> before_scrape) {
   absl::StatusOr<config::HostPort> hp = config::ParseHostPort(address);
   if (!hp.ok()) return absl::InvalidArgumentError(StrCat("metrics.address: ", hp.status().message()));
-  addrinfo hints{};
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(hp->port);
-  if (int rc = ::getaddrinfo(hp->host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    return absl::InvalidArgumentError(StrCat("metrics.address \"", address, "\": ", gai_strerror(rc)));
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owned(res, ::freeaddrinfo);
-  base::UniqueFd fd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "metrics socket");
-  int one = 1;
-  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd.get(), 16) != 0) {
-    return absl::UnavailableError(StrCat("cannot listen on metrics.address \"", address, "\": ", strerror(errno)));
-  }
-  sockaddr_storage bound{};
-  socklen_t len = sizeof(bound);
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len);
-  const uint16_t bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  const std::string host = hp->host.find(':') != std::string::npos ? StrCat("[", hp->host, "]") : hp->host;
+  ASSIGN_OR_RETURN(base::TcpListener listener, base::ListenTcp(hp->host, hp->port, address, "metrics", 16));
   int wake[2];
   if (::pipe2(wake, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "metrics server pipe");
-  return std::unique_ptr<MetricsServer>(new MetricsServerImpl(std::move(fd), StrCat("http://", host, ":", bound_port),
+  return std::unique_ptr<MetricsServer>(new MetricsServerImpl(std::move(listener.fd), StrCat("http://", listener.authority),
                                                               registry, std::move(before_scrape),
                                                               base::UniqueFd(wake[0]), base::UniqueFd(wake[1])));
 }

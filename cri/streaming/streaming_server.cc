@@ -29,6 +29,8 @@
 #include "absl/synchronization/mutex.h"
 #include "config/base/clock.h"
 #include "config/base/log.h"
+#include "config/base/status_macros.h"
+#include "config/base/tcp_listen.h"
 #include "config/config.h"
 #include "cri/streaming/request_cache.h"
 #include "cri/streaming/spdy_serve.h"
@@ -560,50 +562,15 @@ absl::StatusOr<std::unique_ptr<StreamingServer>> StreamingServer::Start(const St
     if (!loaded.ok()) return loaded.status();
     tls = *std::move(loaded);
   }
-  sockaddr_storage addr{};
-  socklen_t addr_len = 0;
-  const bool v6 = hp->host.find(':') != std::string::npos;
-  if (v6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(hp->port);
-    if (inet_pton(AF_INET6, hp->host.c_str(), &a->sin6_addr) != 1) {
-      return absl::InvalidArgumentError(base::StrCat("streaming address \"", options.address, "\": bad IPv6 address"));
-    }
-    addr_len = sizeof(sockaddr_in6);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(hp->port);
-    if (inet_pton(AF_INET, hp->host.c_str(), &a->sin_addr) != 1) {
-      return absl::InvalidArgumentError(base::StrCat("streaming address \"", options.address, "\": bad IPv4 address"));
-    }
-    addr_len = sizeof(sockaddr_in);
-  }
-  base::UniqueFd fd(socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "streaming server socket");
-  int one = 1;
-  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (v6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
-    return absl::ErrnoToStatus(errno, base::StrCat("bind streaming address \"", options.address, "\""));
-  }
-  if (listen(fd.get(), 128) != 0) {
-    return absl::ErrnoToStatus(errno, base::StrCat("listen on streaming address \"", options.address, "\""));
-  }
-  sockaddr_storage bound{};
-  socklen_t bound_len = sizeof(bound);
-  if (getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0) {
-    return absl::ErrnoToStatus(errno, "getsockname of the streaming server");
-  }
-  const uint16_t port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                 : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  ASSIGN_OR_RETURN(base::TcpListener listener,
+                   base::ListenTcp(hp->host, hp->port, options.address, "streaming", 128));
   base::UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid()) return absl::ErrnoToStatus(errno, "eventfd for the streaming server");
-  std::string base_url = base::StrCat(tls ? "https://" : "http://", v6 ? "[" : "", hp->host, v6 ? "]" : "", ":", port);
+  std::string base_url = base::StrCat(tls ? "https://" : "http://", listener.authority);
   base::LogInfo("streaming server listening", {{"url", base_url}});
   return std::unique_ptr<StreamingServer>(
-      new StreamingServerImpl(options, backend, std::move(tls), std::move(fd), std::move(wake), std::move(base_url)));
+      new StreamingServerImpl(options, backend, std::move(tls), std::move(listener.fd), std::move(wake),
+                              std::move(base_url)));
 }
 
 }  // namespace kvcri::streaming

@@ -116,10 +116,9 @@ absl::StatusOr<CgroupLayout> CgroupLayout::Detect(const fs::path& root) {
 }
 
 std::vector<fs::path> CgroupLayout::DirsOf(std::string_view rel) const {
-  const std::string_view tail = rel.empty() || rel[0] != '/' ? rel : rel.substr(1);
-  if (version_ == CgroupVersion::kV2) return {root_ / tail};
+  if (version_ == CgroupVersion::kV2) return {ControllerDir(rel, "")};
   std::vector<fs::path> out;
-  for (const std::string& c : v1_controllers_) out.push_back(root_ / c / tail);
+  for (const std::string& c : v1_controllers_) out.push_back(ControllerDir(rel, c));
   return out;
 }
 
