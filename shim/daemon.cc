@@ -73,13 +73,12 @@ class DaemonGuestAgents final : public cri::GuestAgents {
 // Everything the daemon owns, in construction order (destroyed in reverse).
 struct Daemon::Modules {
   base::RealClock clock;
-  // [metrics]: the registry, the CRI call interceptor, the state gauges and
-  // the HTTP endpoint (null when metrics.address is empty).
+  // [metrics]: the registry, the CRI call interceptor and the state gauges
+  // (the endpoint is the last member).
   base::MetricsRegistry metrics;
   std::unique_ptr<cri::RpcMetrics> rpc_metrics;
   base::MetricFamily* pods_by_state = nullptr;
   base::MetricFamily* containers_by_state = nullptr;
-  std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
   std::unique_ptr<runtime::ConsoleLogCopier> console;
   std::unique_ptr<runtime::image::LocalImageStore> images;
@@ -108,6 +107,9 @@ struct Daemon::Modules {
   std::unique_ptr<cri::Tombstones> removed;
   std::unique_ptr<cri::RouterRuntimeService> router_runtime;
   std::unique_ptr<cri::RouterImageService> router_images;
+  // The metrics endpoint (null when metrics.address is empty). Last: its
+  // thread reads `store` at each scrape, so it stops before anything goes.
+  std::unique_ptr<MetricsServer> metrics_server;
 };
 
 Daemon::Daemon(config::Config config) : config_(std::move(config)) {}
