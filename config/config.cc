@@ -282,10 +282,11 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "runtime", &err)) {
-    RETURN_IF_ERROR(CheckKeys(*t, "runtime", {"vm_handlers", "default_handler", "cgroup_driver"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "runtime", {"vm_handlers", "default_handler", "cgroup_driver", "default_cgroup_parent"}));
     RETURN_IF_ERROR(GetList(*t, "vm_handlers", "runtime.vm_handlers", &c.runtime.vm_handlers));
     RETURN_IF_ERROR(Get(*t, "default_handler", "runtime.default_handler", &c.runtime.default_handler));
     RETURN_IF_ERROR(Get(*t, "cgroup_driver", "runtime.cgroup_driver", &c.runtime.cgroup_driver));
+    RETURN_IF_ERROR(Get(*t, "default_cgroup_parent", "runtime.default_cgroup_parent", &c.runtime.default_cgroup_parent));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "upstream", &err)) {

@@ -60,6 +60,11 @@ struct RuntimeConfig {
   // documents it (systemd when systemd is the init system, i.e.
   // /run/systemd/system exists; cgroupfs otherwise).
   std::string cgroup_driver;
+  // Where the cgroups of VM containers go when the Pod has no
+  // linux.cgroup_parent (Pods made by crictl or tests, not kubelet): a
+  // cgroup path with cgroupfs, a slice name with systemd. Empty: "/kubevirt-cri"
+  // (cgroupfs) or "kubevirt_cri.slice" (systemd).
+  std::string default_cgroup_parent;
 };
 
 // The cgroup driver for `configured` ("" = detect): "systemd" when

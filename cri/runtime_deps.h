@@ -18,6 +18,9 @@ namespace kvcri::runtime::image {
 class ImageStore;
 class ImagePuller;
 }  // namespace kvcri::runtime::image
+namespace kvcri::runtime::cgroup {
+class CgroupPlacer;
+}  // namespace kvcri::runtime::cgroup
 namespace kvcri::cni {
 class PodNetwork;
 }  // namespace kvcri::cni
@@ -54,6 +57,10 @@ struct RuntimeDeps {
   base::Clock* clock = nullptr;
   // Exec/Attach/PortForward URLs; null answers UNAVAILABLE.
   streaming::StreamingServer* streaming = nullptr;
+  // Puts each VM's QEMU and helpers into a cgroup below the Pod's
+  // (runtime/cgroup/cgroup_placer.h) and reads its accounting; null: VMs
+  // stay where libvirt starts them and stats have no cgroup (fakes).
+  runtime::cgroup::CgroupPlacer* cgroups = nullptr;
   // ExecSync, and the checks before a URL is handed out; null answers UNAVAILABLE.
   ExecDispatcher* exec = nullptr;
 };

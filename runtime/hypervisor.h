@@ -179,6 +179,13 @@ class Hypervisor {
                                                         absl::Duration /*timeout*/) {
     return absl::UnimplementedError("this hypervisor has no guest agent channel");
   }
+  // The host processes running the VM: QEMU first, then its helpers
+  // (virtiofsd, one per virtio-fs share), each checked to belong to this
+  // domain. FailedPrecondition when the VM is not running; NotFound when
+  // missing. Not pure: fakes may run no processes.
+  virtual absl::StatusOr<std::vector<int>> Processes(std::string_view /*name*/) {
+    return absl::UnimplementedError("this hypervisor reports no processes");
+  }
   // Whether the guest has opened the virtio-serial port named `channel`
   // (libvirt's channel state), e.g. runtime::agent::kAgentChannelName.
   virtual absl::StatusOr<bool> GuestChannelConnected(std::string_view /*name*/, std::string_view /*channel*/) {

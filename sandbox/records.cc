@@ -388,6 +388,8 @@ std::string ContainerRecord::ToJson() const {
       {"vm_grants", vm_grants},
       {"console_socket", console_socket},
       {"agent_socket", agent_socket},
+      {"cgroup_path", cgroup_path},
+      {"cgroup_unit", cgroup_unit},
   };
   return Dump(j);
 }
@@ -454,6 +456,8 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
   top.StrList("vm_grants", &r.vm_grants);
   top.Str("console_socket", &r.console_socket);
   top.Str("agent_socket", &r.agent_socket);
+  top.Str("cgroup_path", &r.cgroup_path);
+  top.Str("cgroup_unit", &r.cgroup_unit);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

@@ -214,6 +214,13 @@ struct ContainerRecord {
   // virtio-serial channel. Empty in records of VMs made before they existed.
   std::string console_socket;
   std::string agent_socket;
+  // The cgroup this VM's QEMU and helpers run in, a child of the Pod's
+  // cgroup_parent (runtime/cgroup/cgroup_placer.h): its path below each
+  // hierarchy's root, and for the systemd driver its transient scope unit.
+  // Written before it is created, so a crash never leaves one nobody removes.
+  // Empty: none (records from before, or no cgroup placement configured).
+  std::string cgroup_path;
+  std::string cgroup_unit;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

@@ -185,6 +185,28 @@ absl::Status InheritCpuset(const fs::path& hierarchy, std::string_view rel) {
   return absl::OkStatus();
 }
 
+// cgroup v2: a child has a controller's files only when every level above
+// enabled it for its children. kubelet does this for its own tree; levels we
+// make (a default parent) need it too. A controller the level cannot offer
+// is left out (the write of that one fails; the others stand).
+absl::Status EnableV2Controllers(const fs::path& root, std::string_view rel) {
+  fs::path dir = root;
+  std::vector<std::string_view> parts = Split(rel, '/');
+  for (size_t i = 0; i < parts.size(); ++i) {
+    absl::StatusOr<std::string> enabled = ReadSmall(dir / "cgroup.subtree_control");
+    if (!enabled.ok()) return absl::OkStatus();  // a scratch tree without the file
+    std::string words = *enabled;
+    std::replace(words.begin(), words.end(), '\n', ' ');
+    const std::vector<std::string_view> have = Split(words, ' ');
+    for (std::string_view c : {"cpu", "cpuset", "memory", "pids"}) {
+      if (std::find(have.begin(), have.end(), c) != have.end()) continue;
+      WriteSmall(dir / "cgroup.subtree_control", StrCat("+", c)).IgnoreError();
+    }
+    dir /= parts[i];
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CreateCgroup(const CgroupLayout& layout, std::string_view rel) {
@@ -197,8 +219,15 @@ absl::Status CreateCgroup(const CgroupLayout& layout, std::string_view rel) {
     const fs::path cpuset = layout.root() / "cpuset";
     std::error_code ec;
     if (fs::is_directory(cpuset, ec)) RETURN_IF_ERROR(InheritCpuset(cpuset, rel));
+  } else {
+    RETURN_IF_ERROR(EnableV2Controllers(layout.root(), rel));
   }
   return absl::OkStatus();
+}
+
+absl::Status WriteCgroupFile(const CgroupLayout& layout, std::string_view rel, std::string_view controller,
+                             std::string_view file, std::string_view value) {
+  return WriteSmall(layout.ControllerDir(rel, controller) / std::string(file), value);
 }
 
 absl::Status JoinCgroup(const CgroupLayout& layout, std::string_view rel, pid_t pid) {

@@ -59,9 +59,15 @@ absl::StatusOr<std::string> ExpandSystemdSlice(std::string_view slice);
 absl::StatusOr<std::string> CleanCgroupPath(std::string_view rel);
 
 // mkdir of `rel` in every hierarchy (parents included); OK if it exists.
+// On v2 each level above `rel` gets the cpu, cpuset, memory and pids
+// controllers in cgroup.subtree_control, so `rel` has their files.
 absl::Status CreateCgroup(const CgroupLayout& layout, std::string_view rel);
 // Moves process `pid` (all its threads) into `rel` in every hierarchy.
 absl::Status JoinCgroup(const CgroupLayout& layout, std::string_view rel, pid_t pid);
+// Writes `value` to `file` of `controller` in `rel` (e.g. "memory",
+// "memory.max", "268435456").
+absl::Status WriteCgroupFile(const CgroupLayout& layout, std::string_view rel, std::string_view controller,
+                             std::string_view file, std::string_view value);
 // rmdir of `rel` in every hierarchy; OK where it is already gone.
 // FailedPrecondition while a process is still in it (EBUSY).
 absl::Status RemoveCgroup(const CgroupLayout& layout, std::string_view rel);
