@@ -2,7 +2,9 @@
 #include "test/fakes/fake_systemd.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-id128.h>
 #include <unistd.h>
@@ -222,6 +224,28 @@ struct FakeSystemdHandlers {
     return sd_bus_reply_method_return(m, "");
   }
 
+  // dbus-daemon's part, for ListenAsSystemBus: a unique name, matches
+  // accepted (the fake sends every signal anyway; the client filters).
+  static int Hello(sd_bus_message* m, void* ud, sd_bus_error*) {
+    FakeSystemd* f = Self(ud);
+    uint32_t n = 0;
+    {
+      absl::MutexLock l(&f->mu_);
+      n = f->next_unique_++;
+    }
+    return sd_bus_reply_method_return(m, "s", base::StrCat(":1.", n).c_str());
+  }
+  static int Match(sd_bus_message* m, void* ud, sd_bus_error*) {
+    const char* rule = nullptr;
+    int r = sd_bus_message_read(m, "s", &rule);
+    if (r < 0) return r;
+    if (std::string(sd_bus_message_get_member(m)) == "AddMatch") {
+      absl::MutexLock l(&Self(ud)->mu_);
+      Self(ud)->calls_.push_back({.method = "AddMatch", .unit = rule});
+    }
+    return sd_bus_reply_method_return(m, "");
+  }
+
   static int Version(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* ud,
                      sd_bus_error*) {
     FakeSystemd* f = Self(ud);
@@ -250,12 +274,22 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_END,
 };
 
+const sd_bus_vtable kBusVtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_METHOD("Hello", "", "s", FakeSystemdHandlers::Hello, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("AddMatch", "s", "", FakeSystemdHandlers::Match, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("RemoveMatch", "s", "", FakeSystemdHandlers::Match, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_VTABLE_END,
+};
+
 }  // namespace
 
 FakeSystemd::FakeSystemd() = default;
 
 FakeSystemd::~FakeSystemd() {
   stop_ = true;
+  if (acceptor_.joinable()) acceptor_.join();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
   std::vector<std::thread> threads;
   {
     absl::MutexLock l(&mu_);
@@ -264,7 +298,34 @@ FakeSystemd::~FakeSystemd() {
   for (std::thread& t : threads) t.join();
 }
 
-void FakeSystemd::Serve(int fd) {
+absl::Status FakeSystemd::ListenAsSystemBus(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return absl::InvalidArgumentError("socket path too long");
+  path.copy(addr.sun_path, path.size());
+  listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return absl::ErrnoToStatus(errno, "socket");
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return absl::ErrnoToStatus(errno, "bind " + path);
+  }
+  if (::listen(listen_fd_, 16) != 0) return absl::ErrnoToStatus(errno, "listen");
+  acceptor_ = std::thread([this] { Accept(listen_fd_); });
+  return absl::OkStatus();
+}
+
+void FakeSystemd::Accept(int listen_fd) {
+  while (!stop_) {
+    pollfd p{listen_fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;  // wakes up to see stop_
+    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    absl::MutexLock l(&mu_);
+    ++connections_;
+    threads_.emplace_back([this, fd] { Serve(fd, /*as_bus_daemon=*/true); });
+  }
+}
+
+void FakeSystemd::Serve(int fd, bool as_bus_daemon) {
   sd_bus* raw = nullptr;
   if (sd_bus_new(&raw) < 0) {
     ::close(fd);
@@ -277,9 +338,14 @@ void FakeSystemd::Serve(int fd) {
   // sender field is what a client's match on "org.freedesktop.systemd1" sees.
   if (sd_bus_set_fd(raw, fd, fd) < 0 || sd_bus_set_server(raw, 1, id) < 0 ||
       sd_bus_set_sender(raw, "org.freedesktop.systemd1") < 0 ||
-      sd_bus_add_object_vtable(raw, nullptr, kObject, kManager, kVtable, this) < 0 || sd_bus_start(raw) < 0) {
+      sd_bus_add_object_vtable(raw, nullptr, kObject, kManager, kVtable, this) < 0) {
     return;
   }
+  if (as_bus_daemon && sd_bus_add_object_vtable(raw, nullptr, "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                                kBusVtable, this) < 0) {
+    return;
+  }
+  if (sd_bus_start(raw) < 0) return;
   while (!stop_) {
     const int r = sd_bus_process(raw, nullptr);
     if (r < 0) break;  // the client closed its end
@@ -298,7 +364,7 @@ runtime::cgroup::SdBusFactory FakeSystemd::Factory() {
     {
       absl::MutexLock l(&mu_);
       ++connections_;
-      threads_.emplace_back([this, fd = sv[1]] { Serve(fd); });
+      threads_.emplace_back([this, fd = sv[1]] { Serve(fd, /*as_bus_daemon=*/false); });
     }
     sd_bus* raw = nullptr;
     if (int r = sd_bus_new(&raw); r < 0) {

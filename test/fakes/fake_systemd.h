@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "runtime/cgroup/systemd_placer.h"
 
@@ -54,6 +55,10 @@ class FakeSystemd {
 
   // Hands out a new connection per call, as the real factory does.
   runtime::cgroup::SdBusFactory Factory();
+  // Also serves a unix socket at `path` as if it were the system bus: a
+  // client connecting with sd_bus_open_system (DBUS_SYSTEM_BUS_ADDRESS)
+  // gets Hello and AddMatch answered as dbus-daemon does, then the Manager.
+  absl::Status ListenAsSystemBus(const std::string& path);
 
   // Knobs (any time, from the test thread).
   void SetVersion(std::string v);
@@ -75,7 +80,8 @@ class FakeSystemd {
   int connections() const;
 
  private:
-  void Serve(int fd);
+  void Serve(int fd, bool as_bus_daemon);
+  void Accept(int listen_fd);
 
   mutable absl::Mutex mu_;
   std::string version_ ABSL_GUARDED_BY(mu_) = "252.39-1~deb12u2";
@@ -90,6 +96,9 @@ class FakeSystemd {
   uint32_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
   int connections_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::thread acceptor_;
+  int listen_fd_ = -1;  // ListenAsSystemBus; closed by the destructor
+  uint32_t next_unique_ ABSL_GUARDED_BY(mu_) = 1;
   std::atomic<bool> stop_{false};
 
   friend struct FakeSystemdHandlers;

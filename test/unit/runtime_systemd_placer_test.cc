@@ -149,6 +149,31 @@ TEST_F(SystemdPlacerTest, ConnectWithoutASystemBusIsFailedPreconditionSayingSo) 
   EXPECT_THAT(p.status().message(), HasSubstr("cgroupfs"));
 }
 
+TEST_F(SystemdPlacerTest, ConnectSpeaksToSystemdThroughTheSystemBus) {
+  // The fake as the system bus: sd_bus_open_system's Hello, the AddMatch
+  // for JobRemoved with systemd's name as sender, then the Manager.
+  const fs::path sock = dir_ / "system_bus_socket";
+  ASSERT_TRUE(fake_.ListenAsSystemBus(sock.native()).ok());
+  const char* old = ::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+  const std::string saved = old ? old : "";
+  ::setenv("DBUS_SYSTEM_BUS_ADDRESS", ("unix:path=" + sock.native()).c_str(), 1);
+  absl::StatusOr<std::unique_ptr<SystemdPlacer>> p = SystemdPlacer::Connect(V2(), "kvcri.slice");
+  absl::Status placed = p.ok() ? (*p)->Place(Target(**p), {4242}) : p.status();
+  if (old) {
+    ::setenv("DBUS_SYSTEM_BUS_ADDRESS", saved.c_str(), 1);
+  } else {
+    ::unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
+  }
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->systemd_version(), 252);
+  EXPECT_TRUE(placed.ok()) << placed;
+  std::vector<FakeSystemd::Call> matches = CallsOf("AddMatch");
+  ASSERT_EQ(matches.size(), 1u);
+  EXPECT_THAT(matches[0].unit, HasSubstr("sender='org.freedesktop.systemd1'"));
+  EXPECT_THAT(matches[0].unit, HasSubstr("member='JobRemoved'"));
+  EXPECT_EQ(fake_.units().at("kvcri-c1.scope"), "active");
+}
+
 TEST_F(SystemdPlacerTest, CreateAsksTheManagerForItsVersionAndRefusesABadDefaultSlice) {
   fake_.SetVersion("v245.4-1.fc32");
   auto p = Placer(V2());
