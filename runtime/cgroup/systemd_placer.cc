@@ -1,4 +1,4 @@
-// SystemdPlacer: transient scopes for VM containers through systemd's D-Bus Manager API (sd-bus), limits as unit properties.
+// SystemdPlacer: transient scopes for VM containers via systemd's D-Bus Manager API, limits as unit properties.
 #include "runtime/cgroup/systemd_placer.h"
 
 #include <errno.h>
@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <limits>
+#include <tuple>
 #include <variant>
 
 #include "absl/container/flat_hash_map.h"
@@ -54,9 +55,7 @@ class BusError {
   ~BusError() { sd_bus_error_free(&e_); }
   sd_bus_error* get() { return &e_; }
   bool Has(const char* name) const { return sd_bus_error_has_name(&e_, name) > 0; }
-  std::string Describe() const {
-    return StrCat(e_.name ? e_.name : "", ": ", e_.message ? e_.message : "");
-  }
+  std::string Describe() const { return StrCat(e_.name ? e_.name : "", ": ", e_.message ? e_.message : ""); }
 
  private:
   sd_bus_error e_ = SD_BUS_ERROR_NULL;
@@ -117,8 +116,8 @@ class JobWatch {
     // The sender is matched too: on the system bus dbus-daemon resolves the
     // name, on systemd's private socket (and our test fake) it is the
     // sender field, so no other peer can fake a job's end.
-    const int r = sd_bus_match_signal(bus, &slot, kService, kObject, kManager, "JobRemoved", &JobWatch::OnSignal,
-                                      w.get());
+    const int r =
+        sd_bus_match_signal(bus, &slot, kService, kObject, kManager, "JobRemoved", &JobWatch::OnSignal, w.get());
     if (r < 0) return BusStatus(r, "subscribe to systemd's JobRemoved signal");
     w->slot_.reset(slot);
     return w;
@@ -135,8 +134,8 @@ class JobWatch {
       if (r > 0) continue;  // dispatched something: look again before sleeping
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) {
-        return absl::DeadlineExceededError(StrCat("systemd job \"", job, "\" of unit \"", unit, "\" did not end within ",
-                                                  absl::FormatDuration(timeout)));
+        return absl::DeadlineExceededError(StrCat("systemd job \"", job, "\" of unit \"", unit,
+                                                  "\" did not end within ", absl::FormatDuration(timeout)));
       }
       const int w = sd_bus_wait(bus, static_cast<uint64_t>(absl::ToInt64Microseconds(left)) + 1);
       if (w < 0 && w != -EINTR) return BusStatus(w, StrCat("wait for systemd job \"", job, "\""));
@@ -163,8 +162,8 @@ class JobWatch {
 // A Manager method call: builds the message with `append`, sends it, and
 // returns the reply. D-Bus errors become Status codes by name.
 template <typename AppendFn>
-absl::StatusOr<MessagePtr> CallManager(sd_bus* bus, const char* method, const std::string& unit,
-                                       absl::Duration timeout, AppendFn append) {
+absl::StatusOr<MessagePtr> CallManager(sd_bus* bus, const char* method, const std::string& unit, absl::Duration timeout,
+                                       AppendFn append) {
   const std::string what = StrCat("systemd ", method, " of unit \"", unit, "\"");
   sd_bus_message* raw = nullptr;
   int r = sd_bus_message_new_method_call(bus, &raw, kService, kObject, kManager, method);
@@ -177,7 +176,8 @@ absl::StatusOr<MessagePtr> CallManager(sd_bus* bus, const char* method, const st
   MessagePtr reply_ptr(reply);
   if (r >= 0) return reply_ptr;
   if (!sd_bus_error_is_set(error.get())) {
-    if (r == -ETIMEDOUT) return absl::DeadlineExceededError(StrCat(what, ": no reply within ", absl::FormatDuration(timeout)));
+    if (r == -ETIMEDOUT)
+      return absl::DeadlineExceededError(StrCat(what, ": no reply within ", absl::FormatDuration(timeout)));
     return absl::UnavailableError(StrCat(what, ": ", absl::ErrnoToStatus(-r, "D-Bus").message()));
   }
   const std::string msg = StrCat(what, ": ", error.Describe());
@@ -290,7 +290,9 @@ absl::StatusOr<int> ProbeVersion(sd_bus* bus) {
 
 absl::StatusOr<std::vector<uint8_t>> CpuListToMask(std::string_view list) {
   std::vector<uint8_t> mask;
-  auto bad = [&] { return absl::InvalidArgumentError(StrCat("\"", list, "\" is not a CPU or memory node list (\"0-3,6\")")); };
+  auto bad = [&] {
+    return absl::InvalidArgumentError(StrCat("\"", list, "\" is not a CPU or memory node list (\"0-3,6\")"));
+  };
   auto parse = [](std::string_view s, uint32_t* out) {
     if (s.empty() || s.size() > 5) return false;  // at most 99999: a bitmask of 12 KiB
     uint32_t v = 0;
@@ -411,13 +413,14 @@ absl::Status SystemdPlacer::Place(const CgroupTarget& t, const std::vector<pid_t
   ASSIGN_OR_RETURN(SdBusPtr bus, bus_factory_());
   ASSIGN_OR_RETURN(std::unique_ptr<JobWatch> watch, JobWatch::Install(bus.get()));
   auto start = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(MessagePtr reply,
-                     CallManager(bus.get(), "StartTransientUnit", t.unit, options_.call_timeout, [&](sd_bus_message* m) {
-                       int r = sd_bus_message_append(m, "ss", t.unit.c_str(), "fail");
-                       if (r < 0) return r;
-                       if ((r = AppendProperties(m, props)) < 0) return r;
-                       return sd_bus_message_append(m, "a(sa(sv))", 0);  // no auxiliary units
-                     }));
+    ASSIGN_OR_RETURN(
+        MessagePtr reply,
+        CallManager(bus.get(), "StartTransientUnit", t.unit, options_.call_timeout, [&](sd_bus_message* m) {
+          int r = sd_bus_message_append(m, "ss", t.unit.c_str(), "fail");
+          if (r < 0) return r;
+          if ((r = AppendProperties(m, props)) < 0) return r;
+          return sd_bus_message_append(m, "a(sa(sv))", 0);  // no auxiliary units
+        }));
     return ReadJobPath(reply.get(), t.unit);
   };
   absl::StatusOr<std::string> job = start();

@@ -1,4 +1,4 @@
-// SystemdPlacer: the systemd cgroup driver, a transient scope per VM container inside the Pod's slice, over D-Bus (sd-bus).
+// SystemdPlacer: the systemd cgroup driver, a transient scope per VM container in the Pod's slice (sd-bus).
 #pragma once
 
 // kubelet's systemd driver names a Pod's cgroup by a slice
@@ -77,8 +77,8 @@ class SystemdPlacer : public CgroupPlacer {
   absl::Status SetLimits(const CgroupTarget& target, const CgroupLimits& limits) override;
 
  private:
-  SystemdPlacer(CgroupLayout layout, std::string default_slice, SdBusFactory bus_factory,
-                SystemdPlacerOptions options, int systemd_version);
+  SystemdPlacer(CgroupLayout layout, std::string default_slice, SdBusFactory bus_factory, SystemdPlacerOptions options,
+                int systemd_version);
 
   const std::string default_slice_;
   const SdBusFactory bus_factory_;

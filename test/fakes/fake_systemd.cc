@@ -1,4 +1,4 @@
-// FakeSystemd: the Manager methods of systemd the cgroup driver uses, served with sd-bus on socketpairs, one thread per connection.
+// FakeSystemd: the Manager methods the systemd cgroup driver uses, served with sd-bus, a thread per connection.
 #include "test/fakes/fake_systemd.h"
 
 #include <errno.h>
@@ -246,8 +246,7 @@ struct FakeSystemdHandlers {
     return sd_bus_reply_method_return(m, "");
   }
 
-  static int Version(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* ud,
-                     sd_bus_error*) {
+  static int Version(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* ud, sd_bus_error*) {
     FakeSystemd* f = Self(ud);
     std::string v;
     {
@@ -266,8 +265,7 @@ const sd_bus_vtable kVtable[] = {
                   SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("StopUnit", "ss", "o", FakeSystemdHandlers::Stop, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("ResetFailedUnit", "s", "", FakeSystemdHandlers::ResetFailed, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD("SetUnitProperties", "sba(sv)", "", FakeSystemdHandlers::SetProperties,
-                  SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("SetUnitProperties", "sba(sv)", "", FakeSystemdHandlers::SetProperties, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("AttachProcessesToUnit", "ssau", "", FakeSystemdHandlers::Attach, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_PROPERTY("Version", "s", FakeSystemdHandlers::Version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_SIGNAL("JobRemoved", "uoss", 0),
@@ -341,8 +339,8 @@ void FakeSystemd::Serve(int fd, bool as_bus_daemon) {
       sd_bus_add_object_vtable(raw, nullptr, kObject, kManager, kVtable, this) < 0) {
     return;
   }
-  if (as_bus_daemon && sd_bus_add_object_vtable(raw, nullptr, "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                                kBusVtable, this) < 0) {
+  if (as_bus_daemon &&
+      sd_bus_add_object_vtable(raw, nullptr, "/org/freedesktop/DBus", "org.freedesktop.DBus", kBusVtable, this) < 0) {
     return;
   }
   if (sd_bus_start(raw) < 0) return;

@@ -1,4 +1,4 @@
-// FakeSystemd: a systemd Manager served over peer-to-peer sd-bus connections, recording what SystemdPlacer sends on the wire.
+// FakeSystemd: a systemd Manager on peer-to-peer sd-bus connections, recording what SystemdPlacer sends.
 #pragma once
 
 // No systemd runs on our machines, so the systemd cgroup driver talks to
@@ -36,12 +36,12 @@ class FakeSystemd {
     std::vector<uint8_t> ay;
   };
   struct Call {
-    std::string method;  // "StartTransientUnit", "StopUnit", ...
-    std::string unit;
-    std::string mode;        // StartTransientUnit, StopUnit
-    bool runtime = false;    // SetUnitProperties
+    std::string method;    // "StartTransientUnit", "StopUnit", ... (and "AddMatch" on a system bus)
+    std::string unit;      // AddMatch: the match rule
+    std::string mode;      // StartTransientUnit, StopUnit
+    bool runtime = false;  // SetUnitProperties
     std::vector<Property> properties;
-    size_t aux_units = 0;    // StartTransientUnit's a(sa(sv))
+    size_t aux_units = 0;        // StartTransientUnit's a(sa(sv))
     std::vector<uint32_t> pids;  // AttachProcessesToUnit
     std::string subcgroup;       // AttachProcessesToUnit
     // The Property named `name`, or nullptr.
@@ -62,10 +62,10 @@ class FakeSystemd {
 
   // Knobs (any time, from the test thread).
   void SetVersion(std::string v);
-  void SetStartResult(std::string result);   // JobRemoved result of starts: "done" (default), "failed", ...
+  void SetStartResult(std::string result);  // JobRemoved result of starts: "done" (default), "failed", ...
   void SetStopResult(std::string result);
-  void SetJobsNeverEnd(bool never);          // no JobRemoved at all
-  void HangJobsOf(std::string unit);         // no JobRemoved for this unit's jobs
+  void SetJobsNeverEnd(bool never);                   // no JobRemoved at all
+  void HangJobsOf(std::string unit);                  // no JobRemoved for this unit's jobs
   void AddUnit(std::string unit, std::string state);  // "active" or "failed"
   // Called (on the server thread) when a unit starts with its PIDs, before
   // the reply: a test makes the scope's cgroup directories here, as systemd would.

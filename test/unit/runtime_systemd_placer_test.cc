@@ -1,4 +1,4 @@
-// runtime/cgroup/systemd_placer: the systemd driver's D-Bus calls on the wire, against a fake Manager on socketpairs, with v1 and v2 scratch trees.
+// runtime/cgroup/systemd_placer: the D-Bus calls on the wire against FakeSystemd, on v1 and v2 scratch trees.
 #include "runtime/cgroup/systemd_placer.h"
 
 #include <gmock/gmock.h>
@@ -122,8 +122,8 @@ TEST_F(SystemdPlacerTest, PlanPutsAScopeNamedAfterTheContainerIntoThePodsSlice) 
 TEST_F(SystemdPlacerTest, PlanRefusesACgroupfsPathNamingTheField) {
   auto p = Placer(V2());
   ASSERT_NE(p, nullptr);
-  for (const char* parent : {"/kubepods/burstable/pod1", "kubepods.slice/kubepods-burstable.slice", "a--b.slice",
-                             ".slice"}) {
+  for (const char* parent :
+       {"/kubepods/burstable/pod1", "kubepods.slice/kubepods-burstable.slice", "a--b.slice", ".slice"}) {
     absl::StatusOr<CgroupTarget> t = p->Plan(parent, "c1");
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << parent;
     EXPECT_THAT(t.status().message(), HasSubstr("linux.cgroup_parent")) << parent;
@@ -179,8 +179,7 @@ TEST_F(SystemdPlacerTest, CreateAsksTheManagerForItsVersionAndRefusesABadDefault
   auto p = Placer(V2());
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->systemd_version(), 245);
-  absl::StatusOr<std::unique_ptr<SystemdPlacer>> bad =
-      SystemdPlacer::Create(V2(), "/kubepods", fake_.Factory());
+  absl::StatusOr<std::unique_ptr<SystemdPlacer>> bad = SystemdPlacer::Create(V2(), "/kubepods", fake_.Factory());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
