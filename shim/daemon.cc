@@ -32,6 +32,7 @@
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/cgroup/cgroup_placer.h"
+#include "runtime/cgroup/systemd_placer.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "runtime/qemu_guest_agent.h"
 #include "runtime/vm_confinement.h"
@@ -126,8 +127,15 @@ absl::StatusOr<std::unique_ptr<runtime::cgroup::CgroupPlacer>> MakeCgroupPlacer(
         StrCat("VM Pods run in their Pod's cgroup, but the host's cgroup tree is unusable: ", layout.status().message()));
   }
   if (rt.cgroup_driver == "systemd") {
-    return absl::FailedPreconditionError(
-        "runtime.cgroup_driver = \"systemd\" is not supported yet; use \"cgroupfs\"");
+    // "kubevirt-cri.slice" would nest in "kubevirt.slice" (a dash is a level).
+    std::string slice = rt.default_cgroup_parent.empty() ? "kubevirt_cri.slice" : rt.default_cgroup_parent;
+    absl::StatusOr<std::unique_ptr<runtime::cgroup::SystemdPlacer>> placer =
+        runtime::cgroup::SystemdPlacer::Connect(*std::move(layout), slice);
+    if (absl::IsInvalidArgument(placer.status())) {
+      return absl::InvalidArgumentError(StrCat("runtime.default_cgroup_parent: ", placer.status().message()));
+    }
+    if (!placer.ok()) return placer.status();
+    return std::unique_ptr<runtime::cgroup::CgroupPlacer>(*std::move(placer));
   }
   std::string parent = rt.default_cgroup_parent.empty() ? "/kubevirt-cri" : rt.default_cgroup_parent;
   absl::StatusOr<std::string> clean = runtime::cgroup::CleanCgroupPath(parent);
