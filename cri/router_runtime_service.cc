@@ -459,7 +459,7 @@ class UpstreamEventPump {
 
  private:
   void Run() {
-    bool connected_before = false;
+    bool said_down = false;  // logged once per outage, not per retry
     while (true) {
       grpc::ClientContext call;
       {
@@ -485,11 +485,12 @@ class UpstreamEventPump {
         return;
       }
       upstream_->Observe(s, "GetContainerEvents");
-      if (got || !connected_before) {
+      if (got) said_down = false;
+      if (!said_down) {
         base::LogWarn("upstream container event stream ended; subscribing again every second",
                       {{"endpoint", upstream_->endpoint()}, {"error", s.error_message()}});
+        said_down = true;
       }
-      connected_before = connected_before || got;
       mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1));
       if (stop_) return;
     }
