@@ -246,6 +246,7 @@ absl::Status Daemon::Start() {
                      m.metrics.Counter("kvcri_container_events_dropped_total",
                                        "Container events dropped for GetContainerEvents subscribers that fell behind "
                                        "(each such stream is ended so that kubelet relists)."));
+    m.events_dropped->Add({}, 0);  // a series from the start: rate() needs the zero
   }
   m.events = std::make_unique<cri::ContainerEventHub>(m.store.get(), &m.clock, m.events_dropped);
   deps.events = m.events.get();

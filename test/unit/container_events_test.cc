@@ -164,7 +164,7 @@ TEST_F(ContainerEventsTest, AFailedStartIsStoppedAndRemovingTheSandboxDeletesIts
   EXPECT_FALSE(Start(ctr).ok());
   ASSERT_TRUE(RemovePod(pod).ok());  // no StopPodSandbox: RemovePodSandbox does it all
   std::vector<std::string> seen;
-  std::vector<pb::ContainerEventResponse> evs = Take(*sub, 5);
+  std::vector<pb::ContainerEventResponse> evs = Take(*sub, 6);
   for (const pb::ContainerEventResponse& ev : evs) seen.push_back(Describe(ev, pod, ctr));
   EXPECT_THAT(seen, ElementsAre("CREATED pod", "STARTED pod", "CREATED ctr", "STOPPED ctr", "DELETED ctr", "DELETED pod"));
   ASSERT_GE(evs.size(), 4u);
