@@ -1,4 +1,4 @@
-// ContainerEventHub: event snapshots from the store, bounded per-subscriber queues, and the stream loop of GetContainerEvents.
+// ContainerEventHub: event snapshots from the store, subscriber queues, the GetContainerEvents stream loop.
 #include "cri/container_events.h"
 
 #include <grpcpp/support/sync_stream.h>
@@ -80,8 +80,8 @@ void ContainerEventHub::Publish(ContainerEventType type, std::string_view contai
   absl::StatusOr<sandbox::SandboxRecord> sb = store_->GetSandbox(sandbox_id);
   if (sb.ok()) ToPb(*sb, ev.mutable_pod_sandbox_status());
   const std::string log_directory = sb.ok() ? sb->log_directory : std::string();
-  for (const sandbox::ContainerRecord& c : store_->ListContainers(
-           [&](const sandbox::ContainerRecord& r) { return r.sandbox_id == sandbox_id; })) {
+  for (const sandbox::ContainerRecord& c :
+       store_->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == sandbox_id; })) {
     ToPb(c, log_directory, ev.add_containers_statuses());
   }
   for (const std::shared_ptr<Queue>& q : queues_) {

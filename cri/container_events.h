@@ -1,4 +1,4 @@
-// ContainerEventHub: fans the orchestrator's container events out to GetContainerEvents subscribers, each with a bounded queue.
+// ContainerEventHub: the orchestrator's container events fanned out to bounded per-subscriber queues.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

@@ -1,4 +1,4 @@
-// GetContainerEvents: one subscription to the event hub per stream, served until the client cancels or the daemon stops.
+// GetContainerEvents: one hub subscription per stream, served until the client cancels or the daemon stops.
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
 

@@ -166,7 +166,8 @@ TEST_F(ContainerEventsTest, AFailedStartIsStoppedAndRemovingTheSandboxDeletesIts
   std::vector<std::string> seen;
   std::vector<pb::ContainerEventResponse> evs = Take(*sub, 6);
   for (const pb::ContainerEventResponse& ev : evs) seen.push_back(Describe(ev, pod, ctr));
-  EXPECT_THAT(seen, ElementsAre("CREATED pod", "STARTED pod", "CREATED ctr", "STOPPED ctr", "DELETED ctr", "DELETED pod"));
+  EXPECT_THAT(seen,
+              ElementsAre("CREATED pod", "STARTED pod", "CREATED ctr", "STOPPED ctr", "DELETED ctr", "DELETED pod"));
   ASSERT_GE(evs.size(), 4u);
   ASSERT_EQ(evs[3].containers_statuses_size(), 1);
   EXPECT_EQ(evs[3].containers_statuses(0).state(), pb::CONTAINER_EXITED);
