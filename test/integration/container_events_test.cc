@@ -49,7 +49,7 @@ class EventRecorder {
   // The first event of `type` about `id`, waiting up to `timeout`.
   std::optional<Seen> WaitFor(pb::ContainerEventType type, const std::string& id, absl::Duration timeout) {
     absl::MutexLock l(&mu_);
-    auto found = [&]() -> const Seen* {
+    auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> const Seen* {
       for (const Seen& s : seen_) {
         if (s.ev.container_event_type() == type && s.ev.container_id() == id) return &s;
       }
