@@ -17,6 +17,7 @@
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/container_events.h"
 #include "cri/rpc_metrics.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
@@ -103,6 +104,9 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::ConsoleHubs> consoles;
   std::unique_ptr<cri::ExecDispatcher> exec;
   std::unique_ptr<streaming::StreamingServer> streaming;
+  // GetContainerEvents: fed by `pods`, read by the services' streams.
+  base::MetricFamily* events_dropped = nullptr;
+  std::unique_ptr<cri::ContainerEventHub> events;
   std::unique_ptr<cri::PodLifecycle> pods;
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
@@ -245,9 +249,18 @@ absl::Status Daemon::Start() {
   cri::PodLifecycleOptions pod_options;
   pod_options.monitor.use_events = config_.libvirt.lifecycle_events;
   pod_options.monitor.safety_poll = absl::Seconds(config_.libvirt.state_poll_seconds);
+  if (!config_.metrics.address.empty()) {
+    ASSIGN_OR_RETURN(m.events_dropped,
+                     m.metrics.Counter("kvcri_container_events_dropped_total",
+                                       "Container events dropped for GetContainerEvents subscribers that fell behind "
+                                       "(each such stream is ended so that kubelet relists)."));
+    m.events_dropped->Add({}, 0);  // a series from the start: rate() needs the zero
+  }
+  m.events = std::make_unique<cri::ContainerEventHub>(m.store.get(), &m.clock, m.events_dropped);
+  deps.events = m.events.get();
   m.pods = std::make_unique<cri::PodLifecycle>(deps, pod_options);
   RETURN_IF_ERROR(m.pods->Recover(report));
-  runtime_service_ = std::make_unique<cri::RuntimeService>(deps, m.pods.get());
+  runtime_service_ = std::make_unique<cri::RuntimeService>(deps, m.pods.get(), m.events.get());
   image_service_ = std::make_unique<cri::ImageService>(deps);
 
   grpc::ServerBuilder builder;
@@ -265,7 +278,8 @@ absl::Status Daemon::Start() {
         std::make_unique<cri::Tombstones>(&m.clock, absl::Seconds(config_.upstream.tombstone_ttl_seconds));
     cri::SideResolver sides(&config_, m.store.get(), m.removed.get());
     m.router_runtime = std::make_unique<cri::RouterRuntimeService>(
-        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get(), m.removed.get());
+        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get(), m.removed.get(),
+        m.events.get());
     m.router_images = std::make_unique<cri::RouterImageService>(
         static_cast<cri::ImageService*>(image_service_.get()), sides, m.upstream.get());
     builder.RegisterService(m.router_runtime.get());
@@ -317,6 +331,9 @@ absl::Status Daemon::StartMetrics(grpc::ServerBuilder& builder) {
 }
 
 void Daemon::Shutdown() {
+  // Open GetContainerEvents streams end now (UNAVAILABLE): they would hold
+  // the server's shutdown until its deadline.
+  if (modules_ != nullptr && modules_->events != nullptr) modules_->events->Close();
   if (server_ != nullptr) {
     // In-flight calls get 2 s; idle client connections (kubelet keeps one) hold
     // Shutdown until the deadline, so it stays short.
