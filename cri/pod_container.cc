@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/time/clock.h"
 #include "config/base/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
@@ -16,6 +17,7 @@
 #include "cri/pod_lifecycle.h"
 #include "cri/pod_network_spec.h"
 #include "cri/volumes.h"
+#include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/cloud_init_seed.h"
 #include "runtime/console_log.h"
 #include "runtime/domain_xml.h"
@@ -171,6 +173,13 @@ std::string LogPathOf(const sandbox::ContainerRecord& c, const sandbox::SandboxR
 
 bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
 
+runtime::cgroup::CgroupTarget CgroupOf(const sandbox::ContainerRecord& c) {
+  runtime::cgroup::CgroupTarget t;
+  t.path = c.cgroup_path;
+  t.unit = c.cgroup_unit;
+  return t;
+}
+
 }  // namespace
 
 std::string DomainOf(const sandbox::ContainerRecord& c) {
@@ -321,6 +330,13 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   rec.memory_mib = size.memory_mib;
   rec.devices = draft.volumes.devices;  // host paths resolved by ValidateVolumes
   rec.mounts = draft.volumes.mounts;
+  if (deps_.cgroups != nullptr) {
+    // Only planned here: the cgroup is made at start, once QEMU exists, and
+    // the record names it before that so nothing is ever made unrecorded.
+    ASSIGN_OR_RETURN(runtime::cgroup::CgroupTarget cg, deps_.cgroups->Plan(sb.cgroup_parent, rec.id));
+    rec.cgroup_path = cg.path;
+    rec.cgroup_unit = cg.unit;
+  }
   ASSIGN_OR_RETURN(rec.vm_uid, AllocateVmUid());
   struct Unreserve {
     PodLifecycle* self;
@@ -457,6 +473,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   auto fail = [&](absl::Status cause) {
     absl::Status removed = deps_.hypervisor->Remove(spec.name);
     base::LogIfError(removed, "start rollback: remove domain (RemoveContainer retries)");
+    if (removed.ok()) base::LogIfError(RemoveVmCgroup(c), "start rollback: remove cgroup (RemoveContainer retries)");
     deps_.store
         ->UpdateContainer(id,
                           [&](sandbox::ContainerRecord& r) {
@@ -475,6 +492,9 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   // Volumes were verified just before Create; again now that QEMU (paused)
   // has opened them: a path swapped while libvirt resolved it fails the start.
   if (absl::Status same = VerifyVolumesUnchanged(c); !same.ok()) return fail(same);
+  // Still paused: the guest runs its first instruction inside the Pod's
+  // cgroup, with every page QEMU has touched so far billed there.
+  if (absl::Status placed = PlaceVm(c); !placed.ok()) return fail(placed);
   const absl::Duration libvirt_took = deps_.clock->Now() - t0;
   absl::StatusOr<sandbox::ContainerRecord> started = deps_.store->UpdateContainer(id, [&](sandbox::ContainerRecord& r) {
     r.state = sandbox::ContainerState::kRunning;
@@ -495,6 +515,40 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   return absl::OkStatus();
 }
 
+absl::Status PodLifecycle::PlaceVm(const sandbox::ContainerRecord& c) {
+  if (deps_.cgroups == nullptr || c.cgroup_path.empty()) return absl::OkStatus();
+  const absl::Time t0 = deps_.clock->Now();
+  ASSIGN_OR_RETURN(std::vector<int> pids, deps_.hypervisor->Processes(c.domain_name));
+  std::vector<pid_t> procs(pids.begin(), pids.end());
+  if (absl::Status s = deps_.cgroups->Place(CgroupOf(c), procs); !s.ok()) {
+    return absl::Status(s.code(), StrCat("move the VM's processes into cgroup \"", c.cgroup_path, "\": ", s.message()));
+  }
+  base::LogInfo("VM placed in its cgroup", {{"id", c.id},
+                                            {"cgroup", c.cgroup_path},
+                                            {"processes", StrCat(procs.size())},
+                                            {"took_ms", StrCat(absl::ToInt64Milliseconds(deps_.clock->Now() - t0))}});
+  return absl::OkStatus();
+}
+
+absl::Status PodLifecycle::RemoveVmCgroup(const sandbox::ContainerRecord& c) {
+  if (deps_.cgroups == nullptr || c.cgroup_path.empty()) return absl::OkStatus();
+  absl::Status s = deps_.cgroups->Remove(CgroupOf(c));
+  // libvirt reports a domain off once QEMU has been reaped; virtiofsd exits
+  // on the closed socket a moment later. A short wait, never long: the
+  // caller's retry (RemoveContainer, the sweep) covers a stuck helper.
+  for (int i = 0; i < 20 && absl::IsFailedPrecondition(s); ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    s = deps_.cgroups->Remove(CgroupOf(c));
+  }
+  return s;
+}
+
+uint64_t PodLifecycle::OomKillsOf(const sandbox::ContainerRecord& c) const {
+  if (deps_.cgroups == nullptr || c.cgroup_path.empty()) return 0;
+  absl::StatusOr<runtime::cgroup::CgroupSample> sample = deps_.cgroups->Sample(CgroupOf(c));
+  return sample.ok() ? sample->oom_kills : 0;
+}
+
 absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::ContainerRecord& c) {
   if (c.state != sandbox::ContainerState::kRunning) return c;
   ASSIGN_OR_RETURN(runtime::VmStatus vm, deps_.hypervisor->Status(c.domain_name));
@@ -505,6 +559,15 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
     exit_code = 255;
     reason = "VMNotFound";
   }
+  std::string oom_message;
+  if (uint64_t kills = OomKillsOf(c); kills > 0) {
+    // The kernel killed QEMU (or a helper) for the Pod cgroup's memory
+    // limit: reported as runc's containers are, so kubelet shows OOMKilled.
+    exit_code = 137;
+    reason = std::string(kOomKilledReason);
+    oom_message = StrCat("the Pod's memory limit was reached: the kernel killed ", kills,
+                         " of the VM's processes (QEMU's memory includes the guest's RAM)");
+  }
   bool changed = false;
   ASSIGN_OR_RETURN(sandbox::ContainerRecord updated, deps_.store->UpdateContainer(c.id, [&](sandbox::ContainerRecord& r) {
     if (r.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
@@ -514,6 +577,7 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
     r.exit_code = exit_code;
     r.reason = reason;
     if (vm.phase == runtime::VmPhase::kMissing) r.message = StrCat("libvirt domain \"", c.domain_name, "\" is gone");
+    if (!oom_message.empty()) r.message = oom_message;
     if (r.io_error_since != 0) {
       // It ended while QEMU had it paused on a host I/O error (forced off by
       // RetryIoErrorPause after the bound, or stopped meanwhile): that is why.
@@ -531,6 +595,8 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
   if (changed) {
     // The guest is off: copy what is left of its console, then stop following it.
     base::LogIfError(deps_.console->Remove(c.id), "console log flush");
+    // Its processes are gone; RemoveContainer tries again if this fails.
+    base::LogIfError(RemoveVmCgroup(c), "remove the exited VM's cgroup");
     base::LogInfo("container exited", {{"id", c.id}, {"exit_code", StrCat(exit_code)}, {"reason", reason}});
   }
   NotifyExit(c.id);
@@ -640,6 +706,8 @@ absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerReco
   absl::Status first;
   base::KeepFirstError(&first, deps_.console->Remove(c.id));
   if (std::string domain = DomainOf(c); !domain.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(domain));
+  // After the domain: a cgroup with QEMU still in it cannot go.
+  if (first.ok()) base::KeepFirstError(&first, RemoveVmCgroup(c));
   // After the domain: its QEMU may hold files open until it is gone. A failed
   // revoke keeps the record (phase removing), so the uid is not handed out
   // again with entries left behind.

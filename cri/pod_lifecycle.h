@@ -44,6 +44,9 @@ std::string DomainOf(const sandbox::ContainerRecord& c);
 // pause outlasted vm.io_error_timeout_seconds.
 inline constexpr std::string_view kPausedIoErrorReason = "PausedIOError";
 inline constexpr std::string_view kIoErrorExitReason = "IOError";
+// ContainerStatus.reason of a VM whose QEMU the kernel killed for the Pod
+// cgroup's memory limit (exit code 137), as runc's containers report it.
+inline constexpr std::string_view kOomKilledReason = "OOMKilled";
 
 struct PodLifecycleOptions {
   // How long a call waits for a conflicting call on the same Pod or
@@ -135,6 +138,14 @@ class PodLifecycle {
   // vm.io_error_timeout_seconds, forces it off and records EXITED "IOError".
   void RetryIoErrorPause(const sandbox::ContainerRecord& c);
   void RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
+  // Creates the container's cgroup (record's cgroup_path) and moves the
+  // VM's QEMU and helpers in; OK when no cgroup is planned.
+  absl::Status PlaceVm(const sandbox::ContainerRecord& c);
+  // Removes the container's cgroup once its processes are gone; OK when none.
+  absl::Status RemoveVmCgroup(const sandbox::ContainerRecord& c);
+  // OOM kills the kernel counted in the container's cgroup (0 when none or
+  // unreadable).
+  uint64_t OomKillsOf(const sandbox::ContainerRecord& c) const;
   std::filesystem::path ContainerDir(std::string_view container_id) const;
   // <state_dir>/vm/<first 16 hex of the id>: the VM's unix sockets.
   std::filesystem::path VmSocketDir(std::string_view container_id) const;

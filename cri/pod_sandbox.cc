@@ -7,6 +7,7 @@
 #include "config/base/str.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/pod_network_spec.h"
+#include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/hypervisor.h"
 #include "sandbox/netns.h"
 #include "sandbox/sandbox_store.h"
@@ -69,6 +70,11 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
   }
   // Refuses bad bandwidth annotations before anything exists.
   RETURN_IF_ERROR(AttachSpecFor(draft.record).status());
+  // And a cgroup parent the driver cannot use (a slice given to cgroupfs,
+  // "..", control characters): the Pod's VM could never start.
+  if (deps_.cgroups != nullptr) {
+    RETURN_IF_ERROR(deps_.cgroups->Plan(draft.record.cgroup_parent, std::string(sandbox::kIdLength, '0')).status());
+  }
   const absl::Time start = deps_.clock->Now();
   sandbox::SandboxRecord record = draft.record;
   ASSIGN_OR_RETURN(record.id, deps_.store->NewId());

@@ -53,7 +53,12 @@ std::string EmbedQemuConf() {
                 "dynamic_ownership = 0\n",
                 "remember_owner = 0\n",
                 "security_driver = \"none\"\n",
-                "seccomp_sandbox = 1\n");
+                "seccomp_sandbox = 1\n",
+                // kubevirt-cri puts QEMU and virtiofsd into the Pod's cgroup
+                // itself (runtime/cgroup/cgroup_placer.h): libvirt making
+                // its own (machine.slice, /machine/qemu-embed-...) would
+                // take the VM out of kubelet's accounting again.
+                "cgroup_controllers = [ ]\n");
 }
 
 absl::Status PrepareEmbedRoot(const std::filesystem::path& root) {

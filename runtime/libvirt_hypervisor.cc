@@ -1,7 +1,9 @@
 // Hypervisor over libvirt: domains from VmSpecs, power, state, lifecycle events.
 #include "runtime/libvirt_hypervisor.h"
 
+#include <fcntl.h>
 #include <libvirt/libvirt-qemu.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "config/base/unique_fd.h"
 #include "runtime/domain_xml.h"
 #include "runtime/libvirt_connection.h"
 #include "runtime/libvirt_handles.h"
@@ -95,7 +98,9 @@ LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, Li
     : options_(std::move(options)),
       conn_(std::move(conn)),
       log_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
-                                                 : EmbedRootOf(options_.uri) / "log" / "qemu") {}
+                                                 : EmbedRootOf(options_.uri) / "log" / "qemu"),
+      run_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
+                                                 : EmbedRootOf(options_.uri) / "run" / "qemu") {}
 
 std::filesystem::path LibvirtHypervisor::DomainLogPath(std::string_view name) const {
   if (log_dir_.empty() || name.empty() || name.find('/') != std::string_view::npos || name[0] == '.') return {};
@@ -314,6 +319,78 @@ absl::Status CheckUriSupportsPodNetns(std::string_view uri) {
              "\" is not supported: libvirtd starts QEMU in its own network namespace, where the Pod's tap device "
              "created in the Pod network namespace does not exist, so VM Pods would have no network; use the "
              "embedded driver (leave libvirt.uri empty for qemu:///embed?root=<root>/libvirt)"));
+}
+
+namespace {
+
+// A pid file or a /proc file of a process, read with a bound: /proc/<pid>/
+// cmdline of QEMU is a few KiB.
+absl::StatusOr<std::string> ReadBounded(const std::filesystem::path& path, size_t max) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat("open \"", path.native(), "\""));
+  std::string out(max, '\0');
+  size_t got = 0;
+  while (got < max) {
+    ssize_t n = ::read(fd.get(), out.data() + got, max - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::ErrnoToStatus(errno, StrCat("read \"", path.native(), "\""));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
+}
+
+absl::StatusOr<int> ReadPidFile(const std::filesystem::path& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadBounded(path, 32));
+  int pid = 0;
+  for (char ch : text) {
+    if (ch == '\n') break;
+    if (ch < '0' || ch > '9' || pid > 100000000) return absl::DataLossError(StrCat("\"", path.native(), "\" holds no pid"));
+    pid = pid * 10 + (ch - '0');
+  }
+  if (pid <= 1) return absl::DataLossError(StrCat("\"", path.native(), "\" holds no pid"));
+  return pid;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int>> LibvirtHypervisor::Processes(std::string_view name) {
+  if (run_dir_.empty()) {
+    return absl::UnimplementedError("the VM's processes are known only with libvirt's embedded driver");
+  }
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  if (virDomainIsActive(dom.get()) != 1) return absl::FailedPreconditionError(StrCat("domain \"", name, "\" is not running"));
+  const unsigned int dom_id = virDomainGetID(dom.get());
+  std::vector<int> out;
+  ASSIGN_OR_RETURN(int qemu, ReadPidFile(run_dir_ / StrCat(name, ".pid")));
+  // A pid file outliving its QEMU could name a reused pid: this one must be
+  // our domain's QEMU (its command line has "-name guest=<name>,...").
+  ASSIGN_OR_RETURN(std::string cmdline, ReadBounded(StrCat("/proc/", qemu, "/cmdline"), 256 << 10));
+  if (cmdline.find(StrCat(std::string_view("\0guest=", 7), name, ",")) == std::string::npos) {
+    return absl::FailedPreconditionError(StrCat("process ", qemu, " of \"", name, ".pid\" is not the domain's QEMU"));
+  }
+  out.push_back(qemu);
+  // libvirt's short name of the domain: "<id>-<first 20 bytes of the name>".
+  const std::string prefix = StrCat(dom_id, "-", name.substr(0, 20), "-");
+  constexpr std::string_view kSuffix = "-virtiofsd.pid";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir_, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (file.size() <= prefix.size() + kSuffix.size() || file.rfind(prefix, 0) != 0 ||
+        file.compare(file.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0) {
+      continue;
+    }
+    absl::StatusOr<int> pid = ReadPidFile(entry.path());
+    if (!pid.ok()) return pid.status();
+    absl::StatusOr<std::string> comm = ReadBounded(StrCat("/proc/", *pid, "/comm"), 64);
+    if (!comm.ok() || comm->rfind("virtiofsd", 0) != 0) {
+      return absl::FailedPreconditionError(StrCat("process ", *pid, " of \"", file, "\" is not a virtiofsd"));
+    }
+    out.push_back(*pid);
+  }
+  if (ec) return absl::ErrnoToStatus(ec.value(), StrCat("list \"", run_dir_.native(), "\""));
+  return out;
 }
 
 absl::StatusOr<VmStats> LibvirtHypervisor::Stats(std::string_view name) {

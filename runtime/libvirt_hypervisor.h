@@ -58,6 +58,11 @@ class LibvirtHypervisor : public Hypervisor {
   absl::StatusOr<std::string> GuestAgentCommand(std::string_view name, std::string_view command_json,
                                                 absl::Duration timeout) override;
   absl::StatusOr<bool> GuestChannelConnected(std::string_view name, std::string_view channel) override;
+  // From the pid files libvirt keeps in <embed root>/run/qemu: "<name>.pid"
+  // (QEMU) and "<id>-<name, first 20 bytes>-<alias>-virtiofsd.pid"; each pid
+  // is checked against /proc (QEMU's -name guest=<name>, virtiofsd's comm).
+  // Unimplemented for URIs other than the embedded driver.
+  absl::StatusOr<std::vector<int>> Processes(std::string_view name) override;
 
  private:
   LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, LibvirtHypervisorOptions options);
@@ -65,6 +70,7 @@ class LibvirtHypervisor : public Hypervisor {
   const LibvirtHypervisorOptions options_;
   const std::unique_ptr<LibvirtConnection> conn_;
   const std::filesystem::path log_dir_;  // <embed root>/log/qemu; empty for other URIs
+  const std::filesystem::path run_dir_;  // <embed root>/run/qemu; empty for other URIs
   absl::Mutex mu_;
   // Names being created: a second Create of the same name must not redefine
   // (libvirt's define replaces an existing definition of that name).

@@ -31,6 +31,7 @@
 #include "runtime/console_log.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
+#include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "runtime/qemu_guest_agent.h"
 #include "runtime/vm_confinement.h"
@@ -80,6 +81,8 @@ struct Daemon::Modules {
   base::MetricFamily* pods_by_state = nullptr;
   base::MetricFamily* containers_by_state = nullptr;
   std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
+  // Each VM's cgroup below its Pod's, by runtime.cgroup_driver.
+  std::unique_ptr<runtime::cgroup::CgroupPlacer> cgroups;
   std::unique_ptr<runtime::ConsoleLogCopier> console;
   std::unique_ptr<runtime::image::LocalImageStore> images;
   std::unique_ptr<runtime::image::CurlFetcher> http;
@@ -111,6 +114,28 @@ struct Daemon::Modules {
   // thread reads `store` at each scrape, so it stops before anything goes.
   std::unique_ptr<MetricsServer> metrics_server;
 };
+
+namespace {
+
+// The placer for runtime.cgroup_driver on this host's hierarchy; start-up
+// fails when the driver cannot work here.
+absl::StatusOr<std::unique_ptr<runtime::cgroup::CgroupPlacer>> MakeCgroupPlacer(const config::RuntimeConfig& rt) {
+  absl::StatusOr<runtime::cgroup::CgroupLayout> layout = runtime::cgroup::CgroupLayout::Detect();
+  if (!layout.ok()) {
+    return absl::FailedPreconditionError(
+        StrCat("VM Pods run in their Pod's cgroup, but the host's cgroup tree is unusable: ", layout.status().message()));
+  }
+  if (rt.cgroup_driver == "systemd") {
+    return absl::FailedPreconditionError(
+        "runtime.cgroup_driver = \"systemd\" is not supported yet; use \"cgroupfs\"");
+  }
+  std::string parent = rt.default_cgroup_parent.empty() ? "/kubevirt-cri" : rt.default_cgroup_parent;
+  absl::StatusOr<std::string> clean = runtime::cgroup::CleanCgroupPath(parent);
+  if (!clean.ok()) return absl::InvalidArgumentError(StrCat("runtime.default_cgroup_parent: ", clean.status().message()));
+  return std::make_unique<runtime::cgroup::CgroupfsPlacer>(*std::move(layout), *clean);
+}
+
+}  // namespace
 
 Daemon::Daemon(config::Config config) : config_(std::move(config)) {}
 
@@ -164,6 +189,9 @@ absl::Status Daemon::Start() {
   hv_options.uri = config_.LibvirtUri();
   hv_options.emulator = config_.libvirt.emulator;
   ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
+  ASSIGN_OR_RETURN(m.cgroups, MakeCgroupPlacer(config_.runtime));
+  base::LogInfo("cgroups", {{"driver", std::string(m.cgroups->driver())},
+                            {"version", m.cgroups->layout().version() == runtime::cgroup::CgroupVersion::kV2 ? "v2" : "v1"}});
   runtime::ConsoleLogOptions console_options;
   console_options.clock = &m.clock;  // declared before `console`, so it outlives it
   m.console = std::make_unique<runtime::ConsoleLogCopier>(console_options);
@@ -185,6 +213,7 @@ absl::Status Daemon::Start() {
   m.network = std::make_unique<cni::PodNetwork>(m.cni_runner.get(), m.tap_wiring.get(), m.dhcp.get());
 
   deps.hypervisor = m.hypervisor.get();
+  deps.cgroups = m.cgroups.get();
   deps.console = m.console.get();
   deps.images = m.images.get();
   deps.puller = m.puller.get();

@@ -70,7 +70,7 @@ class CgroupPlacer {
   virtual absl::Status SetLimits(const CgroupTarget& target, const CgroupLimits& limits);
 
   // One accounting sample of the target (NotFound when it does not exist).
-  absl::StatusOr<CgroupSample> Sample(const CgroupTarget& target) const {
+  virtual absl::StatusOr<CgroupSample> Sample(const CgroupTarget& target) const {
     return ReadCgroupSample(layout_, target.path);
   }
 

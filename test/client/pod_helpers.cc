@@ -220,6 +220,14 @@ void ExpectNoLeftovers(TestDaemon& d) {
   for (const std::string& e : Entries(d.root() / "libvirt" / "log" / "qemu")) {
     if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "libvirt QEMU log left: " << e;
   }
+  // VM cgroups below the default parent (Pods of tests have no cgroup_parent).
+  if (!d.cgroup_parent().empty()) {
+    for (const char* h : {"memory", "cpuacct", "pids", "cpuset", "cpu", ""}) {
+      for (const std::string& e : Entries(std::filesystem::path("/sys/fs/cgroup") / h / d.cgroup_parent().substr(1))) {
+        if (e.rfind("kvcri-", 0) == 0) ADD_FAILURE() << "cgroup left: " << h << d.cgroup_parent() << "/" << e;
+      }
+    }
+  }
   // QEMU's command line names its monitor socket under the embed root.
   EXPECT_TRUE(ProcessesMatching((d.root() / "libvirt").string()).empty()) << "QEMU processes left";
 }

@@ -101,12 +101,25 @@ TestDaemon::TestDaemon(Options options) : options_(std::move(options)) {
     for (const std::string& d : options_.cni_bin_dirs) cfg << "\"" << d << "\", ";
     cfg << "\"/opt/cni/bin\", \"/usr/lib/cni\"]\n";
   }
+  if (options_.extra_config.find("[runtime]") == std::string::npos) {
+    cgroup_parent_ = "/kvcri-test-" + dir().filename().string();
+    cfg << "[runtime]\ndefault_cgroup_parent = \"" << cgroup_parent_ << "\"\n";
+  }
   // VM-only unless the test names an upstream: the node's containerd is none of our business.
   if (options_.extra_config.find("[upstream]") == std::string::npos) cfg << "[upstream]\nendpoint = \"\"\n";
 }
 
 TestDaemon::~TestDaemon() {
   if (pid_ > 0) Terminate();
+  // The daemon makes the default parent and leaves it (shared by Pods);
+  // rmdir works only once it is empty, so a leak stays visible.
+  if (!cgroup_parent_.empty()) {
+    std::error_code ec;
+    for (const auto& h : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+      ::rmdir((h.path() / cgroup_parent_.substr(1)).c_str());
+    }
+    ::rmdir((fs::path("/sys/fs/cgroup") / cgroup_parent_.substr(1)).c_str());
+  }
   // The bridge plugin leaves its bridge behind by design (shared by Pods).
   if (!bridge_.empty()) std::system(("ip link del " + bridge_ + " >/dev/null 2>&1").c_str());
 }

@@ -82,6 +82,11 @@ class TestDaemon {
   // The generated Pod network's bridge and subnet ("" when none).
   const std::string& bridge() const { return bridge_; }
   const std::string& subnet() const { return subnet_; }
+  // The cgroup Pods without a linux.cgroup_parent get their VMs' cgroups
+  // in: one per test daemon ("/kvcri-test-<dir name>"), so concurrent tests
+  // and ExpectNoLeftovers see only their own. Empty when the test's
+  // extra_config has its own [runtime] table.
+  const std::string& cgroup_parent() const { return cgroup_parent_; }
   std::string DaemonLog() const;
 
   pb::RuntimeService::Stub& runtime();
@@ -95,6 +100,7 @@ class TestDaemon {
   TempDir dir_;
   std::string bridge_;
   std::string subnet_;
+  std::string cgroup_parent_;
   pid_t pid_ = -1;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::RuntimeService::Stub> runtime_;

@@ -156,6 +156,16 @@ class FakeHypervisor : public runtime::Hypervisor {
     }
     Fire(name, "stopped/guest");
   }
+  absl::StatusOr<std::vector<int>> Processes(std::string_view name) override {
+    Record("Processes " + std::string(name));
+    absl::MutexLock l(&mu);
+    if (!processes_error.ok()) return processes_error;
+    auto it = vms.find(std::string(name));
+    if (it == vms.end()) return absl::NotFoundError("no domain");
+    // A QEMU and one helper, numbered per VM like real pids.
+    int base = 1000 + 10 * static_cast<int>(std::distance(vms.begin(), it));
+    return std::vector<int>{base, base + 1};
+  }
   void AddForeignVm(const runtime::VmSpec& spec) {
     absl::MutexLock l(&mu);
     vms[spec.name] = {spec, runtime::VmStatus{runtime::VmPhase::kRunning, 0, ""}};
@@ -193,6 +203,7 @@ class FakeHypervisor : public runtime::Hypervisor {
   absl::Status status_error ABSL_GUARDED_BY(mu);
   absl::Status list_error ABSL_GUARDED_BY(mu);
   absl::Status subscribe_error ABSL_GUARDED_BY(mu);
+  absl::Status processes_error ABSL_GUARDED_BY(mu);
   bool ignore_power_button ABSL_GUARDED_BY(mu) = false;
   // Resume of a VM paused with reason kIoErrorReason leaves it paused.
   bool io_error_persists ABSL_GUARDED_BY(mu) = false;
