@@ -1,4 +1,4 @@
-// Network interface counters of a Pod's network namespace (rx/tx bytes, packets, errors, drops), read from /proc.
+// Interface counters of a Pod's network namespace (rx/tx bytes, packets, errors, drops), read from /proc.
 #pragma once
 
 // The Pod's traffic crosses the CNI interface (eth0) in the Pod netns: the

@@ -1,5 +1,4 @@
-// ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats, ListMetricDescriptors,
-// ListPodSandboxMetrics.
+// ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats and the CRI metrics calls.
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/clock.h"
 #include "config/base/metrics.h"

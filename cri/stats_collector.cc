@@ -1,5 +1,4 @@
-// StatsCollector: one cgroup sample per running VM container, summed per Pod, with the Pod netns' counters and the
-// container directory's usage.
+// StatsCollector: per-container cgroup samples summed per Pod, with netns counters and disk usage.
 #include "cri/stats_collector.h"
 
 #include <algorithm>

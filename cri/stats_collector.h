@@ -1,5 +1,4 @@
-// StatsCollector: the proto-free usage of VM containers and Pods (cgroup, hypervisor, netns, disk) and the CPU rate
-// between samples.
+// StatsCollector: proto-free usage of VM containers and Pods, and the CPU rate between samples.
 #pragma once
 
 // Where each number comes from (docs/operator-guide.md "Stats"):

@@ -1,5 +1,4 @@
-// Conversion of container and Pod usage into CRI stats, and into cAdvisor-named metrics for kubelet's
-// /metrics/cadvisor.
+// Usage structs to CRI stats messages and to cAdvisor-named metrics for kubelet's /metrics/cadvisor.
 #include "cri/stats_convert.h"
 
 #include <string>

@@ -1,5 +1,4 @@
-// Disk usage of a VM container's files on the node (the writable layer kubelet counts): bytes allocated, inodes, mount
-// point.
+// Disk usage of a VM container's files on the node (its writable layer): bytes, inodes, mount point.
 #pragma once
 
 // A VM's writes land in its container directory: the qcow2 overlay over the

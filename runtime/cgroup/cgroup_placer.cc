@@ -81,7 +81,10 @@ absl::Status CgroupfsPlacer::Place(const CgroupTarget& t, const std::vector<pid_
     // (bit 0 anonymous, bit 1 file pages); without it QEMU's memory so far
     // stays billed to the daemon's cgroup.
     absl::Status s = WriteCgroupFile(layout(), t.path, "memory", "memory.move_charge_at_immigrate", "3");
-    if (!s.ok() && !absl::IsNotFound(s)) return undo(s);
+    // Kernels from 6.13 no longer move charges and refuse any value but 0
+    // (EINVAL): the VM then joins with its earlier pages billed where they
+    // were, and everything it touches later is the Pod's.
+    if (!s.ok() && !absl::IsNotFound(s) && !absl::IsInvalidArgument(s)) return undo(s);
   }
   for (pid_t pid : pids) {
     if (absl::Status s = JoinCgroup(layout(), t.path, pid); !s.ok()) return undo(s);

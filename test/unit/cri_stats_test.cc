@@ -1,5 +1,4 @@
-// The CRI stats calls of VM Pods over the harness: cgroup numbers and the CPU rate from a scratch cgroup v1 tree, every
-// filter, network counters, metrics, the collection histogram.
+// CRI stats of VM Pods over the harness: scratch cgroup v1 numbers, the CPU rate, filters, network, metrics.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -24,9 +23,27 @@ using ::testing::UnorderedElementsAre;
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
+// The cgroupfs placer on a scratch tree, where no kernel makes a cgroup's
+// files: Place() gives each new directory the cgroup.procs it writes to,
+// Remove() takes the directories with the files the test wrote.
+class ScratchPlacer : public runtime::cgroup::CgroupfsPlacer {
+ public:
+  using CgroupfsPlacer::CgroupfsPlacer;
+  absl::Status Place(const runtime::cgroup::CgroupTarget& t, const std::vector<pid_t>& pids) override {
+    if (absl::Status s = runtime::cgroup::CreateCgroup(layout(), t.path); !s.ok()) return s;
+    for (const fs::path& d : layout().DirsOf(t.path)) std::ofstream(d / "cgroup.procs").flush();
+    return CgroupfsPlacer::Place(t, pids);
+  }
+  absl::Status Remove(const runtime::cgroup::CgroupTarget& t) override {
+    for (const fs::path& d : layout().DirsOf(t.path)) fs::remove_all(d);
+    return absl::OkStatus();
+  }
+};
+
 // A scratch cgroup v1 tree (cpu, cpuacct, memory, pids) with a cgroupfs
-// placer on it, plugged into the harness. Until the lead's wiring records
-// cgroup paths at StartContainer, Place() sets them on the record.
+// placer on it, plugged into the harness: CreateContainer records the
+// cgroup, StartContainer places the (fake) VM there, the test writes the
+// accounting files.
 class CriStatsTest : public CriHarness {
  protected:
   void SetUp() override {
@@ -36,7 +53,7 @@ class CriStatsTest : public CriHarness {
     for (const char* c : {"cpu", "cpuacct", "memory", "pids"}) fs::create_directories(cg_root_ / c);
     absl::StatusOr<runtime::cgroup::CgroupLayout> layout = runtime::cgroup::CgroupLayout::Detect(cg_root_);
     ASSERT_TRUE(layout.ok()) << layout.status();
-    placer_ = std::make_unique<runtime::cgroup::CgroupfsPlacer>(*layout, "/kvcri");
+    placer_ = std::make_unique<ScratchPlacer>(*layout, "/kvcri");
     absl::StatusOr<base::MetricFamily*> h =
         registry_.Histogram("kvcri_stats_collection_duration_seconds", "test", {"rpc"}, base::DurationBuckets());
     ASSERT_TRUE(h.ok());
@@ -52,7 +69,8 @@ class CriStatsTest : public CriHarness {
     fs::remove_all(cg_root_);
   }
 
-  // The cgroup of `ctr` exists and the record names it.
+  // The cgroup of `ctr` exists and the record names it (a record from
+  // before placement gets one here).
   std::string Place(const std::string& ctr) {
     absl::StatusOr<sandbox::ContainerRecord> rec = store_->GetContainer(ctr);
     EXPECT_TRUE(rec.ok());
@@ -112,7 +130,7 @@ class CriStatsTest : public CriHarness {
   }
 
   fs::path cg_root_;
-  std::unique_ptr<runtime::cgroup::CgroupfsPlacer> placer_;
+  std::unique_ptr<ScratchPlacer> placer_;
   testing::FakeNetdev netdev_;
   base::MetricsRegistry registry_;
 };
@@ -177,10 +195,10 @@ TEST_F(CriStatsTest, AStoppedContainerAnswersWithoutCpuOrMemoryAndItsSampleIsFor
   EXPECT_EQ(service_->stats().cached_samples(), 0u);
 }
 
-TEST_F(CriStatsTest, WithoutALimitAvailableIsZeroAndWithoutACgroupTheHypervisorsNumbersAnswer) {
+TEST_F(CriStatsTest, WithoutALimitAvailableIsZeroAndWithoutAReadableCgroupTheHypervisorsNumbersAnswer) {
   std::string pod;
   const std::string ctr = RunningPodVm("web", &pod);
-  // No cgroup on the record (a VM from before placement) and no hypervisor stats: attributes and disk only.
+  // A cgroup without accounting files (unreadable) and no hypervisor stats: attributes and disk only.
   std::vector<pb::ContainerStats> listed = ListStats();
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_FALSE(listed[0].has_cpu());

@@ -12,7 +12,7 @@ namespace {
 using ::testing::Contains;
 using ::testing::HasSubstr;
 
-class PodCgroupTest : public kvcri::testing::CriHarness {
+class PodCgroupTest : public CriHarness {
  protected:
   PodCgroupTest() {
     add_deps_ = [this](RuntimeDeps& d) { d.cgroups = &cgroups_; };
