@@ -97,8 +97,13 @@ class FakeHypervisor : public runtime::Hypervisor {
     }
     return out;
   }
-  absl::StatusOr<runtime::VmStats> Stats(std::string_view) override {
-    return absl::UnimplementedError("fake has no stats");
+  // What vm_stats holds for the domain; Unimplemented for one it lacks.
+  absl::StatusOr<runtime::VmStats> Stats(std::string_view name) override {
+    absl::MutexLock l(&mu);
+    ++stats_calls;
+    auto it = vm_stats.find(std::string(name));
+    if (it == vm_stats.end()) return absl::UnimplementedError("fake has no stats");
+    return it->second;
   }
   absl::Status Subscribe(std::function<void(const runtime::VmEvent&)> on_event) override {
     absl::MutexLock l(&mu);
@@ -204,6 +209,8 @@ class FakeHypervisor : public runtime::Hypervisor {
   bool io_error_persists ABSL_GUARDED_BY(mu) = false;
   bool events_enabled ABSL_GUARDED_BY(mu) = true;
   int status_calls ABSL_GUARDED_BY(mu) = 0;
+  int stats_calls ABSL_GUARDED_BY(mu) = 0;
+  std::map<std::string, runtime::VmStats> vm_stats ABSL_GUARDED_BY(mu);
   int list_calls ABSL_GUARDED_BY(mu) = 0;
   std::map<std::string, Vm> vms ABSL_GUARDED_BY(mu);
   std::vector<std::string> calls ABSL_GUARDED_BY(mu);
