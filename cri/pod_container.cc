@@ -535,6 +535,24 @@ absl::Status PodLifecycle::PlaceVm(const sandbox::ContainerRecord& c) {
   return absl::OkStatus();
 }
 
+sandbox::ContainerRecord PodLifecycle::WithPlannedCgroup(const sandbox::ContainerRecord& c) const {
+  if (deps_.cgroups == nullptr || !c.cgroup_path.empty() || c.load_error.empty()) return c;
+  // A placeholder of an unreadable record does not say its cgroup: it is
+  // where our rule puts it, below its Pod's parent when that record is
+  // readable, else below the default parent (Pods made without kubelet).
+  std::string parent;
+  if (absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c.sandbox_id);
+      sb.ok() && sb->load_error.empty()) {
+    parent = sb->cgroup_parent;
+  }
+  sandbox::ContainerRecord out = c;
+  if (absl::StatusOr<runtime::cgroup::CgroupTarget> t = deps_.cgroups->Plan(parent, c.id); t.ok()) {
+    out.cgroup_path = t->path;
+    out.cgroup_unit = t->unit;
+  }
+  return out;
+}
+
 absl::Status PodLifecycle::RemoveVmCgroup(const sandbox::ContainerRecord& c) {
   if (deps_.cgroups == nullptr || c.cgroup_path.empty()) return absl::OkStatus();
   absl::Status s = deps_.cgroups->Remove(CgroupOf(c));
@@ -713,7 +731,7 @@ absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerReco
   base::KeepFirstError(&first, deps_.console->Remove(c.id));
   if (std::string domain = DomainOf(c); !domain.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(domain));
   // After the domain: a cgroup with QEMU still in it cannot go.
-  if (first.ok()) base::KeepFirstError(&first, RemoveVmCgroup(c));
+  if (first.ok()) base::KeepFirstError(&first, RemoveVmCgroup(WithPlannedCgroup(c)));
   // After the domain: its QEMU may hold files open until it is gone. A failed
   // revoke keeps the record (phase removing), so the uid is not handed out
   // again with entries left behind.

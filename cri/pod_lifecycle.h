@@ -142,6 +142,9 @@ class PodLifecycle {
   // Creates the container's cgroup (record's cgroup_path) and moves the
   // VM's QEMU and helpers in; OK when no cgroup is planned.
   absl::Status PlaceVm(const sandbox::ContainerRecord& c);
+  // `c`, with the cgroup our rule gives it when it is an unreadable
+  // record's placeholder (which names none).
+  sandbox::ContainerRecord WithPlannedCgroup(const sandbox::ContainerRecord& c) const;
   // Removes the container's cgroup once its processes are gone; OK when none.
   absl::Status RemoveVmCgroup(const sandbox::ContainerRecord& c);
   // OOM kills the kernel counted in the container's cgroup (0 when none or
