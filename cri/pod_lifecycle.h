@@ -102,6 +102,12 @@ class PodLifecycle {
   absl::Status StopContainer(std::string_view id, absl::Duration grace);
   absl::Status RemoveContainer(std::string_view id);
   absl::Status ReopenContainerLog(std::string_view id);
+  // pod_resize.cc: UpdateContainerResources. A running VM gets the vCPUs
+  // (hot-plug up to its max_vcpus, then the guest agent onlines them), the
+  // balloon target (at most its boot memory) and the cgroup's CPU limits;
+  // a created one records the size it will boot with. InvalidArgument
+  // naming the field beyond a maximum; FailedPrecondition once exited.
+  absl::Status UpdateResources(std::string_view id, const ContainerResources& resources);
 
   // Reads. Container() brings a RUNNING record in line with its VM first
   // (one libvirt call), so an exit shows at once.
@@ -141,6 +147,13 @@ class PodLifecycle {
   // Creates the container's cgroup (record's cgroup_path) and moves the
   // VM's QEMU and helpers in; OK when no cgroup is planned.
   absl::Status PlaceVm(const sandbox::ContainerRecord& c);
+  // Writes the record's CPU limits (quota, period, shares, cpusets) to the
+  // container's cgroup; OK when it has none. Never the memory limit: QEMU
+  // needs more than the guest's RAM, and the Pod cgroup (kubelet's) bounds it.
+  absl::Status ApplyCpuLimits(const sandbox::ContainerRecord& c);
+  // pod_resize.cc: has the guest online hot-plugged vCPUs (qemu-guest-agent's
+  // guest-set-vcpus, else an exec through kvcri-agent); logs when it cannot.
+  void OnlineGuestVcpus(const sandbox::ContainerRecord& c, int vcpus);
   // Removes the container's cgroup once its processes are gone; OK when none.
   absl::Status RemoveVmCgroup(const sandbox::ContainerRecord& c);
   // OOM kills the kernel counted in the container's cgroup (0 when none or

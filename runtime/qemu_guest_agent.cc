@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/escaping.h"
+#include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "runtime/hypervisor.h"
 
@@ -148,6 +149,32 @@ absl::Status QemuGuestAgent::Ping(std::string_view domain, absl::Duration timeou
   absl::StatusOr<std::string> reply = hypervisor_->GuestAgentCommand(domain, R"({"execute":"guest-ping"})", timeout);
   if (!reply.ok()) return reply.status();
   return ReturnOf("guest-ping", *reply).status();
+}
+
+absl::StatusOr<int> QemuGuestAgent::OnlineVcpus(std::string_view domain, absl::Duration timeout) {
+  ASSIGN_OR_RETURN(std::string reply,
+                   hypervisor_->GuestAgentCommand(domain, R"({"execute":"guest-get-vcpus"})", timeout));
+  ASSIGN_OR_RETURN(json list, ReturnOf("guest-get-vcpus", reply));
+  if (!list.is_array()) return absl::DataLossError("qemu-guest-agent guest-get-vcpus returned no array");
+  json offline = json::array();
+  int online = 0;
+  for (const json& cpu : list) {
+    if (!cpu.is_object()) return absl::DataLossError("qemu-guest-agent guest-get-vcpus returned a non-object");
+    std::optional<int64_t> id = IntField(cpu, "logical-id");
+    if (!id || *id < 0) return absl::DataLossError("qemu-guest-agent guest-get-vcpus entry has no logical-id");
+    if (BoolField(cpu, "online")) {
+      ++online;
+    } else {
+      offline.push_back({{"logical-id", *id}, {"online", true}});
+    }
+  }
+  if (offline.empty()) return online;
+  json cmd = {{"execute", "guest-set-vcpus"}, {"arguments", {{"vcpus", offline}}}};
+  ASSIGN_OR_RETURN(reply, hypervisor_->GuestAgentCommand(domain, cmd.dump(), timeout));
+  ASSIGN_OR_RETURN(json done, ReturnOf("guest-set-vcpus", reply));
+  // The number of entries it processed, stopping at the first it could not.
+  if (!done.is_number_integer()) return absl::DataLossError("qemu-guest-agent guest-set-vcpus returned no count");
+  return online + static_cast<int>(std::clamp<int64_t>(done.get<int64_t>(), 0, static_cast<int64_t>(offline.size())));
 }
 
 namespace {

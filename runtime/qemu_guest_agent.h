@@ -38,6 +38,12 @@ class QemuGuestAgent {
   QemuGuestAgent(Hypervisor* hypervisor, QemuGuestAgentOptions options = {});
   // Ping: OK when the agent answers (guest-ping) within `timeout`.
   absl::Status Ping(std::string_view domain, absl::Duration timeout);
+  // Onlines every vCPU the guest has offline (guest-get-vcpus, then
+  // guest-set-vcpus): Linux leaves hot-plugged x86 CPUs offline unless udev
+  // or something else onlines them. Returns how many are online afterwards.
+  // Unavailable when no agent is connected; FailedPrecondition when the agent
+  // refuses (e.g. guest-set-vcpus disabled in its config).
+  absl::StatusOr<int> OnlineVcpus(std::string_view domain, absl::Duration timeout);
   // Runs argv with `input` as stdin, waits until it ends or `deadline`; at
   // the deadline the guest process is killed and DeadlineExceeded returned.
   absl::StatusOr<GuestExecResult> Exec(std::string_view domain, const std::vector<std::string>& argv,

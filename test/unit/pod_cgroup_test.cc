@@ -12,7 +12,7 @@ namespace {
 using ::testing::Contains;
 using ::testing::HasSubstr;
 
-class PodCgroupTest : public kvcri::testing::CriHarness {
+class PodCgroupTest : public CriHarness {
  protected:
   PodCgroupTest() {
     add_deps_ = [this](RuntimeDeps& d) { d.cgroups = &cgroups_; };
@@ -106,6 +106,9 @@ TEST_F(PodCgroupTest, TheCgroupGoesWhenTheVmExitsAndAgainAtRemove) {
   }
   hv_.SetStatus("kvcri-" + ctr, {runtime::VmPhase::kShutoff, 0, "Completed"});
   EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_EXITED);
+  // The exit may have been settled by the monitor's event thread, still
+  // waiting out the busy answers when Status returns.
+  for (int i = 0; i < 200 && cgroups_.Placed(path); ++i) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_FALSE(cgroups_.Placed(path));
   std::vector<std::string> calls = cgroups_.Calls();
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "Remove " + path), 3);  // two busy answers, then gone
