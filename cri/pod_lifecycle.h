@@ -103,7 +103,8 @@ class PodLifecycle {
   absl::Status RemoveContainer(std::string_view id);
   absl::Status ReopenContainerLog(std::string_view id);
   // pod_resize.cc: UpdateContainerResources. A running VM gets the vCPUs
-  // (hot-plug up to its max_vcpus, then the guest agent onlines them), the
+  // (hot-plugged up to its max_vcpus, then the guest agent onlines or
+  // offlines them), the
   // balloon target (at most its boot memory) and the cgroup's CPU limits;
   // a created one records the size it will boot with. InvalidArgument
   // naming the field beyond a maximum; FailedPrecondition once exited.
@@ -151,9 +152,10 @@ class PodLifecycle {
   // container's cgroup; OK when it has none. Never the memory limit: QEMU
   // needs more than the guest's RAM, and the Pod cgroup (kubelet's) bounds it.
   absl::Status ApplyCpuLimits(const sandbox::ContainerRecord& c);
-  // pod_resize.cc: has the guest online hot-plugged vCPUs (qemu-guest-agent's
-  // guest-set-vcpus, else an exec through kvcri-agent); logs when it cannot.
-  void OnlineGuestVcpus(const sandbox::ContainerRecord& c, int vcpus);
+  // pod_resize.cc: has the guest run on vCPUs 0..vcpus-1, onlining
+  // hot-plugged ones and offlining the rest (qemu-guest-agent's
+  // guest-set-vcpus, else a shell through kvcri-agent); logs when it cannot.
+  void GuestVcpus(const sandbox::ContainerRecord& c, int vcpus);
   // Removes the container's cgroup once its processes are gone; OK when none.
   absl::Status RemoveVmCgroup(const sandbox::ContainerRecord& c);
   // OOM kills the kernel counted in the container's cgroup (0 when none or

@@ -30,17 +30,18 @@ constexpr absl::Duration kOnlineWait = absl::Seconds(20);
 constexpr absl::Duration kOnlinePoll = absl::Milliseconds(250);
 
 // For guests without qemu-guest-agent, through kvcri-agent (busybox sh is
-// enough): onlines every offline CPU and prints how many are online.
+// enough): CPUs 0..$1-1 online, the others offline; prints how many are
+// online. cpu0 has no online file on x86.
 constexpr char kOnlineScript[] =
-    "n=0; for d in /sys/devices/system/cpu/cpu[0-9]*; do "
-    "if [ -e \"$d/online\" ]; then "
-    "[ \"$(cat \"$d/online\")\" = 1 ] || echo 1 >\"$d/online\" 2>/dev/null; "
+    "n=0; for d in /sys/devices/system/cpu/cpu[0-9]*; do i=${d##*cpu}; "
+    "if [ -e \"$d/online\" ]; then want=0; [ \"$i\" -lt \"$1\" ] && want=1; "
+    "[ \"$(cat \"$d/online\")\" = $want ] || echo $want >\"$d/online\" 2>/dev/null; "
     "[ \"$(cat \"$d/online\")\" = 1 ] && n=$((n+1)); "
     "else n=$((n+1)); fi; done; echo $n";
 
 }  // namespace
 
-void PodLifecycle::OnlineGuestVcpus(const sandbox::ContainerRecord& c, int vcpus) {
+void PodLifecycle::GuestVcpus(const sandbox::ContainerRecord& c, int vcpus) {
   runtime::QemuGuestAgent qga(deps_.hypervisor);
   const absl::Time deadline = absl::Now() + kOnlineWait;
   bool use_exec = false;
@@ -48,7 +49,7 @@ void PodLifecycle::OnlineGuestVcpus(const sandbox::ContainerRecord& c, int vcpus
   std::string last_error;
   while (true) {
     if (!use_exec) {
-      absl::StatusOr<int> n = qga.OnlineVcpus(c.domain_name, absl::Seconds(5));
+      absl::StatusOr<int> n = qga.SetOnlineVcpus(c.domain_name, vcpus, absl::Seconds(30));
       if (!n.ok()) {
         last_error = std::string(n.status().message());
         // No qemu-guest-agent, or one that refuses guest-set-vcpus: a shell
@@ -62,11 +63,12 @@ void PodLifecycle::OnlineGuestVcpus(const sandbox::ContainerRecord& c, int vcpus
       }
       online = *n;
     } else {
-      absl::StatusOr<ExecSyncResult> r = deps_.exec->ExecSync(c.id, {"/bin/sh", "-c", kOnlineScript}, absl::Seconds(5));
+      absl::StatusOr<ExecSyncResult> r =
+          deps_.exec->ExecSync(c.id, {"/bin/sh", "-c", kOnlineScript, "kvcri-vcpus", StrCat(vcpus)}, absl::Seconds(30));
       int n = 0;
       if (!r.ok() || r->exit_code != 0 || !absl::SimpleAtoi(absl::StripAsciiWhitespace(r->stdout_data), &n)) {
         last_error = StrCat(last_error, "; exec: ",
-                            r.ok() ? StrCat("the online script exited ", r->exit_code, ": ", r->stderr_data.substr(0, 200))
+                            r.ok() ? StrCat("the vCPU script exited ", r->exit_code, ": ", r->stderr_data.substr(0, 200))
                                    : std::string(r.status().message()));
         break;  // no agent at all: nothing to wait for
       }
@@ -74,24 +76,25 @@ void PodLifecycle::OnlineGuestVcpus(const sandbox::ContainerRecord& c, int vcpus
     }
     // A hot-plugged CPU shows up in the guest a moment after libvirt
     // returns: until then there is nothing to online yet.
-    if (online >= vcpus || absl::Now() + kOnlinePoll >= deadline) break;
+    if (online == vcpus || absl::Now() + kOnlinePoll >= deadline) break;
     absl::SleepFor(kOnlinePoll);
   }
-  if (online >= vcpus) {
-    base::LogInfo("guest onlined its vCPUs", {{"id", c.id}, {"online", StrCat(online)},
+  if (online == vcpus) {
+    base::LogInfo("guest runs on its vCPUs", {{"id", c.id}, {"online", StrCat(online)},
                                              {"via", use_exec ? "exec" : "qemu-guest-agent"}});
     return;
   }
   // The vCPUs are plugged and the cgroup's quota holds either way; a guest
-  // whose udev onlines CPUs itself (most distributions) needs no agent.
-  base::LogWarn("guest did not online every hot-plugged vCPU",
+  // whose udev onlines CPUs itself (most distributions) needs no agent to
+  // grow, only to shrink.
+  base::LogWarn("guest does not run on the requested vCPUs",
                 {{"id", c.id}, {"want", StrCat(vcpus)}, {"online", StrCat(online)}, {"error", last_error}});
 }
 
 // Crash safety: the live changes come first and the record is written only
 // after all of them succeeded, so a record never claims a size the VM does
-// not have. Every live step is idempotent (libvirt is not called for a
-// count the VM already has, the balloon target and the cgroup files are
+// not have. Every live step is idempotent (libvirt is not called for vCPUs
+// the VM already has, the guest's online set is set, not toggled, the balloon target and the cgroup files are
 // plain writes) and is applied on every call, never skipped because the
 // record already says so. A crash (or a failed step) between libvirt and the
 // record write leaves the VM resized and the record at the old values:
@@ -154,12 +157,15 @@ absl::Status PodLifecycle::UpdateResources(std::string_view id_arg, const Contai
   }
 
   const absl::Time t0 = deps_.clock->Now();
-  if (absl::Status s = deps_.hypervisor->SetVcpus(c.domain_name, size.vcpus); !s.ok()) {
+  // Growing plugs vCPUs (PlugVcpus never unplugs, see runtime/hypervisor.h);
+  // shrinking leaves them plugged and has the guest offline the extra ones,
+  // so a later grow only onlines them again. At most max_vcpus are plugged.
+  if (absl::Status s = deps_.hypervisor->PlugVcpus(c.domain_name, size.vcpus); !s.ok()) {
     return absl::Status(s.code(), StrCat("set ", size.vcpus, " vCPUs on container \"", id, "\": ", s.message()));
   }
-  // Also on a retry, and when shrinking: the guest may not have onlined
-  // the vCPUs of an earlier call yet.
-  if (size.vcpus > 1) OnlineGuestVcpus(c, size.vcpus);
+  // On every call, also a retry: the guest may not have taken the vCPUs of
+  // an earlier call yet.
+  GuestVcpus(c, size.vcpus);
   if (absl::Status s = deps_.hypervisor->SetMemory(c.domain_name, size.memory_mib); !s.ok()) {
     return absl::Status(s.code(),
                         StrCat("set the balloon of container \"", id, "\" to ", size.memory_mib, " MiB: ", s.message()));

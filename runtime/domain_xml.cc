@@ -290,7 +290,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
   }
   if (spec.max_vcpus > spec.vcpus) {
     // Slots up to max_vcpus, `vcpus` of them present at boot: the rest can be
-    // hot-plugged (SetVcpus) without a reboot.
+    // hot-plugged (PlugVcpus) without a reboot.
     w.Leaf("vcpu", {{"placement", "static"}, {"current", StrCat(spec.vcpus)}}, StrCat(spec.max_vcpus));
   } else {
     w.Leaf("vcpu", {{"placement", "static"}}, StrCat(spec.vcpus));

@@ -172,14 +172,17 @@ class Hypervisor {
   virtual absl::StatusOr<std::vector<VmListing>> List() = 0;
   // FailedPrecondition when the VM is not running; NotFound when missing.
   virtual absl::StatusOr<VmStats> Stats(std::string_view name) = 0;
-  // Live resize of a running VM (UpdateContainerResources). SetVcpus
-  // hot-plugs or unplugs vCPUs up to the spec's max_vcpus; a plugged vCPU
-  // is offline in a Linux guest until the guest onlines it (the caller asks
-  // the guest agent). SetMemory moves the balloon target to `mib` (at most
-  // the boot size). Both are OK when the VM already has that size, so a
-  // retry after a crash converges. InvalidArgument beyond the maximum,
-  // FailedPrecondition when not running, NotFound when missing.
-  virtual absl::Status SetVcpus(std::string_view name, int vcpus) = 0;
+  // Live resize of a running VM (UpdateContainerResources). PlugVcpus
+  // hot-plugs vCPUs until at least `vcpus` are present (up to the spec's
+  // max_vcpus) and never unplugs: under TCG the guest ejects a CPU after
+  // libvirt 9.0 stopped waiting (5 s), and libvirt then keeps counting it.
+  // Callers shrink by having the guest offline vCPUs instead. A plugged
+  // vCPU is offline in a Linux guest until the guest onlines it. SetMemory
+  // moves the balloon target to `mib` (at most the boot size). Both are OK
+  // when the VM already has that size, so a retry after a crash converges.
+  // InvalidArgument beyond the maximum, FailedPrecondition when not
+  // running, NotFound when missing.
+  virtual absl::Status PlugVcpus(std::string_view name, int vcpus) = 0;
   virtual absl::Status SetMemory(std::string_view name, int64_t mib) = 0;
   // Calls `on_event` for every lifecycle event of a domain, from the
   // hypervisor's event thread: it must only note the event and return, never

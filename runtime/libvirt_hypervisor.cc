@@ -430,7 +430,7 @@ absl::Status CheckRunning(virDomainPtr dom, std::string_view name) {
 
 }  // namespace
 
-absl::Status LibvirtHypervisor::SetVcpus(std::string_view name, int vcpus) {
+absl::Status LibvirtHypervisor::PlugVcpus(std::string_view name, int vcpus) {
   ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
   RETURN_IF_ERROR(CheckRunning(dom.get(), name));
   const int max = virDomainGetVcpusFlags(dom.get(), static_cast<unsigned>(VIR_DOMAIN_AFFECT_LIVE) | VIR_DOMAIN_VCPU_MAXIMUM);
@@ -441,10 +441,9 @@ absl::Status LibvirtHypervisor::SetVcpus(std::string_view name, int vcpus) {
   }
   const int current = virDomainGetVcpusFlags(dom.get(), VIR_DOMAIN_AFFECT_LIVE);
   if (current < 0) return LibvirtError(Quoted("virDomainGetVcpusFlags", name));
-  if (current == vcpus) return absl::OkStatus();  // a retried resize converges
+  if (current >= vcpus) return absl::OkStatus();  // never unplugs; a retried resize converges
   const absl::Time t0 = absl::Now();
-  // QEMU device_add/device_del of x86 CPUs through ACPI: unplugging waits for
-  // the guest to release the CPU (libvirt times out after a few seconds).
+  // QEMU device_add of x86 CPUs, announced to the guest through ACPI.
   if (virDomainSetVcpusFlags(dom.get(), static_cast<unsigned>(vcpus), VIR_DOMAIN_AFFECT_LIVE) < 0) {
     return LibvirtError(Quoted("virDomainSetVcpusFlags", name));
   }

@@ -103,17 +103,18 @@ class FakeHypervisor : public runtime::Hypervisor {
     return absl::UnimplementedError("fake has no stats");
   }
   // Live sizes as libvirt would keep them: bounded by the spec's max_vcpus
-  // and boot memory, idempotent, refused when the VM is not up.
-  absl::Status SetVcpus(std::string_view name, int n) override {
-    Record(base::StrCat("SetVcpus ", name, " ", n));
+  // and boot memory, idempotent, refused when the VM is not up; vCPUs are
+  // only ever plugged, like LibvirtHypervisor's.
+  absl::Status PlugVcpus(std::string_view name, int n) override {
+    Record(base::StrCat("PlugVcpus ", name, " ", n));
     absl::MutexLock l(&mu);
-    if (!set_vcpus_error.ok()) return set_vcpus_error;
+    if (!plug_vcpus_error.ok()) return plug_vcpus_error;
     auto it = vms.find(std::string(name));
     if (it == vms.end()) return absl::NotFoundError("no domain");
     if (!Up(it->second)) return absl::FailedPreconditionError("domain is not running");
     const int max = std::max(it->second.spec.max_vcpus, it->second.spec.vcpus);
     if (n < 1 || n > max) return absl::InvalidArgumentError(base::StrCat("domain has ", max, " vCPU slots"));
-    it->second.live_vcpus = n;
+    it->second.live_vcpus = std::max({it->second.live_vcpus, it->second.spec.vcpus, n});  // never unplugs
     return absl::OkStatus();
   }
   absl::Status SetMemory(std::string_view name, int64_t mib) override {
@@ -241,7 +242,7 @@ class FakeHypervisor : public runtime::Hypervisor {
   absl::Status list_error ABSL_GUARDED_BY(mu);
   absl::Status subscribe_error ABSL_GUARDED_BY(mu);
   absl::Status processes_error ABSL_GUARDED_BY(mu);
-  absl::Status set_vcpus_error ABSL_GUARDED_BY(mu);
+  absl::Status plug_vcpus_error ABSL_GUARDED_BY(mu);
   absl::Status set_memory_error ABSL_GUARDED_BY(mu);
   bool ignore_power_button ABSL_GUARDED_BY(mu) = false;
   // Resume of a VM paused with reason kIoErrorReason leaves it paused.

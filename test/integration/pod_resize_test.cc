@@ -137,13 +137,19 @@ TEST_F(PodResizeTest, BeyondTheMaximumsIsInvalidArgumentNamingTheLimit) {
   EXPECT_EQ(Run({"nproc"}), "2");
 }
 
-TEST_F(PodResizeTest, TwoToOneVcpuUnplugsTheCpu) {
-  const auto t0 = Clock::now();
+// Shrinking offlines vCPUs in the guest and leaves them plugged (an unplug
+// is ejected by a TCG guest after libvirt 9.0 gave up waiting, 5 s, and
+// libvirt then keeps counting the vCPU: runtime/hypervisor.h); growing
+// again onlines them.
+TEST_F(PodResizeTest, TwoToOneVcpuAndBackRunsTheGuestOnOneThenTwoCpus) {
   grpc::Status s = Update(1, 512);
   ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << d().DaemonLog();
-  std::cout << "resize 2->1 vCPUs took "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms\n";
   EXPECT_EQ(Run({"cat", "/sys/devices/system/cpu/online"}), "0");
+  EXPECT_EQ(Run({"nproc"}), "1");
+  EXPECT_EQ(GetContainerStatus(d(), ctr()).status().resources().linux().cpu_quota(), 100000);
+  s = Update(2, 512);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Run({"cat", "/sys/devices/system/cpu/online"}), "0-1");
 }
 
 }  // namespace

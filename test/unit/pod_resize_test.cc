@@ -1,5 +1,7 @@
 // UpdateContainerResources on VM containers: vCPU hot-plug and guest onlining, the balloon, maximums, refused fields, cgroup CPU limits, status.
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -61,29 +63,33 @@ class PodResizeTest : public CriHarness {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : sandbox::ContainerRecord{};
   }
-  // A qemu-guest-agent that has `present` vCPUs (cpu0 online, the others
-  // offline until guest-set-vcpus onlines them).
-  void GuestAgentWithVcpus(int present) {
+  // A qemu-guest-agent whose guest sees the fake's live vCPUs (cpu0 online,
+  // hot-plugged ones offline until guest-set-vcpus onlines them).
+  void GuestAgent(const std::string& domain) {
     absl::MutexLock l(&hv_.mu);
-    hv_.agent_reply = [this, present](std::string_view, std::string_view cmd, absl::Duration) -> absl::StatusOr<std::string> {
+    hv_.agent_reply = [this, domain](std::string_view, std::string_view cmd,
+                                     absl::Duration) -> absl::StatusOr<std::string> {
       nlohmann::json j = nlohmann::json::parse(cmd);
+      const int present = hv_.LiveVcpus(domain);
+      while (static_cast<int>(guest_online_.size()) < present) guest_online_.push_back(guest_online_.empty());
       if (j["execute"] == "guest-get-vcpus") {
         nlohmann::json list = nlohmann::json::array();
         for (int i = 0; i < present; ++i) {
-          list.push_back({{"logical-id", i}, {"online", i == 0 || guest_online_}, {"can-offline", i != 0}});
+          list.push_back({{"logical-id", i}, {"online", guest_online_[i]}, {"can-offline", i != 0}});
         }
         return nlohmann::json{{"return", list}}.dump();
       }
       if (j["execute"] == "guest-set-vcpus") {
-        guest_online_ = true;
+        for (const nlohmann::json& v : j["arguments"]["vcpus"]) guest_online_[v["logical-id"].get<int>()] = v["online"];
         return nlohmann::json{{"return", j["arguments"]["vcpus"].size()}}.dump();
       }
       return absl::UnimplementedError("unexpected command");
     };
   }
+  int GuestOnline() const { return static_cast<int>(std::count(guest_online_.begin(), guest_online_.end(), true)); }
 
   kvcri::testing::FakeCgroupPlacer cgroups_;
-  bool guest_online_ = false;
+  std::vector<bool> guest_online_;
 };
 
 TEST_F(PodResizeTest, OneToTwoVcpusHotPlugsOnlinesInTheGuestAndRecords) {
@@ -93,11 +99,11 @@ TEST_F(PodResizeTest, OneToTwoVcpusHotPlugsOnlinesInTheGuestAndRecords) {
   // The domain has room to grow: 4 slots, 1 present.
   EXPECT_EQ(hv_.SpecOf(domain).max_vcpus, 4);
   EXPECT_EQ(hv_.SpecOf(domain).vcpus, 1);
-  GuestAgentWithVcpus(2);
+  GuestAgent(domain);
 
   grpc::Status s = Update(Request(ctr, 200000, 512));
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_THAT(hv_.Calls(), Contains("SetVcpus " + domain + " 2"));
+  EXPECT_THAT(hv_.Calls(), Contains("PlugVcpus " + domain + " 2"));
   EXPECT_EQ(hv_.LiveVcpus(domain), 2);
   // The offline vCPU was onlined through qemu-guest-agent.
   bool set = false;
@@ -109,10 +115,31 @@ TEST_F(PodResizeTest, OneToTwoVcpusHotPlugsOnlinesInTheGuestAndRecords) {
     }
   }
   EXPECT_TRUE(set) << "no guest-set-vcpus sent";
+  EXPECT_EQ(GuestOnline(), 2);
   EXPECT_EQ(Record(ctr).vcpus, 2);
   EXPECT_EQ(Record(ctr).max_vcpus, 4);
   EXPECT_EQ(Record(ctr).resources.cpu_quota, 200000);
   EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+}
+
+TEST_F(PodResizeTest, ShrinkingOfflinesVcpusInTheGuestAndGrowingOnlinesThemAgain) {
+  const std::string ctr = Vm(1, 512);
+  const std::string domain = "kvcri-" + ctr;
+  GuestAgent(domain);
+  ASSERT_TRUE(Update(Request(ctr, 300000, 512)).ok());
+  EXPECT_EQ(GuestOnline(), 3);
+  // Down to one: nothing is unplugged (see runtime/hypervisor.h), the guest
+  // runs on cpu0 only, and the record says 1.
+  ASSERT_TRUE(Update(Request(ctr, 100000, 512)).ok());
+  EXPECT_EQ(hv_.LiveVcpus(domain), 3);
+  EXPECT_EQ(GuestOnline(), 1);
+  EXPECT_EQ(Record(ctr).vcpus, 1);
+  // Back to two: the plugged vCPU 1 is onlined, vCPU 2 stays offline.
+  ASSERT_TRUE(Update(Request(ctr, 200000, 512)).ok());
+  EXPECT_EQ(hv_.LiveVcpus(domain), 3);
+  EXPECT_EQ(GuestOnline(), 2);
+  EXPECT_TRUE(guest_online_[1]);
+  EXPECT_FALSE(guest_online_[2]);
 }
 
 TEST_F(PodResizeTest, MemoryGoesDownWithTheBalloonAndBackUpToTheBootSize) {
@@ -150,7 +177,7 @@ TEST_F(PodResizeTest, BeyondTheMaximumIsInvalidArgumentNamingTheLimitAndChangesN
   EXPECT_THAT(s.error_message(), HasSubstr("linux.memory_limit_in_bytes"));
   EXPECT_THAT(s.error_message(), HasSubstr("vm.min_memory_mib"));
 
-  EXPECT_THAT(hv_.Calls(), Not(Contains(HasSubstr("SetVcpus"))));
+  EXPECT_THAT(hv_.Calls(), Not(Contains(HasSubstr("PlugVcpus"))));
   EXPECT_THAT(hv_.Calls(), Not(Contains(HasSubstr("SetMemory"))));
   EXPECT_EQ(Record(ctr).vcpus, 1);
   EXPECT_EQ(Record(ctr).memory_mib, 512);
@@ -269,7 +296,7 @@ TEST_F(PodResizeTest, AFailedLiveChangeLeavesTheRecordAndARetryConverges) {
 TEST_F(PodResizeTest, ACreatedContainerBootsWithTheNewSize) {
   const std::string ctr = Vm(1, 512, /*start=*/false);
   ASSERT_TRUE(Update(Request(ctr, 300000, 768)).ok());
-  EXPECT_THAT(hv_.Calls(), Not(Contains(HasSubstr("SetVcpus"))));
+  EXPECT_THAT(hv_.Calls(), Not(Contains(HasSubstr("PlugVcpus"))));
   ASSERT_TRUE(Start(ctr).ok());
   const runtime::VmSpec spec = hv_.SpecOf("kvcri-" + ctr);
   EXPECT_EQ(spec.vcpus, 3);
