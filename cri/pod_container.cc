@@ -415,6 +415,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                         })
                       .status());
   undo.Dismiss();
+  Emit(ContainerEventType::kCreated, id, sandbox_id);
   base::LogInfo("container created", {{"id", id}, {"sandbox", sandbox_id}, {"image", rec.image},
                                       {"boot", rec.boot.kind == sandbox::BootKind::kKernel ? "kernel" : "disk"}});
   return id;
@@ -469,6 +470,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
                             return absl::OkStatus();
                           })
         .IgnoreError();  // the start error is what the caller needs to see
+    Emit(ContainerEventType::kStopped, id, c.sandbox_id);  // a failed start ends EXITED too
     NotifyExit(id);
     return cause;
   };
@@ -495,6 +497,9 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     base::LogIfError(deps_.console->Remove(id), "console log flush");
     return fail(resumed);
   }
+  // After Resume: a guest exiting at once may have its STOPPED published
+  // first; both events carry the statuses of the moment they were sent.
+  Emit(ContainerEventType::kStarted, id, c.sandbox_id);
   RecordTimings(id, StrCat("{\"libvirtCreateMs\":", absl::ToDoubleMilliseconds(libvirt_took),
                           ",\"startMs\":", absl::ToDoubleMilliseconds(deps_.clock->Now() - t0), "}"));
   base::LogInfo("container started", {{"id", id}, {"domain", spec.name},
@@ -604,6 +609,7 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::Co
     // Its processes are gone; RemoveContainer tries again if this fails.
     base::LogIfError(RemoveVmCgroup(c), "remove the exited VM's cgroup");
     base::LogInfo("container exited", {{"id", c.id}, {"exit_code", StrCat(exit_code)}, {"reason", reason}});
+    Emit(ContainerEventType::kStopped, c.id, c.sandbox_id);
   }
   NotifyExit(c.id);
   return updated;
@@ -750,6 +756,7 @@ absl::Status PodLifecycle::RemoveContainer(std::string_view id_arg) {
   }
   RETURN_IF_ERROR(DeleteContainerArtifacts(*now));  // forces the VM off if it still runs
   RETURN_IF_ERROR(deps_.store->RemoveContainer(*id));
+  Emit(ContainerEventType::kDeleted, *id, c.sandbox_id);
   base::LogInfo("container removed", {{"id", *id}});
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "cri/container_event_sink.h"
 #include "cri/op_tracker.h"
 #include "cri/pod_drafts.h"
 #include "cri/runtime_deps.h"
@@ -178,6 +179,12 @@ class PodLifecycle {
   bool RetryDue(const std::string& id);
   void RecordTimings(const std::string& id, std::string json);
   void ForgetTimings(const std::string& id);
+
+  // GetContainerEvents: called right after the change is on disk and in
+  // memory, with no lock held; the sink snapshots the Pod from the store.
+  void Emit(ContainerEventType type, const std::string& container_id, const std::string& sandbox_id) {
+    if (deps_.events != nullptr) deps_.events->Publish(type, container_id, sandbox_id);
+  }
 
   // One-shot exit notifications per container ID.
   std::shared_ptr<absl::Notification> WatchExit(const std::string& id);

@@ -225,6 +225,7 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
                                              })
                            .status(),
                        "recovery: completing start");
+      Emit(ContainerEventType::kStarted, c->id, c->sandbox_id);
       ++fixed;
     } else if (c->state == sandbox::ContainerState::kCreated) {
       base::LogIfError(deps_.hypervisor->Remove(vm.name), "recovery: half-started domain");

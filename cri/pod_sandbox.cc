@@ -133,6 +133,9 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
                                       })
                       .status());
   undo.Dismiss();
+  // The sandbox's own events carry its ID as container_id, as containerd's.
+  Emit(ContainerEventType::kCreated, id, id);
+  Emit(ContainerEventType::kStarted, id, id);
   const absl::Duration took = deps_.clock->Now() - start;
   RecordTimings(id, StrCat("{\"cniPluginsMs\":", absl::ToDoubleMilliseconds(net_took.cni_plugins),
                           ",\"wiringMs\":", absl::ToDoubleMilliseconds(net_took.wiring),
@@ -198,6 +201,7 @@ absl::Status PodLifecycle::StopSandbox(std::string_view id_arg) {
                                                return absl::OkStatus();
                                              })
                              .status());
+  if (sb.state == sandbox::SandboxState::kReady) Emit(ContainerEventType::kStopped, *id, *id);  // once, not per retry
   if (first.ok()) base::LogInfo("sandbox stopped", {{"id", *id}});
   return first;
 }
@@ -224,11 +228,18 @@ absl::Status PodLifecycle::RemoveSandbox(std::string_view id_arg) {
   absl::Status first;
   for (const sandbox::ContainerRecord& c :
        deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
-    KeepFirstError(&first, DeleteContainerArtifacts(c));
+    absl::Status gone = DeleteContainerArtifacts(c);
+    // Each record goes before the sandbox's, as containerd's RemovePodSandbox
+    // removes each container first: its DELETED still carries the Pod's status.
+    // (An unreadable record's placeholder goes with the sandbox's directory.)
+    if (gone.ok() && c.load_error.empty()) gone = deps_.store->RemoveContainer(c.id);
+    if (gone.ok()) Emit(ContainerEventType::kDeleted, c.id, *id);
+    KeepFirstError(&first, gone);
   }
   KeepFirstError(&first, ReleaseSandboxResources(*sb));
   if (!first.ok()) return first;  // keep the record: a retry, the sweep or recovery finishes
   RETURN_IF_ERROR(deps_.store->RemoveSandbox(*id));
+  Emit(ContainerEventType::kDeleted, *id, *id);  // no sandbox status left to send, as with containerd
   ForgetTimings(*id);
   base::LogInfo("sandbox removed", {{"id", *id}});
   return absl::OkStatus();

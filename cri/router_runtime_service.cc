@@ -2,6 +2,10 @@
 #include "cri/router_runtime_service.h"
 
 #include <algorithm>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "config/base/log.h"
 
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -61,8 +65,8 @@ std::string SideResolver::LiveSandboxId(std::string_view sandbox_id) const {
 }
 
 RouterRuntimeService::RouterRuntimeService(Local* local, SideResolver sides, UpstreamClient* upstream,
-                                           Tombstones* removed)
-    : local_(local), sides_(sides), upstream_(upstream), removed_(removed) {}
+                                           Tombstones* removed, ContainerEventHub* events)
+    : local_(local), sides_(sides), upstream_(upstream), removed_(removed), events_(events) {}
 
 template <typename Req, typename Resp>
 grpc::Status RouterRuntimeService::Route(Side side, std::string_view rpc, grpc::ServerContext* ctx, const Req* req,
@@ -427,11 +431,93 @@ grpc::Status RouterRuntimeService::CheckpointContainer(grpc::ServerContext* ctx,
                         &Local::CheckpointContainer, &Stub::CheckpointContainer);
 }
 
-// Merging two event streams would need a thread per subscriber; kubelet's
-// evented PLEG is optional and falls back to polling List* on UNIMPLEMENTED.
-grpc::Status RouterRuntimeService::GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
-                                                      grpc::ServerWriter<pb::ContainerEventResponse>*) {
-  return Unimplemented("GetContainerEvents");
+namespace {
+
+// The upstream half of a merged GetContainerEvents: a thread reading the
+// upstream's stream into the subscriber's queue (bounded like our own
+// events), so the caller's thread stays the stream's only writer. The
+// upstream failing or restarting does not end our events: the thread
+// subscribes again every second, except after UNIMPLEMENTED (containerd 1.6
+// has no GetContainerEvents), where our events alone are the stream. Events
+// the upstream sent while it was disconnected are lost to this stream;
+// kubelet's fallback relist covers them. Destroying it cancels the upstream
+// call and joins the thread.
+class UpstreamEventPump {
+ public:
+  UpstreamEventPump(UpstreamClient* upstream, ContainerEventHub::Subscription* sub)
+      : upstream_(upstream), sub_(sub), thread_([this] { Run(); }) {}
+  ~UpstreamEventPump() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+      if (call_ != nullptr) call_->TryCancel();
+    }
+    thread_.join();
+  }
+  UpstreamEventPump(const UpstreamEventPump&) = delete;
+  UpstreamEventPump& operator=(const UpstreamEventPump&) = delete;
+
+ private:
+  void Run() {
+    bool said_down = false;  // logged once per outage, not per retry
+    while (true) {
+      grpc::ClientContext call;
+      {
+        absl::MutexLock l(&mu_);
+        if (stop_) return;
+        call_ = &call;
+      }
+      std::unique_ptr<grpc::ClientReaderInterface<pb::ContainerEventResponse>> reader =
+          upstream_->runtime().GetContainerEvents(&call, pb::GetEventsRequest());
+      pb::ContainerEventResponse ev;
+      bool got = false;
+      while (reader->Read(&ev)) {
+        got = true;
+        sub_->Offer(ev);
+      }
+      grpc::Status s = reader->Finish();
+      absl::MutexLock l(&mu_);
+      call_ = nullptr;
+      if (stop_) return;
+      if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        base::LogInfo("upstream runtime has no GetContainerEvents; the event stream carries VM Pods only",
+                      {{"endpoint", upstream_->endpoint()}});
+        return;
+      }
+      upstream_->Observe(s, "GetContainerEvents");
+      if (got) said_down = false;
+      if (!said_down) {
+        base::LogWarn("upstream container event stream ended; subscribing again every second",
+                      {{"endpoint", upstream_->endpoint()}, {"error", s.error_message()}});
+        said_down = true;
+      }
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1));
+      if (stop_) return;
+    }
+  }
+
+  UpstreamClient* const upstream_;
+  ContainerEventHub::Subscription* const sub_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* call_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+}  // namespace
+
+// One subscription holds both sides' events; this thread writes them all.
+// The client's cancel (or the hub closing at shutdown) ends the loop, and
+// the pump's destructor then cancels the upstream call.
+grpc::Status RouterRuntimeService::GetContainerEvents(grpc::ServerContext* ctx, const pb::GetEventsRequest*,
+                                                      grpc::ServerWriter<pb::ContainerEventResponse>* writer) {
+  if (events_ == nullptr) return Unimplemented("GetContainerEvents");
+  std::unique_ptr<ContainerEventHub::Subscription> sub = events_->Subscribe(ctx->peer());
+  if (sub == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "GetContainerEvents: the runtime is shutting down");
+  }
+  UpstreamEventPump upstream(upstream_, sub.get());
+  return ServeContainerEvents(ctx, writer, sub.get());
 }
 
 grpc::Status RouterRuntimeService::ListMetricDescriptors(grpc::ServerContext* ctx,

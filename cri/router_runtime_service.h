@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "config/config.h"
+#include "cri/container_events.h"
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/tombstones.h"
 #include "cri/upstream_client.h"
@@ -63,9 +64,10 @@ class SideResolver {
 class RouterRuntimeService final : public pb::RuntimeService::Service {
  public:
   // `removed` is the Tombstones `sides` reads: successful local removals are
-  // recorded there.
+  // recorded there. `events` is the hub our side's GetContainerEvents
+  // serves from (null: GetContainerEvents is UNIMPLEMENTED).
   RouterRuntimeService(pb::RuntimeService::Service* local, SideResolver sides, UpstreamClient* upstream,
-                       Tombstones* removed);
+                       Tombstones* removed, ContainerEventHub* events = nullptr);
 
   grpc::Status Version(grpc::ServerContext*, const pb::VersionRequest*, pb::VersionResponse*) override;
   grpc::Status Status(grpc::ServerContext*, const pb::StatusRequest*, pb::StatusResponse*) override;
@@ -102,6 +104,7 @@ class RouterRuntimeService final : public pb::RuntimeService::Service {
                                    pb::ListPodSandboxStatsResponse*) override;
   grpc::Status CheckpointContainer(grpc::ServerContext*, const pb::CheckpointContainerRequest*,
                                    pb::CheckpointContainerResponse*) override;
+  // Our events and the upstream's on one stream (see the .cc).
   grpc::Status GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
                                   grpc::ServerWriter<pb::ContainerEventResponse>*) override;
   grpc::Status ListMetricDescriptors(grpc::ServerContext*, const pb::ListMetricDescriptorsRequest*,
@@ -155,6 +158,7 @@ class RouterRuntimeService final : public pb::RuntimeService::Service {
   SideResolver sides_;
   UpstreamClient* upstream_;
   Tombstones* removed_;
+  ContainerEventHub* events_;
 };
 
 }  // namespace kvcri::cri

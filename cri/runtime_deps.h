@@ -36,6 +36,7 @@ class StreamingServer;
 namespace kvcri::cri {
 
 class ExecDispatcher;
+class ContainerEventSink;
 
 // What the services need from the modules, owned by the daemon (shim/) and
 // handed in by pointer so tests can pass fakes.
@@ -63,6 +64,9 @@ struct RuntimeDeps {
   runtime::cgroup::CgroupPlacer* cgroups = nullptr;
   // ExecSync, and the checks before a URL is handed out; null answers UNAVAILABLE.
   ExecDispatcher* exec = nullptr;
+  // CONTAINER_CREATED/STARTED/STOPPED/DELETED for GetContainerEvents
+  // (cri/container_events.h); null: no events are published.
+  ContainerEventSink* events = nullptr;
 };
 
 }  // namespace kvcri::cri

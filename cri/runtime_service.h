@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "config/config.h"
+#include "cri/container_events.h"
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/runtime_deps.h"
@@ -22,8 +23,9 @@ namespace pb = ::runtime::v1;
 class RuntimeService final : public pb::RuntimeService::Service {
  public:
   // `pods` (borrowed) does the work; this class validates, converts and
-  // translates, as cri-o's server/cri/v1/rpc_*.go do.
-  RuntimeService(RuntimeDeps deps, PodLifecycle* pods);
+  // translates, as cri-o's server/cri/v1/rpc_*.go do. `events` (borrowed,
+  // may be null: UNIMPLEMENTED) serves GetContainerEvents.
+  RuntimeService(RuntimeDeps deps, PodLifecycle* pods, ContainerEventHub* events = nullptr);
 
   // version_status.cc
   grpc::Status Version(grpc::ServerContext*, const pb::VersionRequest*, pb::VersionResponse*) override;
@@ -65,6 +67,7 @@ class RuntimeService final : public pb::RuntimeService::Service {
                                    pb::ListPodSandboxStatsResponse*) override;
   grpc::Status CheckpointContainer(grpc::ServerContext*, const pb::CheckpointContainerRequest*,
                                    pb::CheckpointContainerResponse*) override;
+  // container_events_rpc.cc: a server stream until the client cancels or the hub closes.
   grpc::Status GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
                                   grpc::ServerWriter<pb::ContainerEventResponse>*) override;
   grpc::Status ListMetricDescriptors(grpc::ServerContext*, const pb::ListMetricDescriptorsRequest*,
@@ -75,6 +78,7 @@ class RuntimeService final : public pb::RuntimeService::Service {
  private:
   RuntimeDeps deps_;
   PodLifecycle* const pods_;
+  ContainerEventHub* const events_;
 };
 
 // runtime.v1.ImageService for VM images.

@@ -32,9 +32,4 @@ grpc::Status RuntimeService::ListPodSandboxMetrics(grpc::ServerContext*, const p
   return Unimplemented("ListPodSandboxMetrics");
 }
 
-grpc::Status RuntimeService::GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
-                                                grpc::ServerWriter<pb::ContainerEventResponse>*) {
-  return Unimplemented("GetContainerEvents");
-}
-
 }  // namespace kvcri::cri

@@ -17,7 +17,8 @@ inline constexpr char kCriApiVersion[] = "v1";
 // The CRI's Version RPC carries the kubelet-facing API version "0.1.0".
 inline constexpr char kKubeletApiVersion[] = "0.1.0";
 
-RuntimeService::RuntimeService(RuntimeDeps deps, PodLifecycle* pods) : deps_(std::move(deps)), pods_(pods) {}
+RuntimeService::RuntimeService(RuntimeDeps deps, PodLifecycle* pods, ContainerEventHub* events)
+    : deps_(std::move(deps)), pods_(pods), events_(events) {}
 
 grpc::Status RuntimeService::Version(grpc::ServerContext*, const pb::VersionRequest*,
                                      pb::VersionResponse* resp) {

@@ -353,6 +353,30 @@ absl::StatusOr<int> ReadPidFile(const std::filesystem::path& path) {
   return pid;
 }
 
+// Appends every descendant of the pids in `pids` (from /proc/<pid>/stat's
+// ppid), each once. One pass over /proc per generation; QEMU has none,
+// virtiofsd one.
+void AddDescendants(std::vector<int>* pids) {
+  std::vector<std::pair<int, int>> parent_of;  // (pid, ppid)
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    absl::StatusOr<std::string> stat = ReadBounded(entry.path() / "stat", 1024);
+    if (!stat.ok()) continue;  // gone meanwhile
+    // "pid (comm) state ppid ...": comm may hold spaces and parens.
+    const size_t close = stat->rfind(')');
+    if (close == std::string::npos || close + 4 >= stat->size()) continue;
+    const char* p = stat->c_str() + close + 4;  // past ") S "
+    parent_of.emplace_back(std::atoi(name.c_str()), std::atoi(p));
+  }
+  for (size_t i = 0; i < pids->size(); ++i) {
+    for (const auto& [pid, ppid] : parent_of) {
+      if (ppid == (*pids)[i] && std::find(pids->begin(), pids->end(), pid) == pids->end()) pids->push_back(pid);
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<int>> LibvirtHypervisor::Processes(std::string_view name) {
@@ -371,9 +395,10 @@ absl::StatusOr<std::vector<int>> LibvirtHypervisor::Processes(std::string_view n
     return absl::FailedPreconditionError(StrCat("process ", qemu, " of \"", name, ".pid\" is not the domain's QEMU"));
   }
   out.push_back(qemu);
-  // libvirt's short name of the domain: "<id>-<first 20 bytes of the name>".
+  // virtiofsd's pid files: "<short name>-<alias>-fs.pid" in the same dir,
+  // libvirt's short name being "<id>-<first 20 bytes of the name>".
   const std::string prefix = StrCat(dom_id, "-", name.substr(0, 20), "-");
-  constexpr std::string_view kSuffix = "-virtiofsd.pid";
+  constexpr std::string_view kSuffix = "-fs.pid";
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(run_dir_, ec)) {
     const std::string file = entry.path().filename().string();
@@ -390,6 +415,9 @@ absl::StatusOr<std::vector<int>> LibvirtHypervisor::Processes(std::string_view n
     out.push_back(*pid);
   }
   if (ec) return absl::ErrnoToStatus(ec.value(), StrCat("list \"", run_dir_.native(), "\""));
+  // virtiofsd forks its sandboxed worker before we get here (the pid file
+  // names the parent): every descendant goes along.
+  AddDescendants(&out);
   return out;
 }
 

@@ -61,8 +61,9 @@ class LibvirtHypervisor : public Hypervisor {
                                                 absl::Duration timeout) override;
   absl::StatusOr<bool> GuestChannelConnected(std::string_view name, std::string_view channel) override;
   // From the pid files libvirt keeps in <embed root>/run/qemu: "<name>.pid"
-  // (QEMU) and "<id>-<name, first 20 bytes>-<alias>-virtiofsd.pid"; each pid
-  // is checked against /proc (QEMU's -name guest=<name>, virtiofsd's comm).
+  // (QEMU) and "<id>-<name, first 20 bytes>-<alias>-fs.pid" (virtiofsd),
+  // plus their children; each pid is checked
+  // against /proc (QEMU's -name guest=<name>, virtiofsd's comm).
   // Unimplemented for URIs other than the embedded driver.
   absl::StatusOr<std::vector<int>> Processes(std::string_view name) override;
 

@@ -9,6 +9,7 @@ build_pkgs=(
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
   libabsl-dev libvirt-dev libseccomp-dev libcap-dev libacl1-dev
   libtomlplusplus-dev nlohmann-json3-dev
+  libsystemd-dev  # sd-bus: the systemd cgroup driver (runtime/cgroup/systemd_placer.cc)
   libcurl4-openssl-dev libssl-dev libarchive-dev libnl-route-3-dev libnl-3-dev
   libboost-dev zlib1g-dev  # the streaming server: Boost.Beast (HTTP, WebSocket), zlib (SPDY header blocks)
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev

@@ -17,6 +17,7 @@
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/container_events.h"
 #include "cri/rpc_metrics.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
@@ -32,6 +33,7 @@
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/cgroup/cgroup_placer.h"
+#include "runtime/cgroup/systemd_placer.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "runtime/qemu_guest_agent.h"
 #include "runtime/vm_confinement.h"
@@ -102,6 +104,9 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::ConsoleHubs> consoles;
   std::unique_ptr<cri::ExecDispatcher> exec;
   std::unique_ptr<streaming::StreamingServer> streaming;
+  // GetContainerEvents: fed by `pods`, read by the services' streams.
+  base::MetricFamily* events_dropped = nullptr;
+  std::unique_ptr<cri::ContainerEventHub> events;
   std::unique_ptr<cri::PodLifecycle> pods;
   // With an upstream endpoint: the channel to it and the services kubelet
   // talks to, which call ours directly and forward the rest.
@@ -126,8 +131,15 @@ absl::StatusOr<std::unique_ptr<runtime::cgroup::CgroupPlacer>> MakeCgroupPlacer(
         StrCat("VM Pods run in their Pod's cgroup, but the host's cgroup tree is unusable: ", layout.status().message()));
   }
   if (rt.cgroup_driver == "systemd") {
-    return absl::FailedPreconditionError(
-        "runtime.cgroup_driver = \"systemd\" is not supported yet; use \"cgroupfs\"");
+    // "kubevirt-cri.slice" would nest in "kubevirt.slice" (a dash is a level).
+    std::string slice = rt.default_cgroup_parent.empty() ? "kubevirt_cri.slice" : rt.default_cgroup_parent;
+    absl::StatusOr<std::unique_ptr<runtime::cgroup::SystemdPlacer>> placer =
+        runtime::cgroup::SystemdPlacer::Connect(*std::move(layout), slice);
+    if (absl::IsInvalidArgument(placer.status())) {
+      return absl::InvalidArgumentError(StrCat("runtime.default_cgroup_parent: ", placer.status().message()));
+    }
+    if (!placer.ok()) return placer.status();
+    return std::unique_ptr<runtime::cgroup::CgroupPlacer>(*std::move(placer));
   }
   std::string parent = rt.default_cgroup_parent.empty() ? "/kubevirt-cri" : rt.default_cgroup_parent;
   absl::StatusOr<std::string> clean = runtime::cgroup::CleanCgroupPath(parent);
@@ -237,9 +249,18 @@ absl::Status Daemon::Start() {
   cri::PodLifecycleOptions pod_options;
   pod_options.monitor.use_events = config_.libvirt.lifecycle_events;
   pod_options.monitor.safety_poll = absl::Seconds(config_.libvirt.state_poll_seconds);
+  if (!config_.metrics.address.empty()) {
+    ASSIGN_OR_RETURN(m.events_dropped,
+                     m.metrics.Counter("kvcri_container_events_dropped_total",
+                                       "Container events dropped for GetContainerEvents subscribers that fell behind "
+                                       "(each such stream is ended so that kubelet relists)."));
+    m.events_dropped->Add({}, 0);  // a series from the start: rate() needs the zero
+  }
+  m.events = std::make_unique<cri::ContainerEventHub>(m.store.get(), &m.clock, m.events_dropped);
+  deps.events = m.events.get();
   m.pods = std::make_unique<cri::PodLifecycle>(deps, pod_options);
   RETURN_IF_ERROR(m.pods->Recover(report));
-  runtime_service_ = std::make_unique<cri::RuntimeService>(deps, m.pods.get());
+  runtime_service_ = std::make_unique<cri::RuntimeService>(deps, m.pods.get(), m.events.get());
   image_service_ = std::make_unique<cri::ImageService>(deps);
 
   grpc::ServerBuilder builder;
@@ -257,7 +278,8 @@ absl::Status Daemon::Start() {
         std::make_unique<cri::Tombstones>(&m.clock, absl::Seconds(config_.upstream.tombstone_ttl_seconds));
     cri::SideResolver sides(&config_, m.store.get(), m.removed.get());
     m.router_runtime = std::make_unique<cri::RouterRuntimeService>(
-        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get(), m.removed.get());
+        static_cast<cri::RuntimeService*>(runtime_service_.get()), sides, m.upstream.get(), m.removed.get(),
+        m.events.get());
     m.router_images = std::make_unique<cri::RouterImageService>(
         static_cast<cri::ImageService*>(image_service_.get()), sides, m.upstream.get());
     builder.RegisterService(m.router_runtime.get());
@@ -309,6 +331,9 @@ absl::Status Daemon::StartMetrics(grpc::ServerBuilder& builder) {
 }
 
 void Daemon::Shutdown() {
+  // Open GetContainerEvents streams end now (UNAVAILABLE): they would hold
+  // the server's shutdown until its deadline.
+  if (modules_ != nullptr && modules_->events != nullptr) modules_->events->Close();
   if (server_ != nullptr) {
     // In-flight calls get 2 s; idle client connections (kubelet keeps one) hold
     // Shutdown until the deadline, so it stays short.

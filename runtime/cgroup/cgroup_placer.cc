@@ -79,9 +79,11 @@ absl::Status CgroupfsPlacer::Place(const CgroupTarget& t, const std::vector<pid_
   if (layout().version() == CgroupVersion::kV1) {
     // Charges go along with a task only if the destination asks for it
     // (bit 0 anonymous, bit 1 file pages); without it QEMU's memory so far
-    // stays billed to the daemon's cgroup.
+    // stays billed to the daemon's cgroup, as on v2, where charges never
+    // move. Kernels from 6.x on refuse the setting (EINVAL, deprecated):
+    // then so be it; QEMU is paused and has touched little.
     absl::Status s = WriteCgroupFile(layout(), t.path, "memory", "memory.move_charge_at_immigrate", "3");
-    if (!s.ok() && !absl::IsNotFound(s)) return undo(s);
+    if (!s.ok() && !absl::IsNotFound(s) && !absl::IsInvalidArgument(s)) return undo(s);
   }
   for (pid_t pid : pids) {
     if (absl::Status s = JoinCgroup(layout(), t.path, pid); !s.ok()) return undo(s);

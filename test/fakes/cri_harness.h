@@ -83,7 +83,7 @@ class CriHarness : public ::testing::Test {
     if (add_deps_) add_deps_(deps);
     pods_ = std::make_unique<PodLifecycle>(deps, pod_options_);
     ASSERT_TRUE(pods_->Recover(*report).ok());
-    service_ = std::make_unique<RuntimeService>(deps, pods_.get());
+    service_ = std::make_unique<RuntimeService>(deps, pods_.get(), event_hub_);
   }
 
   pb::PodSandboxConfig PodConfig(const std::string& name) {
@@ -184,6 +184,8 @@ class CriHarness : public ::testing::Test {
   // Set before SetUp: adds what a test needs to the deps on every Restart
   // (the store is new by then), e.g. the exec dispatcher.
   std::function<void(RuntimeDeps&)> add_deps_;
+  // GetContainerEvents' hub, when add_deps_ makes one (it reads the store).
+  ContainerEventHub* event_hub_ = nullptr;
   fs::path dir_;
   config::Config config_;
   FakeHypervisor hv_;

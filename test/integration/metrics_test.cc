@@ -89,6 +89,7 @@ TEST(MetricsTest, TheEndpointServesValidExpositionTextOfTheCallsMade) {
   EXPECT_EQ(*count, *versions);
   EXPECT_EQ(*PromValue(*fams, "kvcri_pod_sandboxes", {{"state", "SANDBOX_READY"}}), 0);
   EXPECT_EQ(*PromValue(*fams, "kvcri_containers", {{"state", "CONTAINER_RUNNING"}}), 0);
+  EXPECT_EQ(*PromValue(*fams, "kvcri_container_events_dropped_total", {}), 0);
 
   EXPECT_THAT(HttpRequest(port, "GET / HTTP/1.1\r\n\r\n"), ::testing::StartsWith("HTTP/1.1 404"));
   EXPECT_THAT(HttpRequest(port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),

@@ -105,22 +105,26 @@ TEST(VmCgroup, QemuAndVirtiofsdRunInTheContainersCgroupBelowThePodsAndLeaveWithI
   const pid_t qemu = QemuPidOf("kvcri-" + ctr);
   ASSERT_GT(qemu, 0);
   const std::vector<int> virtiofsd = ProcessesMatching("source=" + share.string());
-  ASSERT_EQ(virtiofsd.size(), 1u) << "no virtiofsd for the share";
+  ASSERT_FALSE(virtiofsd.empty()) << "no virtiofsd for the share";
   for (const char* h : kHierarchies) {
     EXPECT_EQ(CgroupOf(qemu, h), cg) << "QEMU in hierarchy " << h;
-    EXPECT_EQ(CgroupOf(virtiofsd[0], h), cg) << "virtiofsd in hierarchy " << h;
+    // The one libvirt started and the sandboxed worker it forked.
+    for (int pid : virtiofsd) EXPECT_EQ(CgroupOf(pid, h), cg) << "virtiofsd " << pid << " in hierarchy " << h;
   }
   // The record names it too (ContainerStatus verbose info is the record).
   EXPECT_THAT(GetContainerStatus(d, ctr).info().at("info"), ::testing::HasSubstr(cg));
 
-  // The guest's memory is billed to the Pod: usage covers QEMU's resident
-  // set (the charges QEMU made while paused moved with it).
+  // The guest's memory is billed to the Pod: what QEMU touched after the
+  // move (the guest's boot: most of its resident set). What it touched
+  // while paused stays billed to the daemon's cgroup: this kernel refuses
+  // memory.move_charge_at_immigrate, and v2 never moves charges. The OOM
+  // test below shows the guest's later growth counts against the Pod.
   const fs::path log = fs::path(sb.log_directory()) / "vm/0.log";
-  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-READY", std::chrono::seconds(180))) << d.DaemonLog();
+  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-VOLUMES-DONE", std::chrono::seconds(180))) << d.DaemonLog();
   const uint64_t rss = RssBytes(qemu);
   const uint64_t usage = ReadU64(V1Dir("memory", cg) / "memory.usage_in_bytes");
   EXPECT_GT(rss, 20u << 20);
-  EXPECT_GE(usage, rss * 9 / 10) << "usage " << usage << " rss " << rss;
+  EXPECT_GE(usage, rss / 2) << "usage " << usage << " rss " << rss;
   EXPECT_GE(ReadU64(V1Dir("memory", pod_cg.rel()) / "memory.usage_in_bytes"), usage) << "the Pod's cgroup is billed";
   EXPECT_GT(ReadU64(V1Dir("cpuacct", cg) / "cpuacct.usage"), 0u);
 
@@ -129,7 +133,7 @@ TEST(VmCgroup, QemuAndVirtiofsdRunInTheContainersCgroupBelowThePodsAndLeaveWithI
   d.Start();
   EXPECT_EQ(GetContainerStatus(d, ctr).status().state(), pb::CONTAINER_RUNNING);
   EXPECT_EQ(CgroupOf(qemu, "memory"), cg);
-  EXPECT_EQ(CgroupOf(virtiofsd[0], "memory"), cg);
+  for (int pid : virtiofsd) EXPECT_EQ(CgroupOf(pid, "memory"), cg);
 
   RemovePod(d, pod);
   for (const char* h : kHierarchies) EXPECT_FALSE(fs::exists(V1Dir(h, cg))) << "cgroup left in " << h;
