@@ -2,6 +2,7 @@
 #include "cri/router_runtime_service.h"
 
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -9,7 +10,9 @@
 
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "config/base/log.h"
 #include "cri/grpc_status.h"
+#include "cri/rpc_metrics.h"
 
 namespace kvcri::cri {
 
@@ -149,9 +152,15 @@ grpc::Status RouterRuntimeService::RouteContainer(std::string_view id, Use use, 
 template <typename Req, typename Resp>
 grpc::Status RouterRuntimeService::Merge(std::string_view rpc, grpc::ServerContext* ctx, const Req* req, Resp* resp,
                                          grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
-                                         grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*)) {
+                                         grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*),
+                                         MergeMode mode) {
   grpc::Status ours = (local_->*local)(ctx, req, resp);
-  if (!ours.ok() && ours.error_code() != grpc::StatusCode::UNIMPLEMENTED) return ours;
+  if (!ours.ok() && ours.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
+    if (mode == MergeMode::kStrict) return ours;
+    base::LogWarn("VM side of a merged call failed; answering the upstream's part alone",
+                  {{"rpc", std::string(rpc)}, {"code", GrpcCodeName(ours.error_code())},
+                   {"error", ours.error_message()}});
+  }
   if (!ours.ok()) resp->Clear();
   Resp theirs;
   std::unique_ptr<grpc::ClientContext> uctx = upstream_->Merged(ctx);
@@ -405,7 +414,8 @@ grpc::Status RouterRuntimeService::ListContainerStats(grpc::ServerContext* ctx,
     return RouteSandbox(req->filter().pod_sandbox_id(), Use::kRead, "ListContainerStats", ctx, req, resp,
                         &Local::ListContainerStats, &Stub::ListContainerStats);
   }
-  return Merge("ListContainerStats", ctx, req, resp, &Local::ListContainerStats, &Stub::ListContainerStats);
+  return Merge("ListContainerStats", ctx, req, resp, &Local::ListContainerStats, &Stub::ListContainerStats,
+               MergeMode::kEitherSide);
 }
 
 grpc::Status RouterRuntimeService::PodSandboxStats(grpc::ServerContext* ctx, const pb::PodSandboxStatsRequest* req,
@@ -421,7 +431,8 @@ grpc::Status RouterRuntimeService::ListPodSandboxStats(grpc::ServerContext* ctx,
     return RouteSandbox(req->filter().id(), Use::kRead, "ListPodSandboxStats", ctx, req, resp,
                         &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
   }
-  return Merge("ListPodSandboxStats", ctx, req, resp, &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats);
+  return Merge("ListPodSandboxStats", ctx, req, resp, &Local::ListPodSandboxStats, &Stub::ListPodSandboxStats,
+               MergeMode::kEitherSide);
 }
 
 grpc::Status RouterRuntimeService::CheckpointContainer(grpc::ServerContext* ctx,
@@ -523,13 +534,22 @@ grpc::Status RouterRuntimeService::GetContainerEvents(grpc::ServerContext* ctx, 
 grpc::Status RouterRuntimeService::ListMetricDescriptors(grpc::ServerContext* ctx,
                                                          const pb::ListMetricDescriptorsRequest* req,
                                                          pb::ListMetricDescriptorsResponse* resp) {
-  return Merge("ListMetricDescriptors", ctx, req, resp, &Local::ListMetricDescriptors, &Stub::ListMetricDescriptors);
+  grpc::Status s = Merge("ListMetricDescriptors", ctx, req, resp, &Local::ListMetricDescriptors,
+                         &Stub::ListMetricDescriptors, MergeMode::kEitherSide);
+  // kubelet keys descriptors by name: both runtimes describe the cAdvisor
+  // metrics, and ours come first, so a name the upstream repeats is dropped.
+  std::set<std::string> seen;
+  auto* d = resp->mutable_descriptors();
+  d->erase(std::remove_if(d->begin(), d->end(), [&](const pb::MetricDescriptor& m) { return !seen.insert(m.name()).second; }),
+           d->end());
+  return s;
 }
 
 grpc::Status RouterRuntimeService::ListPodSandboxMetrics(grpc::ServerContext* ctx,
                                                          const pb::ListPodSandboxMetricsRequest* req,
                                                          pb::ListPodSandboxMetricsResponse* resp) {
-  return Merge("ListPodSandboxMetrics", ctx, req, resp, &Local::ListPodSandboxMetrics, &Stub::ListPodSandboxMetrics);
+  return Merge("ListPodSandboxMetrics", ctx, req, resp, &Local::ListPodSandboxMetrics, &Stub::ListPodSandboxMetrics,
+               MergeMode::kEitherSide);
 }
 
 }  // namespace kvcri::cri

@@ -149,10 +149,15 @@ class RouterRuntimeService final : public pb::RuntimeService::Service {
   // A List*: both sides with the same request (filters included), the
   // upstream's items appended to ours. A down or failing upstream leaves its
   // part out (logged); UNIMPLEMENTED on one side counts as an empty part.
+  // A failing VM side fails the call (kStrict: kubelet must not take a
+  // partial ListPodSandbox for the truth), or, for stats and metrics
+  // (kEitherSide), is logged and the upstream's part answered alone.
+  enum class MergeMode { kStrict, kEitherSide };
   template <typename Req, typename Resp>
   grpc::Status Merge(std::string_view rpc, grpc::ServerContext* ctx, const Req* req, Resp* resp,
                      grpc::Status (Local::*local)(grpc::ServerContext*, const Req*, Resp*),
-                     grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*));
+                     grpc::Status (Stub::*remote)(grpc::ClientContext*, const Req&, Resp*),
+                     MergeMode mode = MergeMode::kStrict);
 
   Local* local_;
   SideResolver sides_;

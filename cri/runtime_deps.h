@@ -9,6 +9,7 @@
 
 namespace kvcri::base {
 class Clock;
+class MetricFamily;
 }  // namespace kvcri::base
 namespace kvcri::runtime {
 class Hypervisor;
@@ -23,6 +24,7 @@ class CgroupPlacer;
 }  // namespace kvcri::runtime::cgroup
 namespace kvcri::cni {
 class PodNetwork;
+class NetdevReader;
 }  // namespace kvcri::cni
 namespace kvcri::sandbox {
 class SandboxStore;
@@ -67,6 +69,12 @@ struct RuntimeDeps {
   // CONTAINER_CREATED/STARTED/STOPPED/DELETED for GetContainerEvents
   // (cri/container_events.h); null: no events are published.
   ContainerEventSink* events = nullptr;
+  // Interface counters of a Pod's netns for the stats calls; null: the
+  // service reads /proc inside the netns itself (cni::ProcNetdevReader).
+  cni::NetdevReader* netdev = nullptr;
+  // kvcri_stats_collection_duration_seconds{rpc}, a histogram the daemon
+  // registers; null: not observed.
+  base::MetricFamily* stats_duration = nullptr;
 };
 
 }  // namespace kvcri::cri

@@ -11,6 +11,7 @@
 #include "cri/proto/api.grpc.pb.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/runtime_deps.h"
+#include "cri/stats_collector.h"
 #include "sandbox/sandbox_store.h"
 
 namespace kvcri::cri {
@@ -54,31 +55,37 @@ class RuntimeService final : public pb::RuntimeService::Service {
   grpc::Status Exec(grpc::ServerContext*, const pb::ExecRequest*, pb::ExecResponse*) override;
   grpc::Status Attach(grpc::ServerContext*, const pb::AttachRequest*, pb::AttachResponse*) override;
   grpc::Status PortForward(grpc::ServerContext*, const pb::PortForwardRequest*, pb::PortForwardResponse*) override;
-  // unimplemented.cc: answered UNIMPLEMENTED with the RPC's name.
-  grpc::Status UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*,
-                                        pb::UpdateContainerResourcesResponse*) override;
-  grpc::Status ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest*,
-                                  pb::ReopenContainerLogResponse*) override;
+  // stats.cc: usage from StatsCollector (cgroup, hypervisor, netns, disk)
+  // and cAdvisor-named metrics for kubelet's /metrics/cadvisor.
   grpc::Status ContainerStats(grpc::ServerContext*, const pb::ContainerStatsRequest*, pb::ContainerStatsResponse*) override;
   grpc::Status ListContainerStats(grpc::ServerContext*, const pb::ListContainerStatsRequest*,
                                   pb::ListContainerStatsResponse*) override;
   grpc::Status PodSandboxStats(grpc::ServerContext*, const pb::PodSandboxStatsRequest*, pb::PodSandboxStatsResponse*) override;
   grpc::Status ListPodSandboxStats(grpc::ServerContext*, const pb::ListPodSandboxStatsRequest*,
                                    pb::ListPodSandboxStatsResponse*) override;
+  grpc::Status ListMetricDescriptors(grpc::ServerContext*, const pb::ListMetricDescriptorsRequest*,
+                                     pb::ListMetricDescriptorsResponse*) override;
+  grpc::Status ListPodSandboxMetrics(grpc::ServerContext*, const pb::ListPodSandboxMetricsRequest*,
+                                     pb::ListPodSandboxMetricsResponse*) override;
+  // unimplemented.cc: answered UNIMPLEMENTED with the RPC's name.
+  grpc::Status UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*,
+                                        pb::UpdateContainerResourcesResponse*) override;
+  grpc::Status ReopenContainerLog(grpc::ServerContext*, const pb::ReopenContainerLogRequest*,
+                                  pb::ReopenContainerLogResponse*) override;
   grpc::Status CheckpointContainer(grpc::ServerContext*, const pb::CheckpointContainerRequest*,
                                    pb::CheckpointContainerResponse*) override;
   // container_events_rpc.cc: a server stream until the client cancels or the hub closes.
   grpc::Status GetContainerEvents(grpc::ServerContext*, const pb::GetEventsRequest*,
                                   grpc::ServerWriter<pb::ContainerEventResponse>*) override;
-  grpc::Status ListMetricDescriptors(grpc::ServerContext*, const pb::ListMetricDescriptorsRequest*,
-                                     pb::ListMetricDescriptorsResponse*) override;
-  grpc::Status ListPodSandboxMetrics(grpc::ServerContext*, const pb::ListPodSandboxMetricsRequest*,
-                                     pb::ListPodSandboxMetricsResponse*) override;
+
+  // The collector behind the stats calls (tests look at its sample cache).
+  StatsCollector& stats() { return *stats_; }
 
  private:
   RuntimeDeps deps_;
   PodLifecycle* const pods_;
   ContainerEventHub* const events_;
+  std::unique_ptr<StatsCollector> stats_;
 };
 
 // runtime.v1.ImageService for VM images.

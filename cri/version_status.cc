@@ -18,7 +18,7 @@ inline constexpr char kCriApiVersion[] = "v1";
 inline constexpr char kKubeletApiVersion[] = "0.1.0";
 
 RuntimeService::RuntimeService(RuntimeDeps deps, PodLifecycle* pods, ContainerEventHub* events)
-    : deps_(std::move(deps)), pods_(pods), events_(events) {}
+    : deps_(std::move(deps)), pods_(pods), events_(events), stats_(std::make_unique<StatsCollector>(deps_)) {}
 
 grpc::Status RuntimeService::Version(grpc::ServerContext*, const pb::VersionRequest*,
                                      pb::VersionResponse* resp) {

@@ -233,6 +233,11 @@ absl::Status Daemon::Start() {
   deps.netns = m.netns.get();
   deps.network = m.network.get();
   deps.clock = &m.clock;
+  // Registered whether or not the endpoint is on: the stats calls observe it.
+  ASSIGN_OR_RETURN(deps.stats_duration,
+                   m.metrics.Histogram("kvcri_stats_collection_duration_seconds",
+                                       "Time a CRI stats or metrics call spent collecting, by RPC.", {"rpc"},
+                                       base::DurationBuckets()));
   m.agent_pool = std::make_unique<runtime::agent::AgentPool>();
   m.qga = std::make_unique<runtime::QemuGuestAgent>(m.hypervisor.get());
   m.guest_agents = std::make_unique<DaemonGuestAgents>(m.agent_pool.get(), m.qga.get());

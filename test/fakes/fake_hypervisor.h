@@ -99,8 +99,13 @@ class FakeHypervisor : public runtime::Hypervisor {
     }
     return out;
   }
-  absl::StatusOr<runtime::VmStats> Stats(std::string_view) override {
-    return absl::UnimplementedError("fake has no stats");
+  // What vm_stats holds for the domain; Unimplemented for one it lacks.
+  absl::StatusOr<runtime::VmStats> Stats(std::string_view name) override {
+    absl::MutexLock l(&mu);
+    ++stats_calls;
+    auto it = vm_stats.find(std::string(name));
+    if (it == vm_stats.end()) return absl::UnimplementedError("fake has no stats");
+    return it->second;
   }
   // Live sizes as libvirt would keep them: bounded by the spec's max_vcpus
   // and boot memory, idempotent, refused when the VM is not up; vCPUs are
@@ -249,6 +254,8 @@ class FakeHypervisor : public runtime::Hypervisor {
   bool io_error_persists ABSL_GUARDED_BY(mu) = false;
   bool events_enabled ABSL_GUARDED_BY(mu) = true;
   int status_calls ABSL_GUARDED_BY(mu) = 0;
+  int stats_calls ABSL_GUARDED_BY(mu) = 0;
+  std::map<std::string, runtime::VmStats> vm_stats ABSL_GUARDED_BY(mu);
   int list_calls ABSL_GUARDED_BY(mu) = 0;
   std::map<std::string, Vm> vms ABSL_GUARDED_BY(mu);
   std::vector<std::string> calls ABSL_GUARDED_BY(mu);

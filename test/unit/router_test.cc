@@ -48,6 +48,8 @@ class FakeRuntime : public pb::RuntimeService::Service {
     return calls_;
   }
   bool network_ready = true;
+  // Set: the stats and metrics lists fail with it.
+  grpc::Status stats_error;
   sandbox::SandboxStore* store = nullptr;
   // Upstream only: more Pod and container IDs it holds besides up-pod/up-ctr.
   std::vector<std::string> extra_ids;
@@ -141,6 +143,7 @@ class FakeRuntime : public pb::RuntimeService::Service {
   grpc::Status ListContainerStats(grpc::ServerContext*, const pb::ListContainerStatsRequest* q,
                                   pb::ListContainerStatsResponse* r) override {
     Log("ListContainerStats");
+    if (!stats_error.ok()) return stats_error;
     const pb::ContainerStatsFilter& f = q->filter();
     for (const Ctr& c : Containers()) {
       if (!MatchesIdFilter(c.id, f.id()) || !MatchesIdFilter(c.sandbox_id, f.pod_sandbox_id()) ||
@@ -154,11 +157,22 @@ class FakeRuntime : public pb::RuntimeService::Service {
   grpc::Status ListPodSandboxStats(grpc::ServerContext*, const pb::ListPodSandboxStatsRequest* q,
                                    pb::ListPodSandboxStatsResponse* r) override {
     Log("ListPodSandboxStats");
+    if (!stats_error.ok()) return stats_error;
     const pb::PodSandboxStatsFilter& f = q->filter();
     for (const Pod& p : Pods()) {
       if (!MatchesIdFilter(p.id, f.id()) || !MatchesSelector(p.labels, f.label_selector())) continue;
       r->add_stats()->mutable_attributes()->set_id(p.id);
     }
+    return grpc::Status::OK;
+  }
+  // Both sides describe container_cpu_usage_seconds_total; each adds one of its own.
+  grpc::Status ListMetricDescriptors(grpc::ServerContext*, const pb::ListMetricDescriptorsRequest*,
+                                     pb::ListMetricDescriptorsResponse* r) override {
+    Log("ListMetricDescriptors");
+    if (!stats_error.ok()) return stats_error;
+    r->add_descriptors()->set_name("container_cpu_usage_seconds_total");
+    r->mutable_descriptors(0)->set_help(side_);
+    r->add_descriptors()->set_name(side_ + "_only");
     return grpc::Status::OK;
   }
   // Streaming calls answer a URL naming the side, as each runtime's own
@@ -928,6 +942,58 @@ TEST_F(RouterTest, ImageFsInfoAddsOurUsageToTheUpstreamsFilesystemOnTheSameDevic
   EXPECT_EQ(resp.image_filesystems(0).fs_id().mountpoint(), "/tmp");
   EXPECT_EQ(resp.image_filesystems(0).used_bytes().value(), 2000u);
   EXPECT_EQ(resp.image_filesystems(0).inodes_used().value(), 20u);
+}
+
+}  // namespace
+}  // namespace kvcri::cri
+
+namespace kvcri::cri {
+namespace {
+
+TEST_F(RouterTest, StatsListsMergeBothSidesAndAFailingSideLeavesTheOthersAnswer) {
+  EXPECT_THAT(ContainerStatsIds({}), UnorderedElementsAre(kOurContainer, "up-ctr"));
+  EXPECT_THAT(SandboxStatsIds({}), UnorderedElementsAre(kOurSandbox, "up-pod"));
+
+  // Our side failing does not hide the upstream's Pods from kubelet.
+  local_.stats_error = grpc::Status(grpc::StatusCode::INTERNAL, "cgroup tree unreadable");
+  EXPECT_THAT(ContainerStatsIds({}), ElementsAre("up-ctr"));
+  EXPECT_THAT(SandboxStatsIds({}), ElementsAre("up-pod"));
+  local_.stats_error = grpc::Status::OK;
+
+  // Nor the upstream's failing ours (here: down).
+  StopUpstream();
+  EXPECT_THAT(ContainerStatsIds({}), ElementsAre(kOurContainer));
+  EXPECT_THAT(SandboxStatsIds({}), ElementsAre(kOurSandbox));
+}
+
+TEST_F(RouterTest, StatsListsFilteredByOurIdAskOnlyUs) {
+  pb::ContainerStatsFilter by_id;
+  by_id.set_id(kOurContainer.substr(0, 12));
+  EXPECT_THAT(ContainerStatsIds(by_id), ElementsAre(kOurContainer));
+  pb::ContainerStatsFilter by_pod;
+  by_pod.set_pod_sandbox_id(kOurSandbox);
+  EXPECT_THAT(ContainerStatsIds(by_pod), ElementsAre(kOurContainer));
+  pb::PodSandboxStatsFilter pod_by_id;
+  pod_by_id.set_id(kOurSandbox);
+  EXPECT_THAT(SandboxStatsIds(pod_by_id), ElementsAre(kOurSandbox));
+  // The prefix check asks the upstream's ContainerStatus once; no list goes there.
+  for (const std::string& c : upstream_.calls()) EXPECT_THAT(c, Not(HasSubstr("Stats"))) << c;
+}
+
+TEST_F(RouterTest, MetricDescriptorsMergeWithEachNameOnceOursFirst) {
+  pb::ListMetricDescriptorsRequest req;
+  pb::ListMetricDescriptorsResponse resp;
+  ASSERT_TRUE(runtime_->ListMetricDescriptors(&ctx_, &req, &resp).ok());
+  std::vector<std::string> names;
+  for (const auto& d : resp.descriptors()) names.push_back(d.name());
+  EXPECT_THAT(names, UnorderedElementsAre("container_cpu_usage_seconds_total", "local_only", "up_only"));
+  for (const auto& d : resp.descriptors()) {
+    if (d.name() == "container_cpu_usage_seconds_total") EXPECT_EQ(d.help(), "local");
+  }
+  local_.stats_error = grpc::Status(grpc::StatusCode::INTERNAL, "broken");
+  resp.Clear();
+  ASSERT_TRUE(runtime_->ListMetricDescriptors(&ctx_, &req, &resp).ok());
+  EXPECT_EQ(resp.descriptors_size(), 2);
 }
 
 }  // namespace
