@@ -83,6 +83,9 @@ absl::Status Validate(const Config& c) {
   if (c.vm.default_memory_mib < c.vm.min_memory_mib)
     return TypeError("vm.default_memory_mib", base::StrCat(">= vm.min_memory_mib (", c.vm.min_memory_mib, ")"));
   if (c.vm.default_vcpus < 1) return TypeError("vm.default_vcpus", ">= 1");
+  // 240: what an i440fx ('pc') machine of QEMU 7.2 takes (-smp maxcpus).
+  if (c.vm.max_vcpus < c.vm.default_vcpus || c.vm.max_vcpus > 240)
+    return TypeError("vm.max_vcpus", base::StrCat(">= vm.default_vcpus (", c.vm.default_vcpus, ") and <= 240"));
   if (c.vm.max_disk_mib < 1) return TypeError("vm.max_disk_mib", ">= 1");
   if (c.vm.io_error_timeout_seconds < 1) return TypeError("vm.io_error_timeout_seconds", ">= 1");
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
@@ -266,10 +269,11 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   if (const toml::table* t = Section(root, "vm", &err)) {
     RETURN_IF_ERROR(CheckKeys(
         *t, "vm",
-        {"default_memory_mib", "min_memory_mib", "default_vcpus", "max_disk_mib", "io_error_timeout_seconds"}));
+        {"default_memory_mib", "min_memory_mib", "default_vcpus", "max_vcpus", "max_disk_mib", "io_error_timeout_seconds"}));
     RETURN_IF_ERROR(Get(*t, "default_memory_mib", "vm.default_memory_mib", &c.vm.default_memory_mib));
     RETURN_IF_ERROR(Get(*t, "min_memory_mib", "vm.min_memory_mib", &c.vm.min_memory_mib));
     RETURN_IF_ERROR(Get(*t, "default_vcpus", "vm.default_vcpus", &c.vm.default_vcpus));
+    RETURN_IF_ERROR(Get(*t, "max_vcpus", "vm.max_vcpus", &c.vm.max_vcpus));
     RETURN_IF_ERROR(Get(*t, "max_disk_mib", "vm.max_disk_mib", &c.vm.max_disk_mib));
     RETURN_IF_ERROR(Get(*t, "io_error_timeout_seconds", "vm.io_error_timeout_seconds", &c.vm.io_error_timeout_seconds));
   }

@@ -32,6 +32,11 @@ struct VmConfig {
   int64_t default_memory_mib = 512;
   int64_t min_memory_mib = 64;
   int default_vcpus = 1;
+  // The vCPUs every VM can grow to without a reboot (UpdateContainerResources
+  // hot-plugs up to it): the domain is defined with this many vCPU slots and
+  // `vcpus` of them present. A container that asks for more at create gets
+  // its own count as its maximum.
+  int max_vcpus = 4;
   // The largest virtual disk a VM may get. Its qcow2 overlay grows at most to
   // the virtual size of the image's disk (plus qcow2 metadata), so this
   // bounds the host disk one VM can fill; larger images are refused at

@@ -55,6 +55,17 @@ SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& c) {
   return r;
 }
 
+ContainerResources ResourcesFromPb(const pb::LinuxContainerResources& r) {
+  ContainerResources out;
+  out.cpu_quota = r.cpu_quota();
+  out.cpu_period = r.cpu_period();
+  out.memory_limit_bytes = r.memory_limit_in_bytes();
+  out.cpu_shares = r.cpu_shares();
+  out.cpuset_cpus = r.cpuset_cpus();
+  out.cpuset_mems = r.cpuset_mems();
+  return out;
+}
+
 ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, VolumePlan volumes) {
   const pb::ContainerConfig& c = req.config();
   ContainerDraft d;
@@ -65,12 +76,7 @@ ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, 
   d.labels = ToStdMap(c.labels());
   d.annotations = ToStdMap(c.annotations());
   d.log_path = c.log_path();
-  if (c.has_linux() && c.linux().has_resources()) {
-    const pb::LinuxContainerResources& r = c.linux().resources();
-    d.resources.cpu_quota = r.cpu_quota();
-    d.resources.cpu_period = r.cpu_period();
-    d.resources.memory_limit_bytes = r.memory_limit_in_bytes();
-  }
+  if (c.has_linux() && c.linux().has_resources()) d.resources = ResourcesFromPb(c.linux().resources());
   d.volumes = std::move(volumes);
   return d;
 }
@@ -157,6 +163,17 @@ void ToPb(const ContainerRecord& r, const std::string& log_directory, pb::Contai
   FillMap(r.annotations, out->mutable_annotations());
   if (!r.log_path.empty() && !log_directory.empty()) {
     out->set_log_path((std::filesystem::path(log_directory) / r.log_path).string());
+  }
+  // What is in force (kubelet compares it with the Pod's spec to see an
+  // in-place resize completed); a placeholder knows nothing.
+  if (r.load_error.empty()) {
+    pb::LinuxContainerResources* lr = out->mutable_resources()->mutable_linux();
+    lr->set_cpu_period(r.resources.cpu_period);
+    lr->set_cpu_quota(r.resources.cpu_quota);
+    lr->set_cpu_shares(r.resources.cpu_shares);
+    lr->set_memory_limit_in_bytes(r.resources.memory_limit_in_bytes);
+    lr->set_cpuset_cpus(r.resources.cpuset_cpus);
+    lr->set_cpuset_mems(r.resources.cpuset_mems);
   }
   for (const sandbox::MountSpec& m : r.mounts) {
     pb::Mount* pm = out->add_mounts();

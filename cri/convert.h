@@ -12,6 +12,9 @@ namespace pb = ::runtime::v1;
 // CRI config → a new sandbox record (ID, state, phase and times are the caller's).
 sandbox::SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& config);
 
+// CRI linux resources → ours (CreateContainer, UpdateContainerResources).
+ContainerResources ResourcesFromPb(const pb::LinuxContainerResources& r);
+
 // CreateContainer's request → a draft; `volumes` is ValidateVolumes' result.
 ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, VolumePlan volumes);
 

@@ -16,6 +16,7 @@
 
 #include "cri/pod_lifecycle.h"
 #include "cri/pod_network_spec.h"
+#include "cri/vm_size.h"
 #include "cri/volumes.h"
 #include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/cloud_init_seed.h"
@@ -36,28 +37,6 @@ using Mode = OpTracker::Mode;
 inline constexpr char kCmdlineAnnotation[] = "kubevirt-cri.io/kernel-cmdline";
 
 namespace {
-
-struct VmSize {
-  int vcpus;
-  int64_t memory_mib;
-};
-
-absl::StatusOr<VmSize> SizeVm(const config::VmConfig& cfg, const ContainerResources& r) {
-  VmSize size{cfg.default_vcpus, cfg.default_memory_mib};
-  if (r.cpu_quota > 0 && r.cpu_period > 0) {
-    // A fraction of a CPU still needs a whole vCPU.
-    size.vcpus = static_cast<int>(std::max<int64_t>(1, (r.cpu_quota + r.cpu_period - 1) / r.cpu_period));
-  }
-  if (r.memory_limit_bytes > 0) {
-    int64_t mib = (r.memory_limit_bytes + (1 << 20) - 1) >> 20;
-    if (mib < cfg.min_memory_mib) {
-      return absl::InvalidArgumentError(StrCat("config.linux.resources.memory_limit_in_bytes ", r.memory_limit_bytes,
-                                               " is below the VM minimum of ", cfg.min_memory_mib, " MiB"));
-    }
-    size.memory_mib = mib;
-  }
-  return size;
-}
 
 // A confined VM shares directories over 9p, served by its own QEMU: libvirt
 // 9.0 runs virtiofsd as root (docs/security.md "Shares").
@@ -124,6 +103,7 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
   spec.pod_namespace = sb.metadata.namespace_;
   spec.pod_name = sb.metadata.name;
   spec.vcpus = c.vcpus;
+  spec.max_vcpus = c.max_vcpus;
   spec.memory_mib = c.memory_mib;
   spec.accel = accel;
   spec.console_log = c.console_path;
@@ -301,7 +281,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                                 "under /disk/) or a kernel image (/boot/vmlinuz, optionally "
                                                 "/boot/initrd.img), not a container image: see docs/images.md"));
   }
-  ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources));
+  ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources, "config.linux.resources."));
   // The overlay grows at most to the virtual size of the image's disk: that
   // is the bound on the host disk this VM can fill.
   const uint64_t max_disk = static_cast<uint64_t>(deps_.config->vm.max_disk_mib) << 20;
@@ -328,6 +308,10 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   rec.domain_name = StrCat(kDomainPrefix, rec.id);
   rec.vcpus = size.vcpus;
   rec.memory_mib = size.memory_mib;
+  // Room to hot-plug up to [vm] max_vcpus, never below what it boots with.
+  rec.max_vcpus = std::max(deps_.config->vm.max_vcpus, size.vcpus);
+  rec.max_memory_mib = size.memory_mib;  // the boot size is the balloon's ceiling
+  rec.resources = RecordResources(draft.resources);
   rec.devices = draft.volumes.devices;  // host paths resolved by ValidateVolumes
   rec.mounts = draft.volumes.mounts;
   if (deps_.cgroups != nullptr) {
@@ -497,6 +481,9 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   // Still paused: the guest runs its first instruction inside the Pod's
   // cgroup, with every page QEMU has touched so far billed there.
   if (absl::Status placed = PlaceVm(c); !placed.ok()) return fail(placed);
+  // The CPU limits CreateContainer (or a resize before start) asked for, on
+  // the cgroup just made; UpdateResources rewrites them later.
+  if (absl::Status limited = ApplyCpuLimits(c); !limited.ok()) return fail(limited);
   const absl::Duration libvirt_took = deps_.clock->Now() - t0;
   absl::StatusOr<sandbox::ContainerRecord> started = deps_.store->UpdateContainer(id, [&](sandbox::ContainerRecord& r) {
     r.state = sandbox::ContainerState::kRunning;
@@ -551,6 +538,25 @@ sandbox::ContainerRecord PodLifecycle::WithPlannedCgroup(const sandbox::Containe
     out.cgroup_unit = t->unit;
   }
   return out;
+}
+
+absl::Status PodLifecycle::ApplyCpuLimits(const sandbox::ContainerRecord& c) {
+  if (deps_.cgroups == nullptr || c.cgroup_path.empty()) return absl::OkStatus();
+  const sandbox::ContainerLinuxResources& r = c.resources;
+  if (r.cpu_quota == 0 && r.cpu_period == 0 && r.cpu_shares == 0 && r.cpuset_cpus.empty() && r.cpuset_mems.empty()) {
+    return absl::OkStatus();  // nothing asked for: the cgroup inherits the Pod's
+  }
+  runtime::cgroup::CgroupLimits l;
+  l.cpu_quota_us = c.resources.cpu_quota;
+  l.cpu_period_us = c.resources.cpu_period;
+  l.cpu_shares = c.resources.cpu_shares > 0 ? static_cast<uint64_t>(c.resources.cpu_shares) : 0;
+  l.cpuset_cpus = c.resources.cpuset_cpus;
+  l.cpuset_mems = c.resources.cpuset_mems;
+  // memory_limit_bytes stays 0: see the header.
+  if (absl::Status s = deps_.cgroups->SetLimits(CgroupOf(c), l); !s.ok()) {
+    return absl::Status(s.code(), StrCat("write CPU limits to cgroup \"", c.cgroup_path, "\": ", s.message()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PodLifecycle::RemoveVmCgroup(const sandbox::ContainerRecord& c) {

@@ -17,12 +17,29 @@ struct SandboxDraft {
   std::string runtime_handler;
 };
 
-// The resources CreateContainer asked for (0 = not set).
+// The resources CreateContainer or UpdateContainerResources asked for
+// (0 / empty = not set). Fields a VM cannot take are refused before a draft
+// is made (cri/container_update.cc).
 struct ContainerResources {
   int64_t cpu_quota = 0;
   int64_t cpu_period = 0;
   int64_t memory_limit_bytes = 0;
+  int64_t cpu_shares = 0;
+  std::string cpuset_cpus;
+  std::string cpuset_mems;
 };
+
+// The record's copy of what was asked for (ContainerStatus reports it).
+inline sandbox::ContainerLinuxResources RecordResources(const ContainerResources& r) {
+  sandbox::ContainerLinuxResources out;
+  out.cpu_period = r.cpu_period;
+  out.cpu_quota = r.cpu_quota;
+  out.cpu_shares = r.cpu_shares;
+  out.memory_limit_in_bytes = r.memory_limit_bytes;
+  out.cpuset_cpus = r.cpuset_cpus;
+  out.cpuset_mems = r.cpuset_mems;
+  return out;
+}
 
 // CreateContainer after validation.
 struct ContainerDraft {

@@ -103,6 +103,13 @@ class PodLifecycle {
   absl::Status StopContainer(std::string_view id, absl::Duration grace);
   absl::Status RemoveContainer(std::string_view id);
   absl::Status ReopenContainerLog(std::string_view id);
+  // pod_resize.cc: UpdateContainerResources. A running VM gets the vCPUs
+  // (hot-plugged up to its max_vcpus, then the guest agent onlines or
+  // offlines them), the
+  // balloon target (at most its boot memory) and the cgroup's CPU limits;
+  // a created one records the size it will boot with. InvalidArgument
+  // naming the field beyond a maximum; FailedPrecondition once exited.
+  absl::Status UpdateResources(std::string_view id, const ContainerResources& resources);
 
   // Reads. Container() brings a RUNNING record in line with its VM first
   // (one libvirt call), so an exit shows at once.
@@ -145,6 +152,14 @@ class PodLifecycle {
   // `c`, with the cgroup our rule gives it when it is an unreadable
   // record's placeholder (which names none).
   sandbox::ContainerRecord WithPlannedCgroup(const sandbox::ContainerRecord& c) const;
+  // Writes the record's CPU limits (quota, period, shares, cpusets) to the
+  // container's cgroup; OK when it has none. Never the memory limit: QEMU
+  // needs more than the guest's RAM, and the Pod cgroup (kubelet's) bounds it.
+  absl::Status ApplyCpuLimits(const sandbox::ContainerRecord& c);
+  // pod_resize.cc: has the guest run on vCPUs 0..vcpus-1, onlining
+  // hot-plugged ones and offlining the rest (qemu-guest-agent's
+  // guest-set-vcpus, else a shell through kvcri-agent); logs when it cannot.
+  void GuestVcpus(const sandbox::ContainerRecord& c, int vcpus);
   // Removes the container's cgroup once its processes are gone; OK when none.
   absl::Status RemoveVmCgroup(const sandbox::ContainerRecord& c);
   // OOM kills the kernel counted in the container's cgroup (0 when none or

@@ -4,10 +4,6 @@
 
 namespace kvcri::cri {
 
-grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, const pb::UpdateContainerResourcesRequest*, pb::UpdateContainerResourcesResponse*) {
-  return Unimplemented("UpdateContainerResources");
-}
-
 grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*, const pb::CheckpointContainerRequest*, pb::CheckpointContainerResponse*) {
   return Unimplemented("CheckpointContainer");
 }

@@ -120,6 +120,9 @@ absl::Status Validate(const VmSpec& spec) {
     return absl::InvalidArgumentError("vm spec agent_socket and console_socket are the same path");
   }
   if (spec.vcpus < 1) return absl::InvalidArgumentError(StrCat("vm spec vcpus ", spec.vcpus, " is below 1"));
+  if (spec.max_vcpus > 240) {
+    return absl::InvalidArgumentError(StrCat("vm spec max_vcpus ", spec.max_vcpus, " is above 240 (i440fx)"));
+  }
   if (spec.memory_mib < 16) {
     return absl::InvalidArgumentError(StrCat("vm spec memory_mib ", spec.memory_mib, " is below 16"));
   }
@@ -285,7 +288,13 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     w.Leaf("access", {{"mode", "shared"}});
     w.Close();
   }
-  w.Leaf("vcpu", {{"placement", "static"}}, StrCat(spec.vcpus));
+  if (spec.max_vcpus > spec.vcpus) {
+    // Slots up to max_vcpus, `vcpus` of them present at boot: the rest can be
+    // hot-plugged (PlugVcpus) without a reboot.
+    w.Leaf("vcpu", {{"placement", "static"}, {"current", StrCat(spec.vcpus)}}, StrCat(spec.max_vcpus));
+  } else {
+    w.Leaf("vcpu", {{"placement", "static"}}, StrCat(spec.vcpus));
+  }
 
   w.Open("os");
   // i440fx ('pc') with SeaBIOS: fewer devices than q35 (no PCIe root ports),

@@ -64,6 +64,11 @@ struct VmSpec {
   // Recorded in the domain's <metadata> so List() can map domains back.
   std::string pod_id, container_id, pod_namespace, pod_name;
   int vcpus = 1;
+  // vCPU slots of the machine (<vcpu current='vcpus'>max_vcpus</vcpu>):
+  // SetVcpus hot-plugs up to it. 0 or <= vcpus: no room to grow.
+  int max_vcpus = 0;
+  // The boot size and the maximum: the balloon (SetMemory) takes the guest
+  // below it and back, never above.
   int64_t memory_mib = 512;
   config::Accelerator accel = config::Accelerator::kTcg;  // kKvm or kTcg
   std::vector<DiskSpec> disks;
@@ -167,6 +172,18 @@ class Hypervisor {
   virtual absl::StatusOr<std::vector<VmListing>> List() = 0;
   // FailedPrecondition when the VM is not running; NotFound when missing.
   virtual absl::StatusOr<VmStats> Stats(std::string_view name) = 0;
+  // Live resize of a running VM (UpdateContainerResources). PlugVcpus
+  // hot-plugs vCPUs until at least `vcpus` are present (up to the spec's
+  // max_vcpus) and never unplugs: under TCG the guest ejects a CPU after
+  // libvirt 9.0 stopped waiting (5 s), and libvirt then keeps counting it.
+  // Callers shrink by having the guest offline vCPUs instead. A plugged
+  // vCPU is offline in a Linux guest until the guest onlines it. SetMemory
+  // moves the balloon target to `mib` (at most the boot size). Both are OK
+  // when the VM already has that size, so a retry after a crash converges.
+  // InvalidArgument beyond the maximum, FailedPrecondition when not
+  // running, NotFound when missing.
+  virtual absl::Status PlugVcpus(std::string_view name, int vcpus) = 0;
+  virtual absl::Status SetMemory(std::string_view name, int64_t mib) = 0;
   // Calls `on_event` for every lifecycle event of a domain, from the
   // hypervisor's event thread: it must only note the event and return, never
   // call back into the Hypervisor. One subscriber; a second call replaces it.

@@ -445,6 +445,61 @@ absl::StatusOr<VmStats> LibvirtHypervisor::Stats(std::string_view name) {
   return s;
 }
 
+namespace {
+
+absl::Status CheckRunning(virDomainPtr dom, std::string_view name) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0) return LibvirtError(Quoted("virDomainGetState", name));
+  if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED && state != VIR_DOMAIN_BLOCKED) {
+    return absl::FailedPreconditionError(StrCat("domain \"", name, "\" is not running"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LibvirtHypervisor::PlugVcpus(std::string_view name, int vcpus) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  RETURN_IF_ERROR(CheckRunning(dom.get(), name));
+  const int max = virDomainGetVcpusFlags(dom.get(), static_cast<unsigned>(VIR_DOMAIN_AFFECT_LIVE) | VIR_DOMAIN_VCPU_MAXIMUM);
+  if (max < 0) return LibvirtError(Quoted("virDomainGetVcpusFlags (maximum)", name));
+  if (vcpus < 1 || vcpus > max) {
+    return absl::InvalidArgumentError(
+        StrCat("domain \"", name, "\" has ", max, " vCPU slots; ", vcpus, " vCPUs cannot be set without a reboot"));
+  }
+  const int current = virDomainGetVcpusFlags(dom.get(), VIR_DOMAIN_AFFECT_LIVE);
+  if (current < 0) return LibvirtError(Quoted("virDomainGetVcpusFlags", name));
+  if (current >= vcpus) return absl::OkStatus();  // never unplugs; a retried resize converges
+  const absl::Time t0 = absl::Now();
+  // QEMU device_add of x86 CPUs, announced to the guest through ACPI.
+  if (virDomainSetVcpusFlags(dom.get(), static_cast<unsigned>(vcpus), VIR_DOMAIN_AFFECT_LIVE) < 0) {
+    return LibvirtError(Quoted("virDomainSetVcpusFlags", name));
+  }
+  base::LogInfo("vCPUs set", {{"domain", std::string(name)},
+                              {"from", StrCat(current)},
+                              {"to", StrCat(vcpus)},
+                              {"took_ms", StrCat(absl::ToInt64Milliseconds(absl::Now() - t0))}});
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::SetMemory(std::string_view name, int64_t mib) {
+  ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));
+  RETURN_IF_ERROR(CheckRunning(dom.get(), name));
+  const unsigned long max_kib = virDomainGetMaxMemory(dom.get());
+  if (max_kib == 0) return LibvirtError(Quoted("virDomainGetMaxMemory", name));
+  if (mib < 1 || static_cast<uint64_t>(mib) * 1024 > max_kib) {
+    return absl::InvalidArgumentError(StrCat("domain \"", name, "\" booted with ", max_kib / 1024, " MiB; ", mib,
+                                             " MiB is above it (the balloon only shrinks the guest)"));
+  }
+  // The balloon's target: the guest driver gives pages back (or takes them
+  // again) on its own time; libvirt returns once QEMU has the new target.
+  if (virDomainSetMemoryFlags(dom.get(), static_cast<unsigned long>(mib) * 1024, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+    return LibvirtError(Quoted("virDomainSetMemoryFlags", name));
+  }
+  base::LogInfo("balloon target set", {{"domain", std::string(name)}, {"mib", StrCat(mib)}});
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> LibvirtHypervisor::GuestAgentCommand(std::string_view name, std::string_view command_json,
                                                                  absl::Duration timeout) {
   ASSIGN_OR_RETURN(DomainPtr dom, Lookup(conn_->get(), name));

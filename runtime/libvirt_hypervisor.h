@@ -53,6 +53,8 @@ class LibvirtHypervisor : public Hypervisor {
   absl::StatusOr<VmStatus> Status(std::string_view name) override;
   absl::StatusOr<std::vector<VmListing>> List() override;
   absl::StatusOr<VmStats> Stats(std::string_view name) override;
+  absl::Status PlugVcpus(std::string_view name, int vcpus) override;
+  absl::Status SetMemory(std::string_view name, int64_t mib) override;
   absl::Status Subscribe(std::function<void(const VmEvent&)> on_event) override;
   std::filesystem::path DomainLogPath(std::string_view name) const override;
   absl::StatusOr<std::string> GuestAgentCommand(std::string_view name, std::string_view command_json,

@@ -38,6 +38,13 @@ class QemuGuestAgent {
   QemuGuestAgent(Hypervisor* hypervisor, QemuGuestAgentOptions options = {});
   // Ping: OK when the agent answers (guest-ping) within `timeout`.
   absl::Status Ping(std::string_view domain, absl::Duration timeout);
+  // Has the guest run on vCPUs 0..n-1 (logical ids): onlines those that
+  // are offline and offlines the others that can be (guest-get-vcpus, then
+  // guest-set-vcpus). Linux leaves hot-plugged x86 CPUs offline unless udev
+  // or something else onlines them. Returns how many are online afterwards.
+  // Unavailable when no agent is connected; FailedPrecondition when the agent
+  // refuses (e.g. guest-set-vcpus disabled in its config).
+  absl::StatusOr<int> SetOnlineVcpus(std::string_view domain, int n, absl::Duration timeout);
   // Runs argv with `input` as stdin, waits until it ends or `deadline`; at
   // the deadline the guest process is killed and DeadlineExceeded returned.
   absl::StatusOr<GuestExecResult> Exec(std::string_view domain, const std::vector<std::string>& argv,

@@ -373,6 +373,15 @@ std::string ContainerRecord::ToJson() const {
       {"console_path", console_path},
       {"vcpus", vcpus},
       {"memory_mib", memory_mib},
+      {"max_vcpus", max_vcpus},
+      {"max_memory_mib", max_memory_mib},
+      {"resources",
+       {{"cpu_period", resources.cpu_period},
+        {"cpu_quota", resources.cpu_quota},
+        {"cpu_shares", resources.cpu_shares},
+        {"memory_limit_in_bytes", resources.memory_limit_in_bytes},
+        {"cpuset_cpus", resources.cpuset_cpus},
+        {"cpuset_mems", resources.cpuset_mems}}},
       {"boot",
        {{"kind", NameOf(kBootKinds, boot.kind)},
         {"kernel", boot.kernel},
@@ -425,6 +434,16 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
   top.Str("console_path", &r.console_path);
   top.Int("vcpus", &r.vcpus);
   top.Int("memory_mib", &r.memory_mib);
+  top.Int("max_vcpus", &r.max_vcpus);
+  top.Int("max_memory_mib", &r.max_memory_mib);
+  if (auto res = top.Object("resources")) {
+    res->Int("cpu_period", &r.resources.cpu_period);
+    res->Int("cpu_quota", &r.resources.cpu_quota);
+    res->Int("cpu_shares", &r.resources.cpu_shares);
+    res->Int("memory_limit_in_bytes", &r.resources.memory_limit_in_bytes);
+    res->Str("cpuset_cpus", &r.resources.cpuset_cpus);
+    res->Str("cpuset_mems", &r.resources.cpuset_mems);
+  }
   if (auto b = top.Object("boot")) {
     b->Enum("kind", kBootKinds, &r.boot.kind);
     b->Str("kernel", &r.boot.kernel);

@@ -169,6 +169,18 @@ struct MountSpec {
   bool operator==(const MountSpec&) const = default;
 };
 
+// CRI LinuxContainerResources of a VM container, as far as we apply them.
+struct ContainerLinuxResources {
+  int64_t cpu_period = 0;
+  int64_t cpu_quota = 0;
+  int64_t cpu_shares = 0;
+  int64_t memory_limit_in_bytes = 0;
+  std::string cpuset_cpus;
+  std::string cpuset_mems;
+
+  bool operator==(const ContainerLinuxResources&) const = default;
+};
+
 struct ContainerRecord {
   std::string id;          // kIdLength lowercase hex
   std::string sandbox_id;  // kIdLength lowercase hex
@@ -189,8 +201,20 @@ struct ContainerRecord {
   std::string domain_name;   // libvirt domain
   std::string overlay_path;  // writable disk layered over the image
   std::string console_path;
+  // The VM's size now in force: vCPUs present and the balloon's target
+  // (until start: what the VM boots with). UpdateContainerResources changes
+  // them, after the live change succeeded (cri/pod_resize.cc).
   int32_t vcpus = 0;
   int64_t memory_mib = 0;
+  // Fixed when the VM starts: the vCPU slots it can be hot-plugged up to, and
+  // its boot memory, which the balloon shrinks the guest below and never
+  // exceeds. 0 in records from before resizing: vcpus and memory_mib.
+  int32_t max_vcpus = 0;
+  int64_t max_memory_mib = 0;
+  // The CRI linux resources in force as the request gave them
+  // (ContainerStatus.resources reports them; 0 / empty: not set). The CPU
+  // ones are also written to the VM's cgroup.
+  ContainerLinuxResources resources;
   BootInfo boot;
   std::vector<DeviceSpec> devices;
   std::vector<MountSpec> mounts;

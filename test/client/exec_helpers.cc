@@ -45,7 +45,14 @@ bool StartVmPods(TestDaemon& d, std::vector<VmPod>& pods) {
       pb::PodSandboxConfig config = SandboxConfig(pod.name, d.log_dir());
       (*config.mutable_annotations())["kubevirt-cri.io/kernel-cmdline"] =
           absl::StrCat(kGuestCmdline, pod.cmdline_extra.empty() ? "" : " ", pod.cmdline_extra);
-      if (!StartPodWithConfig(d, config, kKernelImage, &pod.pod_id, &pod.container_id)) return;
+      pb::ContainerConfig container = VmContainerConfig("vm", kKernelImage);
+      pb::LinuxContainerResources* r = container.mutable_linux()->mutable_resources();
+      if (pod.memory_mib > 0) r->set_memory_limit_in_bytes(pod.memory_mib << 20);
+      if (pod.cpus > 0) {
+        r->set_cpu_period(100000);
+        r->set_cpu_quota(pod.cpus * 100000);
+      }
+      if (!StartPodWithConfigs(d, config, container, &pod.pod_id, &pod.container_id)) return;
       pod.log_path = GetContainerStatus(d, pod.container_id).status().log_path();
       pb::PodSandboxStatusRequest req;
       req.set_pod_sandbox_id(pod.pod_id);

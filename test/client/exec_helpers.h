@@ -27,6 +27,10 @@ struct VmPod {
   // Appended to the guest's default kernel command line, e.g. "kvcri.agent=0"
   // (kvcri-agent stopped), "kvcri.console_shell=1" (getty on ttyS0).
   std::string cmdline_extra;
+  // Non-zero: the container's memory limit and CPU limit (quota over a
+  // 100 ms period) instead of VmContainerConfig's.
+  int64_t memory_mib = 0;
+  int64_t cpus = 0;
   std::string pod_id, container_id;
   std::filesystem::path log_path;  // the container's CRI log (the console copy)
   std::string ip;                  // the Pod IP

@@ -1,4 +1,4 @@
-// In-memory CgroupPlacer for cri/ unit tests: records placements and removals, serves set samples.
+// In-memory CgroupPlacer for cri/ unit tests: records placements, limits and removals, serves set samples.
 #pragma once
 
 #include <map>
@@ -47,6 +47,15 @@ class FakeCgroupPlacer : public runtime::cgroup::CgroupPlacer {
     placed.erase(t.path);
     return absl::OkStatus();
   }
+  absl::Status SetLimits(const runtime::cgroup::CgroupTarget& t, const runtime::cgroup::CgroupLimits& l) override {
+    absl::MutexLock l2(&mu);
+    calls.push_back(base::StrCat("SetLimits ", t.path, " quota=", l.cpu_quota_us, " period=", l.cpu_period_us,
+                                 " shares=", l.cpu_shares, " cpus=", l.cpuset_cpus, " mems=", l.cpuset_mems,
+                                 " memory=", l.memory_limit_bytes));
+    if (!limits_error.ok()) return limits_error;
+    limits[t.path] = l;
+    return absl::OkStatus();
+  }
   absl::StatusOr<runtime::cgroup::CgroupSample> Sample(const runtime::cgroup::CgroupTarget& t) const override {
     absl::MutexLock l(&mu);
     auto it = samples.find(t.path);
@@ -66,6 +75,8 @@ class FakeCgroupPlacer : public runtime::cgroup::CgroupPlacer {
   mutable absl::Mutex mu;
   absl::Status place_error ABSL_GUARDED_BY(mu);
   absl::Status remove_error ABSL_GUARDED_BY(mu);
+  absl::Status limits_error ABSL_GUARDED_BY(mu);
+  std::map<std::string, runtime::cgroup::CgroupLimits> limits ABSL_GUARDED_BY(mu);
   int busy_removals ABSL_GUARDED_BY(mu) = 0;
   std::map<std::string, std::vector<pid_t>> placed ABSL_GUARDED_BY(mu);
   std::map<std::string, runtime::cgroup::CgroupSample> samples ABSL_GUARDED_BY(mu);

@@ -1,6 +1,7 @@
 // In-memory Hypervisor for cri/ unit tests: every call can fail or block, and lifecycle events fire like libvirt's.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "config/base/str.h"
 #include "runtime/hypervisor.h"
 #include "test/fakes/gate.h"
 
@@ -105,6 +107,45 @@ class FakeHypervisor : public runtime::Hypervisor {
     if (it == vm_stats.end()) return absl::UnimplementedError("fake has no stats");
     return it->second;
   }
+  // Live sizes as libvirt would keep them: bounded by the spec's max_vcpus
+  // and boot memory, idempotent, refused when the VM is not up; vCPUs are
+  // only ever plugged, like LibvirtHypervisor's.
+  absl::Status PlugVcpus(std::string_view name, int n) override {
+    Record(base::StrCat("PlugVcpus ", name, " ", n));
+    absl::MutexLock l(&mu);
+    if (!plug_vcpus_error.ok()) return plug_vcpus_error;
+    auto it = vms.find(std::string(name));
+    if (it == vms.end()) return absl::NotFoundError("no domain");
+    if (!Up(it->second)) return absl::FailedPreconditionError("domain is not running");
+    const int max = std::max(it->second.spec.max_vcpus, it->second.spec.vcpus);
+    if (n < 1 || n > max) return absl::InvalidArgumentError(base::StrCat("domain has ", max, " vCPU slots"));
+    it->second.live_vcpus = std::max({it->second.live_vcpus, it->second.spec.vcpus, n});  // never unplugs
+    return absl::OkStatus();
+  }
+  absl::Status SetMemory(std::string_view name, int64_t mib) override {
+    Record(base::StrCat("SetMemory ", name, " ", mib));
+    absl::MutexLock l(&mu);
+    if (!set_memory_error.ok()) return set_memory_error;
+    auto it = vms.find(std::string(name));
+    if (it == vms.end()) return absl::NotFoundError("no domain");
+    if (!Up(it->second)) return absl::FailedPreconditionError("domain is not running");
+    if (mib < 1 || mib > it->second.spec.memory_mib) return absl::InvalidArgumentError("above the boot memory");
+    it->second.live_memory_mib = mib;
+    return absl::OkStatus();
+  }
+  // The live size (the spec's until a Set call changed it).
+  int LiveVcpus(const std::string& name) {
+    absl::MutexLock l(&mu);
+    auto it = vms.find(name);
+    if (it == vms.end()) return 0;
+    return it->second.live_vcpus > 0 ? it->second.live_vcpus : it->second.spec.vcpus;
+  }
+  int64_t LiveMemoryMib(const std::string& name) {
+    absl::MutexLock l(&mu);
+    auto it = vms.find(name);
+    if (it == vms.end()) return 0;
+    return it->second.live_memory_mib > 0 ? it->second.live_memory_mib : it->second.spec.memory_mib;
+  }
   absl::Status Subscribe(std::function<void(const runtime::VmEvent&)> on_event) override {
     absl::MutexLock l(&mu);
     if (!subscribe_error.ok()) return subscribe_error;
@@ -191,6 +232,8 @@ class FakeHypervisor : public runtime::Hypervisor {
   struct Vm {
     runtime::VmSpec spec;
     runtime::VmStatus status;
+    int live_vcpus = 0;  // 0: spec.vcpus
+    int64_t live_memory_mib = 0;  // 0: spec.memory_mib
   };
   absl::Status ready;
   Gate create_gate;
@@ -204,6 +247,8 @@ class FakeHypervisor : public runtime::Hypervisor {
   absl::Status list_error ABSL_GUARDED_BY(mu);
   absl::Status subscribe_error ABSL_GUARDED_BY(mu);
   absl::Status processes_error ABSL_GUARDED_BY(mu);
+  absl::Status plug_vcpus_error ABSL_GUARDED_BY(mu);
+  absl::Status set_memory_error ABSL_GUARDED_BY(mu);
   bool ignore_power_button ABSL_GUARDED_BY(mu) = false;
   // Resume of a VM paused with reason kIoErrorReason leaves it paused.
   bool io_error_persists ABSL_GUARDED_BY(mu) = false;
@@ -216,6 +261,9 @@ class FakeHypervisor : public runtime::Hypervisor {
   std::vector<std::string> calls ABSL_GUARDED_BY(mu);
 
  private:
+  static bool Up(const Vm& vm) {
+    return vm.status.phase == runtime::VmPhase::kRunning || vm.status.phase == runtime::VmPhase::kPaused;
+  }
   void Record(std::string call) {
     absl::MutexLock l(&mu);
     calls.push_back(std::move(call));

@@ -25,6 +25,7 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(shipped->libvirt.accelerator, defaults.libvirt.accelerator);
   EXPECT_EQ(shipped->vm.default_memory_mib, defaults.vm.default_memory_mib);
   EXPECT_EQ(shipped->vm.default_vcpus, defaults.vm.default_vcpus);
+  EXPECT_EQ(shipped->vm.max_vcpus, defaults.vm.max_vcpus);
   EXPECT_EQ(shipped->cni.conf_dir, defaults.cni.conf_dir);
   EXPECT_EQ(shipped->cni.bin_dirs, defaults.cni.bin_dirs);
   EXPECT_EQ(shipped->runtime.vm_handlers, defaults.runtime.vm_handlers);
@@ -152,6 +153,17 @@ TEST(Config, WrongTypeIsNamed) {
   absl::StatusOr<Config> c = ParseConfig("[vm]\ndefault_vcpus = \"two\"\n", "t");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("vm.default_vcpus"));
+}
+
+TEST(Config, MaxVcpusIsParsedAndABadValueIsRefusedNamingTheKey) {
+  absl::StatusOr<Config> c = ParseConfig("[vm]\nmax_vcpus = 8\n", "t");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->vm.max_vcpus, 8);
+  for (const char* bad : {"[vm]\nmax_vcpus = 0\n", "[vm]\ndefault_vcpus = 2\nmax_vcpus = 1\n", "[vm]\nmax_vcpus = 241\n"}) {
+    c = ParseConfig(bad, "t");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_THAT(c.status().message(), HasSubstr("vm.max_vcpus")) << bad;
+  }
 }
 
 TEST(Config, SyntaxErrorNamesLine) {

@@ -66,6 +66,22 @@ TEST(BuildDomainXml, KernelBoot) {
   EXPECT_THAT(*xml, HasSubstr(">2</vcpu>"));
 }
 
+TEST(BuildDomainXml, VcpuSlotsAboveTheBootCountCanBeHotPlugged) {
+  VmSpec s = KernelSpec();
+  s.vcpus = 1;
+  s.max_vcpus = 4;
+  auto xml = BuildDomainXml(s);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<vcpu placement='static' current='1'>4</vcpu>"));
+  // No room above the boot count: no current attribute.
+  s.max_vcpus = 1;
+  xml = BuildDomainXml(s);
+  ASSERT_TRUE(xml.ok());
+  EXPECT_THAT(*xml, HasSubstr("<vcpu placement='static'>1</vcpu>"));
+  s.max_vcpus = 241;
+  EXPECT_FALSE(BuildDomainXml(s).ok());
+}
+
 TEST(BuildDomainXml, DiskBootWithExplicitFormats) {
   auto xml = BuildDomainXml(DiskSpecVm());
   ASSERT_TRUE(xml.ok()) << xml.status();

@@ -60,10 +60,33 @@ ContainerRecord FullContainer() {
   c.console_path = "/run/kubevirt-cri/console/x.sock";
   c.vcpus = 2;
   c.memory_mib = 1024;
+  c.max_vcpus = 4;
+  c.max_memory_mib = 2048;
+  c.resources = {100000, 150000, 512, 1073741824, "0-1", "0"};
   c.boot = {BootKind::kKernel, "/k/vmlinuz", "/k/initrd", "console=ttyS0", "", ""};
   c.devices = {{"/dev/kvm", "/dev/kvm", "rwm"}};
   c.mounts = {{"/data", "/srv/data", true}, {"/scratch", "/tmp/s", false}};
   return c;
+}
+
+TEST(ContainerRecord, KeepsTheResourcesInForceAndTheMaximums) {
+  nlohmann::json j = nlohmann::json::parse(FullContainer().ToJson());
+  EXPECT_EQ(j["max_vcpus"], 4);
+  EXPECT_EQ(j["max_memory_mib"], 2048);
+  EXPECT_EQ(j["resources"]["cpu_quota"], 150000);
+  EXPECT_EQ(j["resources"]["memory_limit_in_bytes"], 1073741824);
+  EXPECT_EQ(j["resources"]["cpuset_cpus"], "0-1");
+  // A record written before resizing existed reads with no maximums and no
+  // resources: the caller falls back to vcpus and memory_mib.
+  j.erase("max_vcpus");
+  j.erase("max_memory_mib");
+  j.erase("resources");
+  absl::StatusOr<ContainerRecord> old = ContainerRecord::FromJson(j.dump());
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->max_vcpus, 0);
+  EXPECT_EQ(old->max_memory_mib, 0);
+  EXPECT_EQ(old->resources, ContainerLinuxResources{});
+  EXPECT_EQ(old->vcpus, 2);
 }
 
 TEST(SandboxRecord, RoundTripsEveryField) {
