@@ -153,14 +153,15 @@ std::string LogPathOf(const sandbox::ContainerRecord& c, const sandbox::SandboxR
 
 bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
 
+
+}  // namespace
+
 runtime::cgroup::CgroupTarget CgroupOf(const sandbox::ContainerRecord& c) {
   runtime::cgroup::CgroupTarget t;
   t.path = c.cgroup_path;
   t.unit = c.cgroup_unit;
   return t;
 }
-
-}  // namespace
 
 std::string DomainOf(const sandbox::ContainerRecord& c) {
   if (c.domain_name.empty() && !c.load_error.empty()) return StrCat(kDomainPrefix, c.id);

@@ -20,6 +20,7 @@
 #include "cri/pod_drafts.h"
 #include "cri/runtime_deps.h"
 #include "cri/vm_monitor.h"
+#include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/vm_confinement.h"
 #include "sandbox/records.h"
 
@@ -39,6 +40,8 @@ inline constexpr std::string_view kDomainPrefix = "kvcri-";
 // domain_name: it gets the name our rule gives its ID, so that stopping or
 // removing it still reaches its VM.
 std::string DomainOf(const sandbox::ContainerRecord& c);
+// The cgroup the record names for its VM (empty path: none).
+runtime::cgroup::CgroupTarget CgroupOf(const sandbox::ContainerRecord& c);
 
 // ContainerStatus.reason of a RUNNING container whose VM QEMU paused on a
 // host I/O error (its disk's file system is full), and of its exit when the

@@ -83,7 +83,7 @@ ContainerUsage StatsCollector::Container(const sandbox::ContainerRecord& c, Gues
   const absl::Time now = Now();
   if (deps_.cgroups != nullptr && !c.cgroup_path.empty()) {
     absl::StatusOr<runtime::cgroup::CgroupSample> s =
-        deps_.cgroups->Sample(runtime::cgroup::CgroupTarget{c.cgroup_path, c.cgroup_unit, ""});
+        deps_.cgroups->Sample(CgroupOf(c));
     if (s.ok()) {
       u.source = UsageSource::kCgroup;
       u.cpu = CpuUsage{now, s->cpu_usage_ns, std::nullopt};
