@@ -172,14 +172,19 @@ bool Agent::Open() {
     listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (listen_path_.size() >= sizeof(addr.sun_path)) {
+    // Bound under a temporary name and renamed once listening: whoever waits
+    // for the path to appear must never find a socket that refuses connections.
+    const std::string bound = listen_path_ + ".tmp";
+    if (bound.size() >= sizeof(addr.sun_path)) {
       Logf("listen path too long: %s", listen_path_.c_str());
       return false;
     }
-    memcpy(addr.sun_path, listen_path_.c_str(), listen_path_.size());
-    unlink(listen_path_.c_str());
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(listen_fd_, 4) != 0) {
+    memcpy(addr.sun_path, bound.c_str(), bound.size());
+    unlink(bound.c_str());
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(listen_fd_, 4) != 0 ||
+        rename(bound.c_str(), listen_path_.c_str()) != 0) {
       Logf("cannot listen on %s", ErrnoText(listen_path_, errno).c_str());
+      unlink(bound.c_str());
       return false;
     }
     return true;
