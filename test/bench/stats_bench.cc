@@ -1,7 +1,6 @@
-// CRI stats calls with N running VM Pods against containerd with N runc containers (docs/benchmarks.md, "Stats calls (issue 15)").
-// One run starts N VM Pods from the test guest on our daemon and N runc Pods
-// (one busybox `sleep` each) on the private containerd, every Pod with a
-// cgroup_parent as kubelet gives one, then calls ListContainerStats and
+// CRI stats calls, N VM Pods vs containerd with N runc containers (docs/benchmarks.md, "Stats calls (issue 15)").
+// (issue 15)"). One run starts N VM Pods from the test guest on our daemon and N runc Pods (one busybox `sleep` each)
+// on the private containerd, every Pod with a cgroup_parent as kubelet gives one, then calls ListContainerStats and
 // ListPodSandboxStats R times against each runtime's own socket, alternating
 // which side goes first, so machine noise hits both alike. Reports p50/p99 and
 // each side's CPU per call: utime + stime of the daemon (ours) and of
@@ -459,16 +458,17 @@ TEST(StatsBench, ListStatsCallsWithVmPodsVsContainerdWithRuncContainers) {
   ASSERT_EQ(error, "") << "ListContainerStats phase";
   const TimedCall our_ps = PodStatsCall(d.runtime(), our_pod_set);
   const TimedCall their_ps = PodStatsCall(ctrd.runtime(), their_pods);
-  const Phase ps = RunPhase(our_ps, their_pod_stats_supported ? &their_ps : nullptr, d.pid(), their_pids,
-                            our_idle_rate, their_idle_rate, metrics_port, "ListPodSandboxStats", &error);
+  const Phase ps = RunPhase(our_ps, their_pod_stats_supported ? &their_ps : nullptr, d.pid(), their_pids, our_idle_rate,
+                            their_idle_rate, metrics_port, "ListPodSandboxStats", &error);
   ASSERT_EQ(error, "") << "ListPodSandboxStats phase";
   const std::string load_after = ReadFileOrEmpty("/proc/loadavg");
 
-  std::printf("\n%d VM Pods (%d MiB, TCG) started in %.1f s, all guests READY after %.1f s; %d runc Pods on "
-              "containerd (%zu shims)\n",
-              g_pods, g_memory_mib, started_s, booted_s, g_pods, shims.size());
-  std::printf("idle CPU: our daemon %.1f ms/s, containerd + shims %.1f ms/s; load average before %s", our_idle_rate * 1000,
-              their_idle_rate * 1000, load_before.c_str());
+  std::printf(
+      "\n%d VM Pods (%d MiB, TCG) started in %.1f s, all guests READY after %.1f s; %d runc Pods on "
+      "containerd (%zu shims)\n",
+      g_pods, g_memory_mib, started_s, booted_s, g_pods, shims.size());
+  std::printf("idle CPU: our daemon %.1f ms/s, containerd + shims %.1f ms/s; load average before %s",
+              our_idle_rate * 1000, their_idle_rate * 1000, load_before.c_str());
   std::printf("load average after %s\n", load_after.c_str());
   std::printf("| call (%d rounds, interleaved) | runtime, entries | p50 ms | p99 ms | CPU ms per call, minus idle |\n",
               g_rounds);
@@ -482,11 +482,13 @@ TEST(StatsBench, ListStatsCallsWithVmPodsVsContainerdWithRuncContainers) {
     std::printf("| ListPodSandboxStats | containerd + runc | UNIMPLEMENTED: %s | | |\n",
                 their_pod_stats.error_message().c_str());
   }
-  std::printf("\nour daemon's own collection time per call (kvcri_stats_collection_duration_seconds): "
-              "ListContainerStats %.3f ms, ListPodSandboxStats %.3f ms\n",
-              cs.server_ms_mean, ps.server_ms_mean);
+  std::printf(
+      "\nour daemon's own collection time per call (kvcri_stats_collection_duration_seconds): "
+      "ListContainerStats %.3f ms, ListPodSandboxStats %.3f ms\n",
+      cs.server_ms_mean, ps.server_ms_mean);
   std::printf("phase wall time: ListContainerStats %.1f s, ListPodSandboxStats %.1f s\n", cs.wall_s, ps.wall_s);
-  std::printf("p99 ours / containerd: ListContainerStats %.2f", Percentile(cs.ours.ms, 99) / Percentile(cs.theirs.ms, 99));
+  std::printf("p99 ours / containerd: ListContainerStats %.2f",
+              Percentile(cs.ours.ms, 99) / Percentile(cs.theirs.ms, 99));
   if (their_pod_stats_supported) {
     std::printf(", ListPodSandboxStats %.2f", Percentile(ps.ours.ms, 99) / Percentile(ps.theirs.ms, 99));
   }
