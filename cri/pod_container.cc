@@ -111,6 +111,8 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
   // no kvcri-agent channel (qemu-guest-agent's channel is always there).
   spec.console_socket = c.console_socket;
   spec.agent_socket = c.agent_socket;
+  // Beside the agent's socket: as short, and checked with it at create.
+  if (!c.agent_socket.empty()) spec.qga_socket = std::filesystem::path(c.agent_socket).parent_path() / "qga.sock";
   spec.netns = sb.netns_path;  // QEMU opens the Pod's tap device there
   // Paused until the record says RUNNING and the console is followed: the
   // guest's first instruction runs with its exit already observable.

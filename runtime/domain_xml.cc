@@ -116,6 +116,10 @@ absl::Status Validate(const VmSpec& spec) {
   }
   if (absl::Status s = ValidateSocketPath("console_socket", spec.console_socket); !s.ok()) return s;
   if (absl::Status s = ValidateSocketPath("agent_socket", spec.agent_socket); !s.ok()) return s;
+  if (absl::Status s = ValidateSocketPath("qga_socket", spec.qga_socket); !s.ok()) return s;
+  if (!spec.qga_socket.empty() && (spec.qga_socket == spec.agent_socket || spec.qga_socket == spec.console_socket)) {
+    return absl::InvalidArgumentError("vm spec qga_socket is the same path as another socket");
+  }
   if (!spec.agent_socket.empty() && spec.agent_socket == spec.console_socket) {
     return absl::InvalidArgumentError("vm spec agent_socket and console_socket are the same path");
   }
@@ -383,10 +387,12 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
   WriteConsole(w, spec);
   // One virtio-serial controller carries both guest agent channels.
   w.Leaf("controller", {{"type", "virtio-serial"}, {"index", "0"}});
-  // qemu-guest-agent's channel is libvirt's own: no source path, so libvirt
-  // binds it in its per-domain channel directory and connects to it itself
-  // (virDomainQemuAgentCommand); QEMU only gets the listening fd.
+  // qemu-guest-agent's channel is libvirt's own: libvirt connects to it
+  // itself (virDomainQemuAgentCommand), whatever its path. Without a source
+  // path libvirt binds it in its per-domain channel directory, whose path
+  // grows with the domain id (see VmSpec::qga_socket).
   w.Open("channel", {{"type", "unix"}});
+  if (!spec.qga_socket.empty()) w.Leaf("source", {{"mode", "bind"}, {"path", spec.qga_socket.native()}});
   w.Leaf("target", {{"type", "virtio"}, {"name", kQemuGuestAgentChannelName}});
   w.Close();
   if (!spec.agent_socket.empty()) {

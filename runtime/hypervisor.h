@@ -87,6 +87,11 @@ struct VmSpec {
   // (runtime/agent/agent_client.h), a unix socket QEMU listens on. Every VM
   // also gets libvirt's qemu-guest-agent channel (org.qemu.guest_agent.0).
   std::filesystem::path agent_socket;
+  // Non-empty: where QEMU binds the qemu-guest-agent channel. Empty: libvirt
+  // picks <root>/lib/qemu/channel/target/domain-<id>-<name>/..., which
+  // outgrows a unix socket path (107 bytes) once domain ids reach 100 under
+  // /var/lib/kubevirt-cri, or 10 under a long embed root.
+  std::filesystem::path qga_socket;
   std::vector<NicSpec> nics;
   // The Pod's network namespace (a pinned netns path): QEMU is started inside
   // it so it finds the Pod's tap devices. Empty: the caller's namespace.

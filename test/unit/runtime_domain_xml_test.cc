@@ -222,6 +222,21 @@ TEST(BuildDomainXml, EveryVmHasQemuGuestAgentChannelWithoutSourcePath) {
   EXPECT_THAT(*xml, Not(HasSubstr("io.kubevirt-cri.agent.0")));
 }
 
+TEST(BuildDomainXml, QgaSocketPinsTheQemuGuestAgentChannelPath) {
+  VmSpec spec = KernelSpec();
+  spec.qga_socket = "/run/kvcri/vm/qga.sock";
+  auto xml = BuildDomainXml(spec);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<channel type='unix'>\n      <source mode='bind' path='/run/kvcri/vm/qga.sock'/>\n"
+                              "      <target type='virtio' name='org.qemu.guest_agent.0'/>"));
+  spec.qga_socket = "/" + std::string(120, 'q');
+  auto too_long = BuildDomainXml(spec);
+  EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_long.status().message()), HasSubstr("qga_socket"));
+  spec.qga_socket = "relative/qga.sock";
+  EXPECT_EQ(BuildDomainXml(spec).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(BuildDomainXml, AgentSocketBecomesBoundVirtioChannel) {
   VmSpec s = KernelSpec();
   s.agent_socket = "/var/lib/kvcri/vm/0123456789abcdef/agent.sock";
