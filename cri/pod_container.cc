@@ -9,6 +9,7 @@
 #include "config/base/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
+#include "config/base/metrics.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -456,9 +457,15 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts
   const absl::Time t0 = deps_.clock->Now();
+  auto observe = [&](std::string_view result) {
+    if (deps_.vm_start_duration != nullptr) {
+      deps_.vm_start_duration->Observe({std::string(result)}, absl::ToDoubleSeconds(deps_.clock->Now() - t0));
+    }
+  };
   // A start that fails ends EXITED (StartError) with the reason: kubelet
   // sees why and makes a new container.
   auto fail = [&](absl::Status cause) {
+    observe("error");
     absl::Status removed = deps_.hypervisor->Remove(spec.name);
     base::LogIfError(removed, "start rollback: remove domain (RemoveContainer retries)");
     if (removed.ok()) base::LogIfError(RemoveVmCgroup(c), "start rollback: remove cgroup (RemoveContainer retries)");
@@ -500,6 +507,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     base::LogIfError(deps_.console->Remove(id), "console log flush");
     return fail(resumed);
   }
+  observe("ok");
   // After Resume: a guest exiting at once may have its STOPPED published
   // first; both events carry the statuses of the moment they were sent.
   Emit(ContainerEventType::kStarted, id, c.sandbox_id);
