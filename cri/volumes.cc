@@ -284,7 +284,7 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
     // Two paths may name one device (kubelet's per-Pod symlinks): given
     // twice, the guest would write through two disks at once.
     if (auto [it, fresh] = device_numbers.emplace(r.st.st_rdev, i); !fresh) {
-      return absl::InvalidArgumentError(StrCat(field, ".host_path "", d.host_path(), "" is block device ",
+      return absl::InvalidArgumentError(StrCat(field, ".host_path \"", d.host_path(), "\" is block device ",
                                                major(r.st.st_rdev), ":", minor(r.st.st_rdev),
                                                ", which config.devices[", it->second,
                                                "] already gives this container; give each device once"));

@@ -201,10 +201,12 @@ class BootDeviceLifecycleTest : public CriHarness {
   }
 
   grpc::Status CreateWithDevice(const std::string& pod, const std::string& image, const std::string& container_path,
-                                const std::string& host_path, const std::string& perms, std::string* id) {
+                                const std::string& host_path, const std::string& perms, std::string* id,
+                                uint32_t attempt = 0) {
     pb::CreateContainerRequest req;
     req.set_pod_sandbox_id(pod);
     req.mutable_config()->mutable_metadata()->set_name("vm");
+    req.mutable_config()->mutable_metadata()->set_attempt(attempt);
     req.mutable_config()->mutable_image()->set_image(image);
     req.mutable_config()->set_log_path("vm.log");
     pb::Device* d = req.mutable_config()->add_devices();
@@ -363,7 +365,7 @@ TEST_F(BootDeviceLifecycleTest, AnExitedVmReleasesItsDeviceForTheRestartInTheSam
   ASSERT_TRUE(StopCtr(ctr, 0).ok());
   ASSERT_EQ(Status(ctr).state(), pb::CONTAINER_EXITED);
   // kubelet's restart: a new container in the same sandbox, the old one kept.
-  grpc::Status s = CreateWithDevice(pod, "example.com/containerdisk:1", "/dev/vda", dev, "rwm", &again);
+  grpc::Status s = CreateWithDevice(pod, "example.com/containerdisk:1", "/dev/vda", dev, "rwm", &again, 1);
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
