@@ -142,6 +142,14 @@ struct BootInfo {
   std::string cmdline;
   std::string disk;
   std::string disk_format;  // "qcow2", "raw"
+  // runtime::FirmwareName: "bios", "uefi", "uefi-secure"; empty (records
+  // from before UEFI) is bios. UEFI: the OVMF code and variable-store
+  // template chosen at create, and the VM's own copy of the template.
+  std::string firmware;
+  std::string uefi_code;
+  std::string uefi_vars;
+  std::string nvram;
+  bool tpm = false;  // a swtpm TPM 2.0
 
   bool operator==(const BootInfo&) const = default;
 };
