@@ -53,6 +53,8 @@ class CrictlExamples : public ::testing::Test {
     // What scripts/demo.sh does: the guest's containerDisk, imported under the examples' image name.
     std::string out;
     ASSERT_EQ(d_->RunSubcommand({"images", "import", GuestImageDir("oci-disk"), ex::kDemoImage}, &out), 0) << out;
+    ASSERT_EQ(d_->RunSubcommand({"images", "import", GuestImageDir("oci-disk-uefi"), ex::kDemoUefiImage}, &out), 0)
+        << out;
   }
   void TearDown() override {
     d_.reset();
@@ -202,9 +204,11 @@ TEST_F(CrictlExamples, VmVolumesGetsTheBlockDeviceAndTheDirectoryAtTheirContaine
 
 TEST_F(CrictlExamples, ReadinessProbeIsAnsweredOnThePodIpAsKubeletWouldProbeIt) { RunExample("readiness-probe"); }
 
+TEST_F(CrictlExamples, VmUefiBootsItsSignedChainUnderSecureBoot) { RunExample("vm-uefi"); }
+
 // A new example must be run here too, or it could rot unnoticed.
 TEST(CrictlExamplesList, EveryExampleHasATestAbove) {
-  EXPECT_THAT(ex::Names(), ::testing::ElementsAre("readiness-probe", "vm-pod", "vm-volumes"));
+  EXPECT_THAT(ex::Names(), ::testing::ElementsAre("readiness-probe", "vm-pod", "vm-uefi", "vm-volumes"));
 }
 
 }  // namespace
