@@ -118,7 +118,9 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
   // Paused until the record says RUNNING and the console is followed: the
   // guest's first instruction runs with its exit already observable.
   spec.start_paused = true;
-  if (std::optional<runtime::Firmware> fw = runtime::ParseFirmwareName(c.boot.firmware); fw && *fw != runtime::Firmware::kBios) {
+  // Empty in records from before UEFI: bios.
+  std::optional<runtime::Firmware> fw = runtime::ParseFirmwareName(c.boot.firmware);
+  if (fw && *fw != runtime::Firmware::kBios) {
     spec.firmware = *fw;
     spec.uefi.code = c.boot.uefi_code;
     spec.uefi.vars_template = c.boot.uefi_vars;

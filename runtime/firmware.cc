@@ -50,8 +50,8 @@ absl::StatusOr<Firmware> ChooseFirmware(const std::map<std::string, std::string>
   if (auto it = pod_annotations.find(std::string(kFirmwareAnnotation)); it != pod_annotations.end()) {
     std::optional<Firmware> f = ParseFirmwareName(it->second);
     if (!f) {
-      return absl::InvalidArgumentError(StrCat("annotation ", kFirmwareAnnotation, " is \"", it->second,
-                                               "\"; it must be ", kFirmwareNames));
+      return absl::InvalidArgumentError(
+          StrCat("annotation ", kFirmwareAnnotation, " is \"", it->second, "\"; it must be ", kFirmwareNames));
     }
     return *f;
   }
@@ -93,8 +93,10 @@ absl::Status CheckUefiFiles(Firmware f, const UefiSpec& uefi) {
                            {secure ? "vm.uefi_secure_vars" : "vm.uefi_vars", &uefi.vars_template}}) {
     if (!IsReadableFile(*path)) {
       return absl::FailedPreconditionError(StrCat("firmware ", FirmwareName(f), " needs \"", path->native(), "\" (",
-                                                  key, "), which is not a readable file: install the package ovmf "
-                                                  "or set ", key, " in the config"));
+                                                  key,
+                                                  "), which is not a readable file: install the package ovmf "
+                                                  "or set ",
+                                                  key, " in the config"));
     }
   }
   return absl::OkStatus();
@@ -103,7 +105,8 @@ absl::Status CheckUefiFiles(Firmware f, const UefiSpec& uefi) {
 absl::Status CopyNvramTemplate(const UefiSpec& uefi) {
   absl::StatusOr<std::string> vars = base::ReadFile(uefi.vars_template);
   if (!vars.ok()) {
-    return absl::Status(vars.status().code(), StrCat("read the UEFI variable store template: ", vars.status().message()));
+    return absl::Status(vars.status().code(),
+                        StrCat("read the UEFI variable store template: ", vars.status().message()));
   }
   base::UniqueFd fd(::open(uefi.nvram.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat("create \"", uefi.nvram.native(), "\""));

@@ -30,8 +30,7 @@ std::optional<Firmware> ParseFirmwareName(std::string_view name);
 // kBios. InvalidArgument names the annotation, or the label and `image`,
 // whose value is not one of the names.
 absl::StatusOr<Firmware> ChooseFirmware(const std::map<std::string, std::string>& pod_annotations,
-                                        const std::map<std::string, std::string>& image_labels,
-                                        std::string_view image);
+                                        const std::map<std::string, std::string>& image_labels, std::string_view image);
 
 // Whether the Pod asks for a TPM (annotation kTpmAnnotation = kTpmVersion).
 // InvalidArgument for any other value.

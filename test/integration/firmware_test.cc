@@ -1,4 +1,5 @@
-// Firmware against real libvirt, QEMU (TCG) and OVMF: UEFI boots, Secure Boot refuses an unsigned loader, vTPM, bad values.
+// Firmware against real libvirt, QEMU (TCG) and OVMF: UEFI boots, Secure Boot refuses an unsigned loader, vTPM, bad
+// values.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -21,8 +22,8 @@ constexpr char kUnsignedImage[] = "kvcri.test/guest-disk-uefi-unsigned:latest";
 constexpr auto kUefiBoot = std::chrono::seconds(300);
 
 void ImportUefiImages(TestDaemon& d) {
-  for (const auto& [dir, ref] : {std::pair<std::string, std::string>{"oci-disk-uefi", kUefiImage},
-                                 {"oci-disk-uefi-unsigned", kUnsignedImage}}) {
+  for (const auto& [dir, ref] :
+       {std::pair<std::string, std::string>{"oci-disk-uefi", kUefiImage}, {"oci-disk-uefi-unsigned", kUnsignedImage}}) {
     ASSERT_TRUE(std::filesystem::exists(GuestImageDir(dir) + "/index.json"))
         << GuestImageDir(dir) << " missing: run test/guest/build-guest.sh (ctest fixture guest_images)";
     std::string out;
@@ -35,9 +36,7 @@ pb::PodSandboxConfig WithAnnotations(pb::PodSandboxConfig c, std::map<std::strin
   return c;
 }
 
-std::string LogOf(TestDaemon& d, const std::string& ctr) {
-  return GetContainerStatus(d, ctr).status().log_path();
-}
+std::string LogOf(TestDaemon& d, const std::string& ctr) { return GetContainerStatus(d, ctr).status().log_path(); }
 
 // The QEMU command line of the container's domain ("" when none runs).
 std::string QemuCmdline(const std::string& ctr) {
@@ -59,8 +58,7 @@ class FirmwareTest : public ::testing::Test {
     }
   }
 
-  grpc::Status Create(TestDaemon& d, const pb::PodSandboxConfig& config, const std::string& image,
-                      std::string* pod) {
+  grpc::Status Create(TestDaemon& d, const pb::PodSandboxConfig& config, const std::string& image, std::string* pod) {
     pb::RunPodSandboxRequest run;
     *run.mutable_config() = config;
     run.set_runtime_handler("kubevirt");
@@ -97,7 +95,8 @@ TEST_F(FirmwareTest, UefiDiskBootsFromItsLabelWithItsOwnNvram) {
   EXPECT_THAT(cmd, HasSubstr(nvram.string()));
   EXPECT_THAT(cmd, HasSubstr("q35"));
   ASSERT_TRUE(WaitForFileContains(LogOf(d, ctr), "KUBEVIRT-CRI-GUEST-READY", kUefiBoot))
-      << ReadFileOrEmpty(LogOf(d, ctr)) << "\ndaemon:\n" << d.DaemonLog();
+      << ReadFileOrEmpty(LogOf(d, ctr)) << "\ndaemon:\n"
+      << d.DaemonLog();
   std::cerr << "uefi: READY " << absl::ToInt64Seconds(absl::Now() - t0) << " s after RunPodSandbox\n";
   // The guest sees its disk as vda, as under BIOS.
   EXPECT_TRUE(WaitForFileContains(LogOf(d, ctr), "KUBEVIRT-CRI-GUEST-DISK vda", std::chrono::seconds(30)));
@@ -117,8 +116,8 @@ TEST_F(FirmwareTest, SecureBootRefusesAnUnsignedLoaderAndBootsTheSignedChain) {
   const std::map<std::string, std::string> secure = {{"kubevirt-cri.io/firmware", "uefi-secure"}};
   std::string pod_bad, ctr_bad, pod_good, ctr_good;
   const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(StartPodWithConfig(d, WithAnnotations(SandboxConfig("sb-unsigned", d.log_dir()), secure),
-                                 kUnsignedImage, &pod_bad, &ctr_bad));
+  ASSERT_TRUE(StartPodWithConfig(d, WithAnnotations(SandboxConfig("sb-unsigned", d.log_dir()), secure), kUnsignedImage,
+                                 &pod_bad, &ctr_bad));
   ASSERT_TRUE(StartPodWithConfig(d, WithAnnotations(SandboxConfig("sb-signed", d.log_dir()), secure), kUefiImage,
                                  &pod_good, &ctr_good));
   for (const std::string& ctr : {ctr_bad, ctr_good}) {
@@ -131,7 +130,8 @@ TEST_F(FirmwareTest, SecureBootRefusesAnUnsignedLoaderAndBootsTheSignedChain) {
   std::cerr << "uefi-secure: unsigned refused " << absl::ToInt64Seconds(absl::Now() - t0) << " s after start\n";
   EXPECT_THAT(ReadFileOrEmpty(bad_log), HasSubstr("BdsDxe: failed to load"));
   ASSERT_TRUE(WaitForFileContains(good_log, "KUBEVIRT-CRI-GUEST-READY", kUefiBoot))
-      << ReadFileOrEmpty(good_log) << "\ndaemon:\n" << d.DaemonLog();
+      << ReadFileOrEmpty(good_log) << "\ndaemon:\n"
+      << d.DaemonLog();
   std::cerr << "uefi-secure: signed READY " << absl::ToInt64Seconds(absl::Now() - t0) << " s after start\n";
   // The refused one never got further (its firmware waits in the boot menu).
   EXPECT_THAT(ReadFileOrEmpty(bad_log), Not(HasSubstr("KUBEVIRT-CRI-GUEST-READY")));
@@ -146,8 +146,9 @@ TEST_F(FirmwareTest, BadValuesAreInvalidArgumentNamingTheAnnotation) {
   d.Start();
   ImportGuestImages(d);
   std::string pod;
-  grpc::Status s = Create(d, WithAnnotations(SandboxConfig("fw-bad", d.log_dir()), {{"kubevirt-cri.io/firmware", "efi"}}),
-                          kDiskImage, &pod);
+  grpc::Status s =
+      Create(d, WithAnnotations(SandboxConfig("fw-bad", d.log_dir()), {{"kubevirt-cri.io/firmware", "efi"}}),
+             kDiskImage, &pod);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("kubevirt-cri.io/firmware"));
   RemovePod(d, pod);
@@ -179,12 +180,14 @@ TEST_F(FirmwareTest, TpmIsEmulatedBySwtpmForUnconfinedVms) {
   d.Start();
   ImportGuestImages(d);
   std::string pod, ctr;
-  ASSERT_TRUE(StartPodWithConfig(d, WithAnnotations(SandboxConfig("tpm", d.log_dir()), {{"kubevirt-cri.io/tpm", "2.0"}}),
+  ASSERT_TRUE(StartPodWithConfig(d,
+                                 WithAnnotations(SandboxConfig("tpm", d.log_dir()), {{"kubevirt-cri.io/tpm", "2.0"}}),
                                  kKernelImage, &pod, &ctr));
   EXPECT_THAT(QemuCmdline(ctr), HasSubstr("tpm-crb"));
   EXPECT_FALSE(ProcessesMatching("swtpm socket").empty()) << "no swtpm runs";
   ASSERT_TRUE(WaitForFileContains(LogOf(d, ctr), "KUBEVIRT-CRI-GUEST-READY", std::chrono::seconds(180)))
-      << ReadFileOrEmpty(LogOf(d, ctr)) << "\ndaemon:\n" << d.DaemonLog();
+      << ReadFileOrEmpty(LogOf(d, ctr)) << "\ndaemon:\n"
+      << d.DaemonLog();
   RemovePod(d, pod);
   for (int pid : ProcessesMatching("swtpm socket")) {
     EXPECT_THAT(ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/cmdline"), Not(HasSubstr(d.root().string())))

@@ -1,4 +1,5 @@
-// CreateContainer's firmware choice with fakes: annotation over label, the VM's NVRAM copy, refusals that leave nothing.
+// CreateContainer's firmware choice with fakes: annotation over label, the VM's NVRAM copy, refusals that leave
+// nothing.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -104,12 +105,18 @@ TEST_F(CriFirmwareTest, BadValuesAndImpossibleCombinationsCreateNothing) {
     std::string names;
   };
   const std::vector<Case> cases = {
-      {{{"kubevirt-cri.io/firmware", "UEFI"}}, "example.com/vm:1", grpc::StatusCode::INVALID_ARGUMENT,
+      {{{"kubevirt-cri.io/firmware", "UEFI"}},
+       "example.com/vm:1",
+       grpc::StatusCode::INVALID_ARGUMENT,
        "annotation kubevirt-cri.io/firmware is \"UEFI\""},
       {{}, "example.com/typo-vm:1", grpc::StatusCode::INVALID_ARGUMENT, "label io.kubevirt-cri.firmware \"efi\""},
-      {{{"kubevirt-cri.io/firmware", "uefi-secure"}}, "example.com/vm:1", grpc::StatusCode::INVALID_ARGUMENT,
+      {{{"kubevirt-cri.io/firmware", "uefi-secure"}},
+       "example.com/vm:1",
+       grpc::StatusCode::INVALID_ARGUMENT,
        "is a kernel image"},
-      {{{"kubevirt-cri.io/tpm", "1.2"}}, "example.com/vm:1", grpc::StatusCode::INVALID_ARGUMENT,
+      {{{"kubevirt-cri.io/tpm", "1.2"}},
+       "example.com/vm:1",
+       grpc::StatusCode::INVALID_ARGUMENT,
        "annotation kubevirt-cri.io/tpm is \"1.2\""},
       {{{"kubevirt-cri.io/tpm", "2.0"}}, "example.com/vm:1", grpc::StatusCode::FAILED_PRECONDITION, "vm_uid_range"},
   };

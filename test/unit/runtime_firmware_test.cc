@@ -46,7 +46,8 @@ TEST(FirmwareDomainXml, UefiIsOvmfOnQ35WithTheVmsOwnNvram) {
   auto xml = BuildDomainXml(UefiVm(Firmware::kUefi));
   ASSERT_TRUE(xml.ok()) << xml.status();
   EXPECT_THAT(*xml, HasSubstr("<type arch='x86_64' machine='q35'>hvm</type>"));
-  EXPECT_THAT(*xml, HasSubstr("<loader readonly='yes' secure='no' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"));
+  EXPECT_THAT(*xml,
+              HasSubstr("<loader readonly='yes' secure='no' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"));
   EXPECT_THAT(*xml, HasSubstr("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>"
                               "/var/lib/kvcri/containers/abc/nvram.fd</nvram>"));
   EXPECT_THAT(*xml, Not(HasSubstr("<smm")));
@@ -59,8 +60,8 @@ TEST(FirmwareDomainXml, SecureBootUsesTheSmmBuildWithMicrosoftKeys) {
   auto xml = BuildDomainXml(UefiVm(Firmware::kUefiSecure));
   ASSERT_TRUE(xml.ok()) << xml.status();
   EXPECT_THAT(*xml, HasSubstr("machine='q35'"));
-  EXPECT_THAT(*xml,
-              HasSubstr("<loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>"));
+  EXPECT_THAT(
+      *xml, HasSubstr("<loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>"));
   EXPECT_THAT(*xml, HasSubstr("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.ms.fd'>"));
   EXPECT_THAT(*xml, HasSubstr("<smm state='on'/>"));
 }
@@ -187,11 +188,14 @@ TEST_F(NvramTest, MissingOvmfFilesAreAFailedPreconditionNamingTheKey) {
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_THAT(s.message(), HasSubstr("vm.uefi_secure_code"));
   EXPECT_THAT(s.message(), HasSubstr("ovmf"));
-  EXPECT_TRUE(absl::IsNotFound(CopyNvramTemplate(UefiFilesFor(Firmware::kUefi, [&] {
-                                 config::VmConfig v;
-                                 v.uefi_vars = dir_ / "missing-vars.fd";
-                                 return v;
-                               }(), dir_ / "n.fd"))));
+  EXPECT_TRUE(absl::IsNotFound(CopyNvramTemplate(UefiFilesFor(
+      Firmware::kUefi,
+      [&] {
+        config::VmConfig v;
+        v.uefi_vars = dir_ / "missing-vars.fd";
+        return v;
+      }(),
+      dir_ / "n.fd"))));
 }
 
 TEST_F(NvramTest, SwtpmIsLookedUpInThePath) {
