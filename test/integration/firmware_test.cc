@@ -31,6 +31,14 @@ void ImportUefiImages(TestDaemon& d) {
   }
 }
 
+// Debian's signed GRUB under OVMF fails "out of memory" loading the kernel
+// and initrd into a 256 MiB guest (VmContainerConfig's size); 512 MiB boots.
+pb::ContainerConfig UefiContainer(const std::string& image) {
+  pb::ContainerConfig c = VmContainerConfig("vm", image);
+  c.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(512ll << 20);
+  return c;
+}
+
 pb::PodSandboxConfig WithAnnotations(pb::PodSandboxConfig c, std::map<std::string, std::string> annotations) {
   for (auto& [k, v] : annotations) (*c.mutable_annotations())[k] = v;
   return c;
@@ -83,7 +91,7 @@ TEST_F(FirmwareTest, UefiDiskBootsFromItsLabelWithItsOwnNvram) {
   ImportUefiImages(d);
   std::string pod, ctr;
   const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(StartPod(d, "uefi", kUefiImage, &pod, &ctr));
+  ASSERT_TRUE(StartPodWithConfigs(d, SandboxConfig("uefi", d.log_dir()), UefiContainer(kUefiImage), &pod, &ctr));
   const std::filesystem::path nvram = d.root() / "containers" / ctr / "nvram.fd";
   struct stat st;
   ASSERT_EQ(::stat(nvram.c_str(), &st), 0) << nvram;
@@ -116,10 +124,10 @@ TEST_F(FirmwareTest, SecureBootRefusesAnUnsignedLoaderAndBootsTheSignedChain) {
   const std::map<std::string, std::string> secure = {{"kubevirt-cri.io/firmware", "uefi-secure"}};
   std::string pod_bad, ctr_bad, pod_good, ctr_good;
   const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(StartPodWithConfig(d, WithAnnotations(SandboxConfig("sb-unsigned", d.log_dir()), secure), kUnsignedImage,
-                                 &pod_bad, &ctr_bad));
-  ASSERT_TRUE(StartPodWithConfig(d, WithAnnotations(SandboxConfig("sb-signed", d.log_dir()), secure), kUefiImage,
-                                 &pod_good, &ctr_good));
+  ASSERT_TRUE(StartPodWithConfigs(d, WithAnnotations(SandboxConfig("sb-unsigned", d.log_dir()), secure),
+                                  UefiContainer(kUnsignedImage), &pod_bad, &ctr_bad));
+  ASSERT_TRUE(StartPodWithConfigs(d, WithAnnotations(SandboxConfig("sb-signed", d.log_dir()), secure),
+                                  UefiContainer(kUefiImage), &pod_good, &ctr_good));
   for (const std::string& ctr : {ctr_bad, ctr_good}) {
     const std::string cmd = QemuCmdline(ctr);
     EXPECT_THAT(cmd, HasSubstr("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")) << ctr;
