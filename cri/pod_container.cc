@@ -501,6 +501,12 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     // the socket dir with it.
     RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(c.console_socket).parent_path(), 0700));
   }
+  if (!c.boot.firmware.empty() && !runtime::ParseFirmwareName(c.boot.firmware)) {
+    // Written by a newer version, or damaged: booting it as bios could start
+    // a Secure Boot VM without Secure Boot.
+    return absl::DataLossError(
+        StrCat("container \"", id, "\" records firmware \"", c.boot.firmware, "\", which this version does not know"));
+  }
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts
   const absl::Time t0 = deps_.clock->Now();

@@ -142,5 +142,23 @@ TEST_F(CriFirmwareTest, AMissingOvmfFileIsFailedPreconditionNamingItsKey) {
   EXPECT_EQ(ContainerDirs(), 0u);
 }
 
+// A record naming a firmware this version does not know never boots as bios.
+TEST_F(CriFirmwareTest, AnUnknownRecordedFirmwareFailsTheStart) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPodWith("future", {}, &pod).ok());
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(store_
+                  ->UpdateContainer(ctr,
+                                    [](sandbox::ContainerRecord& r) {
+                                      r.boot.firmware = "uefi-measured";
+                                      return absl::OkStatus();
+                                    })
+                  .ok());
+  grpc::Status s = Start(ctr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("\"uefi-measured\""));
+  EXPECT_FALSE(hv_.Has("kvcri-" + ctr));
+}
+
 }  // namespace
 }  // namespace kvcri::cri
