@@ -47,7 +47,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libvirt-daemon, libvirt-daemon-driver-qemu, qemu-system-x86, qemu-utils, containernetworking-plugins, iproute2, ovmf, passwd")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "containerd")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "cri-tools")
+# swtpm: only Pods with the kubevirt-cri.io/tpm annotation (docs/security.md "vTPM").
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "cri-tools, swtpm, swtpm-tools")
 
 # Maintainer scripts and the conffile list. Scripts never stop or kill VMs.
 set(_kvcri_conffiles ${CMAKE_BINARY_DIR}/cpack-deb/conffiles)

@@ -88,6 +88,12 @@ absl::Status Validate(const Config& c) {
     return TypeError("vm.max_vcpus", base::StrCat(">= vm.default_vcpus (", c.vm.default_vcpus, ") and <= 240"));
   if (c.vm.max_disk_mib < 1) return TypeError("vm.max_disk_mib", ">= 1");
   if (c.vm.io_error_timeout_seconds < 1) return TypeError("vm.io_error_timeout_seconds", ">= 1");
+  for (auto [key, path] : {std::pair<const char*, const std::filesystem::path*>{"vm.uefi_code", &c.vm.uefi_code},
+                           {"vm.uefi_vars", &c.vm.uefi_vars},
+                           {"vm.uefi_secure_code", &c.vm.uefi_secure_code},
+                           {"vm.uefi_secure_vars", &c.vm.uefi_secure_vars}}) {
+    if (!path->is_absolute()) return TypeError(key, "an absolute path");
+  }
   if (c.runtime.vm_handlers.empty()) return TypeError("runtime.vm_handlers", "a non-empty array");
   if (!c.runtime.cgroup_driver.empty() && c.runtime.cgroup_driver != "systemd" &&
       c.runtime.cgroup_driver != "cgroupfs") {
@@ -269,13 +275,18 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   if (const toml::table* t = Section(root, "vm", &err)) {
     RETURN_IF_ERROR(CheckKeys(
         *t, "vm",
-        {"default_memory_mib", "min_memory_mib", "default_vcpus", "max_vcpus", "max_disk_mib", "io_error_timeout_seconds"}));
+        {"default_memory_mib", "min_memory_mib", "default_vcpus", "max_vcpus", "max_disk_mib", "io_error_timeout_seconds",
+         "uefi_code", "uefi_vars", "uefi_secure_code", "uefi_secure_vars"}));
     RETURN_IF_ERROR(Get(*t, "default_memory_mib", "vm.default_memory_mib", &c.vm.default_memory_mib));
     RETURN_IF_ERROR(Get(*t, "min_memory_mib", "vm.min_memory_mib", &c.vm.min_memory_mib));
     RETURN_IF_ERROR(Get(*t, "default_vcpus", "vm.default_vcpus", &c.vm.default_vcpus));
     RETURN_IF_ERROR(Get(*t, "max_vcpus", "vm.max_vcpus", &c.vm.max_vcpus));
     RETURN_IF_ERROR(Get(*t, "max_disk_mib", "vm.max_disk_mib", &c.vm.max_disk_mib));
     RETURN_IF_ERROR(Get(*t, "io_error_timeout_seconds", "vm.io_error_timeout_seconds", &c.vm.io_error_timeout_seconds));
+    RETURN_IF_ERROR(Get(*t, "uefi_code", "vm.uefi_code", &c.vm.uefi_code));
+    RETURN_IF_ERROR(Get(*t, "uefi_vars", "vm.uefi_vars", &c.vm.uefi_vars));
+    RETURN_IF_ERROR(Get(*t, "uefi_secure_code", "vm.uefi_secure_code", &c.vm.uefi_secure_code));
+    RETURN_IF_ERROR(Get(*t, "uefi_secure_vars", "vm.uefi_secure_vars", &c.vm.uefi_secure_vars));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "cni", &err)) {

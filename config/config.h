@@ -46,6 +46,15 @@ struct VmConfig {
   // full) is resumed by the safety sweep while space may be back; after this
   // many seconds still paused it is stopped and reported EXITED.
   int64_t io_error_timeout_seconds = 300;
+  // OVMF for UEFI VMs (q35): the code and the variable-store template each
+  // VM's NVRAM is copied from; plain UEFI and Secure Boot (SMM build, keys
+  // of Microsoft's UEFI CA enrolled). Debian's `ovmf` paths, as its QEMU
+  // firmware descriptors (/usr/share/qemu/firmware/60-edk2-x86_64.json and
+  // 40-edk2-x86_64-secure-enrolled.json) pair them.
+  std::filesystem::path uefi_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+  std::filesystem::path uefi_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+  std::filesystem::path uefi_secure_code = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+  std::filesystem::path uefi_secure_vars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 };
 
 struct CniConfig {

@@ -25,11 +25,14 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::Con
         {"memoryMib", c->memory_mib},
         {"boot", std::string(sandbox::BootKindName(c->boot.kind))},
         {"disk", c->boot.disk},
+        {"firmware", c->boot.firmware.empty() ? std::string("bios") : c->boot.firmware},
         {"phase", std::string(sandbox::PhaseName(c->phase))},
         {"cgroup", c->cgroup_path},
     };
     if (!c->cgroup_unit.empty()) info["cgroupUnit"] = c->cgroup_unit;
     if (!c->boot.device.empty()) info["bootDevice"] = c->boot.device;
+    if (!c->boot.nvram.empty()) info["nvram"] = c->boot.nvram;
+    if (c->boot.tpm) info["tpm"] = "2.0";
     if (std::string busy = pods_->BusyWith(c->id); !busy.empty()) info["inProgress"] = busy;
     (*resp->mutable_info())["info"] = info.dump();
     if (std::string t = pods_->Timings(c->id); !t.empty()) (*resp->mutable_info())["timings"] = t;

@@ -24,6 +24,7 @@
 #include "runtime/cloud_init_seed.h"
 #include "runtime/console_log.h"
 #include "runtime/domain_xml.h"
+#include "runtime/firmware.h"
 #include "runtime/hypervisor.h"
 #include "runtime/image/image_store.h"
 #include "runtime/image/overlay.h"
@@ -119,6 +120,15 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
   // Paused until the record says RUNNING and the console is followed: the
   // guest's first instruction runs with its exit already observable.
   spec.start_paused = true;
+  // Empty in records from before UEFI: bios.
+  std::optional<runtime::Firmware> fw = runtime::ParseFirmwareName(c.boot.firmware);
+  if (fw && *fw != runtime::Firmware::kBios) {
+    spec.firmware = *fw;
+    spec.uefi.code = c.boot.uefi_code;
+    spec.uefi.vars_template = c.boot.uefi_vars;
+    spec.uefi.nvram = c.boot.nvram;
+  }
+  spec.tpm = c.boot.tpm;
   if (c.boot.kind == sandbox::BootKind::kKernel) {
     spec.kernel = c.boot.kernel;
     spec.initrd = c.boot.initrd;
@@ -235,6 +245,8 @@ absl::Status PodLifecycle::ConfineFiles(const sandbox::ContainerRecord& c) {
   RETURN_IF_ERROR(runtime::SetOwner(dir, 0, gid, 0710));
   RETURN_IF_ERROR(runtime::SetOwner(c.seed_path, 0, gid, 0440));  // read-only disk: the VM may not rewrite it
   if (c.boot.kind == sandbox::BootKind::kDisk) RETURN_IF_ERROR(runtime::SetOwner(c.boot.disk, uid, gid, 0600));
+  // The UEFI variable store: the firmware writes it through QEMU.
+  if (!c.boot.nvram.empty()) RETURN_IF_ERROR(runtime::SetOwner(c.boot.nvram, uid, gid, 0600));
   // QEMU appends the serial console here but cannot create files in `dir`.
   {
     base::UniqueFd fd(::open(c.console_path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -305,6 +317,27 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                deps_.config->vm.max_disk_mib, " MiB, which bounds how much host disk a VM's overlay can fill"));
   }
 
+  // Firmware and TPM: the Pod's annotations, else the image's label.
+  ASSIGN_OR_RETURN(runtime::Firmware firmware, runtime::ChooseFirmware(sb.annotations, image->labels, draft.image));
+  if (firmware == runtime::Firmware::kUefiSecure && image->boot.kind == runtime::image::BootKind::kKernel) {
+    return absl::InvalidArgumentError(
+        StrCat("firmware uefi-secure (annotation ", runtime::kFirmwareAnnotation, " or image label ",
+               runtime::kFirmwareLabel, ") needs a disk image, but \"", draft.image,
+               "\" is a kernel image, which QEMU loads itself (direct kernel boot) and Secure Boot would refuse "
+               "unless Microsoft's UEFI CA signed it; use uefi, or a containerDisk with a signed boot loader"));
+  }
+  ASSIGN_OR_RETURN(const bool tpm, runtime::WantsTpm(sb.annotations));
+  if (tpm && deps_.config->security.confined()) {
+    return absl::FailedPreconditionError(
+        StrCat("annotation ", runtime::kTpmAnnotation, " asks for a TPM, which needs VMs unconfined "
+               "([security] vm_uid_range = \"\"): libvirt 9.0 gives swtpm's socket to a confined QEMU only by "
+               "relabeling files, which kubevirt-cri turns off (docs/security.md \"vTPM\")"));
+  }
+  if (tpm) {
+    const char* path = ::getenv("PATH");
+    RETURN_IF_ERROR(runtime::CheckSwtpmInstalled(path != nullptr ? path : "/usr/sbin:/usr/bin:/sbin:/bin"));
+  }
+
   sandbox::ContainerRecord rec;
   ASSIGN_OR_RETURN(rec.id, deps_.store->NewId());
   rec.sandbox_id = sandbox_id;
@@ -373,6 +406,17 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
     rec.boot.disk = (dir / "disk.qcow2").string();
     rec.boot.disk_format = "qcow2";
   }
+  rec.boot.firmware = std::string(runtime::FirmwareName(firmware));
+  rec.boot.tpm = tpm;
+  std::optional<runtime::UefiSpec> uefi;
+  if (firmware != runtime::Firmware::kBios) {
+    // The VM's variable store lives and dies with its container directory.
+    uefi = runtime::UefiFilesFor(firmware, deps_.config->vm, dir / "nvram.fd");
+    RETURN_IF_ERROR(runtime::CheckUefiFiles(firmware, *uefi));
+    rec.boot.uefi_code = uefi->code.string();
+    rec.boot.uefi_vars = uefi->vars_template.string();
+    rec.boot.nvram = uefi->nvram.string();
+  }
 
   const auto grants = PlanGrants(rec, dir, *image, deps_.accelerator);
   rec.vm_grants = WithAncestors(grants);
@@ -429,6 +473,9 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
     // The image's disk is never written: the VM writes to its own overlay.
     RETURN_IF_ERROR(runtime::image::CreateOverlay(image->boot.disk, image->boot.disk_format, rec.boot.disk));
   }
+  // Ours, not libvirt's (which would create it as root, 0600, at start): so
+  // a confined VM's QEMU can own it (ConfineFiles).
+  if (uefi) RETURN_IF_ERROR(runtime::CopyNvramTemplate(*uefi));
   if (rec.vm_uid != 0) {
     RETURN_IF_ERROR(ConfineFiles(rec));
     std::vector<std::string> granted;  // Revoke takes back rec.vm_grants, a superset
@@ -447,7 +494,8 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                       {"sandbox", sandbox_id},
                                       {"image", rec.image},
                                       {"boot", std::string(sandbox::BootKindName(rec.boot.kind))},
-                                      {"boot_device", rec.boot.device}});
+                                      {"boot_device", rec.boot.device},
+                                      {"firmware", rec.boot.firmware}});
   return id;
 }
 
@@ -479,6 +527,12 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     // The state dir is a tmpfs: a host reboot between create and start took
     // the socket dir with it.
     RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(c.console_socket).parent_path(), 0700));
+  }
+  if (!c.boot.firmware.empty() && !runtime::ParseFirmwareName(c.boot.firmware)) {
+    // Written by a newer version, or damaged: booting it as bios could start
+    // a Secure Boot VM without Secure Boot.
+    return absl::DataLossError(
+        StrCat("container \"", id, "\" records firmware \"", c.boot.firmware, "\", which this version does not know"));
   }
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts

@@ -98,6 +98,34 @@ absl::Status ValidateSocketPath(std::string_view field, const std::filesystem::p
   return CheckText(field, path.native());
 }
 
+absl::Status ValidateFirmware(const VmSpec& spec) {
+  if (spec.tpm && spec.uid != 0) {
+    // libvirt 9.0 hands swtpm's socket to QEMU only by relabeling, which our
+    // qemu.conf turns off (dynamic_ownership = 0, relabel='no').
+    return absl::InvalidArgumentError(
+        StrCat("vm spec has a TPM in a VM confined to uid ", spec.uid, ", whose QEMU could not open swtpm's socket"));
+  }
+  const UefiSpec& u = spec.uefi;
+  if (spec.firmware == Firmware::kBios) {
+    if (!u.code.empty() || !u.vars_template.empty() || !u.nvram.empty()) {
+      return absl::InvalidArgumentError("vm spec has UEFI files but firmware bios");
+    }
+    return absl::OkStatus();
+  }
+  if (spec.firmware != Firmware::kUefi && spec.firmware != Firmware::kUefiSecure) {
+    return absl::InvalidArgumentError(StrCat("vm spec firmware ", static_cast<int>(spec.firmware), " is unknown"));
+  }
+  for (auto [field, path] : {std::pair<std::string_view, const std::filesystem::path*>{"uefi.code", &u.code},
+                             {"uefi.vars_template", &u.vars_template},
+                             {"uefi.nvram", &u.nvram}}) {
+    if (!path->is_absolute()) {
+      return absl::InvalidArgumentError(StrCat("vm spec ", field, " \"", path->native(), "\" is not absolute"));
+    }
+    if (absl::Status s = CheckText(field, path->native()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const VmSpec& spec) {
   if (spec.name.empty()) return absl::InvalidArgumentError("vm spec name is empty");
   if (spec.name.find('/') != std::string::npos) {
@@ -162,6 +190,7 @@ absl::Status Validate(const VmSpec& spec) {
     return absl::InvalidArgumentError("vm spec has neither a kernel nor a boot disk");
   }
   if (absl::Status s = ValidateFilesystems(spec); !s.ok()) return s;
+  if (absl::Status s = ValidateFirmware(spec); !s.ok()) return s;
   for (size_t i = 0; i < spec.nics.size(); ++i) {
     const NicSpec& n = spec.nics[i];
     if (n.tap_name.empty()) return absl::InvalidArgumentError(StrCat("vm spec nics[", i, "].tap_name is empty"));
@@ -300,10 +329,25 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     w.Leaf("vcpu", {{"placement", "static"}}, StrCat(spec.vcpus));
   }
 
+  const bool uefi = spec.firmware != Firmware::kBios;
+  const bool secure_boot = spec.firmware == Firmware::kUefiSecure;
   w.Open("os");
-  // i440fx ('pc') with SeaBIOS: fewer devices than q35 (no PCIe root ports),
-  // so it starts faster under TCG, and the BIOS boots MBR disks.
-  w.Leaf("type", {{"arch", "x86_64"}, {"machine", "pc"}}, "hvm");
+  if (!uefi) {
+    // i440fx ('pc') with SeaBIOS: fewer devices than q35 (no PCIe root ports),
+    // so it starts faster under TCG, and the BIOS boots MBR disks.
+    w.Leaf("type", {{"arch", "x86_64"}, {"machine", "pc"}}, "hvm");
+  } else {
+    // q35: Secure Boot needs SMM, which only q35's OVMF build supports; plain
+    // UEFI uses it too, so one machine type carries every UEFI VM. No device
+    // address is pinned: libvirt puts each on a pcie-root-port of its own.
+    w.Leaf("type", {{"arch", "x86_64"}, {"machine", "q35"}}, "hvm");
+    // Explicit paths, not <os firmware='efi'> auto-selection: we copy the
+    // variable store ourselves (UefiSpec), so we must know its template, and
+    // the code must be the one built for that template.
+    w.Leaf("loader", {{"readonly", "yes"}, {"secure", secure_boot ? "yes" : "no"}, {"type", "pflash"}},
+           spec.uefi.code.native());
+    w.Leaf("nvram", {{"template", spec.uefi.vars_template.native()}}, spec.uefi.nvram.native());
+  }
   if (!spec.kernel.empty()) {
     w.Text("kernel", spec.kernel.native());
     if (!spec.initrd.empty()) w.Text("initrd", spec.initrd.native());
@@ -315,6 +359,9 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
   w.Open("features");
   w.Leaf("acpi");
   w.Leaf("apic");
+  // secure='yes' firmware keeps its variable store writable only from SMM,
+  // so the guest OS cannot rewrite the Secure Boot keys.
+  if (secure_boot) w.Leaf("smm", {{"state", "on"}});
   w.Close();
   if (kvm) {
     w.Leaf("cpu", {{"mode", "host-passthrough"}, {"check", "none"}});
@@ -411,6 +458,13 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
   // pvpanic: a guest kernel panic becomes a QEMU event, so libvirt records
   // the domain as crashed instead of seeing a reboot loop.
   w.Leaf("panic", {{"model", "isa"}});
+  if (spec.tpm) {
+    // CRB, the interface TPM 2.0 defines (TIS is its TPM 1.2 heritage);
+    // OVMF measures the boot into it, Linux finds it through ACPI.
+    w.Open("tpm", {{"model", "tpm-crb"}});
+    w.Leaf("backend", {{"type", "emulator"}, {"version", "2.0"}});
+    w.Close();
+  }
   w.Close();  // devices
   if (spec.uid != 0) {
     // QEMU runs as the VM's own uid and gid. relabel='no': libvirt chowns

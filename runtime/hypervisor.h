@@ -59,6 +59,25 @@ struct FilesystemSpec {
   std::filesystem::path virtiofsd;   // virtiofsd binary (kVirtiofs); empty lets libvirt pick
 };
 
+// What the VM boots with. kBios is SeaBIOS on i440fx ("pc"), as before UEFI
+// existed; the UEFI kinds are OVMF on q35 with a per-VM variable store.
+enum class Firmware {
+  kBios,
+  kUefi,        // OVMF without Secure Boot
+  kUefiSecure,  // OVMF with Secure Boot enforced (needs SMM), Microsoft keys enrolled
+};
+
+// OVMF as two pflash devices: the read-only code and the VM's own writable
+// variable store (NVRAM), a copy of a template. The caller makes `nvram`
+// before Create (runtime/firmware.h CopyNvramTemplate) so it carries the
+// VM's owner: libvirt would create a missing one as its own user (root),
+// which a VM confined to its own uid cannot open.
+struct UefiSpec {
+  std::filesystem::path code;           // e.g. /usr/share/OVMF/OVMF_CODE_4M.fd
+  std::filesystem::path vars_template;  // recorded in the domain (<nvram template=...>)
+  std::filesystem::path nvram;          // this VM's variable store
+};
+
 struct VmSpec {
   std::string name;  // libvirt domain name, e.g. "kvcri-<container id>"
   // Recorded in the domain's <metadata> so List() can map domains back.
@@ -103,6 +122,12 @@ struct VmSpec {
   // spec openable by them (runtime/vm_confinement.h).
   uint32_t uid = 0;
   uint32_t gid = 0;
+  Firmware firmware = Firmware::kBios;
+  UefiSpec uefi;  // set exactly when firmware is not kBios
+  // A TPM 2.0 (tpm-crb) emulated by swtpm, which libvirt starts with QEMU and
+  // whose state it keeps under its root (lib/swtpm/<uuid>/) until the domain
+  // is undefined. Needs uid == 0: see docs/security.md "vTPM".
+  bool tpm = false;
 };
 
 enum class VmPhase { kRunning, kPaused, kShutoff, kCrashed, kMissing, kOther };

@@ -54,6 +54,11 @@ std::string EmbedQemuConf() {
                 "remember_owner = 0\n",
                 "security_driver = \"none\"\n",
                 "seccomp_sandbox = 1\n",
+                // swtpm (a vTPM, which only unconfined VMs get: their QEMU
+                // is root too) as root: its default user tss cannot
+                // traverse the daemon's 0700 root to reach its state.
+                "swtpm_user = \"root\"\n",
+                "swtpm_group = \"root\"\n",
                 // kubevirt-cri puts QEMU and virtiofsd into the Pod's cgroup
                 // itself (runtime/cgroup/cgroup_placer.h): libvirt making
                 // its own (machine.slice, /machine/qemu-embed-...) would

@@ -390,7 +390,12 @@ std::string ContainerRecord::ToJson() const {
         {"cmdline", boot.cmdline},
         {"disk", boot.disk},
         {"disk_format", boot.disk_format},
-        {"device", boot.device}}},
+        {"device", boot.device},
+        {"firmware", boot.firmware},
+        {"uefi_code", boot.uefi_code},
+        {"uefi_vars", boot.uefi_vars},
+        {"nvram", boot.nvram},
+        {"tpm", boot.tpm}}},
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
       {"seed_path", seed_path},
@@ -454,6 +459,11 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     b->Str("disk", &r.boot.disk);
     b->Str("disk_format", &r.boot.disk_format);
     b->Str("device", &r.boot.device);
+    b->Str("firmware", &r.boot.firmware);
+    b->Str("uefi_code", &r.boot.uefi_code);
+    b->Str("uefi_vars", &r.boot.uefi_vars);
+    b->Str("nvram", &r.boot.nvram);
+    b->Bool("tpm", &r.boot.tpm);
   }
   top.Objects("devices", [&](ObjectReader& d) {
     DeviceSpec spec;

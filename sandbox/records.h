@@ -149,6 +149,14 @@ struct BootInfo {
   // VM boots from or (kKernel) has as its first disk; empty without the
   // annotation. kDevice always has one.
   std::string device;
+  // runtime::FirmwareName: "bios", "uefi", "uefi-secure"; empty (records
+  // from before UEFI) is bios. UEFI: the OVMF code and variable-store
+  // template chosen at create, and the VM's own copy of the template.
+  std::string firmware;
+  std::string uefi_code;
+  std::string uefi_vars;
+  std::string nvram;
+  bool tpm = false;  // a swtpm TPM 2.0
 
   bool operator==(const BootInfo&) const = default;
 };

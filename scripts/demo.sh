@@ -13,6 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 readonly kImage="localhost/kubevirt-cri/demo-disk:latest"
+# The same guest on a UEFI containerDisk (signed shim + GRUB): docs/examples/vm-uefi.
+readonly kUefiImage="localhost/kubevirt-cri/demo-disk-uefi:latest"
 readonly kConflist="docs/examples/cni/10-kubevirt-cri-demo.conflist"
 readonly kCniDir="${KVCRI_CNI_DIR:-/etc/cni/net.d}"
 readonly kGuestDir="build/guest"  # the integration tests' guest_images fixture builds here too
@@ -41,13 +43,15 @@ fi
 
 test/guest/build-guest.sh "$kGuestDir"
 "$kDaemon" images import "$kGuestDir/oci-disk" "$kImage" "$@"
+"$kDaemon" images import "$kGuestDir/oci-disk-uefi" "$kUefiImage" "$@"
 
 [[ -S "$kSocket" ]] || echo "demo: no daemon answers on $kSocket yet: start ./scripts/run.sh in another terminal" >&2
 command -v crictl >/dev/null || echo "demo: crictl is not installed: README.md \"First VM\" says how to get it" >&2
 
 cat <<EOF
 
-The demo image $kImage is imported. Run it (README.md, "First VM"):
+The demo images $kImage and $kUefiImage
+(docs/examples/vm-uefi) are imported. Run the first (README.md, "First VM"):
 
   export CONTAINER_RUNTIME_ENDPOINT=unix://$kSocket
   cd docs/examples/vm-pod

@@ -17,12 +17,14 @@ build_pkgs=(
 runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
   containernetworking-plugins iproute2 ovmf
+  swtpm swtpm-tools  # the vTPM of annotation kubevirt-cri.io/tpm: libvirt runs swtpm_setup and swtpm
 )
 # What test/guest/build-guest.sh needs (and cc, from build-essential), and curl: the demo guest of scripts/demo.sh.
 demo_pkgs=(
   linux-image-amd64 busybox-static cpio kmod
   syslinux syslinux-common mtools dosfstools fdisk umoci curl
   qemu-guest-agent  # copied into the test guest with its libraries
+  shim-signed grub-efi-amd64-signed systemd-boot-efi  # the UEFI containerDisks' boot loaders (signed and not)
 )
 test_pkgs=(
   "${demo_pkgs[@]}"

@@ -25,6 +25,9 @@ namespace pb = ::runtime::v1;
 // The image every crictl example boots: the test guest's containerDisk, as
 // scripts/demo.sh imports it.
 inline constexpr char kDemoImage[] = "localhost/kubevirt-cri/demo-disk:latest";
+// The UEFI examples' image: the test guest's UEFI containerDisk (signed shim
+// and GRUB), which scripts/demo.sh imports too.
+inline constexpr char kDemoUefiImage[] = "localhost/kubevirt-cri/demo-disk-uefi:latest";
 
 inline std::filesystem::path Dir() { return std::filesystem::path(KVCRI_SOURCE_DIR) / "docs" / "examples"; }
 

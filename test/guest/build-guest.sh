@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds the test guest that integration tests boot: a busybox initramfs for
-# the host's Debian kernel, that kernel+initrd as an OCI "kernel image", and a
-# BIOS-bootable KubeVirt containerDisk. See test/guest/README.md.
+# the host's Debian kernel, that kernel+initrd as an OCI "kernel image", a
+# BIOS-bootable KubeVirt containerDisk, and two UEFI-bootable ones (Debian's
+# signed shim + GRUB, and unsigned systemd-boot). See test/guest/README.md.
 #
 #   test/guest/build-guest.sh OUT_DIR
 #
-# Outputs in OUT_DIR: vmlinuz, initrd.img, disk.qcow2, oci-kernel/, oci-disk/.
+# Outputs in OUT_DIR: vmlinuz, initrd.img, disk.qcow2, oci-kernel/, oci-disk/,
+# disk-uefi.qcow2, oci-disk-uefi/, disk-uefi-unsigned.qcow2,
+# oci-disk-uefi-unsigned/.
 # Skips the build when OUT_DIR/.build-hash matches the hash of this directory
-# and the host inputs (kernel, modules, busybox, syslinux, tool versions).
+# and the host inputs (kernel, modules, busybox, syslinux, EFI binaries, tool
+# versions).
 # Environment: KVCRI_GUEST_KVER picks the kernel (default: newest in /boot);
 # KVCRI_AGENT_BIN is the static kvcri-agent to bake in (ctest passes the
 # build's; default: build/runtime/kvcri-agent of this checkout).
@@ -35,6 +39,13 @@ readonly kModules=(
 )
 readonly kSyslinuxBios=/usr/lib/syslinux/modules/bios
 readonly kSyslinuxMbr=/usr/lib/syslinux/mbr/mbr.bin
+# UEFI boot loaders. Signed (Secure Boot): shim, signed by Microsoft's UEFI
+# CA, which OVMF_VARS_4M.ms.fd enrols, loads GRUB signed by Debian, which
+# checks the kernel's Debian signature through shim. Unsigned: systemd-boot.
+readonly kShim=/usr/lib/shim/shimx64.efi.signed
+readonly kGrubSigned=/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
+readonly kSystemdBoot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+readonly kFirmwareLabel="io.kubevirt-cri.firmware"
 
 die() {
   echo "build-guest: $*" >&2
@@ -43,12 +54,15 @@ die() {
 
 missing=()
 for t in busybox cpio tar depmod modprobe gzip qemu-img umoci syslinux \
-  mkfs.vfat mcopy sfdisk flock sha256sum cc ldd; do
+  mkfs.vfat mcopy sfdisk flock sha256sum cc ldd du; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run scripts/install-deps.sh --test)"
 [[ -f "$kSyslinuxMbr" && -f "$kSyslinuxBios/ldlinux.c32" ]] ||
   die "\"$kSyslinuxMbr\" or \"$kSyslinuxBios/ldlinux.c32\" missing (package syslinux-common)"
+for f in "$kShim:shim-signed" "$kGrubSigned:grub-efi-amd64-signed" "$kSystemdBoot:systemd-boot-efi"; do
+  [[ -f "${f%%:*}" ]] || die "\"${f%%:*}\" missing (package ${f#*:}; run scripts/install-deps.sh --test)"
+done
 readonly kQemuGa=/usr/sbin/qemu-ga
 [[ -x "$kQemuGa" ]] || die "\"$kQemuGa\" missing (package qemu-guest-agent)"
 # qemu-ga's shared libraries and the dynamic loader, as ldd resolves them.
@@ -86,11 +100,13 @@ input_hash="$(
       xargs -0 sha256sum)
     cc --version | head -n1
     sha256sum "$kernel" "$moddir/modules.dep" "$(command -v busybox)" "$agent_bin" \
-      "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32" "$kQemuGa" "${qga_libs[@]}"
+      "$kSyslinuxMbr" "$kSyslinuxBios/ldlinux.c32" "$kQemuGa" "${qga_libs[@]}" \
+      "$kShim" "$kGrubSigned" "$kSystemdBoot"
     umoci --version
   } | sha256sum | cut -d' ' -f1
 )"
-outputs=(vmlinuz initrd.img disk.qcow2 oci-kernel oci-disk)
+outputs=(vmlinuz initrd.img disk.qcow2 oci-kernel oci-disk disk-uefi.qcow2 oci-disk-uefi
+  disk-uefi-unsigned.qcow2 oci-disk-uefi-unsigned)
 up_to_date=1
 for o in "${outputs[@]}"; do [[ -e "$out/$o" ]] || up_to_date=0; done
 if ((up_to_date)) && [[ "$(cat "$out/.build-hash" 2>/dev/null)" == "$input_hash" ]]; then
@@ -200,21 +216,82 @@ dd if="$work/part.img" of="$work/disk.raw" bs=512 seek="$part_start" conv=notrun
 qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
 rm -f "$work/disk.raw" "$work/part.img"
 
-# --- oci-disk: exactly /disk/disk.qcow2, 107:107 ------------------------------
-mkdir -p "$work/droot/disk"
-cp "$work/disk.qcow2" "$work/droot/disk/disk.qcow2"
-chown "$kDiskUid:$kDiskUid" "$work/droot/disk/disk.qcow2"
-chmod 0444 "$work/droot/disk/disk.qcow2"
-chmod 0555 "$work/droot/disk"
-umoci init --layout "$work/oci-disk"
-umoci new --image "$work/oci-disk:latest"
-add_layer "$work/oci-disk" "$work/droot" disk
-umoci config --image "$work/oci-disk:latest" --author kubevirt-cri-test
-umoci gc --layout "$work/oci-disk"
+# --- disk-uefi*.qcow2: GPT + EFI system partition ------------------------------
+# Writes QCOW2 from the tree ESP_DIR: a GPT disk with one FAT16 EFI system
+# partition at 1 MiB holding it (OVMF reads FAT12/16/32 alike; FAT32 would
+# need a partition of 32 MiB at least).
+make_esp_disk() {
+  local esp_dir="$1" qcow2="$2"
+  local kib mib
+  kib=$(du -sk "$esp_dir" | cut -f1)
+  mib=$(((kib + 4096) / 1024 + 1))
+  mkfs.vfat -C -F 16 --invariant -i 4b564355 -h "$part_start" -n KVCRIUEFI \
+    "$work/esp.img" "$((mib * 1024))" >/dev/null
+  find "$esp_dir" -exec touch -h -d "@$(stat -c %Y "$kernel")" {} +
+  MTOOLS_SKIP_CHECK=1 mcopy -s -m -i "$work/esp.img" "$esp_dir"/* ::/
+  # One MiB at the end for the backup GPT; fixed GUIDs for the same bytes.
+  truncate -s "$(((part_start / 2048 + mib + 1) * 1024 * 1024))" "$work/esp-disk.raw"
+  printf '%s\n' 'label: gpt' 'label-id: 4B564352-0000-4000-8000-000000000001' \
+    "start=$part_start, size=$((mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=4B564352-0000-4000-8000-000000000002, name=\"EFI system\"" |
+    sfdisk --quiet "$work/esp-disk.raw"
+  dd if="$work/esp.img" of="$work/esp-disk.raw" bs=512 seek="$part_start" conv=notrunc status=none
+  qemu-img convert -f raw -O qcow2 "$work/esp-disk.raw" "$qcow2"
+  rm -f "$work/esp.img" "$work/esp-disk.raw"
+}
+
+# Signed: \EFI\BOOT\BOOTX64.EFI (the removable-media path OVMF boots without
+# a boot entry) is shim, which loads grubx64.efi from beside itself. Debian's
+# signed GRUB has prefix /EFI/debian built in and reads $prefix/grub.cfg (its
+# embedded config falls back to the grub.cfg beside itself only when that
+# one is missing). No fbx64.efi: shim would run it to write boot entries and
+# reset the VM.
+esp="$work/esp-signed"
+mkdir -p "$esp/EFI/BOOT" "$esp/EFI/debian"
+cp "$kShim" "$esp/EFI/BOOT/BOOTX64.EFI"
+cp "$kGrubSigned" "$esp/EFI/BOOT/grubx64.efi"
+cp "$work/vmlinuz" "$work/initrd.img" "$esp/"
+printf '%s\n' 'set timeout=0' 'search --no-floppy --file --set=root /vmlinuz' "linux /vmlinuz $kCmdline" \
+  'initrd /initrd.img' 'boot' >"$esp/EFI/debian/grub.cfg"
+make_esp_disk "$esp" "$work/disk-uefi.qcow2"
+rm -rf "$esp"
+
+# Unsigned: systemd-boot and its loader entry (it starts the kernel's EFI stub).
+esp="$work/esp-unsigned"
+mkdir -p "$esp/EFI/BOOT" "$esp/loader/entries"
+cp "$kSystemdBoot" "$esp/EFI/BOOT/BOOTX64.EFI"
+cp "$work/vmlinuz" "$work/initrd.img" "$esp/"
+printf '%s\n' 'default guest.conf' 'timeout 0' 'editor no' >"$esp/loader/loader.conf"
+printf '%s\n' 'title kubevirt-cri test guest' 'linux /vmlinuz' 'initrd /initrd.img' "options $kCmdline" \
+  >"$esp/loader/entries/guest.conf"
+make_esp_disk "$esp" "$work/disk-uefi-unsigned.qcow2"
+rm -rf "$esp"
+
+# --- oci-disk*: exactly /disk/disk.qcow2, 107:107 -------------------------------
+# Makes LAYOUT (tag latest) holding QCOW2 as /disk/disk.qcow2; further
+# arguments are umoci config options (the firmware label).
+make_disk_layout() {
+  local layout="$1" qcow2="$2"
+  shift 2
+  rm -rf "$work/droot"
+  mkdir -p "$work/droot/disk"
+  cp "$qcow2" "$work/droot/disk/disk.qcow2"
+  chown "$kDiskUid:$kDiskUid" "$work/droot/disk/disk.qcow2"
+  chmod 0444 "$work/droot/disk/disk.qcow2"
+  chmod 0555 "$work/droot/disk"
+  umoci init --layout "$layout"
+  umoci new --image "$layout:latest"
+  add_layer "$layout" "$work/droot" disk
+  umoci config --image "$layout:latest" --author kubevirt-cri-test "$@"
+  umoci gc --layout "$layout"
+}
+make_disk_layout "$work/oci-disk" "$work/disk.qcow2"
+make_disk_layout "$work/oci-disk-uefi" "$work/disk-uefi.qcow2" --config.label "$kFirmwareLabel=uefi"
+make_disk_layout "$work/oci-disk-uefi-unsigned" "$work/disk-uefi-unsigned.qcow2" \
+  --config.label "$kFirmwareLabel=uefi"
 
 # --- publish -------------------------------------------------------------------
 # umoci writes blobs 0600; let a registry or other users read the layouts too.
-chmod -R a+rX "$work/oci-kernel" "$work/oci-disk"
+chmod -R a+rX "$work/oci-kernel" "$work/oci-disk" "$work/oci-disk-uefi" "$work/oci-disk-uefi-unsigned"
 for o in "${outputs[@]}"; do
   rm -rf "${out:?}/$o"
   mv "$work/$o" "$out/$o"

@@ -53,6 +53,8 @@ class CrictlExamples : public ::testing::Test {
     // What scripts/demo.sh does: the guest's containerDisk, imported under the examples' image name.
     std::string out;
     ASSERT_EQ(d_->RunSubcommand({"images", "import", GuestImageDir("oci-disk"), ex::kDemoImage}, &out), 0) << out;
+    ASSERT_EQ(d_->RunSubcommand({"images", "import", GuestImageDir("oci-disk-uefi"), ex::kDemoUefiImage}, &out), 0)
+        << out;
   }
   void TearDown() override {
     d_.reset();
@@ -223,9 +225,12 @@ TEST_F(CrictlExamples, ReadinessProbeIsAnsweredOnThePodIpAsKubeletWouldProbeIt) 
 
 TEST_F(CrictlExamples, PersistentVmBootsFromItsBlockDevice) { RunExample("persistent-vm"); }
 
+TEST_F(CrictlExamples, VmUefiBootsItsSignedChainUnderSecureBoot) { RunExample("vm-uefi"); }
+
 // A new example must be run here too, or it could rot unnoticed.
 TEST(CrictlExamplesList, EveryExampleHasATestAbove) {
-  EXPECT_THAT(ex::Names(), ::testing::ElementsAre("persistent-vm", "readiness-probe", "vm-pod", "vm-volumes"));
+  EXPECT_THAT(ex::Names(),
+              ::testing::ElementsAre("persistent-vm", "readiness-probe", "vm-pod", "vm-uefi", "vm-volumes"));
 }
 
 }  // namespace

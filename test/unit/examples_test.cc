@@ -43,7 +43,8 @@ std::string DemoScript() { return ex::ReadAll(fs::path(KVCRI_SOURCE_DIR) / "scri
 TEST(Examples, ThereAreExamplesAndTheCodeKnowsTheUserDataAnnotation) {
   EXPECT_THAT(ex::Names(), IsSupersetOf({"vm-pod", "vm-volumes", "readiness-probe"}));
   // If the source scan found nothing, every annotation check below would fail for the wrong reason.
-  EXPECT_THAT(ex::KnownAnnotations(), IsSupersetOf({"kubevirt-cri.io/user-data", "kubevirt-cri.io/kernel-cmdline"}));
+  EXPECT_THAT(ex::KnownAnnotations(), IsSupersetOf({"kubevirt-cri.io/user-data", "kubevirt-cri.io/kernel-cmdline",
+                                                    "kubevirt-cri.io/firmware", "kubevirt-cri.io/tpm"}));
 }
 
 TEST(Examples, EveryCrictlJsonIsACriMessageWithOnlyKnownFieldsAnnotationsAndTheDemoImage) {
@@ -67,10 +68,11 @@ TEST(Examples, EveryCrictlJsonIsACriMessageWithOnlyKnownFieldsAnnotationsAndTheD
     for (const auto& [key, value] : ctr.annotations()) {
       EXPECT_NE(key.rfind("kubevirt-cri.io/", 0), 0u) << key << " is read from the Pod, not the container";
     }
-    // The image scripts/demo.sh imports, so each example runs right after it.
-    EXPECT_EQ(ctr.image().image(), ex::kDemoImage);
+    // An image scripts/demo.sh imports, so each example runs right after it.
+    EXPECT_THAT(ctr.image().image(), ::testing::AnyOf(ex::kDemoImage, ex::kDemoUefiImage));
   }
   EXPECT_THAT(DemoScript(), HasSubstr(ex::kDemoImage));
+  EXPECT_THAT(DemoScript(), HasSubstr(ex::kDemoUefiImage));
 }
 
 TEST(Examples, EveryManifestIsAKubevirtVmPodMatchingItsCrictlJson) {

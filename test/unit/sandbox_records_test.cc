@@ -89,6 +89,23 @@ TEST(ContainerRecord, KeepsTheResourcesInForceAndTheMaximums) {
   EXPECT_EQ(old->vcpus, 2);
 }
 
+TEST(ContainerRecord, KeepsTheFirmwareAndReadsOldRecordsAsBios) {
+  ContainerRecord c = FullContainer();
+  c.boot = {BootKind::kDisk, "", "", "", "/c/disk.qcow2", "qcow2", "uefi-secure", "/ovmf/CODE.ms.fd", "/ovmf/VARS.ms.fd",
+            "/c/nvram.fd", true};
+  absl::StatusOr<ContainerRecord> back = ContainerRecord::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->boot, c.boot);
+  // Written before UEFI existed: no firmware fields, which reads as bios (empty).
+  nlohmann::json j = nlohmann::json::parse(c.ToJson());
+  for (const char* k : {"firmware", "uefi_code", "uefi_vars", "nvram", "tpm"}) j["boot"].erase(k);
+  absl::StatusOr<ContainerRecord> old = ContainerRecord::FromJson(j.dump());
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->boot.firmware, "");
+  EXPECT_EQ(old->boot.nvram, "");
+  EXPECT_FALSE(old->boot.tpm);
+}
+
 TEST(SandboxRecord, RoundTripsEveryField) {
   SandboxRecord r = FullSandbox();
   absl::StatusOr<SandboxRecord> back = SandboxRecord::FromJson(r.ToJson());

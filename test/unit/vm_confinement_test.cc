@@ -95,6 +95,8 @@ TEST(EmbedQemuConf, TurnsOnQemusSeccompSandboxAndLeavesOwnershipToUs) {
   std::string conf = runtime::EmbedQemuConf();
   EXPECT_THAT(conf, HasSubstr("seccomp_sandbox = 1\n"));
   EXPECT_THAT(conf, HasSubstr("dynamic_ownership = 0\n"));
+  // vTPMs (unconfined VMs only) reach their state below the 0700 root.
+  EXPECT_THAT(conf, HasSubstr("swtpm_user = \"root\"\n"));
 }
 
 runtime::VmSpec ConfinedSpec() {

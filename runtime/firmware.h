@@ -1,0 +1,57 @@
+// Firmware choice (bios, uefi, uefi-secure) from a Pod annotation or an image label, the vTPM opt-in, a VM's NVRAM.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "config/config.h"
+#include "runtime/hypervisor.h"
+
+namespace kvcri::runtime {
+
+// Pod annotation choosing the firmware; it wins over the image's label.
+inline constexpr std::string_view kFirmwareAnnotation = "kubevirt-cri.io/firmware";
+// Image config label with the firmware the image's disk needs.
+inline constexpr std::string_view kFirmwareLabel = "io.kubevirt-cri.firmware";
+// Pod annotation asking for a TPM; kTpmVersion is its only value.
+inline constexpr std::string_view kTpmAnnotation = "kubevirt-cri.io/tpm";
+inline constexpr std::string_view kTpmVersion = "2.0";
+
+// "bios", "uefi", "uefi-secure": the values of the annotation and the label.
+std::string_view FirmwareName(Firmware f);
+std::optional<Firmware> ParseFirmwareName(std::string_view name);
+
+// The firmware of a VM: the Pod's annotation, else the image's label, else
+// kBios. InvalidArgument names the annotation, or the label and `image`,
+// whose value is not one of the names.
+absl::StatusOr<Firmware> ChooseFirmware(const std::map<std::string, std::string>& pod_annotations,
+                                        const std::map<std::string, std::string>& image_labels, std::string_view image);
+
+// Whether the Pod asks for a TPM (annotation kTpmAnnotation = kTpmVersion).
+// InvalidArgument for any other value.
+absl::StatusOr<bool> WantsTpm(const std::map<std::string, std::string>& pod_annotations);
+
+// The OVMF files of `f` (not kBios) as [vm] configures them, with `nvram`
+// as the VM's variable store.
+UefiSpec UefiFilesFor(Firmware f, const config::VmConfig& vm, const std::filesystem::path& nvram);
+
+// FailedPrecondition naming the file and its [vm] key when the code or the
+// template of `uefi` is not a readable file (the ovmf package is missing).
+absl::Status CheckUefiFiles(Firmware f, const UefiSpec& uefi);
+
+// Creates uefi.nvram (0600, fsynced; it must not exist) as a copy of
+// uefi.vars_template: the VM's own variable store, which the firmware then
+// writes (boot entries, Secure Boot state).
+absl::Status CopyNvramTemplate(const UefiSpec& uefi);
+
+// FailedPrecondition naming what is missing when swtpm or swtpm_setup
+// (packages swtpm, swtpm-tools), which libvirt runs for a vTPM, is not in
+// `search_path` (a PATH-like list).
+absl::Status CheckSwtpmInstalled(std::string_view search_path);
+
+}  // namespace kvcri::runtime
