@@ -91,7 +91,7 @@ TEST(ContainerRecord, KeepsTheResourcesInForceAndTheMaximums) {
 
 TEST(ContainerRecord, KeepsTheFirmwareAndReadsOldRecordsAsBios) {
   ContainerRecord c = FullContainer();
-  c.boot = {BootKind::kDisk, "", "", "", "/c/disk.qcow2", "qcow2", "uefi-secure", "/ovmf/CODE.ms.fd", "/ovmf/VARS.ms.fd",
+  c.boot = {BootKind::kDisk, "", "", "", "/c/disk.qcow2", "qcow2", "", "uefi-secure", "/ovmf/CODE.ms.fd", "/ovmf/VARS.ms.fd",
             "/c/nvram.fd", true};
   absl::StatusOr<ContainerRecord> back = ContainerRecord::FromJson(c.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
