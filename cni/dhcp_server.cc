@@ -180,8 +180,8 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   base::LogInfo(
       "dhcp serving",
       {{"pod", std::string(pod_id)}, {"mac", lease.mac}, {"ip", lease.ip}, {"tap", std::string(tap_name)}});
-  guests_.emplace(key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd), sock.mac,
-                             std::move(responder)});
+  guests_.emplace(
+      key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd), sock.mac, std::move(responder)});
   keys_.emplace(name, key);
   return absl::OkStatus();
 }

@@ -120,8 +120,7 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
   // Registered before ADD: a failed ADD can leave an IP allocated.
   undo.Add("detach pod network", [this, attach] { return deps_.network->Detach(attach); });
   cni::AttachTimings net_took;
-  ASSIGN_OR_RETURN(std::vector<cni::WiredNic> nics,
-                   deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
+  ASSIGN_OR_RETURN(std::vector<cni::WiredNic> nics, deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
   const sandbox::NetworkStatus network = NetworkStatusFrom(nics, attach.ifname);
 
   RETURN_IF_ERROR(deps_.store

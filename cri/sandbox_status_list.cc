@@ -27,8 +27,11 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::Po
     if (std::string busy = pods_->BusyWith(sb->id); !busy.empty()) info["inProgress"] = busy;
     nlohmann::json nics = nlohmann::json::array();
     for (const sandbox::GuestNic& g : sb->network.nics) {
-      nics.push_back(
-          {{"interface", g.cni_ifname}, {"tap", g.tap_name}, {"mac", g.mac}, {"mtu", g.mtu}, {"addresses", g.addresses}});
+      nics.push_back({{"interface", g.cni_ifname},
+                      {"tap", g.tap_name},
+                      {"mac", g.mac},
+                      {"mtu", g.mtu},
+                      {"addresses", g.addresses}});
     }
     if (!nics.empty()) {
       info["guestNic"] = nics.front();  // the primary, as before several networks

@@ -169,9 +169,9 @@ TEST_F(MultiNetworkTest, DetachUnwiresEveryInterfaceOfTheCachedResult) {
   ASSERT_TRUE(net_.Attach(spec_, guest_).ok());
   log_.Take();
   ASSERT_TRUE(net_.Detach(spec_).ok());
-  EXPECT_THAT(log_.Take(), ElementsAre("dhcp remove pod1", "unwire /proc/self/ns/net",
-                                       "unwire /proc/self/ns/net net1 tap1", "unwire /proc/self/ns/net net2 tap2",
-                                       "cni DEL pod1"));
+  EXPECT_THAT(log_.Take(),
+              ElementsAre("dhcp remove pod1", "unwire /proc/self/ns/net", "unwire /proc/self/ns/net net1 tap1",
+                          "unwire /proc/self/ns/net net2 tap2", "cni DEL pod1"));
   absl::MutexLock l(&cni_.mu);
   EXPECT_TRUE(cni_.allocated.empty());
 }

@@ -59,8 +59,7 @@ TEST_F(CloudInitImage, SeedIsCleanVfatLabelledCidataWithTheThreeFiles) {
   seed.instance_id = "3fa4c1d2-uid";
   seed.hostname = "web-0";
   seed.user_data = "#cloud-config\npassword: \"x\"\n";
-  seed.network_config =
-      NetworkConfigV2({TestNic()}, {"10.96.0.10"}, {"default.svc.cluster.local", "cluster.local"});
+  seed.network_config = NetworkConfigV2({TestNic()}, {"10.96.0.10"}, {"default.svc.cluster.local", "cluster.local"});
   fs::path img = dir_ / "seed.img";
   ASSERT_TRUE(WriteSeedImage(img, seed).ok());
   EXPECT_EQ(fs::status(img).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
