@@ -216,8 +216,9 @@ TEST(Examples, TheExtraNetworksManifestAttachesAValidCniNetworkToAVmPod) {
   }
   ASSERT_TRUE(nad) << "pod.yaml has no NetworkAttachmentDefinition";
   const std::string name = nad["metadata"]["name"].as<std::string>();
+  // A config with "plugins" is a list to Multus, as a .conflist file is to us.
   absl::StatusOr<cni::NetworkConfigList> parsed =
-      cni::ParseNetworkConfig(nad["spec"]["config"].as<std::string>(), file);
+      cni::ParseNetworkConfig(nad["spec"]["config"].as<std::string>(), file.string() + ":spec.config.conflist");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->name, name);
   const std::string networks = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"].as<std::string>();
