@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "cni/bpf_program.h"
 #include "config/base/log.h"
+#include "config/base/metrics.h"
 #include "config/base/netns_exec.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -123,7 +124,7 @@ bool ReplyLogLimiter::Allow(absl::Time now, uint64_t* suppressed) {
   return true;
 }
 
-absl::StatusOr<std::unique_ptr<DhcpServer>> DhcpServer::Start() {
+absl::StatusOr<std::unique_ptr<DhcpServer>> DhcpServer::Start(DhcpMetrics metrics) {
   base::UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll.valid()) return absl::ErrnoToStatus(errno, "epoll_create1 for the DHCP server");
   base::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -134,13 +135,18 @@ absl::StatusOr<std::unique_ptr<DhcpServer>> DhcpServer::Start() {
   if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0) {
     return absl::ErrnoToStatus(errno, "epoll_ctl add eventfd for the DHCP server");
   }
-  std::unique_ptr<DhcpServer> server(new DhcpServer(std::move(epoll), std::move(wake)));
+  std::unique_ptr<DhcpServer> server(new DhcpServer(std::move(epoll), std::move(wake), metrics));
+  if (metrics.leases != nullptr) metrics.leases->Set({}, 0);
   server->thread_ = std::thread([s = server.get()] { s->Loop(); });
   return server;
 }
 
-DhcpServer::DhcpServer(base::UniqueFd epoll, base::UniqueFd wake)
-    : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
+DhcpServer::DhcpServer(base::UniqueFd epoll, base::UniqueFd wake, DhcpMetrics metrics)
+    : epoll_(std::move(epoll)), wake_(std::move(wake)), metrics_(metrics) {}
+
+void DhcpServer::CountLeases() {
+  if (metrics_.leases != nullptr) metrics_.leases->Set({}, static_cast<double>(guests_.size()));
+}
 
 DhcpServer::~DhcpServer() {
   uint64_t one = 1;
@@ -183,6 +189,7 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   guests_.emplace(
       key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd), sock.mac, std::move(responder)});
   keys_.emplace(name, key);
+  CountLeases();
   return absl::OkStatus();
 }
 
@@ -208,6 +215,7 @@ absl::Status DhcpServer::Remove(std::string_view pod_id) {
     keys_.erase(it);
     base::LogInfo("dhcp stopped", {{"pod", name.first}, {"tap", name.second}});
   }
+  if (!names.empty()) CountLeases();
   return absl::OkStatus();
 }
 
@@ -253,6 +261,7 @@ void DhcpServer::Serve(uint64_t key) {
       base::LogWarn("dhcp send failed", {{"pod", g.pod_id}, {"error", std::strerror(errno)}});
       continue;
     }
+    if (metrics_.replies != nullptr) metrics_.replies->Add({std::string(TypeName(reply->type))});
     // Offers precede every ack; acks and naks log at Info, but at most once
     // a minute per guest (a client asking in a loop must not flood the log).
     uint64_t suppressed = 0;

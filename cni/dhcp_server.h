@@ -26,6 +26,10 @@
 #include "cni/dhcp_responder.h"
 #include "config/base/unique_fd.h"
 
+namespace kvcri::base {
+class MetricFamily;
+}  // namespace kvcri::base
+
 namespace kvcri::cni {
 
 // The seam sandbox/ and cri/ depend on; fakes live in test/fakes/.
@@ -63,10 +67,18 @@ class ReplyLogLimiter {
   uint64_t suppressed_ = 0;
 };
 
+// What DhcpServer counts; null members are not kept.
+struct DhcpMetrics {
+  // kvcri_dhcp_leases (a gauge): the leases being served, one per VM NIC.
+  base::MetricFamily* leases = nullptr;
+  // kvcri_dhcp_replies_total{type="offer"|"ack"|"nak"} (a counter): replies sent.
+  base::MetricFamily* replies = nullptr;
+};
+
 class DhcpServer final : public DhcpService {
  public:
   // Starts the serving thread.
-  static absl::StatusOr<std::unique_ptr<DhcpServer>> Start();
+  static absl::StatusOr<std::unique_ptr<DhcpServer>> Start(DhcpMetrics metrics = {});
   // Stops the thread and closes every socket.
   ~DhcpServer() override;
   DhcpServer(const DhcpServer&) = delete;
@@ -93,12 +105,14 @@ class DhcpServer final : public DhcpService {
     ReplyLogLimiter info_log{absl::Seconds(60)};
   };
 
-  DhcpServer(base::UniqueFd epoll, base::UniqueFd wake);
+  DhcpServer(base::UniqueFd epoll, base::UniqueFd wake, DhcpMetrics metrics);
   void Loop();
   void Serve(uint64_t key);
+  void CountLeases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const base::UniqueFd epoll_;
   const base::UniqueFd wake_;  // eventfd: written once to stop Loop()
+  const DhcpMetrics metrics_;
   absl::Mutex mu_;
   uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;  // epoll key; never reused, unlike fds
   absl::flat_hash_map<uint64_t, Guest> guests_ ABSL_GUARDED_BY(mu_);

@@ -23,12 +23,13 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::Con
         {"console", c->console_path},
         {"vcpus", c->vcpus},
         {"memoryMib", c->memory_mib},
-        {"boot", c->boot.kind == sandbox::BootKind::kKernel ? "kernel" : "disk"},
+        {"boot", std::string(sandbox::BootKindName(c->boot.kind))},
         {"disk", c->boot.disk},
         {"phase", std::string(sandbox::PhaseName(c->phase))},
         {"cgroup", c->cgroup_path},
     };
     if (!c->cgroup_unit.empty()) info["cgroupUnit"] = c->cgroup_unit;
+    if (!c->boot.device.empty()) info["bootDevice"] = c->boot.device;
     if (std::string busy = pods_->BusyWith(c->id); !busy.empty()) info["inProgress"] = busy;
     (*resp->mutable_info())["info"] = info.dump();
     if (std::string t = pods_->Timings(c->id); !t.empty()) (*resp->mutable_info())["timings"] = t;

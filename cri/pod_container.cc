@@ -3,12 +3,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/time/clock.h"
 #include "config/base/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
+#include "config/base/metrics.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -63,9 +65,9 @@ std::vector<std::pair<std::filesystem::path, runtime::Access>> PlanGrants(const 
   if (c.boot.kind == sandbox::BootKind::kKernel) {
     out.emplace_back(c.boot.kernel, runtime::Access::kRead);
     if (!c.boot.initrd.empty()) out.emplace_back(c.boot.initrd, runtime::Access::kRead);
-  } else {
+  } else if (c.boot.kind == sandbox::BootKind::kDisk) {
     out.emplace_back(image.boot.disk, runtime::Access::kRead);
-  }
+  }  // kDevice: the boot disk is one of the devices below
   for (const sandbox::DeviceSpec& d : c.devices) {
     bool rw = d.permissions.find('w') != std::string::npos;
     out.emplace_back(d.host_path, rw ? runtime::Access::kReadWrite : runtime::Access::kRead);
@@ -121,13 +123,13 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
     spec.kernel = c.boot.kernel;
     spec.initrd = c.boot.initrd;
     spec.cmdline = c.boot.cmdline;
-  } else {
+  } else if (c.boot.kind == sandbox::BootKind::kDisk) {
     runtime::DiskSpec disk;
     disk.path = c.boot.disk;
     disk.format = c.boot.disk_format;
     disk.boot = true;
     spec.disks.push_back(disk);
-  }
+  }  // kDevice: AddVolumesToVmSpec puts the boot device first
   if (!c.seed_path.empty()) {
     runtime::DiskSpec seed;
     seed.path = c.seed_path;
@@ -279,18 +281,25 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
         StrCat("image \"", draft.image, "\" is not present; pull it or import it with `kubevirt-cri images import`"));
   }
   RETURN_IF_ERROR(image.status());
-  if (image->boot.kind == runtime::image::BootKind::kNone) {
+  // A persistent VM: the Pod names the block device it boots from.
+  ASSIGN_OR_RETURN(std::optional<size_t> boot_device, BootDeviceIndex(sb.annotations, draft.volumes));
+  // With a boot device the image supplies at most a kernel: any image will
+  // do (kubelet needs one), and a containerDisk's disk is not used.
+  if (image->boot.kind == runtime::image::BootKind::kNone && !boot_device) {
     return absl::FailedPreconditionError(StrCat("image \"", draft.image, "\" (", image->id,
                                                 ") cannot boot a VM: ", image->boot.unbootable_reason,
                                                 "; kubevirt-cri boots a KubeVirt containerDisk (exactly one disk file "
                                                 "under /disk/) or a kernel image (/boot/vmlinuz, optionally "
-                                                "/boot/initrd.img), not a container image: see docs/images.md"));
+                                                "/boot/initrd.img), not a container image: see docs/images.md; "
+                                                "or boot the VM from a block volume (Pod annotation ",
+                                                kBootDeviceAnnotation, ", docs/volumes.md)"));
   }
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources, "config.linux.resources."));
   // The overlay grows at most to the virtual size of the image's disk: that
   // is the bound on the host disk this VM can fill.
   const uint64_t max_disk = static_cast<uint64_t>(deps_.config->vm.max_disk_mib) << 20;
-  if (image->boot.kind == runtime::image::BootKind::kDisk && image->boot.disk_virtual_size > max_disk) {
+  if (image->boot.kind == runtime::image::BootKind::kDisk && !boot_device &&
+      image->boot.disk_virtual_size > max_disk) {
     return absl::InvalidArgumentError(
         StrCat("image \"", draft.image, "\" has a disk of ", image->boot.disk_virtual_size,
                " bytes (virtual size); VMs may have at "
@@ -354,6 +363,13 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
     rec.boot.cmdline = it != sb.annotations.end() ? it->second
                        : image->boot.cmdline.empty() ? "console=ttyS0"
                                                      : image->boot.cmdline;
+    // The image's kernel with the persistent disk as vda: its root= is on
+    // the command line (the image's label or the kernel-cmdline annotation).
+    if (boot_device) rec.boot.device = rec.devices[*boot_device].container_path;
+  } else if (boot_device) {
+    // Used in place: no overlay, the device is the VM's persistent disk.
+    rec.boot.kind = sandbox::BootKind::kDevice;
+    rec.boot.device = rec.devices[*boot_device].container_path;
   } else {
     rec.boot.kind = sandbox::BootKind::kDisk;
     rec.boot.disk = (dir / "disk.qcow2").string();
@@ -362,6 +378,14 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
 
   const auto grants = PlanGrants(rec, dir, *image, deps_.accelerator);
   rec.vm_grants = WithAncestors(grants);
+
+  // Before anything exists: a refused device leaves nothing behind.
+  RETURN_IF_ERROR(ClaimDevices(rec.id, rec.devices));
+  struct Unclaim {
+    PodLifecycle* self;
+    std::string id;
+    ~Unclaim() { self->ReleaseDeviceClaims(id); }  // the record holds them from PutContainer on
+  } unclaim{this, rec.id};
 
   base::Rollback undo;
   RETURN_IF_ERROR(deps_.store->PutContainer(rec));
@@ -391,7 +415,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   undo.Add("remove the VM's socket dir", [vm_dir] { return base::RemoveAll(vm_dir); });
   // cloud-init NoCloud seed: hostname, network-config, user-data.
   runtime::CloudInitSeed seed = SeedFor(sb);
-  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec))) {
+  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec), rec.boot.device)) {
     seed.extra_files.push_back(std::move(f));
   }
   if (auto it = sb.annotations.find(std::string(runtime::kGuestAgentAnnotation)); it != sb.annotations.end()) {
@@ -421,8 +445,11 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                       .status());
   undo.Dismiss();
   Emit(ContainerEventType::kCreated, id, sandbox_id);
-  base::LogInfo("container created", {{"id", id}, {"sandbox", sandbox_id}, {"image", rec.image},
-                                      {"boot", rec.boot.kind == sandbox::BootKind::kKernel ? "kernel" : "disk"}});
+  base::LogInfo("container created", {{"id", id},
+                                      {"sandbox", sandbox_id},
+                                      {"image", rec.image},
+                                      {"boot", std::string(sandbox::BootKindName(rec.boot.kind))},
+                                      {"boot_device", rec.boot.device}});
   return id;
 }
 
@@ -458,9 +485,15 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   runtime::VmSpec spec = BuildVmSpec(c, sb, deps_.accelerator);
   RETURN_IF_ERROR(AddVolumesToVmSpec(c, VolumeOptionsFor(c), &spec));  // devices, mounts
   const absl::Time t0 = deps_.clock->Now();
+  auto observe = [&](std::string_view result) {
+    if (deps_.vm_start_duration != nullptr) {
+      deps_.vm_start_duration->Observe({std::string(result)}, absl::ToDoubleSeconds(deps_.clock->Now() - t0));
+    }
+  };
   // A start that fails ends EXITED (StartError) with the reason: kubelet
   // sees why and makes a new container.
   auto fail = [&](absl::Status cause) {
+    observe("error");
     absl::Status removed = deps_.hypervisor->Remove(spec.name);
     base::LogIfError(removed, "start rollback: remove domain (RemoveContainer retries)");
     if (removed.ok()) base::LogIfError(RemoveVmCgroup(c), "start rollback: remove cgroup (RemoveContainer retries)");
@@ -502,6 +535,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     base::LogIfError(deps_.console->Remove(id), "console log flush");
     return fail(resumed);
   }
+  observe("ok");
   // After Resume: a guest exiting at once may have its STOPPED published
   // first; both events carry the statuses of the moment they were sent.
   Emit(ContainerEventType::kStarted, id, c.sandbox_id);

@@ -176,6 +176,18 @@ class PodLifecycle {
   // holds it (ReleasePendingUid).
   absl::StatusOr<uint32_t> AllocateVmUid();
   void ReleasePendingUid(uint32_t uid);
+  // pod_device_claims.cc: a block device is open in at most one VM of the
+  // node when any of its opens writes (DeviceOpensConflict), identified by
+  // st_rdev, not by path (kubelet's paths differ per Pod). FailedPrecondition
+  // naming the field, the device and the container and Pod holding it, when
+  // one of `devices` conflicts with a device of a container record that is
+  // not EXITED (records are on disk: the hold survives a daemon restart and
+  // ends with RemoveContainer, or when the VM exits) or of a CreateContainer
+  // in flight. Otherwise reserves them for `container_id` in
+  // pending_devices_ until ReleaseDeviceClaims, called once the caller's
+  // record holds them (or the call failed).
+  absl::Status ClaimDevices(const std::string& container_id, const std::vector<sandbox::DeviceSpec>& devices);
+  void ReleaseDeviceClaims(const std::string& container_id);
   // Ownership of the container dir's files and ACL entries outside it, for
   // the VM's uid (docs/security.md "QEMU confinement").
   absl::Status ConfineFiles(const sandbox::ContainerRecord& c);
@@ -220,6 +232,14 @@ class PodLifecycle {
   // Round robin: a uid just released is the last to be handed out again.
   uint32_t next_uid_ ABSL_GUARDED_BY(uids_mu_) = 0;
   runtime::VmFileAccess file_access_;
+
+  struct DeviceClaim {
+    std::string container_id;
+    uint64_t rdev = 0;
+    std::string permissions;
+  };
+  absl::Mutex devices_mu_;
+  std::vector<DeviceClaim> pending_devices_ ABSL_GUARDED_BY(devices_mu_);
 
   absl::Mutex retry_mu_;
   struct Backoff {

@@ -75,6 +75,9 @@ struct RuntimeDeps {
   // kvcri_stats_collection_duration_seconds{rpc}, a histogram the daemon
   // registers; null: not observed.
   base::MetricFamily* stats_duration = nullptr;
+  // kvcri_vm_start_duration_seconds{result="ok"|"error"}: StartContainer's
+  // VM part, from domain create to the resumed guest; null: not observed.
+  base::MetricFamily* vm_start_duration = nullptr;
 };
 
 }  // namespace kvcri::cri

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -252,6 +253,7 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
   VolumePlan plan;
   std::set<std::string> container_paths;
   std::set<std::string> serials, tags;
+  std::map<dev_t, int> device_numbers;  // st_rdev -> index in config.devices
   auto claim_path = [&](const std::string& field, const std::string& path) -> absl::Status {
     RETURN_IF_ERROR(CheckAbsolutePath(field, path));
     if (!container_paths.insert(path).second) {
@@ -278,6 +280,14 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
       return absl::InvalidArgumentError(StrCat(field, ".host_path \"", d.host_path(), "\" is ",
                                                FileTypeName(r.st.st_mode),
                                                ", not a block device; a VM gets only block devices as disks"));
+    }
+    // Two paths may name one device (kubelet's per-Pod symlinks): given
+    // twice, the guest would write through two disks at once.
+    if (auto [it, fresh] = device_numbers.emplace(r.st.st_rdev, i); !fresh) {
+      return absl::InvalidArgumentError(StrCat(field, ".host_path \"", d.host_path(), "\" is block device ",
+                                               major(r.st.st_rdev), ":", minor(r.st.st_rdev),
+                                               ", which config.devices[", it->second,
+                                               "] already gives this container; give each device once"));
     }
     std::string serial = DiskSerialFor(d.container_path());
     if (!serials.insert(serial).second) {
@@ -329,13 +339,15 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
   return plan;
 }
 
-std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options) {
+std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options,
+                                               std::string_view boot_device) {
   std::vector<runtime::VfatFile> files;
   if (plan.devices.empty() && plan.mounts.empty()) return files;
   std::string table = "# kubevirt-cri volume table v1 (docs/volumes.md)\n";
   for (const sandbox::DeviceSpec& d : plan.devices) {
     bool ro = d.permissions.find('w') == std::string::npos;
-    table += StrCat("disk ", DiskSerialFor(d.container_path), ro ? " ro " : " rw ", d.container_path, "\n");
+    const char* kind = !boot_device.empty() && d.container_path == boot_device ? "boot " : "disk ";
+    table += StrCat(kind, DiskSerialFor(d.container_path), ro ? " ro " : " rw ", d.container_path, "\n");
   }
   std::set<std::string> file_paths;
   for (const FileMount& f : plan.files) file_paths.insert(f.container_path);
@@ -355,6 +367,36 @@ std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const Vol
   files.push_back({kVolumeTableFile, std::move(table)});
   for (runtime::VfatFile& f : contents) files.push_back(std::move(f));
   return files;
+}
+
+absl::StatusOr<std::optional<size_t>> BootDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
+                                                      const VolumePlan& plan) {
+  auto it = pod_annotations.find(kBootDeviceAnnotation);
+  if (it == pod_annotations.end()) return std::nullopt;
+  const std::string field = StrCat("annotation ", kBootDeviceAnnotation);
+  RETURN_IF_ERROR(CheckAbsolutePath(field, it->second));
+  std::string paths;
+  for (size_t i = 0; i < plan.devices.size(); ++i) {
+    if (plan.devices[i].container_path == it->second) return i;
+    paths += StrCat(paths.empty() ? "" : ", ", "\"", plan.devices[i].container_path, "\"");
+  }
+  return absl::InvalidArgumentError(StrCat(
+      field, " \"", it->second, "\" names none of the container's devices (config.devices: ",
+      paths.empty() ? "none" : paths,
+      "); the VM boots from a raw block volume given to the container at that path (a volumeDevices entry with "
+      "devicePath \"", it->second, "\")"));
+}
+
+bool DeviceOpensConflict(std::string_view permissions_a, std::string_view permissions_b) {
+  auto writes = [](std::string_view p) { return p.empty() || p.find('w') != std::string_view::npos; };
+  return writes(permissions_a) || writes(permissions_b);
+}
+
+uint64_t DeviceNumberOf(const sandbox::DeviceSpec& d) {
+  if (d.host_rdev != 0) return d.host_rdev;
+  struct stat st {};
+  if (d.host_path.empty() || ::stat(d.host_path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return 0;
+  return static_cast<uint64_t>(st.st_rdev);
 }
 
 absl::Status VerifyVolumesUnchanged(const sandbox::ContainerRecord& c) {
@@ -387,6 +429,7 @@ absl::Status VerifyVolumesUnchanged(const sandbox::ContainerRecord& c) {
 absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
                                 runtime::VmSpec* spec) {
   RETURN_IF_ERROR(VerifyVolumesUnchanged(c));
+  bool boot_found = c.boot.device.empty();
   for (size_t i = 0; i < c.devices.size(); ++i) {
     const sandbox::DeviceSpec& d = c.devices[i];
     runtime::DiskSpec disk;
@@ -399,7 +442,19 @@ absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeO
     // next), Linux native AIO on O_DIRECT.
     disk.cache = "none";
     disk.io = "native";
+    if (!c.boot.device.empty() && d.container_path == c.boot.device) {
+      // The persistent disk, in place (no overlay): first, so a guest names
+      // it vda whatever else it has, and the firmware's first choice.
+      disk.boot = spec->kernel.empty();
+      spec->disks.insert(spec->disks.begin(), std::move(disk));
+      boot_found = true;
+      continue;
+    }
     spec->disks.push_back(std::move(disk));
+  }
+  if (!boot_found) {
+    return absl::FailedPreconditionError(StrCat("container \"", c.id, "\" boots from device \"", c.boot.device,
+                                                "\", which is none of its devices"));
   }
   for (size_t i = 0; i < c.mounts.size(); ++i) {
     const sandbox::MountSpec& m = c.mounts[i];

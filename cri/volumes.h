@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +31,10 @@ namespace kvcri::cri {
 inline constexpr char kVirtiofsdPath[] = "/usr/lib/qemu/virtiofsd";
 // The seed file the guest reads its volume table from.
 inline constexpr char kVolumeTableFile[] = "kubevirt-cri-volumes";
+// The Pod annotation (PodSandboxConfig.annotations) naming the container path
+// of one of the container's CRI devices: the VM boots from that block device,
+// used in place as its persistent disk (docs/volumes.md "Persistent VMs").
+inline constexpr char kBootDeviceAnnotation[] = "kubevirt-cri.io/boot-device";
 // Seed files holding single-file mounts are named kVolumeFilePrefix + index.
 inline constexpr char kVolumeFilePrefix[] = "kubevirt-cri-file-";
 // A single-file mount (/etc/hosts, termination-log) is copied into the seed;
@@ -78,9 +84,31 @@ runtime::FsDriver FsDriverFor(bool read_only, const VolumeOptions& options);
 //   disk <serial> ro|rw <container_path>
 //   fs <tag> ro|rw virtiofs|9p <container_path>
 //   file <seed file name> ro|rw <container_path>
-// and one kVolumeFilePrefix<n> file per single-file mount. Empty when the
-// container has no volumes.
-std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {});
+//   boot <serial> ro|rw <container_path>
+// and one kVolumeFilePrefix<n> file per single-file mount. The device at
+// `boot_device` (a container path, see BootDeviceIndex) is listed as "boot",
+// not "disk": the guest booted from it and must not treat it as a spare
+// disk. Empty when the container has no volumes.
+std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {},
+                                               std::string_view boot_device = "");
+
+// The index in plan.devices of the device the Pod's kBootDeviceAnnotation
+// names (by container path); nullopt without the annotation.
+// InvalidArgument naming the annotation when its value is not an absolute,
+// normalized path or names none of the container's devices.
+absl::StatusOr<std::optional<size_t>> BootDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
+                                                      const VolumePlan& plan);
+
+// Whether two opens of one block device may not coexist on the node: at
+// least one of them writes ('w' in the CRI permissions; empty means "rwm").
+// A guest caches what it read: a reader beside a writer sees a file system
+// change under it, as QEMU's own image locking assumes.
+bool DeviceOpensConflict(std::string_view permissions_a, std::string_view permissions_b);
+
+// The block device (st_rdev) a record's device names: host_rdev, or for
+// records written before it was kept, a stat of host_path now (0 when that
+// is no block device any more).
+uint64_t DeviceNumberOf(const sandbox::DeviceSpec& d);
 
 // FailedPrecondition unless every host path of the record still names what
 // CreateContainer checked: opened one component at a time without following
@@ -89,9 +117,12 @@ std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const Vol
 // StartContainer checks before libvirt opens the paths and again after.
 absl::Status VerifyVolumesUnchanged(const sandbox::ContainerRecord& c);
 
-// Adds the record's devices (virtio-blk, cache=none, io=native, read-only
-// without 'w' in permissions) and directory mounts (virtio-fs or 9p) to
-// `spec`, after VerifyVolumesUnchanged.
+// Adds the record's devices (virtio-blk, cache=none, io=native,
+// discard=unmap, read-only without 'w' in permissions) and directory mounts
+// (virtio-fs or 9p) to `spec`, after VerifyVolumesUnchanged. The device
+// named by c.boot.device goes first (vda in a Linux guest), before the disks
+// already in `spec`, and is the boot disk (boot order 1) unless the VM boots
+// a kernel; the others follow the disks already there.
 absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
                                 runtime::VmSpec* spec);
 

@@ -13,6 +13,10 @@
 
 #include "absl/status/status.h"
 
+namespace kvcri::base {
+class MetricFamily;
+}  // namespace kvcri::base
+
 namespace kvcri::runtime {
 
 struct ConnectClose {
@@ -41,6 +45,15 @@ using LibvirtString = std::unique_ptr<char, LibvirtStringFree>;
 // current state → FailedPrecondition, connection/RPC problems → Unavailable,
 // unsupported → Unimplemented, everything else → Internal.
 absl::Status LibvirtError(std::string_view op);
+
+// Where LibvirtError counts failed libvirt calls:
+// kvcri_libvirt_errors_total{operation} with the libvirt function's name
+// (the first word of `op`). Answers that are not failures are left out:
+// "no such domain" and "no metadata" (lookups that find nothing), and an
+// absent or silent guest agent (a guest's business, not libvirt's). Null
+// (the default) counts nothing. Process-wide, like libvirt's own error
+// state; LibvirtHypervisor::Open sets it from its options.
+void SetLibvirtErrorCounter(base::MetricFamily* counter);
 
 // The code of the calling thread's last libvirt error (VIR_ERR_OK if none).
 int LastLibvirtErrorCode();

@@ -8,13 +8,19 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "runtime/hypervisor.h"
 
 typedef struct _virConnect* virConnectPtr;
 typedef struct _virDomain* virDomainPtr;
+
+namespace kvcri::base {
+class MetricFamily;
+}  // namespace kvcri::base
 
 namespace kvcri::runtime {
 
@@ -26,6 +32,15 @@ struct LibvirtHypervisorOptions {
   std::string uri;
   // QEMU binary written to <emulator>; empty lets libvirt choose.
   std::string emulator;
+  // kvcri_vm_boot_duration_seconds, a histogram without labels: from a new
+  // VM's first Resume to its qemu-guest-agent connecting (libvirt's agent
+  // lifecycle event), the moment a guest has booted far enough to run its
+  // services. Guests without qemu-guest-agent are not observed. Null: off.
+  base::MetricFamily* boot_durations = nullptr;
+  // kvcri_libvirt_errors_total{operation}, a counter: failed libvirt calls
+  // by libvirt function (runtime/libvirt_handles.h says which failures are
+  // answers and not counted). Process-wide once set. Null: not counted.
+  base::MetricFamily* errors = nullptr;
 };
 
 // Hypervisor over libvirt. VMs are persistent domains: they outlive this
@@ -80,8 +95,15 @@ class LibvirtHypervisor : public Hypervisor {
   absl::flat_hash_set<std::string> creating_ ABSL_GUARDED_BY(mu_);
   std::function<void(const VmEvent&)> on_event_ ABSL_GUARDED_BY(mu_);
   int event_callback_id_ ABSL_GUARDED_BY(mu_) = -1;
+  // For boot_durations: VMs created paused and not yet resumed (InfinitePast)
+  // or resumed and waiting for their agent (the resume time). Entries go at
+  // the agent's connect, Destroy or Remove: at most one per domain.
+  absl::flat_hash_map<std::string, absl::Time> booting_ ABSL_GUARDED_BY(mu_);
+  int agent_callback_id_ = -1;  // set in Open, before any other thread sees us
 
   static int OnLifecycleEvent(virConnectPtr conn, virDomainPtr dom, int event, int detail, void* opaque);
+  static void OnAgentEvent(virConnectPtr conn, virDomainPtr dom, int state, int reason, void* opaque);
+  void ForgetBoot(std::string_view name);
 };
 
 }  // namespace kvcri::runtime

@@ -26,7 +26,7 @@ constexpr std::pair<std::string_view, ContainerState> kContainerStates[] = {
 constexpr std::pair<std::string_view, Protocol> kProtocols[] = {
     {"tcp", Protocol::kTcp}, {"udp", Protocol::kUdp}, {"sctp", Protocol::kSctp}};
 constexpr std::pair<std::string_view, BootKind> kBootKinds[] = {
-    {"", BootKind::kUnset}, {"kernel", BootKind::kKernel}, {"disk", BootKind::kDisk}};
+    {"", BootKind::kUnset}, {"kernel", BootKind::kKernel}, {"disk", BootKind::kDisk}, {"device", BootKind::kDevice}};
 
 template <typename E, size_t N>
 std::string_view NameOf(const std::pair<std::string_view, E> (&table)[N], E value) {
@@ -252,6 +252,7 @@ std::string_view PhaseName(Phase p) { return NameOf(kPhases, p); }
 std::string_view SandboxStateName(SandboxState s) { return NameOf(kSandboxStates, s); }
 std::string_view ContainerStateName(ContainerState s) { return NameOf(kContainerStates, s); }
 std::string_view ProtocolName(Protocol p) { return NameOf(kProtocols, p); }
+std::string_view BootKindName(BootKind k) { return NameOf(kBootKinds, k); }
 
 bool IsValidId(std::string_view id) { return base::IsLowerHex(id, kIdLength); }
 
@@ -408,7 +409,8 @@ std::string ContainerRecord::ToJson() const {
         {"initrd", boot.initrd},
         {"cmdline", boot.cmdline},
         {"disk", boot.disk},
-        {"disk_format", boot.disk_format}}},
+        {"disk_format", boot.disk_format},
+        {"device", boot.device}}},
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
       {"seed_path", seed_path},
@@ -471,6 +473,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     b->Str("cmdline", &r.boot.cmdline);
     b->Str("disk", &r.boot.disk);
     b->Str("disk_format", &r.boot.disk_format);
+    b->Str("device", &r.boot.device);
   }
   top.Objects("devices", [&](ObjectReader& d) {
     DeviceSpec spec;

@@ -136,8 +136,11 @@ struct ContainerMetadata {
   bool operator==(const ContainerMetadata&) const = default;
 };
 
-// How the VM boots: a kernel (+initrd, cmdline) or a disk image.
-enum class BootKind { kUnset, kKernel, kDisk };
+// How the VM boots: a kernel (+initrd, cmdline), a disk image (an overlay of
+// the image's disk), or through the firmware from one of the container's
+// block devices, used in place (the Pod's kubevirt-cri.io/boot-device
+// annotation, docs/volumes.md "Persistent VMs").
+enum class BootKind { kUnset, kKernel, kDisk, kDevice };
 
 struct BootInfo {
   BootKind kind = BootKind::kUnset;
@@ -146,6 +149,10 @@ struct BootInfo {
   std::string cmdline;
   std::string disk;
   std::string disk_format;  // "qcow2", "raw"
+  // The container path of the device (one of ContainerRecord::devices) the
+  // VM boots from or (kKernel) has as its first disk; empty without the
+  // annotation. kDevice always has one.
+  std::string device;
 
   bool operator==(const BootInfo&) const = default;
 };
@@ -271,5 +278,6 @@ std::string_view PhaseName(Phase p);
 std::string_view SandboxStateName(SandboxState s);
 std::string_view ContainerStateName(ContainerState s);
 std::string_view ProtocolName(Protocol p);
+std::string_view BootKindName(BootKind k);
 
 }  // namespace kvcri::sandbox

@@ -18,6 +18,7 @@
 #include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/container_events.h"
+#include "cri/convert.h"
 #include "cri/rpc_metrics.h"
 #include "cri/router_image_service.h"
 #include "cri/router_runtime_service.h"
@@ -197,9 +198,26 @@ absl::Status Daemon::Start() {
   // Before anything is created: a URI whose QEMU cannot reach the Pod's
   // tap is refused, not discovered at the first Pod.
   RETURN_IF_ERROR(runtime::CheckUriSupportsPodNetns(config_.LibvirtUri()));
+  // Registered whether or not the endpoint is on (nothing reads them then);
+  // the modules below count into them from the start.
   runtime::LibvirtHypervisorOptions hv_options;
+  ASSIGN_OR_RETURN(hv_options.errors,
+                   m.metrics.Counter("kvcri_libvirt_errors_total",
+                                     "libvirt calls that failed, by libvirt function (lookups finding no domain "
+                                     "and an absent guest agent are answers, not counted).",
+                                     {"operation"}));
   hv_options.uri = config_.LibvirtUri();
   hv_options.emulator = config_.libvirt.emulator;
+  ASSIGN_OR_RETURN(hv_options.boot_durations,
+                   m.metrics.Histogram("kvcri_vm_boot_duration_seconds",
+                                       "From a new VM's first resume to its qemu-guest-agent connecting (guests "
+                                       "without qemu-guest-agent are not observed).",
+                                       {}, base::DurationBuckets()));
+  ASSIGN_OR_RETURN(deps.vm_start_duration,
+                   m.metrics.Histogram("kvcri_vm_start_duration_seconds",
+                                       "StartContainer's VM part: domain create, cgroup placement and resume, by "
+                                       "result.",
+                                       {"result"}, base::DurationBuckets()));
   ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
   ASSIGN_OR_RETURN(m.cgroups, MakeCgroupPlacer(config_.runtime));
   base::LogInfo("cgroups", {{"driver", std::string(m.cgroups->driver())},
@@ -215,13 +233,27 @@ absl::Status Daemon::Start() {
   pull_options.registry.insecure_registries = config_.images.insecure_registries;
   pull_options.registry.mirrors = config_.images.mirrors;
   pull_options.timeout = absl::Seconds(config_.images.pull_timeout_seconds);
+  ASSIGN_OR_RETURN(pull_options.pulled_bytes,
+                   m.metrics.Counter("kvcri_image_pull_bytes_total",
+                                     "Image blob bytes received from registries (failed pulls included)."));
+  pull_options.pulled_bytes->Add({}, 0);  // a series from the start: rate() needs the zero
+  ASSIGN_OR_RETURN(pull_options.pull_durations,
+                   m.metrics.Histogram("kvcri_image_pull_duration_seconds",
+                                       "Image pulls from the first registry request to the image in the store, by "
+                                       "result.",
+                                       {"result"}, base::DurationBuckets()));
   m.puller = std::make_unique<runtime::image::RegistryPuller>(m.images.get(), m.http.get(), pull_options);
   m.store = std::make_unique<sandbox::FileSandboxStore>(config_.root);
   m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
   m.cni_runner = std::make_unique<cni::ExecCniRunner>(cni::ExecCniRunnerOptions::FromConfig(config_));
   m.tap_wiring = std::make_unique<cni::NetlinkTapWiring>();
-  ASSIGN_OR_RETURN(m.dhcp, cni::DhcpServer::Start());
+  cni::DhcpMetrics dhcp_metrics;
+  ASSIGN_OR_RETURN(dhcp_metrics.leases,
+                   m.metrics.Gauge("kvcri_dhcp_leases", "Leases the guests' DHCP responder serves (one per VM NIC)."));
+  ASSIGN_OR_RETURN(dhcp_metrics.replies, m.metrics.Counter("kvcri_dhcp_replies_total",
+                                                           "DHCP replies sent to guests, by message type.", {"type"}));
+  ASSIGN_OR_RETURN(m.dhcp, cni::DhcpServer::Start(dhcp_metrics));
   m.network = std::make_unique<cni::PodNetwork>(m.cni_runner.get(), m.tap_wiring.get(), m.dhcp.get());
 
   deps.hypervisor = m.hypervisor.get();
@@ -316,15 +348,16 @@ absl::Status Daemon::StartMetrics(grpc::ServerBuilder& builder) {
                    m.metrics.Gauge("kvcri_containers", "VM containers by CRI state.", {"state"}));
   // Counted from the records at each scrape: one pass over memory, no I/O.
   auto refresh = [&m] {
+    // Labelled with the CRI's state names, as kubelet and crictl show them.
     std::map<std::string, int> pods = {{"SANDBOX_READY", 0}, {"SANDBOX_NOTREADY", 0}};
     m.store->ListSandboxes([&](const sandbox::SandboxRecord& r) {
-      ++pods[std::string(sandbox::SandboxStateName(r.state))];
+      ++pods[cri::pb::PodSandboxState_Name(cri::ToPb(r.state))];
       return false;
     });
     std::map<std::string, int> ctrs = {
         {"CONTAINER_CREATED", 0}, {"CONTAINER_RUNNING", 0}, {"CONTAINER_EXITED", 0}, {"CONTAINER_UNKNOWN", 0}};
     m.store->ListContainers([&](const sandbox::ContainerRecord& r) {
-      ++ctrs[std::string(sandbox::ContainerStateName(r.state))];
+      ++ctrs[cri::pb::ContainerState_Name(cri::ToPb(r.state))];
       return false;
     });
     for (const auto& [state, n] : pods) m.pods_by_state->Set({state}, n);

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "config/base/file_util.h"
 #include "config/base/log.h"
+#include "config/base/metrics.h"
 #include "config/base/rollback.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -25,10 +26,11 @@ namespace fs = std::filesystem;
 // Counts a pull's bytes and logs them (and the rate) now and then.
 class Progress {
  public:
-  Progress(std::string image, int64_t total, absl::Duration interval)
-      : image_(std::move(image)), total_(total), interval_(interval) {}
+  Progress(std::string image, int64_t total, absl::Duration interval, base::MetricFamily* bytes)
+      : image_(std::move(image)), total_(total), interval_(interval), bytes_(bytes) {}
   void Add(int64_t n) {
     done_ += n;
+    if (bytes_ != nullptr) bytes_->Add({}, static_cast<double>(n));
     absl::Time now = absl::Now();
     if (now - last_ >= interval_) {
       last_ = now;
@@ -51,6 +53,7 @@ class Progress {
   int64_t total_;
   int64_t done_ = 0;
   absl::Duration interval_;
+  base::MetricFamily* const bytes_;
   absl::Time start_ = absl::Now();
   absl::Time last_ = absl::Now();
 };
@@ -193,7 +196,11 @@ absl::StatusOr<ImageInfo> RegistryPuller::Pull(std::string_view ref_text,
     return flight->result;
   }
   FlightRelease release(this, key, flight);
+  const absl::Time start = absl::Now();
   flight->result = DoPullCaught(ref, creds);
+  if (options_.pull_durations != nullptr) {
+    options_.pull_durations->Observe({flight->result.ok() ? "ok" : "error"}, absl::ToDoubleSeconds(absl::Now() - start));
+  }
   return flight->result;
 }
 
@@ -292,7 +299,7 @@ absl::StatusOr<ImageInfo> RegistryPuller::DoPull(const Reference& ref,
     }
     total += d.size;
   }
-  Progress progress(image, total, options_.progress_interval);
+  Progress progress(image, total, options_.progress_interval, options_.pulled_bytes);
   std::set<std::string> fetched;
   for (const Descriptor& d : blobs) {
     if (!fetched.insert(d.digest).second) continue;  // a layer listed twice

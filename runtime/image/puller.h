@@ -15,6 +15,10 @@
 #include "runtime/image/registry_auth.h"
 #include "runtime/image/registry_client.h"
 
+namespace kvcri::base {
+class MetricFamily;
+}  // namespace kvcri::base
+
 namespace kvcri::runtime::image {
 
 // Brings an image from a registry into the store. cri/ talks to this.
@@ -33,6 +37,14 @@ struct PullerOptions {
   absl::Duration timeout = absl::Minutes(30);
   // How often a running download logs its progress.
   absl::Duration progress_interval = absl::Seconds(5);
+  // kvcri_image_pull_bytes_total (a counter without labels): blob bytes
+  // received from registries, failed pulls included. Null: not counted.
+  base::MetricFamily* pulled_bytes = nullptr;
+  // kvcri_image_pull_duration_seconds{result="ok"|"error"} (a histogram):
+  // each pull this puller ran, from its first request to the image in the
+  // store (a digest already stored answers at once). A pull that joined one
+  // in flight for the same image is not observed again.
+  base::MetricFamily* pull_durations = nullptr;
 };
 
 // Pulls over the OCI distribution API: resolves the tag (or digest) to a

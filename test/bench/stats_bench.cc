@@ -31,6 +31,7 @@
 #include <gtest/gtest.h>
 
 #include "test/client/containerd_fixture.h"
+#include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
 #include "test/client/prom_text.h"
 
@@ -54,21 +55,6 @@ double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   size_t rank = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size()) + 0.999999);
   return v[std::min(v.size(), std::max<size_t>(rank, 1)) - 1];
-}
-
-// utime + stime of every thread (live and exited) of `pid`, in seconds.
-double ProcCpuSeconds(pid_t pid) {
-  std::string stat = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
-  size_t p = stat.rfind(')');
-  if (p == std::string::npos) return 0;
-  std::istringstream in(stat.substr(p + 2));
-  std::string field;
-  double ticks = 0;
-  // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 double CpuOf(const std::vector<int>& pids) {

@@ -65,6 +65,20 @@ void UnmountUnder(const fs::path& dir) {
   }
 }
 
+double ProcCpuSeconds(pid_t pid) {
+  std::string stat = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
+  size_t p = stat.rfind(')');
+  if (p == std::string::npos) return 0;
+  std::istringstream in(stat.substr(p + 2));
+  std::string field;
+  double ticks = 0;
+  // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 pid_t QemuPidOf(std::string_view domain) {
   const std::string needle = "guest=" + std::string(domain) + ",";
   // error_code overloads: processes come and go while we iterate.

@@ -24,6 +24,10 @@ void KillProcessesUnder(const std::filesystem::path& dir);
 // (a few rounds, for mounts that reappear under propagation).
 void UnmountUnder(const std::filesystem::path& dir);
 
+// utime + stime of every thread (live and exited) of `pid`, in seconds
+// (/proc/<pid>/stat); 0 when it cannot be read.
+double ProcCpuSeconds(pid_t pid);
+
 // The pid of the QEMU process running libvirt domain `domain`, or -1.
 pid_t QemuPidOf(std::string_view domain);
 

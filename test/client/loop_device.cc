@@ -14,7 +14,13 @@ LoopDevice::LoopDevice(const std::filesystem::path& file, const std::string& fir
   std::string content = first_sector;
   content.resize(size, '\0');
   std::ofstream(file, std::ios::binary) << content;
-  ShResult r = Sh("losetup --find --show '" + file.string() + "'");
+  Attach();
+}
+
+LoopDevice::LoopDevice(const std::filesystem::path& file) : file_(file) { Attach(); }
+
+void LoopDevice::Attach() {
+  ShResult r = Sh("losetup --find --show '" + file_.string() + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   if (r.exit_code == 0) dev_ = r.output.substr(0, r.output.find('\n'));
 }

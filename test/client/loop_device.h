@@ -12,6 +12,8 @@ namespace kvcri::testing {
 class LoopDevice {
  public:
   LoopDevice(const std::filesystem::path& file, const std::string& first_sector, size_t size = 8 << 20);
+  // A loop device over `file` as it is (e.g. a raw copy of a bootable disk).
+  explicit LoopDevice(const std::filesystem::path& file);
   ~LoopDevice();
   LoopDevice(const LoopDevice&) = delete;
   LoopDevice& operator=(const LoopDevice&) = delete;
@@ -21,6 +23,8 @@ class LoopDevice {
   std::string FirstSector() const;
 
  private:
+  void Attach();
+
   std::filesystem::path file_;
   std::string dev_;
 };

@@ -73,13 +73,26 @@ class CrictlExamples : public ::testing::Test {
     pod.set_log_directory((d_->log_dir() / fs::path(pod.log_directory()).filename()).string());
     std::map<std::string, LoopDevice*> disk_of;  // container path -> its loop device
     std::map<std::string, fs::path> dir_of;      // container path -> the shared host directory
+    std::string boot_device;                     // the container path the VM boots from
+    if (auto it = pod.annotations().find("kubevirt-cri.io/boot-device"); it != pod.annotations().end()) {
+      boot_device = it->second;
+    }
     for (int i = 0; i < ctr.devices_size(); ++i) {
       pb::Device* dev = ctr.mutable_devices(i);
       fs::path link = vol_.path() / ("block" + std::to_string(i));
+      const fs::path img = vol_.path() / ("block" + std::to_string(i) + ".img");
+      if (dev->container_path() == boot_device) {
+        // The persistent disk: a raw copy of the demo image's bootable disk.
+        ShResult conv = Sh("qemu-img convert -f qcow2 -O raw '" + GuestImageDir("disk.qcow2") + "' '" +
+                           img.string() + "'");
+        ASSERT_EQ(conv.exit_code, 0) << conv.output;
+        loops_.push_back(std::make_unique<LoopDevice>(img));
+      } else {
+        loops_.push_back(std::make_unique<LoopDevice>(img, "", 16 << 20));
+      }
       // Handed over as a symlink to the device, as kubelet does for CSI raw block volumes.
-      loops_.push_back(std::make_unique<LoopDevice>(vol_.path() / ("block" + std::to_string(i) + ".img"), "", 16 << 20));
       fs::create_symlink(loops_.back()->dev(), link);
-      disk_of[dev->container_path()] = loops_.back().get();
+      if (dev->container_path() != boot_device) disk_of[dev->container_path()] = loops_.back().get();
       dev->set_host_path(link.string());
     }
     for (int i = 0; i < ctr.mounts_size(); ++i) {
@@ -140,8 +153,14 @@ class CrictlExamples : public ::testing::Test {
       EXPECT_TRUE(WaitForFileContains(log, line, kBootTimeout)) << line << "\n" << ReadFileOrEmpty(log);
     }
     // Volumes: the guest found each one at its container path and wrote to it; the host sees the writes.
-    if (!disk_of.empty() || !dir_of.empty()) {
+    if (!disk_of.empty() || !dir_of.empty() || !boot_device.empty()) {
       ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-VOLUMES-DONE", kBootTimeout)) << ReadFileOrEmpty(log);
+    }
+    if (!boot_device.empty()) {
+      // Booted from the device: it is vda, and no overlay of the image's disk exists.
+      EXPECT_EQ(CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-BOOTDISK " + boot_device + " "), 1) << ReadFileOrEmpty(log);
+      EXPECT_EQ(info["bootDevice"], boot_device);
+      EXPECT_FALSE(fs::exists(d_->root() / "containers" / ctr_id / "disk.qcow2"));
     }
     for (const auto& [path, loop] : disk_of) {
       EXPECT_EQ(CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-BLOCK " + path + " "), 1) << ReadFileOrEmpty(log);
@@ -202,9 +221,11 @@ TEST_F(CrictlExamples, VmVolumesGetsTheBlockDeviceAndTheDirectoryAtTheirContaine
 
 TEST_F(CrictlExamples, ReadinessProbeIsAnsweredOnThePodIpAsKubeletWouldProbeIt) { RunExample("readiness-probe"); }
 
+TEST_F(CrictlExamples, PersistentVmBootsFromItsBlockDevice) { RunExample("persistent-vm"); }
+
 // A new example must be run here too, or it could rot unnoticed.
 TEST(CrictlExamplesList, EveryExampleHasATestAbove) {
-  EXPECT_THAT(ex::Names(), ::testing::ElementsAre("readiness-probe", "vm-pod", "vm-volumes"));
+  EXPECT_THAT(ex::Names(), ::testing::ElementsAre("persistent-vm", "readiness-probe", "vm-pod", "vm-volumes"));
 }
 
 }  // namespace

@@ -27,7 +27,9 @@
 #include "cni/dhcp_packet.h"
 #include "cni/dhcp_server.h"
 #include "cni/tap.h"
+#include "config/base/metrics.h"
 #include "config/base/netns_exec.h"
+#include "config/base/str.h"
 #include "test/client/tap_util.h"
 #include "config/base/unique_fd.h"
 #include "test/fakes/shell.h"
@@ -154,9 +156,14 @@ TEST_F(NetwireTest, GuestGetsDhcpLeaseAndReachesPeerThroughRedirect) {
   auto lease =
       LeaseFromWiredNic(*nic, {"10.96.0.10"}, {"default.svc.cluster.local", "svc.cluster.local"}, "web-0");
   ASSERT_TRUE(lease.ok()) << lease.status();
-  auto server = DhcpServer::Start();
+  base::MetricsRegistry registry;
+  DhcpMetrics metrics{*registry.Gauge("kvcri_dhcp_leases", "h"),
+                      *registry.Counter("kvcri_dhcp_replies_total", "h", {"type"})};
+  auto server = DhcpServer::Start(metrics);
   ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_THAT(registry.Expose(), HasSubstr("\nkvcri_dhcp_leases 0\n"));
   ASSERT_TRUE((*server)->Add("pod-1", netns_, *lease).ok());
+  EXPECT_THAT(registry.Expose(), HasSubstr("\nkvcri_dhcp_leases 1\n"));
 
   base::UniqueFd peer = CapturePeer();
   base::UniqueFd tap = OpenTap();
@@ -248,9 +255,14 @@ TEST_F(NetwireTest, GuestGetsDhcpLeaseAndReachesPeerThroughRedirect) {
   }
   EXPECT_TRUE(saw_arp);
   EXPECT_FALSE(saw_dhcp) << "DHCP leaked onto the Pod network";
+  const std::string text = registry.Expose();
+  for (const char* type : {"offer", "ack", "nak"}) {
+    EXPECT_THAT(text, HasSubstr(base::StrCat("kvcri_dhcp_replies_total{type=\"", type, "\"} 1\n")));
+  }
 
   ASSERT_TRUE((*server)->Remove("pod-1").ok());
   EXPECT_TRUE((*server)->Remove("pod-1").ok());
+  EXPECT_THAT(registry.Expose(), HasSubstr("\nkvcri_dhcp_leases 0\n"));
 }
 
 TEST_F(NetwireTest, UnwireLeavesNoTapOrQdiscAndToleratesRepeats) {

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "test/client/exec_helpers.h"
+#include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
 
 namespace kvcri::testing {
@@ -49,21 +50,6 @@ class PodCgroup {
   fs::path Dir(const char* h) const { return fs::path("/sys/fs/cgroup") / h / rel_.substr(1); }
   std::string rel_;
 };
-
-// utime + stime of every thread of `pid`, in seconds.
-double ProcCpuSeconds(pid_t pid) {
-  std::string stat = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
-  size_t p = stat.rfind(')');
-  if (p == std::string::npos) return 0;
-  std::istringstream in(stat.substr(p + 2));
-  std::string field;
-  double ticks = 0;
-  // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
-  }
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 pb::ContainerStats OneContainerStats(TestDaemon& d, const std::string& ctr) {
   pb::ListContainerStatsRequest req;

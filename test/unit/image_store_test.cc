@@ -31,6 +31,7 @@
 #include "absl/synchronization/notification.h"
 #include "config/base/file_util.h"
 #include "runtime/image/digest.h"
+#include "config/base/metrics.h"
 #include "runtime/image/puller.h"
 #include "runtime/vm_confinement.h"
 
@@ -1086,6 +1087,32 @@ TEST_F(HostileImageTest, MalformedConfigFailsCleanly) {
   ASSERT_FALSE(info.ok());
   EXPECT_THAT(std::string(info.status().message()), HasSubstr("config"));
   ExpectStoreEmpty();
+}
+
+// kvcri_image_pull_bytes_total counts the blob bytes received, and
+// kvcri_image_pull_duration_seconds one observation per pull, by result.
+TEST_F(HostileImageTest, PullsAreCountedInBytesAndDurationsByResult) {
+  const std::string digest = GoodImage();
+  base::MetricsRegistry registry;
+  PullerOptions options;
+  options.pulled_bytes = *registry.Counter("kvcri_image_pull_bytes_total", "h");
+  options.pull_durations =
+      *registry.Histogram("kvcri_image_pull_duration_seconds", "h", {"result"}, base::DurationBuckets());
+  ScriptedRegistry http(tmp_ / "l");
+  RegistryPuller puller(store_.get(), &http, options);
+  http.Serve([](const HttpRequest&) -> std::optional<ScriptedRegistry::Answer> {
+    return ScriptedRegistry::Answer{404, {{"content-type", "application/json"}}, R"({"errors":[]})"};
+  });
+  ASSERT_FALSE(puller.Pull("127.0.0.1:5000/vm:1", {}).ok());
+  http.Serve(ManifestFrom(tmp_ / "l", digest));
+  absl::StatusOr<ImageInfo> info = puller.Pull("127.0.0.1:5000/vm:1", {});
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string text = registry.Expose();
+  EXPECT_THAT(text, HasSubstr("kvcri_image_pull_duration_seconds_count{result=\"error\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("kvcri_image_pull_duration_seconds_count{result=\"ok\"} 1\n"));
+  // The blobs: the config and every layer, as the manifest lists them
+  // (the image's size), whatever the manifest itself weighed.
+  EXPECT_THAT(text, HasSubstr("kvcri_image_pull_bytes_total " + std::to_string(info->size) + "\n"));
 }
 
 // Sizes a manifest declares are bounded before a byte is downloaded.

@@ -292,6 +292,20 @@ TEST_F(RealAgentTest, PtyResizeIsSeenAndStdinEofEndsCat) {
   EXPECT_EQ(cat->Wait(In(10)).value_or(-1), 0);
 }
 
+// A shell closes its command in canonical mode and reads the next one raw
+// (its line editor): an EOF sent while it was canonical is queued as a mark
+// that a raw read sees as NUL. The agent sends the EOF character again once
+// the tty is raw, so the reader still gets its end of input.
+TEST_F(RealAgentTest, TtyEofSentInCanonicalModeReachesAReaderThatWentRaw) {
+  auto p = Sh("sleep 0.5; stty raw -echo; head -c 2 | od -An -tx1", /*stdin=*/true, /*tty=*/true);
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(p->CloseStdin().ok());  // while `sleep` runs: canonical
+  // Before reading: without the second EOF `head` waits for ever.
+  ASSERT_EQ(p->Wait(In(10)).value_or(-1), 0) << "the raw reader never got its end of input";
+  const std::string out = ReadOut(*p);
+  EXPECT_NE(out.find("00 04"), std::string::npos) << out;
+}
+
 TEST_F(RealAgentTest, SignalReachesTheProcessGroup) {
   auto p = Sh("sleep 1000 & wait");
   ASSERT_NE(p, nullptr);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "config/base/metrics.h"
 #include "runtime/libvirt_hypervisor.h"
 
 namespace kvcri::runtime {
@@ -116,6 +117,38 @@ TEST(LibvirtHypervisor, LifecycleEventsReachTheSubscriber) {
   EXPECT_TRUE(stopped());
   EXPECT_TRUE(h->Subscribe(nullptr).ok());
   EXPECT_TRUE(h->Remove(name).ok());
+}
+
+TEST(LibvirtHypervisor, FailedLibvirtCallsAreCountedByFunctionButAnswersAreNot) {
+  base::MetricsRegistry registry;
+  absl::StatusOr<base::MetricFamily*> errors = registry.Counter("kvcri_libvirt_errors_total", "h", {"operation"});
+  ASSERT_TRUE(errors.ok());
+  LibvirtHypervisorOptions options{"test:///default", ""};
+  options.errors = *errors;
+  auto h = LibvirtHypervisor::Open(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  const std::string name = UniqueName("errors");
+  ASSERT_TRUE((*h)->Create(Spec(name)).ok());
+  // A missing domain is an answer: Status says kMissing, Destroy and Remove
+  // are done already.
+  const std::string missing = UniqueName("missing");
+  ASSERT_TRUE((*h)->Status(missing).ok());
+  ASSERT_TRUE((*h)->Remove(missing).ok());
+  EXPECT_THAT(registry.Expose(), ::testing::Not(::testing::HasSubstr("kvcri_libvirt_errors_total{")));
+  // Resuming a domain that is not paused is a libvirt failure.
+  EXPECT_FALSE((*h)->Resume(name).ok());
+  EXPECT_FALSE((*h)->Resume(name).ok());
+  EXPECT_THAT(registry.Expose(), ::testing::HasSubstr("kvcri_libvirt_errors_total{operation=\"virDomainResume\"} 2\n"));
+  ASSERT_TRUE((*h)->Remove(name).ok());
+  h->reset();
+  // Closed: later failures (other tests, other hypervisors) are not counted here.
+  auto other = OpenTestDriver();
+  ASSERT_NE(other, nullptr);
+  const std::string n2 = UniqueName("errors");
+  ASSERT_TRUE(other->Create(Spec(n2)).ok());
+  EXPECT_FALSE(other->Resume(n2).ok());
+  EXPECT_THAT(registry.Expose(), ::testing::HasSubstr("kvcri_libvirt_errors_total{operation=\"virDomainResume\"} 2\n"));
+  ASSERT_TRUE(other->Remove(n2).ok());
 }
 
 TEST(LibvirtHypervisor, OnlyUrisWhoseQemuJoinsThePodNetnsAreAccepted) {

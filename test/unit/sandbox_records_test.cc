@@ -212,6 +212,13 @@ TEST(ContainerRecord, RoundTripsEveryField) {
   back = ContainerRecord::FromJson(c.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, c);
+
+  // A persistent VM: boots from one of its devices, named by container path.
+  c.boot = {BootKind::kDevice, "", "", "", "", "", "/dev/vda"};
+  back = ContainerRecord::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, c);
+  EXPECT_EQ(BootKindName(back->boot.kind), "device");
 }
 
 TEST(ContainerRecord, RejectsUnknownVersionAndCorruptInput) {

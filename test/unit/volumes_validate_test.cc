@@ -128,9 +128,12 @@ TEST_F(VolumesValidateTest, AcceptsBlockDeviceAndFollowsItsSymlink) {
   std::string node = MakeBlockNode("blk");
   if (node.empty()) FAIL() << "mknod of a block device failed (unit tests run as root)";
   fs::create_symlink(dir_ / "blk", dir_ / "blk-link");  // as kubelet hands CSI block volumes
+  // Another device: one device twice is refused (boot_device_test.cc).
+  std::string other = Path("blk2");
+  ASSERT_EQ(::mknod(other.c_str(), S_IFBLK | 0600, makedev(7, 201)), 0);
   pb::ContainerConfig c;
   AddDevice(c, "/dev/xvdb", Path("blk-link"), "r");
-  AddDevice(c, "/dev/xvdc", node, "");
+  AddDevice(c, "/dev/xvdc", other, "");
   absl::StatusOr<VolumePlan> plan = ValidateVolumes(c);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->devices.size(), 2u);

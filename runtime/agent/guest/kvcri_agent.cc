@@ -52,6 +52,16 @@ constexpr size_t kReadChunk = 64 << 10;
 constexpr int kWriteTimeoutMs = 30000;
 // How often to look for a host while the virtio port reports hang-up.
 constexpr int kHostPollMs = 250;
+// After a tty's stdin closed while its line discipline was canonical: how
+// often, and how many times, to look whether it went raw since.
+constexpr int kEofCheckMs = 200;
+constexpr int kEofChecks = 50;
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 void Logf(const char* fmt, const char* arg) {
   fprintf(stderr, "kvcri-agent: ");
@@ -108,6 +118,9 @@ struct Session {
   int in_fd = -1, out_fd = -1, err_fd = -1;
   bool stdin_close_requested = false;
   char last_in = '\n';
+  // A tty whose stdin closed in canonical mode: looks left, and when next.
+  int eof_checks_left = 0;
+  int64_t eof_check_at_ms = 0;
 
   // port
   int sock = -1;
@@ -148,6 +161,7 @@ class Agent {
   void ReadSocket(Session* s);
   void WritePending(Session* s);
   void AfterPendingWritten(Session* s);
+  void CheckPendingEofs();
   void CreditBack(Session* s, bool force);
   void Reap();
   void TeardownSessions();
@@ -593,10 +607,42 @@ void Agent::AfterPendingWritten(Session* s) {
   // first one only flushes it, so a second follows.
   termios t{};
   char eof = 4;
-  if (tcgetattr(s->out_fd, &t) == 0 && t.c_cc[VEOF] != 0) eof = static_cast<char>(t.c_cc[VEOF]);
+  const bool got = tcgetattr(s->out_fd, &t) == 0;
+  if (got && t.c_cc[VEOF] != 0) eof = static_cast<char>(t.c_cc[VEOF]);
   char eofs[2] = {eof, eof};
   ssize_t ignored = write(s->out_fd, eofs, s->last_in == '\n' ? 1 : 2);
   (void)ignored;
+  // In canonical mode the line discipline keeps an EOF as a mark that only a
+  // canonical read honours. A shell that finishes a command and switches to
+  // raw mode for its line editor before reading (busybox ash, bash with
+  // readline) then reads that mark as a NUL byte and waits for ever. So the
+  // agent watches for the switch and sends the EOF character again: in raw
+  // mode it reaches the editor, which ends on it at an empty line.
+  if (got && (t.c_lflag & ICANON) != 0) {
+    s->eof_checks_left = kEofChecks;
+    s->eof_check_at_ms = MonotonicMs() + kEofCheckMs;
+  }
+}
+
+void Agent::CheckPendingEofs() {
+  const int64_t now = MonotonicMs();
+  for (auto& [id, s] : sessions_) {
+    if (s->eof_checks_left <= 0 || now < s->eof_check_at_ms) continue;
+    termios t{};
+    if (s->reaped || s->out_fd < 0 || tcgetattr(s->out_fd, &t) != 0) {
+      s->eof_checks_left = 0;
+      continue;
+    }
+    if ((t.c_lflag & ICANON) == 0) {
+      const char eof = t.c_cc[VEOF] != 0 ? static_cast<char>(t.c_cc[VEOF]) : 4;
+      ssize_t ignored = write(s->out_fd, &eof, 1);
+      (void)ignored;
+      s->eof_checks_left = 0;
+      continue;
+    }
+    --s->eof_checks_left;
+    s->eof_check_at_ms = now + kEofCheckMs;
+  }
 }
 
 void Agent::ReadOutput(Session* s, bool err) {
@@ -703,7 +749,11 @@ int Agent::Run() {
         if (ev) add(s->sock, ev, kSock, id);
       }
     }
+    for (auto& [id, s] : sessions_) {
+      if (s->eof_checks_left > 0) timeout = timeout < 0 ? kEofCheckMs : std::min(timeout, kEofCheckMs);
+    }
     int n = poll(fds.data(), fds.size(), timeout);
+    CheckPendingEofs();
     if (n < 0 && errno != EINTR) {
       Logf("poll: %s", strerror(errno));
       return 1;
