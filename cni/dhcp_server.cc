@@ -169,8 +169,9 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
     return absl::Status(s.code(), base::StrCat("dhcp for pod \"", pod_id, "\" in netns \"", netns.string(),
                                                "\": ", base::Sv(s.message())));
   }
+  const GuestName name{std::string(pod_id), std::string(tap_name)};
   absl::MutexLock lock(&mu_);
-  if (auto it = keys_.find(std::string(pod_id)); it != keys_.end()) {
+  if (auto it = keys_.find(name); it != keys_.end()) {
     // Closing the fd drops it from the epoll set as well.
     guests_.erase(it->second);
     keys_.erase(it);
@@ -185,27 +186,36 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   base::LogInfo(
       "dhcp serving",
       {{"pod", std::string(pod_id)}, {"mac", lease.mac}, {"ip", lease.ip}, {"tap", std::string(tap_name)}});
-  guests_.emplace(key, Guest{std::string(pod_id), std::move(sock.fd), sock.mac, std::move(responder)});
-  keys_.emplace(std::string(pod_id), key);
+  guests_.emplace(
+      key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd), sock.mac, std::move(responder)});
+  keys_.emplace(name, key);
   CountLeases();
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> DhcpServer::FramesSeen(std::string_view pod_id) {
+absl::StatusOr<uint64_t> DhcpServer::FramesSeen(std::string_view pod_id, std::string_view tap_name) {
   absl::MutexLock lock(&mu_);
-  auto it = keys_.find(std::string(pod_id));
-  if (it == keys_.end()) return absl::NotFoundError(base::StrCat("no DHCP socket for pod \"", pod_id, "\""));
+  auto it = keys_.find(GuestName{std::string(pod_id), std::string(tap_name)});
+  if (it == keys_.end()) {
+    return absl::NotFoundError(base::StrCat("no DHCP socket for pod \"", pod_id, "\" on \"", tap_name, "\""));
+  }
   return guests_.at(it->second).frames_seen;
 }
 
 absl::Status DhcpServer::Remove(std::string_view pod_id) {
   absl::MutexLock lock(&mu_);
-  auto it = keys_.find(std::string(pod_id));
-  if (it == keys_.end()) return absl::OkStatus();
-  guests_.erase(it->second);  // closes the socket, which leaves the epoll set
-  keys_.erase(it);
-  CountLeases();
-  base::LogInfo("dhcp stopped", {{"pod", std::string(pod_id)}});
+  // Every NIC of the Pod; a Pod has a handful, the map a few hundred.
+  std::vector<GuestName> names;
+  for (const auto& [name, key] : keys_) {
+    if (name.first == pod_id) names.push_back(name);
+  }
+  for (const GuestName& name : names) {
+    auto it = keys_.find(name);
+    guests_.erase(it->second);  // closes the socket, which leaves the epoll set
+    keys_.erase(it);
+    base::LogInfo("dhcp stopped", {{"pod", name.first}, {"tap", name.second}});
+  }
+  if (!names.empty()) CountLeases();
   return absl::OkStatus();
 }
 
@@ -239,7 +249,7 @@ void DhcpServer::Serve(uint64_t key) {
     if (n < 0) {
       if (errno != EAGAIN && errno != EINTR) {
         // ENETDOWN once the tap is deleted; Remove() follows.
-        base::LogDebug("dhcp recv failed", {{"pod", g.pod_id}, {"error", std::strerror(errno)}});
+        base::LogDebug("dhcp recv failed", {{"pod", g.pod_id}, {"tap", g.tap_name}, {"error", std::strerror(errno)}});
       }
       return;
     }
@@ -258,6 +268,7 @@ void DhcpServer::Serve(uint64_t key) {
     const bool info = reply->type != dhcp::MessageType::kOffer && g.info_log.Allow(absl::Now(), &suppressed);
     if (info) {
       base::LogInfo("dhcp reply", {{"pod", g.pod_id},
+                                   {"tap", g.tap_name},
                                    {"type", std::string(TypeName(reply->type))},
                                    {"ip", dhcp::FormatIp4(g.responder.ip())},
                                    {"suppressed", std::to_string(suppressed)}});

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -35,11 +36,12 @@ namespace kvcri::cni {
 class DhcpService {
  public:
   virtual ~DhcpService() = default;
-  // Starts answering the guest of `pod_id` on `tap_name` in `netns`.
-  // Replaces an earlier Add for the same pod (e.g. after a restart).
+  // Starts answering the guest of `pod_id` on `tap_name` in `netns` (one
+  // Add per guest NIC that has an IPv4 address). Replaces an earlier Add for
+  // the same pod and tap (e.g. after a restart).
   virtual absl::Status Add(std::string_view pod_id, const std::filesystem::path& netns, const Lease& lease,
                            std::string_view tap_name = "tap0") = 0;
-  // Stops answering; OK for an unknown pod.
+  // Stops answering on every tap of the pod; OK for an unknown pod.
   virtual absl::Status Remove(std::string_view pod_id) = 0;
 };
 
@@ -88,13 +90,14 @@ class DhcpServer final : public DhcpService {
                    std::string_view tap_name = "tap0") override;
   absl::Status Remove(std::string_view pod_id) override;
 
-  // Frames the socket of `pod_id` has passed up to us (after its filter),
-  // for tests and diagnostics. NotFound for an unknown pod.
-  absl::StatusOr<uint64_t> FramesSeen(std::string_view pod_id);
+  // Frames the socket of `pod_id` on `tap_name` has passed up to us (after
+  // its filter), for tests and diagnostics. NotFound for an unknown pod/tap.
+  absl::StatusOr<uint64_t> FramesSeen(std::string_view pod_id, std::string_view tap_name = "tap0");
 
  private:
   struct Guest {
     std::string pod_id;
+    std::string tap_name;
     base::UniqueFd sock;
     dhcp::Mac tap_mac{};
     DhcpResponder responder;
@@ -113,7 +116,8 @@ class DhcpServer final : public DhcpService {
   absl::Mutex mu_;
   uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;  // epoll key; never reused, unlike fds
   absl::flat_hash_map<uint64_t, Guest> guests_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, uint64_t> keys_ ABSL_GUARDED_BY(mu_);  // pod id -> key
+  using GuestName = std::pair<std::string, std::string>;                // pod id, tap
+  absl::flat_hash_map<GuestName, uint64_t> keys_ ABSL_GUARDED_BY(mu_);  // -> key
   std::thread thread_;
 };
 

@@ -1,6 +1,7 @@
 // Parsing CNI results of every supported spec version into CniResult, and the Pod IPs in them.
 #include "cni/result.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <nlohmann/json.hpp>
@@ -134,6 +135,17 @@ std::vector<std::string> PodIps(const CniResult& result,
   }
   v4.insert(v4.end(), v6.begin(), v6.end());
   return v4;
+}
+
+std::vector<std::string> SandboxInterfaces(const CniResult& result, std::string_view netns,
+                                           std::string_view default_ifname) {
+  std::vector<std::string> out;
+  for (const CniInterface& iface : result.interfaces) {
+    if (iface.name.empty() || iface.sandbox.empty() || iface.sandbox != netns) continue;
+    if (std::find(out.begin(), out.end(), iface.name) == out.end()) out.push_back(iface.name);
+  }
+  if (out.empty()) out.emplace_back(default_ifname);
+  return out;
 }
 
 }  // namespace kvcri::cni

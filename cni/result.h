@@ -72,4 +72,12 @@ absl::StatusOr<CniResult> ParseCniResult(std::string_view json,
 std::vector<std::string> PodIps(const CniResult& result,
                                 std::string_view ifname = "eth0");
 
+// The names of the interfaces the result places in the sandbox `netns`
+// (entries whose "sandbox" is that path), in the result's order, each once.
+// A meta-plugin such as Multus lists eth0, net1, ...: each becomes a guest
+// NIC in this order. A result that names none of them (0.2.0-style, or a
+// plugin that reports no interfaces) is taken to mean `default_ifname`.
+std::vector<std::string> SandboxInterfaces(const CniResult& result, std::string_view netns,
+                                           std::string_view default_ifname = "eth0");
+
 }  // namespace kvcri::cni

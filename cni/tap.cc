@@ -215,10 +215,15 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   nl::LinkAttrs tap = nl::ReadLink(tap_link.get());
 
   // The guards (l2_filter.h): the guest sends only as itself, DHCP stays
-  // local for our responder, and no rogue RA or DHCP server reaches it.
-  ASSIGN_OR_RETURN(GuestAddresses guest, GuestAddressesFromNic(*nic));
-  ASSIGN_OR_RETURN(std::vector<sock_filter> inbound, PodIngressFilter(guest));
-  ASSIGN_OR_RETURN(std::vector<sock_filter> outbound, GuestEgressFilter(guest));
+  // local for our responder, and no rogue RA or DHCP server reaches it. An
+  // address-less interface is a plain wire: the guards know no address to
+  // allow, and the DHCP and RA of that L2 network are the guest's to use.
+  std::vector<sock_filter> inbound, outbound;
+  if (!nic->addresses.empty()) {
+    ASSIGN_OR_RETURN(GuestAddresses guest, GuestAddressesFromNic(*nic));
+    ASSIGN_OR_RETURN(inbound, PodIngressFilter(guest));
+    ASSIGN_OR_RETURN(outbound, GuestEgressFilter(guest));
+  }
   undo.Add("remove redirect", [s, name = std::string(cni_ifname)] { return RemoveIngress(s, name); });
   RETURN_IF_ERROR(RedirectIngress(s, eth, tap, RedirectOptions{.guard = std::move(inbound)}));
   undo.Add("remove redirect", [s, name = std::string(tap_name)] { return RemoveIngress(s, name); });
@@ -339,11 +344,14 @@ absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifn
   return absl::OkStatus();
 }
 
-absl::StatusOr<WiredNic> NetlinkTapWiring::Wire(const std::filesystem::path& netns) {
+std::string TapNameFor(size_t index) { return base::StrCat("tap", index); }
+
+absl::StatusOr<WiredNic> NetlinkTapWiring::Wire(const std::filesystem::path& netns, std::string_view cni_ifname,
+                                                std::string_view tap_name) {
   if (absl::Status s = BringUpLoopback(netns); !s.ok()) {
     return absl::Status(s.code(), StrCat("loopback: ", s.message()));
   }
-  return WireTap(netns, cni_ifname_, tap_name_);
+  return WireTap(netns, cni_ifname, tap_name);
 }
 
 }  // namespace kvcri::cni

@@ -60,7 +60,9 @@ struct WiredNic {
 // local for DhcpServer, no rogue RA or DHCP server reaches the guest); then
 // removes eth0's addresses and disables IPv6 on both (no DAD/RS/MLD from the
 // netns itself). eth0 stays up. InvalidArgument when the NIC's MAC or
-// addresses cannot be put in a guard.
+// addresses cannot be put in a guard. An interface with no global address
+// (a pure L2 network: the guest brings its own addresses, or gets them from
+// that network's DHCP) is joined by plain redirects, with no guard.
 //
 // Idempotent: the addresses and routes are also recorded in the tap's
 // IFLA_IFALIAS before eth0 is flushed, so a second call (say, after a daemon
@@ -77,28 +79,30 @@ absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string
 absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname = "eth0",
                     std::string_view tap_name = "tap0");
 
-// The seam sandbox/ and cri/ depend on (fakes in test/fakes/).
+// The tap of the guest's `index`-th NIC: "tap0", "tap1", ...
+std::string TapNameFor(size_t index);
+
+// The seam sandbox/ and cri/ depend on (fakes in test/fakes/). One call per
+// guest NIC: the CNI interface `cni_ifname` gets the tap `tap_name`.
 class TapWiring {
  public:
   virtual ~TapWiring() = default;
-  virtual absl::StatusOr<WiredNic> Wire(const std::filesystem::path& netns) = 0;
-  virtual absl::Status Unwire(const std::filesystem::path& netns) = 0;
+  virtual absl::StatusOr<WiredNic> Wire(const std::filesystem::path& netns, std::string_view cni_ifname,
+                                        std::string_view tap_name) = 0;
+  virtual absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname,
+                              std::string_view tap_name) = 0;
 };
 
-// WireTap/Unwire with fixed interface names.
+// WireTap/Unwire through netlink.
 class NetlinkTapWiring final : public TapWiring {
  public:
-  explicit NetlinkTapWiring(std::string cni_ifname = "eth0", std::string tap_name = "tap0")
-      : cni_ifname_(std::move(cni_ifname)), tap_name_(std::move(tap_name)) {}
   // Also brings `lo` up in the netns, as containerd does for containers.
-  absl::StatusOr<WiredNic> Wire(const std::filesystem::path& netns) override;
-  absl::Status Unwire(const std::filesystem::path& netns) override {
-    return cni::Unwire(netns, cni_ifname_, tap_name_);
+  absl::StatusOr<WiredNic> Wire(const std::filesystem::path& netns, std::string_view cni_ifname,
+                                std::string_view tap_name) override;
+  absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname,
+                      std::string_view tap_name) override {
+    return cni::Unwire(netns, cni_ifname, tap_name);
   }
-
- private:
-  const std::string cni_ifname_;
-  const std::string tap_name_;
 };
 
 // The IFLA_IFALIAS record (exposed for tests). Encode fails with

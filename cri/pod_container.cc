@@ -148,13 +148,15 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
     seed.serial = "cidata";
     spec.disks.push_back(seed);
   }
-  if (!sb.network.nic.tap_name.empty()) {
-    // The tap exists in the Pod netns since RunPodSandbox: the guest's first
-    // frame already crosses a complete wiring.
+  for (const sandbox::GuestNic& g : sb.network.nics) {
+    // The taps exist in the Pod netns since RunPodSandbox: the guest's first
+    // frame already crosses a complete wiring. Record order = CNI result
+    // order = PCI slot order (domain_xml.h).
+    if (g.tap_name.empty()) continue;
     runtime::NicSpec nic;
-    nic.tap_name = sb.network.nic.tap_name;
-    nic.mac = sb.network.nic.mac;
-    nic.mtu = sb.network.nic.mtu;
+    nic.tap_name = g.tap_name;
+    nic.mac = g.mac;
+    nic.mtu = g.mtu;
     spec.nics.push_back(nic);
   }
   return spec;

@@ -65,16 +65,29 @@ cni::WiredNic WiredNicFrom(const sandbox::GuestNic& g) {
   return nic;
 }
 
-sandbox::NetworkStatus NetworkStatusFrom(const cni::WiredNic& nic) {
+sandbox::NetworkStatus NetworkStatusFrom(const std::vector<cni::WiredNic>& nics, std::string_view primary_ifname) {
   sandbox::NetworkStatus status;
-  for (const cni::IpPrefix& p : nic.addresses) {
-    if (status.ip.empty()) {
-      status.ip = p.address;
-    } else {
-      status.additional_ips.push_back(p.address);
+  size_t primary = 0;
+  for (size_t i = 0; i < nics.size(); ++i) {
+    if (nics[i].cni_ifname == primary_ifname) {
+      primary = i;
+      break;
     }
   }
-  status.nic = GuestNicFrom(nic);
+  auto add = [&](const cni::WiredNic& nic) {
+    for (const cni::IpPrefix& p : nic.addresses) {
+      if (status.ip.empty()) {
+        status.ip = p.address;
+      } else {
+        status.additional_ips.push_back(p.address);
+      }
+    }
+  };
+  if (!nics.empty()) add(nics[primary]);
+  for (size_t i = 0; i < nics.size(); ++i) {
+    if (i != primary) add(nics[i]);
+  }
+  for (const cni::WiredNic& nic : nics) status.nics.push_back(GuestNicFrom(nic));
   return status;
 }
 
@@ -100,9 +113,11 @@ runtime::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb) {
   if (auto it = sb.annotations.find(std::string(runtime::kUserDataAnnotation)); it != sb.annotations.end()) {
     seed.user_data = it->second;
   }
-  if (!sb.network.nic.tap_name.empty()) {
-    seed.network_config = runtime::NetworkConfigV2(SeedNicFrom(sb.network.nic), sb.dns.servers, sb.dns.searches);
+  std::vector<runtime::SeedNic> nics;
+  for (const sandbox::GuestNic& g : sb.network.nics) {
+    if (!g.tap_name.empty()) nics.push_back(SeedNicFrom(g));
   }
+  if (!nics.empty()) seed.network_config = runtime::NetworkConfigV2(nics, sb.dns.servers, sb.dns.searches);
   return seed;
 }
 

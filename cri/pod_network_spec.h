@@ -1,6 +1,9 @@
 // Translation between sandbox records and the network types of cni/ and the guest's cloud-init seed.
 #pragma once
 
+#include <string_view>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "cni/cni_runner.h"
 #include "cni/pod_network.h"
@@ -23,12 +26,17 @@ cni::GuestDhcpInfo GuestDhcpFor(const sandbox::SandboxRecord& sb);
 sandbox::GuestNic GuestNicFrom(const cni::WiredNic& nic);
 cni::WiredNic WiredNicFrom(const sandbox::GuestNic& nic);
 
-// Pod IPs for PodSandboxStatus: the first address (IPv4 first) and the rest.
-sandbox::NetworkStatus NetworkStatusFrom(const cni::WiredNic& nic);
+// Pod IPs for PodSandboxStatus and the NICs for the record. `ip` is the
+// first address of the primary NIC (the one named `primary_ifname`, else the
+// first; IPv4 first); `additional_ips` its other addresses, then those of
+// the other NICs in order. kubelet keeps the first IP of each family
+// (docs/networking.md), so the Pod IPs stay the primary interface's.
+sandbox::NetworkStatus NetworkStatusFrom(const std::vector<cni::WiredNic>& nics,
+                                         std::string_view primary_ifname = "eth0");
 
 // The cloud-init NoCloud seed of a Pod's VM: instance-id (Pod UID),
 // hostname, user-data from the kubevirt-cri.io/user-data annotation,
-// network-config v2 for the wired NIC (when there is one).
+// network-config v2 for the wired NICs (when there are any).
 runtime::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb);
 
 }  // namespace kvcri::cri

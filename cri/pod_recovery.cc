@@ -276,12 +276,14 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
            [](const sandbox::SandboxRecord& r) { return r.state == sandbox::SandboxState::kReady; })) {
     absl::StatusOr<bool> exists = deps_.netns->Exists(sb.id);
     absl::Status network_ok = absl::OkStatus();
-    if (exists.ok() && *exists && !sb.network.nic.tap_name.empty()) {
+    if (exists.ok() && *exists && !sb.network.nics.empty()) {
       // The DHCP responder lived in our process: serve the guest again (its
-      // lease renewals), and re-assert the tap wiring.
+      // lease renewals) on every NIC, and re-assert the tap wiring.
       absl::StatusOr<cni::AttachSpec> attach = AttachSpecFor(sb);
       network_ok = attach.status();
-      if (attach.ok()) network_ok = deps_.network->Restore(*attach, GuestDhcpFor(sb)).status();
+      std::vector<std::string> ifnames;
+      for (const sandbox::GuestNic& g : sb.network.nics) ifnames.push_back(g.cni_ifname);
+      if (attach.ok()) network_ok = deps_.network->Restore(*attach, GuestDhcpFor(sb), ifnames).status();
       if (!network_ok.ok()) {
         base::LogError("recovery: Pod network not restored",
                        {{"id", sb.id}, {"error", std::string(network_ok.message())}});

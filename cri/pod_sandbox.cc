@@ -120,8 +120,8 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
   // Registered before ADD: a failed ADD can leave an IP allocated.
   undo.Add("detach pod network", [this, attach] { return deps_.network->Detach(attach); });
   cni::AttachTimings net_took;
-  ASSIGN_OR_RETURN(cni::WiredNic nic, deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
-  const sandbox::NetworkStatus network = NetworkStatusFrom(nic);
+  ASSIGN_OR_RETURN(std::vector<cni::WiredNic> nics, deps_.network->Attach(attach, GuestDhcpFor(record), &net_took));
+  const sandbox::NetworkStatus network = NetworkStatusFrom(nics, attach.ifname);
 
   RETURN_IF_ERROR(deps_.store
                       ->UpdateSandbox(id,
@@ -143,6 +143,7 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
   base::LogInfo("sandbox ready", {{"pod", StrCat(record.metadata.namespace_, "/", record.metadata.name)},
                                   {"id", id},
                                   {"ip", network.ip},
+                                  {"nics", StrCat(network.nics.size())},
                                   {"cni_ms", StrCat(absl::ToInt64Milliseconds(net_took.cni_plugins))},
                                   {"wiring_ms", StrCat(absl::ToInt64Milliseconds(net_took.wiring))},
                                   {"took_ms", StrCat(absl::ToInt64Milliseconds(took))}});

@@ -25,11 +25,17 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const pb::Po
     };
     if (!sb->load_error.empty()) info["loadError"] = sb->load_error;
     if (std::string busy = pods_->BusyWith(sb->id); !busy.empty()) info["inProgress"] = busy;
-    if (!sb->network.nic.tap_name.empty()) {
-      info["guestNic"] = {{"tap", sb->network.nic.tap_name},
-                          {"mac", sb->network.nic.mac},
-                          {"mtu", sb->network.nic.mtu},
-                          {"addresses", sb->network.nic.addresses}};
+    nlohmann::json nics = nlohmann::json::array();
+    for (const sandbox::GuestNic& g : sb->network.nics) {
+      nics.push_back({{"interface", g.cni_ifname},
+                      {"tap", g.tap_name},
+                      {"mac", g.mac},
+                      {"mtu", g.mtu},
+                      {"addresses", g.addresses}});
+    }
+    if (!nics.empty()) {
+      info["guestNic"] = nics.front();  // the primary, as before several networks
+      info["guestNics"] = std::move(nics);
     }
     (*resp->mutable_info())["info"] = info.dump();
     if (std::string t = pods_->Timings(sb->id); !t.empty()) (*resp->mutable_info())["timings"] = t;

@@ -174,12 +174,21 @@ PodUsage StatsCollector::Pod(const sandbox::SandboxRecord& sb, const std::vector
     if (ifs.ok()) {
       NetworkUsage n;
       n.timestamp = Now();
-      const std::string& tap = sb.network.nic.tap_name;
+      // The CNI interfaces (eth0, net1, ...) are the Pod's; the taps behind
+      // them carry the same frames again.
+      auto is_tap = [&](const std::string& name) {
+        for (const sandbox::GuestNic& g : sb.network.nics) {
+          if (!g.tap_name.empty() && g.tap_name == name) return true;
+        }
+        return false;
+      };
       for (cni::InterfaceCounters& i : *ifs) {
-        if (i.name == "lo" || (!tap.empty() && i.name == tap)) continue;
+        if (i.name == "lo" || is_tap(i.name)) continue;
         n.interfaces.push_back(std::move(i));
       }
-      const std::string want = sb.network.nic.cni_ifname.empty() ? "eth0" : sb.network.nic.cni_ifname;
+      const std::string want = sb.network.nics.empty() || sb.network.nics.front().cni_ifname.empty()
+                                   ? "eth0"
+                                   : sb.network.nics.front().cni_ifname;
       for (size_t k = 0; k < n.interfaces.size(); ++k) {
         if (n.interfaces[k].name == want) n.default_index = static_cast<int>(k);
       }

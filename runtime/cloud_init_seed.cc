@@ -59,40 +59,56 @@ std::string MetaData(const CloudInitSeed& seed) {
   return out;
 }
 
-std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& nameservers,
+std::string NetworkConfigV2(const std::vector<SeedNic>& nics, const std::vector<std::string>& nameservers,
                             const std::vector<std::string>& searches) {
-  const std::string name = nic.ifname.empty() ? "eth0" : nic.ifname;
   std::string out = "version: 2\nethernets:\n";
-  out += base::StrCat("  ", name, ":\n");
-  out += base::StrCat("    match:\n      macaddress: ", Quote(nic.mac), "\n");
-  out += base::StrCat("    set-name: ", Quote(name), "\n");
-  // Static config only: DHCP stays available in the guest, but two sources
-  // racing for one interface help nobody.
-  out += "    dhcp4: false\n    dhcp6: false\n";
-  // Said either way, never left to the guest's default (on in Linux): an
-  // IPv4-only Pod takes no router advertisements at all, and an IPv6 Pod
-  // only gets its gateway's (the tc filter on eth0 drops the rest).
-  const bool ipv6 = std::any_of(nic.addresses.begin(), nic.addresses.end(),
-                                [](const std::string& a) { return a.find(':') != std::string::npos; });
-  out += base::StrCat("    accept-ra: ", ipv6 ? "true" : "false", "\n");
-  if (!nic.addresses.empty()) {
+  std::vector<std::string> names;
+  bool dns_written = false;
+  for (size_t i = 0; i < nics.size(); ++i) {
+    const SeedNic& nic = nics[i];
+    std::string name = nic.ifname;
+    // A key used twice would make the YAML ambiguous; renaming two NICs to
+    // one name cannot work in the guest either.
+    if (name.empty() || std::find(names.begin(), names.end(), name) != names.end()) name = base::StrCat("eth", i);
+    names.push_back(name);
+    out += base::StrCat("  ", name, ":\n");
+    out += base::StrCat("    match:\n      macaddress: ", Quote(nic.mac), "\n");
+    out += base::StrCat("    set-name: ", Quote(name), "\n");
+    if (nic.addresses.empty()) {
+      // An L2-only network: no addresses from CNI, so nothing to state but
+      // the name; the guest's own configuration (user-data) decides the rest.
+      if (nic.mtu > 0) out += base::StrCat("    mtu: ", nic.mtu, "\n");
+      continue;
+    }
+    // Static config only: DHCP stays available in the guest, but two sources
+    // racing for one interface help nobody.
+    out += "    dhcp4: false\n    dhcp6: false\n";
+    // Said either way, never left to the guest's default (on in Linux): an
+    // IPv4-only Pod takes no router advertisements at all, and an IPv6 Pod
+    // only gets its gateway's (the tc filter on eth0 drops the rest).
+    const bool ipv6 = std::any_of(nic.addresses.begin(), nic.addresses.end(),
+                                  [](const std::string& a) { return a.find(':') != std::string::npos; });
+    out += base::StrCat("    accept-ra: ", ipv6 ? "true" : "false", "\n");
     out += "    addresses:\n";
     for (const std::string& a : nic.addresses) out += base::StrCat("      - ", Quote(a), "\n");
-  }
-  if (nic.mtu > 0) out += base::StrCat("    mtu: ", nic.mtu, "\n");
-  bool header = false;
-  for (const SeedRoute& r : nic.routes) {
-    // On-link routes need "scope: link", which not every cloud-init renderer
-    // understands; CNI routes without a gateway are rare, so they are left out.
-    if (r.gateway.empty()) continue;
-    if (!header) out += "    routes:\n";
-    header = true;
-    out += base::StrCat("      - to: ", Quote(r.dst), "\n        via: ", Quote(r.gateway), "\n");
-  }
-  if (!nameservers.empty() || !searches.empty()) {
-    out += "    nameservers:\n";
-    if (!nameservers.empty()) out += base::StrCat("      addresses: ", QuotedList(nameservers), "\n");
-    if (!searches.empty()) out += base::StrCat("      search: ", QuotedList(searches), "\n");
+    if (nic.mtu > 0) out += base::StrCat("    mtu: ", nic.mtu, "\n");
+    bool header = false;
+    for (const SeedRoute& r : nic.routes) {
+      // On-link routes need "scope: link", which not every cloud-init renderer
+      // understands; CNI routes without a gateway are rare, so they are left out.
+      if (r.gateway.empty()) continue;
+      if (!header) out += "    routes:\n";
+      header = true;
+      out += base::StrCat("      - to: ", Quote(r.dst), "\n        via: ", Quote(r.gateway), "\n");
+    }
+    // The Pod's DNS is one resolver configuration: said once, on the first
+    // NIC with an address (the Pod network's, in CNI's order).
+    if (!dns_written && (!nameservers.empty() || !searches.empty())) {
+      dns_written = true;
+      out += "    nameservers:\n";
+      if (!nameservers.empty()) out += base::StrCat("      addresses: ", QuotedList(nameservers), "\n");
+      if (!searches.empty()) out += base::StrCat("      search: ", QuotedList(searches), "\n");
+    }
   }
   return out;
 }

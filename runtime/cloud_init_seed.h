@@ -49,11 +49,13 @@ struct SeedNic {
   std::vector<SeedRoute> routes;
 };
 
-// network-config version 2: one ethernet matched by the NIC's MAC and renamed
-// to nic.ifname, with static addresses, routes (those with a gateway), MTU,
-// nameservers and search domains; accept-ra true only when the NIC has an
-// IPv6 address.
-std::string NetworkConfigV2(const SeedNic& nic, const std::vector<std::string>& nameservers,
+// network-config version 2: one ethernet per NIC, in order, matched by its
+// MAC and renamed to its ifname, with static addresses, routes (those with a
+// gateway), MTU; accept-ra true only when the NIC has an IPv6 address. The
+// nameservers and search domains go on the first NIC that has an address. A
+// NIC without addresses (an L2-only network) is listed with its name and MTU
+// only. Names that repeat or are empty become "eth<i>".
+std::string NetworkConfigV2(const std::vector<SeedNic>& nics, const std::vector<std::string>& nameservers,
                             const std::vector<std::string>& searches);
 
 // The files of the seed, in the order they go on the disk.

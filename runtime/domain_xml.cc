@@ -4,6 +4,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <cstdio>
 #include <initializer_list>
 #include <memory>
 
@@ -16,6 +17,13 @@ namespace kvcri::runtime {
 using base::StrCat;
 
 namespace {
+
+// "0x10": libvirt's PCI address notation.
+std::string PciSlot(size_t slot) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02zx", slot);
+  return buf;
+}
 
 constexpr std::string_view kMetadataVersion = "1";
 
@@ -191,6 +199,10 @@ absl::Status Validate(const VmSpec& spec) {
   }
   if (absl::Status s = ValidateFilesystems(spec); !s.ok()) return s;
   if (absl::Status s = ValidateFirmware(spec); !s.ok()) return s;
+  if (spec.nics.size() > kMaxNics) {
+    return absl::InvalidArgumentError(
+        StrCat("vm spec has ", spec.nics.size(), " nics; at most ", kMaxNics, " fit their PCI slots"));
+  }
   for (size_t i = 0; i < spec.nics.size(); ++i) {
     const NicSpec& n = spec.nics[i];
     if (n.tap_name.empty()) return absl::InvalidArgumentError(StrCat("vm spec nics[", i, "].tap_name is empty"));
@@ -421,13 +433,19 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     w.Close();
   }
   for (const FilesystemSpec& f : spec.filesystems) WriteFilesystem(w, f);
-  for (const NicSpec& n : spec.nics) {
+  for (size_t i = 0; i < spec.nics.size(); ++i) {
+    const NicSpec& n = spec.nics[i];
     // The tap exists already (cni/ made it in the Pod's netns); QEMU only opens it.
     w.Open("interface", {{"type", "ethernet"}});
     if (!n.mac.empty()) w.Leaf("mac", {{"address", n.mac}});
     w.Leaf("target", {{"dev", n.tap_name}, {"managed", "no"}});
     w.Leaf("model", {{"type", "virtio"}});
     if (n.mtu > 0) w.Leaf("mtu", {{"size", StrCat(n.mtu)}});
+    w.Leaf("address", {{"type", "pci"},
+                       {"domain", "0x0000"},
+                       {"bus", "0x00"},
+                       {"slot", PciSlot(kFirstNicPciSlot + i)},
+                       {"function", "0x0"}});
     w.Close();
   }
   w.Leaf("controller", {{"type", "usb"}, {"model", "none"}});

@@ -42,6 +42,14 @@ absl::StatusOr<bool> ParseChannelConnected(std::string_view xml, std::string_vie
 
 // virtio-blk carries at most 20 bytes of serial (VIRTIO_BLK_ID_BYTES).
 inline constexpr size_t kMaxDiskSerialLength = 20;
+// Guest NICs sit at fixed PCI addresses: NIC i (the Pod's CNI interfaces in
+// the result's order: eth0, net1, ...) at bus 0, slot kFirstNicPciSlot + i,
+// so a NIC's slot never depends on how many disks or file systems the VM has
+// (libvirt fills the slots below with those), and a guest that names NICs by
+// slot (ens16, ens17, ...) sees the same names in every Pod. 16 slots: at most
+// kMaxNics NICs.
+inline constexpr unsigned kFirstNicPciSlot = 0x10;
+inline constexpr size_t kMaxNics = 16;
 // The virtio-fs config space holds a 36-byte tag; we use the same limit for 9p.
 inline constexpr size_t kMaxMountTagLength = 36;
 

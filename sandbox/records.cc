@@ -224,6 +224,15 @@ void ReadNic(ObjectReader& in, GuestNic* nic) {
   });
 }
 
+json NetworkJson(const NetworkStatus& network) {
+  json nics = json::array();
+  for (const GuestNic& nic : network.nics) nics.push_back(NicJson(nic));
+  return {{"ip", network.ip},
+          {"additional_ips", network.additional_ips},
+          {"nic", NicJson(network.nics.empty() ? GuestNic{} : network.nics.front())},
+          {"nics", std::move(nics)}};
+}
+
 // Keeps in *status an error naming `field` when `value` is not a record ID.
 void CheckIdField(std::string_view field, const std::string& value, absl::Status* status) {
   if (status->ok() && !IsValidId(value)) {
@@ -282,7 +291,7 @@ std::string SandboxRecord::ToJson() const {
       {"port_mappings", std::move(ports)},
       {"host_network", host_network},
       {"cgroup_parent", cgroup_parent},
-      {"network", {{"ip", network.ip}, {"additional_ips", network.additional_ips}, {"nic", NicJson(network.nic)}}},
+      {"network", NetworkJson(network)},
   };
   return Dump(j);
 }
@@ -328,7 +337,18 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(std::string_view text) {
   if (auto n = top.Object("network")) {
     n->Str("ip", &r.network.ip);
     n->StrList("additional_ips", &r.network.additional_ips);
-    if (auto nic = n->Object("nic")) ReadNic(*nic, &r.network.nic);
+    bool has_nics = false;
+    n->Objects("nics", [&](ObjectReader& in) {
+      has_nics = true;
+      GuestNic nic;
+      ReadNic(in, &nic);
+      r.network.nics.push_back(std::move(nic));
+    });
+    if (!has_nics) {
+      GuestNic nic;
+      if (auto in = n->Object("nic")) ReadNic(*in, &nic);
+      if (!nic.tap_name.empty()) r.network.nics.push_back(std::move(nic));
+    }
   }
   CheckIdField("id", r.id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

@@ -87,9 +87,13 @@ struct GuestNic {
 
 // What CNI reported for the pod network; empty until CNI ADD succeeded.
 struct NetworkStatus {
-  std::string ip;
-  std::vector<std::string> additional_ips;
-  GuestNic nic;
+  std::string ip;                           // the primary interface's first address
+  std::vector<std::string> additional_ips;  // its other addresses, then the other NICs'
+  // The guest's NICs in the CNI result's order (tap0, tap1, ...): one per
+  // interface CNI placed in the netns. Written as "nics" plus, for readers of
+  // builds before several networks, the first as "nic"; a record with only
+  // "nic" reads as one NIC.
+  std::vector<GuestNic> nics;
 
   bool operator==(const NetworkStatus&) const = default;
 };

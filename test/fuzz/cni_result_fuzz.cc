@@ -1,4 +1,8 @@
-// Fuzz target cni_result: a CNI plugin's stdout through ParseCniResult and PodIps.
+// Fuzz target cni_result: a CNI plugin's stdout through ParseCniResult, PodIps and SandboxInterfaces.
+#include <set>
+#include <string>
+#include <vector>
+
 #include "cni/result.h"
 #include "test/fuzz/fuzz_targets.h"
 
@@ -16,6 +20,10 @@ void FuzzCniResult(FuzzInput in) {
   }
   for (const std::string& ip : cni::PodIps(*r)) KVCRI_FUZZ_CHECK(kTarget, ip.find('/') == std::string::npos);
   (void)cni::PodIps(*r, "net1");
+  // Guest NICs: never empty, never a name twice.
+  std::vector<std::string> nics = cni::SandboxInterfaces(*r, "/run/netns/p");
+  KVCRI_FUZZ_CHECK(kTarget, !nics.empty());
+  KVCRI_FUZZ_CHECK(kTarget, std::set<std::string>(nics.begin(), nics.end()).size() == nics.size());
   (void)cni::CniVersionAtLeast(r->cni_version, "0.4.0");
   (void)cni::IsSupportedCniVersion(r->cni_version);
 }

@@ -300,5 +300,94 @@ TEST_F(NetwireTest, DhcpAddForMissingTapIsNotFound) {
   EXPECT_TRUE(absl::IsNotFound(s)) << s;
 }
 
+// Several networks (Multus): net1 with its own subnet and no routes, net2
+// with no address at all, next to eth0. Each gets its own tap; DHCP answers
+// on each tap with that NIC's lease (no router on net1), and one Remove ends
+// them all.
+TEST_F(NetwireTest, EachCniInterfaceGetsItsTapAndItsOwnDhcpAnswers) {
+  const std::string setup = "set -e; ip -n " + pod_ + " link add net1 mtu 1300 type veth peer name peer1 netns " +
+                            host_ + "; ip -n " + pod_ + " link set net1 up; ip -n " + pod_ +
+                            " addr add 10.252.8.5/24 dev net1; ip -n " + pod_ +
+                            " link add net2 type veth peer name peer2 netns " + host_ + "; ip -n " + pod_ +
+                            " link set net2 up; ip -n " + host_ + " link set peer1 up; ip -n " + host_ +
+                            " link set peer2 up";
+  ShResult r = Sh(setup);
+  ASSERT_EQ(r.exit_code, 0) << setup << "\n" << r.output;
+  NetlinkTapWiring wiring;
+  auto eth0 = wiring.Wire(netns_, "eth0", "tap0");
+  auto net1 = wiring.Wire(netns_, "net1", "tap1");
+  auto net2 = wiring.Wire(netns_, "net2", "tap2");
+  ASSERT_TRUE(eth0.ok()) << eth0.status();
+  ASSERT_TRUE(net1.ok()) << net1.status();
+  ASSERT_TRUE(net2.ok()) << net2.status();
+  EXPECT_EQ(eth0->gateway4, "10.252.7.1");
+  EXPECT_THAT(net1->addresses, ElementsAre(IpPrefix{"10.252.8.5", 24}));
+  EXPECT_EQ(net1->mtu, 1300);
+  EXPECT_TRUE(net1->gateway4.empty());
+  EXPECT_TRUE(net1->routes.empty());
+  EXPECT_TRUE(net2->addresses.empty());
+  EXPECT_THAT(Sh("ip -n " + pod_ + " link show tap1").output, HasSubstr("mtu 1300"));
+  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc filter show dev net1 ingress").output,
+              HasSubstr("Egress Redirect to device tap1"));
+  EXPECT_THAT(Sh("ip netns exec " + pod_ + " tc filter show dev tap1 ingress").output, HasSubstr("bpf"));
+  // The L2-only NIC: joined, but with no guard (no address to hold the guest to).
+  const std::string tap2 = Sh("ip netns exec " + pod_ + " tc filter show dev tap2 ingress").output;
+  EXPECT_THAT(tap2, HasSubstr("Egress Redirect to device net2"));
+  EXPECT_THAT(tap2, ::testing::Not(HasSubstr("bpf")));
+  // Re-wiring (a daemon restart) gives the same NICs.
+  auto again = wiring.Wire(netns_, "net1", "tap1");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *net1);
+  auto again2 = wiring.Wire(netns_, "net2", "tap2");
+  ASSERT_TRUE(again2.ok()) << again2.status();
+  EXPECT_EQ(*again2, *net2);
+
+  auto server = DhcpServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto lease0 = LeaseFromWiredNic(*eth0, {}, {}, "web-0");
+  auto lease1 = LeaseFromWiredNic(*net1, {}, {}, "web-0");
+  ASSERT_TRUE(lease0.ok() && lease1.ok());
+  ASSERT_TRUE((*server)->Add("pod-m", netns_, *lease0, "tap0").ok());
+  ASSERT_TRUE((*server)->Add("pod-m", netns_, *lease1, "tap1").ok());
+  base::UniqueFd t0 = OpenTap();
+  base::UniqueFd t1 = testing::OpenGuestTap(netns_, pod_, "tap1");
+  ASSERT_TRUE(t0.valid() && t1.valid());
+  auto offer_on = [&](int fd, const std::string& mac, uint32_t xid) -> std::optional<dhcp::Message> {
+    dhcp::Message discover;
+    discover.op = 1;
+    discover.xid = xid;
+    discover.chaddr = *dhcp::ParseMac(mac);
+    discover.options[opt::kMessageType] = std::string(1, static_cast<char>(dhcp::MessageType::kDiscover));
+    std::string frame = ClientFrame(discover);
+    if (::write(fd, frame.data(), frame.size()) != static_cast<ssize_t>(frame.size())) return std::nullopt;
+    auto f = ReadUntil(fd, [&](const std::string& f) {
+      auto m = AsDhcpReply(f);
+      return m && m->xid == xid;
+    });
+    if (!f) return std::nullopt;
+    return AsDhcpReply(*f);
+  };
+  auto o1 = offer_on(t1.get(), net1->mac, 0x7001);
+  ASSERT_TRUE(o1.has_value()) << "no DHCP OFFER on tap1 within 5s";
+  EXPECT_EQ(dhcp::FormatIp4(o1->yiaddr), "10.252.8.5");
+  EXPECT_FALSE(o1->Ip4Option(opt::kRouter).has_value()) << "net1 has no default route: no router";
+  EXPECT_EQ(o1->options[opt::kMtu], std::string("\x05\x14", 2));  // 1300
+  auto o0 = offer_on(t0.get(), eth0->mac, 0x7000);
+  ASSERT_TRUE(o0.has_value()) << "no DHCP OFFER on tap0 within 5s";
+  EXPECT_EQ(dhcp::FormatIp4(o0->yiaddr), "10.252.7.2");
+  EXPECT_EQ(dhcp::FormatIp4(*o0->Ip4Option(opt::kRouter)), "10.252.7.1");
+  // eth0's guest MAC asking on tap1 is not net1's guest: no answer.
+  EXPECT_FALSE(offer_on(t1.get(), eth0->mac, 0x7002).has_value());
+  EXPECT_GT(*(*server)->FramesSeen("pod-m", "tap1"), 0u);
+
+  ASSERT_TRUE((*server)->Remove("pod-m").ok());
+  EXPECT_TRUE(absl::IsNotFound((*server)->FramesSeen("pod-m", "tap0").status()));
+  EXPECT_TRUE(absl::IsNotFound((*server)->FramesSeen("pod-m", "tap1").status()));
+  for (auto [ifname, tap] : {std::pair{"eth0", "tap0"}, std::pair{"net1", "tap1"}, std::pair{"net2", "tap2"}}) {
+    EXPECT_TRUE(wiring.Unwire(netns_, ifname, tap).ok());
+    EXPECT_NE(Sh("ip -n " + pod_ + " link show " + tap).exit_code, 0) << tap;
+  }
+}
+
 }  // namespace
 }  // namespace kvcri::cni

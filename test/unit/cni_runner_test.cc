@@ -665,6 +665,36 @@ TEST(CniResultParse, ConvertsEveryVersionToOneShape) {
       absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CniResultParse, MultusStyleResultNamesEverySandboxInterfaceInOrder) {
+  // What a Multus-like meta-plugin prints: the delegates' interfaces one
+  // after the other (host-side bridges and veths without "sandbox"), "ips"
+  // re-indexed into the merged list.
+  absl::StatusOr<CniResult> r = ParseCniResult(R"({"cniVersion":"1.0.0",
+    "interfaces":[{"name":"kvcri-a0","mac":"aa:00:00:00:00:01"},
+                  {"name":"veth1","mac":"aa:00:00:00:00:02"},
+                  {"name":"eth0","mac":"0a:58:0a:00:00:02","sandbox":"/run/netns/p"},
+                  {"name":"kvcri-b0","mac":"aa:00:00:00:00:03"},
+                  {"name":"net1","mac":"0a:58:0a:01:00:05","mtu":1400,"sandbox":"/run/netns/p"},
+                  {"name":"net2","mac":"0a:58:0a:02:00:07","sandbox":"/run/netns/p"},
+                  {"name":"eth0","mac":"0a:58:0a:00:00:02","sandbox":"/run/netns/p"},
+                  {"name":"lo9","sandbox":"/run/netns/other"}],
+    "ips":[{"address":"10.0.0.2/24","gateway":"10.0.0.1","interface":2},
+           {"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":4}],
+    "routes":[{"dst":"0.0.0.0/0","gw":"10.0.0.1"}]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(SandboxInterfaces(*r, "/run/netns/p"), ElementsAre("eth0", "net1", "net2"));
+  EXPECT_EQ(r->interfaces[4].mtu, 1400);
+  EXPECT_EQ(r->ips[1].interface, 4);
+  // The Pod IPs are eth0's; net1's address is not one.
+  EXPECT_THAT(PodIps(*r), ElementsAre("10.0.0.2"));
+  EXPECT_THAT(PodIps(*r, "net1"), ElementsAre("10.1.0.5"));
+
+  // A result naming no sandbox interface is the default one.
+  absl::StatusOr<CniResult> bare = ParseCniResult(R"({"cniVersion":"0.4.0","ips":[{"address":"10.2.0.3/16"}]})");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_THAT(SandboxInterfaces(*bare, "/run/netns/p"), ElementsAre("eth0"));
+}
+
 TEST(CniVersion, ComparesAndKnowsSupportedVersions) {
   EXPECT_TRUE(CniVersionAtLeast("1.0.0", "0.4.0"));
   EXPECT_TRUE(CniVersionAtLeast("0.4.0", "0.4.0"));

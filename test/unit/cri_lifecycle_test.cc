@@ -295,6 +295,45 @@ TEST_F(CriLifecycleTest, RestartCreatesNewAttemptButNotASecondContainer) {
   EXPECT_TRUE(again.ok()) << again.error_message();
 }
 
+// Several networks (Multus): the VM gets a NIC per sandbox interface in the
+// result's order, PodSandboxStatus the other network's IP as an additional
+// IP; a restart restores the wiring and DHCP of both, StopPodSandbox unwires
+// both before the one CNI DEL.
+TEST_F(CriLifecycleTest, ExtraNetworksAreNicsOfTheVmRestoredAfterRestartAndUnwiredOnStop) {
+  cni_.extra_ifnames = {"net1"};
+  tap_.others["net1"] = {"net1", "", "0a:58:0a:01:00:05", 1400, {{"10.1.0.5", 24}}, "", "", {}};
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  pb::PodSandboxStatusRequest sreq;
+  sreq.set_pod_sandbox_id(pod);
+  pb::PodSandboxStatusResponse sresp;
+  ASSERT_TRUE(service_->PodSandboxStatus(nullptr, &sreq, &sresp).ok());
+  EXPECT_EQ(sresp.status().network().ip(), "10.0.0.2");
+  ASSERT_EQ(sresp.status().network().additional_ips_size(), 1);
+  EXPECT_EQ(sresp.status().network().additional_ips(0).ip(), "10.1.0.5");
+
+  ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
+  ASSERT_TRUE(Start(ctr).ok());
+  runtime::VmSpec spec = hv_.SpecOf("kvcri-" + ctr);
+  ASSERT_EQ(spec.nics.size(), 2u);
+  EXPECT_EQ(spec.nics[0].tap_name, "tap0");
+  EXPECT_EQ(spec.nics[0].mac, "0a:58:0a:00:00:02");
+  EXPECT_EQ(spec.nics[1].tap_name, "tap1");
+  EXPECT_EQ(spec.nics[1].mac, "0a:58:0a:01:00:05");
+  EXPECT_EQ(spec.nics[1].mtu, 1400);
+
+  const std::string netns = store_->GetSandbox(pod)->netns_path;
+  net_log_.Take();
+  Restart();
+  EXPECT_THAT(net_log_.Take(), ::testing::IsSupersetOf({"wire " + netns, "dhcp add " + pod,
+                                                        "wire " + netns + " net1 tap1", "dhcp add " + pod + " tap1"}));
+  ASSERT_TRUE(StopPod(pod).ok());
+  EXPECT_THAT(net_log_.Take(), ::testing::IsSupersetOf({"dhcp remove " + pod, "unwire " + netns,
+                                                        "unwire " + netns + " net1 tap1", "cni DEL " + pod}));
+  absl::MutexLock l(&cni_.mu);
+  EXPECT_TRUE(cni_.allocated.empty());
+}
+
 TEST_F(CriLifecycleTest, RecoveryRemovesOrphanDomainsAndNamespaces) {
   runtime::VmSpec orphan;
   orphan.name = "kvcri-orphan";

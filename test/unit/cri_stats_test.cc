@@ -297,8 +297,8 @@ TEST_F(CriStatsTest, PodStatsSumItsContainersAndReportTheCniInterfaceButNotLoOrT
   SetUsage(cg, 1'000'000'000, 200 * kMiB, 0, 150 * kMiB, kGiB, 12);
   absl::StatusOr<sandbox::SandboxRecord> sb = store_->GetSandbox(pod);
   ASSERT_TRUE(sb.ok());
-  const std::string tap = sb->network.nic.tap_name.empty() ? "tap0" : sb->network.nic.tap_name;
-  const std::string eth = sb->network.nic.cni_ifname.empty() ? "eth0" : sb->network.nic.cni_ifname;
+  const std::string tap = sb->network.nics.empty() ? "tap0" : sb->network.nics[0].tap_name;
+  const std::string eth = sb->network.nics.empty() ? "eth0" : sb->network.nics[0].cni_ifname;
   {
     absl::MutexLock l(&netdev_.mu);
     netdev_.counters[sb->netns_path] = {{"lo", 5, 1, 0, 0, 5, 1, 0, 0},

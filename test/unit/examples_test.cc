@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cni/network_config.h"
 #include "test/client/examples.h"
@@ -195,6 +196,37 @@ TEST(Examples, TheSampleCniConflistIsAValidNetworkConfigThatDemoShInstalls) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->name, "kubevirt-cri-demo");
   EXPECT_THAT(DemoScript(), HasSubstr("docs/examples/cni/10-kubevirt-cri-demo.conflist"));
+}
+
+// extra-networks has no crictl files (one node has no Multus): its manifest
+// is checked on its own. The attachment's config must be a CNI config the
+// daemon would accept, and the Pod must ask for that attachment.
+TEST(Examples, TheExtraNetworksManifestAttachesAValidCniNetworkToAVmPod) {
+  const fs::path file = ex::Dir() / "extra-networks" / "pod.yaml";
+  const std::string text = ex::ReadAll(file);
+  EXPECT_EQ(text.rfind("# ", 0), 0u) << "pod.yaml does not open with a comment";
+  std::vector<YAML::Node> docs;
+  ASSERT_NO_THROW(docs = YAML::LoadAllFromFile(file.string()));
+  YAML::Node pod = ex::PodOf(docs);
+  ASSERT_TRUE(pod) << "pod.yaml has no object of kind Pod";
+  EXPECT_EQ(pod["spec"]["runtimeClassName"].as<std::string>(), "kubevirt");
+  ASSERT_TRUE(pod["spec"]["containers"] && pod["spec"]["containers"].size() == 1);
+  EXPECT_TRUE(pod["spec"]["containers"][0]["resources"]["limits"]["memory"]);
+  YAML::Node nad;
+  for (const YAML::Node& d : docs) {
+    if (d["kind"] && d["kind"].as<std::string>() == "NetworkAttachmentDefinition") nad = d;
+  }
+  ASSERT_TRUE(nad) << "pod.yaml has no NetworkAttachmentDefinition";
+  const std::string name = nad["metadata"]["name"].as<std::string>();
+  // A config with "plugins" is a list to Multus, as a .conflist file is to us.
+  absl::StatusOr<cni::NetworkConfigList> parsed =
+      cni::ParseNetworkConfig(nad["spec"]["config"].as<std::string>(), file.string() + ":spec.config.conflist");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->name, name);
+  const std::string networks = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"].as<std::string>();
+  EXPECT_THAT(networks, HasSubstr("\"name\": \"" + name + "\""));
+  EXPECT_THAT(networks, HasSubstr("\"interface\": \"net1\""));
+  EXPECT_THAT(ex::ReadAll(ex::Dir() / "README.md"), HasSubstr("(extra-networks/)"));
 }
 
 }  // namespace

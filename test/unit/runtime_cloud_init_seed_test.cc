@@ -59,8 +59,7 @@ TEST_F(CloudInitImage, SeedIsCleanVfatLabelledCidataWithTheThreeFiles) {
   seed.instance_id = "3fa4c1d2-uid";
   seed.hostname = "web-0";
   seed.user_data = "#cloud-config\npassword: \"x\"\n";
-  seed.network_config =
-      NetworkConfigV2(TestNic(), {"10.96.0.10"}, {"default.svc.cluster.local", "cluster.local"});
+  seed.network_config = NetworkConfigV2({TestNic()}, {"10.96.0.10"}, {"default.svc.cluster.local", "cluster.local"});
   fs::path img = dir_ / "seed.img";
   ASSERT_TRUE(WriteSeedImage(img, seed).ok());
   EXPECT_EQ(fs::status(img).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
@@ -123,7 +122,7 @@ TEST(CloudInitSeed, RejectsMissingInstanceIdAndClashingNames) {
 }
 
 TEST(CloudInitNetworkConfig, MatchesByMacWithStaticAddressesRoutesAndDns) {
-  std::string nc = NetworkConfigV2(TestNic(), {"10.96.0.10"}, {"default.svc.cluster.local"});
+  std::string nc = NetworkConfigV2({TestNic()}, {"10.96.0.10"}, {"default.svc.cluster.local"});
   EXPECT_EQ(nc,
             "version: 2\n"
             "ethernets:\n"
@@ -153,7 +152,7 @@ TEST(CloudInitNetworkConfig, MatchesByMacWithStaticAddressesRoutesAndDns) {
 TEST(CloudInitNetworkConfig, RefusesRouterAdvertsOnIpv4OnlyNics) {
   SeedNic nic = TestNic();
   nic.addresses = {"10.244.1.5/24"};
-  std::string nc = NetworkConfigV2(nic, {}, {});
+  std::string nc = NetworkConfigV2({nic}, {}, {});
   EXPECT_THAT(nc, HasSubstr("    dhcp6: false\n    accept-ra: false\n"));
   EXPECT_THAT(nc, ::testing::Not(HasSubstr("accept-ra: true")));
 }

@@ -132,6 +132,48 @@ TEST(BuildDomainXml, Nics) {
   EXPECT_THAT(*xml, HasSubstr("<model type='virtio'/>"));
 }
 
+TEST(BuildDomainXml, SeveralNicsInOrderAtFixedPciSlotsWhateverTheDisks) {
+  VmSpec s = KernelSpec();
+  s.nics.push_back(NicSpec{"tap0", "0a:58:0a:00:00:02", 1450});
+  s.nics.push_back(NicSpec{"tap1", "0a:58:0a:01:00:05", 1400});
+  s.nics.push_back(NicSpec{"tap2", "0a:58:0a:02:00:07", 0});
+  auto xml = BuildDomainXml(s);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  const std::string nic0 =
+      "<interface type='ethernet'>\n"
+      "      <mac address='0a:58:0a:00:00:02'/>\n"
+      "      <target dev='tap0' managed='no'/>\n"
+      "      <model type='virtio'/>\n"
+      "      <mtu size='1450'/>\n"
+      "      <address type='pci' domain='0x0000' bus='0x00' slot='0x10' function='0x0'/>\n"
+      "    </interface>";
+  EXPECT_THAT(*xml, HasSubstr(nic0));
+  size_t p0 = xml->find("dev='tap0'"), p1 = xml->find("dev='tap1'"), p2 = xml->find("dev='tap2'");
+  ASSERT_NE(p2, std::string::npos);
+  EXPECT_LT(p0, p1);
+  EXPECT_LT(p1, p2);
+  EXPECT_THAT(xml->substr(p1, 300), HasSubstr("<mtu size='1400'/>"));
+  EXPECT_THAT(xml->substr(p1, 300), HasSubstr("slot='0x11'"));
+  EXPECT_THAT(xml->substr(p2, 300), HasSubstr("slot='0x12'"));
+  EXPECT_THAT(xml->substr(p2, 300), Not(HasSubstr("<mtu")));
+
+  // A disk more moves no NIC.
+  VmSpec more = s;
+  more.disks.push_back(DiskSpec{"/var/lib/kvcri/containers/abc/seed.img", "raw", true, "cidata"});
+  auto xml2 = BuildDomainXml(more);
+  ASSERT_TRUE(xml2.ok()) << xml2.status();
+  EXPECT_THAT(*xml2, HasSubstr(nic0));
+  EXPECT_THAT(xml2->substr(xml2->find("dev='tap2'"), 300), HasSubstr("slot='0x12'"));
+}
+
+TEST(BuildDomainXml, MoreNicsThanPciSlotsIsInvalidArgument) {
+  VmSpec s = KernelSpec();
+  for (size_t i = 0; i <= kMaxNics; ++i) s.nics.push_back(NicSpec{"tap" + std::to_string(i), "", 0});
+  auto xml = BuildDomainXml(s);
+  EXPECT_EQ(xml.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(xml.status().message()), HasSubstr("17 nics"));
+}
+
 TEST(BuildDomainXml, EscapesNamesCmdlineAndMetadata) {
   VmSpec s = KernelSpec();
   s.name = "kvcri-<a&b>'\"";
