@@ -56,6 +56,50 @@ bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const
   return StartPodWithConfigs(d, config, VmContainerConfig("vm", image), pod_id, container_id, timings);
 }
 
+grpc::Status CreateContainerIn(TestDaemon& d, const std::string& pod_id, const pb::PodSandboxConfig& sandbox,
+                               const pb::ContainerConfig& config, std::string* container_id,
+                               std::chrono::seconds timeout) {
+  pb::CreateContainerRequest cr;
+  cr.set_pod_sandbox_id(pod_id);
+  *cr.mutable_config() = config;
+  *cr.mutable_sandbox_config() = sandbox;
+  pb::CreateContainerResponse resp;
+  grpc::Status s = d.runtime().CreateContainer(Ctx(timeout).get(), cr, &resp);
+  *container_id = resp.container_id();
+  return s;
+}
+
+std::string RestartVmContainer(TestDaemon& d, const std::string& pod_id, const std::string& ctr,
+                               const pb::PodSandboxConfig& sandbox, const std::string& image) {
+  pb::StopContainerRequest stop;
+  stop.set_container_id(ctr);
+  stop.set_timeout(0);
+  pb::StopContainerResponse stop_resp;
+  grpc::Status s = d.runtime().StopContainer(Ctx(std::chrono::seconds(60)).get(), stop, &stop_resp);
+  if (!s.ok()) {
+    ADD_FAILURE() << "StopContainer: " << s.error_message();
+    return "";
+  }
+  pb::ContainerConfig config = VmContainerConfig("vm", image);
+  config.mutable_metadata()->set_attempt(1);
+  config.set_log_path("vm/1.log");
+  std::string id;
+  s = CreateContainerIn(d, pod_id, sandbox, config, &id);
+  if (!s.ok()) {
+    ADD_FAILURE() << "CreateContainer: " << s.error_message();
+    return "";
+  }
+  pb::StartContainerRequest start;
+  start.set_container_id(id);
+  pb::StartContainerResponse start_resp;
+  s = d.runtime().StartContainer(Ctx(std::chrono::seconds(120)).get(), start, &start_resp);
+  if (!s.ok()) {
+    ADD_FAILURE() << "StartContainer: " << s.error_message();
+    return "";
+  }
+  return id;
+}
+
 bool StartPodWithConfigs(TestDaemon& d, const pb::PodSandboxConfig& config, const pb::ContainerConfig& container,
                          std::string* pod_id, std::string* container_id, PodTimings* timings) {
   pb::RunPodSandboxRequest run;

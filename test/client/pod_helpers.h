@@ -44,6 +44,18 @@ bool StartPodWithConfig(TestDaemon& d, const pb::PodSandboxConfig& config, const
 bool StartPodWithConfigs(TestDaemon& d, const pb::PodSandboxConfig& config, const pb::ContainerConfig& container,
                          std::string* pod_id, std::string* container_id, PodTimings* timings = nullptr);
 
+// CreateContainer of `config` in `pod_id` (made from `sandbox`); the new
+// container's id in *container_id ("" on error). The call's status.
+grpc::Status CreateContainerIn(TestDaemon& d, const std::string& pod_id, const pb::PodSandboxConfig& sandbox,
+                               const pb::ContainerConfig& config, std::string* container_id,
+                               std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// kubelet restarting a Pod's VM: StopContainer(ctr, timeout 0), then a new
+// container of `image` (attempt 1, logging to vm/1.log) created and started.
+// Its id, or "" with a gtest failure.
+std::string RestartVmContainer(TestDaemon& d, const std::string& pod_id, const std::string& ctr,
+                               const pb::PodSandboxConfig& sandbox, const std::string& image);
+
 // StopPodSandbox + RemovePodSandbox (which removes its containers).
 void RemovePod(TestDaemon& d, const std::string& pod_id);
 

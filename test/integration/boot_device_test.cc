@@ -64,18 +64,6 @@ class BootDeviceTest : public ::testing::Test {
     return rr.pod_sandbox_id();
   }
 
-  grpc::Status Create(TestDaemon& d, const std::string& pod_id, const pb::PodSandboxConfig& sandbox,
-                      const pb::ContainerConfig& config, std::string* ctr_id) {
-    pb::CreateContainerRequest cr;
-    cr.set_pod_sandbox_id(pod_id);
-    *cr.mutable_config() = config;
-    *cr.mutable_sandbox_config() = sandbox;
-    pb::CreateContainerResponse resp;
-    grpc::Status s = d.runtime().CreateContainer(Ctx(std::chrono::seconds(60)).get(), cr, &resp);
-    *ctr_id = resp.container_id();
-    return s;
-  }
-
   // Waits for the guest to have booted from the device and its agent to
   // answer; false (with failures) when it does not.
   bool WaitBootedFromDevice(TestDaemon& d, const pb::PodSandboxConfig& sandbox, const std::string& ctr_id) {
@@ -145,7 +133,7 @@ TEST_F(BootDeviceTest, AVmBootsFromABlockDeviceKeepsItsDataAcrossPodsAndHoldsItA
     ASSERT_FALSE(pod2.empty());
     auto expect_refused = [&] {
       std::string ctr;
-      grpc::Status s = Create(d, pod2, second, VmConfig(other_path.string()), &ctr);
+      grpc::Status s = CreateContainerIn(d, pod2, second, VmConfig(other_path.string()), &ctr);
       EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
       EXPECT_THAT(s.error_message(), HasSubstr("config.devices[0].host_path"));
       EXPECT_THAT(s.error_message(), HasSubstr("block device " + numbers));
@@ -173,7 +161,7 @@ TEST_F(BootDeviceTest, AVmBootsFromABlockDeviceKeepsItsDataAcrossPodsAndHoldsItA
     }
     EXPECT_TRUE(ProcessesMatching("\"" + loop.dev() + "\"").empty()) << "a QEMU still holds " << loop.dev();
     std::string ctr2;
-    grpc::Status s = Create(d, pod2, second, VmConfig(other_path.string()), &ctr2);
+    grpc::Status s = CreateContainerIn(d, pod2, second, VmConfig(other_path.string()), &ctr2);
     ASSERT_TRUE(s.ok()) << s.error_message();
     pb::StartContainerRequest sr;
     sr.set_container_id(ctr2);

@@ -288,25 +288,8 @@ TEST_F(PodNetworkTest, AfterKill9DhcpIsServedAgainAndDelReleasesTheIp) {
 
   // kubelet restarts the VM container: the new guest asks DHCP again and
   // must be answered by the responder restored after the restart.
-  pb::StopContainerRequest stop;
-  stop.set_container_id(ctr);
-  stop.set_timeout(0);
-  pb::StopContainerResponse stop_resp;
-  ASSERT_TRUE(d.runtime().StopContainer(Ctx(std::chrono::seconds(60)).get(), stop, &stop_resp).ok());
-  pb::CreateContainerRequest create;
-  create.set_pod_sandbox_id(pod);
-  *create.mutable_config() = VmContainerConfig("vm", kKernelImage);
-  create.mutable_config()->mutable_metadata()->set_attempt(1);
-  create.mutable_config()->set_log_path("vm/1.log");
-  *create.mutable_sandbox_config() = cfg;
-  pb::CreateContainerResponse create_resp;
-  grpc::Status s = d.runtime().CreateContainer(Ctx().get(), create, &create_resp);
-  ASSERT_TRUE(s.ok()) << s.error_message();
-  pb::StartContainerRequest start;
-  start.set_container_id(create_resp.container_id());
-  pb::StartContainerResponse start_resp;
-  s = d.runtime().StartContainer(Ctx(std::chrono::seconds(120)).get(), start, &start_resp);
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  const std::string restarted = RestartVmContainer(d, pod, ctr, cfg, kKernelImage);
+  ASSERT_FALSE(restarted.empty());
   EXPECT_EQ(WaitForGuestIp(d.log_dir() / "default_net-restart" / "vm" / "1.log"), ip) << d.DaemonLog();
 
   // A second crash, then DEL through the restarted daemon releases the IP.

@@ -73,18 +73,6 @@ class VolumesTest : public ::testing::Test {
     *config = run.config();
     return rr.pod_sandbox_id();
   }
-
-  grpc::Status Create(TestDaemon& d, const std::string& pod_id, const pb::PodSandboxConfig& sandbox,
-                      const pb::ContainerConfig& config, std::string* ctr_id) {
-    pb::CreateContainerRequest cr;
-    cr.set_pod_sandbox_id(pod_id);
-    *cr.mutable_config() = config;
-    *cr.mutable_sandbox_config() = sandbox;
-    pb::CreateContainerResponse resp;
-    grpc::Status s = d.runtime().CreateContainer(Ctx().get(), cr, &resp);
-    *ctr_id = resp.container_id();
-    return s;
-  }
 };
 
 void AddDevice(pb::ContainerConfig& c, const std::string& container, const std::string& host,
@@ -128,7 +116,7 @@ TEST_F(VolumesTest, LoopDevicesAndHostDirectoriesReachTheGuestAndAreReleased) {
   AddMount(c, "/config", ro_dir.string(), true);
   AddMount(c, "/etc/hosts", (t.path() / "hosts").string(), false);
   std::string ctr_id;
-  grpc::Status s = Create(d, pod_id, sandbox, c, &ctr_id);
+  grpc::Status s = CreateContainerIn(d, pod_id, sandbox, c, &ctr_id);
   ASSERT_TRUE(s.ok()) << s.error_message();
   pb::StartContainerRequest sr;
   sr.set_container_id(ctr_id);
@@ -220,7 +208,7 @@ TEST_F(VolumesTest, BadDevicesAndMountsAreRefusedLeavingNothing) {
     pb::ContainerConfig c = VmContainerConfig("vm", kKernelImage);
     k.add(c);
     std::string ctr_id;
-    grpc::Status s = Create(d, pod_id, sandbox, c, &ctr_id);
+    grpc::Status s = CreateContainerIn(d, pod_id, sandbox, c, &ctr_id);
     EXPECT_EQ(s.error_code(), k.code) << k.what << ": " << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr(k.field)) << k.what;
     EXPECT_THAT(s.error_message(), HasSubstr(k.reason)) << k.what;
