@@ -101,7 +101,7 @@ void PodLifecycle::GuestVcpus(const sandbox::ContainerRecord& c, int vcpus) {
 // ContainerStatus reports the old resources, kubelet sees the resize has not
 // completed and sends it again, and that call converges VM and record.
 // Nothing is left for recovery to do.
-absl::Status PodLifecycle::UpdateResources(std::string_view id_arg, const ContainerResources& want) {
+absl::Status PodLifecycle::UpdateResources(std::string_view id_arg, const ContainerResources& asked) {
   ASSIGN_OR_RETURN(std::string id, deps_.store->ResolveContainerId(id_arg));
   ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(id));
   ASSIGN_OR_RETURN(OpTracker::Hold pod_hold,
@@ -112,6 +112,18 @@ absl::Status PodLifecycle::UpdateResources(std::string_view id_arg, const Contai
   if (!c.load_error.empty()) {
     return absl::FailedPreconditionError(StrCat("container \"", id, "\" has an unreadable record: ", c.load_error));
   }
+  // As containerd does: a field left 0 or empty keeps what is in force
+  // (`crictl update --cpu-quota …` alone must not reset the memory to the
+  // default size). kubelet always sends every field.
+  ContainerResources want = asked;
+  if (want.memory_limit_bytes == 0) want.memory_limit_bytes = c.resources.memory_limit_in_bytes;
+  if (want.cpu_quota == 0 && want.cpu_period == 0) {
+    want.cpu_quota = c.resources.cpu_quota;
+    want.cpu_period = c.resources.cpu_period;
+  }
+  if (want.cpu_shares == 0) want.cpu_shares = c.resources.cpu_shares;
+  if (want.cpuset_cpus.empty()) want.cpuset_cpus = c.resources.cpuset_cpus;
+  if (want.cpuset_mems.empty()) want.cpuset_mems = c.resources.cpuset_mems;
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, want, "linux."));
   const sandbox::ContainerLinuxResources res = RecordResources(want);
 

@@ -157,6 +157,23 @@ TEST_F(PodResizeTest, MemoryGoesDownWithTheBalloonAndBackUpToTheBootSize) {
   EXPECT_EQ(Record(ctr).memory_mib, 512);
 }
 
+// crictl update sends only the flags given, the rest 0: as with containerd,
+// those keep what is in force instead of meaning the default size.
+TEST_F(PodResizeTest, FieldsLeftZeroKeepWhatIsInForce) {
+  const std::string ctr = Vm(2, 384);
+  const std::string domain = "kvcri-" + ctr;
+  ASSERT_TRUE(Update(Request(ctr, 100000, 0)).ok());  // CPU only
+  EXPECT_EQ(Record(ctr).memory_mib, 384);
+  EXPECT_EQ(Status(ctr).resources().linux().memory_limit_in_bytes(), 384 * kMiB);
+  EXPECT_EQ(Record(ctr).vcpus, 1);
+  pb::UpdateContainerResourcesRequest memory_only = Request(ctr, 0, 256);
+  memory_only.mutable_linux()->set_cpu_period(0);
+  ASSERT_TRUE(Update(memory_only).ok());
+  EXPECT_EQ(hv_.LiveMemoryMib(domain), 256);
+  EXPECT_EQ(Record(ctr).vcpus, 1);
+  EXPECT_EQ(Status(ctr).resources().linux().cpu_quota(), 100000);
+}
+
 TEST_F(PodResizeTest, BeyondTheMaximumIsInvalidArgumentNamingTheLimitAndChangesNothing) {
   config_.vm.max_vcpus = 4;
   const std::string ctr = Vm(1, 512);
