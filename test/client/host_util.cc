@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -77,6 +78,13 @@ double ProcCpuSeconds(pid_t pid) {
     if (i == 14 || i == 15) ticks += std::stod(field);
   }
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+bool PingFromHost(const std::string& ip) {
+  for (int i = 0; i < 10; ++i) {
+    if (std::system(("ping -c 1 -W 2 " + ip + " >/dev/null 2>&1").c_str()) == 0) return true;
+  }
+  return false;
 }
 
 pid_t QemuPidOf(std::string_view domain) {

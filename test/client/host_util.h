@@ -28,6 +28,9 @@ void UnmountUnder(const std::filesystem::path& dir);
 // (/proc/<pid>/stat); 0 when it cannot be read.
 double ProcCpuSeconds(pid_t pid);
 
+// Whether `ip` answers ping from the host, trying up to 10 times (2 s each).
+bool PingFromHost(const std::string& ip);
+
 // The pid of the QEMU process running libvirt domain `domain`, or -1.
 pid_t QemuPidOf(std::string_view domain);
 

@@ -85,13 +85,6 @@ std::vector<std::string> Allocated(const fs::path& dir, const std::string& name)
   return ips;
 }
 
-bool Ping(const std::string& ip) {
-  for (int i = 0; i < 10; ++i) {
-    if (std::system(("ping -c 1 -W 2 " + ip + " >/dev/null 2>&1").c_str()) == 0) return true;
-  }
-  return false;
-}
-
 // The DHCP leases the guest bound, per interface, from its console.
 std::map<std::string, std::string> WaitForGuestIps(const fs::path& log, size_t count) {
   static const std::regex kIpLine("KUBEVIRT-CRI-GUEST-IP (eth[0-9]+) ([0-9.]+)/[0-9]+");
@@ -197,8 +190,8 @@ TEST_F(MultiNetworkTest, TwoNetworksBecomeTwoGuestNicsReachableOnBothAndBothIpsA
   EXPECT_THAT(routes->stdout(), ::testing::Not(HasSubstr("default via " + bridges_[1].prefix))) << routes->stdout();
 
   // The host reaches the guest on both bridges: ICMP, and HTTP on net1's address.
-  EXPECT_TRUE(Ping(ip0));
-  EXPECT_TRUE(Ping(ip1));
+  EXPECT_TRUE(PingFromHost(ip0));
+  EXPECT_TRUE(PingFromHost(ip1));
   EXPECT_THAT(HttpGetUntil(ip1, 8080, "/", "kubevirt-cri-guest multi-net"), HasSubstr("kubevirt-cri-guest multi-net"));
 
   // kill -9: the restarted daemon serves DHCP on both NICs again. A new VM
@@ -211,7 +204,7 @@ TEST_F(MultiNetworkTest, TwoNetworksBecomeTwoGuestNicsReachableOnBothAndBothIpsA
   leases = WaitForGuestIps(d.log_dir() / "default_multi-net" / "vm" / "1.log", 2);
   EXPECT_EQ(leases["eth0"], ip0) << d.DaemonLog();
   EXPECT_EQ(leases["eth1"], ip1) << d.DaemonLog();
-  EXPECT_TRUE(Ping(ip1));
+  EXPECT_TRUE(PingFromHost(ip1));
 
   // StopPodSandbox releases both IPs (CNI DEL through the meta-plugin).
   pb::StopPodSandboxRequest stopp;
@@ -222,7 +215,7 @@ TEST_F(MultiNetworkTest, TwoNetworksBecomeTwoGuestNicsReachableOnBothAndBothIpsA
   EXPECT_TRUE(Allocated(ipam_a, "kvcri-multi-eth0").empty());
   EXPECT_TRUE(Allocated(ipam_b, "kvcri-multi-net1").empty());
   EXPECT_EQ(Status(d, pod).status().network().ip(), "");
-  EXPECT_FALSE(Ping(ip1));
+  EXPECT_FALSE(PingFromHost(ip1));
   RemovePod(d, pod);
   ExpectNoLeftovers(d);
 }

@@ -28,6 +28,7 @@
 
 #include "config/base/unique_fd.h"
 #include "nlohmann/json.hpp"
+#include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
 #include "test/fakes/frames.h"
@@ -40,13 +41,6 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kBootTimeout = std::chrono::seconds(240);
-
-bool Ping(const std::string& ip) {
-  for (int i = 0; i < 10; ++i) {
-    if (std::system(("ping -c 1 -W 2 " + ip + " >/dev/null 2>&1").c_str()) == 0) return true;
-  }
-  return false;
-}
 
 // The address the guest's DHCP client configured, from its console in the CRI log.
 std::string WaitForGuestIp(const fs::path& log) {
@@ -124,8 +118,8 @@ TEST_F(PodNetworkTest, TwoVmPodsGetPodIpsAndReachHostEachOtherAndPortMapping) {
   EXPECT_EQ(WaitForGuestIp(CriLog(d, "net-b")), b_ip) << d.DaemonLog();
 
   // The host reaches both guests: ICMP and TCP 8080 (httpd in the guest).
-  EXPECT_TRUE(Ping(a_ip));
-  EXPECT_TRUE(Ping(b_ip));
+  EXPECT_TRUE(PingFromHost(a_ip));
+  EXPECT_TRUE(PingFromHost(b_ip));
   EXPECT_THAT(HttpGetUntil(a_ip, 8080, "/", "kubevirt-cri-guest net-a"), HasSubstr("kubevirt-cri-guest net-a"));
   EXPECT_THAT(HttpGetUntil(b_ip, 8080, "/", "kubevirt-cri-guest net-b"), HasSubstr("kubevirt-cri-guest net-b"));
 
@@ -169,7 +163,7 @@ TEST_F(PodNetworkTest, TwoVmPodsGetPodIpsAndReachHostEachOtherAndPortMapping) {
   RemovePod(d, a_pod);
   RemovePod(d, b_pod);
   EXPECT_TRUE(AllocatedIps(d).empty());
-  EXPECT_FALSE(Ping(a_ip));
+  EXPECT_FALSE(PingFromHost(a_ip));
   ExpectNoLeftovers(d);
 }
 
