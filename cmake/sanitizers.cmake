@@ -25,6 +25,13 @@ if(KVCRI_SANITIZE)
   endif()
 endif()
 
+# The sanitizer builds are clang's: they run its thread-safety analysis
+# (ABSL_GUARDED_BY and friends) on everything they compile, as errors, so CI's
+# full run needs no separate pass (ctest's thread_safety does it for gcc trees).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  add_compile_options(-Wthread-safety -Werror=thread-safety)
+endif()
+
 if(KVCRI_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
     message(FATAL_ERROR "KVCRI_FUZZ=ON needs clang (-DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14); "

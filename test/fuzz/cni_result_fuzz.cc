@@ -16,8 +16,6 @@ void FuzzCniResult(FuzzInput in) {
     KVCRI_FUZZ_CHECK(kTarget, absl::IsInvalidArgument(r.status()));
     return;
   }
-  for (const cni::CniIpConfig& ip : r->ips) {
-  }
   for (const std::string& ip : cni::PodIps(*r)) KVCRI_FUZZ_CHECK(kTarget, ip.find('/') == std::string::npos);
   (void)cni::PodIps(*r, "net1");
   // Guest NICs: never empty, never a name twice.

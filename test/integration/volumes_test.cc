@@ -27,25 +27,6 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-// Runs a shell command; returns its stdout (trailing newline removed) and
-// fails the test when it exits non-zero.
-std::string Sh(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    ADD_FAILURE() << "popen " << cmd;
-    return out;
-  }
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = ::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int rc = ::pclose(p);
-  EXPECT_EQ(rc, 0) << cmd << "\n" << out;
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
-}
-
-
 // Processes exit asynchronously after their domain is destroyed.
 bool NoProcessMatchesWithin(const std::string& needle, std::chrono::seconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

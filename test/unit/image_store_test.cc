@@ -1246,16 +1246,14 @@ TEST_F(HostileImageTest, CredentialsAreOfferedOnlyWhereTheyWereGivenFor) {
   ASSERT_TRUE(info.ok()) << info.status();
   int to_registry = 0;
   for (const HttpRequest& r : http.Requests()) {
-    if (r.url.find(":6000/") != std::string::npos) EXPECT_FALSE(HasHeader(r, "Authorization:")) << r.url;
+    if (r.url.find(":6000/") != std::string::npos) {
+      EXPECT_FALSE(HasHeader(r, "Authorization:")) << r.url;
+    }
     if (r.url.find(":5000/") != std::string::npos) to_registry += HasHeader(r, "Authorization: Basic");
   }
   EXPECT_GT(to_registry, 0);
 }
 
-// A tar of one entry of `size` bytes of 'A' (compressible, not holes), zstd.
-std::string BombLayer(const std::string& name, size_t size) {
-  return MakeTar({{.name = name, .data = std::string(size, 'A')}}, Compression::kZstd);
-}
 
 TEST_F(HostileImageTest, DecompressionBombIsRefusedAtTheByteLimit) {
   store_ = OpenWith({.max_bytes = 8 << 20});
@@ -1425,7 +1423,9 @@ TEST_F(HostileImageTest, ExtractionRunsUnlockedUnprivilegedAndCommitsOnlyItsArti
   const bool finished = other_ops.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
   EXPECT_TRUE(finished) << "Remove/Import waited behind an extraction";
   source.Feed();
-  if (finished) EXPECT_TRUE(other_ops.get().ok());
+  if (finished) {
+    EXPECT_TRUE(other_ops.get().ok());
+  }
   absl::StatusOr<ImageInfo> info = commit.get();
   ASSERT_TRUE(info.ok()) << info.status();
   if (!finished) other_ops.wait();

@@ -127,8 +127,9 @@ void RunCases(const std::vector<sock_filter>& prog, const std::vector<Case>& cas
     EXPECT_EQ(RunCbpf(prog, CbpfPacket{c.frame, c.pkttype, c.vlan}), c.want);
     // The kernel is the real judge; a datagram socket cannot fake a packet
     // type or a VLAN tag taken off, so those cases are the interpreter's.
-    if (c.pkttype == PACKET_HOST && !c.vlan)
+    if (c.pkttype == PACKET_HOST && !c.vlan) {
       EXPECT_EQ(KernelDelivers(prog, c.frame, marker), Delivered(c.want, c.frame));
+    }
   }
 }
 

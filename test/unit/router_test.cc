@@ -886,7 +886,9 @@ TEST_F(RouterTest, ListImagesIsTheUnionWithSharedIdsOnce) {
   for (const auto& i : resp.images()) ids.push_back(i.id());
   EXPECT_THAT(ids, UnorderedElementsAre("sha256:shared", "sha256:vm", "sha256:busybox"));
   for (const auto& i : resp.images()) {
-    if (i.id() == "sha256:shared") EXPECT_THAT(i.repo_tags(), ElementsAre("vm/shared", "docker.io/shared"));
+    if (i.id() == "sha256:shared") {
+      EXPECT_THAT(i.repo_tags(), ElementsAre("vm/shared", "docker.io/shared"));
+    }
   }
 }
 
@@ -988,7 +990,9 @@ TEST_F(RouterTest, MetricDescriptorsMergeWithEachNameOnceOursFirst) {
   for (const auto& d : resp.descriptors()) names.push_back(d.name());
   EXPECT_THAT(names, UnorderedElementsAre("container_cpu_usage_seconds_total", "local_only", "up_only"));
   for (const auto& d : resp.descriptors()) {
-    if (d.name() == "container_cpu_usage_seconds_total") EXPECT_EQ(d.help(), "local");
+    if (d.name() == "container_cpu_usage_seconds_total") {
+      EXPECT_EQ(d.help(), "local");
+    }
   }
   local_.stats_error = grpc::Status(grpc::StatusCode::INTERNAL, "broken");
   resp.Clear();

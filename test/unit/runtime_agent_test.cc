@@ -257,7 +257,9 @@ TEST_F(RealAgentTest, StdinWriteToAProcessThatExitedEndsInsteadOfBlocking) {
   writer.join();
   ASSERT_TRUE(ended) << "WriteStdin blocked after the process exited";
   absl::Status s = result.get();
-  if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  if (!s.ok()) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  }
   EXPECT_EQ(p->Wait(In(10)).value_or(-1), 0);
 }
 

@@ -41,8 +41,12 @@ class FakeBackend : public StreamingBackend {
     const std::vector<std::string>& cmd = spec.cmd;
     if (cmd.empty()) return {absl::InvalidArgumentError("no command"), 0};
     if (cmd[0] == "echo" && cmd.size() == 4) {
-      if (streams.Stdout()) EXPECT_TRUE(streams.Stdout()->Write(cmd[1]).ok());
-      if (streams.Stderr()) EXPECT_TRUE(streams.Stderr()->Write(cmd[2]).ok());
+      if (streams.Stdout()) {
+        EXPECT_TRUE(streams.Stdout()->Write(cmd[1]).ok());
+      }
+      if (streams.Stderr()) {
+        EXPECT_TRUE(streams.Stderr()->Write(cmd[2]).ok());
+      }
       return {absl::OkStatus(), std::atoi(cmd[3].c_str())};
     }
     if (cmd[0] == "cat") {
@@ -530,7 +534,9 @@ TEST_F(StreamingServerTest, AnOversizedWebSocketMessageEndsThatConnectionOnly) {
   (*client)->WriteStdin(std::string(4096, 'x')).IgnoreError();  // the server may cut us off meanwhile
   absl::StatusOr<testing::RemoteCommandResult> r = (*client)->Wait(absl::Seconds(10));
   EXPECT_NE(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
-  if (r.ok()) EXPECT_FALSE(r->success);
+  if (r.ok()) {
+    EXPECT_FALSE(r->success);
+  }
   // The server still serves others.
   url = server_->PrepareExec(Exec({"echo", "still here", "", "0"}));
   ASSERT_TRUE(url.ok());

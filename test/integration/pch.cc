@@ -1,0 +1,1 @@
+// Empty: the object that compiles the integration tests' shared precompiled header (test/CMakeLists.txt).
