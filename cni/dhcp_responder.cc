@@ -52,9 +52,22 @@ absl::StatusOr<Lease> LeaseFromWiredNic(const WiredNic& nic, const std::vector<s
       break;
     }
   }
-  if (lease.ip.empty()) {
-    return absl::FailedPreconditionError(
-        base::StrCat("interface \"", nic.cni_ifname, "\" has no IPv4 address"));
+  for (const IpPrefix& a : nic.addresses) {
+    if (a.ipv6()) {
+      Lease6 v6;
+      v6.mac = nic.mac;
+      v6.ip = a.address;
+      v6.prefix_len = a.prefix_len;
+      v6.router_mac = nic.gateway6_mac;
+      v6.dns = dns;
+      v6.searches = searches;
+      v6.mtu = nic.mtu;
+      lease.v6 = std::move(v6);
+      break;
+    }
+  }
+  if (lease.ip.empty() && !lease.v6) {
+    return absl::FailedPreconditionError(base::StrCat("interface \"", nic.cni_ifname, "\" has no IP address"));
   }
   lease.mac = nic.mac;
   lease.gateway = nic.gateway4;

@@ -13,14 +13,17 @@
 
 #include "absl/status/statusor.h"
 #include "cni/dhcp_packet.h"
+#include "cni/ipv6_responder.h"
 #include "cni/tap.h"
 
 namespace kvcri::cni {
 
-// What one Pod's guest is told. Textual, as CNI and the CRI hand it over.
+// What one Pod's guest NIC is told. Textual, as CNI and the CRI hand it over.
+// The IPv4 fields are empty on an IPv6-only NIC; `v6` is set when the NIC
+// has an IPv6 address (cni/ipv6_responder.h).
 struct Lease {
   std::string mac;                    // the guest NIC's MAC (eth0's); only it is answered
-  std::string ip;                     // "10.1.2.3"
+  std::string ip;                     // "10.1.2.3"; empty: no DHCPv4
   int prefix_len = 0;                 // 1..32
   std::string gateway;                // router (option 3) and server identifier; may be empty
   std::vector<IpRoute> routes;        // IPv4 ones beyond the default become option 121
@@ -29,10 +32,12 @@ struct Lease {
   std::string hostname;               // option 12, the Pod name
   int mtu = 0;                        // option 26 when > 0
   uint32_t lease_seconds = 86400;
+  std::optional<Lease6> v6;
 };
 
-// The IPv4 part of a wired NIC as a Lease (first IPv4 address, its routes).
-// FailedPrecondition when the NIC has no IPv4 address.
+// A wired NIC as a Lease: its first IPv4 address and IPv4 routes, its first
+// IPv6 address with the IPv6 gateway's MAC. FailedPrecondition when the NIC
+// has no address at all.
 absl::StatusOr<Lease> LeaseFromWiredNic(const WiredNic& nic, const std::vector<std::string>& dns,
                                         const std::vector<std::string>& searches, std::string_view hostname);
 

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -88,6 +89,8 @@ std::string_view TypeName(dhcp::MessageType t) {
   }
 }
 
+constexpr int kMaxWaitMs = 3600 * 1000;
+
 }  // namespace
 
 absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter() {
@@ -97,8 +100,9 @@ absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter() {
   // Our own replies and frames redirected to the guest leave through the tap.
   a.Stmt(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_PKTTYPE));
   a.JumpIfEqual(PACKET_OUTGOING, drop, kNext);
+  const bpf::Assembler::Label ipv6 = a.NewLabel(), icmp6 = a.NewLabel();
   a.LoadHalf(12);
-  a.JumpIfEqual(ETH_P_IP, kNext, drop);
+  a.JumpIfEqual(ETH_P_IP, kNext, ipv6);
   a.LoadByte(14 + 9);
   a.JumpIfEqual(IPPROTO_UDP, kNext, drop);
   a.LoadHalf(14 + 6);
@@ -106,6 +110,19 @@ absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter() {
   a.Stmt(BPF_LDX | BPF_B | BPF_MSH, 14);  // X = IPv4 header length, options included
   a.LoadHalfX(14 + 2);
   a.JumpIfEqual(dhcp::kServerPort, accept, drop);
+  // IPv6: the next header right after the fixed header (RS, NS and DHCPv6
+  // clients use no extension header).
+  a.Bind(ipv6);
+  a.JumpIfEqual(ETH_P_IPV6, kNext, drop);
+  a.LoadByte(14 + 6);
+  a.JumpIfEqual(ip6::kIcmp6, icmp6, kNext);
+  a.JumpIfEqual(ip6::kUdp, kNext, drop);
+  a.LoadHalf(14 + 40 + 2);
+  a.JumpIfEqual(dhcp6::kServerPort, accept, drop);
+  a.Bind(icmp6);
+  a.LoadByte(14 + 40);
+  a.JumpIfEqual(ip6::nd::kRouterSolicit, accept, kNext);
+  a.JumpIfEqual(ip6::nd::kNeighborSolicit, accept, drop);
   a.Bind(accept);
   a.Return(0xffff);
   a.Bind(drop);
@@ -142,7 +159,7 @@ absl::StatusOr<std::unique_ptr<DhcpServer>> DhcpServer::Start(DhcpMetrics metric
 }
 
 DhcpServer::DhcpServer(base::UniqueFd epoll, base::UniqueFd wake, DhcpMetrics metrics)
-    : epoll_(std::move(epoll)), wake_(std::move(wake)), metrics_(metrics) {}
+    : epoll_(std::move(epoll)), wake_(std::move(wake)), metrics_(metrics), next_ra_(absl::Now() + kPeriodicRaInterval) {}
 
 void DhcpServer::CountLeases() {
   if (metrics_.leases != nullptr) metrics_.leases->Set({}, static_cast<double>(guests_.size()));
@@ -159,7 +176,17 @@ DhcpServer::~DhcpServer() {
 
 absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::path& netns, const Lease& lease,
                              std::string_view tap_name) {
-  ASSIGN_OR_RETURN(DhcpResponder responder, DhcpResponder::Create(lease));
+  std::optional<DhcpResponder> v4;
+  if (!lease.ip.empty()) {
+    ASSIGN_OR_RETURN(v4, DhcpResponder::Create(lease));
+  }
+  if (!v4 && !lease.v6) {
+    return absl::InvalidArgumentError(base::StrCat("lease for pod \"", pod_id, "\" has neither an IPv4 nor an IPv6 address"));
+  }
+  if (lease.v6) {
+    // Checked before the netns is entered; built again below with the tap's MAC.
+    RETURN_IF_ERROR(Ipv6Responder::Create(*lease.v6, dhcp::Mac{}).status());
+  }
   TapSocket sock;
   absl::Status s = base::RunInNetns(netns, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(sock, OpenTapSocket(tap_name));
@@ -168,6 +195,10 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   if (!s.ok()) {
     return absl::Status(s.code(), base::StrCat("dhcp for pod \"", pod_id, "\" in netns \"", netns.string(),
                                                "\": ", base::Sv(s.message())));
+  }
+  std::optional<Ipv6Responder> v6;
+  if (lease.v6) {
+    ASSIGN_OR_RETURN(v6, Ipv6Responder::Create(*lease.v6, sock.mac));
   }
   const GuestName name{std::string(pod_id), std::string(tap_name)};
   absl::MutexLock lock(&mu_);
@@ -183,13 +214,19 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock.fd.get(), &ev) != 0) {
     return absl::ErrnoToStatus(errno, base::StrCat("epoll_ctl add dhcp socket for pod \"", pod_id, "\""));
   }
-  base::LogInfo(
-      "dhcp serving",
-      {{"pod", std::string(pod_id)}, {"mac", lease.mac}, {"ip", lease.ip}, {"tap", std::string(tap_name)}});
-  guests_.emplace(
-      key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd), sock.mac, std::move(responder)});
+  base::LogInfo("dhcp serving", {{"pod", std::string(pod_id)},
+                                 {"mac", lease.mac},
+                                 {"ip", lease.ip},
+                                 {"ip6", lease.v6 ? lease.v6->ip : ""},
+                                 {"router6", v6 && v6->names_router() ? ip6::FormatAddr(v6->self_address()) : ""},
+                                 {"tap", std::string(tap_name)}});
+  auto [it, inserted] = guests_.emplace(key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd),
+                                                   sock.mac, std::move(v4), std::move(v6)});
   keys_.emplace(name, key);
   CountLeases();
+  // A guest that booted before this Add (a daemon restart) sends no more
+  // solicitations: tell it now.
+  if (it->second.v6) Send(it->second, it->second.v6->RouterAdvertisement(), "ra");
   return absl::OkStatus();
 }
 
@@ -219,10 +256,34 @@ absl::Status DhcpServer::Remove(std::string_view pod_id) {
   return absl::OkStatus();
 }
 
+void DhcpServer::Send(Guest& g, const std::string& frame, std::string_view kind) {
+  if (::send(g.sock.get(), frame.data(), frame.size(), 0) < 0) {
+    // A tap no VM holds yet (ENETDOWN/EIO) is normal before the VM starts.
+    base::LogDebug("dhcp send failed",
+                   {{"pod", g.pod_id}, {"tap", g.tap_name}, {"kind", std::string(kind)}, {"error", std::strerror(errno)}});
+    return;
+  }
+  if (metrics_.replies != nullptr && (kind == "advertise" || kind == "reply")) {
+    metrics_.replies->Add({std::string(kind)});
+  }
+}
+
+int DhcpServer::PeriodicRas() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  if (now >= next_ra_) {
+    for (auto& [key, g] : guests_) {
+      if (g.v6) Send(g, g.v6->RouterAdvertisement(), "ra");
+    }
+    next_ra_ = now + kPeriodicRaInterval;
+  }
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(next_ra_ - now) + 1, kMaxWaitMs));
+}
+
 void DhcpServer::Loop() {
   epoll_event events[16];
   for (;;) {
-    int n = ::epoll_wait(epoll_.get(), events, 16, -1);
+    int n = ::epoll_wait(epoll_.get(), events, 16, PeriodicRas());
     if (n < 0) {
       if (errno == EINTR) continue;
       base::LogError("dhcp server epoll_wait failed; DHCP stops", {{"error", std::strerror(errno)}});
@@ -255,7 +316,23 @@ void DhcpServer::Serve(uint64_t key) {
     }
     ++g.frames_seen;
     if (from.sll_pkttype == PACKET_OUTGOING || static_cast<size_t>(n) > sizeof buf) continue;
-    auto reply = g.responder.HandleFrame(std::span(buf, static_cast<size_t>(n)), g.tap_mac);
+    const std::span<const uint8_t> frame(buf, static_cast<size_t>(n));
+    if (n >= 14 && buf[12] == 0x86 && buf[13] == 0xdd) {
+      if (!g.v6) continue;
+      auto reply6 = g.v6->HandleFrame(frame);
+      if (!reply6) continue;
+      Send(g, reply6->frame, reply6->kind);
+      uint64_t suppressed = 0;
+      if (reply6->kind == "reply" && g.info_log.Allow(absl::Now(), &suppressed)) {
+        base::LogInfo("dhcpv6 reply", {{"pod", g.pod_id},
+                                       {"tap", g.tap_name},
+                                       {"ip6", ip6::FormatAddr(g.v6->ip())},
+                                       {"suppressed", std::to_string(suppressed)}});
+      }
+      continue;
+    }
+    if (!g.v4) continue;
+    auto reply = g.v4->HandleFrame(frame, g.tap_mac);
     if (!reply) continue;
     if (::send(g.sock.get(), reply->frame.data(), reply->frame.size(), 0) < 0) {
       base::LogWarn("dhcp send failed", {{"pod", g.pod_id}, {"error", std::strerror(errno)}});
@@ -270,12 +347,12 @@ void DhcpServer::Serve(uint64_t key) {
       base::LogInfo("dhcp reply", {{"pod", g.pod_id},
                                    {"tap", g.tap_name},
                                    {"type", std::string(TypeName(reply->type))},
-                                   {"ip", dhcp::FormatIp4(g.responder.ip())},
+                                   {"ip", dhcp::FormatIp4(g.v4->ip())},
                                    {"suppressed", std::to_string(suppressed)}});
     } else {
       base::LogDebug(
           "dhcp reply",
-          {{"pod", g.pod_id}, {"type", std::string(TypeName(reply->type))}, {"ip", dhcp::FormatIp4(g.responder.ip())}});
+          {{"pod", g.pod_id}, {"type", std::string(TypeName(reply->type))}, {"ip", dhcp::FormatIp4(g.v4->ip())}});
     }
   }
 }

@@ -1,7 +1,11 @@
-// DhcpServer: one thread answering DHCPv4 for every Pod's guest, behind the DhcpService seam.
+// DhcpServer: one thread answering DHCPv4, DHCPv6 and router solicitations for every Pod's guest.
 #pragma once
 
-// One thread answering DHCPv4 for every Pod's guest. Each Pod gets an
+// One thread answering every Pod's guest: DHCPv4 (DhcpResponder) and, on
+// NICs with an IPv6 address, router solicitations, neighbour solicitations
+// for the router and DHCPv6 (Ipv6Responder), plus unsolicited router
+// advertisements when a NIC starts being served and every
+// kPeriodicRaInterval. Each Pod gets an
 // AF_PACKET socket opened inside its netns and bound to its tap, so the
 // server needs no IP there and nothing it sends can reach the Pod network;
 // a single epoll loop serves all of them.
@@ -11,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -24,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cni/dhcp_responder.h"
+#include "cni/ipv6_responder.h"
 #include "config/base/unique_fd.h"
 
 namespace kvcri::base {
@@ -37,8 +43,9 @@ class DhcpService {
  public:
   virtual ~DhcpService() = default;
   // Starts answering the guest of `pod_id` on `tap_name` in `netns` (one
-  // Add per guest NIC that has an IPv4 address). Replaces an earlier Add for
-  // the same pod and tap (e.g. after a restart).
+  // Add per guest NIC that has an address: IPv4 by DHCPv4, IPv6 by RA and
+  // DHCPv6). Replaces an earlier Add for the same pod and tap (e.g. after a
+  // restart).
   virtual absl::Status Add(std::string_view pod_id, const std::filesystem::path& netns, const Lease& lease,
                            std::string_view tap_name = "tap0") = 0;
   // Stops answering on every tap of the pod; OK for an unknown pod.
@@ -46,8 +53,10 @@ class DhcpService {
 };
 
 // The classic BPF program on each Pod's DHCP socket: incoming (not
-// PACKET_OUTGOING) IPv4 UDP to port 67, first fragments, any IP header
-// length; every other frame stays in the kernel. Exposed for tests.
+// PACKET_OUTGOING) IPv4 UDP to port 67 (first fragments, any IP header
+// length), and IPv6 with no extension header carrying a router or neighbour
+// solicitation or UDP to port 547; every other frame stays in the kernel.
+// Exposed for tests.
 absl::StatusOr<std::vector<sock_filter>> DhcpSocketFilter();
 
 // Bounds one guest's Info lines about replies: a guest that asks in a loop
@@ -71,7 +80,8 @@ class ReplyLogLimiter {
 struct DhcpMetrics {
   // kvcri_dhcp_leases (a gauge): the leases being served, one per VM NIC.
   base::MetricFamily* leases = nullptr;
-  // kvcri_dhcp_replies_total{type="offer"|"ack"|"nak"} (a counter): replies sent.
+  // kvcri_dhcp_replies_total{type="offer"|"ack"|"nak"|"advertise"|"reply"}
+  // (a counter): DHCPv4 and DHCPv6 replies sent.
   base::MetricFamily* replies = nullptr;
 };
 
@@ -100,7 +110,8 @@ class DhcpServer final : public DhcpService {
     std::string tap_name;
     base::UniqueFd sock;
     dhcp::Mac tap_mac{};
-    DhcpResponder responder;
+    std::optional<DhcpResponder> v4;
+    std::optional<Ipv6Responder> v6;
     uint64_t frames_seen = 0;
     ReplyLogLimiter info_log{absl::Seconds(60)};
   };
@@ -108,6 +119,10 @@ class DhcpServer final : public DhcpService {
   DhcpServer(base::UniqueFd epoll, base::UniqueFd wake, DhcpMetrics metrics);
   void Loop();
   void Serve(uint64_t key);
+  // Sends every IPv6 guest an unsolicited RA when one is due; returns the
+  // epoll_wait timeout (ms) until the next.
+  int PeriodicRas();
+  void Send(Guest& g, const std::string& frame, std::string_view kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountLeases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const base::UniqueFd epoll_;
@@ -118,6 +133,7 @@ class DhcpServer final : public DhcpService {
   absl::flat_hash_map<uint64_t, Guest> guests_ ABSL_GUARDED_BY(mu_);
   using GuestName = std::pair<std::string, std::string>;                // pod id, tap
   absl::flat_hash_map<GuestName, uint64_t> keys_ ABSL_GUARDED_BY(mu_);  // -> key
+  absl::Time next_ra_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

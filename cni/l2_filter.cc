@@ -29,6 +29,7 @@ constexpr uint8_t kIcmp6 = 58, kUdp = 17, kHopByHop = 0, kRouting = 43, kFragmen
 constexpr uint8_t kRouterAdvert = 134, kNeighborAdvert = 136, kRedirect = 137;
 constexpr uint16_t kDhcpServerPort = dhcp::kServerPort, kDhcpClientPort = dhcp::kClientPort;
 constexpr uint16_t kDhcp6ServerPort = 547;
+constexpr uint16_t kDhcp6ClientPort = 546;
 
 uint32_t MacHigh(const dhcp::Mac& m) {
   return uint32_t{m[0]} << 24 | uint32_t{m[1]} << 16 | uint32_t{m[2]} << 8 | m[3];
@@ -227,7 +228,9 @@ absl::StatusOr<std::vector<sock_filter>> GuestEgressFilter(const GuestAddresses&
     a.Goto(drop);
     a.Bind(udp6);
     a.LoadHalfX(0);
-    a.JumpIfEqual(kDhcp6ServerPort, drop, pass);
+    a.JumpIfEqual(kDhcp6ServerPort, drop, kNext);  // a DHCPv6 server in the guest
+    a.LoadHalfX(2);
+    a.JumpIfEqual(kDhcp6ServerPort, keep_local, pass);  // DHCPv6 client: our responder answers
   }
 
   a.Bind(keep_local);
@@ -242,7 +245,7 @@ absl::StatusOr<std::vector<sock_filter>> GuestEgressFilter(const GuestAddresses&
 absl::StatusOr<std::vector<sock_filter>> PodIngressFilter(const GuestAddresses& guest) {
   Assembler a("pod ingress");
   const Label drop = a.NewLabel(), pass = a.NewLabel(), ipv4 = a.NewLabel(), ipv6 = a.NewLabel();
-  const Label icmp6 = a.NewLabel();
+  const Label icmp6 = a.NewLabel(), udp6 = a.NewLabel();
 
   a.LoadHalf(kEthType);
   a.JumpIfEqual(ETH_P_IP, ipv4, kNext);
@@ -260,7 +263,12 @@ absl::StatusOr<std::vector<sock_filter>> PodIngressFilter(const GuestAddresses& 
   a.JumpIfEqual(kDhcpClientPort, drop, pass);  // a DHCP server on the Pod network
 
   a.Bind(ipv6);
-  WalkIpv6(a, icmp6, pass, pass, drop);
+  WalkIpv6(a, icmp6, udp6, pass, drop);
+  a.Bind(udp6);
+  a.LoadHalfX(0);
+  a.JumpIfEqual(kDhcp6ServerPort, kNext, pass);
+  a.LoadHalfX(2);
+  a.JumpIfEqual(kDhcp6ClientPort, drop, pass);  // a DHCPv6 server on the Pod network
   a.Bind(icmp6);
   a.LoadByteX(0);
   a.JumpIfEqual(kRouterAdvert, kNext, pass);

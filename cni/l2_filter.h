@@ -22,10 +22,12 @@
 //   - IPv6: source a Pod IPv6 address, link-local (fe80::/10) or :: (DAD);
 //     router advertisements and redirects dropped, neighbour advertisements
 //     only for a Pod IPv6 or link-local target, UDP from port 547 (DHCPv6
-//     server) dropped.
+//     server) dropped, UDP to port 547 (DHCPv6 client) stays local for our
+//     responder.
 // Pod network ingress (eth0 ingress, frames to the guest):
 //   - IPv4 UDP from port 67 to port 68 (a DHCP server reply) is dropped: only
 //     our responder on the tap answers the guest;
+//   - IPv6 UDP from port 547 to port 546 (a DHCPv6 server reply) is dropped;
 //   - router advertisements are dropped, except on an IPv6 Pod whose CNI
 //     gateway is a link-local address: RAs from that address pass.
 // IPv6 extension headers (hop-by-hop, routing, destination options,

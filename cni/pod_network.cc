@@ -26,8 +26,8 @@ absl::Status Annotate(const absl::Status& s, std::string_view step) {
 
 absl::StatusOr<std::vector<WiredNic>> PodNetwork::WireAndServe(const AttachSpec& spec, const GuestDhcpInfo& guest,
                                                                const std::vector<std::string>& cni_ifnames) {
-  // The Pod's own interface holds the Pod IP; it must have IPv4 (the guest
-  // learns it by DHCPv4). The others may be L2 only.
+  // The Pod's own interface holds the Pod IPs (the guest learns IPv4 by
+  // DHCPv4, IPv6 by RA + DHCPv6); it must have one. The others may be L2 only.
   size_t primary = 0;
   for (size_t i = 0; i < cni_ifnames.size(); ++i) {
     if (cni_ifnames[i] == spec.ifname) primary = i;
@@ -38,9 +38,7 @@ absl::StatusOr<std::vector<WiredNic>> PodNetwork::WireAndServe(const AttachSpec&
     const std::string tap = TapNameFor(i);
     absl::StatusOr<WiredNic> nic = wiring_->Wire(spec.netns, ifname, tap);
     if (!nic.ok()) return Annotate(nic.status(), StrCat("wiring the VM tap device for \"", ifname, "\""));
-    const bool has_ipv4 =
-        std::any_of(nic->addresses.begin(), nic->addresses.end(), [](const IpPrefix& a) { return !a.ipv6(); });
-    if (has_ipv4 || i == primary) {
+    if (!nic->addresses.empty() || i == primary) {
       absl::StatusOr<Lease> lease = LeaseFromWiredNic(*nic, guest.dns_servers, guest.searches, guest.hostname);
       if (!lease.ok()) return Annotate(lease.status(), "guest address hand-off");
       RETURN_IF_ERROR(Annotate(dhcp_->Add(spec.container_id, spec.netns, *lease, nic->tap_name),

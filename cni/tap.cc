@@ -23,7 +23,9 @@
 #include <cstring>
 #include <system_error>
 
+#include "cni/ipv6_packet.h"
 #include "cni/l2_filter.h"
+#include "cni/ndp_probe.h"
 #include "cni/netlink.h"
 #include "cni/tc_redirect.h"
 #include "config/base/log.h"
@@ -154,6 +156,27 @@ absl::Status DisableIpv6(std::string_view ifname) {
   return absl::OkStatus();
 }
 
+// The guest's RAs name the IPv6 gateway by its MAC (cni/ipv6_responder.h):
+// ask for it while eth0 still holds the Pod address. Without an answer the
+// guest gets no default IPv6 route from us (cloud-init guests still get the
+// CNI routes), which beats failing the Pod.
+void LearnGateway6Mac(WiredNic* nic) {
+  if (nic->gateway6.empty()) return;
+  auto own = std::find_if(nic->addresses.begin(), nic->addresses.end(), [](const IpPrefix& a) { return a.ipv6(); });
+  if (own == nic->addresses.end()) return;
+  auto gw = ip6::ParseAddr(nic->gateway6);
+  auto src = ip6::ParseAddr(own->address);
+  auto mac = dhcp::ParseMac(nic->mac);
+  if (!gw.ok() || !src.ok() || !mac.ok()) return;
+  absl::StatusOr<dhcp::Mac> router = ResolveRouterMac(nic->cni_ifname, *mac, *src, *gw);
+  if (!router.ok()) {
+    base::LogWarn("IPv6 gateway MAC not learnt; the guest's router advertisements name no router",
+                  {{"interface", nic->cni_ifname}, {"error", std::string(router.status().message())}});
+    return;
+  }
+  nic->gateway6_mac = dhcp::FormatMac(*router);
+}
+
 absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name, WiredNic* nic) {
   // The socket outlives `undo` (declared after it): undos use it.
   ASSIGN_OR_RETURN(nl::SockPtr sock, nl::ConnectRoute());
@@ -175,6 +198,7 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   SortAddresses(&nic->addresses);
   ASSIGN_OR_RETURN(nic->routes, ListRoutes(s, eth.ifindex, cni_ifname));
   DeriveGateways(nic);
+  LearnGateway6Mac(nic);
 
   auto existing_tap = nl::GetLink(s, tap_name);
   if (!existing_tap.ok() && !absl::IsNotFound(existing_tap.status())) return existing_tap.status();
@@ -260,6 +284,7 @@ absl::StatusOr<std::string> EncodeWiringAlias(const WiredNic& nic) {
     out += nic.routes[i].dst;
     if (!nic.routes[i].gateway.empty()) out += base::StrCat(">", nic.routes[i].gateway);
   }
+  if (!nic.gateway6_mac.empty()) out += base::StrCat(" m=", nic.gateway6_mac);
   if (out.size() > kMaxAlias) {
     return absl::ResourceExhaustedError(
         base::StrCat("wiring record for \"", nic.tap_name, "\" is ", out.size(), " bytes, over ", kMaxAlias));
@@ -282,9 +307,15 @@ absl::Status DecodeWiringAlias(std::string_view alias, WiredNic* nic) {
     return parts;
   };
   std::vector<std::string_view> fields = split(alias, ' ');
-  if (fields.size() != 3 || fields[0] != kAliasMagic || !fields[1].starts_with("a=") ||
-      !fields[2].starts_with("r=")) {
+  // A fourth field, the IPv6 gateway's MAC, is optional (records before it had three).
+  if (fields.size() < 3 || fields.size() > 4 || fields[0] != kAliasMagic || !fields[1].starts_with("a=") ||
+      !fields[2].starts_with("r=") || (fields.size() == 4 && !fields[3].starts_with("m="))) {
     return bad();
+  }
+  std::string gateway6_mac;
+  if (fields.size() == 4) {
+    if (!dhcp::ParseMac(fields[3].substr(2)).ok()) return bad();
+    gateway6_mac = std::string(fields[3].substr(2));
   }
   std::vector<IpPrefix> addrs;
   for (std::string_view a : split(fields[1].substr(2), ',')) {
@@ -304,6 +335,7 @@ absl::Status DecodeWiringAlias(std::string_view alias, WiredNic* nic) {
   nic->addresses = std::move(addrs);
   nic->routes = std::move(routes);
   DeriveGateways(nic);
+  nic->gateway6_mac = std::move(gateway6_mac);
   return absl::OkStatus();
 }
 

@@ -49,6 +49,7 @@ struct WiredNic {
   std::string gateway4;             // default-route gateways, may be empty
   std::string gateway6;
   std::vector<IpRoute> routes;  // non-connected routes via eth0, incl. defaults
+  std::string gateway6_mac;     // gateway6's MAC, learnt by NDP at wiring; empty when unknown
 
   bool operator==(const WiredNic&) const = default;
 };

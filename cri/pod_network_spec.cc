@@ -42,6 +42,7 @@ sandbox::GuestNic GuestNicFrom(const cni::WiredNic& nic) {
   for (const cni::IpPrefix& p : nic.addresses) g.addresses.push_back(p.Cidr());
   g.gateway4 = nic.gateway4;
   g.gateway6 = nic.gateway6;
+  g.gateway6_mac = nic.gateway6_mac;
   for (const cni::IpRoute& r : nic.routes) g.routes.push_back({r.dst, r.gateway});
   return g;
 }
@@ -61,6 +62,7 @@ cni::WiredNic WiredNicFrom(const sandbox::GuestNic& g) {
   }
   nic.gateway4 = g.gateway4;
   nic.gateway6 = g.gateway6;
+  nic.gateway6_mac = g.gateway6_mac;
   for (const sandbox::GuestRoute& r : g.routes) nic.routes.push_back({r.dst, r.gateway});
   return nic;
 }

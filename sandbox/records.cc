@@ -203,9 +203,11 @@ absl::Status Annotate(absl::Status s, std::string_view what) {
 json NicJson(const GuestNic& nic) {
   json routes = json::array();
   for (const GuestRoute& r : nic.routes) routes.push_back({{"dst", r.dst}, {"gateway", r.gateway}});
-  return {{"cni_ifname", nic.cni_ifname}, {"tap_name", nic.tap_name}, {"mac", nic.mac},
+  json out = {{"cni_ifname", nic.cni_ifname}, {"tap_name", nic.tap_name}, {"mac", nic.mac},
           {"mtu", nic.mtu},           {"addresses", nic.addresses}, {"gateway4", nic.gateway4},
           {"gateway6", nic.gateway6}, {"routes", std::move(routes)}};
+  if (!nic.gateway6_mac.empty()) out["gateway6_mac"] = nic.gateway6_mac;  // records before it lack it
+  return out;
 }
 
 void ReadNic(ObjectReader& in, GuestNic* nic) {
@@ -216,6 +218,7 @@ void ReadNic(ObjectReader& in, GuestNic* nic) {
   in.StrList("addresses", &nic->addresses);
   in.Str("gateway4", &nic->gateway4);
   in.Str("gateway6", &nic->gateway6);
+  in.Str("gateway6_mac", &nic->gateway6_mac);
   in.Objects("routes", [&](ObjectReader& r) {
     GuestRoute route;
     r.Str("dst", &route.dst);

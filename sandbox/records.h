@@ -80,6 +80,7 @@ struct GuestNic {
   std::vector<std::string> addresses;  // CIDR, IPv4 first
   std::string gateway4;
   std::string gateway6;
+  std::string gateway6_mac;  // learnt at wiring; empty when unknown
   std::vector<GuestRoute> routes;
 
   bool operator==(const GuestNic&) const = default;

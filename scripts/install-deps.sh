@@ -32,6 +32,7 @@ test_pkgs=(
   zstd  # hostile-registry test: a zstd decompression bomb layer
   clang  # the thread_safety test (clang++-14 -Wthread-safety)
   strace  # sandbox_store_test: the fsync of a new record directory's parent
+  isc-dhcp-client ndisc6  # netwire_tap_test: dhclient -6 and rdisc6 against our RA/DHCPv6 responder
   golang-go golang-github-docker-spdystream-dev  # spdy_spdystream_interop: kubectl's SPDY library against our server
   # scripts/test-sanitizers.sh: ASan/UBSan/TSan and libFuzzer runtimes, llvm-symbolizer for their stacks.
   libclang-rt-14-dev llvm-14

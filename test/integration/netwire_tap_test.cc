@@ -23,6 +23,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "cni/dhcp_packet.h"
 #include "cni/dhcp_server.h"
@@ -387,6 +388,131 @@ TEST_F(NetwireTest, EachCniInterfaceGetsItsTapAndItsOwnDhcpAnswers) {
     EXPECT_TRUE(wiring.Unwire(netns_, ifname, tap).ok());
     EXPECT_NE(Sh("ip -n " + pod_ + " link show " + tap).exit_code, 0) << tap;
   }
+}
+
+
+// The IPv6 gateway's MAC is learnt at wiring (the guest's RAs name that
+// router), recorded on the tap so a re-wire keeps it, and a gateway that does
+// not answer costs at most the probe's second without failing the wiring.
+TEST_F(NetwireTest, WireTapLearnsTheIpv6GatewaysMac) {
+  const std::string setup = "set -e; ip -n " + host_ + " -6 addr add fd00:7::1/64 dev peer0 nodad; ip -n " + pod_ +
+                            " -6 addr add fd00:7::2/64 dev eth0 nodad; ip -n " + pod_ +
+                            " -6 route add default via fd00:7::1 dev eth0";
+  ShResult r = Sh(setup);
+  ASSERT_EQ(r.exit_code, 0) << setup << "\n" << r.output;
+  std::string peer_mac = Sh("ip netns exec " + host_ + " cat /sys/class/net/peer0/address").output;
+  while (!peer_mac.empty() && peer_mac.back() == '\n') peer_mac.pop_back();
+  auto nic = WireTap(netns_);
+  ASSERT_TRUE(nic.ok()) << nic.status();
+  EXPECT_THAT(nic->addresses, ElementsAre(IpPrefix{"10.252.7.2", 24}, IpPrefix{"fd00:7::2", 64}));
+  EXPECT_EQ(nic->gateway6, "fd00:7::1");
+  EXPECT_EQ(nic->gateway6_mac, peer_mac);
+  auto again = WireTap(netns_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *nic);
+  ASSERT_TRUE(Unwire(netns_).ok());
+
+  // A gateway nobody answers for.
+  const std::string setup2 = "set -e; ip -n " + pod_ + " -6 addr add fd00:7::2/64 dev eth0 nodad; ip -n " + pod_ +
+                             " -6 route replace default via fd00:7::99 dev eth0; sysctl -q -w net.ipv6.conf.eth0.disable_ipv6=0";
+  r = Sh("ip netns exec " + pod_ + " sh -c 'sysctl -q -w net.ipv6.conf.eth0.disable_ipv6=0'; " + setup2);
+  ASSERT_EQ(r.exit_code, 0) << setup2 << "\n" << r.output;
+  auto start = std::chrono::steady_clock::now();
+  auto silent = WireTap(netns_);
+  ASSERT_TRUE(silent.ok()) << silent.status();
+  EXPECT_EQ(silent->gateway6, "fd00:7::99");
+  EXPECT_EQ(silent->gateway6_mac, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+// Real IPv6 clients against our responder: a kernel stack (the "guest"
+// netns, at the far end of a veth standing in for the tap) takes our RAs,
+// rdisc6 (ndisc6) shows what they carry, and ISC dhclient -6 gets the Pod
+// address, DNS and search list by DHCPv6.
+TEST_F(NetwireTest, RealIpv6ClientsConfigureThemselvesFromOurResponder) {
+  ASSERT_EQ(Sh("command -v rdisc6 && command -v dhclient").exit_code, 0)
+      << "rdisc6 (ndisc6) and dhclient (isc-dhcp-client) are missing: scripts/install-deps.sh --test";
+  const std::string guest = "kvcri-nw-guest-" + std::to_string(::getpid());
+  struct DelNetns {
+    std::string name;
+    ~DelNetns() { Sh("ip netns del " + name); }
+  } del{guest};
+  const std::string setup = "set -e; ip netns add " + guest + "; ip -n " + pod_ +
+                            " link add vtap0 type veth peer name geth0 netns " + guest + "; ip -n " + pod_ +
+                            " link set vtap0 up; ip netns exec " + guest +
+                            " sh -c 'sysctl -q -w net.ipv6.conf.geth0.accept_dad=0 net.ipv6.conf.geth0.accept_ra=1'";
+  ShResult r = Sh(setup);
+  ASSERT_EQ(r.exit_code, 0) << setup << "\n" << r.output;
+  std::string guest_mac = Sh("ip netns exec " + guest + " cat /sys/class/net/geth0/address").output;
+  while (!guest_mac.empty() && guest_mac.back() == '\n') guest_mac.pop_back();
+
+  Lease lease;
+  lease.mac = guest_mac;
+  Lease6 v6;
+  v6.mac = guest_mac;
+  v6.ip = "fd00:7::2";
+  v6.prefix_len = 64;
+  v6.router_mac = "0a:58:0a:fc:07:01";
+  v6.dns = {"10.96.0.10", "fd00:7::53"};
+  v6.searches = {"default.svc.cluster.local", "example.test"};
+  v6.mtu = 1400;
+  lease.v6 = v6;
+  base::MetricsRegistry registry;
+  DhcpMetrics metrics{*registry.Gauge("kvcri_dhcp_leases", "h"),
+                      *registry.Counter("kvcri_dhcp_replies_total", "h", {"type"})};
+  auto server = DhcpServer::Start(metrics);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Add("pod-6", netns_, lease, "vtap0").ok());
+
+  // The guest's kernel: link up sends router solicitations; our RA gives it
+  // the on-link prefix and a default route via the gateway's link-local
+  // address, whose MAC it learns from the RA itself.
+  r = Sh("ip -n " + guest + " link set geth0 up");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string router_ll = "fe80::858:aff:fefc:701";
+  std::string routes;
+  for (int i = 0; i < 50; ++i) {
+    routes = Sh("ip -n " + guest + " -6 route show dev geth0").output;
+    if (routes.find("default via " + router_ll) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_THAT(routes, HasSubstr("default via " + router_ll));
+  EXPECT_THAT(routes, HasSubstr("fd00:7::/64 "));  // on-link from the prefix option
+  EXPECT_THAT(Sh("ip -n " + guest + " -6 neigh show dev geth0").output,
+              HasSubstr(router_ll + " lladdr 0a:58:0a:fc:07:01 router"));
+  EXPECT_THAT(Sh("ip -n " + guest + " -6 addr show dev geth0").output, ::testing::Not(HasSubstr("fd00:7:")))
+      << "A=0: no SLAAC address";
+
+  // rdisc6: what the RA says, field by field.
+  r = Sh("ip netns exec " + guest + " rdisc6 -1 -w 3000 geth0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("Stateful address conf\\.\\s*:\\s*Yes"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("Stateful other conf\\.\\s*:\\s*Yes"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("Router lifetime\\s*:\\s*1800"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("Prefix\\s*:\\s*fd00:7::/64"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("Autonomous address conf\\.\\s*:\\s*No"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("MTU\\s*:\\s*1400"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("Recursive DNS server\\s*:\\s*fd00:7::53"));
+  EXPECT_THAT(r.output, HasSubstr("from " + router_ll));
+
+  // dhclient -6, once, with a script that only records what it was given.
+  const std::string dir = "/tmp/kvcri-nw-dhclient-" + std::to_string(::getpid());
+  Sh("rm -rf " + dir + "; mkdir -p " + dir);
+  Sh("printf '#!/bin/sh\\nenv | grep -E \"^(reason|new_)\" >> " + dir + "/env\\n' > " + dir +
+     "/script; chmod +x " + dir + "/script");
+  r = Sh("timeout 30 ip netns exec " + guest + " dhclient -6 -1 -v -lf " + dir + "/leases -pf " + dir +
+         "/pid -sf " + dir + "/script geth0");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  Sh("test -s " + dir + "/pid && kill $(cat " + dir + "/pid)");
+  const std::string env = Sh("cat " + dir + "/env").output;
+  EXPECT_THAT(env, HasSubstr("reason=BOUND6"));
+  EXPECT_THAT(env, HasSubstr("new_ip6_address=fd00:7::2"));
+  EXPECT_THAT(env, HasSubstr("new_dhcp6_name_servers=fd00:7::53"));
+  EXPECT_THAT(env, HasSubstr("new_dhcp6_domain_search=default.svc.cluster.local. example.test."));
+  Sh("rm -rf " + dir);
+  EXPECT_THAT(registry.Expose(), HasSubstr("kvcri_dhcp_replies_total{type=\"reply\"} 1\n"));
+  EXPECT_THAT(registry.Expose(), HasSubstr("kvcri_dhcp_replies_total{type=\"advertise\"} 1\n"));
+  ASSERT_TRUE((*server)->Remove("pod-6").ok());
 }
 
 }  // namespace

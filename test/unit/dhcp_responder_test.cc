@@ -211,7 +211,7 @@ TEST(DhcpResponder, FrameRepliesAreAddressedPerRfc2131) {
   EXPECT_FALSE(r.HandleFrame(Bytes(dhcp::BuildUdpFrame(*not_dhcp)), server_mac).has_value());
 }
 
-TEST(LeaseFromWiredNic, TakesFirstIpv4AndItsRoutes) {
+TEST(LeaseFromWiredNic, TakesFirstAddressOfEachFamilyAndTheIpv4Routes) {
   WiredNic nic;
   nic.cni_ifname = "eth0";
   nic.mac = "0a:58:0a:f4:01:05";
@@ -226,7 +226,22 @@ TEST(LeaseFromWiredNic, TakesFirstIpv4AndItsRoutes) {
   EXPECT_EQ(lease->gateway, "10.244.1.1");
   ASSERT_EQ(lease->routes.size(), 1u);
   EXPECT_EQ(lease->mtu, 1450);
+  ASSERT_TRUE(lease->v6.has_value());
+  EXPECT_EQ(lease->v6->ip, "fd00::5");
+  EXPECT_EQ(lease->v6->prefix_len, 64);
+  EXPECT_EQ(lease->v6->router_mac, "");
+  EXPECT_EQ(lease->v6->mac, nic.mac);
+
+  // IPv6 only: no DHCPv4, the router's MAC carried over.
   nic.addresses = {{"fd00::5", 64}};
+  nic.gateway6_mac = "0a:58:0a:f4:01:01";
+  lease = LeaseFromWiredNic(nic, {"fd00::10"}, {}, "x");
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->ip, "");
+  EXPECT_EQ(lease->v6->router_mac, "0a:58:0a:f4:01:01");
+  EXPECT_THAT(lease->v6->dns, ElementsAre("fd00::10"));
+
+  nic.addresses.clear();
   EXPECT_TRUE(absl::IsFailedPrecondition(LeaseFromWiredNic(nic, {}, {}, "x").status()));
 }
 

@@ -152,7 +152,7 @@ std::string NeighborAdvert(const fr::Ip6& target) {
   return fr::Icmp6(136, std::string(reinterpret_cast<const char*>(target.data()), target.size()));
 }
 
-TEST(DhcpSocketFilter, PassesOnlyIncomingDhcpToPort67) {
+TEST(DhcpSocketFilter, PassesOnlyIncomingDhcpAndTheGuestsIpv6Solicitations) {
   auto prog = DhcpSocketFilter();
   ASSERT_TRUE(prog.ok()) << prog.status();
   const std::string discover = DhcpDiscover(kGuestMac);
@@ -169,6 +169,20 @@ TEST(DhcpSocketFilter, PassesOnlyIncomingDhcpToPort67) {
           {"ARP", fr::Ethernet(fr::kBroadcast, kGuestMac, ETH_P_ARP, fr::Arp(1, kGuestMac, kGuestIp, {}, kPeerIp)), 0},
           {"IPv6 UDP to 67",
            Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, IPPROTO_UDP, fr::Udp(68, 67)), 0},
+          {"router solicitation", Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, 58, fr::Icmp6(133)),
+           kAll},
+          {"neighbour solicitation",
+           Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, 58, fr::Icmp6(135, std::string(20, '\0'))),
+           kAll},
+          {"DHCPv6 solicit",
+           Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, IPPROTO_UDP, fr::Udp(546, 547)), kAll},
+          {"neighbour advertisement",
+           Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, 58, NeighborAdvert(kGuestIp6)), 0},
+          {"IPv6 echo request", Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestIp6, kAllNodes, 58, fr::Icmp6(128)), 0},
+          {"DHCPv6 server reply",
+           Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, IPPROTO_UDP, fr::Udp(547, 546)), 0},
+          {"RS behind hop-by-hop (clients send none)",
+           Ip6Frame(kGuestMac, fr::kAllNodes6, kGuestLinkLocal, kAllNodes, 0, fr::Ext6(58, fr::Icmp6(133))), 0},
           {"TCP to 67", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_TCP, fr::Tcp(5000, 67)), 0},
           {"UDP to 68", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(67, 68)), 0},
           {"UDP to 53", Ip4Frame(kGuestMac, kGatewayMac, kGuestIp, kPeerIp, IPPROTO_UDP, fr::Udp(5000, 53)), 0},
@@ -250,6 +264,8 @@ TEST(GuestEgressFilter, GuestSendsOnlyAsItselfAndDhcpStaysLocal) {
           {"NA for a link-local address", ip6(kGuestLinkLocal, 58, NeighborAdvert(kGuestLinkLocal)), kGo},
           {"NA for another Pod's IPv6", ip6(kGuestLinkLocal, 58, NeighborAdvert(kOtherIp6)), kDrop},
           {"DHCPv6 server reply", ip6(kGuestLinkLocal, IPPROTO_UDP, fr::Udp(547, 546)), kDrop},
+          {"DHCPv6 solicit", ip6(kGuestLinkLocal, IPPROTO_UDP, fr::Udp(546, 547)), kKeep},
+          {"DHCPv6 solicit behind hop-by-hop", ip6(kGuestLinkLocal, 0, fr::Ext6(17, fr::Udp(546, 547))), kKeep},
       },
       ok);
 }
@@ -295,6 +311,11 @@ TEST(PodIngressFilter, DropsRogueRouterAdvertsAndDhcpServers) {
            ra_from(kRogueLinkLocal, fr::Frag6(58, 0, true, fr::Icmp6(134)), 44), kDrop},
           {"echo request from another host", ra_from(kRogueLinkLocal, fr::Icmp6(128)), kGo},
           {"five extension headers", ra_from(kRogueLinkLocal, five_ext, 0), kDrop},
+          {"DHCPv6 server reply", ra_from(kRogueLinkLocal, fr::Udp(547, 546), 17), kDrop},
+          {"DHCPv6 server reply behind hop-by-hop", ra_from(kRogueLinkLocal, fr::Ext6(17, fr::Udp(547, 546)), 0),
+           kDrop},
+          {"UDP from port 547 to another port", ra_from(kRogueLinkLocal, fr::Udp(547, 9999), 17), kGo},
+          {"UDP to the guest over IPv6", ra_from(kRogueLinkLocal, fr::Udp(5001, 5000), 17), kGo},
       },
       ok);
   RunCases(Ingress(Ipv4OnlyNic()),
