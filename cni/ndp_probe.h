@@ -18,10 +18,10 @@
 
 namespace kvcri::cni {
 
-// Runs in the calling thread's netns. Up to three solicitations within
+// Runs in the calling thread's netns. Up to four solicitations within
 // `timeout`; DeadlineExceeded when no advertisement for `gateway` came.
 absl::StatusOr<dhcp::Mac> ResolveRouterMac(std::string_view ifname, const dhcp::Mac& own_mac,
                                            const ip6::Addr& own_address, const ip6::Addr& gateway,
-                                           absl::Duration timeout = absl::Seconds(1));
+                                           absl::Duration timeout = absl::Seconds(2));
 
 }  // namespace kvcri::cni

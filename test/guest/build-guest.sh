@@ -127,6 +127,7 @@ cp /usr/bin/busybox "$root/bin/busybox"
 cc -static -O2 -Wall -Werror -o "$root/sbin/kvcri-echo" "$here/tools/kvcri-echo.c"
 # The packet crafter tests use to send frames a good guest never would.
 cc -static -Os -Wall -Werror -o "$root/sbin/kvcri-frame" "$here/tools/kvcri-frame.c"
+cc -static -Os -Wall -Werror -o "$root/sbin/kvcri-dhcp6" "$here/tools/kvcri-dhcp6.c"
 # The exec/port-forward agent (runtime/agent/guest/), started by /init.
 install -m 0755 "$agent_bin" "$root/sbin/kvcri-agent"
 while read -r applet; do

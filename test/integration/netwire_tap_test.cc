@@ -393,7 +393,7 @@ TEST_F(NetwireTest, EachCniInterfaceGetsItsTapAndItsOwnDhcpAnswers) {
 
 // The IPv6 gateway's MAC is learnt at wiring (the guest's RAs name that
 // router), recorded on the tap so a re-wire keeps it, and a gateway that does
-// not answer costs at most the probe's second without failing the wiring.
+// not answer costs at most the probe's two seconds without failing the wiring.
 TEST_F(NetwireTest, WireTapLearnsTheIpv6GatewaysMac) {
   const std::string setup = "set -e; ip -n " + host_ + " -6 addr add fd00:7::1/64 dev peer0 nodad; ip -n " + pod_ +
                             " -6 addr add fd00:7::2/64 dev eth0 nodad; ip -n " + pod_ +
