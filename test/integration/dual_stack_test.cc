@@ -5,7 +5,8 @@
 // default route via the bridge's link-local address), tools/kvcri-dhcp6.c
 // the address by DHCPv6. The host reaches the guest over both families;
 // after a kill -9 of the daemon a new VM in the same sandbox gets both
-// again. Needs root.
+// again. The network is docs/examples/dual-stack's conflist (bridge,
+// subnets and IPAM store made private). Needs root.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "nlohmann/json.hpp"
 #include "test/client/exec_helpers.h"
 #include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
@@ -48,17 +50,23 @@ Net MakeNet() {
   return {name, "10." + std::to_string(a) + "." + std::to_string(b) + ".", p6};
 }
 
+// docs/examples/dual-stack's conflist with what must be private to this test
+// changed: the bridge, both subnets, host-local's store.
 std::string Conflist(const Net& n, const fs::path& ipam) {
-  return R"({
-  "cniVersion": "1.0.0",
-  "name": "kvcri-dual",
-  "plugins": [{
-    "type": "bridge", "bridge": ")" + n.bridge + R"(", "isGateway": true, "ipMasq": false,
-    "ipam": {"type": "host-local",
-             "ranges": [[{"subnet": ")" + n.prefix4 + R"(0/24"}], [{"subnet": ")" + n.prefix6 + R"(/64"}]],
-             "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}], "dataDir": ")" + ipam.string() + R"("}
-  }]
-})";
+  nlohmann::json conf = nlohmann::json::parse(
+      ReadFileOrEmpty(fs::path(KVCRI_SOURCE_DIR) / "docs/examples/dual-stack/10-kubevirt-cri-dual-stack.conflist"),
+      nullptr, false);
+  EXPECT_TRUE(conf.is_object()) << "docs/examples/dual-stack/10-kubevirt-cri-dual-stack.conflist does not parse";
+  if (!conf.is_object()) return "";
+  for (nlohmann::json& plugin : conf["plugins"]) {
+    if (plugin["type"] != "bridge") continue;
+    EXPECT_EQ(plugin["ipam"]["ranges"].size(), 2u) << "the example has an IPv4 and an IPv6 range";
+    plugin["bridge"] = n.bridge;
+    plugin["ipam"]["ranges"] = nlohmann::json::array({nlohmann::json::array({{{"subnet", n.prefix4 + "0/24"}}}),
+                                                      nlohmann::json::array({{{"subnet", n.prefix6 + "/64"}}})});
+    plugin["ipam"]["dataDir"] = ipam.string();
+  }
+  return conf.dump();
 }
 
 // The address the guest announced for `family_marker` ("IP" or "IP6") on eth0.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cni/network_config.h"
+#include "nlohmann/json.hpp"
 #include "test/client/examples.h"
 
 namespace kvcri::testing {
@@ -227,6 +228,37 @@ TEST(Examples, TheExtraNetworksManifestAttachesAValidCniNetworkToAVmPod) {
   EXPECT_THAT(networks, HasSubstr("\"name\": \"" + name + "\""));
   EXPECT_THAT(networks, HasSubstr("\"interface\": \"net1\""));
   EXPECT_THAT(ex::ReadAll(ex::Dir() / "README.md"), HasSubstr("(extra-networks/)"));
+}
+
+// dual-stack has no crictl files either: its conflist must be one the daemon
+// accepts with an IPv4 and an IPv6 range (dual_stack_test boots a VM on it),
+// and its manifest a VM Pod behind a dual-stack Service.
+TEST(Examples, TheDualStackExampleIsAValidDualStackConflistAndAVmPodBehindADualStackService) {
+  const fs::path conflist = ex::Dir() / "dual-stack" / "10-kubevirt-cri-dual-stack.conflist";
+  const std::string text = ex::ReadAll(conflist);
+  absl::StatusOr<cni::NetworkConfigList> parsed = cni::ParseNetworkConfig(text, conflist);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  nlohmann::json conf = nlohmann::json::parse(text);
+  const nlohmann::json& ranges = conf["plugins"][0]["ipam"]["ranges"];
+  ASSERT_EQ(ranges.size(), 2u);
+  EXPECT_EQ(ranges[0][0]["subnet"].get<std::string>().find(':'), std::string::npos);
+  EXPECT_NE(ranges[1][0]["subnet"].get<std::string>().find(':'), std::string::npos);
+
+  const fs::path file = ex::Dir() / "dual-stack" / "pod.yaml";
+  EXPECT_EQ(ex::ReadAll(file).rfind("# ", 0), 0u) << "pod.yaml does not open with a comment";
+  std::vector<YAML::Node> docs;
+  ASSERT_NO_THROW(docs = YAML::LoadAllFromFile(file.string()));
+  YAML::Node pod = ex::PodOf(docs);
+  ASSERT_TRUE(pod) << "pod.yaml has no object of kind Pod";
+  EXPECT_EQ(pod["spec"]["runtimeClassName"].as<std::string>(), "kubevirt");
+  YAML::Node svc;
+  for (const YAML::Node& d : docs) {
+    if (d["kind"] && d["kind"].as<std::string>() == "Service") svc = d;
+  }
+  ASSERT_TRUE(svc) << "pod.yaml has no Service";
+  EXPECT_EQ(svc["spec"]["ipFamilyPolicy"].as<std::string>(), "RequireDualStack");
+  EXPECT_EQ(svc["spec"]["selector"]["app"].as<std::string>(), pod["metadata"]["labels"]["app"].as<std::string>());
+  EXPECT_THAT(ex::ReadAll(ex::Dir() / "README.md"), HasSubstr("(dual-stack/)"));
 }
 
 }  // namespace
