@@ -271,6 +271,9 @@ void DhcpServer::Send(Guest& g, const std::string& frame, std::string_view kind)
 int DhcpServer::PeriodicRas() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
+  // A wall clock stepped back must not silence the RAs past the router
+  // lifetime: never wait longer than one interval.
+  if (next_ra_ - now > kPeriodicRaInterval) next_ra_ = now + kPeriodicRaInterval;
   if (now >= next_ra_) {
     for (auto& [key, g] : guests_) {
       if (g.v6) Send(g, g.v6->RouterAdvertisement(), "ra");

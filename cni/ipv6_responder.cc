@@ -95,7 +95,13 @@ absl::StatusOr<Ipv6Responder> Ipv6Responder::Create(const Lease6& lease, const d
   }
   auto names = EncodeNames(lease.searches);
   if (!names.ok()) return Field(names.status(), "searches");
-  if (names->size() > 1024) return absl::InvalidArgumentError("lease6.searches: longer than 1024 bytes encoded");
+  // Kubernetes allows 32 search domains of 2048 characters in all; a
+  // DHCPv6 reply must stay one frame. Whole names are dropped from the end
+  // (resolvers use the first ones first), as for DHCPv4's option 119.
+  for (std::vector<std::string> kept = lease.searches; names->size() > 1024 && !kept.empty();) {
+    kept.pop_back();
+    names = EncodeNames(kept);
+  }
   r.search_list_ = *std::move(names);
   if (lease.mtu < 0 || lease.mtu > 65535) {
     return absl::InvalidArgumentError(base::StrCat("lease6.mtu: ", lease.mtu, " is outside 0..65535"));
@@ -167,7 +173,7 @@ std::optional<Ipv6Responder::FrameReply> Ipv6Responder::HandleFrame(std::span<co
   // ICMPv6: NDP only counts with hop limit 255 (it came from this link).
   if (f->payload.size() < 4 || f->hop_limit != kNdHopLimit) return std::nullopt;
   const uint8_t type = static_cast<uint8_t>(f->payload[0]);
-  if (type == ip6::nd::kRouterSolicit && f->payload[1] == 0) {
+  if (type == ip6::nd::kRouterSolicit && f->payload[1] == 0 && f->payload.size() >= 8) {
     return FrameReply{RaFrame(ip6::MulticastMac(ip6::kAllNodes), ip6::kAllNodes), "ra"};
   }
   std::optional<ip6::Addr> target = ip6::nd::SolicitTarget(f->payload);
@@ -230,6 +236,7 @@ std::optional<Ipv6Responder::FrameReply> Ipv6Responder::Dhcp(const ip6::Frame& f
       break;
     case MessageType::kInformationRequest:
       if (server_id != nullptr && *server_id != server_duid_) return std::nullopt;
+      if (req->Find(opt6::kIaNa) != nullptr) return std::nullopt;  // RFC 8415 16.12: discarded
       break;
     default:
       return std::nullopt;  // server-to-client and relay messages
@@ -247,14 +254,24 @@ std::optional<Ipv6Responder::FrameReply> Ipv6Responder::Dhcp(const ip6::Frame& f
     case MessageType::kRequest:
     case MessageType::kRenew:
     case MessageType::kRebind: {
-      // Every IA_NA the client sent gets the one Pod address; the IAID is the client's.
+      // The first IA_NA the client sent gets the one Pod address (its IAID
+      // is the client's); any further IA is answered NoAddrsAvail inside it
+      // (RFC 8415 18.3.2): there is one address.
       bool any = false;
       for (const auto& [code, value] : req->options) {
         if (code != opt6::kIaNa) continue;
         auto ia = dhcp6::ParseIaNa(value);
         if (!ia.ok()) return std::nullopt;
-        if (!any) rep.Add(opt6::kIaNa, Ia(ia->iaid));
-        any = true;  // one address: a second IA could only repeat it
+        if (!any) {
+          rep.Add(opt6::kIaNa, Ia(ia->iaid));
+        } else {
+          dhcp6::IaNa none;
+          none.iaid = ia->iaid;
+          none.options.emplace_back(opt6::kStatusCode,
+                                    dhcp6::StatusCode(dhcp6::status::kNoAddrsAvail, "one address per interface"));
+          rep.Add(opt6::kIaNa, dhcp6::SerializeIaNa(none));
+        }
+        any = true;
       }
       if (!any) rep.Add(opt6::kStatusCode, dhcp6::StatusCode(dhcp6::status::kNoAddrsAvail, "only IA_NA is served"));
       if (type == MessageType::kSolicit && !rapid) rep.Add(opt6::kPreference, std::string(1, '\xff'));

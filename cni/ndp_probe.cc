@@ -42,13 +42,18 @@ std::string Solicitation(const dhcp::Mac& own_mac, const ip6::Addr& own, const i
   return ip6::BuildFrame(f);
 }
 
-// The advertised MAC when `frame` is a neighbour advertisement for `target`:
-// its target link-layer option, else the frame's source.
-std::optional<dhcp::Mac> Advertised(std::span<const uint8_t> frame, const ip6::Addr& target) {
+// The advertised MAC when `frame` is the answer to our solicitation: a
+// neighbour advertisement for `target`, solicited (S), to our address and
+// MAC; its target link-layer option, else the frame's source. Anything else
+// on the link (another guest's unsolicited advertisement) is not believed.
+std::optional<dhcp::Mac> Advertised(std::span<const uint8_t> frame, const ip6::Addr& target, const dhcp::Mac& own_mac,
+                                    const ip6::Addr& own_address) {
   auto f = ip6::ParseFrame(frame);
   if (!f.ok() || f->next_header != ip6::kIcmp6 || f->hop_limit != 255) return std::nullopt;
+  if (f->dst_mac != own_mac || f->dst != own_address) return std::nullopt;
   const std::string& m = f->payload;
-  if (m.size() < 24 || static_cast<uint8_t>(m[0]) != ip6::nd::kNeighborAdvert) return std::nullopt;
+  if (m.size() < 24 || static_cast<uint8_t>(m[0]) != ip6::nd::kNeighborAdvert || m[1] != 0) return std::nullopt;
+  if ((static_cast<uint8_t>(m[4]) & 0x40) == 0) return std::nullopt;  // not solicited
   if (std::memcmp(m.data() + 8, target.data(), target.size()) != 0) return std::nullopt;
   for (size_t at = 24; at + 8 <= m.size();) {
     const size_t len = static_cast<uint8_t>(m[at + 1]) * size_t{8};
@@ -99,14 +104,15 @@ absl::StatusOr<dhcp::Mac> ResolveRouterMac(std::string_view ifname, const dhcp::
       if (ms <= 0 || frames >= kMaxFramesRead) break;
       pollfd p{fd.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(ms)) <= 0) continue;
-      for (;;) {
+      // Bounded by frames and by time: a flooded eth0 must not hold RunPodSandbox.
+      while (frames < kMaxFramesRead && absl::Now() < try_end) {
         sockaddr_ll from{};
         socklen_t from_len = sizeof from;
         ssize_t n = ::recvfrom(fd.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
         if (n < 0) break;
         ++frames;
         if (from.sll_pkttype == PACKET_OUTGOING) continue;
-        if (auto mac = Advertised(std::span(buf, static_cast<size_t>(n)), gateway)) return *mac;
+        if (auto mac = Advertised(std::span(buf, static_cast<size_t>(n)), gateway, own_mac, own_address)) return *mac;
       }
     }
   }

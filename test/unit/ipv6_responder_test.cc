@@ -401,5 +401,42 @@ TEST(Ipv6Responder, CreateNamesTheFieldThatDoesNotParse) {
   }
 }
 
+TEST(Ipv6Responder, ASecondIaIsToldThereIsOneAddressAndALongSearchListIsCutNotRefused) {
+  Ipv6Responder r = Make();
+  dhcp6::Message two = ClientMessage(MessageType::kSolicit);
+  dhcp6::IaNa second;
+  second.iaid = 7;
+  two.Add(o6::kIaNa, dhcp6::SerializeIaNa(second));
+  auto adv = Ask(r, two);
+  ASSERT_TRUE(adv.has_value());
+  std::vector<dhcp6::IaNa> ias;
+  for (const auto& [code, value] : adv->message.options) {
+    if (code == o6::kIaNa) ias.push_back(*dhcp6::ParseIaNa(value));
+  }
+  ASSERT_EQ(ias.size(), 2u);
+  EXPECT_EQ(ias[0].iaid, 0x0a0b0c0du);
+  EXPECT_EQ(ias[0].options[0].first, o6::kIaAddr);
+  EXPECT_EQ(ias[1].iaid, 7u);
+  ASSERT_EQ(ias[1].options.size(), 1u);
+  EXPECT_EQ(ias[1].options[0].first, o6::kStatusCode);
+  EXPECT_EQ(ias[1].options[0].second[1], dhcp6::status::kNoAddrsAvail);
+
+  // Kubernetes' limit: 32 domains, 2048 characters. The list is cut to fit, the Pod still served.
+  Lease6 l = TestLease();
+  l.searches.clear();
+  for (int i = 0; i < 32; ++i) l.searches.push_back("d" + std::to_string(i) + "." + std::string(58, 'x') + ".example");
+  auto big = Ipv6Responder::Create(l, kTapMac);
+  ASSERT_TRUE(big.ok()) << big.status();
+  auto reply = Ask(*big, ClientMessage(MessageType::kSolicit));
+  ASSERT_TRUE(reply.has_value());
+  const std::string* domains = reply->message.Find(o6::kDomainList);
+  ASSERT_NE(domains, nullptr);
+  EXPECT_LE(domains->size(), 1024u);
+  EXPECT_EQ(domains->substr(0, 3), std::string("\x02" "d0", 3)) << "the first names are kept";
+
+  // An Information-Request carrying an IA is discarded (RFC 8415 16.12).
+  EXPECT_FALSE(Ask(r, ClientMessage(MessageType::kInformationRequest, true)).has_value());
+}
+
 }  // namespace
 }  // namespace kvcri::cni
