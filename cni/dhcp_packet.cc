@@ -7,32 +7,26 @@
 #include <cstdio>
 #include <cstring>
 
+#include "config/base/big_endian.h"
 #include "config/base/str.h"
 
 namespace kvcri::cni::dhcp {
 namespace {
+
+using base::GetBe16;
+using base::GetBe32;
+using base::PutBe16;
+using base::PutBe32;
 
 constexpr size_t kFixedLen = 236;  // BOOTP header up to and excluding options
 constexpr uint32_t kMagicCookie = 0x63825363;
 constexpr size_t kMinBootp = 300;
 constexpr size_t kEthLen = 14, kIpLen = 20, kUdpLen = 8;
 
-void PutU16(std::string* out, uint16_t v) {
-  out->push_back(static_cast<char>(v >> 8));
-  out->push_back(static_cast<char>(v & 0xff));
-}
-void PutU32(std::string* out, uint32_t v) {
-  PutU16(out, static_cast<uint16_t>(v >> 16));
-  PutU16(out, static_cast<uint16_t>(v & 0xffff));
-}
-uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t GetU32(const uint8_t* p) {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
 
 // RFC 1071 ones' complement sum, folded.
 uint32_t SumWords(const uint8_t* p, size_t n, uint32_t sum = 0) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += GetU16(p + i);
+  for (size_t i = 0; i + 1 < n; i += 2) sum += GetBe16(p + i);
   if (n & 1) sum += uint32_t{p[n - 1]} << 8;
   return sum;
 }
@@ -58,20 +52,20 @@ std::optional<MessageType> Message::type() const {
 std::optional<Ip4> Message::Ip4Option(uint8_t code) const {
   auto it = options.find(code);
   if (it == options.end() || it->second.size() != 4) return std::nullopt;
-  return GetU32(reinterpret_cast<const uint8_t*>(it->second.data()));
+  return GetBe32(reinterpret_cast<const uint8_t*>(it->second.data()));
 }
 
 void Message::SetIp4Option(uint8_t code, Ip4 ip) { SetIp4ListOption(code, {ip}); }
 
 void Message::SetIp4ListOption(uint8_t code, const std::vector<Ip4>& ips) {
   std::string v;
-  for (Ip4 ip : ips) PutU32(&v, ip);
+  for (Ip4 ip : ips) PutBe32(&v, ip);
   options[code] = std::move(v);
 }
 
 void Message::SetU32Option(uint8_t code, uint32_t value) {
   std::string v;
-  PutU32(&v, value);
+  PutBe32(&v, value);
   options[code] = std::move(v);
 }
 
@@ -82,15 +76,15 @@ absl::StatusOr<Message> ParseMessage(std::span<const uint8_t> p) {
   m.htype = p[1];
   m.hlen = p[2];
   m.hops = p[3];
-  m.xid = GetU32(&p[4]);
-  m.secs = GetU16(&p[8]);
-  m.flags = GetU16(&p[10]);
-  m.ciaddr = GetU32(&p[12]);
-  m.yiaddr = GetU32(&p[16]);
-  m.siaddr = GetU32(&p[20]);
-  m.giaddr = GetU32(&p[24]);
+  m.xid = GetBe32(&p[4]);
+  m.secs = GetBe16(&p[8]);
+  m.flags = GetBe16(&p[10]);
+  m.ciaddr = GetBe32(&p[12]);
+  m.yiaddr = GetBe32(&p[16]);
+  m.siaddr = GetBe32(&p[20]);
+  m.giaddr = GetBe32(&p[24]);
   std::memcpy(m.chaddr.data(), &p[28], m.chaddr.size());
-  if (GetU32(&p[kFixedLen]) != kMagicCookie) {
+  if (GetBe32(&p[kFixedLen]) != kMagicCookie) {
     return absl::InvalidArgumentError("DHCP message lacks the magic cookie");
   }
   // Options in sname/file (overload, option 52) are not read: clients do not
@@ -116,16 +110,16 @@ std::string SerializeMessage(const Message& m) {
   out.push_back(static_cast<char>(m.htype));
   out.push_back(static_cast<char>(m.hlen));
   out.push_back(static_cast<char>(m.hops));
-  PutU32(&out, m.xid);
-  PutU16(&out, m.secs);
-  PutU16(&out, m.flags);
-  PutU32(&out, m.ciaddr);
-  PutU32(&out, m.yiaddr);
-  PutU32(&out, m.siaddr);
-  PutU32(&out, m.giaddr);
+  PutBe32(&out, m.xid);
+  PutBe16(&out, m.secs);
+  PutBe16(&out, m.flags);
+  PutBe32(&out, m.ciaddr);
+  PutBe32(&out, m.yiaddr);
+  PutBe32(&out, m.siaddr);
+  PutBe32(&out, m.giaddr);
   out.append(reinterpret_cast<const char*>(m.chaddr.data()), m.chaddr.size());
   out.append(10 + 64 + 128, '\0');  // rest of chaddr, sname, file
-  PutU32(&out, kMagicCookie);
+  PutBe32(&out, kMagicCookie);
   // Message type first: some clients look for it there.
   auto put = [&out](uint8_t code, std::string_view v) {
     do {  // RFC 3396: values over 255 bytes span consecutive instances.
@@ -168,7 +162,7 @@ absl::StatusOr<std::string> EncodeDomainSearch(const std::vector<std::string>& d
       std::string suffix(d.substr(static_cast<size_t>(labels[i].data() - d.data())));
       for (char& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       if (auto it = suffix_at.find(suffix); it != suffix_at.end()) {
-        PutU16(&out, static_cast<uint16_t>(0xc000 | it->second));
+        PutBe16(&out, static_cast<uint16_t>(0xc000 | it->second));
         pointed = true;
         break;
       }
@@ -223,7 +217,7 @@ std::string EncodeClasslessRoutes(const std::vector<Route4>& routes) {
     out.push_back(static_cast<char>(r.prefix_len));
     int significant = (r.prefix_len + 7) / 8;
     for (int i = 0; i < significant; ++i) out.push_back(static_cast<char>(r.dst >> (24 - 8 * i)));
-    PutU32(&out, r.gateway);
+    PutBe32(&out, r.gateway);
   }
   return out;
 }
@@ -240,7 +234,7 @@ absl::StatusOr<std::vector<Route4>> DecodeClasslessRoutes(std::string_view data)
     if (i + significant + 4 > data.size()) return Truncated("classless static route");
     for (size_t k = 0; k < significant; ++k) r.dst |= uint32_t{p[i + k]} << (24 - 8 * k);
     i += significant;
-    r.gateway = GetU32(p + i);
+    r.gateway = GetBe32(p + i);
     i += 4;
     out.push_back(r);
   }
@@ -252,28 +246,28 @@ std::string BuildUdpFrame(const UdpFrame& f) {
   out.reserve(kEthLen + kIpLen + kUdpLen + f.payload.size());
   out.append(reinterpret_cast<const char*>(f.dst_mac.data()), 6);
   out.append(reinterpret_cast<const char*>(f.src_mac.data()), 6);
-  PutU16(&out, 0x0800);
+  PutBe16(&out, 0x0800);
   const size_t ip_at = out.size();
   const uint16_t udp_len = static_cast<uint16_t>(kUdpLen + f.payload.size());
   out.push_back(0x45);  // IPv4, 20-byte header
   out.push_back(0x10);  // DSCP low delay, as ISC dhcpd and dnsmasq send
-  PutU16(&out, static_cast<uint16_t>(kIpLen + udp_len));
-  PutU16(&out, 0);       // id
-  PutU16(&out, 0x4000);  // DF
+  PutBe16(&out, static_cast<uint16_t>(kIpLen + udp_len));
+  PutBe16(&out, 0);       // id
+  PutBe16(&out, 0x4000);  // DF
   out.push_back(64);     // TTL
   out.push_back(17);     // UDP
-  PutU16(&out, 0);       // checksum, below
-  PutU32(&out, f.src_ip);
-  PutU32(&out, f.dst_ip);
+  PutBe16(&out, 0);       // checksum, below
+  PutBe32(&out, f.src_ip);
+  PutBe32(&out, f.dst_ip);
   uint16_t ip_sum = Fold(SumWords(reinterpret_cast<const uint8_t*>(out.data()) + ip_at, kIpLen));
   out[ip_at + 10] = static_cast<char>(ip_sum >> 8);
   out[ip_at + 11] = static_cast<char>(ip_sum & 0xff);
 
   const size_t udp_at = out.size();
-  PutU16(&out, f.src_port);
-  PutU16(&out, f.dst_port);
-  PutU16(&out, udp_len);
-  PutU16(&out, 0);
+  PutBe16(&out, f.src_port);
+  PutBe16(&out, f.dst_port);
+  PutBe16(&out, udp_len);
+  PutBe16(&out, 0);
   out.append(f.payload);
   uint32_t pseudo =
       (f.src_ip >> 16) + (f.src_ip & 0xffff) + (f.dst_ip >> 16) + (f.dst_ip & 0xffff) + 17 + udp_len;
@@ -289,20 +283,20 @@ absl::StatusOr<UdpFrame> ParseUdpFrame(std::span<const uint8_t> p) {
   UdpFrame f;
   std::memcpy(f.dst_mac.data(), &p[0], 6);
   std::memcpy(f.src_mac.data(), &p[6], 6);
-  if (GetU16(&p[12]) != 0x0800) return absl::InvalidArgumentError("frame is not IPv4");
+  if (GetBe16(&p[12]) != 0x0800) return absl::InvalidArgumentError("frame is not IPv4");
   const uint8_t* ip = &p[kEthLen];
   size_t ihl = size_t{ip[0] & 0x0fu} * 4;
   if ((ip[0] >> 4) != 4 || ihl < kIpLen) return absl::InvalidArgumentError("bad IPv4 header");
   if (ip[9] != 17) return absl::InvalidArgumentError("IPv4 packet is not UDP");
-  if ((GetU16(&ip[6]) & 0x3fff) != 0) return absl::InvalidArgumentError("IPv4 fragment");
-  size_t total = GetU16(&ip[2]);
+  if ((GetBe16(&ip[6]) & 0x3fff) != 0) return absl::InvalidArgumentError("IPv4 fragment");
+  size_t total = GetBe16(&ip[2]);
   if (total < ihl + kUdpLen || kEthLen + total > p.size()) return Truncated("IPv4 packet");
-  f.src_ip = GetU32(&ip[12]);
-  f.dst_ip = GetU32(&ip[16]);
+  f.src_ip = GetBe32(&ip[12]);
+  f.dst_ip = GetBe32(&ip[16]);
   const uint8_t* udp = ip + ihl;
-  f.src_port = GetU16(&udp[0]);
-  f.dst_port = GetU16(&udp[2]);
-  size_t udp_len = GetU16(&udp[4]);
+  f.src_port = GetBe16(&udp[0]);
+  f.dst_port = GetBe16(&udp[2]);
+  size_t udp_len = GetBe16(&udp[4]);
   if (udp_len < kUdpLen || ihl + udp_len > total) return Truncated("UDP datagram");
   f.payload.assign(reinterpret_cast<const char*>(udp + kUdpLen), udp_len - kUdpLen);
   return f;

@@ -6,28 +6,23 @@
 
 #include <cstring>
 
+#include "config/base/big_endian.h"
 #include "config/base/str.h"
 
 namespace kvcri::cni::ip6 {
 namespace {
 
+using base::GetBe16;
+using base::GetBe32;
+using base::PutBe16;
+using base::PutBe32;
+
 constexpr size_t kEthHeader = 14;
 constexpr size_t kIp6Header = 40;
 
-void PutU16(std::string* out, uint16_t v) {
-  out->push_back(static_cast<char>(v >> 8));
-  out->push_back(static_cast<char>(v & 0xff));
-}
-
-void PutU32(std::string* out, uint32_t v) {
-  PutU16(out, static_cast<uint16_t>(v >> 16));
-  PutU16(out, static_cast<uint16_t>(v & 0xffff));
-}
-
-uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
 uint32_t Sum(const uint8_t* p, size_t n, uint32_t sum) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += GetU16(p + i);
+  for (size_t i = 0; i + 1 < n; i += 2) sum += GetBe16(p + i);
   if (n % 2) sum += static_cast<uint32_t>(p[n - 1]) << 8;
   return sum;
 }
@@ -87,10 +82,10 @@ Addr Prefix(const Addr& a, int prefix_len) {
 
 absl::StatusOr<Frame> ParseFrame(std::span<const uint8_t> frame) {
   if (frame.size() < kEthHeader + kIp6Header) return absl::InvalidArgumentError("frame too short for IPv6");
-  if (GetU16(frame.data() + 12) != ETH_P_IPV6) return absl::InvalidArgumentError("not an IPv6 frame");
+  if (GetBe16(frame.data() + 12) != ETH_P_IPV6) return absl::InvalidArgumentError("not an IPv6 frame");
   const uint8_t* ip = frame.data() + kEthHeader;
   if ((ip[0] >> 4) != 6) return absl::InvalidArgumentError("IP version is not 6");
-  const size_t payload_len = GetU16(ip + 4);
+  const size_t payload_len = GetBe16(ip + 4);
   if (payload_len > frame.size() - kEthHeader - kIp6Header) {
     return absl::InvalidArgumentError("IPv6 payload length runs past the frame");
   }
@@ -113,9 +108,9 @@ std::string BuildFrame(const Frame& f) {
   out.reserve(kEthHeader + kIp6Header + f.payload.size());
   out.append(reinterpret_cast<const char*>(f.dst_mac.data()), 6);
   out.append(reinterpret_cast<const char*>(f.src_mac.data()), 6);
-  PutU16(&out, ETH_P_IPV6);
-  PutU32(&out, 0x60000000);  // version 6, traffic class 0, flow label 0
-  PutU16(&out, static_cast<uint16_t>(f.payload.size()));
+  PutBe16(&out, ETH_P_IPV6);
+  PutBe32(&out, 0x60000000);  // version 6, traffic class 0, flow label 0
+  PutBe16(&out, static_cast<uint16_t>(f.payload.size()));
   out.push_back(static_cast<char>(f.next_header));
   out.push_back(static_cast<char>(f.hop_limit));
   out.append(reinterpret_cast<const char*>(f.src.data()), 16);
@@ -140,7 +135,7 @@ std::string Icmp6(const Addr& src, const Addr& dst, uint8_t type, uint8_t code, 
   std::string m;
   m.push_back(static_cast<char>(type));
   m.push_back(static_cast<char>(code));
-  PutU16(&m, 0);
+  PutBe16(&m, 0);
   m += body;
   const uint16_t sum = UpperChecksum(src, dst, kIcmp6, m);
   m[2] = static_cast<char>(sum >> 8);
@@ -150,10 +145,10 @@ std::string Icmp6(const Addr& src, const Addr& dst, uint8_t type, uint8_t code, 
 
 std::string Udp6(const Addr& src, const Addr& dst, uint16_t src_port, uint16_t dst_port, std::string_view data) {
   std::string u;
-  PutU16(&u, src_port);
-  PutU16(&u, dst_port);
-  PutU16(&u, static_cast<uint16_t>(8 + data.size()));
-  PutU16(&u, 0);
+  PutBe16(&u, src_port);
+  PutBe16(&u, dst_port);
+  PutBe16(&u, static_cast<uint16_t>(8 + data.size()));
+  PutBe16(&u, 0);
   u += data;
   uint16_t sum = UpperChecksum(src, dst, kUdp, u);
   if (sum == 0) sum = 0xffff;  // over IPv6 a UDP checksum of 0 is not allowed
@@ -165,9 +160,9 @@ std::string Udp6(const Addr& src, const Addr& dst, uint16_t src_port, uint16_t d
 absl::StatusOr<UdpView> ParseUdp(std::string_view upper) {
   if (upper.size() < 8) return absl::InvalidArgumentError("UDP datagram shorter than its header");
   const auto* p = reinterpret_cast<const uint8_t*>(upper.data());
-  const size_t len = GetU16(p + 4);
+  const size_t len = GetBe16(p + 4);
   if (len < 8 || len > upper.size()) return absl::InvalidArgumentError("UDP length does not fit the packet");
-  return UdpView{GetU16(p), GetU16(p + 2), upper.substr(8, len - 8)};
+  return UdpView{GetBe16(p), GetBe16(p + 2), upper.substr(8, len - 8)};
 }
 
 namespace nd {
@@ -185,30 +180,18 @@ std::optional<Addr> SolicitTarget(std::string_view icmp) {
 namespace kvcri::cni::dhcp6 {
 namespace {
 
-void PutU16(std::string* out, uint16_t v) {
-  out->push_back(static_cast<char>(v >> 8));
-  out->push_back(static_cast<char>(v & 0xff));
-}
+using base::GetBe16;
+using base::GetBe32;
+using base::PutBe16;
+using base::PutBe32;
 
-void PutU32(std::string* out, uint32_t v) {
-  PutU16(out, static_cast<uint16_t>(v >> 16));
-  PutU16(out, static_cast<uint16_t>(v & 0xffff));
-}
-
-uint16_t GetU16(std::string_view s, size_t at) {
-  return static_cast<uint16_t>((static_cast<uint8_t>(s[at]) << 8) | static_cast<uint8_t>(s[at + 1]));
-}
-
-uint32_t GetU32(std::string_view s, size_t at) {
-  return (static_cast<uint32_t>(GetU16(s, at)) << 16) | GetU16(s, at + 2);
-}
 
 // A run of options (RFC 8415 21.1): code, length, value.
 absl::Status ParseOptions(std::string_view data, std::vector<std::pair<uint16_t, std::string>>* out) {
   size_t at = 0;
   while (at < data.size()) {
     if (data.size() - at < 4) return absl::InvalidArgumentError("DHCPv6 option header truncated");
-    const uint16_t code = GetU16(data, at), len = GetU16(data, at + 2);
+    const uint16_t code = GetBe16(data, at), len = GetBe16(data, at + 2);
     at += 4;
     if (len > data.size() - at) {
       return absl::InvalidArgumentError(base::StrCat("DHCPv6 option ", code, " runs past the message"));
@@ -224,8 +207,8 @@ absl::Status ParseOptions(std::string_view data, std::vector<std::pair<uint16_t,
 
 void SerializeOptions(const std::vector<std::pair<uint16_t, std::string>>& opts, std::string* out) {
   for (const auto& [code, value] : opts) {
-    PutU16(out, code);
-    PutU16(out, static_cast<uint16_t>(value.size()));
+    PutBe16(out, code);
+    PutBe16(out, static_cast<uint16_t>(value.size()));
     *out += value;
   }
 }
@@ -243,14 +226,14 @@ absl::StatusOr<Message> ParseMessage(std::string_view data) {
   if (data.size() < 4) return absl::InvalidArgumentError("DHCPv6 message shorter than its header");
   Message m;
   m.type = static_cast<uint8_t>(data[0]);
-  m.xid = GetU32(data, 0) & 0xffffff;
+  m.xid = GetBe32(data, 0) & 0xffffff;
   if (absl::Status s = ParseOptions(data.substr(4), &m.options); !s.ok()) return s;
   return m;
 }
 
 std::string SerializeMessage(const Message& m) {
   std::string out;
-  PutU32(&out, (static_cast<uint32_t>(m.type) << 24) | (m.xid & 0xffffff));
+  PutBe32(&out, (static_cast<uint32_t>(m.type) << 24) | (m.xid & 0xffffff));
   SerializeOptions(m.options, &out);
   return out;
 }
@@ -258,26 +241,26 @@ std::string SerializeMessage(const Message& m) {
 absl::StatusOr<IaNa> ParseIaNa(std::string_view value) {
   if (value.size() < 12) return absl::InvalidArgumentError("IA_NA shorter than 12 bytes");
   IaNa ia;
-  ia.iaid = GetU32(value, 0);
-  ia.t1 = GetU32(value, 4);
-  ia.t2 = GetU32(value, 8);
+  ia.iaid = GetBe32(value, 0);
+  ia.t1 = GetBe32(value, 4);
+  ia.t2 = GetBe32(value, 8);
   if (absl::Status s = ParseOptions(value.substr(12), &ia.options); !s.ok()) return s;
   return ia;
 }
 
 std::string SerializeIaNa(const IaNa& ia) {
   std::string out;
-  PutU32(&out, ia.iaid);
-  PutU32(&out, ia.t1);
-  PutU32(&out, ia.t2);
+  PutBe32(&out, ia.iaid);
+  PutBe32(&out, ia.t1);
+  PutBe32(&out, ia.t2);
   SerializeOptions(ia.options, &out);
   return out;
 }
 
 std::string IaAddr(const ip6::Addr& a, uint32_t preferred, uint32_t valid) {
   std::string out(reinterpret_cast<const char*>(a.data()), a.size());
-  PutU32(&out, preferred);
-  PutU32(&out, valid);
+  PutBe32(&out, preferred);
+  PutBe32(&out, valid);
   return out;
 }
 
@@ -290,15 +273,15 @@ std::optional<ip6::Addr> IaAddrAddress(std::string_view value) {
 
 std::string StatusCode(uint16_t code, std::string_view message) {
   std::string out;
-  PutU16(&out, code);
+  PutBe16(&out, code);
   out += message;
   return out;
 }
 
 std::string DuidLl(const dhcp::Mac& mac) {
   std::string out;
-  PutU16(&out, 3);
-  PutU16(&out, 1);
+  PutBe16(&out, 3);
+  PutBe16(&out, 1);
   out.append(reinterpret_cast<const char*>(mac.data()), mac.size());
   return out;
 }

@@ -3,10 +3,16 @@
 
 #include <cstring>
 
+#include "config/base/big_endian.h"
 #include "config/base/str.h"
 
 namespace kvcri::cni {
 namespace {
+
+using base::GetBe16;
+using base::GetBe32;
+using base::PutBe16;
+using base::PutBe32;
 
 using dhcp6::MessageType;
 namespace opt6 = dhcp6::opt;
@@ -15,15 +21,6 @@ constexpr uint8_t kNdHopLimit = 255;  // RFC 4861: NDP is only believed with 255
 constexpr uint8_t kUdpHopLimit = 64;
 constexpr uint32_t kInfinite = 0xffffffff;
 
-void PutU16(std::string* out, uint16_t v) {
-  out->push_back(static_cast<char>(v >> 8));
-  out->push_back(static_cast<char>(v & 0xff));
-}
-
-void PutU32(std::string* out, uint32_t v) {
-  PutU16(out, static_cast<uint16_t>(v >> 16));
-  PutU16(out, static_cast<uint16_t>(v & 0xffff));
-}
 
 void PutAddr(std::string* out, const ip6::Addr& a) { out->append(reinterpret_cast<const char*>(a.data()), 16); }
 
@@ -119,31 +116,31 @@ std::string Ipv6Responder::RaFrame(const dhcp::Mac& dst_mac, const ip6::Addr& ds
   std::string body;
   body.push_back(64);  // current hop limit
   body.push_back(static_cast<char>(0x80 | 0x40));  // M: address by DHCPv6; O: other config too
-  PutU16(&body, router_ ? kRouterLifetimeSeconds : 0);
-  PutU32(&body, 0);  // reachable time: unspecified
-  PutU32(&body, 0);  // retrans timer: unspecified
+  PutBe16(&body, router_ ? kRouterLifetimeSeconds : 0);
+  PutBe32(&body, 0);  // reachable time: unspecified
+  PutBe32(&body, 0);  // retrans timer: unspecified
   PutMacOption(&body, ip6::nd::kOptSourceLinkAddr, self_mac_);
   if (mtu_ > 0) {
     body.push_back(ip6::nd::kOptMtu);
     body.push_back(1);
-    PutU16(&body, 0);
-    PutU32(&body, static_cast<uint32_t>(mtu_));
+    PutBe16(&body, 0);
+    PutBe32(&body, static_cast<uint32_t>(mtu_));
   }
   if (prefix_len_ < 128) {
     body.push_back(ip6::nd::kOptPrefixInfo);
     body.push_back(4);
     body.push_back(static_cast<char>(prefix_len_));
     body.push_back(static_cast<char>(0x80));  // L: on-link; not A: no SLAAC address
-    PutU32(&body, kInfinite);                 // valid
-    PutU32(&body, kInfinite);                 // preferred
-    PutU32(&body, 0);
+    PutBe32(&body, kInfinite);                 // valid
+    PutBe32(&body, kInfinite);                 // preferred
+    PutBe32(&body, 0);
     PutAddr(&body, ip6::Prefix(ip_, prefix_len_));
   }
   if (!dns_.empty()) {
     body.push_back(ip6::nd::kOptRdnss);
     body.push_back(static_cast<char>(1 + 2 * dns_.size()));
-    PutU16(&body, 0);
-    PutU32(&body, 3 * static_cast<uint32_t>(absl::ToInt64Seconds(kPeriodicRaInterval)));
+    PutBe16(&body, 0);
+    PutBe32(&body, 3 * static_cast<uint32_t>(absl::ToInt64Seconds(kPeriodicRaInterval)));
     for (const ip6::Addr& a : dns_) PutAddr(&body, a);
   }
   ip6::Frame f;
@@ -182,7 +179,7 @@ std::optional<Ipv6Responder::FrameReply> Ipv6Responder::HandleFrame(std::span<co
   // then to all nodes; R: this is a router; O: override the cache.
   const bool dad = ip6::IsUnspecified(f->src);
   std::string body;
-  PutU32(&body, 0x80000000u | (dad ? 0 : 0x40000000u) | 0x20000000u);
+  PutBe32(&body, 0x80000000u | (dad ? 0 : 0x40000000u) | 0x20000000u);
   PutAddr(&body, self_ll_);
   PutMacOption(&body, ip6::nd::kOptTargetLinkAddr, self_mac_);
   ip6::Frame out;
