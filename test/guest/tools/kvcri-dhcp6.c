@@ -9,7 +9,7 @@
 // kernel takes itself. Announces "KUBEVIRT-CRI-GUEST-IP6 IFACE ADDR" on the
 // console once, adds "nameserver" lines for the IPv6 DNS servers to
 // /etc/resolv.conf, then asks again (rapid commit) every T1 to renew.
-// Retries every second until answered. Runs in the foreground.
+// Retries, backing off to every 16 s, until answered. Runs in the foreground.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -131,13 +131,19 @@ int main(int argc, char** argv) {
     unsigned server_len = 0;
     int bound = 0;
     uint32_t t1 = 0;
+    // Waits 1 s, 2 s, ... up to 16 s between tries (RFC 8415 backs off too): an
+    // IPv4-only Pod's guest asks on, but rarely.
+    int wait_ms = 1000;
     for (int tries = 0; !bound && tries < 1000000; ++tries) {
       if (sendto(fd, out, n, 0, (struct sockaddr*)&servers, sizeof servers) < 0) {
         sleep(1);
         continue;
       }
       struct pollfd p = {fd, POLLIN, 0};
-      if (poll(&p, 1, 1000) <= 0) continue;
+      if (poll(&p, 1, wait_ms) <= 0) {
+        if (wait_ms < 16000) wait_ms *= 2;
+        continue;
+      }
       ssize_t got = recv(fd, in, sizeof in, 0);
       if (got < 4 || (((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) | in[3]) != xid) continue;
       const unsigned char* end = in + got;
