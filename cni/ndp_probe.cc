@@ -22,7 +22,7 @@
 namespace kvcri::cni {
 namespace {
 
-constexpr int kTries = 4;
+constexpr int kTries = 10;
 constexpr size_t kMaxFramesRead = 4096;  // a busy eth0 must not keep us here past the deadline anyway
 
 std::string Solicitation(const dhcp::Mac& own_mac, const ip6::Addr& own, const ip6::Addr& target) {

@@ -18,10 +18,15 @@
 
 namespace kvcri::cni {
 
-// Runs in the calling thread's netns. Up to four solicitations within
-// `timeout`; DeadlineExceeded when no advertisement for `gateway` came.
+// Runs in the calling thread's netns. Up to ten solicitations within
+// `timeout`; a ready gateway answers the first within a millisecond, but
+// one whose address is still in duplicate address detection (the bridge
+// the CNI plugin has just created for the node's first Pod: a random delay
+// of up to 1 s, then 1 s of probing) answers only after that, and 2 s were
+// seen to fall short. DeadlineExceeded when no advertisement for `gateway`
+// came.
 absl::StatusOr<dhcp::Mac> ResolveRouterMac(std::string_view ifname, const dhcp::Mac& own_mac,
                                            const ip6::Addr& own_address, const ip6::Addr& gateway,
-                                           absl::Duration timeout = absl::Seconds(2));
+                                           absl::Duration timeout = absl::Seconds(5));
 
 }  // namespace kvcri::cni

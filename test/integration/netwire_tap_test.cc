@@ -393,7 +393,7 @@ TEST_F(NetwireTest, EachCniInterfaceGetsItsTapAndItsOwnDhcpAnswers) {
 
 // The IPv6 gateway's MAC is learnt at wiring (the guest's RAs name that
 // router), recorded on the tap so a re-wire keeps it, and a gateway that does
-// not answer costs at most the probe's two seconds without failing the wiring.
+// not answer costs at most the probe's five seconds without failing the wiring.
 TEST_F(NetwireTest, WireTapLearnsTheIpv6GatewaysMac) {
   const std::string setup = "set -e; ip -n " + host_ + " -6 addr add fd00:7::1/64 dev peer0 nodad; ip -n " + pod_ +
                             " -6 addr add fd00:7::2/64 dev eth0 nodad; ip -n " + pod_ +
@@ -422,7 +422,7 @@ TEST_F(NetwireTest, WireTapLearnsTheIpv6GatewaysMac) {
   ASSERT_TRUE(silent.ok()) << silent.status();
   EXPECT_EQ(silent->gateway6, "fd00:7::99");
   EXPECT_EQ(silent->gateway6_mac, "");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(7));
 }
 
 // Real IPv6 clients against our responder: a kernel stack (the "guest"

@@ -89,12 +89,20 @@ TEST_F(PodNetworkTest, DhcpFailureUnwiresAndDels) {
   EXPECT_TRUE(tap_.wired.empty());
 }
 
-TEST_F(PodNetworkTest, NoIpv4AddressIsRefusedAndRolledBack) {
-  tap_.nic.addresses = {{"fd00::2", 64}};
+TEST_F(PodNetworkTest, APrimaryInterfaceWithoutAddressIsRefusedAndRolledBack) {
+  tap_.nic.addresses.clear();
   absl::StatusOr<std::vector<cni::WiredNic>> nic = net_.Attach(spec_, guest_);
   EXPECT_EQ(nic.status().code(), absl::StatusCode::kFailedPrecondition);
   absl::MutexLock l(&cni_.mu);
   EXPECT_TRUE(cni_.allocated.empty());
+}
+
+// An IPv6-only Pod network: served by RA + DHCPv6 (cni/ipv6_responder.h).
+TEST_F(PodNetworkTest, AnIpv6OnlyPrimaryInterfaceIsServed) {
+  tap_.nic.addresses = {{"fd00::2", 64}};
+  absl::StatusOr<std::vector<cni::WiredNic>> nic = net_.Attach(spec_, guest_);
+  ASSERT_TRUE(nic.ok()) << nic.status();
+  EXPECT_THAT(log_.Take(), ::testing::Contains("dhcp add pod1"));
 }
 
 TEST_F(PodNetworkTest, DetachGoesOnPastAFailingStepAndReportsIt) {
