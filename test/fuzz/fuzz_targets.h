@@ -22,6 +22,7 @@ using FuzzInput = std::span<const uint8_t>;
 
 void FuzzDhcpMessage(FuzzInput in);
 void FuzzDhcpResponder(FuzzInput in);
+void FuzzIpv6Responder(FuzzInput in);
 void FuzzUdpFrame(FuzzInput in);
 void FuzzConsoleLog(FuzzInput in);
 void FuzzDiskFormat(FuzzInput in);

@@ -26,6 +26,7 @@ struct Target {
 constexpr Target kTargets[] = {
     {"dhcp_message", FuzzDhcpMessage},
     {"dhcp_responder", FuzzDhcpResponder},
+    {"ipv6_responder", FuzzIpv6Responder},
     {"udp_frame", FuzzUdpFrame},
     {"console_log", FuzzConsoleLog},
     {"disk_format", FuzzDiskFormat},
