@@ -1311,12 +1311,16 @@ class PipeLayerSource : public BlobSource {
   }
   absl::StatusOr<base::UniqueFd> Open(std::string_view digest) override {
     if (digest != layer_) return dir_.Open(digest);
+    absl::MutexLock l(&mu_);  // the store's thread opens, the test's feeds (TSan saw the race)
     return base::UniqueFd(::fcntl(read_.get(), F_DUPFD_CLOEXEC, 0));
   }
   // Writes the layer and closes the pipe: extraction can finish.
   void Feed() {
     std::string data = *base::ReadFile(dir_.BlobPath(layer_));
-    read_.Reset();
+    {
+      absl::MutexLock l(&mu_);
+      read_.Reset();
+    }
     for (size_t done = 0; done < data.size();) {
       ssize_t n = ::write(write_.get(), data.data() + done, data.size() - done);
       if (n <= 0) break;
@@ -1325,14 +1329,19 @@ class PipeLayerSource : public BlobSource {
     write_.Reset();
   }
   void Close() {
-    read_.Reset();
+    {
+      absl::MutexLock l(&mu_);
+      read_.Reset();
+    }
     write_.Reset();
   }
 
  private:
   DirBlobSource dir_;
   std::string layer_;
-  base::UniqueFd read_, write_;
+  absl::Mutex mu_;
+  base::UniqueFd read_ ABSL_GUARDED_BY(mu_);
+  base::UniqueFd write_;  // the test's thread only
 };
 
 // The running extraction child: pid of the process whose argv[0] is kvcri-extract and whose parent is us.
