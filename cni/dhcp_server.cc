@@ -183,10 +183,6 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
   if (!v4 && !lease.v6) {
     return absl::InvalidArgumentError(base::StrCat("lease for pod \"", pod_id, "\" has neither an IPv4 nor an IPv6 address"));
   }
-  if (lease.v6) {
-    // Checked before the netns is entered; built again below with the tap's MAC.
-    RETURN_IF_ERROR(Ipv6Responder::Create(*lease.v6, dhcp::Mac{}).status());
-  }
   TapSocket sock;
   absl::Status s = base::RunInNetns(netns, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(sock, OpenTapSocket(tap_name));
@@ -196,6 +192,8 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
     return absl::Status(s.code(), base::StrCat("dhcp for pod \"", pod_id, "\" in netns \"", netns.string(),
                                                "\": ", base::Sv(s.message())));
   }
+  // After the socket: the responder answers from the tap's MAC. A bad lease
+  // closes the socket again (RAII) before anything is registered.
   std::optional<Ipv6Responder> v6;
   if (lease.v6) {
     ASSIGN_OR_RETURN(v6, Ipv6Responder::Create(*lease.v6, sock.mac));
@@ -220,8 +218,8 @@ absl::Status DhcpServer::Add(std::string_view pod_id, const std::filesystem::pat
                                  {"ip6", lease.v6 ? lease.v6->ip : ""},
                                  {"router6", v6 && v6->names_router() ? ip6::FormatAddr(v6->self_address()) : ""},
                                  {"tap", std::string(tap_name)}});
-  auto [it, inserted] = guests_.emplace(key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd),
-                                                   sock.mac, std::move(v4), std::move(v6)});
+  auto it = guests_.emplace(key, Guest{std::string(pod_id), std::string(tap_name), std::move(sock.fd),
+                                                   sock.mac, std::move(v4), std::move(v6)}).first;
   keys_.emplace(name, key);
   CountLeases();
   // A guest that booted before this Add (a daemon restart) sends no more

@@ -166,6 +166,12 @@ absl::StatusOr<UdpView> ParseUdp(std::string_view upper) {
 }
 
 namespace nd {
+std::string LinkAddrOption(uint8_t type, const dhcp::Mac& mac) {
+  std::string out{static_cast<char>(type), 1};
+  out.append(reinterpret_cast<const char*>(mac.data()), mac.size());
+  return out;
+}
+
 std::optional<Addr> SolicitTarget(std::string_view icmp) {
   // type, code, checksum, reserved (4), target (16).
   if (icmp.size() < 24 || static_cast<uint8_t>(icmp[0]) != kNeighborSolicit || icmp[1] != 0) return std::nullopt;

@@ -74,6 +74,8 @@ namespace nd {
 constexpr uint8_t kRouterSolicit = 133, kRouterAdvert = 134, kNeighborSolicit = 135, kNeighborAdvert = 136;
 constexpr uint8_t kOptSourceLinkAddr = 1, kOptTargetLinkAddr = 2, kOptPrefixInfo = 3, kOptMtu = 5,
                   kOptRdnss = 25, kOptDnssl = 31;
+// A source (1) or target (2) link-layer address option: type, length 1 (8 octets), the MAC.
+std::string LinkAddrOption(uint8_t type, const dhcp::Mac& mac);
 // A neighbour solicitation's target, when `icmp` is one (type 135, long enough).
 std::optional<Addr> SolicitTarget(std::string_view icmp);
 }  // namespace nd

@@ -24,12 +24,6 @@ constexpr uint32_t kInfinite = 0xffffffff;
 
 void PutAddr(std::string* out, const ip6::Addr& a) { out->append(reinterpret_cast<const char*>(a.data()), 16); }
 
-void PutMacOption(std::string* out, uint8_t type, const dhcp::Mac& mac) {
-  out->push_back(static_cast<char>(type));
-  out->push_back(1);  // 8 octets
-  out->append(reinterpret_cast<const char*>(mac.data()), mac.size());
-}
-
 absl::Status Field(const absl::Status& s, std::string_view field) {
   return absl::InvalidArgumentError(base::StrCat("lease6.", field, ": ", base::Sv(s.message())));
 }
@@ -119,7 +113,7 @@ std::string Ipv6Responder::RaFrame(const dhcp::Mac& dst_mac, const ip6::Addr& ds
   PutBe16(&body, router_ ? kRouterLifetimeSeconds : 0);
   PutBe32(&body, 0);  // reachable time: unspecified
   PutBe32(&body, 0);  // retrans timer: unspecified
-  PutMacOption(&body, ip6::nd::kOptSourceLinkAddr, self_mac_);
+  body += ip6::nd::LinkAddrOption(ip6::nd::kOptSourceLinkAddr, self_mac_);
   if (mtu_ > 0) {
     body.push_back(ip6::nd::kOptMtu);
     body.push_back(1);
@@ -181,7 +175,7 @@ std::optional<Ipv6Responder::FrameReply> Ipv6Responder::HandleFrame(std::span<co
   std::string body;
   PutBe32(&body, 0x80000000u | (dad ? 0 : 0x40000000u) | 0x20000000u);
   PutAddr(&body, self_ll_);
-  PutMacOption(&body, ip6::nd::kOptTargetLinkAddr, self_mac_);
+  body += ip6::nd::LinkAddrOption(ip6::nd::kOptTargetLinkAddr, self_mac_);
   ip6::Frame out;
   out.dst = dad ? ip6::kAllNodes : f->src;
   out.dst_mac = dad ? ip6::MulticastMac(ip6::kAllNodes) : f->src_mac;

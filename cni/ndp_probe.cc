@@ -28,9 +28,7 @@ constexpr size_t kMaxFramesRead = 4096;  // a busy eth0 must not keep us here pa
 std::string Solicitation(const dhcp::Mac& own_mac, const ip6::Addr& own, const ip6::Addr& target) {
   std::string body(4, '\0');  // reserved
   body.append(reinterpret_cast<const char*>(target.data()), target.size());
-  body.push_back(static_cast<char>(ip6::nd::kOptSourceLinkAddr));
-  body.push_back(1);
-  body.append(reinterpret_cast<const char*>(own_mac.data()), own_mac.size());
+  body += ip6::nd::LinkAddrOption(ip6::nd::kOptSourceLinkAddr, own_mac);
   ip6::Frame f;
   f.dst = ip6::SolicitedNode(target);
   f.dst_mac = ip6::MulticastMac(f.dst);
