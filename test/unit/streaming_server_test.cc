@@ -140,7 +140,12 @@ std::string RawHttp(uint16_t port, const std::string& request) {
   }
   std::string out;
   char buf[4096];
-  for (ssize_t n; (n = recv(fd.get(), buf, sizeof(buf), 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = recv(fd.get(), buf, sizeof(buf), 0)) > 0;) {
+    out.append(buf, static_cast<size_t>(n));
+    // An upgraded connection stays open (the server waits 10 s for the
+    // client's streams): its response ends with its header.
+    if (out.starts_with("HTTP/1.1 101") && out.find("\r\n\r\n") != std::string::npos) break;
+  }
   return out;
 }
 
