@@ -76,6 +76,9 @@ struct UefiSpec {
   std::filesystem::path code;           // e.g. /usr/share/OVMF/OVMF_CODE_4M.fd
   std::filesystem::path vars_template;  // recorded in the domain (<nvram template=...>)
   std::filesystem::path nvram;          // this VM's variable store
+  // `nvram` is a block device (a persistent VM's, docs/volumes.md): used in
+  // place (<nvram type='block'>), kept when the domain is undefined.
+  bool nvram_is_device = false;
 };
 
 struct VmSpec {

@@ -73,10 +73,22 @@ absl::Status DestroyDomain(virDomainPtr dom, std::string_view name) {
   return LibvirtError(Quoted("virDomainDestroy", name));
 }
 
+// Whether the domain keeps its UEFI variable store on a block device (a
+// persistent VM's): libvirt's UNDEFINE_NVRAM would unlink that device node.
+bool HasBlockNvram(virDomainPtr dom) {
+  char* xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+  if (xml == nullptr) return true;  // unknown: keeping a file beats unlinking a device
+  const bool block = std::string_view(xml).find("<nvram type='block'") != std::string_view::npos;
+  std::free(xml);
+  return block;
+}
+
 absl::Status UndefineDomain(virDomainPtr dom, std::string_view name) {
-  // NVRAM and managed-save data would otherwise survive the definition.
-  unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-                   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+  // NVRAM and managed-save data would otherwise survive the definition; a
+  // block NVRAM is the Pod's volume and stays.
+  unsigned flags = (HasBlockNvram(dom) ? VIR_DOMAIN_UNDEFINE_KEEP_NVRAM : VIR_DOMAIN_UNDEFINE_NVRAM) |
+                   VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                   VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
   if (virDomainUndefineFlags(dom, flags) == 0) return absl::OkStatus();
   if (LastLibvirtErrorCode() == VIR_ERR_INVALID_ARG) {
     // Drivers without NVRAM or checkpoints (the test driver) reject those flags.
