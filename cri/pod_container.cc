@@ -70,6 +70,9 @@ std::vector<std::pair<std::filesystem::path, runtime::Access>> PlanGrants(const 
     out.emplace_back(image.boot.disk, runtime::Access::kRead);
   }  // kDevice: the boot disk is one of the devices below
   for (const sandbox::DeviceSpec& d : c.devices) {
+    // QEMU never opens the UEFI variable store's volume, only the slice
+    // LibvirtHypervisor::Create makes of it, through a node its uid owns.
+    if (!c.boot.nvram_device.empty() && d.container_path == c.boot.nvram_device) continue;
     bool rw = d.permissions.find('w') != std::string::npos;
     out.emplace_back(d.host_path, rw ? runtime::Access::kReadWrite : runtime::Access::kRead);
   }
@@ -128,6 +131,8 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
     spec.uefi.vars_template = c.boot.uefi_vars;
     spec.uefi.nvram = c.boot.nvram;
     spec.uefi.nvram_is_device = !c.boot.nvram_device.empty();
+    // In the container directory, which the VM's uid may traverse.
+    if (spec.uefi.nvram_is_device) spec.uefi.nvram_node = std::filesystem::path(c.seed_path).parent_path() / "nvram.blk";
   }
   spec.tpm = c.boot.tpm;
   if (c.boot.kind == sandbox::BootKind::kKernel) {
@@ -249,7 +254,8 @@ absl::Status PodLifecycle::ConfineFiles(const sandbox::ContainerRecord& c) {
   RETURN_IF_ERROR(runtime::SetOwner(c.seed_path, 0, gid, 0440));  // read-only disk: the VM may not rewrite it
   if (c.boot.kind == sandbox::BootKind::kDisk) RETURN_IF_ERROR(runtime::SetOwner(c.boot.disk, uid, gid, 0600));
   // The UEFI variable store: the firmware writes it through QEMU.
-  // On a device it is granted like the Pod's other devices (PlanGrants).
+  // On a device QEMU opens a node made for its uid at each start instead
+  // (runtime/nvram_slice.h).
   if (!c.boot.nvram.empty() && c.boot.nvram_device.empty()) {
     RETURN_IF_ERROR(runtime::SetOwner(c.boot.nvram, uid, gid, 0600));
   }
