@@ -32,6 +32,7 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const pb::Con
     if (!c->cgroup_unit.empty()) info["cgroupUnit"] = c->cgroup_unit;
     if (!c->boot.device.empty()) info["bootDevice"] = c->boot.device;
     if (!c->boot.nvram.empty()) info["nvram"] = c->boot.nvram;
+    if (!c->boot.nvram_device.empty()) info["nvramDevice"] = c->boot.nvram_device;
     if (c->boot.tpm) info["tpm"] = "2.0";
     if (std::string busy = pods_->BusyWith(c->id); !busy.empty()) info["inProgress"] = busy;
     (*resp->mutable_info())["info"] = info.dump();

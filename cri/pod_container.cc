@@ -70,6 +70,9 @@ std::vector<std::pair<std::filesystem::path, runtime::Access>> PlanGrants(const 
     out.emplace_back(image.boot.disk, runtime::Access::kRead);
   }  // kDevice: the boot disk is one of the devices below
   for (const sandbox::DeviceSpec& d : c.devices) {
+    // QEMU never opens the UEFI variable store's volume, only the slice
+    // LibvirtHypervisor::Create makes of it, through a node its uid owns.
+    if (!c.boot.nvram_device.empty() && d.container_path == c.boot.nvram_device) continue;
     bool rw = d.permissions.find('w') != std::string::npos;
     out.emplace_back(d.host_path, rw ? runtime::Access::kReadWrite : runtime::Access::kRead);
   }
@@ -127,6 +130,9 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
     spec.uefi.code = c.boot.uefi_code;
     spec.uefi.vars_template = c.boot.uefi_vars;
     spec.uefi.nvram = c.boot.nvram;
+    spec.uefi.nvram_is_device = !c.boot.nvram_device.empty();
+    // In the container directory, which the VM's uid may traverse.
+    if (spec.uefi.nvram_is_device) spec.uefi.nvram_node = std::filesystem::path(c.seed_path).parent_path() / "nvram.blk";
   }
   spec.tpm = c.boot.tpm;
   if (c.boot.kind == sandbox::BootKind::kKernel) {
@@ -248,7 +254,11 @@ absl::Status PodLifecycle::ConfineFiles(const sandbox::ContainerRecord& c) {
   RETURN_IF_ERROR(runtime::SetOwner(c.seed_path, 0, gid, 0440));  // read-only disk: the VM may not rewrite it
   if (c.boot.kind == sandbox::BootKind::kDisk) RETURN_IF_ERROR(runtime::SetOwner(c.boot.disk, uid, gid, 0600));
   // The UEFI variable store: the firmware writes it through QEMU.
-  if (!c.boot.nvram.empty()) RETURN_IF_ERROR(runtime::SetOwner(c.boot.nvram, uid, gid, 0600));
+  // On a device QEMU opens a node made for its uid at each start instead
+  // (runtime/nvram_slice.h).
+  if (!c.boot.nvram.empty() && c.boot.nvram_device.empty()) {
+    RETURN_IF_ERROR(runtime::SetOwner(c.boot.nvram, uid, gid, 0600));
+  }
   // QEMU appends the serial console here but cannot create files in `dir`.
   {
     base::UniqueFd fd(::open(c.console_path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -327,6 +337,27 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                runtime::kFirmwareLabel, ") needs a disk image, but \"", draft.image,
                "\" is a kernel image, which QEMU loads itself (direct kernel boot) and Secure Boot would refuse "
                "unless Microsoft's UEFI CA signed it; use uefi, or a containerDisk with a signed boot loader"));
+  }
+  ASSIGN_OR_RETURN(std::optional<size_t> nvram_device, NvramDeviceIndex(sb.annotations, draft.volumes));
+  if (nvram_device) {
+    const std::string field = StrCat("annotation ", kNvramDeviceAnnotation);
+    if (firmware == runtime::Firmware::kBios) {
+      return absl::InvalidArgumentError(StrCat(field, " names a UEFI variable store, but the VM boots with bios; choose "
+                                               "uefi or uefi-secure (annotation ", runtime::kFirmwareAnnotation,
+                                               " or image label ", runtime::kFirmwareLabel, ")"));
+    }
+    if (boot_device && *boot_device == *nvram_device) {
+      return absl::InvalidArgumentError(StrCat(field, " and annotation ", kBootDeviceAnnotation, " name the same device \"",
+                                               draft.volumes.devices[*nvram_device].container_path,
+                                               "\"; the variable store needs a device of its own (1 MiB is plenty)"));
+    }
+    if (draft.volumes.devices[*nvram_device].permissions.find('w') == std::string::npos &&
+        !draft.volumes.devices[*nvram_device].permissions.empty()) {
+      return absl::InvalidArgumentError(StrCat(field, ": device \"", draft.volumes.devices[*nvram_device].container_path,
+                                               "\" is read-only (permissions \"",
+                                               draft.volumes.devices[*nvram_device].permissions,
+                                               "\"); the firmware writes its variable store"));
+    }
   }
   ASSIGN_OR_RETURN(const bool tpm, runtime::WantsTpm(sb.annotations));
   if (tpm && deps_.config->security.confined()) {
@@ -412,12 +443,17 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   rec.boot.tpm = tpm;
   std::optional<runtime::UefiSpec> uefi;
   if (firmware != runtime::Firmware::kBios) {
-    // The VM's variable store lives and dies with its container directory.
-    uefi = runtime::UefiFilesFor(firmware, deps_.config->vm, dir / "nvram.fd");
+    // The VM's variable store lives and dies with its container directory,
+    // unless a device of the Pod holds it (a persistent VM's).
+    uefi = runtime::UefiFilesFor(firmware, deps_.config->vm,
+                                 nvram_device ? std::filesystem::path(rec.devices[*nvram_device].host_path)
+                                              : dir / "nvram.fd");
+    uefi->nvram_is_device = nvram_device.has_value();
     RETURN_IF_ERROR(runtime::CheckUefiFiles(firmware, *uefi));
     rec.boot.uefi_code = uefi->code.string();
     rec.boot.uefi_vars = uefi->vars_template.string();
     rec.boot.nvram = uefi->nvram.string();
+    if (nvram_device) rec.boot.nvram_device = rec.devices[*nvram_device].container_path;
   }
 
   const auto grants = PlanGrants(rec, dir, *image, deps_.accelerator);
@@ -459,7 +495,8 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   undo.Add("remove the VM's socket dir", [vm_dir] { return base::RemoveAll(vm_dir); });
   // cloud-init NoCloud seed: hostname, network-config, user-data.
   runtime::CloudInitSeed seed = SeedFor(sb);
-  for (runtime::VfatFile& f : VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec), rec.boot.device)) {
+  for (runtime::VfatFile& f :
+       VolumeSeedFiles(draft.volumes, VolumeOptionsFor(rec), rec.boot.device, rec.boot.nvram_device)) {
     seed.extra_files.push_back(std::move(f));
   }
   if (auto it = sb.annotations.find(std::string(runtime::kGuestAgentAnnotation)); it != sb.annotations.end()) {
@@ -477,7 +514,15 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   }
   // Ours, not libvirt's (which would create it as root, 0600, at start): so
   // a confined VM's QEMU can own it (ConfineFiles).
-  if (uefi) RETURN_IF_ERROR(runtime::CopyNvramTemplate(*uefi));
+  if (uefi && uefi->nvram_is_device) {
+    bool initialised = false;
+    RETURN_IF_ERROR(runtime::PrepareNvramDevice(*uefi, firmware, StrCat("annotation ", kNvramDeviceAnnotation),
+                                                &initialised));
+    base::LogInfo(initialised ? "UEFI variable store initialised on its device" : "UEFI variable store kept",
+                  {{"id", rec.id}, {"device", rec.boot.nvram_device}, {"firmware", rec.boot.firmware}});
+  } else if (uefi) {
+    RETURN_IF_ERROR(runtime::CopyNvramTemplate(*uefi));
+  }
   if (rec.vm_uid != 0) {
     RETURN_IF_ERROR(ConfineFiles(rec));
     std::vector<std::string> granted;  // Revoke takes back rec.vm_grants, a superset

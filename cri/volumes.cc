@@ -340,11 +340,12 @@ absl::StatusOr<VolumePlan> ValidateVolumes(const pb::ContainerConfig& config) {
 }
 
 std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options,
-                                               std::string_view boot_device) {
+                                               std::string_view boot_device, std::string_view nvram_device) {
   std::vector<runtime::VfatFile> files;
   if (plan.devices.empty() && plan.mounts.empty()) return files;
   std::string table = "# kubevirt-cri volume table v1 (docs/volumes.md)\n";
   for (const sandbox::DeviceSpec& d : plan.devices) {
+    if (!nvram_device.empty() && d.container_path == nvram_device) continue;  // the firmware's, not a guest disk
     bool ro = d.permissions.find('w') == std::string::npos;
     const char* kind = !boot_device.empty() && d.container_path == boot_device ? "boot " : "disk ";
     table += StrCat(kind, DiskSerialFor(d.container_path), ro ? " ro " : " rw ", d.container_path, "\n");
@@ -369,22 +370,37 @@ std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const Vol
   return files;
 }
 
-absl::StatusOr<std::optional<size_t>> BootDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
-                                                      const VolumePlan& plan) {
-  auto it = pod_annotations.find(kBootDeviceAnnotation);
+namespace {
+
+absl::StatusOr<std::optional<size_t>> DeviceIndexFor(const std::map<std::string, std::string>& pod_annotations,
+                                                     const VolumePlan& plan, std::string_view annotation,
+                                                     std::string_view what) {
+  auto it = pod_annotations.find(std::string(annotation));
   if (it == pod_annotations.end()) return std::nullopt;
-  const std::string field = StrCat("annotation ", kBootDeviceAnnotation);
+  const std::string field = StrCat("annotation ", annotation);
   RETURN_IF_ERROR(CheckAbsolutePath(field, it->second));
   std::string paths;
   for (size_t i = 0; i < plan.devices.size(); ++i) {
     if (plan.devices[i].container_path == it->second) return i;
     paths += StrCat(paths.empty() ? "" : ", ", "\"", plan.devices[i].container_path, "\"");
   }
-  return absl::InvalidArgumentError(StrCat(
-      field, " \"", it->second, "\" names none of the container's devices (config.devices: ",
-      paths.empty() ? "none" : paths,
-      "); the VM boots from a raw block volume given to the container at that path (a volumeDevices entry with "
-      "devicePath \"", it->second, "\")"));
+  return absl::InvalidArgumentError(StrCat(field, " \"", it->second, "\" names none of the container's devices (config.devices: ",
+                                           paths.empty() ? "none" : paths, "); ", what,
+                                           " a raw block volume given to the container at that path (a volumeDevices "
+                                           "entry with devicePath \"",
+                                           it->second, "\")"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<size_t>> BootDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
+                                                      const VolumePlan& plan) {
+  return DeviceIndexFor(pod_annotations, plan, kBootDeviceAnnotation, "the VM boots from");
+}
+
+absl::StatusOr<std::optional<size_t>> NvramDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
+                                                       const VolumePlan& plan) {
+  return DeviceIndexFor(pod_annotations, plan, kNvramDeviceAnnotation, "the VM keeps its UEFI variable store on");
 }
 
 bool DeviceOpensConflict(std::string_view permissions_a, std::string_view permissions_b) {
@@ -432,6 +448,8 @@ absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeO
   bool boot_found = c.boot.device.empty();
   for (size_t i = 0; i < c.devices.size(); ++i) {
     const sandbox::DeviceSpec& d = c.devices[i];
+    // The UEFI variable store: QEMU's pflash (<nvram type='block'>), not a disk.
+    if (!c.boot.nvram_device.empty() && d.container_path == c.boot.nvram_device) continue;
     runtime::DiskSpec disk;
     disk.path = d.host_path;
     disk.format = "raw";  // a block volume is the guest's disk as is, never probed

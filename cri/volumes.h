@@ -35,6 +35,8 @@ inline constexpr char kVolumeTableFile[] = "kubevirt-cri-volumes";
 // of one of the container's CRI devices: the VM boots from that block device,
 // used in place as its persistent disk (docs/volumes.md "Persistent VMs").
 inline constexpr char kBootDeviceAnnotation[] = "kubevirt-cri.io/boot-device";
+// A UEFI VM's variable store on a CRI device (docs/volumes.md "The UEFI variable store").
+inline constexpr char kNvramDeviceAnnotation[] = "kubevirt-cri.io/nvram-device";
 // Seed files holding single-file mounts are named kVolumeFilePrefix + index.
 inline constexpr char kVolumeFilePrefix[] = "kubevirt-cri-file-";
 // A single-file mount (/etc/hosts, termination-log) is copied into the seed;
@@ -90,7 +92,7 @@ runtime::FsDriver FsDriverFor(bool read_only, const VolumeOptions& options);
 // not "disk": the guest booted from it and must not treat it as a spare
 // disk. Empty when the container has no volumes.
 std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const VolumeOptions& options = {},
-                                               std::string_view boot_device = "");
+                                               std::string_view boot_device = "", std::string_view nvram_device = "");
 
 // The index in plan.devices of the device the Pod's kBootDeviceAnnotation
 // names (by container path); nullopt without the annotation.
@@ -98,6 +100,9 @@ std::vector<runtime::VfatFile> VolumeSeedFiles(const VolumePlan& plan, const Vol
 // normalized path or names none of the container's devices.
 absl::StatusOr<std::optional<size_t>> BootDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
                                                       const VolumePlan& plan);
+// The same for kNvramDeviceAnnotation.
+absl::StatusOr<std::optional<size_t>> NvramDeviceIndex(const std::map<std::string, std::string>& pod_annotations,
+                                                       const VolumePlan& plan);
 
 // Whether two opens of one block device may not coexist on the node: at
 // least one of them writes ('w' in the CRI permissions; empty means "rwm").

@@ -358,7 +358,15 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainXmlOp
     // the code must be the one built for that template.
     w.Leaf("loader", {{"readonly", "yes"}, {"secure", secure_boot ? "yes" : "no"}, {"type", "pflash"}},
            spec.uefi.code.native());
-    w.Leaf("nvram", {{"template", spec.uefi.vars_template.native()}}, spec.uefi.nvram.native());
+    if (spec.uefi.nvram_is_device) {
+      // No template: kubevirt-cri initialised the device (PrepareNvramDevice),
+      // and libvirt must never rewrite a persistent VM's store.
+      w.Open("nvram", {{"type", "block"}});
+      w.Leaf("source", {{"dev", spec.uefi.nvram.native()}});
+      w.Close();
+    } else {
+      w.Leaf("nvram", {{"template", spec.uefi.vars_template.native()}}, spec.uefi.nvram.native());
+    }
   }
   if (!spec.kernel.empty()) {
     w.Text("kernel", spec.kernel.native());

@@ -2,11 +2,17 @@
 #include "runtime/firmware.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <vector>
 
 #include "config/base/file_util.h"
+#include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "config/base/unique_fd.h"
 
@@ -116,6 +122,76 @@ absl::Status CopyNvramTemplate(const UefiSpec& uefi) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return absl::ErrnoToStatus(errno, StrCat("write \"", uefi.nvram.native(), "\""));
     left.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fsync(fd.get()) != 0) return absl::ErrnoToStatus(errno, StrCat("fsync \"", uefi.nvram.native(), "\""));
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status PwriteAll(int fd, std::string_view data, off_t at, const std::filesystem::path& path) {
+  while (!data.empty()) {
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::ErrnoToStatus(errno, StrCat("write \"", path.native(), "\""));
+    data.remove_prefix(static_cast<size_t>(n));
+    at += n;
+  }
+  return absl::OkStatus();
+}
+
+std::string NvramMark(Firmware f) {
+  std::string mark = StrCat("kvcri-nvram 1 firmware=", FirmwareName(f), "\n");
+  mark.resize(kNvramMarkBytes, '\0');
+  return mark;
+}
+
+}  // namespace
+
+absl::Status PrepareNvramDevice(const UefiSpec& uefi, Firmware f, std::string_view field, bool* initialised) {
+  *initialised = false;
+  absl::StatusOr<std::string> vars = base::ReadFile(uefi.vars_template);
+  if (!vars.ok()) {
+    return absl::Status(vars.status().code(),
+                        StrCat("read the UEFI variable store template: ", vars.status().message()));
+  }
+  base::UniqueFd fd(::open(uefi.nvram.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat(field, ": open \"", uefi.nvram.native(), "\""));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return absl::ErrnoToStatus(errno, StrCat("stat \"", uefi.nvram.native(), "\""));
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ::ioctl(fd.get(), BLKGETSIZE64, &size) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("BLKGETSIZE64 \"", uefi.nvram.native(), "\""));
+  }
+  const uint64_t need = vars->size() + kNvramMarkBytes;
+  if (size < need) {
+    return absl::InvalidArgumentError(StrCat(field, ": the device \"", uefi.nvram.native(), "\" has ", size,
+                                             " bytes; the UEFI variable store needs ", need, " (",
+                                             uefi.vars_template.native(), " and 512 bytes of ours)"));
+  }
+  char head[48] = {};
+  char mark[kNvramMarkBytes] = {};
+  if (::pread(fd.get(), head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) ||
+      ::pread(fd.get(), mark, sizeof mark, static_cast<off_t>(vars->size())) != static_cast<ssize_t>(sizeof mark)) {
+    return absl::ErrnoToStatus(errno ? errno : EIO, StrCat("read \"", uefi.nvram.native(), "\""));
+  }
+  const std::string want = NvramMark(f);
+  if (std::string_view(head + 40, 4) == "_FVH") {
+    std::string_view have(mark, sizeof mark);
+    if (have == want) return absl::OkStatus();
+    if (have.starts_with("kvcri-nvram 1 firmware=")) {
+      std::string_view kind = have.substr(23, have.find('\n') - 23);
+      return absl::FailedPreconditionError(StrCat(
+          field, ": the UEFI variable store on \"", uefi.nvram.native(), "\" was initialised for firmware ", kind,
+          ", and this VM boots ", FirmwareName(f), "; the two OVMF builds keep different stores (use ", kind,
+          ", or a new device)"));
+    }
+    // A store from elsewhere (another runtime, a restored backup): kept, and marked ours from now on.
+    RETURN_IF_ERROR(PwriteAll(fd.get(), want, static_cast<off_t>(vars->size()), uefi.nvram));
+  } else {
+    RETURN_IF_ERROR(PwriteAll(fd.get(), *vars, 0, uefi.nvram));
+    RETURN_IF_ERROR(PwriteAll(fd.get(), want, static_cast<off_t>(vars->size()), uefi.nvram));
+    *initialised = true;
   }
   if (::fsync(fd.get()) != 0) return absl::ErrnoToStatus(errno, StrCat("fsync \"", uefi.nvram.native(), "\""));
   return absl::OkStatus();

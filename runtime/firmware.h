@@ -49,6 +49,21 @@ absl::Status CheckUefiFiles(Firmware f, const UefiSpec& uefi);
 // writes (boot entries, Secure Boot state).
 absl::Status CopyNvramTemplate(const UefiSpec& uefi);
 
+// A persistent VM's variable store on a block device (uefi.nvram,
+// kubevirt-cri.io/nvram-device), made ready before each of its VMs:
+//   - a device already holding an OVMF store (the firmware volume header
+//     "_FVH" at offset 40) is left as it is, so boot entries and enrolled
+//     keys follow the VM from Pod to Pod; our mark right after the store
+//     names the firmware kind that initialised it, and another kind is
+//     FailedPrecondition naming both (OVMF's Secure Boot build and the plain
+//     one keep different stores);
+//   - any other device (a new, zeroed volume) gets the template, then the mark,
+//     fsynced; *initialised says so.
+// InvalidArgument naming `field` when the device is smaller than the template
+// plus the mark's 512 bytes. A regular file works too (tests).
+absl::Status PrepareNvramDevice(const UefiSpec& uefi, Firmware f, std::string_view field, bool* initialised);
+inline constexpr size_t kNvramMarkBytes = 512;
+
 // FailedPrecondition naming what is missing when swtpm or swtpm_setup
 // (packages swtpm, swtpm-tools), which libvirt runs for a vTPM, is not in
 // `search_path` (a PATH-like list).

@@ -76,6 +76,12 @@ struct UefiSpec {
   std::filesystem::path code;           // e.g. /usr/share/OVMF/OVMF_CODE_4M.fd
   std::filesystem::path vars_template;  // recorded in the domain (<nvram template=...>)
   std::filesystem::path nvram;          // this VM's variable store
+  // `nvram` is a block device (a persistent VM's, docs/volumes.md): Create
+  // hands QEMU its first template-size bytes (runtime/nvram_slice.h) through
+  // a block node at `nvram_node` (<nvram type='block'>), made for the start
+  // and unlinked after it; the device is kept when the domain is undefined.
+  bool nvram_is_device = false;
+  std::filesystem::path nvram_node;
 };
 
 struct VmSpec {

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <optional>
 
 #include "absl/time/clock.h"
 #include "config/base/file_util.h"
@@ -20,6 +22,7 @@
 #include "runtime/domain_xml.h"
 #include "runtime/libvirt_connection.h"
 #include "runtime/libvirt_handles.h"
+#include "runtime/nvram_slice.h"
 #include "runtime/vm_state.h"
 
 namespace kvcri::runtime {
@@ -73,10 +76,22 @@ absl::Status DestroyDomain(virDomainPtr dom, std::string_view name) {
   return LibvirtError(Quoted("virDomainDestroy", name));
 }
 
+// Whether the domain keeps its UEFI variable store on a block device (a
+// persistent VM's): libvirt's UNDEFINE_NVRAM would unlink that device node.
+bool HasBlockNvram(virDomainPtr dom) {
+  char* xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+  if (xml == nullptr) return true;  // unknown: keeping a file beats unlinking a device
+  const bool block = std::string_view(xml).find("<nvram type='block'") != std::string_view::npos;
+  std::free(xml);
+  return block;
+}
+
 absl::Status UndefineDomain(virDomainPtr dom, std::string_view name) {
-  // NVRAM and managed-save data would otherwise survive the definition.
-  unsigned flags = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-                   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+  // NVRAM and managed-save data would otherwise survive the definition; a
+  // block NVRAM is the Pod's volume and stays.
+  unsigned flags = (HasBlockNvram(dom) ? VIR_DOMAIN_UNDEFINE_KEEP_NVRAM : VIR_DOMAIN_UNDEFINE_NVRAM) |
+                   VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                   VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
   if (virDomainUndefineFlags(dom, flags) == 0) return absl::OkStatus();
   if (LastLibvirtErrorCode() == VIR_ERR_INVALID_ARG) {
     // Drivers without NVRAM or checkpoints (the test driver) reject those flags.
@@ -167,7 +182,29 @@ absl::Status LibvirtHypervisor::Ready() {
 }
 
 absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
-  ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(spec, DomainXmlOptions{options_.emulator}));
+  // Held until QEMU has opened it: the loop device detaches itself when QEMU
+  // exits (runtime/nvram_slice.h).
+  std::optional<NvramSlice> nvram;
+  VmSpec sliced;
+  const VmSpec* effective = &spec;
+  if (spec.firmware != Firmware::kBios && spec.uefi.nvram_is_device) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(spec.uefi.vars_template, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          StrCat("size of \"", spec.uefi.vars_template.native(), "\": ", ec.message()));
+    }
+    absl::StatusOr<NvramSlice> slice =
+        NvramSlice::Attach(spec.uefi.nvram, size, spec.uefi.nvram_node, spec.uid, spec.gid);
+    if (!slice.ok()) {
+      return absl::Status(slice.status().code(), StrCat("UEFI variable store: ", slice.status().message()));
+    }
+    nvram = std::move(*slice);
+    sliced = spec;
+    sliced.uefi.nvram = nvram->node();
+    effective = &sliced;
+  }
+  ASSIGN_OR_RETURN(std::string xml, BuildDomainXml(*effective, DomainXmlOptions{options_.emulator}));
   {
     absl::MutexLock l(&mu_);
     if (!creating_.insert(spec.name).second) {

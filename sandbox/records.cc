@@ -418,6 +418,7 @@ std::string ContainerRecord::ToJson() const {
         {"uefi_code", boot.uefi_code},
         {"uefi_vars", boot.uefi_vars},
         {"nvram", boot.nvram},
+        {"nvram_device", boot.nvram_device},
         {"tpm", boot.tpm}}},
       {"devices", std::move(devs)},
       {"mounts", std::move(mnts)},
@@ -486,6 +487,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
     b->Str("uefi_code", &r.boot.uefi_code);
     b->Str("uefi_vars", &r.boot.uefi_vars);
     b->Str("nvram", &r.boot.nvram);
+    b->Str("nvram_device", &r.boot.nvram_device);
     b->Bool("tpm", &r.boot.tpm);
   }
   top.Objects("devices", [&](ObjectReader& d) {

@@ -161,6 +161,10 @@ struct BootInfo {
   std::string uefi_code;
   std::string uefi_vars;
   std::string nvram;
+  // The container path of the CRI device holding the variable store
+  // (kubevirt-cri.io/nvram-device); `nvram` is then its host path. Empty:
+  // `nvram` is a file in the container directory.
+  std::string nvram_device;
   bool tpm = false;  // a swtpm TPM 2.0
 
   bool operator==(const BootInfo&) const = default;

@@ -35,7 +35,7 @@ readonly kModules=(
   virtio_pci virtio_ring virtio virtio_net virtio_blk virtio_console virtio_rng
   virtio_balloon virtio_scsi sd_mod crct10dif_generic vfat nls_cp437 nls_ascii nls_utf8
   9p 9pnet_virtio virtiofs fuse ext4 crc32c_generic failover net_failover
-  vmw_vsock_virtio_transport pvpanic_pci pvpanic_mmio button evdev
+  vmw_vsock_virtio_transport pvpanic_pci pvpanic_mmio button evdev efivarfs
 )
 readonly kSyslinuxBios=/usr/lib/syslinux/modules/bios
 readonly kSyslinuxMbr=/usr/lib/syslinux/mbr/mbr.bin

@@ -6,7 +6,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -383,6 +386,110 @@ TEST_F(BootDiskSpecTest, TheSameDeviceTwiceInOneContainerIsRefused) {
   EXPECT_THAT(plan.status().message(), HasSubstr("config.devices[1].host_path"));
   EXPECT_THAT(plan.status().message(), HasSubstr("block device 7:228"));
   EXPECT_THAT(plan.status().message(), HasSubstr("config.devices[0]"));
+}
+
+// --- kubevirt-cri.io/nvram-device: a persistent UEFI VM's variable store on a device of its own ---
+
+TEST(NvramDeviceIndex, NamesTheDeviceOrIsInvalidArgumentListingTheDevices) {
+  VolumePlan plan = PlanWith({"/dev/vda", "/dev/vdz"});
+  absl::StatusOr<std::optional<size_t>> none = NvramDeviceIndex({}, plan);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, std::nullopt);
+  absl::StatusOr<std::optional<size_t>> found = NvramDeviceIndex({{kNvramDeviceAnnotation, "/dev/vdz"}}, plan);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, 1u);
+  absl::StatusOr<std::optional<size_t>> bad = NvramDeviceIndex({{kNvramDeviceAnnotation, "/dev/vdy"}}, plan);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("annotation kubevirt-cri.io/nvram-device \"/dev/vdy\" names none"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("\"/dev/vda\", \"/dev/vdz\""));
+  EXPECT_THAT(bad.status().message(), HasSubstr("UEFI variable store"));
+}
+
+TEST(VolumeSeedFiles, TheNvramDeviceIsNoGuestDisk) {
+  VolumePlan plan = PlanWith({"/dev/vda", "/dev/vdz"});
+  std::vector<runtime::VfatFile> files = VolumeSeedFiles(plan, {}, "/dev/vda", "/dev/vdz");
+  ASSERT_FALSE(files.empty());
+  EXPECT_THAT(files[0].content, HasSubstr("boot "));
+  EXPECT_THAT(files[0].content, Not(HasSubstr("/dev/vdz")));
+}
+
+TEST(AddVolumesToVmSpec, TheNvramDeviceIsNoDisk) {
+  sandbox::ContainerRecord c;
+  c.devices = {{"/dev/vda", "/dev/loop9", "rwm", makedev(7, 9)}, {"/dev/vdz", "/dev/loop10", "rwm", makedev(7, 10)}};
+  c.boot.kind = sandbox::BootKind::kDevice;
+  c.boot.device = "/dev/vda";
+  c.boot.nvram_device = "/dev/vdz";
+  runtime::VmSpec spec;
+  ASSERT_TRUE(AddVolumesToVmSpec(c, VolumeOptions{}, &spec).ok());
+  for (const runtime::DiskSpec& d : spec.disks) EXPECT_NE(d.path, "/dev/loop10");
+  EXPECT_EQ(spec.disks.size(), 1u);
+}
+
+class NvramDeviceLifecycleTest : public BootDeviceLifecycleTest {
+ protected:
+  grpc::Status RunPod(const std::string& name, const std::map<std::string, std::string>& annotations,
+                      std::string* id) {
+    pb::RunPodSandboxRequest req;
+    *req.mutable_config() = PodConfig(name);
+    for (const auto& [k, v] : annotations) (*req.mutable_config()->mutable_annotations())[k] = v;
+    req.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse resp;
+    grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
+    *id = resp.pod_sandbox_id();
+    return s;
+  }
+  // A VM with the devices /dev/vda (boot) and /dev/vdz, `vdz_perms` for the latter.
+  grpc::Status CreateVm(const std::string& pod, const std::string& vdz_perms, std::string* id) {
+    pb::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    req.mutable_config()->mutable_metadata()->set_name("vm");
+    req.mutable_config()->mutable_image()->set_image("example.com/containerdisk:1");
+    req.mutable_config()->set_log_path("vm.log");
+    for (auto [cp, hp, perms] : {std::tuple{"/dev/vda", vda_, std::string("mrw")}, std::tuple{"/dev/vdz", vdz_, vdz_perms}}) {
+      pb::Device* d = req.mutable_config()->add_devices();
+      d->set_container_path(cp);
+      d->set_host_path(hp);
+      d->set_permissions(perms);
+    }
+    pb::CreateContainerResponse resp;
+    grpc::Status s = service_->CreateContainer(nullptr, &req, &resp);
+    *id = resp.container_id();
+    return s;
+  }
+  std::string vda_, vdz_;
+};
+
+TEST_F(NvramDeviceLifecycleTest, ImpossibleCombinationsAreInvalidArgumentAndCreateNothing) {
+  vda_ = Node("disk", 230);
+  vdz_ = Node("vars", 231);
+  struct Case {
+    std::map<std::string, std::string> annotations;
+    std::string vdz_perms, want;
+  };
+  const std::vector<Case> cases = {
+      {{{kBootDeviceAnnotation, "/dev/vda"}, {kNvramDeviceAnnotation, "/dev/vdz"}, {"kubevirt-cri.io/firmware", "bios"}},
+       "mrw",
+       "names a UEFI variable store, but the VM boots with bios"},
+      {{{kBootDeviceAnnotation, "/dev/vda"}, {kNvramDeviceAnnotation, "/dev/vda"}, {"kubevirt-cri.io/firmware", "uefi"}},
+       "mrw",
+       "name the same device \"/dev/vda\""},
+      {{{kBootDeviceAnnotation, "/dev/vda"}, {kNvramDeviceAnnotation, "/dev/vdz"}, {"kubevirt-cri.io/firmware", "uefi"}},
+       "r",
+       "is read-only"},
+      {{{kBootDeviceAnnotation, "/dev/vda"}, {kNvramDeviceAnnotation, "/dev/nvram"}, {"kubevirt-cri.io/firmware", "uefi"}},
+       "mrw",
+       "names none of the container's devices"},
+  };
+  for (const Case& c : cases) {
+    std::string pod, ctr;
+    ASSERT_TRUE(RunPod("nv", c.annotations, &pod).ok());
+    grpc::Status s = CreateVm(pod, c.vdz_perms, &ctr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.want << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("annotation kubevirt-cri.io/nvram-device")) << c.want;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.want));
+  }
+  EXPECT_TRUE(store_->ListContainers().empty());
+  EXPECT_TRUE(fs::is_empty(config_.root / "containers"));
 }
 
 }  // namespace

@@ -56,6 +56,18 @@ TEST(FirmwareDomainXml, UefiIsOvmfOnQ35WithTheVmsOwnNvram) {
   EXPECT_THAT(*xml, HasSubstr("<boot order='1'/>"));
 }
 
+// A persistent VM's store on a device: no template for libvirt to copy over
+// it, the node LibvirtHypervisor::Create made for QEMU as the source.
+TEST(FirmwareDomainXml, AStoreOnADeviceIsABlockNvramWithoutTemplate) {
+  VmSpec s = UefiVm(Firmware::kUefi);
+  s.uefi.nvram = "/var/lib/kvcri/containers/abc/nvram.blk";
+  s.uefi.nvram_is_device = true;
+  auto xml = BuildDomainXml(s);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<nvram type='block'><source dev='/var/lib/kvcri/containers/abc/nvram.blk'/></nvram>"));
+  EXPECT_THAT(*xml, Not(HasSubstr("template=")));
+}
+
 TEST(FirmwareDomainXml, SecureBootUsesTheSmmBuildWithMicrosoftKeys) {
   auto xml = BuildDomainXml(UefiVm(Firmware::kUefiSecure));
   ASSERT_TRUE(xml.ok()) << xml.status();
@@ -178,6 +190,81 @@ TEST_F(NvramTest, CopiesTheTemplateIntoANewPrivateFile) {
   // Never over an existing file (a second create, or a planted one).
   absl::Status again = CopyNvramTemplate(u);
   EXPECT_TRUE(absl::IsAlreadyExists(again)) << again;
+}
+
+class NvramDeviceTest : public testing::ScratchDirTest {
+ protected:
+  void SetUp() override {
+    testing::ScratchDirTest::SetUp();
+    u_.vars_template = dir_ / "VARS.fd";
+    u_.nvram = dir_ / "pv";  // a file stands in for the block volume
+    u_.nvram_is_device = true;
+    // Like OVMF's: a firmware volume header ("_FVH" at offset 40), 528 KiB.
+    vars_.assign(540672, '\0');
+    vars_.replace(40, 4, "_FVH");
+    vars_[100] = 'T';
+    ASSERT_TRUE(base::WriteFileAtomic(u_.vars_template, vars_, 0444).ok());
+  }
+  void Volume(size_t size) { ASSERT_TRUE(base::WriteFileAtomic(u_.nvram, std::string(size, '\0'), 0600).ok()); }
+  std::string Contents() { return *base::ReadFile(u_.nvram); }
+
+  UefiSpec u_;
+  std::string vars_;
+};
+
+TEST_F(NvramDeviceTest, ANewVolumeGetsTheTemplateAndOurMarkOnceThenKeepsWhatTheFirmwareWrote) {
+  Volume(1 << 20);
+  bool initialised = false;
+  ASSERT_TRUE(PrepareNvramDevice(u_, Firmware::kUefi, "annotation x", &initialised).ok());
+  EXPECT_TRUE(initialised);
+  std::string have = Contents();
+  ASSERT_EQ(have.size(), 1u << 20);
+  EXPECT_EQ(have.substr(0, vars_.size()), vars_);
+  EXPECT_THAT(have.substr(vars_.size(), kNvramMarkBytes), ::testing::StartsWith("kvcri-nvram 1 firmware=uefi\n"));
+  EXPECT_EQ(have.substr(vars_.size() + kNvramMarkBytes), std::string((1 << 20) - vars_.size() - kNvramMarkBytes, '\0'))
+      << "nothing past the mark is touched";
+  // The firmware writes a variable; the next Pod's VM finds it.
+  have[1000] = 'V';
+  ASSERT_TRUE(base::WriteFileAtomic(u_.nvram, have, 0600).ok());
+  ASSERT_TRUE(PrepareNvramDevice(u_, Firmware::kUefi, "annotation x", &initialised).ok());
+  EXPECT_FALSE(initialised);
+  EXPECT_EQ(Contents(), have);
+}
+
+TEST_F(NvramDeviceTest, AStoreOfTheOtherFirmwareKindIsRefusedNamingBoth) {
+  Volume(1 << 20);
+  bool initialised = false;
+  ASSERT_TRUE(PrepareNvramDevice(u_, Firmware::kUefiSecure, "annotation x", &initialised).ok());
+  const std::string before = Contents();
+  absl::Status s = PrepareNvramDevice(u_, Firmware::kUefi, "annotation x", &initialised);
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("annotation x"));
+  EXPECT_THAT(s.message(), HasSubstr("initialised for firmware uefi-secure"));
+  EXPECT_THAT(s.message(), HasSubstr("this VM boots uefi"));
+  EXPECT_EQ(Contents(), before) << "a refused store is left as it was";
+}
+
+TEST_F(NvramDeviceTest, AStoreFromElsewhereIsKeptAndMarked) {
+  std::string foreign = vars_;
+  foreign[2000] = 'F';
+  foreign.resize(1 << 20, '\0');
+  ASSERT_TRUE(base::WriteFileAtomic(u_.nvram, foreign, 0600).ok());
+  bool initialised = true;
+  ASSERT_TRUE(PrepareNvramDevice(u_, Firmware::kUefi, "annotation x", &initialised).ok());
+  EXPECT_FALSE(initialised);
+  std::string have = Contents();
+  EXPECT_EQ(have.substr(0, vars_.size()), foreign.substr(0, vars_.size()));
+  EXPECT_THAT(have.substr(vars_.size(), 40), ::testing::StartsWith("kvcri-nvram 1 firmware=uefi\n"));
+}
+
+TEST_F(NvramDeviceTest, AVolumeTooSmallIsInvalidArgumentNamingTheField) {
+  Volume(vars_.size());  // no room for the mark
+  bool initialised = false;
+  absl::Status s = PrepareNvramDevice(u_, Firmware::kUefi, "annotation kubevirt-cri.io/nvram-device", &initialised);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("annotation kubevirt-cri.io/nvram-device"));
+  EXPECT_THAT(s.message(), HasSubstr("needs 541184"));
+  EXPECT_EQ(Contents(), std::string(vars_.size(), '\0'));
 }
 
 TEST_F(NvramTest, MissingOvmfFilesAreAFailedPreconditionNamingTheKey) {
