@@ -65,8 +65,6 @@ std::string DiskErrors(virDomainPtr dom) {
   return out;
 }
 
-bool IsActive(VmPhase p) { return p == VmPhase::kRunning || p == VmPhase::kPaused; }
-
 // Forces a domain off; a domain that is not running is fine.
 absl::Status DestroyDomain(virDomainPtr dom, std::string_view name) {
   if (virDomainIsActive(dom) == 0) return absl::OkStatus();

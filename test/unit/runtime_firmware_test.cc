@@ -64,7 +64,8 @@ TEST(FirmwareDomainXml, AStoreOnADeviceIsABlockNvramWithoutTemplate) {
   s.uefi.nvram_is_device = true;
   auto xml = BuildDomainXml(s);
   ASSERT_TRUE(xml.ok()) << xml.status();
-  EXPECT_THAT(*xml, HasSubstr("<nvram type='block'><source dev='/var/lib/kvcri/containers/abc/nvram.blk'/></nvram>"));
+  EXPECT_THAT(*xml, HasSubstr("<nvram type='block'>\n      <source dev='/var/lib/kvcri/containers/abc/nvram.blk'/>\n"
+                              "    </nvram>"));
   EXPECT_THAT(*xml, Not(HasSubstr("template=")));
 }
 

@@ -92,7 +92,7 @@ TEST(ContainerRecord, KeepsTheResourcesInForceAndTheMaximums) {
 TEST(ContainerRecord, KeepsTheFirmwareAndReadsOldRecordsAsBios) {
   ContainerRecord c = FullContainer();
   c.boot = {BootKind::kDisk, "", "", "", "/c/disk.qcow2", "qcow2", "", "uefi-secure", "/ovmf/CODE.ms.fd", "/ovmf/VARS.ms.fd",
-            "/c/nvram.fd", true};
+            "/c/nvram.fd", "/dev/vdz", true};
   absl::StatusOr<ContainerRecord> back = ContainerRecord::FromJson(c.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->boot, c.boot);
