@@ -320,7 +320,7 @@ TEST_F(FirmwareTest, APersistentUefiVmsVariableStoreFollowsItsVolumeFromPodToPod
   // Our own vendor GUID: the variable means nothing to the firmware.
   const std::string var = "/sys/firmware/efi/efivars/KvcriPersist-4b564352-0000-4000-8000-00000000ee01";
   const std::string efivarfs =
-      "modprobe efivarfs; mountpoint -q /sys/firmware/efi/efivars || "
+      "modprobe efivarfs; grep -q efivarfs /proc/mounts || "
       "mount -t efivarfs efivarfs /sys/firmware/efi/efivars; ";
   auto run_pod = [&](const std::string& name, std::string* pod, std::string* ctr) {
     pb::PodSandboxConfig sb =
