@@ -19,7 +19,6 @@ absl::StatusOr<pb::Request> ParseRequest(std::string_view data) {
 
 pb::Response OkResponse(std::string payload) {
   pb::Response resp;
-  resp.mutable_status();  // present and empty, as Go's status.Proto() of OK
   resp.set_payload(std::move(payload));
   return resp;
 }

@@ -14,8 +14,10 @@ namespace kvcri::shim::ttrpc {
 // parse (what ttrpc answers such a frame with, on its stream id).
 absl::StatusOr<pb::Request> ParseRequest(std::string_view data);
 
-// A successful Response carrying `payload`. Its status is present and empty,
-// byte for byte what a Go ttrpc server sends (`0a 00` first).
+// A successful Response carrying `payload`, without a status: byte for byte
+// what containerd 1.6's ttrpc server sends (grpc-go's status.FromError(nil)
+// is a nil status, which is not encoded), so an OK reply with an empty
+// message is a frame of zero data bytes.
 pb::Response OkResponse(std::string payload);
 
 // A failed Response: `status`'s code (absl's numbers are gRPC's) and message.

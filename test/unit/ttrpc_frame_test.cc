@@ -335,16 +335,26 @@ TEST(TtrpcEnvelope, UnparsableRequestIsInvalidArgument) {
 }
 
 TEST(TtrpcEnvelope, OkResponseIsWhatGoSends) {
-  // ConnectResponse{shim_pid: 1234}: 1234 = 0x4d2, varint d2 09. A Go server
-  // always sets the status: an empty message, `0a 00`.
+  // ConnectResponse{shim_pid: 1234}: 1234 = 0x4d2, varint d2 09. containerd's
+  // ttrpc server leaves the status out of an OK Response: payload only.
   pb::Response resp = OkResponse("\x08\xd2\x09"s);
-  EXPECT_EQ(resp.SerializeAsString(), "\x0a\x00\x12\x03\x08\xd2\x09"s);
+  EXPECT_EQ(resp.SerializeAsString(), "\x12\x03\x08\xd2\x09"s);
   EXPECT_TRUE(StatusOf(resp).ok());
 
   // A whole Response frame on stream 1.
   absl::StatusOr<std::string> frame = EncodeFrame(1, kTypeResponse, 0, resp.SerializeAsString());
   ASSERT_TRUE(frame.ok()) << frame.status();
-  EXPECT_EQ(*frame, "\x00\x00\x00\x07\x00\x00\x00\x01\x02\x00\x0a\x00\x12\x03\x08\xd2\x09"s);
+  EXPECT_EQ(*frame, "\x00\x00\x00\x05\x00\x00\x00\x01\x02\x00\x12\x03\x08\xd2\x09"s);
+
+  // An OK reply of google.protobuf.Empty is a frame with no data at all (what
+  // containerd answers Events.Forward with).
+  EXPECT_EQ(OkResponse("").SerializeAsString(), "");
+  EXPECT_TRUE(StatusOf(pb::Response()).ok());
+  // A status that is present with code 0 is OK too.
+  pb::Response explicit_ok;
+  ASSERT_TRUE(explicit_ok.ParseFromString("\x0a\x00"s));
+  EXPECT_TRUE(explicit_ok.has_status());
+  EXPECT_TRUE(StatusOf(explicit_ok).ok());
 }
 
 TEST(TtrpcEnvelope, ErrorResponseCarriesTheGrpcCode) {
