@@ -76,10 +76,11 @@ absl::StatusOr<ReadResult> FrameReader::Next() {
     }
 
     ssize_t n = ReadSome(fd_, dst, want);
-    if (stage_ == Stage::kData) data_.resize(data_.size() - want + (n > 0 ? n : 0));
+    int read_errno = errno;
+    if (stage_ == Stage::kData) data_.resize(data_.size() - want + (n > 0 ? n : 0));  // keep only what arrived
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return ReadResult{};
-      return absl::ErrnoToStatus(errno, "read of a ttrpc frame");
+      if (read_errno == EAGAIN || read_errno == EWOULDBLOCK) return ReadResult{};
+      return absl::ErrnoToStatus(read_errno, "read of a ttrpc frame");
     }
     if (n == 0) {
       if (stage_ == Stage::kHeader && header_have_ == 0) return ReadResult{ReadOutcome::kEnd, {}, {}};
