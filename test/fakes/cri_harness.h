@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -96,9 +97,13 @@ class CriHarness : public ::testing::Test {
     return c;
   }
 
-  grpc::Status RunPod(const std::string& name, std::string* id) {
+  grpc::Status RunPod(const std::string& name, std::string* id) { return RunPod(name, {}, id); }
+  // With these Pod annotations (kubevirt-cri.io/firmware, .../boot-device, ...).
+  grpc::Status RunPod(const std::string& name, const std::map<std::string, std::string>& annotations,
+                      std::string* id) {
     pb::RunPodSandboxRequest req;
     *req.mutable_config() = PodConfig(name);
+    for (const auto& [k, v] : annotations) (*req.mutable_config()->mutable_annotations())[k] = v;
     req.set_runtime_handler("kubevirt");
     pb::RunPodSandboxResponse resp;
     grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);

@@ -430,17 +430,6 @@ TEST_F(BootDiskSpecTest, TheNvramDeviceIsNoDisk) {
 
 class NvramDeviceLifecycleTest : public BootDeviceLifecycleTest {
  protected:
-  grpc::Status RunPod(const std::string& name, const std::map<std::string, std::string>& annotations,
-                      std::string* id) {
-    pb::RunPodSandboxRequest req;
-    *req.mutable_config() = PodConfig(name);
-    for (const auto& [k, v] : annotations) (*req.mutable_config()->mutable_annotations())[k] = v;
-    req.set_runtime_handler("kubevirt");
-    pb::RunPodSandboxResponse resp;
-    grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
-    *id = resp.pod_sandbox_id();
-    return s;
-  }
   // A VM with the devices /dev/vda (boot) and /dev/vdz, `vdz_perms` for the latter.
   grpc::Status CreateVm(const std::string& pod, const std::string& vdz_perms, std::string* id) {
     pb::CreateContainerRequest req;

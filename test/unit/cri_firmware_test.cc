@@ -37,18 +37,6 @@ class CriFirmwareTest : public CriHarness {
     images_.Add("example.com/typo-vm:1", labelled);
   }
 
-  grpc::Status RunPodWith(const std::string& name, const std::map<std::string, std::string>& annotations,
-                          std::string* id) {
-    pb::RunPodSandboxRequest req;
-    *req.mutable_config() = PodConfig(name);
-    for (const auto& [k, v] : annotations) (*req.mutable_config()->mutable_annotations())[k] = v;
-    req.set_runtime_handler("kubevirt");
-    pb::RunPodSandboxResponse resp;
-    grpc::Status s = service_->RunPodSandbox(nullptr, &req, &resp);
-    *id = resp.pod_sandbox_id();
-    return s;
-  }
-
   size_t ContainerDirs() {
     size_t n = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(config_.root / "containers")) ++n;
@@ -68,7 +56,7 @@ TEST_F(CriFirmwareTest, WithoutAnnotationOrLabelTheVmIsBios) {
 
 TEST_F(CriFirmwareTest, TheLabelPicksUefiAndTheVmGetsItsOwnNvramRemovedWithIt) {
   std::string pod, ctr;
-  ASSERT_TRUE(RunPodWith("uefi", {}, &pod).ok());
+  ASSERT_TRUE(RunPod("uefi", {}, &pod).ok());
   grpc::Status s = CreateVm(pod, "example.com/uefi-vm:1", &ctr);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_TRUE(Start(ctr).ok());
@@ -91,7 +79,7 @@ TEST_F(CriFirmwareTest, TheLabelPicksUefiAndTheVmGetsItsOwnNvramRemovedWithIt) {
 
 TEST_F(CriFirmwareTest, ThePodAnnotationWinsOverTheLabel) {
   std::string pod, ctr;
-  ASSERT_TRUE(RunPodWith("bios", {{"kubevirt-cri.io/firmware", "bios"}}, &pod).ok());
+  ASSERT_TRUE(RunPod("bios", {{"kubevirt-cri.io/firmware", "bios"}}, &pod).ok());
   ASSERT_TRUE(CreateVm(pod, "example.com/typo-vm:1", &ctr).ok());
   ASSERT_TRUE(Start(ctr).ok());
   EXPECT_EQ(hv_.SpecOf("kvcri-" + ctr).firmware, runtime::Firmware::kBios);
@@ -124,7 +112,7 @@ TEST_F(CriFirmwareTest, BadValuesAndImpossibleCombinationsCreateNothing) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.names);
     std::string pod, ctr;
-    ASSERT_TRUE(RunPodWith("bad" + std::to_string(i++), c.annotations, &pod).ok());
+    ASSERT_TRUE(RunPod("bad" + std::to_string(i++), c.annotations, &pod).ok());
     grpc::Status s = CreateVm(pod, c.image, &ctr);
     EXPECT_EQ(s.error_code(), c.code) << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr(c.names));
@@ -135,7 +123,7 @@ TEST_F(CriFirmwareTest, BadValuesAndImpossibleCombinationsCreateNothing) {
 TEST_F(CriFirmwareTest, AMissingOvmfFileIsFailedPreconditionNamingItsKey) {
   fs::remove(config_.vm.uefi_vars);
   std::string pod, ctr;
-  ASSERT_TRUE(RunPodWith("noovmf", {{"kubevirt-cri.io/firmware", "uefi"}}, &pod).ok());
+  ASSERT_TRUE(RunPod("noovmf", {{"kubevirt-cri.io/firmware", "uefi"}}, &pod).ok());
   grpc::Status s = CreateVm(pod, "example.com/vm:1", &ctr);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("vm.uefi_vars"));
@@ -145,7 +133,7 @@ TEST_F(CriFirmwareTest, AMissingOvmfFileIsFailedPreconditionNamingItsKey) {
 // A record naming a firmware this version does not know never boots as bios.
 TEST_F(CriFirmwareTest, AnUnknownRecordedFirmwareFailsTheStart) {
   std::string pod, ctr;
-  ASSERT_TRUE(RunPodWith("future", {}, &pod).ok());
+  ASSERT_TRUE(RunPod("future", {}, &pod).ok());
   ASSERT_TRUE(CreateVm(pod, "example.com/vm:1", &ctr).ok());
   ASSERT_TRUE(store_
                   ->UpdateContainer(ctr,
