@@ -27,6 +27,7 @@
 #include "cni/l2_filter.h"
 #include "cni/ndp_probe.h"
 #include "cni/netlink.h"
+#include "cni/netns_links.h"
 #include "cni/tc_redirect.h"
 #include "config/base/log.h"
 #include "config/base/netns_exec.h"
@@ -41,8 +42,6 @@ namespace {
 constexpr std::string_view kAliasMagic = "kvcri1";
 constexpr size_t kMaxAlias = 255;  // IFALIASZ - 1
 
-std::string DefaultDst(int family) { return family == AF_INET6 ? "::/0" : "0.0.0.0/0"; }
-
 void DeriveGateways(WiredNic* nic) {
   nic->gateway4.clear();
   nic->gateway6.clear();
@@ -55,57 +54,6 @@ void DeriveGateways(WiredNic* nic) {
 void SortAddresses(std::vector<IpPrefix>* addrs) {
   std::stable_sort(addrs->begin(), addrs->end(),
                    [](const IpPrefix& a, const IpPrefix& b) { return !a.ipv6() && b.ipv6(); });
-}
-
-// Global-scope addresses of `ifindex` (link-local ones are the kernel's own).
-absl::StatusOr<std::vector<nl::RtAddrPtr>> ListAddresses(nl_sock* sock, int ifindex,
-                                                         std::string_view ifname) {
-  nl_cache* raw = nullptr;
-  if (int err = rtnl_addr_alloc_cache(sock, &raw); err < 0) return nl::Error(err, "list addresses", ifname);
-  nl::CachePtr cache(raw);
-  std::vector<nl::RtAddrPtr> out;
-  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
-    auto* a = reinterpret_cast<rtnl_addr*>(o);
-    if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_scope(a) != RT_SCOPE_UNIVERSE) continue;
-    nl_object_get(o);
-    out.emplace_back(a);
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<IpRoute>> ListRoutes(nl_sock* sock, int ifindex, std::string_view ifname) {
-  nl_cache* raw = nullptr;
-  if (int err = rtnl_route_alloc_cache(sock, AF_UNSPEC, 0, &raw); err < 0) {
-    return nl::Error(err, "list routes", ifname);
-  }
-  nl::CachePtr cache(raw);
-  std::vector<IpRoute> out;
-  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
-    auto* r = reinterpret_cast<rtnl_route*>(o);
-    // Connected routes (proto kernel) follow from the addresses themselves.
-    if (rtnl_route_get_table(r) != RT_TABLE_MAIN || rtnl_route_get_type(r) != RTN_UNICAST ||
-        rtnl_route_get_protocol(r) == RTPROT_KERNEL || rtnl_route_get_nnexthops(r) < 1) {
-      continue;
-    }
-    rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
-    if (rtnl_route_nh_get_ifindex(nh) != ifindex) continue;
-    int family = rtnl_route_get_family(r);
-    nl_addr* dst = rtnl_route_get_dst(r);
-    IpRoute route;
-    if (dst == nullptr || nl_addr_get_prefixlen(dst) == 0) {
-      route.dst = DefaultDst(family);
-    } else {
-      route.dst = base::StrCat(nl::AddrToString(dst), "/", nl_addr_get_prefixlen(dst));
-    }
-    route.gateway = nl::AddrToString(rtnl_route_nh_get_gateway(nh));
-    out.push_back(std::move(route));
-  }
-  // Defaults first: the order DHCP option 121 and cloud-init will list them.
-  std::stable_sort(out.begin(), out.end(), [](const IpRoute& a, const IpRoute& b) {
-    bool da = a.dst.ends_with("/0"), db = b.dst.ends_with("/0");
-    return da && !db;
-  });
-  return out;
 }
 
 absl::Status CreatePersistentTap(std::string_view name) {
@@ -190,7 +138,7 @@ absl::Status WireInNetns(std::string_view cni_ifname, std::string_view tap_name,
   nic->mac = eth.mac;
   nic->mtu = eth.mtu;
 
-  ASSIGN_OR_RETURN(std::vector<nl::RtAddrPtr> addrs, ListAddresses(s, eth.ifindex, cni_ifname));
+  ASSIGN_OR_RETURN(std::vector<nl::RtAddrPtr> addrs, ListGlobalAddresses(s, eth.ifindex, cni_ifname));
   for (const nl::RtAddrPtr& a : addrs) {
     nic->addresses.push_back(
         IpPrefix{nl::AddrToString(rtnl_addr_get_local(a.get())), rtnl_addr_get_prefixlen(a.get())});

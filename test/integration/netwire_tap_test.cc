@@ -27,6 +27,8 @@
 
 #include "cni/dhcp_packet.h"
 #include "cni/dhcp_server.h"
+#include "cni/netns_links.h"
+#include "cni/result.h"
 #include "cni/tap.h"
 #include "config/base/metrics.h"
 #include "config/base/netns_exec.h"
@@ -513,6 +515,50 @@ TEST_F(NetwireTest, RealIpv6ClientsConfigureThemselvesFromOurResponder) {
   EXPECT_THAT(registry.Expose(), HasSubstr("kvcri_dhcp_replies_total{type=\"reply\"} 1\n"));
   EXPECT_THAT(registry.Expose(), HasSubstr("kvcri_dhcp_replies_total{type=\"advertise\"} 1\n"));
   ASSERT_TRUE((*server)->Remove("pod-6").ok());
+}
+
+// containerd-shim mode: containerd's CRI ran CNI, our shim reads what it
+// left. eth0 comes first whatever its ifindex, net1 (a Multus-style second
+// network, dual-stack here) after it; lo and our taps are not interfaces of
+// the result; the default route's gateway is eth0's.
+TEST_F(NetwireTest, WhatCniLeftInTheNetnsReadsAsACniResult) {
+  const std::string setup = "set -e; ip -n " + pod_ + " link add net1 mtu 1300 type veth peer name peer1 netns " +
+                            host_ + "; ip -n " + pod_ + " link set net1 up; ip -n " + pod_ +
+                            " addr add 10.252.8.5/24 dev net1; ip -n " + pod_ +
+                            " addr add fd00:8::5/64 dev net1 nodad";
+  ShResult r = Sh(setup);
+  ASSERT_EQ(r.exit_code, 0) << setup << "\n" << r.output;
+  absl::StatusOr<CniResult> result = ReadNetnsAsCniResult(netns_, "eth0");
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->interfaces.size(), 2u);
+  EXPECT_EQ(result->interfaces[0].name, "eth0");
+  EXPECT_EQ(result->interfaces[0].mac, mac_);
+  EXPECT_EQ(result->interfaces[0].mtu, 1400);
+  EXPECT_EQ(result->interfaces[0].sandbox, netns_);
+  EXPECT_EQ(result->interfaces[1].name, "net1");
+  EXPECT_THAT(result->ips, ElementsAre(CniIpConfig{"10.252.7.2/24", "10.252.7.1", 0},
+                                       CniIpConfig{"10.252.8.5/24", "", 1}, CniIpConfig{"fd00:8::5/64", "", 1}));
+  EXPECT_THAT(result->routes, ElementsAre(CniRoute{"0.0.0.0/0", "10.252.7.1"}, CniRoute{"10.96.0.0/12", "10.252.7.1"}));
+  EXPECT_THAT(PodIps(*result, "eth0"), ElementsAre("10.252.7.2"));
+  EXPECT_THAT(SandboxInterfaces(*result, netns_), ElementsAre("eth0", "net1"));
+  // Its JSON is a result our own parser reads back to the same thing.
+  absl::StatusOr<CniResult> again = ParseCniResult(result->raw_json);
+  ASSERT_TRUE(again.ok()) << again.status();
+  again->raw_json = result->raw_json;
+  EXPECT_EQ(*again, *result);
+
+  // After the wiring (a shim restart reads it again) the taps are left out.
+  NetlinkTapWiring wiring;
+  ASSERT_TRUE(wiring.Wire(netns_, "eth0", "tap0").ok());
+  absl::StatusOr<CniResult> wired = ReadNetnsAsCniResult(netns_, "eth0");
+  ASSERT_TRUE(wired.ok()) << wired.status();
+  EXPECT_EQ(wired->interfaces.size(), 2u);
+
+  EXPECT_TRUE(absl::IsNotFound(ReadNetnsAsCniResult("/run/netns/kvcri-no-such-netns").status()));
+  ASSERT_EQ(Sh("ip netns add " + host_ + "-empty").exit_code, 0);
+  absl::StatusOr<CniResult> empty = ReadNetnsAsCniResult("/run/netns/" + host_ + "-empty");
+  Sh("ip netns del " + host_ + "-empty");
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kFailedPrecondition) << empty.status();
 }
 
 }  // namespace
