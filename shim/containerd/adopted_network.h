@@ -41,7 +41,9 @@ class AdoptedNetns final : public sandbox::NetnsManager {
   // True when the adopted path still holds a network namespace.
   absl::StatusOr<bool> Exists(std::string_view id) const override;
   // Empty: none of them is ours, so start-up never removes one as an orphan.
-  absl::StatusOr<std::vector<sandbox::PinnedNetns>> ListPinned() const override { return {}; }
+  absl::StatusOr<std::vector<sandbox::PinnedNetns>> ListPinned() const override {
+    return std::vector<sandbox::PinnedNetns>();
+  }
   // The adopted path ("" when not adopted).
   std::filesystem::path Path(std::string_view id) const override;
 
