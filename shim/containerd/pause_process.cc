@@ -88,7 +88,7 @@ void PauseProcess::Reap(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  ProcessExit e{ExitStatusOf(status), absl::Now()};
+  ProcessExit e{pid, ExitStatusOf(status), absl::Now()};
   {
     absl::MutexLock lock(&mu_);
     exit_ = e;
@@ -123,7 +123,7 @@ absl::StatusOr<ProcessExit> PauseProcess::Wait(const std::shared_ptr<ttrpc::Canc
   std::unique_ptr<ttrpc::CancelSubscription> sub;
   if (cancel) sub = std::make_unique<ttrpc::CancelSubscription>(cancel, [this] { absl::MutexLock wake(&mu_); });
   absl::MutexLock lock(&mu_);
-  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exit_.has_value() || (cancel && cancel->cancelled()); };
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> bool { return exit_.has_value() || (cancel && cancel->cancelled()); };
   if (!mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) {
     return absl::DeadlineExceededError("the task did not exit before the call's deadline");
   }

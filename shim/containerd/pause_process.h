@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -32,6 +33,7 @@ class Cancellation;
 namespace kvcri::shim::containerd {
 
 struct ProcessExit {
+  pid_t pid = 0;
   uint32_t status = 0;  // the exit code, or 128 + the signal that killed it
   absl::Time at;
 };

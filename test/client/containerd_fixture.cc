@@ -135,6 +135,11 @@ void ContainerdFixture::StartRegistry() {
          << ReadFileOrEmpty(dir_.path() / "registry.log");
 }
 
+void ContainerdFixture::AddRuntime(const std::string& handler, const std::string& runtime_type) {
+  extra_runtimes_ += "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes." + handler + "]\n" +
+                     "    runtime_type = \"" + runtime_type + "\"\n";
+}
+
 void ContainerdFixture::WriteConfig() {
   const fs::path cni = dir_.path() / "cni";
   fs::create_directories(cni);
@@ -159,6 +164,7 @@ void ContainerdFixture::WriteConfig() {
       << "    runtime_type = \"io.containerd.runc.v2\"\n"
       << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
       << "    Root = \"" << (dir_.path() / "runc").string() << "\"\n"
+      << extra_runtimes_
       << "  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n"
       << "    bin_dir = \"/usr/lib/cni\"\n"
       << "    conf_dir = \"" << cni.string() << "\"\n"

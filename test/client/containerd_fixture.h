@@ -34,6 +34,10 @@ class ContainerdFixture {
   ContainerdFixture(const ContainerdFixture&) = delete;
   ContainerdFixture& operator=(const ContainerdFixture&) = delete;
 
+  // Before Start: one more CRI runtime handler, e.g. ("kubevirt",
+  // "io.containerd.kubevirt.v1"); containerd finds its shim on $PATH.
+  void AddRuntime(const std::string& handler, const std::string& runtime_type);
+
   // Builds and pushes the images (first call only), starts the registry
   // (first call only) and containerd, and waits until its CRI answers.
   // Fails the test (never skips) when a tool is missing or does not start.
@@ -60,6 +64,7 @@ class ContainerdFixture {
   void WriteConfig();
 
   std::string snapshotter_;
+  std::string extra_runtimes_;  // TOML tables from AddRuntime
   TempDir dir_;
   int registry_port_ = 0;
   std::string bridge_;

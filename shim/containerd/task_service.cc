@@ -1,0 +1,330 @@
+// TaskService: the sandbox task over a pause process in containerd's netns; events in runc's order (task_service.h).
+#include "shim/containerd/task_service.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "config/base/log.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+#include "shim/containerd/bootstrap.h"
+#include "shim/containerd/event_publisher.h"
+#include "shim/containerd/names.h"
+#include "shim/containerd/proto/events.pb.h"
+
+namespace kvcri::shim::containerd {
+namespace {
+
+// What the shim reads of a task's OCI spec.
+struct SpecFacts {
+  std::string container_type;  // io.kubernetes.cri.container-type; "" when absent
+  std::string netns;           // linux.namespaces[type=network].path; "" when absent
+};
+
+absl::StatusOr<SpecFacts> ReadSpecFacts(const std::string& bundle) {
+  ASSIGN_OR_RETURN(std::string text, ReadBundleConfig(bundle));
+  nlohmann::json spec = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!spec.is_object()) {
+    return absl::InvalidArgumentError(base::StrCat("config.json in bundle \"", bundle, "\" is not a JSON object"));
+  }
+  SpecFacts facts;
+  if (auto a = spec.find("annotations"); a != spec.end() && a->is_object()) {
+    if (auto t = a->find(std::string(kAnnotationContainerType)); t != a->end() && t->is_string()) {
+      facts.container_type = t->get<std::string>();
+    }
+  }
+  if (auto linux = spec.find("linux"); linux != spec.end() && linux->is_object()) {
+    if (auto ns = linux->find("namespaces"); ns != linux->end() && ns->is_array()) {
+      for (const nlohmann::json& n : *ns) {
+        if (!n.is_object() || n.value("type", "") != "network") continue;
+        if (auto p = n.find("path"); p != n.end() && p->is_string()) facts.netns = p->get<std::string>();
+      }
+    }
+  }
+  return facts;
+}
+
+template <typename Event>
+void Emit(const EventSink& sink, std::string_view topic, std::string_view type_url, const Event& e) {
+  if (sink) sink(topic, type_url, e.SerializeAsString());
+}
+
+}  // namespace
+
+EventSink PublishTo(EventPublisher* publisher) {
+  return [publisher](std::string_view topic, std::string_view type_url, std::string event) {
+    base::LogIfError(publisher->Publish(topic, type_url, std::move(event)), "task event dropped");
+  };
+}
+
+TaskService::TaskService(EventSink events, TaskServiceOptions options)
+    : events_(std::move(events)), options_(std::move(options)) {}
+
+TaskService::~TaskService() {
+  absl::flat_hash_map<std::string, std::shared_ptr<Task>> tasks;
+  {
+    absl::MutexLock lock(&mu_);
+    tasks.swap(tasks_);
+  }
+  tasks.clear();  // outside the lock: each pause process is killed and reaped, its exit callback takes mu_
+}
+
+size_t TaskService::tasks() const {
+  absl::MutexLock lock(&mu_);
+  return tasks_.size();
+}
+
+absl::StatusOr<std::shared_ptr<TaskService::Task>> TaskService::Find(std::string_view id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = tasks_.find(std::string(id));
+  if (it == tasks_.end()) return absl::NotFoundError(base::StrCat("task \"", id, "\" not found"));
+  return it->second;
+}
+
+absl::Status TaskService::NoExec(std::string_view method, std::string_view id, std::string_view exec_id) {
+  if (exec_id.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(base::StrCat(method, " of exec \"", exec_id, "\" in task \"", id,
+                                                    "\": the sandbox task runs no process to exec in"));
+}
+
+absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallContext&, const pb::CreateTaskRequest& req) {
+  if (req.id().empty()) return absl::InvalidArgumentError("CreateTaskRequest.id is empty");
+  if (req.bundle().empty()) return absl::InvalidArgumentError("CreateTaskRequest.bundle is empty");
+  if (!req.checkpoint().empty()) {
+    return absl::UnimplementedError(base::StrCat("task \"", req.id(), "\": restoring from a checkpoint is not supported"));
+  }
+  ASSIGN_OR_RETURN(SpecFacts facts, ReadSpecFacts(req.bundle()));
+  if (facts.container_type == kContainerTypeContainer) {
+    return absl::FailedPreconditionError(base::StrCat(
+        "container task \"", req.id(),
+        "\": VM containers are not yet run through containerd-shim-kubevirt-v1, only the Pod sandbox is; "
+        "point kubelet at kubevirt-cri's own socket to run VM Pods (docs/node.md)"));
+  }
+  if (facts.container_type != kContainerTypeSandbox) {
+    return absl::InvalidArgumentError(base::StrCat("task \"", req.id(), "\": its OCI spec has no annotation ",
+                                                   kAnnotationContainerType,
+                                                   " (sandbox or container): only containerd's CRI makes kubevirt tasks"));
+  }
+  if (facts.netns.empty()) {
+    return absl::FailedPreconditionError(base::StrCat(
+        "sandbox task \"", req.id(), "\": its OCI spec names no network namespace: a kubevirt VM Pod cannot use "
+        "host networking"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (tasks_.contains(req.id())) return absl::AlreadyExistsError(base::StrCat("task \"", req.id(), "\" already exists"));
+  }
+  auto task = std::make_shared<Task>();
+  task->id = req.id();
+  task->bundle = req.bundle();
+  task->stdin_path = req.stdin();
+  task->stdout_path = req.stdout();
+  task->stderr_path = req.stderr();
+  task->terminal = req.terminal();
+  std::string id = req.id();
+  // The callback holds the task weakly: a task being destroyed (the shim
+  // going away, a lost race for the id) reports no exit.
+  std::weak_ptr<Task> weak = task;
+  ASSIGN_OR_RETURN(task->process,
+                   PauseProcess::Start(facts.netns, [this, weak](const ProcessExit& e) { OnExit(weak, e); }));
+  const pid_t pid = task->process->pid();
+  {
+    absl::MutexLock lock(&mu_);
+    if (tasks_.contains(id)) return absl::AlreadyExistsError(base::StrCat("task \"", id, "\" already exists"));
+    tasks_.emplace(id, task);
+  }
+  pb::TaskCreate event;
+  event.set_container_id(id);
+  event.set_bundle(req.bundle());
+  *event.mutable_rootfs() = req.rootfs();
+  event.mutable_io()->set_stdin(req.stdin());
+  event.mutable_io()->set_stdout(req.stdout());
+  event.mutable_io()->set_stderr(req.stderr());
+  event.mutable_io()->set_terminal(req.terminal());
+  event.set_checkpoint(req.checkpoint());
+  event.set_pid(static_cast<uint32_t>(pid));
+  Emit(events_, kTopicTaskCreate, kTypeUrlTaskCreate, event);
+  base::LogInfo("sandbox task created", {{"id", id}, {"pid", base::StrCat(pid)}, {"netns", facts.netns}});
+  pb::CreateTaskResponse resp;
+  resp.set_pid(static_cast<uint32_t>(pid));
+  return resp;
+}
+
+absl::StatusOr<pb::StartResponse> TaskService::Start(const ttrpc::CallContext&, const pb::StartRequest& req) {
+  RETURN_IF_ERROR(NoExec("Start", req.id(), req.exec_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  {
+    absl::MutexLock lock(&mu_);
+    if (task->phase == Phase::kRunning) {
+      return absl::FailedPreconditionError(base::StrCat("task \"", req.id(), "\" is already started"));
+    }
+    if (task->phase == Phase::kStopped) {
+      return absl::FailedPreconditionError(base::StrCat("task \"", req.id(), "\" has exited: it cannot be started"));
+    }
+    task->phase = Phase::kRunning;
+  }
+  pb::TaskStart event;
+  event.set_container_id(task->id);
+  event.set_pid(static_cast<uint32_t>(task->process->pid()));
+  Emit(events_, kTopicTaskStart, kTypeUrlTaskStart, event);
+  pb::StartResponse resp;
+  resp.set_pid(static_cast<uint32_t>(task->process->pid()));
+  return resp;
+}
+
+void TaskService::OnExit(const std::weak_ptr<Task>& weak, const ProcessExit& e) {
+  std::shared_ptr<Task> task = weak.lock();
+  if (task == nullptr) return;
+  {
+    absl::MutexLock lock(&mu_);
+    task->phase = Phase::kStopped;
+  }
+  pb::TaskExit event;
+  event.set_container_id(task->id);
+  event.set_id(task->id);  // the init process: CRI tells it from an exec's exit by this
+  // The process exits on its reaper thread, possibly before Start() has
+  // stored the pointer: the pid comes from the pause process itself.
+  event.set_pid(static_cast<uint32_t>(e.pid));
+  event.set_exit_status(e.status);
+  ToTimestamp(e.at, event.mutable_exited_at());
+  Emit(events_, kTopicTaskExit, kTypeUrlTaskExit, event);
+  base::LogInfo("sandbox task exited", {{"id", task->id}, {"exit_status", base::StrCat(e.status)}});
+}
+
+absl::StatusOr<pb::StateResponse> TaskService::State(const ttrpc::CallContext&, const pb::StateRequest& req) {
+  RETURN_IF_ERROR(NoExec("State", req.id(), req.exec_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  pb::StateResponse resp;
+  resp.set_id(task->id);
+  resp.set_bundle(task->bundle);
+  resp.set_pid(static_cast<uint32_t>(task->process->pid()));
+  resp.set_stdin(task->stdin_path);
+  resp.set_stdout(task->stdout_path);
+  resp.set_stderr(task->stderr_path);
+  resp.set_terminal(task->terminal);
+  std::optional<ProcessExit> exit = task->process->exit();
+  Phase phase;
+  {
+    absl::MutexLock lock(&mu_);
+    phase = task->phase;
+  }
+  if (exit.has_value()) {
+    resp.set_status(pb::STOPPED);
+    resp.set_exit_status(exit->status);
+    ToTimestamp(exit->at, resp.mutable_exited_at());
+  } else {
+    resp.set_status(phase == Phase::kCreated ? pb::CREATED : pb::RUNNING);
+  }
+  return resp;
+}
+
+absl::StatusOr<pb::WaitResponse> TaskService::Wait(const ttrpc::CallContext& ctx, const pb::WaitRequest& req) {
+  RETURN_IF_ERROR(NoExec("Wait", req.id(), req.exec_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  ASSIGN_OR_RETURN(ProcessExit exit, task->process->Wait(ctx.cancel, ctx.deadline));
+  pb::WaitResponse resp;
+  resp.set_exit_status(exit.status);
+  ToTimestamp(exit.at, resp.mutable_exited_at());
+  return resp;
+}
+
+absl::StatusOr<google::protobuf::Empty> TaskService::Kill(const ttrpc::CallContext&, const pb::KillRequest& req) {
+  RETURN_IF_ERROR(NoExec("Kill", req.id(), req.exec_id()));
+  if (req.signal() == 0 || req.signal() >= static_cast<uint32_t>(NSIG)) {
+    return absl::InvalidArgumentError(base::StrCat("KillRequest.signal ", req.signal(), " is not a signal"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  RETURN_IF_ERROR(task->process->Signal(static_cast<int>(req.signal())));
+  return google::protobuf::Empty();
+}
+
+absl::StatusOr<pb::DeleteResponse> TaskService::Delete(const ttrpc::CallContext&, const pb::DeleteRequest& req) {
+  RETURN_IF_ERROR(NoExec("Delete", req.id(), req.exec_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  std::optional<ProcessExit> exit = task->process->exit();
+  if (!exit.has_value()) {
+    return absl::FailedPreconditionError(
+        base::StrCat("task \"", req.id(), "\" is still running: kill it and wait for its exit first"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    tasks_.erase(task->id);
+  }
+  const uint32_t pid = static_cast<uint32_t>(task->process->pid());
+  pb::TaskDelete event;
+  event.set_container_id(task->id);
+  event.set_id(task->id);
+  event.set_pid(pid);
+  event.set_exit_status(exit->status);
+  ToTimestamp(exit->at, event.mutable_exited_at());
+  Emit(events_, kTopicTaskDelete, kTypeUrlTaskDelete, event);
+  pb::DeleteResponse resp;
+  resp.set_pid(pid);
+  resp.set_exit_status(exit->status);
+  ToTimestamp(exit->at, resp.mutable_exited_at());
+  return resp;
+}
+
+absl::StatusOr<pb::PidsResponse> TaskService::Pids(const ttrpc::CallContext&, const pb::PidsRequest& req) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  pb::PidsResponse resp;
+  if (!task->process->exit().has_value()) resp.add_processes()->set_pid(static_cast<uint32_t>(task->process->pid()));
+  return resp;
+}
+
+absl::StatusOr<pb::ConnectResponse> TaskService::Connect(const ttrpc::CallContext&, const pb::ConnectRequest& req) {
+  pb::ConnectResponse resp;
+  resp.set_shim_pid(static_cast<uint32_t>(::getpid()));
+  resp.set_version(options_.version);
+  if (absl::StatusOr<std::shared_ptr<Task>> task = Find(req.id()); task.ok()) {
+    resp.set_task_pid(static_cast<uint32_t>((*task)->process->pid()));
+  }
+  return resp;
+}
+
+absl::StatusOr<google::protobuf::Empty> TaskService::Shutdown(const ttrpc::CallContext&, const pb::ShutdownRequest& req) {
+  // As runc's shim: a shim that still serves a task of the Pod stays.
+  if ((req.now() || tasks() == 0) && options_.shutdown) options_.shutdown();
+  return google::protobuf::Empty();
+}
+
+void TaskService::Register(ttrpc::Server* server) {
+  const std::string svc(kTaskService);
+  auto bind = [this](auto method) {
+    return [this, method](const ttrpc::CallContext& ctx, const auto& req) { return (this->*method)(ctx, req); };
+  };
+  server->Register(svc, std::string(kTaskCreate),
+                   ttrpc::Typed<pb::CreateTaskRequest, pb::CreateTaskResponse>(bind(&TaskService::Create)));
+  server->Register(svc, std::string(kTaskStart), ttrpc::Typed<pb::StartRequest, pb::StartResponse>(bind(&TaskService::Start)));
+  server->Register(svc, std::string(kTaskState), ttrpc::Typed<pb::StateRequest, pb::StateResponse>(bind(&TaskService::State)));
+  server->Register(svc, std::string(kTaskWait), ttrpc::Typed<pb::WaitRequest, pb::WaitResponse>(bind(&TaskService::Wait)));
+  server->Register(svc, std::string(kTaskKill), ttrpc::Typed<pb::KillRequest, google::protobuf::Empty>(bind(&TaskService::Kill)));
+  server->Register(svc, std::string(kTaskDelete),
+                   ttrpc::Typed<pb::DeleteRequest, pb::DeleteResponse>(bind(&TaskService::Delete)));
+  server->Register(svc, std::string(kTaskPids), ttrpc::Typed<pb::PidsRequest, pb::PidsResponse>(bind(&TaskService::Pids)));
+  server->Register(svc, std::string(kTaskConnect),
+                   ttrpc::Typed<pb::ConnectRequest, pb::ConnectResponse>(bind(&TaskService::Connect)));
+  server->Register(svc, std::string(kTaskShutdown),
+                   ttrpc::Typed<pb::ShutdownRequest, google::protobuf::Empty>(bind(&TaskService::Shutdown)));
+  // What a VM Pod's sandbox task has no use for, said clearly rather than
+  // left to ttrpc's bare "method X".
+  auto refuse = [](absl::Status s) {
+    return [s](const ttrpc::CallContext&, std::string_view) -> absl::StatusOr<std::string> { return s; };
+  };
+  for (std::string_view m : {kTaskPause, kTaskResume, kTaskCheckpoint}) {
+    server->Register(svc, std::string(m),
+                     refuse(absl::UnimplementedError(base::StrCat(
+                         m, " is not supported by containerd-shim-kubevirt-v1: a VM Pod is not frozen or checkpointed "
+                            "through containerd"))));
+  }
+  for (std::string_view m : {kTaskExec, kTaskResizePty, kTaskCloseIO, kTaskUpdate, kTaskStats}) {
+    server->Register(svc, std::string(m),
+                     refuse(absl::FailedPreconditionError(base::StrCat(
+                         m, ": the sandbox task runs only the Pod's pause process; VM containers are not yet run "
+                            "through containerd-shim-kubevirt-v1"))));
+  }
+}
+
+}  // namespace kvcri::shim::containerd

@@ -1,0 +1,96 @@
+// TaskService: containerd's Task API (ttrpc containerd.task.v2.Task) for the tasks of one Pod's shim.
+#pragma once
+
+// One shim serves one Pod (grouped by io.kubernetes.cri.sandbox-id), so one
+// TaskService holds the Pod's sandbox task and, later, its container tasks.
+//
+// What works now: the sandbox task. Create reads the bundle's OCI spec,
+// adopts the network namespace containerd's CRI made (linux.namespaces) and
+// forks the pause process into it (its pid is what container specs name as
+// /proc/<pid>/ns/net); Start, State, Wait, Kill, Delete, Pids, Connect and
+// Shutdown follow runc's shim; TaskCreate/Start/Exit/Delete are published
+// in that order. Container tasks (the VM) are refused with
+// FAILED_PRECONDITION naming the daemon path until the orchestrator is wired
+// in (docs/containerd-shim.md section 7). Pause/Resume/Checkpoint are
+// UNIMPLEMENTED: a VM Pod is never frozen by containerd.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "shim/containerd/pause_process.h"
+#include "shim/containerd/proto/task.pb.h"
+#include "shim/ttrpc/server.h"
+
+namespace kvcri::shim::containerd {
+
+class EventPublisher;
+
+// Where a task's event goes: topic, bare type_url, serialized event.
+using EventSink = std::function<void(std::string_view topic, std::string_view type_url, std::string event)>;
+
+// The EventSink of an EventPublisher; a refused event is logged.
+EventSink PublishTo(EventPublisher* publisher);
+
+struct TaskServiceOptions {
+  std::string version;  // ConnectResponse.version
+  // Called when a Shutdown finds no task left (or `now`): the server stops.
+  std::function<void()> shutdown;
+};
+
+class TaskService {
+ public:
+  TaskService(EventSink events, TaskServiceOptions options);
+  TaskService(const TaskService&) = delete;
+  TaskService& operator=(const TaskService&) = delete;
+  // Kills what still runs (the shim is going away).
+  ~TaskService();
+
+  // Every method of containerd.task.v2.Task.
+  void Register(ttrpc::Server* server);
+
+  // The handlers, public for tests that call them without a socket.
+  absl::StatusOr<pb::CreateTaskResponse> Create(const ttrpc::CallContext& ctx, const pb::CreateTaskRequest& req);
+  absl::StatusOr<pb::StartResponse> Start(const ttrpc::CallContext& ctx, const pb::StartRequest& req);
+  absl::StatusOr<pb::StateResponse> State(const ttrpc::CallContext& ctx, const pb::StateRequest& req);
+  absl::StatusOr<pb::WaitResponse> Wait(const ttrpc::CallContext& ctx, const pb::WaitRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Kill(const ttrpc::CallContext& ctx, const pb::KillRequest& req);
+  absl::StatusOr<pb::DeleteResponse> Delete(const ttrpc::CallContext& ctx, const pb::DeleteRequest& req);
+  absl::StatusOr<pb::PidsResponse> Pids(const ttrpc::CallContext& ctx, const pb::PidsRequest& req);
+  absl::StatusOr<pb::ConnectResponse> Connect(const ttrpc::CallContext& ctx, const pb::ConnectRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Shutdown(const ttrpc::CallContext& ctx, const pb::ShutdownRequest& req);
+
+  // Tasks held now (tests, and the serve loop's exit check).
+  size_t tasks() const;
+
+ private:
+  enum class Phase { kCreated, kRunning, kStopped };
+  struct Task {
+    std::string id;
+    std::string bundle;
+    std::string stdin_path, stdout_path, stderr_path;
+    bool terminal = false;
+    std::unique_ptr<PauseProcess> process;
+    Phase phase = Phase::kCreated;  // guarded by TaskService::mu_
+  };
+
+  // The task `id`; NOT_FOUND naming it otherwise (containerd's errdefs
+  // turn that into ErrNotFound, which CRI's stop and remove tolerate).
+  absl::StatusOr<std::shared_ptr<Task>> Find(std::string_view id) const;
+  // A non-empty exec_id: the sandbox task runs no process to exec in.
+  static absl::Status NoExec(std::string_view method, std::string_view id, std::string_view exec_id);
+  void OnExit(const std::weak_ptr<Task>& task, const ProcessExit& e);
+
+  EventSink events_;
+  const TaskServiceOptions options_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Task>> tasks_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvcri::shim::containerd
