@@ -13,14 +13,17 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "shim/containerd/rootfs_image.h"
 #include "test/client/containerd_fixture.h"
 #include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
@@ -213,6 +216,57 @@ TEST_F(ShimSandboxTest, ContainerdRestartKeepsTheSandboxAndAKilledShimEndsIt) {
   s = ctrd_.runtime().RemovePodSandbox(Ctx(std::chrono::seconds(60)).get(), rm, &removed);
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(PidsMatching("containerd-shim-kubevirt-v1", false).empty());
+}
+
+// The container task's rootfs: containerd's overlayfs snapshot mounts (and
+// the native snapshotter's bind mount) at the bundle's rootfs, always nodev.
+TEST(ShimRootfs, SnapshotMountsAreMountedNodevAndUnmounted) {
+  RequireIntegrationEnvironment(/*need_guest_images=*/false);
+  TempDir dir;
+  for (const char* d : {"lower/disk", "upper", "work", "target", "bindsrc"}) {
+    std::filesystem::create_directories(dir.path() / d);
+  }
+  std::ofstream(dir.path() / "lower/disk/disk.img") << std::string(1024, '\0');
+  shim::containerd::pb::Mount overlay;
+  overlay.set_type("overlay");
+  overlay.set_source("overlay");
+  overlay.add_options("index=off");
+  overlay.add_options("workdir=" + (dir.path() / "work").string());
+  overlay.add_options("upperdir=" + (dir.path() / "upper").string());
+  overlay.add_options("lowerdir=" + (dir.path() / "lower").string());
+  const std::filesystem::path target = dir.path() / "target";
+  absl::Status s = shim::containerd::MountRootfs({overlay}, target);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(std::filesystem::exists(target / "disk/disk.img"));
+  absl::StatusOr<runtime::image::BootInfo> boot = shim::containerd::BootFromRootfs(target);
+  ASSERT_TRUE(boot.ok()) << boot.status();
+  EXPECT_EQ(boot->kind, runtime::image::BootKind::kDisk);
+  struct statvfs vfs {};
+  ASSERT_EQ(::statvfs(target.c_str(), &vfs), 0);
+  EXPECT_TRUE(vfs.f_flag & ST_NODEV);
+  std::ofstream(target / "written") << "x";
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "upper/written")) << "writes go to the snapshot's upper dir";
+  ASSERT_TRUE(shim::containerd::UnmountRootfs(target).ok());
+  EXPECT_FALSE(std::filesystem::exists(target / "disk"));
+  EXPECT_TRUE(shim::containerd::UnmountRootfs(target).ok()) << "nothing mounted is fine";
+
+  shim::containerd::pb::Mount bind;
+  bind.set_type("bind");
+  bind.set_source((dir.path() / "lower").string());
+  bind.add_options("rbind");
+  bind.add_options("ro");
+  s = shim::containerd::MountRootfs({bind}, target);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(std::filesystem::exists(target / "disk/disk.img"));
+  std::ofstream(target / "nope") << "x";
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "lower/nope")) << "a read-only bind stays read-only";
+  ASSERT_TRUE(shim::containerd::UnmountRootfs(target).ok());
+
+  shim::containerd::pb::Mount odd;
+  odd.set_type("tmpfs");
+  EXPECT_EQ(shim::containerd::MountRootfs({odd}, target).code(), absl::StatusCode::kInvalidArgument);
+  overlay.add_options("xino=on");
+  EXPECT_EQ(shim::containerd::MountRootfs({overlay}, target).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

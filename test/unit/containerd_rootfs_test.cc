@@ -1,0 +1,95 @@
+// Unit tests of BootFromRootfs: a container task's rootfs as a containerDisk, a kernel-boot image, a plain image, or refused.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
+
+#include "shim/containerd/rootfs_image.h"
+#include "test/fakes/scratch_dir.h"
+
+namespace kvcri::shim::containerd {
+namespace {
+
+using runtime::image::BootKind;
+using runtime::image::DiskFormat;
+using ::testing::HasSubstr;
+
+class ContainerdRootfsTest : public testing::ScratchDirTest {
+ protected:
+  std::filesystem::path File(const std::string& rel, const std::string& content = "x") {
+    std::filesystem::path p = dir_ / rel;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << content;
+    return p;
+  }
+  static std::string Message(const absl::Status& s) { return std::string(s.message()); }
+};
+
+TEST_F(ContainerdRootfsTest, ASingleDiskIsAContainerDiskWithItsFormatAndSize) {
+  File("disk/disk.img", std::string(4096, '\0'));
+  File("etc/os-release", "ID=test");
+  absl::StatusOr<runtime::image::BootInfo> boot = BootFromRootfs(dir_);
+  ASSERT_TRUE(boot.ok()) << boot.status();
+  EXPECT_EQ(boot->kind, BootKind::kDisk);
+  EXPECT_EQ(boot->disk, dir_ / "disk/disk.img");
+  EXPECT_EQ(boot->disk_format, DiskFormat::kRaw);
+  EXPECT_EQ(boot->disk_virtual_size, 4096u);
+}
+
+TEST_F(ContainerdRootfsTest, AKernelWinsOverADiskAndTakesTheCmdlineAndInitrd) {
+  File("boot/vmlinuz");
+  File("boot/initrd.img");
+  File("disk/root.img", std::string(512, '\0'));
+  absl::StatusOr<runtime::image::BootInfo> boot = BootFromRootfs(dir_, "console=ttyS0");
+  ASSERT_TRUE(boot.ok()) << boot.status();
+  EXPECT_EQ(boot->kind, BootKind::kKernel);
+  EXPECT_EQ(boot->kernel, dir_ / "boot/vmlinuz");
+  EXPECT_EQ(boot->initrd, dir_ / "boot/initrd.img");
+  EXPECT_EQ(boot->cmdline, "console=ttyS0");
+  EXPECT_EQ(boot->disk, dir_ / "disk/root.img") << "the kernel's disk, as the store keeps it";
+}
+
+TEST_F(ContainerdRootfsTest, APlainContainerImageCannotBootAndSaysWhy) {
+  File("bin/sh");
+  absl::StatusOr<runtime::image::BootInfo> boot = BootFromRootfs(dir_);
+  ASSERT_TRUE(boot.ok()) << boot.status();
+  EXPECT_EQ(boot->kind, BootKind::kNone);
+  EXPECT_THAT(boot->unbootable_reason, HasSubstr("plain container image"));
+}
+
+TEST_F(ContainerdRootfsTest, SymlinksAreRefusedWhereverTheyStand) {
+  std::filesystem::create_directories(dir_ / "a");
+  std::filesystem::create_symlink("/etc/hostname", dir_ / "a/disk");
+  std::filesystem::create_directories(dir_ / "a");
+  std::filesystem::create_directories(dir_ / "b/disk");
+  std::filesystem::create_symlink("/etc/hostname", dir_ / "b/disk/disk.img");
+  std::filesystem::create_directories(dir_ / "c/boot");
+  std::filesystem::create_symlink("/boot/vmlinuz-host", dir_ / "c/boot/vmlinuz");
+  std::filesystem::create_directories(dir_ / "d");
+  std::filesystem::create_symlink("/boot", dir_ / "d/boot");
+  for (const char* root : {"a", "b", "c", "d"}) {
+    absl::StatusOr<runtime::image::BootInfo> boot = BootFromRootfs(dir_ / root);
+    EXPECT_EQ(boot.status().code(), absl::StatusCode::kInvalidArgument) << root << ": " << boot.status();
+  }
+  EXPECT_THAT(Message(BootFromRootfs(dir_ / "b").status()), HasSubstr("/disk/disk.img is not a regular file"));
+}
+
+TEST_F(ContainerdRootfsTest, TwoDisksOrARefusedFormatAreInvalid) {
+  File("two/disk/a.img");
+  File("two/disk/b.img");
+  EXPECT_THAT(Message(BootFromRootfs(dir_ / "two").status()), HasSubstr("2 files in /disk"));
+  // A qcow2 header naming a backing file: QEMU would open a host file.
+  std::string qcow2(512, '\0');
+  const unsigned char header[] = {'Q', 'F', 'I', 0xfb, 0, 0, 0, 3,  // magic, version 3
+                                  0, 0, 0, 0, 0, 0, 1, 0,           // backing_file_offset 256
+                                  0, 0, 0, 10};                     // backing_file_size 10
+  qcow2.replace(0, sizeof header, reinterpret_cast<const char*>(header), sizeof header);
+  File("q/disk/top.qcow2", qcow2);
+  absl::StatusOr<runtime::image::BootInfo> boot = BootFromRootfs(dir_ / "q");
+  EXPECT_EQ(boot.status().code(), absl::StatusCode::kInvalidArgument) << boot.status();
+  EXPECT_THAT(Message(boot.status()), HasSubstr("/disk/top.qcow2"));
+}
+
+}  // namespace
+}  // namespace kvcri::shim::containerd
