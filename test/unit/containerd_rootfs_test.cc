@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "shim/containerd/rootfs_image.h"
+#include "shim/containerd/rootfs_image_store.h"
 #include "test/fakes/scratch_dir.h"
 
 namespace kvcri::shim::containerd {
@@ -89,6 +90,31 @@ TEST_F(ContainerdRootfsTest, TwoDisksOrARefusedFormatAreInvalid) {
   absl::StatusOr<runtime::image::BootInfo> boot = BootFromRootfs(dir_ / "q");
   EXPECT_EQ(boot.status().code(), absl::StatusCode::kInvalidArgument) << boot.status();
   EXPECT_THAT(Message(boot.status()), HasSubstr("/disk/top.qcow2"));
+}
+
+TEST_F(ContainerdRootfsTest, TheStoreResolvesARegisteredRootfsAndNothingElse) {
+  File("boot/vmlinuz");
+  RootfsImageStore store;
+  absl::StatusOr<runtime::image::ImageInfo> added =
+      store.Add("ctr1", dir_, "registry.local/vm:1", {{"io.kubevirt-cri.cmdline", "console=ttyS0 quiet"}});
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->id, "rootfs:ctr1");
+  absl::StatusOr<runtime::image::ImageInfo> got = store.Resolve("ctr1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->boot.kind, BootKind::kKernel);
+  EXPECT_EQ(got->boot.cmdline, "console=ttyS0 quiet");
+  EXPECT_EQ(got->repo_tags, std::vector<std::string>{"registry.local/vm:1"});
+  EXPECT_EQ(store.List()->size(), 1u);
+  EXPECT_EQ(store.Add("ctr1", dir_, "", {}).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::IsNotFound(store.Resolve("registry.local/vm:1").status())) << "only task references resolve";
+  EXPECT_EQ(store.Remove("ctr1", nullptr).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(store.Import(dir_, "x", "").status().code(), absl::StatusCode::kUnimplemented);
+  store.Forget("ctr1");
+  EXPECT_TRUE(absl::IsNotFound(store.Resolve("ctr1").status()));
+  File("bad/disk/a");
+  File("bad/disk/b");
+  EXPECT_EQ(store.Add("ctr2", dir_ / "bad", "", {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(store.List()->empty());
 }
 
 }  // namespace
