@@ -346,16 +346,15 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                                "uefi or uefi-secure (annotation ", runtime::kFirmwareAnnotation,
                                                " or image label ", runtime::kFirmwareLabel, ")"));
     }
+    const auto& nvram = draft.volumes.devices[*nvram_device];
     if (boot_device && *boot_device == *nvram_device) {
       return absl::InvalidArgumentError(StrCat(field, " and annotation ", kBootDeviceAnnotation, " name the same device \"",
-                                               draft.volumes.devices[*nvram_device].container_path,
+                                               nvram.container_path,
                                                "\"; the variable store needs a device of its own (1 MiB is plenty)"));
     }
-    if (draft.volumes.devices[*nvram_device].permissions.find('w') == std::string::npos &&
-        !draft.volumes.devices[*nvram_device].permissions.empty()) {
-      return absl::InvalidArgumentError(StrCat(field, ": device \"", draft.volumes.devices[*nvram_device].container_path,
-                                               "\" is read-only (permissions \"",
-                                               draft.volumes.devices[*nvram_device].permissions,
+    if (nvram.permissions.find('w') == std::string::npos && !nvram.permissions.empty()) {
+      return absl::InvalidArgumentError(StrCat(field, ": device \"", nvram.container_path,
+                                               "\" is read-only (permissions \"", nvram.permissions,
                                                "\"); the firmware writes its variable store"));
     }
   }

@@ -2,8 +2,6 @@
 #include "runtime/firmware.h"
 
 #include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -157,12 +155,7 @@ absl::Status PrepareNvramDevice(const UefiSpec& uefi, Firmware f, std::string_vi
   }
   base::UniqueFd fd(::open(uefi.nvram.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat(field, ": open \"", uefi.nvram.native(), "\""));
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return absl::ErrnoToStatus(errno, StrCat("stat \"", uefi.nvram.native(), "\""));
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (S_ISBLK(st.st_mode) && ::ioctl(fd.get(), BLKGETSIZE64, &size) != 0) {
-    return absl::ErrnoToStatus(errno, StrCat("BLKGETSIZE64 \"", uefi.nvram.native(), "\""));
-  }
+  ASSIGN_OR_RETURN(const uint64_t size, base::FileOrBlockDeviceSize(fd.get(), uefi.nvram));
   const uint64_t need = vars->size() + kNvramMarkBytes;
   if (size < need) {
     return absl::InvalidArgumentError(StrCat(field, ": the device \"", uefi.nvram.native(), "\" has ", size,

@@ -2,7 +2,6 @@
 #include "runtime/nvram_slice.h"
 
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -15,29 +14,13 @@
 #include <string>
 #include <utility>
 
+#include "config/base/file_util.h"
 #include "config/base/str.h"
 
 namespace kvcri::runtime {
 
 using base::StrCat;
 
-namespace {
-
-absl::StatusOr<uint64_t> SizeOf(int fd, const std::filesystem::path& path) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return absl::ErrnoToStatus(errno, StrCat("stat \"", path.native(), "\""));
-  if (S_ISREG(st.st_mode)) return static_cast<uint64_t>(st.st_size);
-  if (!S_ISBLK(st.st_mode)) {
-    return absl::InvalidArgumentError(StrCat("\"", path.native(), "\" is neither a block device nor a file"));
-  }
-  uint64_t size = 0;
-  if (::ioctl(fd, BLKGETSIZE64, &size) != 0) {
-    return absl::ErrnoToStatus(errno, StrCat("BLKGETSIZE64 \"", path.native(), "\""));
-  }
-  return size;
-}
-
-}  // namespace
 
 absl::StatusOr<NvramSlice> NvramSlice::Attach(const std::filesystem::path& device, uint64_t size,
                                               const std::filesystem::path& node, uid_t uid, gid_t gid) {
@@ -53,7 +36,7 @@ absl::StatusOr<NvramSlice> NvramSlice::Attach(const std::filesystem::path& devic
   }
   base::UniqueFd backing(::open(device.c_str(), O_RDWR | O_CLOEXEC));
   if (!backing.valid()) return absl::ErrnoToStatus(errno, StrCat("open \"", device.native(), "\""));
-  absl::StatusOr<uint64_t> have = SizeOf(backing.get(), device);
+  absl::StatusOr<uint64_t> have = base::FileOrBlockDeviceSize(backing.get(), device);
   if (!have.ok()) return have.status();
   if (*have < size) {
     return absl::InvalidArgumentError(
@@ -82,7 +65,7 @@ absl::StatusOr<NvramSlice> NvramSlice::Attach(const std::filesystem::path& devic
       return absl::ErrnoToStatus(errno, StrCat("LOOP_CONFIGURE ", loop_path, " over \"", device.native(), "\""));
     }
     // From here on closing `loop` detaches it (autoclear).
-    absl::StatusOr<uint64_t> sliced = SizeOf(loop.get(), loop_path);
+    absl::StatusOr<uint64_t> sliced = base::FileOrBlockDeviceSize(loop.get(), loop_path);
     if (!sliced.ok()) return sliced.status();
     if (*sliced != size) {
       return absl::InternalError(StrCat(loop_path, " over \"", device.native(), "\" has ", *sliced,

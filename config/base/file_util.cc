@@ -2,6 +2,8 @@
 #include "config/base/file_util.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -140,6 +142,20 @@ bool IsLowerHex(std::string_view s, size_t len) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
+}
+
+absl::StatusOr<uint64_t> FileOrBlockDeviceSize(int fd, const std::filesystem::path& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return absl::ErrnoToStatus(errno, StrCat("stat \"", path.native(), "\""));
+  if (S_ISREG(st.st_mode)) return static_cast<uint64_t>(st.st_size);
+  if (!S_ISBLK(st.st_mode)) {
+    return absl::InvalidArgumentError(StrCat("\"", path.native(), "\" is neither a block device nor a file"));
+  }
+  uint64_t size = 0;
+  if (::ioctl(fd, BLKGETSIZE64, &size) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("BLKGETSIZE64 \"", path.native(), "\""));
+  }
+  return size;
 }
 
 }  // namespace kvcri::base

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -29,6 +30,10 @@ absl::Status RemoveAll(const std::filesystem::path& path);
 
 // Removes one file; a missing file is OK.
 absl::Status RemoveFile(const std::filesystem::path& path);
+
+// The size in bytes of the open regular file or block device `fd` (`path`
+// names it in errors); InvalidArgument for anything else.
+absl::StatusOr<uint64_t> FileOrBlockDeviceSize(int fd, const std::filesystem::path& path);
 
 // fsyncs a directory so a rename or unlink inside it is durable.
 absl::Status SyncDir(const std::filesystem::path& dir);
