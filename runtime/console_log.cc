@@ -64,8 +64,9 @@ std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text) 
                 partial ? "P " : "F ", text, "\n");
 }
 
-ConsoleLineSplitter::ConsoleLineSplitter(size_t max_line_bytes) : max_line_bytes_(std::max<size_t>(1, max_line_bytes)) {
-  held_.reserve(max_line_bytes_);
+ConsoleLineSplitter::ConsoleLineSplitter(size_t max_line_bytes, bool raw)
+    : max_line_bytes_(std::max<size_t>(1, max_line_bytes)), raw_(raw) {
+  if (!raw_) held_.reserve(max_line_bytes_);
 }
 
 void ConsoleLineSplitter::Emit(absl::Time t, bool partial, std::string_view text, std::string* out) {
@@ -80,6 +81,13 @@ void ConsoleLineSplitter::Emit(absl::Time t, bool partial, std::string_view text
 }
 
 size_t ConsoleLineSplitter::Feed(std::string_view data, absl::Time t, std::string* out, size_t out_limit) {
+  if (raw_) {
+    // As many bytes as fit (at least one line's worth into an empty buffer).
+    const size_t room = out->size() >= out_limit ? (out->empty() ? max_line_bytes_ : 0) : out_limit - out->size();
+    const size_t n = std::min(data.size(), room);
+    out->append(data.data(), n);
+    return n;
+  }
   // An upper bound of the line's size in *out; the first line always fits.
   auto fits = [&](size_t text_len) { return out->empty() || out->size() + 64 + text_len <= out_limit; };
   size_t i = 0;
@@ -296,10 +304,11 @@ absl::Status ConsoleLogCopier::Drop(std::string_view id, Entry& e, uint64_t to, 
   e.offset = to;
   // A cut right after a newline is a line start already.
   char before = '\n';
-  e.resync_left =
-      e.in.valid() && to > 0 && ::pread(e.in.get(), &before, 1, static_cast<off_t>(to - 1)) == 1 && before != '\n'
-          ? options_.max_line_bytes
-          : 0;
+  // Raw output has no lines to resynchronise on: the marker line is enough.
+  e.resync_left = !options_.raw && e.in.valid() && to > 0 &&
+                          ::pread(e.in.get(), &before, 1, static_cast<off_t>(to - 1)) == 1 && before != '\n'
+                      ? options_.max_line_bytes
+                      : 0;
   e.dropped += n;
   e.dropped_unlogged += n;
   dropped_bytes_.fetch_add(n, std::memory_order_relaxed);
@@ -311,9 +320,10 @@ absl::Status ConsoleLogCopier::Drop(std::string_view id, Entry& e, uint64_t to, 
     e.dropped_unlogged = 0;
     e.drop_logged_at = now;
   }
-  return WriteLog(e, FormatCriLogLine(now, false,
-                                      StrCat("kubevirt-cri: ", n, " bytes of console output dropped (more than ",
-                                             options_.max_backlog_bytes, " bytes were waiting to be copied)")));
+  const std::string marker = StrCat("kubevirt-cri: ", n, " bytes of console output dropped (more than ",
+                                    options_.max_backlog_bytes, " bytes were waiting to be copied)");
+  // Raw: on a line of its own, whatever the guest's last byte was.
+  return WriteLog(e, options_.raw ? StrCat("\r\n", marker, "\r\n") : FormatCriLogLine(now, false, marker));
 }
 
 void ConsoleLogCopier::Punch(std::string_view id, Entry& e) {
@@ -507,7 +517,7 @@ absl::Status ConsoleLogCopier::Add(std::string_view id, const ConsoleTarget& tar
   if (std::shared_ptr<Entry> e = Find(id)) return same_or_taken(*e);
 
   // Read the saved offset and open the log without the map lock.
-  auto e = std::make_shared<Entry>(target, options_.max_line_bytes);
+  auto e = std::make_shared<Entry>(target, options_.max_line_bytes, options_.raw);
   uint64_t offset = 0;
   {
     absl::MutexLock el(&e->mu);

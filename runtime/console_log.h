@@ -60,6 +60,12 @@ struct ConsoleLogOptions {
   base::Clock* clock = nullptr;
   // False in tests, which call PollOnce() themselves.
   bool start_thread = true;
+  // Bytes go to the target as the guest wrote them: no CRI log lines, no
+  // timestamps, no line splitting, \r kept. For containerd-shim mode, where
+  // the target is the task's stdout FIFO and containerd's CRI writes the log
+  // format itself. The bounds (backlog, per-pass budgets) still hold; a drop
+  // is marked by one plain text line.
+  bool raw = false;
 };
 
 // Formats one CRI log line: "<RFC3339Nano UTC> stdout <F|P> <text>\n".
@@ -72,7 +78,8 @@ std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text);
 // max_line_bytes goes out in P chunks of exactly that size.
 class ConsoleLineSplitter {
  public:
-  explicit ConsoleLineSplitter(size_t max_line_bytes);
+  // `raw`: Feed passes bytes through unchanged and holds none (ConsoleLogOptions::raw).
+  explicit ConsoleLineSplitter(size_t max_line_bytes, bool raw = false);
 
   // Consumes a prefix of `data` and appends the lines it completes, stamped
   // `t`, to `*out`, stopping before `*out` would grow past `out_limit` (one
@@ -90,6 +97,7 @@ class ConsoleLineSplitter {
   void Emit(absl::Time t, bool partial, std::string_view text, std::string* out);
 
   const size_t max_line_bytes_;
+  const bool raw_;
   std::string held_;
   absl::Time prefix_time_ = absl::InfinitePast();  // FormatTime once per time, not per line
   std::string prefix_;
@@ -160,7 +168,8 @@ class ConsoleLogCopier {
   // One followed console. Shared by the map and whoever is copying it, so
   // the map lock is not needed while its files are read and written.
   struct Entry {
-    Entry(ConsoleTarget target, size_t max_line_bytes) : target(std::move(target)), splitter(max_line_bytes) {}
+    Entry(ConsoleTarget target, size_t max_line_bytes, bool raw)
+        : target(std::move(target)), splitter(max_line_bytes, raw) {}
 
     const ConsoleTarget target;
     absl::Mutex mu;  // held across this entry's file I/O; never taken before the map lock

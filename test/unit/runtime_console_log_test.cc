@@ -550,5 +550,69 @@ TEST_F(BlockedLogTest, RemoveDuringACopyOfTheSameVmFlushesEverythingOnceInOrder)
   EXPECT_EQ(c.Reopen("chatty").code(), absl::StatusCode::kNotFound);
 }
 
+// containerd-shim mode: the target is the task's stdout FIFO and containerd
+// writes the CRI format, so the bytes go through as the guest wrote them.
+TEST_F(ConsoleLogTest, RawModeCopiesTheBytesUnchangedAndAtOnce) {
+  ConsoleLogOptions o = Options();
+  o.raw = true;
+  auto content = [&] {
+    std::ifstream in(log_);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  {
+    ConsoleLogCopier c(o);
+    ASSERT_TRUE(c.Add("c1", console_, log_).ok());
+    Append("boot\r\nlogin: ");
+    c.PollOnce();
+    EXPECT_EQ(content(), "boot\r\nlogin: ") << "a prompt without newline goes out at once, \\r kept";
+    Append(std::string(100, 'x'));
+    c.PollOnce();
+    EXPECT_EQ(content(), "boot\r\nlogin: " + std::string(100, 'x'));
+  }
+  // A restart resumes at the saved offset: nothing twice, nothing lost.
+  Append("after");
+  ConsoleLogCopier c(o);
+  ASSERT_TRUE(c.Add("c1", console_, log_).ok());
+  c.PollOnce();
+  EXPECT_EQ(content(), "boot\r\nlogin: " + std::string(100, 'x') + "after");
+  EXPECT_EQ(c.Counters().copied_bytes, 5u);
+}
+
+TEST_F(ConsoleLogTest, RawModeKeepsItsBoundsAndMarksADropOnALineOfItsOwn) {
+  ConsoleLogOptions o = Options();
+  o.raw = true;
+  o.max_backlog_bytes = 64 * 1024;
+  o.max_read_per_poll = 16 * 1024;
+  o.max_write_per_poll = 16 * 1024;
+  Append(std::string(256 * 1024, 'a'));
+  ConsoleLogCopier c(o);
+  ASSERT_TRUE(c.Add("c1", console_, log_).ok());
+  c.PollOnce();
+  std::ifstream in(log_);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string marker = "\r\nkubevirt-cri: " + std::to_string(192 * 1024) + " bytes of console output dropped";
+  ASSERT_EQ(text.rfind(marker, 0), 0u) << text.substr(0, 120);
+  EXPECT_LE(text.size(), 16 * 1024 + 64 * 1024 + 200u) << "one pass writes within its budget";
+  for (int i = 0; i < 20; ++i) c.PollOnce();
+  in = std::ifstream(log_);
+  text.assign((std::istreambuf_iterator<char>(in)), {});
+  const size_t body = text.find("\r\n", 2) + 2;  // after the marker line
+  EXPECT_EQ(std::count(text.begin() + static_cast<long>(body), text.end(), 'a'), 64 * 1024)
+      << "the kept backlog arrives in full, none of it lost to line resynchronisation";
+}
+
+TEST(ConsoleLineSplitter, RawFeedPassesBytesThroughWithinTheOutputLimit) {
+  ConsoleLineSplitter raw(16, /*raw=*/true);
+  std::string out;
+  EXPECT_EQ(raw.Feed("abc\r\ndef", absl::Now(), &out, 1024), 8u);
+  EXPECT_EQ(out, "abc\r\ndef");
+  EXPECT_EQ(raw.held(), 0u);
+  EXPECT_EQ(raw.Feed("0123456789", absl::Now(), &out, 12), 4u) << "up to the limit";
+  std::string empty;
+  EXPECT_EQ(raw.Feed(std::string(100, 'z'), absl::Now(), &empty, 0), 16u) << "an empty buffer always takes a line's worth";
+  raw.FlushHeld(absl::Now(), true, &empty);
+  EXPECT_EQ(empty.size(), 16u);
+}
+
 }  // namespace
 }  // namespace kvcri::runtime
