@@ -1,0 +1,36 @@
+// The orchestrator's drafts from what containerd's CRI puts in a task's OCI spec (containerd-shim mode).
+#pragma once
+
+// containerd's CRI plugin does not pass kubelet's PodSandboxConfig to a
+// shim; it writes what the runtime needs into the sandbox task's OCI spec
+// (docs/containerd-shim.md section 4, and what containerd 1.6.20 was seen to
+// write there): the Pod's metadata and log directory as
+// io.kubernetes.cri.sandbox-* annotations, the hostname, the netns CNI
+// configured in linux.namespaces, the cgroup in linux.cgroupsPath, and the
+// Pod's resolv.conf as the source of the /etc/resolv.conf bind mount. Pod
+// annotations reach the spec only when containerd's runtime entry lists
+// them in pod_annotations (for ours: "kubevirt-cri.io/*").
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "cri/pod_drafts.h"
+
+namespace kvcri::shim::containerd {
+
+// The largest resolv.conf read (kubelet's have a few hundred bytes).
+inline constexpr size_t kMaxResolvConfBytes = 64 << 10;
+
+// A SandboxDraft from the sandbox task's config.json text. InvalidArgument
+// naming the field or annotation when the spec is not one containerd's CRI
+// wrote for a sandbox (no metadata annotations, not JSON, a resolv.conf
+// over kMaxResolvConfBytes); FailedPrecondition without a network
+// namespace (host networking).
+absl::StatusOr<cri::SandboxDraft> SandboxDraftFromSpec(std::string_view config_json, std::string_view runtime_handler);
+
+// The servers, searches and options of a resolv.conf text (the lines
+// kubelet writes: nameserver, search, options; the rest ignored).
+sandbox::DnsConfig ParseResolvConf(std::string_view text);
+
+}  // namespace kvcri::shim::containerd
