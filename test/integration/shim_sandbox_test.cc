@@ -52,6 +52,11 @@ std::vector<int> PidsMatching(const std::string& needle, bool comm) {
     std::string text = ReadFileOrEmpty(e.path() / (comm ? "comm" : "cmdline"));
     // The pause process is a fork of the shim: same cmdline, its own comm.
     if (!comm && ReadFileOrEmpty(e.path() / "comm").starts_with("kvcri-pause")) continue;
+    // containerd's short-lived `start` and `delete` runs are not the shim server.
+    if (!comm && (text.find(std::string("\0start", 6)) != std::string::npos ||
+                  text.find(std::string("\0delete", 7)) != std::string::npos)) {
+      continue;
+    }
     if (text.find(needle) != std::string::npos) out.push_back(std::stoi(name));
   }
   return out;
