@@ -2,9 +2,12 @@
 #include "shim/containerd/spec_drafts.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +123,117 @@ absl::StatusOr<cri::SandboxDraft> SandboxDraftFromSpec(std::string_view config_j
     }
   }
   return draft;
+}
+
+absl::StatusOr<std::string> FindDeviceNode(char type, int64_t major, int64_t minor) {
+  if (type != 'b' && type != 'c') {
+    return absl::InvalidArgumentError(base::StrCat("device type \"", std::string(1, type), "\" is not b or c"));
+  }
+  const dev_t want = makedev(static_cast<unsigned>(major), static_cast<unsigned>(minor));
+  auto matches = [&](const std::filesystem::path& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && (type == 'b' ? S_ISBLK(st.st_mode) : S_ISCHR(st.st_mode)) &&
+           st.st_rdev == want;
+  };
+  const std::filesystem::path link =
+      base::StrCat("/dev/", type == 'b' ? "block" : "char", "/", major, ":", minor);
+  std::error_code ec;
+  if (matches(link)) {
+    std::filesystem::path target = std::filesystem::canonical(link, ec);
+    return ec ? link.string() : target.string();
+  }
+  for (std::filesystem::recursive_directory_iterator it("/dev", std::filesystem::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    if (it->is_symlink(ec)) continue;
+    if (matches(it->path())) return it->path().string();
+  }
+  return absl::NotFoundError(base::StrCat("no device node ", std::string(1, type), " ", major, ":", minor, " under /dev"));
+}
+
+absl::StatusOr<::runtime::v1::ContainerConfig> ContainerConfigFromSpec(std::string_view config_json,
+                                                                       const DeviceNodeFinder& find_node) {
+  namespace pb = ::runtime::v1;
+  json spec = json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!spec.is_object()) return absl::InvalidArgumentError("the container task's config.json is not a JSON object");
+  const json empty = json::object();
+  const json& annotations = spec.contains("annotations") && spec["annotations"].is_object() ? spec["annotations"] : empty;
+  pb::ContainerConfig c;
+  c.mutable_metadata()->set_name(StringAt(annotations, std::string(kAnnotationContainerName)));
+  if (c.metadata().name().empty()) {
+    return absl::InvalidArgumentError(base::StrCat("the container task's OCI spec has no annotation ",
+                                                   kAnnotationContainerName, ": not a container of containerd's CRI"));
+  }
+  c.mutable_image()->set_image(StringAt(annotations, std::string(kAnnotationImageName)));
+  for (const auto& [key, value] : annotations.items()) {
+    if (value.is_string() && !key.starts_with("io.kubernetes.cri.")) (*c.mutable_annotations())[key] = value.get<std::string>();
+  }
+  const json& linux = spec.contains("linux") && spec["linux"].is_object() ? spec["linux"] : empty;
+  const json& resources = linux.contains("resources") && linux["resources"].is_object() ? linux["resources"] : empty;
+  auto number = [](const json& obj, const char* a, const char* b) -> int64_t {
+    auto o = obj.find(a);
+    if (o == obj.end() || !o->is_object()) return 0;
+    auto v = o->find(b);
+    return v != o->end() && v->is_number_integer() ? v->get<int64_t>() : 0;
+  };
+  pb::LinuxContainerResources* r = c.mutable_linux()->mutable_resources();
+  r->set_cpu_quota(number(resources, "cpu", "quota"));
+  r->set_cpu_period(number(resources, "cpu", "period"));
+  r->set_cpu_shares(number(resources, "cpu", "shares"));
+  r->set_memory_limit_in_bytes(number(resources, "memory", "limit"));
+  if (auto cpu = resources.find("cpu"); cpu != resources.end() && cpu->is_object()) {
+    r->set_cpuset_cpus(StringAt(*cpu, "cpus"));
+    r->set_cpuset_mems(StringAt(*cpu, "mems"));
+  }
+  if (auto mounts = spec.find("mounts"); mounts != spec.end() && mounts->is_array()) {
+    for (const json& m : *mounts) {
+      if (!m.is_object() || StringAt(m, "type") != "bind") continue;  // proc, tmpfs, sysfs...: the runtime's own
+      const std::string source = StringAt(m, "source");
+      if (source.find("/io.containerd.grpc.v1.cri/sandboxes/") != std::string::npos) continue;  // containerd's files
+      pb::Mount* out = c.add_mounts();
+      out->set_container_path(StringAt(m, "destination"));
+      out->set_host_path(source);
+      if (auto opts = m.find("options"); opts != m.end() && opts->is_array()) {
+        for (const json& o : *opts) {
+          if (!o.is_string()) continue;
+          const std::string opt = o.get<std::string>();
+          if (opt == "ro") out->set_readonly(true);
+          if (opt == "rshared" || opt == "shared") out->set_propagation(pb::PROPAGATION_BIDIRECTIONAL);
+          if (opt == "rslave" || opt == "slave") out->set_propagation(pb::PROPAGATION_HOST_TO_CONTAINER);
+        }
+      }
+    }
+  }
+  if (auto devices = linux.find("devices"); devices != linux.end() && devices->is_array()) {
+    for (const json& d : *devices) {
+      if (!d.is_object()) continue;
+      const std::string type = StringAt(d, "type");
+      const int64_t major = d.value("major", int64_t{-1}), minor = d.value("minor", int64_t{-1});
+      const std::string path = StringAt(d, "path");
+      if (type.size() != 1 || major < 0 || minor < 0) {
+        return absl::InvalidArgumentError(base::StrCat("linux.devices entry \"", path, "\" has no type, major or minor"));
+      }
+      absl::StatusOr<std::string> host = find_node(type[0], major, minor);
+      if (!host.ok()) {
+        return absl::Status(host.status().code(),
+                            base::StrCat("linux.devices entry \"", path, "\": ", host.status().message()));
+      }
+      // The allow rule containerd wrote for it (the last match wins, as in the cgroup).
+      std::string access;
+      if (auto rules = resources.find("devices"); rules != resources.end() && rules->is_array()) {
+        for (const json& rule : *rules) {
+          if (!rule.is_object() || !rule.value("allow", false) || StringAt(rule, "type") != type) continue;
+          if (rule.value("major", int64_t{-1}) == major && rule.value("minor", int64_t{-1}) == minor) {
+            access = StringAt(rule, "access");
+          }
+        }
+      }
+      pb::Device* out = c.add_devices();
+      out->set_container_path(path);
+      out->set_host_path(*host);
+      out->set_permissions(access.empty() ? "rwm" : access);
+    }
+  }
+  return c;
 }
 
 }  // namespace kvcri::shim::containerd

@@ -14,8 +14,12 @@
 #include <string>
 #include <string_view>
 
+#include <cstdint>
+#include <functional>
+
 #include "absl/status/statusor.h"
 #include "cri/pod_drafts.h"
+#include "cri/proto/api.pb.h"
 
 namespace kvcri::shim::containerd {
 
@@ -28,6 +32,28 @@ inline constexpr size_t kMaxResolvConfBytes = 64 << 10;
 // over kMaxResolvConfBytes); FailedPrecondition without a network
 // namespace (host networking).
 absl::StatusOr<cri::SandboxDraft> SandboxDraftFromSpec(std::string_view config_json, std::string_view runtime_handler);
+
+// The host node of a device the spec names by type ('b' or 'c') and
+// major:minor (the spec has no host path); NotFound when there is none.
+using DeviceNodeFinder = std::function<absl::StatusOr<std::string>(char type, int64_t major, int64_t minor)>;
+
+// /dev/block/<major>:<minor> or /dev/char/<major>:<minor> (udev's links),
+// else a scan of /dev for a node with that number.
+absl::StatusOr<std::string> FindDeviceNode(char type, int64_t major, int64_t minor);
+
+// The CRI ContainerConfig kubelet sent, rebuilt from a container task's
+// config.json text, so that the daemon's own validation and conversion
+// (cri::ValidateVolumes, ContainerDraftFromRequest) serve this path too:
+// metadata.name and image from the io.kubernetes.cri.container-name and
+// image-name annotations (INVALID_ARGUMENT without the name); resources from
+// linux.resources; mounts from the spec's bind mounts except containerd's
+// own per-sandbox files (sources under .../io.containerd.grpc.v1.cri/
+// sandboxes/: hostname, hosts, resolv.conf, shm) and the runtime's pseudo
+// file systems, propagation from rshared/rslave (which validation then
+// refuses); devices from linux.devices, their host nodes found by number
+// and their permissions from the allow rules of linux.resources.devices.
+absl::StatusOr<::runtime::v1::ContainerConfig> ContainerConfigFromSpec(std::string_view config_json,
+                                                                       const DeviceNodeFinder& find_node = FindDeviceNode);
 
 // The servers, searches and options of a resolv.conf text (the lines
 // kubelet writes: nameserver, search, options; the rest ignored).
