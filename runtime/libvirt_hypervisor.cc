@@ -3,6 +3,9 @@
 
 #include <fcntl.h>
 #include <libvirt/libvirt-qemu.h>
+#include <libxml/parser.h>
+#include <libxml/relaxng.h>
+#include <libxml/xmlschemastypes.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -126,7 +129,19 @@ LibvirtHypervisor::LibvirtHypervisor(std::unique_ptr<LibvirtConnection> conn, Li
       log_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
                                                  : EmbedRootOf(options_.uri) / "log" / "qemu"),
       run_dir_(EmbedRootOf(options_.uri).empty() ? std::filesystem::path()
-                                                 : EmbedRootOf(options_.uri) / "run" / "qemu") {}
+                                                 : EmbedRootOf(options_.uri) / "run" / "qemu") {
+  // Create() defines domains with VIR_DOMAIN_DEFINE_VALIDATE, so the
+  // embedded driver parses libvirt's RelaxNG schema in our process, from
+  // several threads at once when Pods start together. libxml2 2.9 (Debian
+  // 12) registers its XSD and RelaxNG type libraries lazily and without a
+  // lock: two first validations at once can see a half-registered library
+  // ("Error type 'unsignedLong' is not exported by type library", seen in
+  // port_forward_test). Registering them here, on the thread that builds the
+  // daemon before it serves, makes the later lazy calls no-ops.
+  xmlInitParser();
+  xmlSchemaInitTypes();
+  xmlRelaxNGInitTypes();
+}
 
 std::filesystem::path LibvirtHypervisor::DomainLogPath(std::string_view name) const {
   if (log_dir_.empty() || name.empty() || name.find('/') != std::string_view::npos || name[0] == '.') return {};
