@@ -99,6 +99,15 @@ absl::StatusOr<std::vector<IpRoute>> ListRoutes(nl_sock* sock, int ifindex, std:
   return out;
 }
 
+void DefaultGateways(const std::vector<IpRoute>& routes, std::string* gateway4, std::string* gateway6) {
+  gateway4->clear();
+  gateway6->clear();
+  for (const IpRoute& r : routes) {
+    if (r.dst == "0.0.0.0/0" && gateway4->empty()) *gateway4 = r.gateway;
+    if (r.dst == "::/0" && gateway6->empty()) *gateway6 = r.gateway;
+  }
+}
+
 absl::StatusOr<CniResult> ReadNetnsAsCniResult(const std::filesystem::path& netns, std::string_view primary_ifname) {
   std::error_code ec;
   if (!std::filesystem::exists(netns, ec)) {
@@ -125,11 +134,8 @@ absl::StatusOr<CniResult> ReadNetnsAsCniResult(const std::filesystem::path& netn
       result.interfaces.push_back(std::move(iface));
       ASSIGN_OR_RETURN(std::vector<IpRoute> routes, ListRoutes(sock.get(), link.attrs.ifindex, link.attrs.name));
       std::string gateway4, gateway6;
-      for (const IpRoute& r : routes) {
-        if (r.dst == "0.0.0.0/0" && gateway4.empty()) gateway4 = r.gateway;
-        if (r.dst == "::/0" && gateway6.empty()) gateway6 = r.gateway;
-        result.routes.push_back(CniRoute{r.dst, r.gateway});
-      }
+      DefaultGateways(routes, &gateway4, &gateway6);
+      for (const IpRoute& r : routes) result.routes.push_back(CniRoute{r.dst, r.gateway});
       ASSIGN_OR_RETURN(std::vector<nl::RtAddrPtr> addrs,
                        ListGlobalAddresses(sock.get(), link.attrs.ifindex, link.attrs.name));
       std::vector<CniIpConfig> v4, v6;

@@ -20,6 +20,10 @@ absl::StatusOr<std::vector<nl::RtAddrPtr>> ListGlobalAddresses(nl_sock* sock, in
 // there, defaults first ("0.0.0.0/0", "::/0").
 absl::StatusOr<std::vector<IpRoute>> ListRoutes(nl_sock* sock, int ifindex, std::string_view ifname);
 
+// The gateways of the first IPv4 and IPv6 default routes among `routes`
+// ("" where there is none): the guest's router per family.
+void DefaultGateways(const std::vector<IpRoute>& routes, std::string* gateway4, std::string* gateway6);
+
 // What a CNI ADD somebody else ran left in the netns at `netns` (containerd's
 // CRI runs CNI before our shim sees the Pod), in the shape of a CNI result:
 // every link but `lo` and tun/tap devices (a tap is ours, from an earlier

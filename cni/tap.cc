@@ -42,14 +42,7 @@ namespace {
 constexpr std::string_view kAliasMagic = "kvcri1";
 constexpr size_t kMaxAlias = 255;  // IFALIASZ - 1
 
-void DeriveGateways(WiredNic* nic) {
-  nic->gateway4.clear();
-  nic->gateway6.clear();
-  for (const IpRoute& r : nic->routes) {
-    if (r.dst == "0.0.0.0/0" && nic->gateway4.empty()) nic->gateway4 = r.gateway;
-    if (r.dst == "::/0" && nic->gateway6.empty()) nic->gateway6 = r.gateway;
-  }
-}
+void DeriveGateways(WiredNic* nic) { DefaultGateways(nic->routes, &nic->gateway4, &nic->gateway6); }
 
 void SortAddresses(std::vector<IpPrefix>* addrs) {
   std::stable_sort(addrs->begin(), addrs->end(),

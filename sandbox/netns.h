@@ -20,6 +20,10 @@ struct PinnedNetns {
   bool mounted = false;
 };
 
+// True when `path` is a network namespace (a file on nsfs: a pinned bind
+// mount or /proc/<pid>/ns/net); false when it is missing or anything else.
+absl::StatusOr<bool> IsNetworkNamespace(const std::filesystem::path& path);
+
 // Network namespaces of pod sandboxes, one per sandbox ID, pinned by a bind
 // mount so they outlive every process inside them. cri/ tests use a fake.
 class NetnsManager {

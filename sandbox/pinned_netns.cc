@@ -114,15 +114,18 @@ absl::Status PinnedNetnsManager::Remove(std::string_view id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> PinnedNetnsManager::Exists(std::string_view id) const {
-  RETURN_IF_ERROR(CheckId(id));
-  const fs::path path = Path(id);
+absl::StatusOr<bool> IsNetworkNamespace(const fs::path& path) {
   struct statfs st {};
   if (::statfs(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
     return Errno(errno, "statfs", path);
   }
   return st.f_type == static_cast<decltype(st.f_type)>(NSFS_MAGIC);
+}
+
+absl::StatusOr<bool> PinnedNetnsManager::Exists(std::string_view id) const {
+  RETURN_IF_ERROR(CheckId(id));
+  return IsNetworkNamespace(Path(id));
 }
 
 absl::StatusOr<std::vector<PinnedNetns>> PinnedNetnsManager::ListPinned() const {

@@ -1,26 +1,12 @@
 // AdoptedNetns and AdoptedCniRunner: containerd's netns and CNI result behind our seams (adopted_network.h).
 #include "shim/containerd/adopted_network.h"
 
-#include <linux/magic.h>
-#include <sys/statfs.h>
-
-#include <cerrno>
-
 #include "cni/netns_links.h"
 #include "cni/result.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 
 namespace kvcri::shim::containerd {
-
-absl::StatusOr<bool> IsNetworkNamespace(const std::filesystem::path& path) {
-  struct statfs st {};
-  if (::statfs(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;
-    return absl::ErrnoToStatus(errno, base::StrCat("statfs \"", path.string(), "\""));
-  }
-  return st.f_type == static_cast<decltype(st.f_type)>(NSFS_MAGIC);
-}
 
 void AdoptedNetns::Adopt(std::string_view id, std::filesystem::path path) {
   absl::MutexLock lock(&mu_);
@@ -34,7 +20,7 @@ absl::StatusOr<std::filesystem::path> AdoptedNetns::Create(std::string_view id) 
         "sandbox \"", id, "\" has no network namespace in its OCI spec (linux.namespaces): a kubevirt VM Pod "
         "cannot use host networking"));
   }
-  ASSIGN_OR_RETURN(bool netns, IsNetworkNamespace(path));
+  ASSIGN_OR_RETURN(bool netns, sandbox::IsNetworkNamespace(path));
   if (!netns) {
     return absl::FailedPreconditionError(
         base::StrCat("the network namespace path \"", path.string(), "\" of sandbox \"", id,
@@ -52,7 +38,7 @@ absl::Status AdoptedNetns::Remove(std::string_view id) {
 absl::StatusOr<bool> AdoptedNetns::Exists(std::string_view id) const {
   std::filesystem::path path = Path(id);
   if (path.empty()) return false;
-  return IsNetworkNamespace(path);
+  return sandbox::IsNetworkNamespace(path);
 }
 
 std::filesystem::path AdoptedNetns::Path(std::string_view id) const {
@@ -86,7 +72,7 @@ absl::StatusOr<cni::CniResult> AdoptedCniRunner::Add(const cni::AttachSpec& spec
 }
 
 absl::Status AdoptedCniRunner::Check(const cni::AttachSpec& spec) {
-  ASSIGN_OR_RETURN(bool netns, IsNetworkNamespace(spec.netns));
+  ASSIGN_OR_RETURN(bool netns, sandbox::IsNetworkNamespace(spec.netns));
   if (!netns) return absl::NotFoundError(base::StrCat("network namespace \"", spec.netns, "\" is gone"));
   return absl::OkStatus();
 }

@@ -52,9 +52,6 @@ class AdoptedNetns final : public sandbox::NetnsManager {
   absl::flat_hash_map<std::string, std::filesystem::path> paths_ ABSL_GUARDED_BY(mu_);
 };
 
-// True when `path` is a network namespace (a file on nsfs).
-absl::StatusOr<bool> IsNetworkNamespace(const std::filesystem::path& path);
-
 // CNI as containerd already ran it: Add reads the result off the netns's
 // interfaces (cni::ReadNetnsAsCniResult, a seam for tests) and caches it, so
 // GetCachedResult answers after a shim restart once the wiring has moved the
