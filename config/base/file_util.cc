@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -83,6 +84,24 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+absl::StatusOr<std::string> ReadFileAtMost(const fs::path& path, size_t limit, bool follow_symlinks) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (follow_symlinks ? 0 : O_NOFOLLOW)));
+  if (!fd.valid()) return Errno(errno, "open", path);
+  std::string out;
+  char buf[65536];
+  while (out.size() <= limit) {
+    const size_t want = std::min(sizeof buf, limit + 1 - out.size());
+    ssize_t n = ::read(fd.get(), buf, want);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno(errno, "read", path);
+    }
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return absl::OutOfRangeError(base::StrCat("\"", path.string(), "\" is larger than ", limit, " bytes"));
 }
 
 absl::Status MakeDirs(const fs::path& path, mode_t mode) {

@@ -21,6 +21,13 @@ absl::Status WriteFileAtomic(const std::filesystem::path& path, std::string_view
 // Reads a whole file. NotFound when it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
 
+// ReadFile for files whose author is not trusted with our memory: at most
+// `limit` bytes are ever held (one more is read to tell an oversize file
+// from one exactly at the bound, which is OUT_OF_RANGE naming the path and
+// the bound). `follow_symlinks` false opens with O_NOFOLLOW.
+absl::StatusOr<std::string> ReadFileAtMost(const std::filesystem::path& path, size_t limit,
+                                           bool follow_symlinks = true);
+
 // mkdir -p with `mode` for the directories it creates. The parent of each
 // directory it creates is fsync'd, so the new directory survives a crash.
 absl::Status MakeDirs(const std::filesystem::path& path, mode_t mode = 0700);

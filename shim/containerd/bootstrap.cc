@@ -1,12 +1,9 @@
 // containerd-shim-kubevirt-v1 start/delete plumbing: Go flags, socket address, grouping id, address file, delete reply.
 #include "shim/containerd/bootstrap.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <optional>
 #include <vector>
 
@@ -14,7 +11,6 @@
 
 #include "config/base/file_util.h"
 #include "config/base/str.h"
-#include "config/base/unique_fd.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/proto/task.pb.h"
 
@@ -272,25 +268,13 @@ absl::StatusOr<std::string> GroupingId(std::string_view config_json, std::string
 }
 
 absl::StatusOr<std::string> ReadBundleConfig(const std::filesystem::path& bundle_dir) {
-  std::filesystem::path path = bundle_dir / kBundleConfigFile;
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat("open \"", path.string(), "\""));
-  // Read one byte past the bound so an oversize file is told apart from one
-  // exactly at it, without ever holding more than that.
-  std::string text;
-  char buf[65536];
-  while (text.size() <= kMaxConfigJsonBytes) {
-    size_t want = std::min(sizeof buf, kMaxConfigJsonBytes + 1 - text.size());
-    ssize_t n = ::read(fd.get(), buf, want);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, StrCat("read \"", path.string(), "\""));
-    }
-    if (n == 0) return text;
-    text.append(buf, static_cast<size_t>(n));
+  const std::filesystem::path path = bundle_dir / kBundleConfigFile;
+  absl::StatusOr<std::string> text = base::ReadFileAtMost(path, kMaxConfigJsonBytes);
+  if (absl::IsOutOfRange(text.status())) {
+    return absl::InvalidArgumentError(
+        StrCat("config.json \"", path.string(), "\" is larger than the bound of ", kMaxConfigJsonBytes, " bytes"));
   }
-  return absl::InvalidArgumentError(
-      StrCat("config.json \"", path.string(), "\" is larger than the bound of ", kMaxConfigJsonBytes, " bytes"));
+  return text;
 }
 
 absl::Status WriteAddressFile(const std::filesystem::path& bundle_dir, std::string_view address) {
@@ -299,6 +283,14 @@ absl::Status WriteAddressFile(const std::filesystem::path& bundle_dir, std::stri
   // fixed ".address" of containerd's shims, whose O_EXCL open fails for good
   // once a crash has left that file behind.
   return base::WriteFileAtomic(bundle_dir / kBundleAddressFile, address, 0644);
+}
+
+absl::StatusOr<std::string> SocketPathInAddressFile(const std::filesystem::path& bundle_dir) {
+  absl::StatusOr<std::string> address = base::ReadFileAtMost(bundle_dir / kBundleAddressFile, 4096);
+  if (!address.ok()) return address.status();
+  // Written without a newline by us; tolerate one written by hand.
+  while (!address->empty() && (address->back() == '\n' || address->back() == ' ')) address->pop_back();
+  return SocketPathOf(*address);
 }
 
 void ToTimestamp(absl::Time t, google::protobuf::Timestamp* out) {

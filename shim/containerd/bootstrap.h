@@ -98,6 +98,11 @@ absl::StatusOr<std::string> ReadBundleConfig(const std::filesystem::path& bundle
 // `address` must be a filesystem socket address (SocketPathOf).
 absl::Status WriteAddressFile(const std::filesystem::path& bundle_dir, std::string_view address);
 
+// The socket path of the address WriteAddressFile left in <bundle_dir>/address
+// (read up to 4 KiB); NotFound when there is no such file, InvalidArgument
+// when what it holds is not a filesystem socket address.
+absl::StatusOr<std::string> SocketPathInAddressFile(const std::filesystem::path& bundle_dir);
+
 // runc's exit status for a task `delete` had to kill: 128 + SIGKILL.
 inline constexpr uint32_t kKilledExitStatus = 137;
 

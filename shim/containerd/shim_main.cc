@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <thread>
 
@@ -64,11 +63,7 @@ int Serve(const ShimArgs& args) {
   } else {
     listener.Reset(3);  // from `start`
     ::fcntl(3, F_SETFD, FD_CLOEXEC);
-    std::ifstream in{std::string(kBundleAddressFile)};
-    std::string address;
-    if (in >> address) {
-      if (absl::StatusOr<std::string> p = SocketPathOf(address); p.ok()) socket_path = *p;
-    }
+    if (absl::StatusOr<std::string> p = SocketPathInAddressFile("."); p.ok()) socket_path = *p;
   }
   // Signals arrive on a signalfd thread; every thread has them blocked, and
   // SIGPIPE is ignored (a gone peer is EPIPE on that connection).

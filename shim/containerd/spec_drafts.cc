@@ -1,19 +1,16 @@
 // SandboxDraftFromSpec and ParseResolvConf: containerd's sandbox spec as the orchestrator's draft (spec_drafts.h).
 #include "shim/containerd/spec_drafts.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <filesystem>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "config/base/file_util.h"
 #include "config/base/str.h"
-#include "config/base/unique_fd.h"
 #include "shim/containerd/names.h"
 
 namespace kvcri::shim::containerd {
@@ -26,26 +23,29 @@ std::string StringAt(const json& obj, const std::string& key) {
   return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// At most `limit` bytes of the file at `path`, without following a symlink
-// at its last component; InvalidArgument past the limit.
-absl::StatusOr<std::string> ReadBounded(const std::string& path, size_t limit, std::string_view what) {
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, base::StrCat(what, ": open \"", path, "\""));
-  std::string out;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::ErrnoToStatus(errno, base::StrCat(what, ": read \"", path, "\""));
-    if (n == 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > limit) {
-      return absl::InvalidArgumentError(base::StrCat(what, " \"", path, "\" is over ", limit, " bytes"));
+// linux.namespaces[type=network].path; "" when there is none.
+std::string NetnsPathOf(const json& linux) {
+  std::string path;
+  if (auto ns = linux.find("namespaces"); ns != linux.end() && ns->is_array()) {
+    for (const json& n : *ns) {
+      if (n.is_object() && StringAt(n, "type") == "network") path = StringAt(n, "path");
     }
   }
+  return path;
 }
 
 }  // namespace
+
+absl::StatusOr<SpecFacts> ReadSpecFacts(std::string_view config_json) {
+  json spec = json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!spec.is_object()) return absl::InvalidArgumentError("config.json is not a JSON object");
+  SpecFacts facts;
+  if (auto a = spec.find("annotations"); a != spec.end() && a->is_object()) {
+    facts.container_type = StringAt(*a, std::string(kAnnotationContainerType));
+  }
+  if (auto linux = spec.find("linux"); linux != spec.end() && linux->is_object()) facts.netns = NetnsPathOf(*linux);
+  return facts;
+}
 
 sandbox::DnsConfig ParseResolvConf(std::string_view text) {
   sandbox::DnsConfig dns;
@@ -95,11 +95,7 @@ absl::StatusOr<cri::SandboxDraft> SandboxDraftFromSpec(std::string_view config_j
   }
   r.hostname = StringAt(spec, "hostname");
   const json& linux = spec.contains("linux") && spec["linux"].is_object() ? spec["linux"] : empty;
-  if (auto ns = linux.find("namespaces"); ns != linux.end() && ns->is_array()) {
-    for (const json& n : *ns) {
-      if (n.is_object() && StringAt(n, "type") == "network") r.netns_path = StringAt(n, "path");
-    }
-  }
+  r.netns_path = NetnsPathOf(linux);
   if (r.netns_path.empty()) {
     return absl::FailedPreconditionError(
         "the sandbox task's OCI spec names no network namespace (linux.namespaces): a kubevirt VM Pod cannot use "
@@ -117,8 +113,12 @@ absl::StatusOr<cri::SandboxDraft> SandboxDraftFromSpec(std::string_view config_j
       if (!m.is_object() || StringAt(m, "destination") != "/etc/resolv.conf") continue;
       const std::string source = StringAt(m, "source");
       if (source.empty()) continue;
-      absl::StatusOr<std::string> text = ReadBounded(source, kMaxResolvConfBytes, "the Pod's resolv.conf");
-      if (!text.ok()) return text.status();
+      absl::StatusOr<std::string> text = base::ReadFileAtMost(source, kMaxResolvConfBytes, /*follow_symlinks=*/false);
+      if (!text.ok()) {
+        return absl::Status(absl::IsOutOfRange(text.status()) ? absl::StatusCode::kInvalidArgument
+                                                              : text.status().code(),
+                            base::StrCat("the Pod's resolv.conf: ", text.status().message()));
+      }
       r.dns = ParseResolvConf(*text);
     }
   }

@@ -26,6 +26,16 @@ namespace kvcri::shim::containerd {
 // The largest resolv.conf read (kubelet's have a few hundred bytes).
 inline constexpr size_t kMaxResolvConfBytes = 64 << 10;
 
+// What the Task service needs to tell a task's kind before anything else.
+struct SpecFacts {
+  std::string container_type;  // io.kubernetes.cri.container-type; "" when absent
+  std::string netns;           // linux.namespaces[type=network].path; "" when absent
+};
+
+// SpecFacts of a task's config.json text; InvalidArgument when it is not a
+// JSON object.
+absl::StatusOr<SpecFacts> ReadSpecFacts(std::string_view config_json);
+
 // A SandboxDraft from the sandbox task's config.json text. InvalidArgument
 // naming the field or annotation when the spec is not one containerd's CRI
 // wrote for a sandbox (no metadata annotations, not JSON, a resolv.conf

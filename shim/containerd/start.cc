@@ -101,13 +101,9 @@ absl::StatusOr<std::string> StartShim(const ShimArgs& args, const std::filesyste
 }
 
 absl::StatusOr<std::string> DeleteShim(const ShimArgs& args, const std::filesystem::path& bundle) {
-  std::ifstream in(bundle / kBundleAddressFile);
-  std::string address;
-  if (in >> address) {
-    absl::StatusOr<std::string> path = SocketPathOf(address);
-    if (path.ok() && !ttrpc::UnixSocketAnswers(*path)) {
-      base::LogIfError(base::RemoveFile(*path), "delete: stale shim socket");
-    }
+  absl::StatusOr<std::string> path = SocketPathInAddressFile(bundle);
+  if (path.ok() && !ttrpc::UnixSocketAnswers(*path)) {
+    base::LogIfError(base::RemoveFile(*path), "delete: stale shim socket");
   }
   base::LogDebug("delete: task cleaned up", {{"id", args.id}, {"bundle", bundle.string()}});
   return EncodeDeleteResponse(0, kKilledExitStatus, absl::Now());

@@ -4,8 +4,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
@@ -13,38 +11,10 @@
 #include "shim/containerd/event_publisher.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/proto/events.pb.h"
+#include "shim/containerd/spec_drafts.h"
 
 namespace kvcri::shim::containerd {
 namespace {
-
-// What the shim reads of a task's OCI spec.
-struct SpecFacts {
-  std::string container_type;  // io.kubernetes.cri.container-type; "" when absent
-  std::string netns;           // linux.namespaces[type=network].path; "" when absent
-};
-
-absl::StatusOr<SpecFacts> ReadSpecFacts(const std::string& bundle) {
-  ASSIGN_OR_RETURN(std::string text, ReadBundleConfig(bundle));
-  nlohmann::json spec = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!spec.is_object()) {
-    return absl::InvalidArgumentError(base::StrCat("config.json in bundle \"", bundle, "\" is not a JSON object"));
-  }
-  SpecFacts facts;
-  if (auto a = spec.find("annotations"); a != spec.end() && a->is_object()) {
-    if (auto t = a->find(std::string(kAnnotationContainerType)); t != a->end() && t->is_string()) {
-      facts.container_type = t->get<std::string>();
-    }
-  }
-  if (auto linux = spec.find("linux"); linux != spec.end() && linux->is_object()) {
-    if (auto ns = linux->find("namespaces"); ns != linux->end() && ns->is_array()) {
-      for (const nlohmann::json& n : *ns) {
-        if (!n.is_object() || n.value("type", "") != "network") continue;
-        if (auto p = n.find("path"); p != n.end() && p->is_string()) facts.netns = p->get<std::string>();
-      }
-    }
-  }
-  return facts;
-}
 
 template <typename Event>
 void Emit(const EventSink& sink, std::string_view topic, std::string_view type_url, const Event& e) {
@@ -95,7 +65,12 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallCont
   if (!req.checkpoint().empty()) {
     return absl::UnimplementedError(base::StrCat("task \"", req.id(), "\": restoring from a checkpoint is not supported"));
   }
-  ASSIGN_OR_RETURN(SpecFacts facts, ReadSpecFacts(req.bundle()));
+  ASSIGN_OR_RETURN(std::string config, ReadBundleConfig(req.bundle()));
+  absl::StatusOr<SpecFacts> read = ReadSpecFacts(config);
+  if (!read.ok()) {
+    return absl::Status(read.status().code(), base::StrCat("bundle \"", req.bundle(), "\": ", read.status().message()));
+  }
+  const SpecFacts& facts = *read;
   if (facts.container_type == kContainerTypeContainer) {
     return absl::FailedPreconditionError(base::StrCat(
         "container task \"", req.id(),
