@@ -10,9 +10,7 @@
 
 namespace kvcri::cri {
 
-namespace {
-
-absl::StatusOr<ContainerDraft> DraftFrom(const pb::CreateContainerRequest& req) {
+absl::StatusOr<ContainerDraft> ValidatedContainerDraft(const pb::CreateContainerRequest& req) {
   RETURN_IF_ERROR(ValidateIdArgument("pod_sandbox_id", req.pod_sandbox_id()));
   RETURN_IF_ERROR(ValidateContainerConfig(req.config()));
   if (req.config().annotations().contains(kBootDeviceAnnotation)) {
@@ -29,11 +27,9 @@ absl::StatusOr<ContainerDraft> DraftFrom(const pb::CreateContainerRequest& req) 
   return ContainerDraftFromRequest(req, std::move(volumes));
 }
 
-}  // namespace
-
 grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*, const pb::CreateContainerRequest* req,
                                              pb::CreateContainerResponse* resp) {
-  absl::StatusOr<ContainerDraft> draft = DraftFrom(*req);
+  absl::StatusOr<ContainerDraft> draft = ValidatedContainerDraft(*req);
   if (!draft.ok()) return ToGrpc(draft.status());
   absl::StatusOr<std::string> id = pods_->CreateContainer(*draft);
   if (!id.ok()) return ToGrpc(id.status());

@@ -1,6 +1,8 @@
 // Conversions between CRI protos and our records and drafts.
 #pragma once
 
+#include "absl/status/statusor.h"
+
 #include "cri/proto/api.pb.h"
 #include "cri/pod_drafts.h"
 #include "sandbox/records.h"
@@ -17,6 +19,11 @@ ContainerResources ResourcesFromPb(const pb::LinuxContainerResources& r);
 
 // CreateContainer's request → a draft; `volumes` is ValidateVolumes' result.
 ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, VolumePlan volumes);
+// CreateContainer's whole check and conversion (container_create.cc): the
+// request's IDs and config validated, devices and mounts resolved, a draft.
+// InvalidArgument or NotFound naming the field. Both front doors use it (the
+// shim rebuilds the request from containerd's OCI spec).
+absl::StatusOr<ContainerDraft> ValidatedContainerDraft(const pb::CreateContainerRequest& req);
 
 void ToPb(const sandbox::SandboxRecord& r, pb::PodSandbox* out);
 void ToPb(const sandbox::SandboxRecord& r, pb::PodSandboxStatus* out);

@@ -168,9 +168,21 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
   return spec;
 }
 
-std::string LogPathOf(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
-  if (c.log_path.empty() || sb.log_directory.empty()) return "";
-  return (std::filesystem::path(sb.log_directory) / c.log_path).string();
+// Where the console copy goes: <log_directory>/<log_path> as kubelet names
+// it, or an absolute log_path as-is (containerd-shim mode: the task's stdout
+// FIFO; CRI validation refuses absolute paths on the daemon's own path).
+struct CriLogTarget {
+  std::filesystem::path dir;  // trusted: opened following symlinks
+  std::filesystem::path rel;  // opened component by component, O_NOFOLLOW
+  bool empty() const { return rel.empty(); }
+};
+
+CriLogTarget CriLogOf(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
+  if (c.log_path.empty()) return {};
+  const std::filesystem::path p(c.log_path);
+  if (p.is_absolute()) return {p.parent_path(), p.filename()};
+  if (sb.log_directory.empty()) return {};
+  return {sb.log_directory, p};
 }
 
 bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
@@ -192,6 +204,17 @@ std::string DomainOf(const sandbox::ContainerRecord& c) {
 
 std::filesystem::path PodLifecycle::ContainerDir(std::string_view container_id) const {
   return deps_.config->root / "containers" / std::string(container_id);
+}
+
+absl::StatusOr<std::string> PodLifecycle::IdFor(const std::string& wanted) const {
+  if (wanted.empty()) return deps_.store->NewId();
+  if (!sandbox::IsValidId(wanted)) {
+    return absl::InvalidArgumentError(StrCat("ID \"", wanted, "\" is not ", sandbox::kIdLength, " lowercase hex digits"));
+  }
+  if (deps_.store->GetSandbox(wanted).ok() || deps_.store->GetContainer(wanted).ok()) {
+    return absl::AlreadyExistsError(StrCat("ID \"", wanted, "\" is already in use"));
+  }
+  return wanted;
 }
 
 std::filesystem::path PodLifecycle::VmSocketDir(std::string_view container_id) const {
@@ -268,11 +291,12 @@ absl::Status PodLifecycle::ConfineFiles(const sandbox::ContainerRecord& c) {
 }
 
 void PodLifecycle::RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
-  if (LogPathOf(c, sb).empty()) return;  // no CRI log requested
+  const CriLogTarget log = CriLogOf(c, sb);
+  if (log.empty()) return;  // no CRI log requested
   runtime::ConsoleTarget target;
   target.console = c.console_path;
-  target.log_dir = sb.log_directory;
-  target.log_rel = c.log_path;
+  target.log_dir = log.dir;
+  target.log_rel = log.rel;
   target.qemu_log = deps_.hypervisor->DomainLogPath(c.domain_name);
   base::LogIfError(deps_.console->Add(c.id, target), "console log copy not started");
 }
@@ -371,7 +395,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   }
 
   sandbox::ContainerRecord rec;
-  ASSIGN_OR_RETURN(rec.id, deps_.store->NewId());
+  ASSIGN_OR_RETURN(rec.id, IdFor(draft.id));
   rec.sandbox_id = sandbox_id;
   rec.metadata = draft.metadata;
   rec.image = draft.image;
@@ -563,10 +587,10 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   if (deps_.accelerator == config::Accelerator::kAuto) {
     return absl::FailedPreconditionError(StrCat("no usable accelerator: ", deps_.accelerator_reason));
   }
-  if (!LogPathOf(c, sb).empty()) {
+  if (const CriLogTarget log = CriLogOf(c, sb); !log.empty()) {
     // Creates the log's directories below the Pod's log directory without
     // following a symlink planted there; fails the start rather than the copy.
-    RETURN_IF_ERROR(runtime::OpenCriLog(sb.log_directory, c.log_path).status());
+    RETURN_IF_ERROR(runtime::OpenCriLog(log.dir, log.rel).status());
   }
 
   if (!c.console_socket.empty()) {

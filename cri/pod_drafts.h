@@ -15,6 +15,10 @@ namespace kvcri::cri {
 struct SandboxDraft {
   sandbox::SandboxRecord record;
   std::string runtime_handler;
+  // The ID to give the sandbox: empty (the daemon's path) generates one;
+  // containerd-shim mode passes containerd's, so that records, domains and
+  // containerd's tasks share one name (sandbox::IsValidId, not in use).
+  std::string id;
 };
 
 // The resources CreateContainer or UpdateContainerResources asked for
@@ -51,6 +55,8 @@ struct ContainerDraft {
   std::string log_path;
   ContainerResources resources;
   VolumePlan volumes;  // checked and resolved by ValidateVolumes
+  // As SandboxDraft::id: empty generates one.
+  std::string id;
 };
 
 }  // namespace kvcri::cri

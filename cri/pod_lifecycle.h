@@ -169,6 +169,9 @@ class PodLifecycle {
   // unreadable).
   uint64_t OomKillsOf(const sandbox::ContainerRecord& c) const;
   std::filesystem::path ContainerDir(std::string_view container_id) const;
+  // `wanted` when set (InvalidArgument when it is not a well-formed ID,
+  // AlreadyExists when a sandbox or container holds it), else a new ID.
+  absl::StatusOr<std::string> IdFor(const std::string& wanted) const;
   // <state_dir>/vm/<first 16 hex of the id>: the VM's unix sockets.
   std::filesystem::path VmSocketDir(std::string_view container_id) const;
   // A uid of [security] vm_uid_range no container record holds (0 when

@@ -77,7 +77,7 @@ absl::StatusOr<std::string> PodLifecycle::DoRunSandbox(const SandboxDraft& draft
   }
   const absl::Time start = deps_.clock->Now();
   sandbox::SandboxRecord record = draft.record;
-  ASSIGN_OR_RETURN(record.id, deps_.store->NewId());
+  ASSIGN_OR_RETURN(record.id, IdFor(draft.id));
   record.runtime_handler = draft.runtime_handler;
   record.state = sandbox::SandboxState::kNotReady;
   record.phase = sandbox::Phase::kCreating;

@@ -34,7 +34,7 @@
 #include "runtime/image/image_store.h"
 #include "runtime/image/puller.h"
 #include "runtime/cgroup/cgroup_placer.h"
-#include "runtime/cgroup/systemd_placer.h"
+#include "runtime/cgroup/placer_for_config.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "runtime/qemu_guest_agent.h"
 #include "runtime/vm_confinement.h"
@@ -121,35 +121,6 @@ struct Daemon::Modules {
   std::unique_ptr<MetricsServer> metrics_server;
 };
 
-namespace {
-
-// The placer for runtime.cgroup_driver on this host's hierarchy; start-up
-// fails when the driver cannot work here.
-absl::StatusOr<std::unique_ptr<runtime::cgroup::CgroupPlacer>> MakeCgroupPlacer(const config::RuntimeConfig& rt) {
-  absl::StatusOr<runtime::cgroup::CgroupLayout> layout = runtime::cgroup::CgroupLayout::Detect();
-  if (!layout.ok()) {
-    return absl::FailedPreconditionError(
-        StrCat("VM Pods run in their Pod's cgroup, but the host's cgroup tree is unusable: ", layout.status().message()));
-  }
-  if (rt.cgroup_driver == "systemd") {
-    // "kubevirt-cri.slice" would nest in "kubevirt.slice" (a dash is a level).
-    std::string slice = rt.default_cgroup_parent.empty() ? "kubevirt_cri.slice" : rt.default_cgroup_parent;
-    absl::StatusOr<std::unique_ptr<runtime::cgroup::SystemdPlacer>> placer =
-        runtime::cgroup::SystemdPlacer::Connect(*std::move(layout), slice);
-    if (absl::IsInvalidArgument(placer.status())) {
-      return absl::InvalidArgumentError(StrCat("runtime.default_cgroup_parent: ", placer.status().message()));
-    }
-    if (!placer.ok()) return placer.status();
-    return std::unique_ptr<runtime::cgroup::CgroupPlacer>(*std::move(placer));
-  }
-  std::string parent = rt.default_cgroup_parent.empty() ? "/kubevirt-cri" : rt.default_cgroup_parent;
-  absl::StatusOr<std::string> clean = runtime::cgroup::CleanCgroupPath(parent);
-  if (!clean.ok()) return absl::InvalidArgumentError(StrCat("runtime.default_cgroup_parent: ", clean.status().message()));
-  return std::make_unique<runtime::cgroup::CgroupfsPlacer>(*std::move(layout), *clean);
-}
-
-}  // namespace
-
 Daemon::Daemon(config::Config config) : config_(std::move(config)) {}
 
 Daemon::~Daemon() { Shutdown(); }
@@ -219,7 +190,7 @@ absl::Status Daemon::Start() {
                                        "result.",
                                        {"result"}, base::DurationBuckets()));
   ASSIGN_OR_RETURN(m.hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
-  ASSIGN_OR_RETURN(m.cgroups, MakeCgroupPlacer(config_.runtime));
+  ASSIGN_OR_RETURN(m.cgroups, runtime::cgroup::MakeCgroupPlacer(config_.runtime));
   base::LogInfo("cgroups", {{"driver", std::string(m.cgroups->driver())},
                             {"version", m.cgroups->layout().version() == runtime::cgroup::CgroupVersion::kV2 ? "v2" : "v1"}});
   runtime::ConsoleLogOptions console_options;

@@ -18,7 +18,9 @@
 #include "shim/containerd/event_publisher.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/start.h"
+#include "shim/containerd/shim_pod.h"
 #include "shim/containerd/task_service.h"
+#include "shim/containerd/vm_tasks.h"
 #include "shim/ttrpc/server.h"
 #include "shim/ttrpc/unix_socket.h"
 
@@ -86,6 +88,15 @@ int Serve(const ShimArgs& args) {
     TaskServiceOptions options;
     options.version = KVCRI_VERSION;
     options.shutdown = [&server] { server.Shutdown(); };
+    // The node's config (the daemon's file): read once; an unreadable one
+    // fails the sandbox task with its error, which containerd reports.
+    absl::StatusOr<config::Config> node = LoadNodeConfig();
+    if (!node.ok()) base::LogError("shim config", {{"error", std::string(node.status().message())}});
+    options.open_vm = [node](std::string_view sandbox_id,
+                             VmTasks::ExitFn on_exit) -> absl::StatusOr<std::unique_ptr<VmTasks>> {
+      if (!node.ok()) return node.status();
+      return VmTasks::Open(*node, sandbox_id, std::move(on_exit));
+    };
     TaskService tasks(PublishTo(&publisher), options);
     tasks.Register(&server);
     // Serve may also end by a Shutdown call: then `done` wakes this thread.

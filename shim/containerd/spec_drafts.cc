@@ -42,6 +42,7 @@ absl::StatusOr<SpecFacts> ReadSpecFacts(std::string_view config_json) {
   SpecFacts facts;
   if (auto a = spec.find("annotations"); a != spec.end() && a->is_object()) {
     facts.container_type = StringAt(*a, std::string(kAnnotationContainerType));
+    facts.sandbox_id = StringAt(*a, std::string(kAnnotationSandboxId));
   }
   if (auto linux = spec.find("linux"); linux != spec.end() && linux->is_object()) facts.netns = NetnsPathOf(*linux);
   return facts;

@@ -30,6 +30,7 @@ inline constexpr size_t kMaxResolvConfBytes = 64 << 10;
 struct SpecFacts {
   std::string container_type;  // io.kubernetes.cri.container-type; "" when absent
   std::string netns;           // linux.namespaces[type=network].path; "" when absent
+  std::string sandbox_id;      // io.kubernetes.cri.sandbox-id; "" when absent
 };
 
 // SpecFacts of a task's config.json text; InvalidArgument when it is not a

@@ -39,6 +39,12 @@ TaskService::~TaskService() {
     tasks.swap(tasks_);
   }
   tasks.clear();  // outside the lock: each pause process is killed and reaped, its exit callback takes mu_
+  std::shared_ptr<VmTasks> vm;
+  {
+    absl::MutexLock lock(&mu_);
+    vm.swap(vm_);
+  }
+  vm.reset();  // outside the lock too: its exit callbacks take mu_; the VMs keep running
 }
 
 size_t TaskService::tasks() const {
@@ -56,7 +62,18 @@ absl::StatusOr<std::shared_ptr<TaskService::Task>> TaskService::Find(std::string
 absl::Status TaskService::NoExec(std::string_view method, std::string_view id, std::string_view exec_id) {
   if (exec_id.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(base::StrCat(method, " of exec \"", exec_id, "\" in task \"", id,
-                                                    "\": the sandbox task runs no process to exec in"));
+                                                    "\": execs are not yet run through containerd-shim-kubevirt-v1"));
+}
+
+std::shared_ptr<VmTasks> TaskService::Vm() const {
+  absl::MutexLock lock(&mu_);
+  return vm_;
+}
+
+uint32_t TaskService::PidOf(const Task& t) const {
+  if (t.process != nullptr) return static_cast<uint32_t>(t.process->pid());
+  absl::MutexLock lock(&mu_);
+  return t.pid;
 }
 
 absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallContext&, const pb::CreateTaskRequest& req) {
@@ -71,12 +88,11 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallCont
     return absl::Status(read.status().code(), base::StrCat("bundle \"", req.bundle(), "\": ", read.status().message()));
   }
   const SpecFacts& facts = *read;
-  if (facts.container_type == kContainerTypeContainer) {
-    return absl::FailedPreconditionError(base::StrCat(
-        "container task \"", req.id(),
-        "\": VM containers are not yet run through containerd-shim-kubevirt-v1, only the Pod sandbox is; "
-        "point kubelet at kubevirt-cri's own socket to run VM Pods (docs/node.md)"));
+  {
+    absl::MutexLock lock(&mu_);
+    if (tasks_.contains(req.id())) return absl::AlreadyExistsError(base::StrCat("task \"", req.id(), "\" already exists"));
   }
+  if (facts.container_type == kContainerTypeContainer) return CreateContainer(req, config);
   if (facts.container_type != kContainerTypeSandbox) {
     return absl::InvalidArgumentError(base::StrCat("task \"", req.id(), "\": its OCI spec has no annotation ",
                                                    kAnnotationContainerType,
@@ -87,10 +103,65 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallCont
         "sandbox task \"", req.id(), "\": its OCI spec names no network namespace: a kubevirt VM Pod cannot use "
         "host networking"));
   }
+  return CreateSandbox(req, config, facts.netns);
+}
+
+absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateSandbox(const pb::CreateTaskRequest& req,
+                                                                  const std::string& config, const std::string& netns) {
+  const std::string id = req.id();
+  std::shared_ptr<VmTasks> vm;
+  if (options_.open_vm) {
+    if (Vm() != nullptr) {
+      return absl::FailedPreconditionError(
+          base::StrCat("sandbox task \"", id, "\": this shim already serves a Pod (one shim per Pod)"));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<VmTasks> opened,
+                     options_.open_vm(id, [this](const std::string& cid, const VmExit& e) { OnVmExit(cid, e); }));
+    vm = std::move(opened);
+    // The Pod record and its wiring (tap + redirect + DHCP) in containerd's netns.
+    RETURN_IF_ERROR(vm->RunSandbox(id, config));
+  }
+  auto task = std::make_shared<Task>();
+  task->id = id;
+  task->bundle = req.bundle();
+  task->stdin_path = req.stdin();
+  task->stdout_path = req.stdout();
+  task->stderr_path = req.stderr();
+  task->terminal = req.terminal();
+  // The callback holds the task weakly: a task being destroyed (the shim
+  // going away, a lost race for the id) reports no exit.
+  std::weak_ptr<Task> weak = task;
+  absl::StatusOr<std::unique_ptr<PauseProcess>> process =
+      PauseProcess::Start(netns, [this, weak](const ProcessExit& e) { OnExit(weak, e); });
+  if (!process.ok()) {
+    if (vm != nullptr) base::LogIfError(vm->RemoveSandbox(id), "sandbox task rollback");
+    return process.status();
+  }
+  task->process = *std::move(process);
+  const pid_t pid = task->process->pid();
   {
     absl::MutexLock lock(&mu_);
-    if (tasks_.contains(req.id())) return absl::AlreadyExistsError(base::StrCat("task \"", req.id(), "\" already exists"));
+    if (tasks_.contains(id)) return absl::AlreadyExistsError(base::StrCat("task \"", id, "\" already exists"));
+    tasks_.emplace(id, task);
+    if (vm != nullptr) vm_ = vm;
   }
+  PublishCreate(req, static_cast<uint32_t>(pid));
+  base::LogInfo("sandbox task created", {{"id", id}, {"pid", base::StrCat(pid)}, {"netns", netns}});
+  pb::CreateTaskResponse resp;
+  resp.set_pid(static_cast<uint32_t>(pid));
+  return resp;
+}
+
+absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateContainer(const pb::CreateTaskRequest& req,
+                                                                    const std::string& config) {
+  std::shared_ptr<VmTasks> vm = Vm();
+  if (vm == nullptr) {
+    return absl::FailedPreconditionError(base::StrCat(
+        "container task \"", req.id(), "\": ",
+        options_.open_vm ? "its Pod's sandbox task does not run in this shim"
+                         : "this shim runs without the VM orchestrator (a test of the front door)"));
+  }
+  RETURN_IF_ERROR(vm->CreateContainer(req, config));
   auto task = std::make_shared<Task>();
   task->id = req.id();
   task->bundle = req.bundle();
@@ -98,20 +169,18 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallCont
   task->stdout_path = req.stdout();
   task->stderr_path = req.stderr();
   task->terminal = req.terminal();
-  std::string id = req.id();
-  // The callback holds the task weakly: a task being destroyed (the shim
-  // going away, a lost race for the id) reports no exit.
-  std::weak_ptr<Task> weak = task;
-  ASSIGN_OR_RETURN(task->process,
-                   PauseProcess::Start(facts.netns, [this, weak](const ProcessExit& e) { OnExit(weak, e); }));
-  const pid_t pid = task->process->pid();
   {
     absl::MutexLock lock(&mu_);
-    if (tasks_.contains(id)) return absl::AlreadyExistsError(base::StrCat("task \"", id, "\" already exists"));
-    tasks_.emplace(id, task);
+    tasks_.emplace(task->id, task);
   }
+  PublishCreate(req, 0);
+  base::LogInfo("VM container task created", {{"id", task->id}});
+  return pb::CreateTaskResponse();
+}
+
+void TaskService::PublishCreate(const pb::CreateTaskRequest& req, uint32_t pid) {
   pb::TaskCreate event;
-  event.set_container_id(id);
+  event.set_container_id(req.id());
   event.set_bundle(req.bundle());
   *event.mutable_rootfs() = req.rootfs();
   event.mutable_io()->set_stdin(req.stdin());
@@ -119,12 +188,8 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallCont
   event.mutable_io()->set_stderr(req.stderr());
   event.mutable_io()->set_terminal(req.terminal());
   event.set_checkpoint(req.checkpoint());
-  event.set_pid(static_cast<uint32_t>(pid));
+  event.set_pid(pid);
   Emit(events_, kTopicTaskCreate, kTypeUrlTaskCreate, event);
-  base::LogInfo("sandbox task created", {{"id", id}, {"pid", base::StrCat(pid)}, {"netns", facts.netns}});
-  pb::CreateTaskResponse resp;
-  resp.set_pid(static_cast<uint32_t>(pid));
-  return resp;
 }
 
 absl::StatusOr<pb::StartResponse> TaskService::Start(const ttrpc::CallContext&, const pb::StartRequest& req) {
@@ -138,14 +203,27 @@ absl::StatusOr<pb::StartResponse> TaskService::Start(const ttrpc::CallContext&, 
     if (task->phase == Phase::kStopped) {
       return absl::FailedPreconditionError(base::StrCat("task \"", req.id(), "\" has exited: it cannot be started"));
     }
-    task->phase = Phase::kRunning;
+  }
+  uint32_t pid = 0;
+  if (task->process != nullptr) {
+    pid = static_cast<uint32_t>(task->process->pid());
+  } else {
+    std::shared_ptr<VmTasks> vm = Vm();
+    if (vm == nullptr) return absl::FailedPreconditionError("the Pod of this shim has been removed");
+    ASSIGN_OR_RETURN(pid, vm->StartContainer(task->id));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // A VM that powered off at once has already reported its exit.
+    if (task->phase == Phase::kCreated) task->phase = Phase::kRunning;
+    task->pid = pid;
   }
   pb::TaskStart event;
   event.set_container_id(task->id);
-  event.set_pid(static_cast<uint32_t>(task->process->pid()));
+  event.set_pid(pid);
   Emit(events_, kTopicTaskStart, kTypeUrlTaskStart, event);
   pb::StartResponse resp;
-  resp.set_pid(static_cast<uint32_t>(task->process->pid()));
+  resp.set_pid(pid);
   return resp;
 }
 
@@ -168,17 +246,48 @@ void TaskService::OnExit(const std::weak_ptr<Task>& weak, const ProcessExit& e) 
   base::LogInfo("sandbox task exited", {{"id", task->id}, {"exit_status", base::StrCat(e.status)}});
 }
 
+void TaskService::OnVmExit(const std::string& id, const VmExit& e) {
+  uint32_t pid = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;  // deleted meanwhile: its Delete reported the exit
+    it->second->phase = Phase::kStopped;
+    pid = it->second->pid;
+  }
+  pb::TaskExit event;
+  event.set_container_id(id);
+  event.set_id(id);
+  event.set_pid(pid);
+  event.set_exit_status(e.status);
+  ToTimestamp(e.at, event.mutable_exited_at());
+  Emit(events_, kTopicTaskExit, kTypeUrlTaskExit, event);
+  base::LogInfo("VM container task exited", {{"id", id}, {"exit_status", base::StrCat(e.status)}});
+}
+
 absl::StatusOr<pb::StateResponse> TaskService::State(const ttrpc::CallContext&, const pb::StateRequest& req) {
   RETURN_IF_ERROR(NoExec("State", req.id(), req.exec_id()));
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   pb::StateResponse resp;
   resp.set_id(task->id);
   resp.set_bundle(task->bundle);
-  resp.set_pid(static_cast<uint32_t>(task->process->pid()));
   resp.set_stdin(task->stdin_path);
   resp.set_stdout(task->stdout_path);
   resp.set_stderr(task->stderr_path);
   resp.set_terminal(task->terminal);
+  if (task->process == nullptr) {
+    std::shared_ptr<VmTasks> vm = Vm();
+    if (vm == nullptr) return absl::NotFoundError(base::StrCat("task \"", req.id(), "\" not found"));
+    ASSIGN_OR_RETURN(VmTaskState s, vm->State(task->id));
+    resp.set_status(s.status);
+    resp.set_pid(s.pid != 0 ? s.pid : PidOf(*task));
+    if (s.exit.has_value()) {
+      resp.set_exit_status(s.exit->status);
+      ToTimestamp(s.exit->at, resp.mutable_exited_at());
+    }
+    return resp;
+  }
+  resp.set_pid(static_cast<uint32_t>(task->process->pid()));
   std::optional<ProcessExit> exit = task->process->exit();
   Phase phase;
   {
@@ -198,8 +307,16 @@ absl::StatusOr<pb::StateResponse> TaskService::State(const ttrpc::CallContext&, 
 absl::StatusOr<pb::WaitResponse> TaskService::Wait(const ttrpc::CallContext& ctx, const pb::WaitRequest& req) {
   RETURN_IF_ERROR(NoExec("Wait", req.id(), req.exec_id()));
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
-  ASSIGN_OR_RETURN(ProcessExit exit, task->process->Wait(ctx.cancel, ctx.deadline));
   pb::WaitResponse resp;
+  if (task->process == nullptr) {
+    std::shared_ptr<VmTasks> vm = Vm();
+    if (vm == nullptr) return absl::NotFoundError(base::StrCat("task \"", req.id(), "\" not found"));
+    ASSIGN_OR_RETURN(VmExit exit, vm->Wait(task->id, ctx));
+    resp.set_exit_status(exit.status);
+    ToTimestamp(exit.at, resp.mutable_exited_at());
+    return resp;
+  }
+  ASSIGN_OR_RETURN(ProcessExit exit, task->process->Wait(ctx.cancel, ctx.deadline));
   resp.set_exit_status(exit.status);
   ToTimestamp(exit.at, resp.mutable_exited_at());
   return resp;
@@ -211,6 +328,12 @@ absl::StatusOr<google::protobuf::Empty> TaskService::Kill(const ttrpc::CallConte
     return absl::InvalidArgumentError(base::StrCat("KillRequest.signal ", req.signal(), " is not a signal"));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  if (task->process == nullptr) {
+    std::shared_ptr<VmTasks> vm = Vm();
+    if (vm == nullptr) return absl::NotFoundError(base::StrCat("task \"", req.id(), "\": process already finished"));
+    RETURN_IF_ERROR(vm->Signal(task->id, static_cast<int>(req.signal())));
+    return google::protobuf::Empty();
+  }
   RETURN_IF_ERROR(task->process->Signal(static_cast<int>(req.signal())));
   return google::protobuf::Empty();
 }
@@ -218,33 +341,57 @@ absl::StatusOr<google::protobuf::Empty> TaskService::Kill(const ttrpc::CallConte
 absl::StatusOr<pb::DeleteResponse> TaskService::Delete(const ttrpc::CallContext&, const pb::DeleteRequest& req) {
   RETURN_IF_ERROR(NoExec("Delete", req.id(), req.exec_id()));
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
-  std::optional<ProcessExit> exit = task->process->exit();
-  if (!exit.has_value()) {
-    return absl::FailedPreconditionError(
-        base::StrCat("task \"", req.id(), "\" is still running: kill it and wait for its exit first"));
+  uint32_t status = 0;
+  absl::Time at;
+  const uint32_t pid = PidOf(*task);
+  if (task->process == nullptr) {
+    std::shared_ptr<VmTasks> vm = Vm();
+    if (vm != nullptr) {
+      ASSIGN_OR_RETURN(VmExit exit, vm->RemoveContainer(task->id));
+      status = exit.status;
+      at = exit.at;
+    } else {
+      at = absl::Now();
+    }
+  } else {
+    std::optional<ProcessExit> exit = task->process->exit();
+    if (!exit.has_value()) {
+      return absl::FailedPreconditionError(
+          base::StrCat("task \"", req.id(), "\" is still running: kill it and wait for its exit first"));
+    }
+    // The Pod's wiring and records go with its sandbox task; a failure
+    // keeps the task, so containerd's retry finishes the job.
+    if (std::shared_ptr<VmTasks> vm = Vm(); vm != nullptr) RETURN_IF_ERROR(vm->RemoveSandbox(task->id));
+    status = exit->status;
+    at = exit->at;
   }
   {
     absl::MutexLock lock(&mu_);
     tasks_.erase(task->id);
   }
-  const uint32_t pid = static_cast<uint32_t>(task->process->pid());
   pb::TaskDelete event;
   event.set_container_id(task->id);
   event.set_id(task->id);
   event.set_pid(pid);
-  event.set_exit_status(exit->status);
-  ToTimestamp(exit->at, event.mutable_exited_at());
+  event.set_exit_status(status);
+  ToTimestamp(at, event.mutable_exited_at());
   Emit(events_, kTopicTaskDelete, kTypeUrlTaskDelete, event);
   pb::DeleteResponse resp;
   resp.set_pid(pid);
-  resp.set_exit_status(exit->status);
-  ToTimestamp(exit->at, resp.mutable_exited_at());
+  resp.set_exit_status(status);
+  ToTimestamp(at, resp.mutable_exited_at());
   return resp;
 }
 
 absl::StatusOr<pb::PidsResponse> TaskService::Pids(const ttrpc::CallContext&, const pb::PidsRequest& req) {
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   pb::PidsResponse resp;
+  if (task->process == nullptr) {
+    if (std::shared_ptr<VmTasks> vm = Vm(); vm != nullptr) {
+      for (uint32_t p : vm->Pids(task->id)) resp.add_processes()->set_pid(p);
+    }
+    return resp;
+  }
   if (!task->process->exit().has_value()) resp.add_processes()->set_pid(static_cast<uint32_t>(task->process->pid()));
   return resp;
 }
@@ -254,7 +401,7 @@ absl::StatusOr<pb::ConnectResponse> TaskService::Connect(const ttrpc::CallContex
   resp.set_shim_pid(static_cast<uint32_t>(::getpid()));
   resp.set_version(options_.version);
   if (absl::StatusOr<std::shared_ptr<Task>> task = Find(req.id()); task.ok()) {
-    resp.set_task_pid(static_cast<uint32_t>((*task)->process->pid()));
+    resp.set_task_pid(PidOf(**task));
   }
   return resp;
 }
@@ -297,8 +444,7 @@ void TaskService::Register(ttrpc::Server* server) {
   for (std::string_view m : {kTaskExec, kTaskResizePty, kTaskCloseIO, kTaskUpdate, kTaskStats}) {
     server->Register(svc, std::string(m),
                      refuse(absl::FailedPreconditionError(base::StrCat(
-                         m, ": the sandbox task runs only the Pod's pause process; VM containers are not yet run "
-                            "through containerd-shim-kubevirt-v1"))));
+                         m, " is not yet supported by containerd-shim-kubevirt-v1 (docs/containerd-shim.md)"))));
   }
 }
 

@@ -2,17 +2,17 @@
 #pragma once
 
 // One shim serves one Pod (grouped by io.kubernetes.cri.sandbox-id), so one
-// TaskService holds the Pod's sandbox task and, later, its container tasks.
+// TaskService holds the Pod's sandbox task and its VM container tasks.
 //
-// What works now: the sandbox task. Create reads the bundle's OCI spec,
-// adopts the network namespace containerd's CRI made (linux.namespaces) and
-// forks the pause process into it (its pid is what container specs name as
-// /proc/<pid>/ns/net); Start, State, Wait, Kill, Delete, Pids, Connect and
-// Shutdown follow runc's shim; TaskCreate/Start/Exit/Delete are published
-// in that order. Container tasks (the VM) are refused with
-// FAILED_PRECONDITION naming the daemon path until the orchestrator is wired
-// in (docs/containerd-shim.md section 7). Pause/Resume/Checkpoint are
-// UNIMPLEMENTED: a VM Pod is never frozen by containerd.
+// The sandbox task: Create reads the bundle's OCI spec, opens the Pod's
+// orchestrator (VmTasks, when options.open_vm is set) and wires the Pod
+// network in the netns containerd's CRI made (linux.namespaces), then forks
+// the pause process into it (its pid is what container specs name as
+// /proc/<pid>/ns/net). A container task is the Pod's VM (VmTasks): its pid
+// is QEMU's. Start, State, Wait, Kill, Delete, Pids, Connect and Shutdown
+// follow runc's shim; TaskCreate/Start/Exit/Delete are published in that
+// order. Pause/Resume/Checkpoint are UNIMPLEMENTED: a VM Pod is never frozen
+// by containerd.
 
 #include <cstdint>
 #include <functional>
@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "shim/containerd/pause_process.h"
 #include "shim/containerd/proto/task.pb.h"
+#include "shim/containerd/vm_tasks.h"
 #include "shim/ttrpc/server.h"
 
 namespace kvcri::shim::containerd {
@@ -38,10 +39,18 @@ using EventSink = std::function<void(std::string_view topic, std::string_view ty
 // The EventSink of an EventPublisher; a refused event is logged.
 EventSink PublishTo(EventPublisher* publisher);
 
+// Opens the orchestrator of the Pod `sandbox_id` (VmTasks::Open with the
+// node's config); `on_exit` reports VM exits.
+using OpenVmTasks = std::function<absl::StatusOr<std::unique_ptr<VmTasks>>(std::string_view sandbox_id,
+                                                                           VmTasks::ExitFn on_exit)>;
+
 struct TaskServiceOptions {
   std::string version;  // ConnectResponse.version
   // Called when a Shutdown finds no task left (or `now`): the server stops.
   std::function<void()> shutdown;
+  // Null (unit tests of the front door): sandbox tasks run the pause
+  // process only and container tasks are refused.
+  OpenVmTasks open_vm;
 };
 
 class TaskService {
@@ -76,21 +85,32 @@ class TaskService {
     std::string bundle;
     std::string stdin_path, stdout_path, stderr_path;
     bool terminal = false;
+    // The sandbox task's; null for a VM container task.
     std::unique_ptr<PauseProcess> process;
     Phase phase = Phase::kCreated;  // guarded by TaskService::mu_
+    uint32_t pid = 0;               // the VM's QEMU once started; guarded by mu_
   };
 
   // The task `id`; NOT_FOUND naming it otherwise (containerd's errdefs
   // turn that into ErrNotFound, which CRI's stop and remove tolerate).
   absl::StatusOr<std::shared_ptr<Task>> Find(std::string_view id) const;
-  // A non-empty exec_id: the sandbox task runs no process to exec in.
+  // A non-empty exec_id: no process to exec in yet.
   static absl::Status NoExec(std::string_view method, std::string_view id, std::string_view exec_id);
+  absl::StatusOr<pb::CreateTaskResponse> CreateSandbox(const pb::CreateTaskRequest& req, const std::string& config,
+                                                       const std::string& netns);
+  absl::StatusOr<pb::CreateTaskResponse> CreateContainer(const pb::CreateTaskRequest& req, const std::string& config);
+  void PublishCreate(const pb::CreateTaskRequest& req, uint32_t pid);
   void OnExit(const std::weak_ptr<Task>& task, const ProcessExit& e);
+  void OnVmExit(const std::string& id, const VmExit& e);
+  std::shared_ptr<VmTasks> Vm() const;
+  uint32_t PidOf(const Task& t) const;
 
   EventSink events_;
   const TaskServiceOptions options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Task>> tasks_ ABSL_GUARDED_BY(mu_);
+  // The Pod's orchestrator, from the sandbox task's Create on.
+  std::shared_ptr<VmTasks> vm_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvcri::shim::containerd

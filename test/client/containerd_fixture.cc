@@ -119,6 +119,15 @@ void ContainerdFixture::BuildAndPushImages() {
   images_pushed_ = true;
 }
 
+std::string ContainerdFixture::PushImage(const std::string& layout_dir, const std::string& repo_tag) {
+  const std::string ref = "127.0.0.1:" + std::to_string(registry_port_) + "/kvcri-test/" + repo_tag;
+  const fs::path log = dir_.path() / "push.log";
+  const std::string cmd = "skopeo copy --quiet --dest-tls-verify=false 'oci:" + layout_dir + "' 'docker://" + ref +
+                          "' >'" + log.string() + "' 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << "pushing " << layout_dir << " failed:\n" << ReadFileOrEmpty(log);
+  return ref;
+}
+
 void ContainerdFixture::StartRegistry() {
   registry_port_ = FreeLoopbackPort();
   ASSERT_GT(registry_port_, 0) << "no free TCP port on 127.0.0.1";

@@ -50,6 +50,10 @@ class ContainerdFixture {
   std::string Endpoint() const { return "unix://" + socket().string(); }
   std::filesystem::path socket() const { return dir_.path() / "containerd.sock"; }
   std::string BusyboxImage() const;
+  // After Start: pushes the OCI layout `layout_dir` (skopeo's "dir:ref"
+  // form allowed) to the registry as kvcri-test/<repo_tag>; the reference
+  // containerd pulls it by. Fails the test when skopeo fails.
+  std::string PushImage(const std::string& layout_dir, const std::string& repo_tag);
   std::string PauseImage() const;
   std::filesystem::path LogPath() const { return dir_.path() / "containerd.log"; }
   std::string Log() const;

@@ -74,19 +74,39 @@ bool Eventually(Pred pred, std::chrono::seconds timeout = std::chrono::seconds(2
 
 class ShimSandboxTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    RequireIntegrationEnvironment(/*need_guest_images=*/false);
+  void SetUp() override { Prepare(/*need_guest_images=*/false); }
+
+  void Prepare(bool need_guest_images) {
+    RequireIntegrationEnvironment(need_guest_images);
     // containerd looks the shim up on its $PATH, as it finds a .deb's /usr/bin.
     std::filesystem::create_directories(bin_.path());
     std::filesystem::create_symlink(KVCRI_SHIM_PATH, bin_.path() / "containerd-shim-kubevirt-v1");
     const char* path = ::getenv("PATH");
     ::setenv("PATH", (bin_.path().string() + ":" + (path ? path : "/usr/bin:/bin")).c_str(), 1);
+    // The shims inherit containerd's environment: their node config (the
+    // daemon's file format) keeps every Pod's state in this test's dirs.
+    std::ofstream(state_.path() / "config.toml")
+        << "root = \"" << (state_.path() / "root").string() << "\"\n"
+        << "state_dir = \"" << (state_.path() / "run").string() << "\"\n";
+    ::setenv("KVCRI_CONFIG", (state_.path() / "config.toml").c_str(), 1);
     ctrd_.AddRuntime("kubevirt", "io.containerd.kubevirt.v1");
     ctrd_.Start();
+  }
+  void TearDown() override { ::unsetenv("KVCRI_CONFIG"); }
+
+  // The shims' per-Pod state dirs still there.
+  std::vector<std::string> ShimStateLeft() const {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const char* d : {"root/shim", "run/shim"}) {
+      for (const auto& e : std::filesystem::directory_iterator(state_.path() / d, ec)) out.push_back(e.path().string());
+    }
+    return out;
   }
 
   TempDir bin_;
   TempDir logs_;
+  TempDir state_;
   ContainerdFixture ctrd_;
 };
 
@@ -132,8 +152,8 @@ TEST_F(ShimSandboxTest, ASandboxRunsInItsShimAndLeavesNothingBehind) {
   std::string shim_log = ReadFileOrEmpty(ctrd_.LogPath());
   EXPECT_THAT(shim_log, HasSubstr("shim serving")) << "the shim's stderr is containerd's log FIFO";
 
-  // A container task joins the same shim (start finds its socket) and is
-  // refused clearly.
+  // A container task joins the same shim (start finds its socket); a plain
+  // container image is refused clearly.
   pb::PullImageRequest pull;
   pull.mutable_image()->set_image(ctrd_.BusyboxImage());
   pb::PullImageResponse pulled;
@@ -152,7 +172,7 @@ TEST_F(ShimSandboxTest, ASandboxRunsInItsShimAndLeavesNothingBehind) {
   pb::StartContainerResponse started;
   s = ctrd_.runtime().StartContainer(Ctx(std::chrono::seconds(60)).get(), start, &started);
   EXPECT_FALSE(s.ok());
-  EXPECT_THAT(s.error_message(), HasSubstr("not yet run through containerd-shim-kubevirt-v1")) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("is not a VM image")) << s.error_message();
   EXPECT_EQ(PidsMatching("containerd-shim-kubevirt-v1", false).size(), 1u) << "one shim per Pod";
   pb::RemoveContainerRequest rmc;
   rmc.set_container_id(created.container_id());
@@ -221,6 +241,148 @@ TEST_F(ShimSandboxTest, ContainerdRestartKeepsTheSandboxAndAKilledShimEndsIt) {
   s = ctrd_.runtime().RemovePodSandbox(Ctx(std::chrono::seconds(60)).get(), rm, &removed);
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(PidsMatching("containerd-shim-kubevirt-v1", false).empty());
+}
+
+// The acceptance path of the containerd runtime handler: a containerDisk
+// Pod run through containerd's own CRI socket boots its VM in our shim, the
+// guest has the Pod IP containerd's CNI gave, its console is the CRI log
+// containerd writes, a stop is the guest's power-off (exit code 0), and
+// removal leaves no shim, QEMU, tap or state; a runc Pod beside it works.
+class ShimVmTest : public ShimSandboxTest {
+ protected:
+  void SetUp() override { Prepare(/*need_guest_images=*/true); }
+
+  grpc::Status Start(const std::string& image, const pb::PodSandboxConfig& sandbox, std::string* pod,
+                     std::string* ctr) {
+    pb::RunPodSandboxRequest run;
+    *run.mutable_config() = sandbox;
+    run.set_runtime_handler("kubevirt");
+    pb::RunPodSandboxResponse ran;
+    grpc::Status s = ctrd_.runtime().RunPodSandbox(Ctx(std::chrono::seconds(120)).get(), run, &ran);
+    if (!s.ok()) return s;
+    *pod = ran.pod_sandbox_id();
+    pb::PullImageRequest pull;
+    pull.mutable_image()->set_image(image);
+    pb::PullImageResponse pulled;
+    s = ctrd_.images().PullImage(Ctx(std::chrono::seconds(300)).get(), pull, &pulled);
+    if (!s.ok()) return s;
+    pb::CreateContainerRequest create;
+    create.set_pod_sandbox_id(*pod);
+    *create.mutable_sandbox_config() = sandbox;
+    *create.mutable_config() = VmContainerConfig("vm", image);
+    pb::CreateContainerResponse created;
+    s = ctrd_.runtime().CreateContainer(Ctx().get(), create, &created);
+    if (!s.ok()) return s;
+    *ctr = created.container_id();
+    pb::StartContainerRequest start;
+    start.set_container_id(*ctr);
+    pb::StartContainerResponse started;
+    return ctrd_.runtime().StartContainer(Ctx(std::chrono::seconds(180)).get(), start, &started);
+  }
+
+  pb::ContainerStatus Status(const std::string& ctr) {
+    pb::ContainerStatusRequest req;
+    req.set_container_id(ctr);
+    pb::ContainerStatusResponse resp;
+    grpc::Status s = ctrd_.runtime().ContainerStatus(Ctx().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.status();
+  }
+
+  std::string PodIp(const std::string& pod) {
+    pb::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(pod);
+    pb::PodSandboxStatusResponse resp;
+    EXPECT_TRUE(ctrd_.runtime().PodSandboxStatus(Ctx().get(), req, &resp).ok());
+    return resp.status().network().ip();
+  }
+
+  void RemovePodThroughContainerd(const std::string& pod) {
+    pb::StopPodSandboxRequest stop;
+    stop.set_pod_sandbox_id(pod);
+    pb::StopPodSandboxResponse stopped;
+    grpc::Status s = ctrd_.runtime().StopPodSandbox(Ctx(std::chrono::seconds(120)).get(), stop, &stopped);
+    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << ctrd_.Log();
+    pb::RemovePodSandboxRequest rm;
+    rm.set_pod_sandbox_id(pod);
+    pb::RemovePodSandboxResponse removed;
+    s = ctrd_.runtime().RemovePodSandbox(Ctx(std::chrono::seconds(120)).get(), rm, &removed);
+    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << ctrd_.Log();
+  }
+};
+
+TEST_F(ShimVmTest, AContainerDiskPodBootsThroughContainerdAndLeavesNothingBehind) {
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string image = ctrd_.PushImage(GuestImageDir("oci-disk"), "vm:1");
+  ASSERT_FALSE(HasFailure());
+  const pb::PodSandboxConfig sandbox = SandboxConfig("shim-vm", logs_.path());
+  std::string pod, ctr;
+  grpc::Status s = Start(image, sandbox, &pod, &ctr);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\ncontainerd:\n" << ctrd_.Log();
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
+  EXPECT_EQ(PidsMatching("containerd-shim-kubevirt-v1", false).size(), 1u) << "one shim per Pod";
+
+  // The guest configured the Pod IP containerd's CNI allocated (our DHCP
+  // answers from the interface), printed on its console, which is the CRI
+  // log containerd writes from the task's stdout.
+  const std::string ip = PodIp(pod);
+  ASSERT_FALSE(ip.empty());
+  const std::filesystem::path log = std::filesystem::path(sandbox.log_directory()) / "vm/0.log";
+  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-IP eth0 " + ip + "/", std::chrono::seconds(300)))
+      << ReadFileOrEmpty(log) << "\ncontainerd:\n" << ctrd_.Log();
+  EXPECT_GE(CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-IP"), 1) << "containerd writes the CRI log format";
+  EXPECT_TRUE(PingFromHost(ip));
+
+  // Stop: the stop signal is the power button; the guest powers off: 0.
+  pb::StopContainerRequest stop;
+  stop.set_container_id(ctr);
+  stop.set_timeout(120);
+  pb::StopContainerResponse stopped;
+  s = ctrd_.runtime().StopContainer(Ctx(std::chrono::seconds(150)).get(), stop, &stopped);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << ctrd_.Log();
+  pb::ContainerStatus st = Status(ctr);
+  EXPECT_EQ(st.state(), pb::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 0) << st.reason();
+  EXPECT_TRUE(ProcessesMatching("kvcri-" + ctr).empty()) << "QEMU outlived the stop";
+
+  pb::RemoveContainerRequest rmc;
+  rmc.set_container_id(ctr);
+  pb::RemoveContainerResponse rmced;
+  s = ctrd_.runtime().RemoveContainer(Ctx(std::chrono::seconds(60)).get(), rmc, &rmced);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  RemovePodThroughContainerd(pod);
+  EXPECT_TRUE(Eventually([] { return PidsMatching("containerd-shim-kubevirt-v1", false).empty(); }))
+      << ctrd_.Log();
+  EXPECT_TRUE(ShimStateLeft().empty()) << ::testing::PrintToString(ShimStateLeft());
+  // QEMU's command line names its monitor socket under the Pod's embed root.
+  EXPECT_TRUE(ProcessesMatching((state_.path() / "root").string()).empty()) << "QEMU processes left";
+
+  // A runc Pod on the same containerd.
+  pb::RunPodSandboxRequest run;
+  *run.mutable_config() = SandboxConfig("shim-runc", logs_.path());
+  pb::RunPodSandboxResponse ran;
+  s = ctrd_.runtime().RunPodSandbox(Ctx(std::chrono::seconds(120)).get(), run, &ran);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << ctrd_.Log();
+  pb::PullImageRequest pull;
+  pull.mutable_image()->set_image(ctrd_.BusyboxImage());
+  pb::PullImageResponse pulled;
+  ASSERT_TRUE(ctrd_.images().PullImage(Ctx(std::chrono::seconds(120)).get(), pull, &pulled).ok());
+  pb::CreateContainerRequest create;
+  create.set_pod_sandbox_id(ran.pod_sandbox_id());
+  *create.mutable_sandbox_config() = run.config();
+  create.mutable_config()->mutable_metadata()->set_name("sleeper");
+  create.mutable_config()->mutable_image()->set_image(ctrd_.BusyboxImage());
+  create.mutable_config()->add_command("/bin/sleep");
+  create.mutable_config()->add_args("3600");
+  pb::CreateContainerResponse created;
+  ASSERT_TRUE(ctrd_.runtime().CreateContainer(Ctx().get(), create, &created).ok());
+  pb::StartContainerRequest start;
+  start.set_container_id(created.container_id());
+  pb::StartContainerResponse started;
+  s = ctrd_.runtime().StartContainer(Ctx(std::chrono::seconds(60)).get(), start, &started);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Status(created.container_id()).state(), pb::CONTAINER_RUNNING);
+  RemovePodThroughContainerd(ran.pod_sandbox_id());
 }
 
 // The container task's rootfs: containerd's overlayfs snapshot mounts (and

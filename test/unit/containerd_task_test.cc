@@ -88,11 +88,11 @@ class ContainerdTaskTest : public testing::ScratchDirTest {
   ttrpc::CallContext ctx_;
 };
 
-TEST_F(ContainerdTaskTest, AContainerTaskIsRefusedNamingTheDaemonPath) {
+TEST_F(ContainerdTaskTest, AContainerTaskWithoutItsPodsOrchestratorIsRefused) {
   std::string b = Bundle("c1", R"({"io.kubernetes.cri.container-type":"container"})", "[]");
   absl::StatusOr<pb::CreateTaskResponse> r = tasks_.Create(ctx_, CreateReq("c1", b));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(r.status().message().find("not yet run through containerd-shim-kubevirt-v1"), std::string::npos)
+  EXPECT_NE(r.status().message().find("without the VM orchestrator"), std::string::npos)
       << r.status();
   EXPECT_EQ(tasks_.tasks(), 0u);
   EXPECT_TRUE(topics_.empty()) << "no TaskCreate for a refused task";

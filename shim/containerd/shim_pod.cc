@@ -1,0 +1,179 @@
+// ShimPod: builds one Pod's modules and orchestrator for containerd-shim mode (shim_pod.h).
+#include "shim/containerd/shim_pod.h"
+
+#include <cstdlib>
+
+#include "cni/dhcp_server.h"
+#include "cni/pod_network.h"
+#include "cni/tap.h"
+#include "config/base/clock.h"
+#include "config/base/file_util.h"
+#include "config/base/log.h"
+#include "config/base/status_macros.h"
+#include "config/base/str.h"
+#include "cri/pod_lifecycle.h"
+#include "runtime/accelerator.h"
+#include "runtime/cgroup/placer_for_config.h"
+#include "runtime/console_log.h"
+#include "runtime/libvirt_hypervisor.h"
+#include "runtime/vm_confinement.h"
+#include "sandbox/file_sandbox_store.h"
+#include "sandbox/records.h"
+#include "shim/containerd/adopted_network.h"
+#include "shim/containerd/rootfs_image_store.h"
+
+namespace kvcri::shim::containerd {
+
+using base::StrCat;
+
+namespace {
+
+// PodLifecycle's changes to the shim's callback.
+class EventForwarder final : public cri::ContainerEventSink {
+ public:
+  explicit EventForwarder(PodEventFn fn) : fn_(std::move(fn)) {}
+  void Publish(cri::ContainerEventType type, std::string_view container_id, std::string_view) override {
+    if (fn_) fn_(type, container_id);
+  }
+
+ private:
+  PodEventFn fn_;
+};
+
+}  // namespace
+
+absl::StatusOr<config::Config> LoadNodeConfig() {
+  const char* env = std::getenv(std::string(kConfigEnv).c_str());
+  if (env != nullptr && *env != '\0') return config::LoadConfig(env, /*optional=*/false);
+  return config::LoadConfig(std::string(kDefaultConfigPath), /*optional=*/true);
+}
+
+absl::StatusOr<config::Config> PodConfig(const config::Config& node, std::string_view sandbox_id) {
+  if (!sandbox::IsValidId(sandbox_id)) {
+    return absl::InvalidArgumentError(StrCat("sandbox id \"", sandbox_id, "\" is not 64 lowercase hex digits"));
+  }
+  if (!node.libvirt.uri.empty()) {
+    return absl::InvalidArgumentError(StrCat(
+        "libvirt.uri \"", node.libvirt.uri,
+        "\": containerd-shim-kubevirt-v1 runs each Pod's VM on its own embedded QEMU driver; leave libvirt.uri empty"));
+  }
+  config::Config c = node;
+  // 16 hex digits keep the embedded driver's monitor sockets and our VM
+  // sockets well inside sockaddr_un's 107 bytes, as the daemon's are.
+  const std::string short_id(sandbox_id.substr(0, 16));
+  c.root = node.root / "shim" / short_id;
+  c.state_dir = node.state_dir / "shim" / short_id;
+  c.cni.cache_dir = c.root / "cni-cache";
+  c.upstream.endpoint.clear();
+  c.metrics.address.clear();
+  return c;
+}
+
+struct ShimPod::Modules {
+  config::Config config;
+  base::RealClock clock;
+  std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
+  std::unique_ptr<runtime::cgroup::CgroupPlacer> cgroups;
+  std::unique_ptr<runtime::ConsoleLogCopier> console;
+  std::unique_ptr<RootfsImageStore> images;
+  std::unique_ptr<sandbox::FileSandboxStore> store;
+  std::unique_ptr<AdoptedNetns> netns;
+  std::unique_ptr<AdoptedCniRunner> cni;
+  std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
+  std::unique_ptr<cni::DhcpServer> dhcp;
+  std::unique_ptr<cni::PodNetwork> network;
+  std::unique_ptr<EventForwarder> events;
+  // Last: its monitor thread calls into everything above.
+  std::unique_ptr<cri::PodLifecycle> pods;
+};
+
+ShimPod::ShimPod(std::unique_ptr<Modules> m) : m_(std::move(m)) {}
+
+ShimPod::~ShimPod() {
+  if (m_ != nullptr && m_->pods != nullptr) m_->pods->StopBackground();
+}
+
+absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& node, std::string_view sandbox_id,
+                                                       PodEventFn on_event) {
+  auto m = std::make_unique<Modules>();
+  ASSIGN_OR_RETURN(m->config, PodConfig(node, sandbox_id));
+  const config::Config& cfg = m->config;
+  RETURN_IF_ERROR(base::MakeDirs(cfg.root, 0700));
+  RETURN_IF_ERROR(base::MakeDirs(cfg.state_dir, 0700));
+  RETURN_IF_ERROR(base::MakeDirs(cfg.root / "containers", 0700));
+
+  cri::RuntimeDeps deps;
+  deps.config = &m->config;
+  absl::StatusOr<runtime::AccelChoice> accel =
+      runtime::ChooseAccelerator(cfg.libvirt.accelerator, runtime::HostProbe());
+  if (accel.ok()) {
+    deps.accelerator = accel->accel;
+    deps.accelerator_reason = accel->reason;
+  } else {
+    // As the daemon: the sandbox runs, its VM container is refused with the reason.
+    deps.accelerator = config::Accelerator::kAuto;
+    deps.accelerator_reason = std::string(accel.status().message());
+    base::LogError("no usable accelerator", {{"reason", deps.accelerator_reason}});
+  }
+  if (cfg.security.confined()) {
+    RETURN_IF_ERROR(runtime::CheckVmUidRange(cfg.security.vm_uid_first, cfg.security.vm_uid_last));
+  }
+  RETURN_IF_ERROR(runtime::CheckUriSupportsPodNetns(cfg.LibvirtUri()));
+  runtime::LibvirtHypervisorOptions hv_options;
+  hv_options.uri = cfg.LibvirtUri();
+  hv_options.emulator = cfg.libvirt.emulator;
+  ASSIGN_OR_RETURN(m->hypervisor, runtime::LibvirtHypervisor::Open(hv_options));
+  ASSIGN_OR_RETURN(m->cgroups, runtime::cgroup::MakeCgroupPlacer(cfg.runtime));
+  runtime::ConsoleLogOptions console_options;
+  console_options.clock = &m->clock;
+  console_options.raw = true;  // containerd's CRI writes the log format from the FIFO
+  m->console = std::make_unique<runtime::ConsoleLogCopier>(console_options);
+  m->images = std::make_unique<RootfsImageStore>();
+  m->store = std::make_unique<sandbox::FileSandboxStore>(cfg.root);
+  ASSIGN_OR_RETURN(sandbox::LoadReport report, m->store->Load());
+  m->netns = std::make_unique<AdoptedNetns>();
+  // A shim restarted for `delete` knows the namespaces from the records.
+  for (const sandbox::SandboxRecord& sb : m->store->ListSandboxes()) {
+    if (!sb.netns_path.empty()) m->netns->Adopt(sb.id, sb.netns_path);
+  }
+  m->cni = std::make_unique<AdoptedCniRunner>(cfg.CniCacheDir());
+  m->tap_wiring = std::make_unique<cni::NetlinkTapWiring>();
+  ASSIGN_OR_RETURN(m->dhcp, cni::DhcpServer::Start());
+  m->network = std::make_unique<cni::PodNetwork>(m->cni.get(), m->tap_wiring.get(), m->dhcp.get());
+  m->events = std::make_unique<EventForwarder>(std::move(on_event));
+
+  deps.hypervisor = m->hypervisor.get();
+  deps.cgroups = m->cgroups.get();
+  deps.console = m->console.get();
+  deps.images = m->images.get();
+  deps.store = m->store.get();
+  deps.netns = m->netns.get();
+  deps.network = m->network.get();
+  deps.clock = &m->clock;
+  deps.events = m->events.get();
+  cri::PodLifecycleOptions pod_options;
+  pod_options.monitor.use_events = cfg.libvirt.lifecycle_events;
+  pod_options.monitor.safety_poll = absl::Seconds(cfg.libvirt.state_poll_seconds);
+  m->pods = std::make_unique<cri::PodLifecycle>(deps, pod_options);
+  RETURN_IF_ERROR(m->pods->Recover(report));
+  return std::unique_ptr<ShimPod>(new ShimPod(std::move(m)));
+}
+
+cri::PodLifecycle& ShimPod::pods() { return *m_->pods; }
+sandbox::SandboxStore& ShimPod::store() { return *m_->store; }
+AdoptedNetns& ShimPod::netns() { return *m_->netns; }
+RootfsImageStore& ShimPod::images() { return *m_->images; }
+runtime::Hypervisor& ShimPod::hypervisor() { return *m_->hypervisor; }
+const config::Config& ShimPod::config() const { return m_->config; }
+
+absl::Status ShimPod::RemoveState() {
+  const std::filesystem::path root = m_->config.root, state = m_->config.state_dir;
+  m_->pods->StopBackground();
+  m_.reset();  // libvirt's embedded driver lets go of its root first
+  absl::Status first;
+  base::KeepFirstError(&first, base::RemoveAll(root));
+  base::KeepFirstError(&first, base::RemoveAll(state));
+  return first;
+}
+
+}  // namespace kvcri::shim::containerd

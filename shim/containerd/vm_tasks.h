@@ -1,0 +1,108 @@
+// VmTasks: containerd task calls of one Pod turned into the daemon's orchestrator calls (sandbox wiring, the VM container).
+#pragma once
+
+// The sandbox task's network (RunSandbox over the netns containerd's CNI
+// configured: tap + tc redirect + DHCP from what the interfaces hold) and
+// the VM container tasks (CreateContainer from the spec rebuilt as the CRI
+// ContainerConfig kubelet sent, StartContainer, StopContainer,
+// RemoveContainer) run through one cri::PodLifecycle (ShimPod), keyed by
+// containerd's own IDs, which the records, libvirt domains ("kvcri-<id>")
+// and containerd's tasks then share.
+//
+// Signals of a VM task: SIGKILL forces the VM off at once (what containerd
+// sends after the stop timeout, and to every container when the Pod stops);
+// any other signal is the stop signal: the ACPI power button, pressed again
+// while the guest has not powered off (PodLifecycle::StopContainer with
+// kGracefulStopBound), on a thread of its own so Kill returns at once.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "config/config.h"
+#include "shim/containerd/proto/task.pb.h"
+#include "shim/containerd/shim_pod.h"
+#include "shim/ttrpc/server.h"
+
+namespace kvcri::shim::containerd {
+
+// How long a stop signal waits for the guest before the VM is forced off
+// when containerd sends no SIGKILL (it always does, after its timeout).
+inline constexpr absl::Duration kGracefulStopBound = absl::Hours(1);
+
+struct VmExit {
+  uint32_t status = 0;
+  absl::Time at;
+};
+
+// What a VM task is now, as containerd's State reports it.
+struct VmTaskState {
+  pb::Status status = pb::UNKNOWN;
+  uint32_t pid = 0;  // QEMU's, while it runs
+  std::optional<VmExit> exit;
+};
+
+class VmTasks {
+ public:
+  // Called once per container task when its VM has stopped (exit recorded),
+  // from the orchestrator's threads; must not call back into VmTasks.
+  using ExitFn = std::function<void(const std::string& id, const VmExit& exit)>;
+
+  // Opens the Pod's orchestrator (ShimPod::Open) for `sandbox_id`.
+  static absl::StatusOr<std::unique_ptr<VmTasks>> Open(const config::Config& node, std::string_view sandbox_id,
+                                                        ExitFn on_exit);
+  // Joins the stop threads (the VMs they wait for keep running).
+  ~VmTasks();
+  VmTasks(const VmTasks&) = delete;
+  VmTasks& operator=(const VmTasks&) = delete;
+
+  // The sandbox task: the Pod record and its network wiring in the netns
+  // the sandbox spec (`config_json`) names.
+  absl::Status RunSandbox(const std::string& id, std::string_view config_json);
+  // Stops what still runs and removes the sandbox's records and wiring;
+  // the Pod's state directories go with the last of them.
+  absl::Status RemoveSandbox(const std::string& id);
+
+  // A container task: its rootfs mounted at <bundle>/rootfs from
+  // req.rootfs(), read as the VM's image, the container created from the
+  // spec; the console copied to req.stdout(). Every step is undone when a
+  // later one fails.
+  absl::Status CreateContainer(const pb::CreateTaskRequest& req, std::string_view config_json);
+  // Boots the VM; QEMU's pid.
+  absl::StatusOr<uint32_t> StartContainer(const std::string& id);
+  absl::Status Signal(const std::string& id, int signal);
+  absl::StatusOr<VmTaskState> State(const std::string& id);
+  // Blocks until the VM task has exited; Cancelled/DeadlineExceeded as ctx says.
+  absl::StatusOr<VmExit> Wait(const std::string& id, const ttrpc::CallContext& ctx);
+  // Removes an exited container: its record, VM files and rootfs mount.
+  // FailedPrecondition while it runs.
+  absl::StatusOr<VmExit> RemoveContainer(const std::string& id);
+  // QEMU and its helpers while the VM runs.
+  std::vector<uint32_t> Pids(const std::string& id);
+
+ private:
+  explicit VmTasks(ExitFn on_exit) : on_exit_(std::move(on_exit)) {}
+  void OnEvent(cri::ContainerEventType type, std::string_view container_id);
+  std::optional<VmExit> ExitOf(const std::string& id);
+
+  const ExitFn on_exit_;
+  std::unique_ptr<ShimPod> pod_;
+  absl::Mutex mu_;
+  // Container task id → its bundle's rootfs mount point.
+  absl::flat_hash_map<std::string, std::string> rootfs_ ABSL_GUARDED_BY(mu_);
+  // Exits seen, by container task id (OnEvent), for Wait.
+  absl::flat_hash_map<std::string, VmExit> exits_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> stoppers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvcri::shim::containerd
