@@ -174,13 +174,16 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
 struct CriLogTarget {
   std::filesystem::path dir;  // trusted: opened following symlinks
   std::filesystem::path rel;  // opened component by component, O_NOFOLLOW
+  // containerd's FIFO: never opened just to check it, since closing the
+  // only writer ends containerd's reader (EOF) and with it the log.
+  bool fifo = false;
   bool empty() const { return rel.empty(); }
 };
 
 CriLogTarget CriLogOf(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
   if (c.log_path.empty()) return {};
   const std::filesystem::path p(c.log_path);
-  if (p.is_absolute()) return {p.parent_path(), p.filename()};
+  if (p.is_absolute()) return {p.parent_path(), p.filename(), /*fifo=*/true};
   if (sb.log_directory.empty()) return {};
   return {sb.log_directory, p};
 }
@@ -587,7 +590,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
   if (deps_.accelerator == config::Accelerator::kAuto) {
     return absl::FailedPreconditionError(StrCat("no usable accelerator: ", deps_.accelerator_reason));
   }
-  if (const CriLogTarget log = CriLogOf(c, sb); !log.empty()) {
+  if (const CriLogTarget log = CriLogOf(c, sb); !log.empty() && !log.fifo) {
     // Creates the log's directories below the Pod's log directory without
     // following a symlink planted there; fails the start rather than the copy.
     RETURN_IF_ERROR(runtime::OpenCriLog(log.dir, log.rel).status());

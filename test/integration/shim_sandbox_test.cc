@@ -270,6 +270,10 @@ class ShimVmTest : public ShimSandboxTest {
     create.set_pod_sandbox_id(*pod);
     *create.mutable_sandbox_config() = sandbox;
     *create.mutable_config() = VmContainerConfig("vm", image);
+    // containerd's CRI refuses a container with neither a command nor an
+    // image Cmd, and containerDisks have none: the Pod names one, which the
+    // VM ignores (docs/node.md "The other way in").
+    create.mutable_config()->add_command("vm");
     pb::CreateContainerResponse created;
     s = ctrd_.runtime().CreateContainer(Ctx().get(), create, &created);
     if (!s.ok()) return s;
