@@ -25,12 +25,18 @@ absl::StatusOr<runtime::image::ImageInfo> RootfsImageStore::Add(const std::strin
   absl::MutexLock lock(&mu_);
   if (images_.contains(ref)) return absl::AlreadyExistsError(base::StrCat("rootfs image \"", ref, "\" is already registered"));
   images_.emplace(ref, info);
+  if (!image_name.empty()) latest_by_name_[image_name] = ref;
   return info;
 }
 
 void RootfsImageStore::Forget(const std::string& ref) {
   absl::MutexLock lock(&mu_);
-  images_.erase(ref);
+  auto it = images_.find(ref);
+  if (it == images_.end()) return;
+  for (const std::string& name : it->second.repo_tags) {
+    if (auto n = latest_by_name_.find(name); n != latest_by_name_.end() && n->second == ref) latest_by_name_.erase(n);
+  }
+  images_.erase(it);
 }
 
 absl::StatusOr<runtime::image::ImageInfo> RootfsImageStore::Import(const std::filesystem::path&, std::string_view,
@@ -41,6 +47,9 @@ absl::StatusOr<runtime::image::ImageInfo> RootfsImageStore::Import(const std::fi
 absl::StatusOr<runtime::image::ImageInfo> RootfsImageStore::Resolve(std::string_view ref) {
   absl::MutexLock lock(&mu_);
   auto it = images_.find(ref);
+  if (it == images_.end()) {
+    if (auto n = latest_by_name_.find(std::string(ref)); n != latest_by_name_.end()) it = images_.find(n->second);
+  }
   if (it == images_.end()) return absl::NotFoundError(base::StrCat("image \"", ref, "\" is not a registered rootfs"));
   return it->second;
 }

@@ -35,7 +35,9 @@ class RootfsImageStore final : public runtime::image::ImageStore {
   // UNIMPLEMENTED: containerd imports and pulls in this mode.
   absl::StatusOr<runtime::image::ImageInfo> Import(const std::filesystem::path& oci_layout_dir, std::string_view ref,
                                                    std::string_view layout_tag) override;
-  // By the registered reference only; NotFound naming it otherwise.
+  // By the registered reference, or by image name: the rootfs registered
+  // last under that name (the caller serializes Add and the Resolve that
+  // follows it). NotFound naming it otherwise.
   absl::StatusOr<runtime::image::ImageInfo> Resolve(std::string_view ref) override;
   absl::StatusOr<std::vector<runtime::image::ImageInfo>> List() override;
   // UNIMPLEMENTED: containerd's image garbage collection owns the images.
@@ -46,6 +48,8 @@ class RootfsImageStore final : public runtime::image::ImageStore {
  private:
   mutable absl::Mutex mu_;
   std::map<std::string, runtime::image::ImageInfo, std::less<>> images_ ABSL_GUARDED_BY(mu_);
+  // Image name → the reference registered last with it.
+  std::map<std::string, std::string, std::less<>> latest_by_name_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvcri::shim::containerd

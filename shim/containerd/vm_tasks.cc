@@ -87,6 +87,7 @@ absl::Status VmTasks::CreateContainer(const pb::CreateTaskRequest& req, std::str
                                                 ") is not the Pod this shim serves"));
   }
   ASSIGN_OR_RETURN(::runtime::v1::ContainerConfig config, ContainerConfigFromSpec(config_json));
+  absl::MutexLock create_lock(&create_mu_);  // one container create at a time: a Pod has one VM
   ::runtime::v1::CreateContainerRequest creq;
   creq.set_pod_sandbox_id(facts.sandbox_id);
   *creq.mutable_config() = config;
@@ -116,7 +117,8 @@ absl::Status VmTasks::CreateContainer(const pb::CreateTaskRequest& req, std::str
     return absl::OkStatus();
   });
   draft.id = id;
-  draft.image = id;
+  // Resolved by name to the rootfs just added (create_mu_ keeps another
+  // Add of the same image out until CreateContainer has resolved it).
   // The console goes to the task's stdout FIFO; containerd writes the CRI log.
   draft.log_path = req.stdout();
   RETURN_IF_ERROR(pod_->pods().CreateContainer(draft).status());

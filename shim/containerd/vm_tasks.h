@@ -97,6 +97,7 @@ class VmTasks {
 
   const ExitFn on_exit_;
   std::unique_ptr<ShimPod> pod_;
+  absl::Mutex create_mu_;  // held across CreateContainer (it never waits on mu_'s holders)
   absl::Mutex mu_;
   // Container task id → its bundle's rootfs mount point.
   absl::flat_hash_map<std::string, std::string> rootfs_ ABSL_GUARDED_BY(mu_);

@@ -132,13 +132,18 @@ TEST_F(ShimSandboxTest, ASandboxRunsInItsShimAndLeavesNothingBehind) {
   ASSERT_FALSE(ip.empty()) << ctrd_.Log();
 
   // One shim, one pause process, and the pause process sits in the Pod's
-  // netns (where that IP is): /proc/<pid>/ns/net is what container specs get.
+  // netns: /proc/<pid>/ns/net is what container specs get. The sandbox task
+  // wired it for the VM: a tap beside eth0, and eth0's address moved off it
+  // (the guest will hold it) and kept on record by the wiring.
   std::vector<int> shims = PidsMatching("containerd-shim-kubevirt-v1", /*comm=*/false);
   ASSERT_EQ(shims.size(), 1u) << ctrd_.Log();
   std::vector<int> pauses = PidsMatching("kvcri-pause", /*comm=*/true);
   ASSERT_EQ(pauses.size(), 1u);
-  ShResult addrs = Sh("nsenter -t " + std::to_string(pauses[0]) + " -n ip -o addr show");
-  EXPECT_THAT(addrs.output, HasSubstr(ip + "/"));
+  ShResult links = Sh("nsenter -t " + std::to_string(pauses[0]) + " -n ip -o link show");
+  EXPECT_THAT(links.output, HasSubstr("tap0"));
+  EXPECT_THAT(links.output, HasSubstr("eth0"));
+  ShResult addrs = Sh("nsenter -t " + std::to_string(pauses[0]) + " -n ip -o addr show dev eth0");
+  EXPECT_THAT(addrs.output, ::testing::Not(HasSubstr(ip + "/")));
   // Its socket is where containerd's rule puts it, for root only.
   std::vector<std::string> ours;
   for (const std::string& p : ShimSockets()) {
@@ -172,7 +177,8 @@ TEST_F(ShimSandboxTest, ASandboxRunsInItsShimAndLeavesNothingBehind) {
   pb::StartContainerResponse started;
   s = ctrd_.runtime().StartContainer(Ctx(std::chrono::seconds(60)).get(), start, &started);
   EXPECT_FALSE(s.ok());
-  EXPECT_THAT(s.error_message(), HasSubstr("is not a VM image")) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("image \"" + ctrd_.BusyboxImage() + "\"")) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("it is a plain container image")) << s.error_message();
   EXPECT_EQ(PidsMatching("containerd-shim-kubevirt-v1", false).size(), 1u) << "one shim per Pod";
   pb::RemoveContainerRequest rmc;
   rmc.set_container_id(created.container_id());
