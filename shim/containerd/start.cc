@@ -14,7 +14,9 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "config/base/unique_fd.h"
+#include "shim/containerd/lost_shim.h"
 #include "shim/containerd/names.h"
+#include "shim/containerd/shim_pod.h"
 #include "shim/ttrpc/unix_socket.h"
 
 namespace kvcri::shim::containerd {
@@ -102,11 +104,22 @@ absl::StatusOr<std::string> StartShim(const ShimArgs& args, const std::filesyste
 
 absl::StatusOr<std::string> DeleteShim(const ShimArgs& args, const std::filesystem::path& bundle) {
   absl::StatusOr<std::string> path = SocketPathInAddressFile(bundle);
-  if (path.ok() && !ttrpc::UnixSocketAnswers(*path)) {
-    base::LogIfError(base::RemoveFile(*path), "delete: stale shim socket");
+  if (path.ok() && ttrpc::UnixSocketAnswers(*path)) {
+    // The Pod's shim lives (this task's Delete went through it): it owns the records.
+    base::LogDebug("delete: the Pod's shim still serves", {{"id", args.id}, {"bundle", bundle.string()}});
+    return EncodeDeleteResponse(0, kKilledExitStatus, absl::Now());
   }
-  base::LogDebug("delete: task cleaned up", {{"id", args.id}, {"bundle", bundle.string()}});
-  return EncodeDeleteResponse(0, kKilledExitStatus, absl::Now());
+  if (path.ok()) base::LogIfError(base::RemoveFile(*path), "delete: stale shim socket");
+  VmExit exit{kKilledExitStatus, absl::Now()};
+  absl::StatusOr<std::string> config = ReadBundleConfig(bundle);
+  absl::StatusOr<config::Config> node = config.ok() ? LoadNodeConfig() : config.status();
+  if (node.ok()) {
+    // The shim was lost (killed): its VM and records are still there.
+    ASSIGN_OR_RETURN(exit, CleanUpLostShim(*node, args.id, *config, bundle));
+  } else {
+    base::LogWarn("delete: nothing to clean up", {{"id", args.id}, {"error", std::string(node.status().message())}});
+  }
+  return EncodeDeleteResponse(0, exit.status, exit.at);
 }
 
 }  // namespace kvcri::shim::containerd

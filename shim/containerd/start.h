@@ -21,10 +21,11 @@ absl::StatusOr<std::string> StartShim(const ShimArgs& args, const std::filesyste
                                       const std::filesystem::path& bundle);
 
 // `delete`, run by containerd when it lost the shim or after a task Delete:
-// removes the socket named in <bundle>/address when nobody serves it any
-// more (a live shim of the Pod keeps it), and returns what goes to stdout:
-// a DeleteResponse with exit status 137 (the pause process dies with the
-// shim by SIGKILL), now.
+// when nobody serves the socket named in <bundle>/address any more (a live
+// shim of the Pod keeps it and its records), removes it and cleans up after
+// the lost shim (CleanUpLostShim, with the node's config). Returns what goes
+// to stdout: a DeleteResponse with the task's exit (137 when it has none:
+// the pause process dies with the shim by SIGKILL).
 absl::StatusOr<std::string> DeleteShim(const ShimArgs& args, const std::filesystem::path& bundle);
 
 }  // namespace kvcri::shim::containerd

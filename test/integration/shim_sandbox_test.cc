@@ -395,6 +395,52 @@ TEST_F(ShimVmTest, AContainerDiskPodBootsThroughContainerdAndLeavesNothingBehind
   RemovePodThroughContainerd(ran.pod_sandbox_id());
 }
 
+// The shim outlives containerd: a restarted containerd finds the VM Pod
+// RUNNING and reachable. A shim killed with SIGKILL: containerd runs our
+// `delete` for each task, which reopens the Pod from its records, forces
+// the VM off and removes it; containerd reports the container EXITED and
+// removing the Pod leaves no QEMU and no state.
+TEST_F(ShimVmTest, TheVmOutlivesContainerdAndAKilledShimsVmIsCleanedUp) {
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string image = ctrd_.PushImage(GuestImageDir("oci-disk"), "vm:2");
+  ASSERT_FALSE(HasFailure());
+  const pb::PodSandboxConfig sandbox = SandboxConfig("shim-vm-kill", logs_.path());
+  std::string pod, ctr;
+  grpc::Status s = Start(image, sandbox, &pod, &ctr);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\ncontainerd:\n" << ctrd_.Log();
+  const std::string ip = PodIp(pod);
+  const std::filesystem::path log = std::filesystem::path(sandbox.log_directory()) / "vm/0.log";
+  ASSERT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-IP eth0 " + ip + "/", std::chrono::seconds(300)))
+      << ReadFileOrEmpty(log);
+
+  ctrd_.Kill9();
+  EXPECT_TRUE(PingFromHost(ip)) << "the VM runs on without containerd";
+  ctrd_.Start();
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING) << ctrd_.Log();
+  EXPECT_TRUE(PingFromHost(ip));
+
+  std::vector<int> shims = PidsMatching("containerd-shim-kubevirt-v1", false);
+  ASSERT_EQ(shims.size(), 1u);
+  ASSERT_FALSE(ProcessesMatching("kvcri-" + ctr).empty());
+  ASSERT_EQ(::kill(shims[0], SIGKILL), 0);
+  EXPECT_TRUE(Eventually([&] { return Status(ctr).state() == pb::CONTAINER_EXITED; }, std::chrono::seconds(60)))
+      << ctrd_.Log();
+  // containerd's CRI ends the container when its open Wait breaks with the
+  // shim's connection, before our `delete` answers: 255 is its "unknown"
+  // exit code, the same for any shim that dies (runc's too).
+  EXPECT_EQ(Status(ctr).exit_code(), 255) << ctrd_.Log();
+  EXPECT_TRUE(Eventually([&] { return ProcessesMatching("kvcri-" + ctr).empty(); }, std::chrono::seconds(60)))
+      << "the lost shim's VM was not cleaned up\n" << ctrd_.Log();
+  RemovePodThroughContainerd(pod);
+  EXPECT_TRUE(PidsMatching("containerd-shim-kubevirt-v1", false).empty());
+  EXPECT_TRUE(ProcessesMatching((state_.path() / "root").string()).empty()) << "QEMU processes left";
+  // containerd runs the deletes on its own when the shim's connection
+  // drops; each reopens the Pod's libvirt root, which takes a moment.
+  EXPECT_TRUE(Eventually([&] { return ShimStateLeft().empty(); }, std::chrono::seconds(60)))
+      << ::testing::PrintToString(ShimStateLeft()) << "\n" << ctrd_.Log();
+}
+
 // The container task's rootfs: containerd's overlayfs snapshot mounts (and
 // the native snapshotter's bind mount) at the bundle's rootfs, always nodev.
 TEST(ShimRootfs, SnapshotMountsAreMountedNodevAndUnmounted) {

@@ -92,7 +92,7 @@ TEST_F(ContainerdRootfsTest, TwoDisksOrARefusedFormatAreInvalid) {
   EXPECT_THAT(Message(boot.status()), HasSubstr("/disk/top.qcow2"));
 }
 
-TEST_F(ContainerdRootfsTest, TheStoreResolvesARegisteredRootfsAndNothingElse) {
+TEST_F(ContainerdRootfsTest, TheStoreResolvesARegisteredRootfsByReferenceOrLatestNameAndNothingElse) {
   File("boot/vmlinuz");
   RootfsImageStore store;
   absl::StatusOr<runtime::image::ImageInfo> added =
@@ -106,7 +106,15 @@ TEST_F(ContainerdRootfsTest, TheStoreResolvesARegisteredRootfsAndNothingElse) {
   EXPECT_EQ(got->repo_tags, std::vector<std::string>{"registry.local/vm:1"});
   EXPECT_EQ(store.List()->size(), 1u);
   EXPECT_EQ(store.Add("ctr1", dir_, "", {}).status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_TRUE(absl::IsNotFound(store.Resolve("registry.local/vm:1").status())) << "only task references resolve";
+  // By name: the rootfs registered last under it (a restarted container's
+  // new task), until that one is forgotten.
+  File("two/boot/vmlinuz");
+  ASSERT_TRUE(store.Add("ctr3", dir_ / "two", "registry.local/vm:1", {}).ok());
+  EXPECT_EQ(store.Resolve("registry.local/vm:1")->id, "rootfs:ctr3");
+  store.Forget("ctr3");
+  EXPECT_TRUE(absl::IsNotFound(store.Resolve("registry.local/vm:1").status()))
+      << "the name left with the rootfs registered last under it";
+  EXPECT_TRUE(absl::IsNotFound(store.Resolve("registry.local/other:1").status()));
   EXPECT_EQ(store.Remove("ctr1", nullptr).code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(store.Import(dir_, "x", "").status().code(), absl::StatusCode::kUnimplemented);
   store.Forget("ctr1");
