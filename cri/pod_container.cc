@@ -17,6 +17,7 @@
 #include "config/base/unique_fd.h"
 
 #include "cri/pod_lifecycle.h"
+#include "sandbox/uid_claims.h"
 #include "cri/pod_network_spec.h"
 #include "cri/vm_size.h"
 #include "cri/volumes.h"
@@ -226,7 +227,7 @@ std::filesystem::path PodLifecycle::VmSocketDir(std::string_view container_id) c
   return deps_.config->state_dir / "vm" / std::string(container_id.substr(0, 16));
 }
 
-absl::StatusOr<uint32_t> PodLifecycle::AllocateVmUid() {
+absl::StatusOr<uint32_t> PodLifecycle::AllocateVmUid(const std::string& container_id) {
   const config::SecurityConfig& sec = deps_.config->security;
   if (!sec.confined()) return 0;
   absl::MutexLock l(&uids_mu_);
@@ -255,10 +256,14 @@ absl::StatusOr<uint32_t> PodLifecycle::AllocateVmUid() {
   for (uint64_t i = 0; i < size; ++i) {
     uint32_t uid = next_uid_;
     next_uid_ = uid == sec.vm_uid_last ? sec.vm_uid_first : uid + 1;
-    if (used.count(uid) == 0) {
-      pending_uids_.insert(uid);
-      return uid;
+    if (used.count(uid) != 0) continue;
+    if (deps_.uid_claims != nullptr) {
+      // Another Pod's shim may hold it (a few file operations under a flock).
+      ASSIGN_OR_RETURN(const bool claimed, deps_.uid_claims->TryClaim(uid, ContainerDir(container_id)));
+      if (!claimed) continue;
     }
+    pending_uids_.insert(uid);
+    return uid;
   }
   return absl::ResourceExhaustedError(StrCat("every uid of security.vm_uid_range \"", sec.vm_uid_range,
                                              "\" is held by a VM container (", size,
@@ -425,7 +430,7 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
     rec.cgroup_path = cg.path;
     rec.cgroup_unit = cg.unit;
   }
-  ASSIGN_OR_RETURN(rec.vm_uid, AllocateVmUid());
+  ASSIGN_OR_RETURN(rec.vm_uid, AllocateVmUid(rec.id));
   struct Unreserve {
     PodLifecycle* self;
     uint32_t uid;
@@ -906,6 +911,9 @@ absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerReco
   // revoke keeps the record (phase removing), so the uid is not handed out
   // again with entries left behind.
   if (c.vm_uid != 0 && first.ok()) base::KeepFirstError(&first, file_access_.Revoke(c.vm_grants, c.vm_uid));
+  if (c.vm_uid != 0 && first.ok() && deps_.uid_claims != nullptr) {
+    base::KeepFirstError(&first, deps_.uid_claims->Release(c.vm_uid, ContainerDir(c.id)));
+  }
   base::KeepFirstError(&first, base::RemoveAll(ContainerDir(c.id)));
   // The socket dir the record names (it outlives a state_dir change).
   if (!c.console_socket.empty()) {

@@ -177,7 +177,9 @@ class PodLifecycle {
   // A uid of [security] vm_uid_range no container record holds (0 when
   // confinement is off), reserved in pending_uids_ until the caller's record
   // holds it (ReleasePendingUid).
-  absl::StatusOr<uint32_t> AllocateVmUid();
+  // With deps.uid_claims, the uid is also claimed node-wide for the
+  // container's dir (released by DeleteContainerArtifacts).
+  absl::StatusOr<uint32_t> AllocateVmUid(const std::string& container_id);
   void ReleasePendingUid(uint32_t uid);
   // pod_device_claims.cc: a block device is open in at most one VM of the
   // node when any of its opens writes (DeviceOpensConflict), identified by

@@ -29,6 +29,7 @@ class NetdevReader;
 namespace kvcri::sandbox {
 class SandboxStore;
 class NetnsManager;
+class UidClaims;
 }  // namespace kvcri::sandbox
 
 namespace kvcri::streaming {
@@ -54,6 +55,10 @@ struct RuntimeDeps {
   runtime::image::ImagePuller* puller = nullptr;
   sandbox::SandboxStore* store = nullptr;
   sandbox::NetnsManager* netns = nullptr;
+  // Node-wide claims on VM uids for when several processes allocate from
+  // one [security] vm_uid_range (one shim per Pod, containerd-shim mode);
+  // null: this process's records are the only holders (the daemon).
+  sandbox::UidClaims* uid_claims = nullptr;
   // CNI ADD/DEL, tap wiring and the guest's DHCP responder.
   cni::PodNetwork* network = nullptr;
   // Record times, grace periods, the monitor's poll.

@@ -19,6 +19,7 @@
 #include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
 #include "sandbox/records.h"
+#include "sandbox/uid_claims.h"
 #include "shim/containerd/adopted_network.h"
 #include "shim/containerd/rootfs_image_store.h"
 
@@ -77,6 +78,8 @@ struct ShimPod::Modules {
   std::unique_ptr<runtime::ConsoleLogCopier> console;
   std::unique_ptr<RootfsImageStore> images;
   std::unique_ptr<sandbox::FileSandboxStore> store;
+  // VM uids are allocated by every Pod's shim from one range.
+  std::unique_ptr<sandbox::UidClaims> uid_claims;
   std::unique_ptr<AdoptedNetns> netns;
   std::unique_ptr<AdoptedCniRunner> cni;
   std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
@@ -131,6 +134,7 @@ absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& nod
   m->images = std::make_unique<RootfsImageStore>();
   m->store = std::make_unique<sandbox::FileSandboxStore>(cfg.root);
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m->store->Load());
+  m->uid_claims = std::make_unique<sandbox::UidClaims>(node.state_dir / "vm-uids");
   m->netns = std::make_unique<AdoptedNetns>();
   // A shim restarted for `delete` knows the namespaces from the records.
   for (const sandbox::SandboxRecord& sb : m->store->ListSandboxes()) {
@@ -148,6 +152,7 @@ absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& nod
   deps.images = m->images.get();
   deps.store = m->store.get();
   deps.netns = m->netns.get();
+  deps.uid_claims = m->uid_claims.get();
   deps.network = m->network.get();
   deps.clock = &m->clock;
   deps.events = m->events.get();
