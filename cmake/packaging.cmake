@@ -2,6 +2,7 @@
 #
 # The package installs with prefix /usr (CPack's default for DEB):
 #   /usr/bin/kubevirt-cri                      the daemon (install rule in shim/)
+#   /usr/bin/containerd-shim-kubevirt-v1       containerd's runtime handler (shim/containerd/)
 #   /lib/systemd/system/kubevirt-cri.service   the unit (KillMode=process: VMs outlive the daemon)
 #   /etc/kubevirt-cri/config.toml              the documented default config, a dpkg conffile
 #   /usr/share/doc/kubevirt-cri/               README and docs/*.md

@@ -40,6 +40,7 @@
 #include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
 #include "sandbox/pinned_netns.h"
+#include "sandbox/uid_claims.h"
 #include "shim/metrics_server.h"
 #include "shim/socket.h"
 
@@ -92,6 +93,9 @@ struct Daemon::Modules {
   std::unique_ptr<runtime::image::RegistryPuller> puller;
   std::unique_ptr<sandbox::FileSandboxStore> store;
   std::unique_ptr<sandbox::PinnedNetnsManager> netns;
+  // VM uids claimed node-wide, shared with containerd-shim-kubevirt-v1's
+  // Pods when both ways in are used on one node.
+  std::unique_ptr<sandbox::UidClaims> uid_claims;
   std::unique_ptr<cni::ExecCniRunner> cni_runner;
   std::unique_ptr<cni::NetlinkTapWiring> tap_wiring;
   std::unique_ptr<cni::DhcpServer> dhcp;
@@ -216,6 +220,7 @@ absl::Status Daemon::Start() {
   m.puller = std::make_unique<runtime::image::RegistryPuller>(m.images.get(), m.http.get(), pull_options);
   m.store = std::make_unique<sandbox::FileSandboxStore>(config_.root);
   m.netns = std::make_unique<sandbox::PinnedNetnsManager>(config_.state_dir);
+  m.uid_claims = std::make_unique<sandbox::UidClaims>(config_.state_dir / "vm-uids");
   ASSIGN_OR_RETURN(sandbox::LoadReport report, m.store->Load());
   m.cni_runner = std::make_unique<cni::ExecCniRunner>(cni::ExecCniRunnerOptions::FromConfig(config_));
   m.tap_wiring = std::make_unique<cni::NetlinkTapWiring>();
@@ -234,6 +239,7 @@ absl::Status Daemon::Start() {
   deps.puller = m.puller.get();
   deps.store = m.store.get();
   deps.netns = m.netns.get();
+  deps.uid_claims = m.uid_claims.get();
   deps.network = m.network.get();
   deps.clock = &m.clock;
   // Registered whether or not the endpoint is on: the stats calls observe it.
