@@ -13,6 +13,7 @@
 #include "runtime/hypervisor.h"
 #include "sandbox/sandbox_store.h"
 #include "shim/containerd/adopted_network.h"
+#include "shim/containerd/bootstrap.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/rootfs_image.h"
 #include "shim/containerd/rootfs_image_store.h"
@@ -130,7 +131,26 @@ absl::Status VmTasks::CreateContainer(const pb::CreateTaskRequest& req, std::str
 
 absl::StatusOr<uint32_t> VmTasks::StartContainer(const std::string& id) {
   if (pod_ == nullptr) return absl::FailedPreconditionError("this shim's Pod has been removed");
-  RETURN_IF_ERROR(pod_->pods().StartContainer(id));
+  {
+    absl::MutexLock lock(&mu_);
+    if (exits_.contains(id)) {
+      return absl::FailedPreconditionError(StrCat("task \"", id, "\" was killed before it started"));
+    }
+    starting_.insert(id);
+  }
+  absl::Status started = pod_->pods().StartContainer(id);
+  bool killed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    starting_.erase(id);
+    killed = kill_pending_.erase(id) > 0;
+  }
+  RETURN_IF_ERROR(started);
+  if (killed) {
+    // containerd gave up on this start (its caller's deadline) and killed
+    // the task meanwhile: the VM goes now; its exit is reported as any.
+    RETURN_IF_ERROR(pod_->pods().StopContainer(id, absl::ZeroDuration()));
+  }
   ASSIGN_OR_RETURN(VmTaskState state, State(id));
   return state.pid;
 }
@@ -138,6 +158,22 @@ absl::StatusOr<uint32_t> VmTasks::StartContainer(const std::string& id) {
 absl::Status VmTasks::Signal(const std::string& id, int signal) {
   if (pod_ == nullptr) return absl::NotFoundError(StrCat("task \"", id, "\": process already finished"));
   ASSIGN_OR_RETURN(sandbox::ContainerRecord c, pod_->pods().Container(id));
+  if (c.state == sandbox::ContainerState::kCreated && signal == SIGKILL) {
+    // runc kills a created container's waiting init; containerd then waits
+    // for the exit and deletes the task (its clean-up after a failed or
+    // abandoned StartContainer does exactly this).
+    bool report = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (starting_.contains(id)) {
+        kill_pending_.insert(id);  // StartContainer forces the VM off once it is up
+      } else {
+        report = exits_.emplace(id, VmExit{kKilledExitStatus, absl::Now()}).second;
+      }
+    }
+    if (report && on_exit_) on_exit_(id, RecordedExit(id));
+    return absl::OkStatus();
+  }
   if (c.state != sandbox::ContainerState::kRunning) {
     // runc's answer, which containerd's CRI tolerates when stopping.
     return absl::NotFoundError(StrCat("task \"", id, "\": process already finished"));
@@ -149,6 +185,12 @@ absl::Status VmTasks::Signal(const std::string& id, int signal) {
     base::LogIfError(pods->StopContainer(id, kGracefulStopBound), "graceful VM stop");
   });
   return absl::OkStatus();
+}
+
+VmExit VmTasks::RecordedExit(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = exits_.find(id);
+  return it != exits_.end() ? it->second : VmExit{kKilledExitStatus, absl::Now()};
 }
 
 std::optional<VmExit> VmTasks::ExitOf(const std::string& id) {
@@ -163,9 +205,17 @@ absl::StatusOr<VmTaskState> VmTasks::State(const std::string& id) {
   ASSIGN_OR_RETURN(sandbox::ContainerRecord c, pod_->pods().Container(id));
   VmTaskState s;
   switch (c.state) {
-    case sandbox::ContainerState::kCreated:
-      s.status = pb::CREATED;
+    case sandbox::ContainerState::kCreated: {
+      // Killed before it started: stopped, as runc reports such a task.
+      absl::MutexLock lock(&mu_);
+      if (auto it = exits_.find(id); it != exits_.end()) {
+        s.status = pb::STOPPED;
+        s.exit = it->second;
+      } else {
+        s.status = pb::CREATED;
+      }
       break;
+    }
     case sandbox::ContainerState::kRunning: {
       s.status = pb::RUNNING;
       absl::StatusOr<std::vector<int>> pids = pod_->hypervisor().Processes(c.domain_name);
@@ -219,6 +269,7 @@ absl::StatusOr<VmExit> VmTasks::RemoveContainer(const std::string& id) {
         StrCat("task \"", id, "\" is still running: kill it and wait for its exit first"));
   }
   VmExit exit{static_cast<uint32_t>(c.exit_code), c.finished_at != 0 ? absl::FromUnixNanos(c.finished_at) : absl::Now()};
+  if (c.state == sandbox::ContainerState::kCreated) exit = RecordedExit(id);
   RETURN_IF_ERROR(pod_->pods().RemoveContainer(id));
   std::string rootfs;
   {

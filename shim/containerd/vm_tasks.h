@@ -10,7 +10,9 @@
 // and containerd's tasks then share.
 //
 // Signals of a VM task: SIGKILL forces the VM off at once (what containerd
-// sends after the stop timeout, and to every container when the Pod stops);
+// sends after the stop timeout, and to every container when the Pod stops;
+// to a created task, also one still inside StartContainer, it means the
+// start was abandoned: the task ends 137 without a VM left running);
 // any other signal is the stop signal: the ACPI power button, pressed again
 // while the guest has not powered off (PodLifecycle::StopContainer with
 // kGracefulStopBound), on a thread of its own so Kill returns at once.
@@ -26,6 +28,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -94,6 +97,8 @@ class VmTasks {
   explicit VmTasks(ExitFn on_exit) : on_exit_(std::move(on_exit)) {}
   void OnEvent(cri::ContainerEventType type, std::string_view container_id);
   std::optional<VmExit> ExitOf(const std::string& id);
+  // The exit recorded for `id`, else 137 now.
+  VmExit RecordedExit(const std::string& id);
 
   const ExitFn on_exit_;
   std::unique_ptr<ShimPod> pod_;
@@ -104,6 +109,9 @@ class VmTasks {
   // Exits seen, by container task id (OnEvent), for Wait.
   absl::flat_hash_map<std::string, VmExit> exits_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> stoppers_ ABSL_GUARDED_BY(mu_);
+  // Container tasks inside StartContainer, and those SIGKILLed meanwhile.
+  absl::flat_hash_set<std::string> starting_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> kill_pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvcri::shim::containerd

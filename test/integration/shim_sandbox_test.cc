@@ -441,6 +441,50 @@ TEST_F(ShimVmTest, TheVmOutlivesContainerdAndAKilledShimsVmIsCleanedUp) {
       << ::testing::PrintToString(ShimStateLeft()) << "\n" << ctrd_.Log();
 }
 
+// kubelet's StartContainer deadline passing while the VM is being created:
+// containerd's CRI gives up, kills the created task and deletes it. The VM
+// that comes up after that must not be left running, and the Pod's removal
+// must end the shim (a task left behind would keep it alive).
+TEST_F(ShimVmTest, AnAbandonedStartLeavesNoVmRunning) {
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string image = ctrd_.PushImage(GuestImageDir("oci-disk"), "vm:3");
+  ASSERT_FALSE(HasFailure());
+  const pb::PodSandboxConfig sandbox = SandboxConfig("shim-vm-abandon", logs_.path());
+  pb::RunPodSandboxRequest run;
+  *run.mutable_config() = sandbox;
+  run.set_runtime_handler("kubevirt");
+  pb::RunPodSandboxResponse ran;
+  ASSERT_TRUE(ctrd_.runtime().RunPodSandbox(Ctx(std::chrono::seconds(120)).get(), run, &ran).ok());
+  pb::PullImageRequest pull;
+  pull.mutable_image()->set_image(image);
+  pb::PullImageResponse pulled;
+  ASSERT_TRUE(ctrd_.images().PullImage(Ctx(std::chrono::seconds(300)).get(), pull, &pulled).ok());
+  pb::CreateContainerRequest create;
+  create.set_pod_sandbox_id(ran.pod_sandbox_id());
+  *create.mutable_sandbox_config() = sandbox;
+  *create.mutable_config() = VmContainerConfig("vm", image);
+  create.mutable_config()->add_command("vm");
+  pb::CreateContainerResponse created;
+  ASSERT_TRUE(ctrd_.runtime().CreateContainer(Ctx().get(), create, &created).ok());
+  const std::string ctr = created.container_id();
+  pb::StartContainerRequest start;
+  start.set_container_id(ctr);
+  pb::StartContainerResponse started;
+  // Far shorter than a domain create (hundreds of ms even with a warm cache).
+  grpc::ClientContext short_ctx;
+  short_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(50));
+  grpc::Status s = ctrd_.runtime().StartContainer(&short_ctx, start, &started);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_TRUE(Eventually([&] { return Status(ctr).state() == pb::CONTAINER_EXITED; }, std::chrono::seconds(60)))
+      << pb::ContainerState_Name(Status(ctr).state()) << "\n" << ctrd_.Log();
+  EXPECT_TRUE(Eventually([&] { return ProcessesMatching("kvcri-" + ctr).empty(); }, std::chrono::seconds(60)))
+      << "the abandoned start's VM runs on\n" << ctrd_.Log();
+  RemovePodThroughContainerd(ran.pod_sandbox_id());
+  EXPECT_TRUE(Eventually([] { return PidsMatching("containerd-shim-kubevirt-v1", false).empty(); }))
+      << "the shim outlived its Pod\n" << ctrd_.Log();
+  EXPECT_TRUE(ShimStateLeft().empty()) << ::testing::PrintToString(ShimStateLeft());
+}
+
 // The container task's rootfs: containerd's overlayfs snapshot mounts (and
 // the native snapshotter's bind mount) at the bundle's rootfs, always nodev.
 TEST(ShimRootfs, SnapshotMountsAreMountedNodevAndUnmounted) {
