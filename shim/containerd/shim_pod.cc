@@ -70,8 +70,42 @@ absl::StatusOr<config::Config> PodConfig(const config::Config& node, std::string
   return c;
 }
 
+namespace {
+
+// Where libvirt's embedded driver keeps QEMU's probed capabilities.
+std::filesystem::path QemuCapsDir(const config::Config& pod) { return pod.root / "libvirt/cache/qemu/capabilities"; }
+std::filesystem::path SharedCapsDir(const config::Config& node) { return node.root / "libvirt-caps-cache"; }
+
+// Copies the regular *.xml files of `from` that `to` lacks or holds in
+// another size (each written atomically); errors are logged, never fatal:
+// without the copy libvirt probes again.
+void CopyCapsFiles(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(from, ec)) return;
+  if (absl::Status s = base::MakeDirs(to, 0700); !s.ok()) {
+    base::LogWarn("libvirt capabilities cache", {{"error", std::string(s.message())}});
+    return;
+  }
+  for (const auto& e : std::filesystem::directory_iterator(from, ec)) {
+    if (!e.is_regular_file(ec) || e.is_symlink(ec) || e.path().extension() != ".xml") continue;
+    const std::filesystem::path dst = to / e.path().filename();
+    std::error_code size_ec;
+    if (std::filesystem::exists(dst, ec) &&
+        std::filesystem::file_size(dst, size_ec) == std::filesystem::file_size(e.path(), size_ec)) {
+      continue;
+    }
+    absl::StatusOr<std::string> text = base::ReadFileAtMost(e.path(), 16 << 20, /*follow_symlinks=*/false);
+    absl::Status written = text.ok() ? base::WriteFileAtomic(dst, *text, 0600) : text.status();
+    base::LogIfError(written, "libvirt capabilities cache copy");
+  }
+}
+
+}  // namespace
+
 struct ShimPod::Modules {
   config::Config config;
+  std::filesystem::path shared_caps;
+  bool caps_shared = false;
   base::RealClock clock;
   std::unique_ptr<runtime::LibvirtHypervisor> hypervisor;
   std::unique_ptr<runtime::cgroup::CgroupPlacer> cgroups;
@@ -122,6 +156,8 @@ absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& nod
     RETURN_IF_ERROR(runtime::CheckVmUidRange(cfg.security.vm_uid_first, cfg.security.vm_uid_last));
   }
   RETURN_IF_ERROR(runtime::CheckUriSupportsPodNetns(cfg.LibvirtUri()));
+  m->shared_caps = SharedCapsDir(node);
+  CopyCapsFiles(m->shared_caps, QemuCapsDir(cfg));  // before libvirt starts: it reads its cache once
   runtime::LibvirtHypervisorOptions hv_options;
   hv_options.uri = cfg.LibvirtUri();
   hv_options.emulator = cfg.libvirt.emulator;
@@ -170,6 +206,12 @@ AdoptedNetns& ShimPod::netns() { return *m_->netns; }
 RootfsImageStore& ShimPod::images() { return *m_->images; }
 runtime::Hypervisor& ShimPod::hypervisor() { return *m_->hypervisor; }
 const config::Config& ShimPod::config() const { return m_->config; }
+
+void ShimPod::ShareLibvirtCache() {
+  if (m_ == nullptr || m_->caps_shared) return;
+  m_->caps_shared = true;
+  CopyCapsFiles(QemuCapsDir(m_->config), m_->shared_caps);
+}
 
 absl::Status ShimPod::RemoveState() {
   const std::filesystem::path root = m_->config.root, state = m_->config.state_dir;

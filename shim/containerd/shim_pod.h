@@ -80,6 +80,13 @@ class ShimPod {
   runtime::Hypervisor& hypervisor();
   const config::Config& config() const;
 
+  // libvirt probes QEMU's capabilities once per driver root (seconds under
+  // TCG), and each Pod's shim has a root of its own: the probe's result is
+  // seeded from a node-wide copy (<root>/libvirt-caps-cache) at Open and
+  // saved there by this, called once a VM has started. libvirt checks the
+  // cached file against the QEMU binary and itself before using it.
+  void ShareLibvirtCache();
+
   // After the sandbox is removed: the Pod's root and state dirs go. Call
   // with nothing of the Pod left in the store; the object is unusable then.
   absl::Status RemoveState();

@@ -146,6 +146,7 @@ absl::StatusOr<uint32_t> VmTasks::StartContainer(const std::string& id) {
     killed = kill_pending_.erase(id) > 0;
   }
   RETURN_IF_ERROR(started);
+  pod_->ShareLibvirtCache();  // the next Pod's shim skips libvirt's QEMU probe
   if (killed) {
     // containerd gave up on this start (its caller's deadline) and killed
     // the task meanwhile: the VM goes now; its exit is reported as any.

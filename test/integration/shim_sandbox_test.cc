@@ -331,6 +331,13 @@ TEST_F(ShimVmTest, AContainerDiskPodBootsThroughContainerdAndLeavesNothingBehind
   ASSERT_TRUE(s.ok()) << s.error_message() << "\ncontainerd:\n" << ctrd_.Log();
   EXPECT_EQ(Status(ctr).state(), pb::CONTAINER_RUNNING);
   EXPECT_EQ(PidsMatching("containerd-shim-kubevirt-v1", false).size(), 1u) << "one shim per Pod";
+  // libvirt's QEMU probe, saved for the next Pod's shim (its own libvirt root).
+  std::vector<std::string> caps;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(state_.path() / "root/libvirt-caps-cache", ec)) {
+    if (e.path().extension() == ".xml") caps.push_back(e.path().string());
+  }
+  EXPECT_EQ(caps.size(), 1u) << "QEMU capabilities not shared";
 
   // The guest configured the Pod IP containerd's CNI allocated (our DHCP
   // answers from the interface), printed on its console, which is the CRI
