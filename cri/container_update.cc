@@ -17,6 +17,8 @@ using base::StrCat;
 constexpr int64_t kMinCpuPeriod = 1000;
 constexpr int64_t kMaxCpuPeriod = 1000000;
 
+}  // namespace
+
 // What of LinuxContainerResources a running VM can take is vCPUs (from the
 // quota), the balloon (from the memory limit) and the cgroup's CPU knobs.
 // The rest is refused by name, and nothing is changed: the Pod keeps running.
@@ -63,8 +65,6 @@ absl::Status ValidateLinuxResources(const pb::LinuxContainerResources& r) {
   // resize does not change the Pod's QoS class, so it is not re-applied.
   return absl::OkStatus();
 }
-
-}  // namespace
 
 grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*,
                                                       const pb::UpdateContainerResourcesRequest* req,

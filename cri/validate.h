@@ -26,6 +26,12 @@ absl::Status ValidateSandboxConfig(const pb::PodSandboxConfig& config);
 // control characters in image or log_path.
 absl::Status ValidateContainerConfig(const pb::ContainerConfig& config);
 
+// UpdateContainerResources' linux resources: what a running VM can take
+// (vCPUs from quota/period, the balloon from the memory limit, the cgroup's
+// CPU knobs); InvalidArgument naming the field for the rest (hugepages,
+// swap, unified keys other than kubelet's no-op ones). Both front doors.
+absl::Status ValidateLinuxResources(const pb::LinuxContainerResources& r);
+
 // A pod or container ID argument: non-empty, no path characters. Full IDs are
 // 64 hex characters; a shorter unique prefix is resolved by the store.
 absl::Status ValidateIdArgument(std::string_view field, std::string_view id);

@@ -12,6 +12,7 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/stats_collector.h"
 #include "runtime/accelerator.h"
 #include "runtime/cgroup/placer_for_config.h"
 #include "runtime/console_log.h"
@@ -120,6 +121,7 @@ struct ShimPod::Modules {
   std::unique_ptr<cni::DhcpServer> dhcp;
   std::unique_ptr<cni::PodNetwork> network;
   std::unique_ptr<EventForwarder> events;
+  std::unique_ptr<cri::StatsCollector> stats;
   // Last: its monitor thread calls into everything above.
   std::unique_ptr<cri::PodLifecycle> pods;
 };
@@ -195,6 +197,7 @@ absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& nod
   cri::PodLifecycleOptions pod_options;
   pod_options.monitor.use_events = cfg.libvirt.lifecycle_events;
   pod_options.monitor.safety_poll = absl::Seconds(cfg.libvirt.state_poll_seconds);
+  m->stats = std::make_unique<cri::StatsCollector>(deps);
   m->pods = std::make_unique<cri::PodLifecycle>(deps, pod_options);
   RETURN_IF_ERROR(m->pods->Recover(report));
   return std::unique_ptr<ShimPod>(new ShimPod(std::move(m)));
@@ -205,6 +208,8 @@ sandbox::SandboxStore& ShimPod::store() { return *m_->store; }
 AdoptedNetns& ShimPod::netns() { return *m_->netns; }
 RootfsImageStore& ShimPod::images() { return *m_->images; }
 runtime::Hypervisor& ShimPod::hypervisor() { return *m_->hypervisor; }
+cri::StatsCollector& ShimPod::stats() { return *m_->stats; }
+bool ShimPod::cgroup_v2() const { return m_->cgroups->layout().version() == runtime::cgroup::CgroupVersion::kV2; }
 const config::Config& ShimPod::config() const { return m_->config; }
 
 void ShimPod::ShareLibvirtCache() {

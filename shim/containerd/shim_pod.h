@@ -28,6 +28,7 @@
 
 namespace kvcri::cri {
 class PodLifecycle;
+class StatsCollector;
 }  // namespace kvcri::cri
 namespace kvcri::sandbox {
 class SandboxStore;
@@ -78,6 +79,10 @@ class ShimPod {
   AdoptedNetns& netns();
   RootfsImageStore& images();
   runtime::Hypervisor& hypervisor();
+  // The daemon's usage reader over this Pod's modules (Task Stats).
+  cri::StatsCollector& stats();
+  // Whether the host's cgroups are v2 (the Metrics type containerd expects).
+  bool cgroup_v2() const;
   const config::Config& config() const;
 
   // libvirt probes QEMU's capabilities once per driver root (seconds under

@@ -34,7 +34,51 @@ std::string NetnsPathOf(const json& linux) {
   return path;
 }
 
+// An OCI LinuxResources object's CPU and memory (the parts a VM takes;
+// ValidateLinuxResources judges the values) as CRI's message.
+void FillLinuxResources(const json& resources, ::runtime::v1::LinuxContainerResources* r) {
+  auto number = [](const json& obj, const char* a, const char* b) -> int64_t {
+    auto o = obj.find(a);
+    if (o == obj.end() || !o->is_object()) return 0;
+    auto v = o->find(b);
+    return v != o->end() && v->is_number_integer() ? v->get<int64_t>() : 0;
+  };
+  r->set_cpu_quota(number(resources, "cpu", "quota"));
+  r->set_cpu_period(number(resources, "cpu", "period"));
+  r->set_cpu_shares(number(resources, "cpu", "shares"));
+  r->set_memory_limit_in_bytes(number(resources, "memory", "limit"));
+  r->set_memory_swap_limit_in_bytes(number(resources, "memory", "swap"));
+  if (auto cpu = resources.find("cpu"); cpu != resources.end() && cpu->is_object()) {
+    r->set_cpuset_cpus(StringAt(*cpu, "cpus"));
+    r->set_cpuset_mems(StringAt(*cpu, "mems"));
+  }
+  if (auto pages = resources.find("hugepageLimits"); pages != resources.end() && pages->is_array()) {
+    for (const json& h : *pages) {
+      if (!h.is_object()) continue;
+      ::runtime::v1::HugepageLimit* out = r->add_hugepage_limits();
+      out->set_page_size(StringAt(h, "pageSize"));
+      auto limit = h.find("limit");
+      out->set_limit(limit != h.end() && limit->is_number_integer() ? limit->get<uint64_t>() : 0);
+    }
+  }
+  if (auto unified = resources.find("unified"); unified != resources.end() && unified->is_object()) {
+    for (const auto& [key, value] : unified->items()) {
+      if (value.is_string()) (*r->mutable_unified())[key] = value.get<std::string>();
+    }
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<::runtime::v1::LinuxContainerResources> LinuxResourcesFromOciJson(std::string_view text) {
+  json resources = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!resources.is_object()) {
+    return absl::InvalidArgumentError("UpdateTaskRequest.resources is not an OCI LinuxResources JSON object");
+  }
+  ::runtime::v1::LinuxContainerResources r;
+  FillLinuxResources(resources, &r);
+  return r;
+}
 
 absl::StatusOr<SpecFacts> ReadSpecFacts(std::string_view config_json) {
   json spec = json::parse(config_json, nullptr, /*allow_exceptions=*/false);
@@ -170,21 +214,7 @@ absl::StatusOr<::runtime::v1::ContainerConfig> ContainerConfigFromSpec(std::stri
   }
   const json& linux = spec.contains("linux") && spec["linux"].is_object() ? spec["linux"] : empty;
   const json& resources = linux.contains("resources") && linux["resources"].is_object() ? linux["resources"] : empty;
-  auto number = [](const json& obj, const char* a, const char* b) -> int64_t {
-    auto o = obj.find(a);
-    if (o == obj.end() || !o->is_object()) return 0;
-    auto v = o->find(b);
-    return v != o->end() && v->is_number_integer() ? v->get<int64_t>() : 0;
-  };
-  pb::LinuxContainerResources* r = c.mutable_linux()->mutable_resources();
-  r->set_cpu_quota(number(resources, "cpu", "quota"));
-  r->set_cpu_period(number(resources, "cpu", "period"));
-  r->set_cpu_shares(number(resources, "cpu", "shares"));
-  r->set_memory_limit_in_bytes(number(resources, "memory", "limit"));
-  if (auto cpu = resources.find("cpu"); cpu != resources.end() && cpu->is_object()) {
-    r->set_cpuset_cpus(StringAt(*cpu, "cpus"));
-    r->set_cpuset_mems(StringAt(*cpu, "mems"));
-  }
+  FillLinuxResources(resources, c.mutable_linux()->mutable_resources());
   if (auto mounts = spec.find("mounts"); mounts != spec.end() && mounts->is_array()) {
     for (const json& m : *mounts) {
       if (!m.is_object() || StringAt(m, "type") != "bind") continue;  // proc, tmpfs, sysfs...: the runtime's own

@@ -66,6 +66,11 @@ absl::StatusOr<std::string> FindDeviceNode(char type, int64_t major, int64_t min
 absl::StatusOr<::runtime::v1::ContainerConfig> ContainerConfigFromSpec(std::string_view config_json,
                                                                        const DeviceNodeFinder& find_node = FindDeviceNode);
 
+// UpdateTaskRequest.resources' JSON (an OCI LinuxResources) as the CRI
+// message the daemon's UpdateContainerResources validates; InvalidArgument
+// when it is not a JSON object.
+absl::StatusOr<::runtime::v1::LinuxContainerResources> LinuxResourcesFromOciJson(std::string_view text);
+
 // The servers, searches and options of a resolv.conf text (the lines
 // kubelet writes: nameserver, search, options; the rest ignored).
 sandbox::DnsConfig ParseResolvConf(std::string_view text);

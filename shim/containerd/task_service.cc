@@ -396,6 +396,31 @@ absl::StatusOr<pb::PidsResponse> TaskService::Pids(const ttrpc::CallContext&, co
   return resp;
 }
 
+absl::StatusOr<pb::StatsResponse> TaskService::Stats(const ttrpc::CallContext&, const pb::StatsRequest& req) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  if (task->process != nullptr) {
+    // The sandbox task is the pause process: the Pod's usage is its VM's.
+    return absl::NotFoundError(base::StrCat("task \"", req.id(), "\" is the Pod's sandbox: its VM container has the stats"));
+  }
+  std::shared_ptr<VmTasks> vm = Vm();
+  if (vm == nullptr) return absl::NotFoundError(base::StrCat("task \"", req.id(), "\" not found"));
+  pb::StatsResponse resp;
+  ASSIGN_OR_RETURN(*resp.mutable_stats(), vm->Stats(task->id));
+  return resp;
+}
+
+absl::StatusOr<google::protobuf::Empty> TaskService::Update(const ttrpc::CallContext&, const pb::UpdateTaskRequest& req) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
+  if (task->process != nullptr) {
+    return absl::FailedPreconditionError(
+        base::StrCat("task \"", req.id(), "\" is the Pod's sandbox: resources are its VM container's"));
+  }
+  std::shared_ptr<VmTasks> vm = Vm();
+  if (vm == nullptr) return absl::NotFoundError(base::StrCat("task \"", req.id(), "\" not found"));
+  RETURN_IF_ERROR(vm->Update(task->id, req.resources()));
+  return google::protobuf::Empty();
+}
+
 absl::StatusOr<pb::ConnectResponse> TaskService::Connect(const ttrpc::CallContext&, const pb::ConnectRequest& req) {
   pb::ConnectResponse resp;
   resp.set_shim_pid(static_cast<uint32_t>(::getpid()));
@@ -441,7 +466,10 @@ void TaskService::Register(ttrpc::Server* server) {
                          m, " is not supported by containerd-shim-kubevirt-v1: a VM Pod is not frozen or checkpointed "
                             "through containerd"))));
   }
-  for (std::string_view m : {kTaskExec, kTaskResizePty, kTaskCloseIO, kTaskUpdate, kTaskStats}) {
+  server->Register(svc, std::string(kTaskStats), ttrpc::Typed<pb::StatsRequest, pb::StatsResponse>(bind(&TaskService::Stats)));
+  server->Register(svc, std::string(kTaskUpdate),
+                   ttrpc::Typed<pb::UpdateTaskRequest, google::protobuf::Empty>(bind(&TaskService::Update)));
+  for (std::string_view m : {kTaskExec, kTaskResizePty, kTaskCloseIO}) {
     server->Register(svc, std::string(m),
                      refuse(absl::FailedPreconditionError(base::StrCat(
                          m, " is not yet supported by containerd-shim-kubevirt-v1 (docs/containerd-shim.md)"))));

@@ -72,6 +72,8 @@ class TaskService {
   absl::StatusOr<google::protobuf::Empty> Kill(const ttrpc::CallContext& ctx, const pb::KillRequest& req);
   absl::StatusOr<pb::DeleteResponse> Delete(const ttrpc::CallContext& ctx, const pb::DeleteRequest& req);
   absl::StatusOr<pb::PidsResponse> Pids(const ttrpc::CallContext& ctx, const pb::PidsRequest& req);
+  absl::StatusOr<pb::StatsResponse> Stats(const ttrpc::CallContext& ctx, const pb::StatsRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Update(const ttrpc::CallContext& ctx, const pb::UpdateTaskRequest& req);
   absl::StatusOr<pb::ConnectResponse> Connect(const ttrpc::CallContext& ctx, const pb::ConnectRequest& req);
   absl::StatusOr<google::protobuf::Empty> Shutdown(const ttrpc::CallContext& ctx, const pb::ShutdownRequest& req);
 

@@ -10,6 +10,8 @@
 #include "config/base/str.h"
 #include "cri/convert.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/stats_collector.h"
+#include "cri/validate.h"
 #include "runtime/hypervisor.h"
 #include "sandbox/sandbox_store.h"
 #include "shim/containerd/adopted_network.h"
@@ -18,6 +20,7 @@
 #include "shim/containerd/rootfs_image.h"
 #include "shim/containerd/rootfs_image_store.h"
 #include "shim/containerd/spec_drafts.h"
+#include "shim/containerd/task_metrics.h"
 
 namespace kvcri::shim::containerd {
 
@@ -294,6 +297,27 @@ std::vector<uint32_t> VmTasks::Pids(const std::string& id) {
     for (int p : *pids) out.push_back(static_cast<uint32_t>(p));
   }
   return out;
+}
+
+absl::StatusOr<google::protobuf::Any> VmTasks::Stats(const std::string& id) {
+  if (pod_ == nullptr) return absl::NotFoundError(StrCat("task \"", id, "\" not found"));
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, pod_->store().GetContainer(id));
+  if (c.state != sandbox::ContainerState::kRunning) {
+    return absl::NotFoundError(StrCat("task \"", id, "\": process already finished"));
+  }
+  const cri::ContainerUsage usage = pod_->stats().Container(c);
+  return MetricsFromUsage(usage, pod_->cgroup_v2() ? MetricsVersion::kCgroupsV2 : MetricsVersion::kCgroupsV1);
+}
+
+absl::Status VmTasks::Update(const std::string& id, const google::protobuf::Any& resources) {
+  if (pod_ == nullptr) return absl::NotFoundError(StrCat("task \"", id, "\" not found"));
+  if (resources.type_url() != kOciLinuxResourcesTypeUrl) {
+    return absl::InvalidArgumentError(StrCat("UpdateTaskRequest.resources has type \"", resources.type_url(),
+                                             "\", not ", kOciLinuxResourcesTypeUrl));
+  }
+  ASSIGN_OR_RETURN(::runtime::v1::LinuxContainerResources r, LinuxResourcesFromOciJson(resources.value()));
+  RETURN_IF_ERROR(cri::ValidateLinuxResources(r));
+  return pod_->pods().UpdateResources(id, cri::ResourcesFromPb(r));
 }
 
 }  // namespace kvcri::shim::containerd

@@ -92,6 +92,12 @@ class VmTasks {
   absl::StatusOr<VmExit> RemoveContainer(const std::string& id);
   // QEMU and its helpers while the VM runs.
   std::vector<uint32_t> Pids(const std::string& id);
+  // The VM's usage as the cgroups Metrics containerd's CRI decodes.
+  absl::StatusOr<google::protobuf::Any> Stats(const std::string& id);
+  // UpdateTaskRequest.resources (OCI LinuxResources JSON): what the
+  // daemon's UpdateContainerResources does (vCPU hot-plug, balloon, cgroup
+  // CPU limits), with the same checks.
+  absl::Status Update(const std::string& id, const google::protobuf::Any& resources);
 
  private:
   explicit VmTasks(ExitFn on_exit) : on_exit_(std::move(on_exit)) {}

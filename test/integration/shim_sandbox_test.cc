@@ -350,6 +350,31 @@ TEST_F(ShimVmTest, AContainerDiskPodBootsThroughContainerdAndLeavesNothingBehind
   EXPECT_GE(CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-IP"), 1) << "containerd writes the CRI log format";
   EXPECT_TRUE(PingFromHost(ip));
 
+  // ContainerStats through containerd: the VM's cgroup, as the daemon reads it.
+  pb::ContainerStatsRequest sreq;
+  sreq.set_container_id(ctr);
+  pb::ContainerStatsResponse stats;
+  s = ctrd_.runtime().ContainerStats(Ctx().get(), sreq, &stats);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << ctrd_.Log();
+  EXPECT_GT(stats.stats().cpu().usage_core_nano_seconds().value(), 1'000'000u) << stats.DebugString();
+  EXPECT_GT(stats.stats().memory().working_set_bytes().value(), 32u << 20) << "QEMU's memory" << stats.DebugString();
+
+  // UpdateContainerResources through containerd: the daemon's resize (the
+  // balloon below the boot memory), and its refusals with their reason.
+  pb::UpdateContainerResourcesRequest ureq;
+  ureq.set_container_id(ctr);
+  ureq.mutable_linux()->set_memory_limit_in_bytes(192ll << 20);
+  ureq.mutable_linux()->set_cpu_shares(512);
+  pb::UpdateContainerResourcesResponse uresp;
+  s = ctrd_.runtime().UpdateContainerResources(Ctx(std::chrono::seconds(60)).get(), ureq, &uresp);
+  EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << ctrd_.Log();
+  // (containerd passes swap on; hugepage limits it drops when its hugetlb
+  // controller is off, as in this fixture.)
+  ureq.mutable_linux()->set_memory_swap_limit_in_bytes(512ll << 20);
+  s = ctrd_.runtime().UpdateContainerResources(Ctx(std::chrono::seconds(60)).get(), ureq, &uresp);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.error_message(), HasSubstr("gets no host swap")) << s.error_message();
+
   // Stop: the stop signal is the power button; the guest powers off: 0.
   pb::StopContainerRequest stop;
   stop.set_container_id(ctr);

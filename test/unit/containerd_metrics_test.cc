@@ -1,0 +1,92 @@
+// Task Stats and Update conversions: ContainerUsage as cgroups v1/v2 Metrics, OCI LinuxResources JSON as CRI's.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "shim/containerd/names.h"
+#include "shim/containerd/proto/cgroups_v1.pb.h"
+#include "shim/containerd/proto/cgroups_v2.pb.h"
+#include "shim/containerd/spec_drafts.h"
+#include "shim/containerd/task_metrics.h"
+
+namespace kvcri::shim::containerd {
+namespace {
+
+cri::ContainerUsage Usage() {
+  cri::ContainerUsage u;
+  u.cpu = cri::CpuUsage{absl::Now(), 5'000'000'123, std::nullopt};
+  cri::MemoryUsage m;
+  m.usage_bytes = 300 << 20;
+  m.working_set_bytes = 200 << 20;
+  m.rss_bytes = 150 << 20;
+  m.page_faults = 77;
+  m.major_page_faults = 3;
+  m.limit_bytes = 512 << 20;
+  u.memory = m;
+  u.processes = 2;
+  return u;
+}
+
+// containerd's CRI: working set = usage - (total_)inactive_file.
+TEST(ContainerdMetrics, V1CarriesCpuAndAWorkingSetContainerdDerivesAsOurs) {
+  google::protobuf::Any any = MetricsFromUsage(Usage(), MetricsVersion::kCgroupsV1);
+  EXPECT_EQ(any.type_url(), kCgroupsV1MetricsTypeUrl);
+  pb::cgroups::v1::Metrics m;
+  ASSERT_TRUE(m.ParseFromString(any.value()));
+  EXPECT_EQ(m.cpu().usage().total(), 5'000'000'123u);
+  EXPECT_EQ(m.memory().usage().usage() - m.memory().total_inactive_file(), uint64_t{200} << 20);
+  EXPECT_EQ(m.memory().usage().limit(), uint64_t{512} << 20);
+  EXPECT_EQ(m.memory().total_rss(), uint64_t{150} << 20);
+  EXPECT_EQ(m.memory().total_pg_fault(), 77u);
+  EXPECT_EQ(m.memory().total_pg_maj_fault(), 3u);
+  EXPECT_EQ(m.pids().current(), 2u);
+}
+
+TEST(ContainerdMetrics, V2CarriesCpuInMicrosecondsAndTheSameWorkingSet) {
+  google::protobuf::Any any = MetricsFromUsage(Usage(), MetricsVersion::kCgroupsV2);
+  EXPECT_EQ(any.type_url(), kCgroupsV2MetricsTypeUrl);
+  pb::cgroups::v2::Metrics m;
+  ASSERT_TRUE(m.ParseFromString(any.value()));
+  EXPECT_EQ(m.cpu().usage_usec(), 5'000'000u);
+  EXPECT_EQ(m.memory().usage() - m.memory().inactive_file(), uint64_t{200} << 20);
+  EXPECT_EQ(m.memory().usage_limit(), uint64_t{512} << 20);
+  EXPECT_EQ(m.memory().anon(), uint64_t{150} << 20);
+  EXPECT_EQ(m.pids().current(), 2u);
+}
+
+// The hypervisor fallback has a working set but no cgroup usage: containerd
+// still needs a usage to subtract from.
+TEST(ContainerdMetrics, AWorkingSetWithoutCgroupUsageIsTheUsage) {
+  cri::ContainerUsage u;
+  cri::MemoryUsage m;
+  m.working_set_bytes = 100;
+  u.memory = m;
+  pb::cgroups::v1::Metrics v1;
+  ASSERT_TRUE(v1.ParseFromString(MetricsFromUsage(u, MetricsVersion::kCgroupsV1).value()));
+  EXPECT_EQ(v1.memory().usage().usage(), 100u);
+  EXPECT_EQ(v1.memory().total_inactive_file(), 0u);
+  EXPECT_FALSE(v1.has_cpu()) << "no CPU sample, no CPU stats";
+}
+
+TEST(ContainerdUpdate, OciLinuxResourcesBecomeCriResources) {
+  absl::StatusOr<::runtime::v1::LinuxContainerResources> r = LinuxResourcesFromOciJson(
+      R"({"cpu":{"shares":512,"quota":200000,"period":100000,"cpus":"0-1","mems":"0"},)"
+      R"("memory":{"limit":268435456,"swap":268435456},"hugepageLimits":[{"pageSize":"2MB","limit":4194304}],)"
+      R"("unified":{"memory.oom.group":"1"}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->cpu_shares(), 512);
+  EXPECT_EQ(r->cpu_quota(), 200000);
+  EXPECT_EQ(r->cpu_period(), 100000);
+  EXPECT_EQ(r->cpuset_cpus(), "0-1");
+  EXPECT_EQ(r->cpuset_mems(), "0");
+  EXPECT_EQ(r->memory_limit_in_bytes(), 268435456);
+  EXPECT_EQ(r->memory_swap_limit_in_bytes(), 268435456);
+  ASSERT_EQ(r->hugepage_limits_size(), 1);
+  EXPECT_EQ(r->hugepage_limits(0).page_size(), "2MB");
+  EXPECT_EQ(r->hugepage_limits(0).limit(), 4194304u);
+  EXPECT_EQ(r->unified().at("memory.oom.group"), "1");
+  EXPECT_EQ(LinuxResourcesFromOciJson("[1]").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LinuxResourcesFromOciJson("{").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvcri::shim::containerd
