@@ -16,6 +16,7 @@
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
+#include "cri/pool_guest_agents.h"
 #include "cri/pod_lifecycle.h"
 #include "cri/container_events.h"
 #include "cri/convert.h"
@@ -48,33 +49,6 @@ namespace kvcri::shim {
 
 using base::StrCat;
 
-namespace {
-
-// The exec dispatcher's view of the two guest agents: kvcri-agent clients
-// from the pool, qemu-guest-agent through libvirt.
-class DaemonGuestAgents final : public cri::GuestAgents {
- public:
-  DaemonGuestAgents(runtime::agent::AgentPool* pool, runtime::QemuGuestAgent* qga) : pool_(pool), qga_(qga) {}
-  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> Agent(const std::string& key,
-                                                                      const std::filesystem::path& socket) override {
-    return pool_->Get(key, socket);
-  }
-  void ForgetAgent(const std::string& key) override { pool_->Forget(key); }
-  absl::Status QgaPing(std::string_view domain, absl::Duration timeout) override {
-    return qga_->Ping(domain, timeout);
-  }
-  absl::StatusOr<runtime::GuestExecResult> QgaExec(std::string_view domain, const std::vector<std::string>& argv,
-                                                   std::string_view input, absl::Time deadline) override {
-    return qga_->Exec(domain, argv, input, deadline);
-  }
-
- private:
-  runtime::agent::AgentPool* const pool_;
-  runtime::QemuGuestAgent* const qga_;
-};
-
-}  // namespace
-
 // Everything the daemon owns, in construction order (destroyed in reverse).
 struct Daemon::Modules {
   base::RealClock clock;
@@ -105,7 +79,7 @@ struct Daemon::Modules {
   // outlives the server).
   std::unique_ptr<runtime::agent::AgentPool> agent_pool;
   std::unique_ptr<runtime::QemuGuestAgent> qga;
-  std::unique_ptr<DaemonGuestAgents> guest_agents;
+  std::unique_ptr<cri::PoolGuestAgents> guest_agents;
   std::unique_ptr<runtime::ConsoleHubs> consoles;
   std::unique_ptr<cri::ExecDispatcher> exec;
   std::unique_ptr<streaming::StreamingServer> streaming;
@@ -249,7 +223,7 @@ absl::Status Daemon::Start() {
                                        base::DurationBuckets()));
   m.agent_pool = std::make_unique<runtime::agent::AgentPool>();
   m.qga = std::make_unique<runtime::QemuGuestAgent>(m.hypervisor.get());
-  m.guest_agents = std::make_unique<DaemonGuestAgents>(m.agent_pool.get(), m.qga.get());
+  m.guest_agents = std::make_unique<cri::PoolGuestAgents>(m.agent_pool.get(), m.qga.get());
   m.consoles = std::make_unique<runtime::ConsoleHubs>();
   m.exec = std::make_unique<cri::ExecDispatcher>(m.store.get(), m.hypervisor.get(), m.guest_agents.get(),
                                                  m.consoles.get());

@@ -11,11 +11,16 @@
 #include "config/base/log.h"
 #include "config/base/status_macros.h"
 #include "config/base/str.h"
+#include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/pool_guest_agents.h"
 #include "cri/stats_collector.h"
 #include "runtime/accelerator.h"
 #include "runtime/cgroup/placer_for_config.h"
+#include "runtime/agent/agent_client.h"
+#include "runtime/console_attach.h"
 #include "runtime/console_log.h"
+#include "runtime/qemu_guest_agent.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "runtime/vm_confinement.h"
 #include "sandbox/file_sandbox_store.h"
@@ -122,6 +127,12 @@ struct ShimPod::Modules {
   std::unique_ptr<cni::PodNetwork> network;
   std::unique_ptr<EventForwarder> events;
   std::unique_ptr<cri::StatsCollector> stats;
+  // Exec through the guest agents, as the daemon's streaming server runs it.
+  std::unique_ptr<runtime::agent::AgentPool> agent_pool;
+  std::unique_ptr<runtime::QemuGuestAgent> qga;
+  std::unique_ptr<cri::PoolGuestAgents> guest_agents;
+  std::unique_ptr<runtime::ConsoleHubs> consoles;
+  std::unique_ptr<cri::ExecDispatcher> exec;
   // Last: its monitor thread calls into everything above.
   std::unique_ptr<cri::PodLifecycle> pods;
 };
@@ -197,6 +208,13 @@ absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& nod
   cri::PodLifecycleOptions pod_options;
   pod_options.monitor.use_events = cfg.libvirt.lifecycle_events;
   pod_options.monitor.safety_poll = absl::Seconds(cfg.libvirt.state_poll_seconds);
+  m->agent_pool = std::make_unique<runtime::agent::AgentPool>();
+  m->qga = std::make_unique<runtime::QemuGuestAgent>(m->hypervisor.get());
+  m->guest_agents = std::make_unique<cri::PoolGuestAgents>(m->agent_pool.get(), m->qga.get());
+  m->consoles = std::make_unique<runtime::ConsoleHubs>();
+  m->exec = std::make_unique<cri::ExecDispatcher>(m->store.get(), m->hypervisor.get(), m->guest_agents.get(),
+                                                  m->consoles.get());
+  deps.exec = m->exec.get();
   m->stats = std::make_unique<cri::StatsCollector>(deps);
   m->pods = std::make_unique<cri::PodLifecycle>(deps, pod_options);
   RETURN_IF_ERROR(m->pods->Recover(report));
@@ -209,6 +227,7 @@ AdoptedNetns& ShimPod::netns() { return *m_->netns; }
 RootfsImageStore& ShimPod::images() { return *m_->images; }
 runtime::Hypervisor& ShimPod::hypervisor() { return *m_->hypervisor; }
 cri::StatsCollector& ShimPod::stats() { return *m_->stats; }
+cri::ExecDispatcher& ShimPod::exec() { return *m_->exec; }
 bool ShimPod::cgroup_v2() const { return m_->cgroups->layout().version() == runtime::cgroup::CgroupVersion::kV2; }
 const config::Config& ShimPod::config() const { return m_->config; }
 

@@ -27,6 +27,7 @@
 #include "cri/container_event_sink.h"
 
 namespace kvcri::cri {
+class ExecDispatcher;
 class PodLifecycle;
 class StatsCollector;
 }  // namespace kvcri::cri
@@ -79,6 +80,8 @@ class ShimPod {
   AdoptedNetns& netns();
   RootfsImageStore& images();
   runtime::Hypervisor& hypervisor();
+  // The daemon's exec dispatcher over this Pod's guest agents (Task Exec).
+  cri::ExecDispatcher& exec();
   // The daemon's usage reader over this Pod's modules (Task Stats).
   cri::StatsCollector& stats();
   // Whether the host's cgroups are v2 (the Metrics type containerd expects).

@@ -59,10 +59,56 @@ absl::StatusOr<std::shared_ptr<TaskService::Task>> TaskService::Find(std::string
   return it->second;
 }
 
-absl::Status TaskService::NoExec(std::string_view method, std::string_view id, std::string_view exec_id) {
-  if (exec_id.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(base::StrCat(method, " of exec \"", exec_id, "\" in task \"", id,
-                                                    "\": execs are not yet run through containerd-shim-kubevirt-v1"));
+absl::StatusOr<VmExecs*> TaskService::ExecsOf(std::string_view id) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(id));
+  if (task->process != nullptr) {
+    return absl::FailedPreconditionError(base::StrCat(
+        "task \"", id, "\" is the Pod's sandbox (its pause process): exec in its VM container instead"));
+  }
+  std::shared_ptr<VmTasks> vm = Vm();
+  if (vm == nullptr || vm->execs() == nullptr) return absl::NotFoundError(base::StrCat("task \"", id, "\" not found"));
+  return vm->execs();
+}
+
+void TaskService::OnExecExit(const std::string& id, const std::string& exec_id, const VmExit& e) {
+  pb::TaskExit event;
+  event.set_container_id(id);
+  event.set_id(exec_id);  // an exec's exit: CRI tells it from the init's by this
+  event.set_exit_status(e.status);
+  ToTimestamp(e.at, event.mutable_exited_at());
+  Emit(events_, kTopicTaskExit, kTypeUrlTaskExit, event);
+}
+
+absl::StatusOr<google::protobuf::Empty> TaskService::Exec(const ttrpc::CallContext&, const pb::ExecProcessRequest& req) {
+  RETURN_IF_ERROR(ExecsOf(req.id()).status());
+  RETURN_IF_ERROR(Vm()->AddExec(req));
+  pb::TaskExecAdded event;
+  event.set_container_id(req.id());
+  event.set_exec_id(req.exec_id());
+  Emit(events_, kTopicTaskExecAdded, kTypeUrlTaskExecAdded, event);
+  return google::protobuf::Empty();
+}
+
+absl::StatusOr<google::protobuf::Empty> TaskService::ResizePty(const ttrpc::CallContext&, const pb::ResizePtyRequest& req) {
+  if (req.exec_id().empty()) {
+    return absl::FailedPreconditionError(
+        base::StrCat("task \"", req.id(), "\": a VM's console has no pty to resize (attach is the serial console)"));
+  }
+  ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+  RETURN_IF_ERROR(execs->Resize(req.id(), req.exec_id(), req.width(), req.height()));
+  return google::protobuf::Empty();
+}
+
+absl::StatusOr<google::protobuf::Empty> TaskService::CloseIO(const ttrpc::CallContext&, const pb::CloseIORequest& req) {
+  // containerd closes its end of the stdin FIFO itself; our reader sees EOF.
+  if (!req.exec_id().empty()) {
+    ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+    std::optional<VmExit> exit;
+    RETURN_IF_ERROR(execs->State(req.id(), req.exec_id(), &exit).status());
+  } else {
+    RETURN_IF_ERROR(Find(req.id()).status());
+  }
+  return google::protobuf::Empty();
 }
 
 std::shared_ptr<VmTasks> TaskService::Vm() const {
@@ -116,7 +162,11 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateSandbox(const pb::Crea
           base::StrCat("sandbox task \"", id, "\": this shim already serves a Pod (one shim per Pod)"));
     }
     ASSIGN_OR_RETURN(std::unique_ptr<VmTasks> opened,
-                     options_.open_vm(id, [this](const std::string& cid, const VmExit& e) { OnVmExit(cid, e); }));
+                     options_.open_vm(
+                         id, [this](const std::string& cid, const VmExit& e) { OnVmExit(cid, e); },
+                         [this](const std::string& cid, const std::string& eid, const VmExit& e) {
+                           OnExecExit(cid, eid, e);
+                         }));
     vm = std::move(opened);
     // The Pod record and its wiring (tap + redirect + DHCP) in containerd's netns.
     RETURN_IF_ERROR(vm->RunSandbox(id, config));
@@ -193,7 +243,18 @@ void TaskService::PublishCreate(const pb::CreateTaskRequest& req, uint32_t pid) 
 }
 
 absl::StatusOr<pb::StartResponse> TaskService::Start(const ttrpc::CallContext&, const pb::StartRequest& req) {
-  RETURN_IF_ERROR(NoExec("Start", req.id(), req.exec_id()));
+  if (!req.exec_id().empty()) {
+    ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+    ASSIGN_OR_RETURN(uint32_t pid, execs->Start(req.id(), req.exec_id()));
+    pb::TaskExecStarted event;
+    event.set_container_id(req.id());
+    event.set_exec_id(req.exec_id());
+    event.set_pid(pid);
+    Emit(events_, kTopicTaskExecStarted, kTypeUrlTaskExecStarted, event);
+    pb::StartResponse resp;
+    resp.set_pid(pid);
+    return resp;
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   {
     absl::MutexLock lock(&mu_);
@@ -266,7 +327,19 @@ void TaskService::OnVmExit(const std::string& id, const VmExit& e) {
 }
 
 absl::StatusOr<pb::StateResponse> TaskService::State(const ttrpc::CallContext&, const pb::StateRequest& req) {
-  RETURN_IF_ERROR(NoExec("State", req.id(), req.exec_id()));
+  if (!req.exec_id().empty()) {
+    ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+    std::optional<VmExit> exit;
+    ASSIGN_OR_RETURN(pb::Status status, execs->State(req.id(), req.exec_id(), &exit));
+    pb::StateResponse resp;
+    resp.set_id(req.exec_id());
+    resp.set_status(status);
+    if (exit.has_value()) {
+      resp.set_exit_status(exit->status);
+      ToTimestamp(exit->at, resp.mutable_exited_at());
+    }
+    return resp;
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   pb::StateResponse resp;
   resp.set_id(task->id);
@@ -305,9 +378,15 @@ absl::StatusOr<pb::StateResponse> TaskService::State(const ttrpc::CallContext&, 
 }
 
 absl::StatusOr<pb::WaitResponse> TaskService::Wait(const ttrpc::CallContext& ctx, const pb::WaitRequest& req) {
-  RETURN_IF_ERROR(NoExec("Wait", req.id(), req.exec_id()));
-  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   pb::WaitResponse resp;
+  if (!req.exec_id().empty()) {
+    ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+    ASSIGN_OR_RETURN(VmExit exit, execs->Wait(req.id(), req.exec_id(), ctx));
+    resp.set_exit_status(exit.status);
+    ToTimestamp(exit.at, resp.mutable_exited_at());
+    return resp;
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   if (task->process == nullptr) {
     std::shared_ptr<VmTasks> vm = Vm();
     if (vm == nullptr) return absl::NotFoundError(base::StrCat("task \"", req.id(), "\" not found"));
@@ -323,9 +402,13 @@ absl::StatusOr<pb::WaitResponse> TaskService::Wait(const ttrpc::CallContext& ctx
 }
 
 absl::StatusOr<google::protobuf::Empty> TaskService::Kill(const ttrpc::CallContext&, const pb::KillRequest& req) {
-  RETURN_IF_ERROR(NoExec("Kill", req.id(), req.exec_id()));
   if (req.signal() == 0 || req.signal() >= static_cast<uint32_t>(NSIG)) {
     return absl::InvalidArgumentError(base::StrCat("KillRequest.signal ", req.signal(), " is not a signal"));
+  }
+  if (!req.exec_id().empty()) {
+    ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+    RETURN_IF_ERROR(execs->Signal(req.id(), req.exec_id(), static_cast<int>(req.signal())));
+    return google::protobuf::Empty();
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   if (task->process == nullptr) {
@@ -339,7 +422,14 @@ absl::StatusOr<google::protobuf::Empty> TaskService::Kill(const ttrpc::CallConte
 }
 
 absl::StatusOr<pb::DeleteResponse> TaskService::Delete(const ttrpc::CallContext&, const pb::DeleteRequest& req) {
-  RETURN_IF_ERROR(NoExec("Delete", req.id(), req.exec_id()));
+  if (!req.exec_id().empty()) {
+    ASSIGN_OR_RETURN(VmExecs * execs, ExecsOf(req.id()));
+    ASSIGN_OR_RETURN(VmExit exit, execs->Delete(req.id(), req.exec_id()));
+    pb::DeleteResponse resp;
+    resp.set_exit_status(exit.status);
+    ToTimestamp(exit.at, resp.mutable_exited_at());
+    return resp;
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<Task> task, Find(req.id()));
   uint32_t status = 0;
   absl::Time at;
@@ -467,13 +557,14 @@ void TaskService::Register(ttrpc::Server* server) {
                             "through containerd"))));
   }
   server->Register(svc, std::string(kTaskStats), ttrpc::Typed<pb::StatsRequest, pb::StatsResponse>(bind(&TaskService::Stats)));
+  server->Register(svc, std::string(kTaskExec),
+                   ttrpc::Typed<pb::ExecProcessRequest, google::protobuf::Empty>(bind(&TaskService::Exec)));
+  server->Register(svc, std::string(kTaskResizePty),
+                   ttrpc::Typed<pb::ResizePtyRequest, google::protobuf::Empty>(bind(&TaskService::ResizePty)));
+  server->Register(svc, std::string(kTaskCloseIO),
+                   ttrpc::Typed<pb::CloseIORequest, google::protobuf::Empty>(bind(&TaskService::CloseIO)));
   server->Register(svc, std::string(kTaskUpdate),
                    ttrpc::Typed<pb::UpdateTaskRequest, google::protobuf::Empty>(bind(&TaskService::Update)));
-  for (std::string_view m : {kTaskExec, kTaskResizePty, kTaskCloseIO}) {
-    server->Register(svc, std::string(m),
-                     refuse(absl::FailedPreconditionError(base::StrCat(
-                         m, " is not yet supported by containerd-shim-kubevirt-v1 (docs/containerd-shim.md)"))));
-  }
 }
 
 }  // namespace kvcri::shim::containerd

@@ -40,9 +40,9 @@ using EventSink = std::function<void(std::string_view topic, std::string_view ty
 EventSink PublishTo(EventPublisher* publisher);
 
 // Opens the orchestrator of the Pod `sandbox_id` (VmTasks::Open with the
-// node's config); `on_exit` reports VM exits.
-using OpenVmTasks = std::function<absl::StatusOr<std::unique_ptr<VmTasks>>(std::string_view sandbox_id,
-                                                                           VmTasks::ExitFn on_exit)>;
+// node's config); `on_exit` reports VM exits, `on_exec_exit` exec exits.
+using OpenVmTasks = std::function<absl::StatusOr<std::unique_ptr<VmTasks>>(
+    std::string_view sandbox_id, VmTasks::ExitFn on_exit, VmExecs::ExitFn on_exec_exit)>;
 
 struct TaskServiceOptions {
   std::string version;  // ConnectResponse.version
@@ -72,6 +72,9 @@ class TaskService {
   absl::StatusOr<google::protobuf::Empty> Kill(const ttrpc::CallContext& ctx, const pb::KillRequest& req);
   absl::StatusOr<pb::DeleteResponse> Delete(const ttrpc::CallContext& ctx, const pb::DeleteRequest& req);
   absl::StatusOr<pb::PidsResponse> Pids(const ttrpc::CallContext& ctx, const pb::PidsRequest& req);
+  absl::StatusOr<google::protobuf::Empty> Exec(const ttrpc::CallContext& ctx, const pb::ExecProcessRequest& req);
+  absl::StatusOr<google::protobuf::Empty> ResizePty(const ttrpc::CallContext& ctx, const pb::ResizePtyRequest& req);
+  absl::StatusOr<google::protobuf::Empty> CloseIO(const ttrpc::CallContext& ctx, const pb::CloseIORequest& req);
   absl::StatusOr<pb::StatsResponse> Stats(const ttrpc::CallContext& ctx, const pb::StatsRequest& req);
   absl::StatusOr<google::protobuf::Empty> Update(const ttrpc::CallContext& ctx, const pb::UpdateTaskRequest& req);
   absl::StatusOr<pb::ConnectResponse> Connect(const ttrpc::CallContext& ctx, const pb::ConnectRequest& req);
@@ -96,8 +99,10 @@ class TaskService {
   // The task `id`; NOT_FOUND naming it otherwise (containerd's errdefs
   // turn that into ErrNotFound, which CRI's stop and remove tolerate).
   absl::StatusOr<std::shared_ptr<Task>> Find(std::string_view id) const;
-  // A non-empty exec_id: no process to exec in yet.
-  static absl::Status NoExec(std::string_view method, std::string_view id, std::string_view exec_id);
+  // The execs of the VM container task `id`: NotFound when `id` is no
+  // task, FailedPrecondition when it is the sandbox (nothing to exec in).
+  absl::StatusOr<VmExecs*> ExecsOf(std::string_view id) const;
+  void OnExecExit(const std::string& id, const std::string& exec_id, const VmExit& e);
   absl::StatusOr<pb::CreateTaskResponse> CreateSandbox(const pb::CreateTaskRequest& req, const std::string& config,
                                                        const std::string& netns);
   absl::StatusOr<pb::CreateTaskResponse> CreateContainer(const pb::CreateTaskRequest& req, const std::string& config);

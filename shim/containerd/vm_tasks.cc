@@ -27,13 +27,14 @@ namespace kvcri::shim::containerd {
 using base::StrCat;
 
 absl::StatusOr<std::unique_ptr<VmTasks>> VmTasks::Open(const config::Config& node, std::string_view sandbox_id,
-                                                       ExitFn on_exit) {
+                                                       ExitFn on_exit, VmExecs::ExitFn on_exec_exit) {
   std::unique_ptr<VmTasks> t(new VmTasks(std::move(on_exit)));
   VmTasks* self = t.get();
   // Events only start once Recover runs inside Open, when `self` is whole.
   ASSIGN_OR_RETURN(t->pod_, ShimPod::Open(node, sandbox_id, [self](cri::ContainerEventType type, std::string_view id) {
                      self->OnEvent(type, id);
                    }));
+  t->execs_ = std::make_unique<VmExecs>(&t->pod_->exec(), std::move(on_exec_exit));
   return t;
 }
 
@@ -74,6 +75,7 @@ absl::Status VmTasks::RemoveSandbox(const std::string& id) {
   RETURN_IF_ERROR(pod_->pods().RemoveSandbox(id));
   if (pod_->store().SandboxCount() == 0) {
     // The shim's Pod is gone: its records, libvirt root and sockets too.
+    execs_.reset();  // its sessions ran on the Pod's dispatcher
     absl::Status removed = pod_->RemoveState();
     pod_.reset();
     return removed;
@@ -285,6 +287,15 @@ absl::StatusOr<VmExit> VmTasks::RemoveContainer(const std::string& id) {
   pod_->images().Forget(id);
   if (!rootfs.empty()) RETURN_IF_ERROR(UnmountRootfs(rootfs));
   return exit;
+}
+
+absl::Status VmTasks::AddExec(const pb::ExecProcessRequest& req) {
+  if (pod_ == nullptr) return absl::NotFoundError(StrCat("task \"", req.id(), "\" not found"));
+  ASSIGN_OR_RETURN(sandbox::ContainerRecord c, pod_->pods().Container(req.id()));
+  if (c.state != sandbox::ContainerState::kRunning) {
+    return absl::FailedPreconditionError(StrCat("task \"", req.id(), "\" is not running: nothing to exec in"));
+  }
+  return execs_->Add(req);
 }
 
 std::vector<uint32_t> VmTasks::Pids(const std::string& id) {

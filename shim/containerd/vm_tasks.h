@@ -35,6 +35,8 @@
 #include "config/config.h"
 #include "shim/containerd/proto/task.pb.h"
 #include "shim/containerd/shim_pod.h"
+#include "shim/containerd/vm_execs.h"
+#include "shim/containerd/vm_exit.h"
 #include "shim/ttrpc/server.h"
 
 namespace kvcri::shim::containerd {
@@ -42,11 +44,6 @@ namespace kvcri::shim::containerd {
 // How long a stop signal waits for the guest before the VM is forced off
 // when containerd sends no SIGKILL (it always does, after its timeout).
 inline constexpr absl::Duration kGracefulStopBound = absl::Hours(1);
-
-struct VmExit {
-  uint32_t status = 0;
-  absl::Time at;
-};
 
 // What a VM task is now, as containerd's State reports it.
 struct VmTaskState {
@@ -62,8 +59,9 @@ class VmTasks {
   using ExitFn = std::function<void(const std::string& id, const VmExit& exit)>;
 
   // Opens the Pod's orchestrator (ShimPod::Open) for `sandbox_id`.
+  // `on_exec_exit` reports the end of each Task Exec (VmExecs).
   static absl::StatusOr<std::unique_ptr<VmTasks>> Open(const config::Config& node, std::string_view sandbox_id,
-                                                        ExitFn on_exit);
+                                                        ExitFn on_exit, VmExecs::ExitFn on_exec_exit = nullptr);
   // Joins the stop threads (the VMs they wait for keep running).
   ~VmTasks();
   VmTasks(const VmTasks&) = delete;
@@ -90,6 +88,12 @@ class VmTasks {
   // Removes an exited container: its record, VM files and rootfs mount.
   // FailedPrecondition while it runs.
   absl::StatusOr<VmExit> RemoveContainer(const std::string& id);
+  // The Task Exec processes of this Pod's VM containers; null once the
+  // Pod is removed.
+  VmExecs* execs() { return execs_.get(); }
+  // Task Exec of container `req.id()`: it must be a RUNNING VM container.
+  absl::Status AddExec(const pb::ExecProcessRequest& req);
+
   // QEMU and its helpers while the VM runs.
   std::vector<uint32_t> Pids(const std::string& id);
   // The VM's usage as the cgroups Metrics containerd's CRI decodes.
@@ -108,6 +112,7 @@ class VmTasks {
 
   const ExitFn on_exit_;
   std::unique_ptr<ShimPod> pod_;
+  std::unique_ptr<VmExecs> execs_;  // after pod_: its sessions end before the dispatcher goes
   absl::Mutex create_mu_;  // held across CreateContainer (it never waits on mu_'s holders)
   absl::Mutex mu_;
   // Container task id → its bundle's rootfs mount point.

@@ -350,6 +350,37 @@ TEST_F(ShimVmTest, AContainerDiskPodBootsThroughContainerdAndLeavesNothingBehind
   EXPECT_GE(CountCriLogLines(log, "KUBEVIRT-CRI-GUEST-IP"), 1) << "containerd writes the CRI log format";
   EXPECT_TRUE(PingFromHost(ip));
 
+  // ExecSync through containerd: Task Exec runs in the guest through its
+  // agent (kvcri-agent here), output and exit code back through the FIFOs.
+  pb::ExecSyncRequest ereq;
+  ereq.set_container_id(ctr);
+  ereq.add_cmd("sh");
+  ereq.add_cmd("-c");
+  ereq.add_cmd("echo hello-from-$(uname -s); echo oops >&2; exit 3");
+  ereq.set_timeout(30);
+  pb::ExecSyncResponse eresp;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        eresp.Clear();
+        grpc::Status es = ctrd_.runtime().ExecSync(Ctx(std::chrono::seconds(60)).get(), ereq, &eresp);
+        return es.ok() && eresp.exit_code() == 3;  // 126 while the guest's agent is not up yet
+      },
+      std::chrono::seconds(120)))
+      << eresp.DebugString() << "\n" << ctrd_.Log();
+  EXPECT_EQ(eresp.stdout(), "hello-from-Linux\n");
+  EXPECT_EQ(eresp.stderr(), "oops\n");
+  // Its timeout: containerd kills the exec (our Kill ends the guest process).
+  pb::ExecSyncRequest slow;
+  slow.set_container_id(ctr);
+  slow.add_cmd("sleep");
+  slow.add_cmd("60");
+  slow.set_timeout(2);
+  const auto t0 = std::chrono::steady_clock::now();
+  s = ctrd_.runtime().ExecSync(Ctx(std::chrono::seconds(60)).get(), slow, &eresp);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  EXPECT_FALSE(s.ok() && eresp.exit_code() == 0) << "a sleep 60 with timeout 2 did not time out";
+  EXPECT_EQ(ProcessesMatching("kvcri-" + ctr).size(), 1u);
+
   // ContainerStats through containerd: the VM's cgroup, as the daemon reads it.
   pb::ContainerStatsRequest sreq;
   sreq.set_container_id(ctr);
