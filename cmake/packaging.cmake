@@ -46,7 +46,7 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/kubevirt-cri/kubevirt-cri"
 # the programs the daemon runs rather than links are listed by hand.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libvirt-daemon, libvirt-daemon-driver-qemu, qemu-system-x86, qemu-utils, containernetworking-plugins, iproute2, ovmf, passwd")
+    "libvirt-daemon, libvirt-daemon-driver-qemu, qemu-system-x86, qemu-utils, containernetworking-plugins, iproute2, ovmf, passwd, iptables")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "containerd")
 # swtpm: only Pods with the kubevirt-cri.io/tpm annotation (docs/security.md "vTPM").
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "cri-tools, swtpm, swtpm-tools")

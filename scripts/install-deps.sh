@@ -17,6 +17,7 @@ build_pkgs=(
 runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
   containernetworking-plugins iproute2 ovmf
+  iptables  # containerd-shim mode: port-forward's redirect in the Pod's netns
   swtpm swtpm-tools  # the vTPM of annotation kubevirt-cri.io/tpm: libvirt runs swtpm_setup and swtpm
 )
 # What test/guest/build-guest.sh needs (and cc, from build-essential), and curl: the demo guest of scripts/demo.sh.

@@ -39,6 +39,7 @@ absl::StatusOr<std::unique_ptr<VmTasks>> VmTasks::Open(const config::Config& nod
 }
 
 VmTasks::~VmTasks() {
+  port_forward_.reset();  // its connections use the Pod's dispatcher
   std::vector<std::thread> stoppers;
   {
     absl::MutexLock lock(&mu_);
@@ -61,6 +62,14 @@ absl::Status VmTasks::RunSandbox(const std::string& id, std::string_view config_
     pod_->netns().Remove(id).IgnoreError();
     return ran.status();
   }
+  absl::StatusOr<std::unique_ptr<NetnsPortForwarder>> forwarder =
+      NetnsPortForwarder::Start(facts.netns, id, &pod_->exec());
+  if (!forwarder.ok()) {
+    // The Pod runs; only `kubectl port-forward` to it will fail.
+    base::LogWarn("port-forward into the VM unavailable", {{"id", id}, {"error", std::string(forwarder.status().message())}});
+  } else {
+    port_forward_ = *std::move(forwarder);
+  }
   return absl::OkStatus();
 }
 
@@ -75,6 +84,7 @@ absl::Status VmTasks::RemoveSandbox(const std::string& id) {
   RETURN_IF_ERROR(pod_->pods().RemoveSandbox(id));
   if (pod_->store().SandboxCount() == 0) {
     // The shim's Pod is gone: its records, libvirt root and sockets too.
+    port_forward_.reset();
     execs_.reset();  // its sessions ran on the Pod's dispatcher
     absl::Status removed = pod_->RemoveState();
     pod_.reset();

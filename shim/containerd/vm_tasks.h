@@ -35,6 +35,7 @@
 #include "config/config.h"
 #include "shim/containerd/proto/task.pb.h"
 #include "shim/containerd/shim_pod.h"
+#include "shim/containerd/netns_port_forward.h"
 #include "shim/containerd/vm_execs.h"
 #include "shim/containerd/vm_exit.h"
 #include "shim/ttrpc/server.h"
@@ -68,7 +69,8 @@ class VmTasks {
   VmTasks& operator=(const VmTasks&) = delete;
 
   // The sandbox task: the Pod record and its network wiring in the netns
-  // the sandbox spec (`config_json`) names.
+  // the sandbox spec (`config_json`) names, and the redirect that brings
+  // containerd's port-forward dials to the guest (NetnsPortForwarder).
   absl::Status RunSandbox(const std::string& id, std::string_view config_json);
   // Stops what still runs and removes the sandbox's records and wiring;
   // the Pod's state directories go with the last of them.
@@ -113,6 +115,8 @@ class VmTasks {
   const ExitFn on_exit_;
   std::unique_ptr<ShimPod> pod_;
   std::unique_ptr<VmExecs> execs_;  // after pod_: its sessions end before the dispatcher goes
+  // containerd's port-forward into the guest (one sandbox per shim).
+  std::unique_ptr<NetnsPortForwarder> port_forward_;
   absl::Mutex create_mu_;  // held across CreateContainer (it never waits on mu_'s holders)
   absl::Mutex mu_;
   // Container task id → its bundle's rootfs mount point.

@@ -27,6 +27,7 @@
 #include "test/client/containerd_fixture.h"
 #include "test/client/host_util.h"
 #include "test/client/pod_helpers.h"
+#include "test/client/stream_client.h"
 #include "test/client/test_daemon.h"
 #include "test/fakes/shell.h"
 
@@ -380,6 +381,29 @@ TEST_F(ShimVmTest, AContainerDiskPodBootsThroughContainerdAndLeavesNothingBehind
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
   EXPECT_FALSE(s.ok() && eresp.exit_code() == 0) << "a sleep 60 with timeout 2 did not time out";
   EXPECT_EQ(ProcessesMatching("kvcri-" + ctr).size(), 1u);
+
+  // PortForward through containerd's streaming server: containerd dials
+  // 127.0.0.1:8080 in the Pod's netns; the shim's redirect takes it to the
+  // guest (kvcri-agent to the guest's own localhost, where httpd listens).
+  pb::PortForwardRequest pfreq;
+  pfreq.set_pod_sandbox_id(pod);
+  pfreq.add_port(8080);
+  pb::PortForwardResponse pfresp;
+  ASSERT_TRUE(ctrd_.runtime().PortForward(Ctx().get(), pfreq, &pfresp).ok());
+  absl::StatusOr<std::unique_ptr<PortForwardClient>> pf = OpenSpdyPortForward(pfresp.url());
+  ASSERT_TRUE(pf.ok()) << pf.status();
+  absl::StatusOr<std::unique_ptr<ForwardedConnection>> conn = (*pf)->Connect(8080);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)->Write("GET / HTTP/1.0\r\n\r\n").ok());
+  std::string page;
+  char buf[4096];
+  while (page.find("kubevirt-cri-guest shim-vm") == std::string::npos) {
+    absl::StatusOr<size_t> n = (*conn)->Read(buf, sizeof buf);
+    ASSERT_TRUE(n.ok()) << n.status() << "\n" << ctrd_.Log();
+    if (*n == 0) break;
+    page.append(buf, *n);
+  }
+  EXPECT_THAT(page, HasSubstr("kubevirt-cri-guest shim-vm"));
 
   // ContainerStats through containerd: the VM's cgroup, as the daemon reads it.
   pb::ContainerStatsRequest sreq;
