@@ -2,8 +2,6 @@
 #include "shim/containerd/fifo_streams.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +10,7 @@
 #include <thread>
 
 #include "config/base/str.h"
+#include "shim/containerd/wakeable_fd.h"
 
 namespace kvcri::shim::containerd {
 
@@ -19,30 +18,16 @@ using base::StrCat;
 
 class FifoStreams::Reader final : public streaming::ByteReader {
  public:
-  Reader(base::UniqueFd fd, base::UniqueFd wake) : fd_(std::move(fd)), wake_(std::move(wake)) {}
+  explicit Reader(base::UniqueFd fd) : fd_(std::move(fd)) {}
+  bool valid() const { return fd_.valid(); }
+  // 0: containerd closed stdin (CloseIO); Cancelled after CancelRead.
   absl::StatusOr<size_t> Read(char* buf, size_t len) override {
-    while (true) {
-      pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return absl::ErrnoToStatus(errno, "poll stdin FIFO");
-      }
-      if (fds[1].revents & POLLIN) return absl::CancelledError("the exec's stdin was closed by the shim");
-      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-        ssize_t n = ::read(fd_.get(), buf, len);
-        if (n >= 0) return static_cast<size_t>(n);  // 0: containerd closed stdin (CloseIO)
-        if (errno == EINTR || errno == EAGAIN) continue;
-        return absl::ErrnoToStatus(errno, "read stdin FIFO");
-      }
-    }
+    return fd_.Read([&] { return ::read(fd_.fd(), buf, len); });
   }
-  void CancelRead() override {
-    const uint64_t one = 1;
-    (void)!::write(wake_.get(), &one, sizeof one);
-  }
+  void CancelRead() override { fd_.Wake(); }
 
  private:
-  base::UniqueFd fd_, wake_;
+  WakeableFd fd_;
 };
 
 class FifoStreams::Writer final : public streaming::ByteWriter {
@@ -106,9 +91,8 @@ absl::StatusOr<std::unique_ptr<FifoStreams>> FifoStreams::Open(const std::string
   if (!stdin_path.empty()) {
     absl::StatusOr<base::UniqueFd> fd = OpenFifo(stdin_path, /*write=*/false);
     if (!fd.ok()) return fd.status();
-    base::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!wake.valid()) return absl::ErrnoToStatus(errno, "eventfd");
-    s->stdin_ = std::make_unique<Reader>(*std::move(fd), std::move(wake));
+    s->stdin_ = std::make_unique<Reader>(*std::move(fd));
+    if (!s->stdin_->valid()) return absl::ErrnoToStatus(errno, "eventfd");
   }
   if (!stdout_path.empty()) {
     absl::StatusOr<base::UniqueFd> fd = OpenFifo(stdout_path, /*write=*/true);

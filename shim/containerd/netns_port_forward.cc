@@ -18,6 +18,7 @@
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
 #include "cri/streaming/stream_io.h"
+#include "shim/containerd/wakeable_fd.h"
 
 namespace kvcri::shim::containerd {
 
@@ -26,28 +27,19 @@ using base::StrCat;
 // One accepted connection as the dispatcher's client stream.
 class NetnsPortForwarder::SocketStream final : public streaming::ByteStream {
  public:
-  SocketStream(base::UniqueFd fd, base::UniqueFd wake) : fd_(std::move(fd)), wake_(std::move(wake)) {}
+  explicit SocketStream(base::UniqueFd fd) : fd_(std::move(fd)) {}
+  bool valid() const { return fd_.valid(); }
   absl::StatusOr<size_t> Read(char* buf, size_t len) override {
-    while (true) {
-      pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return absl::ErrnoToStatus(errno, "poll");
-      }
-      if (fds[1].revents & POLLIN) return absl::CancelledError("the forwarded connection was stopped");
-      ssize_t n = ::recv(fd_.get(), buf, len, MSG_DONTWAIT);
-      if (n >= 0) return static_cast<size_t>(n);
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return absl::UnavailableError(StrCat("the client's connection failed: ", std::strerror(errno)));
+    absl::StatusOr<size_t> n = fd_.Read([&] { return ::recv(fd_.fd(), buf, len, MSG_DONTWAIT); });
+    if (!n.ok() && !absl::IsCancelled(n.status())) {
+      return absl::UnavailableError(StrCat("the client's connection failed: ", n.status().message()));
     }
+    return n;
   }
-  void CancelRead() override {
-    const uint64_t one = 1;
-    (void)!::write(wake_.get(), &one, sizeof one);
-  }
+  void CancelRead() override { fd_.Wake(); }
   absl::Status Write(std::string_view data) override {
     while (!data.empty()) {
-      ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
+      ssize_t n = ::send(fd_.fd(), data.data(), data.size(), MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EINTR) continue;
         return absl::UnavailableError(StrCat("the client's connection failed: ", std::strerror(errno)));
@@ -57,17 +49,17 @@ class NetnsPortForwarder::SocketStream final : public streaming::ByteStream {
     return absl::OkStatus();
   }
   absl::Status CloseWrite() override {
-    ::shutdown(fd_.get(), SHUT_WR);
+    ::shutdown(fd_.fd(), SHUT_WR);
     return absl::OkStatus();
   }
   // The shim is going away: both directions end now.
   void Abort() {
-    ::shutdown(fd_.get(), SHUT_RDWR);
+    ::shutdown(fd_.fd(), SHUT_RDWR);
     CancelRead();
   }
 
  private:
-  base::UniqueFd fd_, wake_;
+  WakeableFd fd_;
 };
 
 namespace {
@@ -177,10 +169,10 @@ void NetnsPortForwarder::AcceptLoop() {
 }
 
 void NetnsPortForwarder::Serve(base::UniqueFd conn, uint16_t port) {
-  base::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake.valid()) return;
+  auto stream = std::make_shared<SocketStream>(std::move(conn));
+  if (!stream->valid()) return;
   Conn& c = conns_.emplace_back();
-  c.stream = std::make_shared<SocketStream>(std::move(conn), std::move(wake));
+  c.stream = std::move(stream);
   c.thread = std::thread([this, &c, port, stream = c.stream] {
     absl::Status s = dispatcher_->PortForward(sandbox_id_, port, *stream);
     if (!s.ok()) base::LogInfo("port-forward ended", {{"port", StrCat(port)}, {"error", std::string(s.message())}});
