@@ -92,10 +92,12 @@ int Serve(const ShimArgs& args) {
     // fails the sandbox task with its error, which containerd reports.
     absl::StatusOr<config::Config> node = LoadNodeConfig();
     if (!node.ok()) base::LogError("shim config", {{"error", std::string(node.status().message())}});
-    options.open_vm = [node](std::string_view sandbox_id, VmTasks::ExitFn on_exit,
-                             VmExecs::ExitFn on_exec_exit) -> absl::StatusOr<std::unique_ptr<VmTasks>> {
+    // containerd's own socket (-address): the images' labels are read there.
+    ContainerdApi api{args.address.starts_with("unix://") ? args.address.substr(7) : args.address, args.namespace_name};
+    options.open_vm = [node, api](std::string_view sandbox_id, VmTasks::ExitFn on_exit,
+                                  VmExecs::ExitFn on_exec_exit) -> absl::StatusOr<std::unique_ptr<VmTasks>> {
       if (!node.ok()) return node.status();
-      return VmTasks::Open(*node, sandbox_id, std::move(on_exit), std::move(on_exec_exit));
+      return VmTasks::Open(*node, sandbox_id, std::move(on_exit), std::move(on_exec_exit), api);
     };
     TaskService tasks(PublishTo(&publisher), options);
     tasks.Register(&server);

@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <map>
+
 #include "config/base/file_util.h"
 #include "config/base/log.h"
 #include "config/base/rollback.h"
@@ -16,6 +18,7 @@
 #include "sandbox/sandbox_store.h"
 #include "shim/containerd/adopted_network.h"
 #include "shim/containerd/bootstrap.h"
+#include "shim/containerd/image_labels.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/rootfs_image.h"
 #include "shim/containerd/rootfs_image_store.h"
@@ -27,8 +30,9 @@ namespace kvcri::shim::containerd {
 using base::StrCat;
 
 absl::StatusOr<std::unique_ptr<VmTasks>> VmTasks::Open(const config::Config& node, std::string_view sandbox_id,
-                                                       ExitFn on_exit, VmExecs::ExitFn on_exec_exit) {
-  std::unique_ptr<VmTasks> t(new VmTasks(std::move(on_exit)));
+                                                       ExitFn on_exit, VmExecs::ExitFn on_exec_exit,
+                                                       ContainerdApi api) {
+  std::unique_ptr<VmTasks> t(new VmTasks(std::move(on_exit), std::move(api)));
   VmTasks* self = t.get();
   // Events only start once Recover runs inside Open, when `self` is whole.
   ASSIGN_OR_RETURN(t->pod_, ShimPod::Open(node, sandbox_id, [self](cri::ContainerEventType type, std::string_view id) {
@@ -120,8 +124,20 @@ absl::Status VmTasks::CreateContainer(const pb::CreateTaskRequest& req, std::str
   }
   // Containerd's snapshot is the image: registered under the task id, so a
   // restarted container of the same image (a new task) is its own entry.
-  absl::StatusOr<runtime::image::ImageInfo> image =
-      pod_->images().Add(id, rootfs, config.image().image(), /*labels=*/{});
+  // The image config's labels choose the kernel command line and firmware,
+  // as in the daemon's store; without them the image boots with defaults.
+  std::map<std::string, std::string> labels;
+  if (!api_.address.empty() && !config.image().image().empty()) {
+    absl::StatusOr<std::map<std::string, std::string>> read =
+        ImageLabels(api_.address, api_.ns, config.image().image());
+    if (read.ok()) {
+      labels = *std::move(read);
+    } else {
+      base::LogWarn("image labels unread: the VM boots with the defaults",
+                    {{"id", id}, {"image", config.image().image()}, {"error", std::string(read.status().message())}});
+    }
+  }
+  absl::StatusOr<runtime::image::ImageInfo> image = pod_->images().Add(id, rootfs, config.image().image(), labels);
   if (!image.ok()) {
     return absl::Status(image.status().code(),
                         StrCat("container task \"", id, "\": the image \"", config.image().image(),

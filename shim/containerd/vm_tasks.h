@@ -53,6 +53,13 @@ struct VmTaskState {
   std::optional<VmExit> exit;
 };
 
+// containerd's own gRPC socket and the tasks' namespace (the shim's
+// -address and -namespace): where image labels are read (image_labels.h).
+struct ContainerdApi {
+  std::string address;
+  std::string ns;
+};
+
 class VmTasks {
  public:
   // Called once per container task when its VM has stopped (exit recorded),
@@ -61,8 +68,10 @@ class VmTasks {
 
   // Opens the Pod's orchestrator (ShimPod::Open) for `sandbox_id`.
   // `on_exec_exit` reports the end of each Task Exec (VmExecs).
+  // `api` empty: images boot without their labels (the `delete` path).
   static absl::StatusOr<std::unique_ptr<VmTasks>> Open(const config::Config& node, std::string_view sandbox_id,
-                                                        ExitFn on_exit, VmExecs::ExitFn on_exec_exit = nullptr);
+                                                        ExitFn on_exit, VmExecs::ExitFn on_exec_exit = nullptr,
+                                                        ContainerdApi api = {});
   // Joins the stop threads (the VMs they wait for keep running).
   ~VmTasks();
   VmTasks(const VmTasks&) = delete;
@@ -106,13 +115,14 @@ class VmTasks {
   absl::Status Update(const std::string& id, const google::protobuf::Any& resources);
 
  private:
-  explicit VmTasks(ExitFn on_exit) : on_exit_(std::move(on_exit)) {}
+  VmTasks(ExitFn on_exit, ContainerdApi api) : on_exit_(std::move(on_exit)), api_(std::move(api)) {}
   void OnEvent(cri::ContainerEventType type, std::string_view container_id);
   std::optional<VmExit> ExitOf(const std::string& id);
   // The exit recorded for `id`, else 137 now.
   VmExit RecordedExit(const std::string& id);
 
   const ExitFn on_exit_;
+  const ContainerdApi api_;
   std::unique_ptr<ShimPod> pod_;
   std::unique_ptr<VmExecs> execs_;  // after pod_: its sessions end before the dispatcher goes
   // containerd's port-forward into the guest (one sandbox per shim).

@@ -528,6 +528,26 @@ TEST_F(ShimVmTest, TheVmOutlivesContainerdAndAKilledShimsVmIsCleanedUp) {
       << ::testing::PrintToString(ShimStateLeft()) << "\n" << ctrd_.Log();
 }
 
+// A kernel image (/boot/vmlinuz + initrd) through containerd: its config's
+// io.kubevirt-cri.cmdline label (console=ttyS0 ...) is read from containerd's
+// image and content services, so the kernel's console is the CRI log.
+TEST_F(ShimVmTest, AKernelImageBootsWithTheCmdlineLabelFromContainerdsImage) {
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string image = ctrd_.PushImage(GuestImageDir("oci-kernel"), "kernel:1");
+  ASSERT_FALSE(HasFailure());
+  const pb::PodSandboxConfig sandbox = SandboxConfig("shim-kernel", logs_.path());
+  std::string pod, ctr;
+  grpc::Status s = Start(image, sandbox, &pod, &ctr);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\ncontainerd:\n" << ctrd_.Log();
+  const std::string ip = PodIp(pod);
+  const std::filesystem::path log = std::filesystem::path(sandbox.log_directory()) / "vm/0.log";
+  EXPECT_TRUE(WaitForFileContains(log, "KUBEVIRT-CRI-GUEST-IP eth0 " + ip + "/", std::chrono::seconds(300)))
+      << ReadFileOrEmpty(log) << "\ncontainerd:\n" << ctrd_.Log();
+  EXPECT_THAT(ctrd_.Log(), ::testing::Not(HasSubstr("image labels unread")));
+  RemovePodThroughContainerd(pod);
+  EXPECT_TRUE(Eventually([&] { return ShimStateLeft().empty(); }));
+}
+
 // kubelet's StartContainer deadline passing while the VM is being created:
 // containerd's CRI gives up, kills the created task and deletes it. The VM
 // that comes up after that must not be left running, and the Pod's removal

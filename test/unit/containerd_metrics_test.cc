@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "shim/containerd/image_labels.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/proto/cgroups_v1.pb.h"
 #include "shim/containerd/proto/cgroups_v2.pb.h"
@@ -86,6 +87,38 @@ TEST(ContainerdUpdate, OciLinuxResourcesBecomeCriResources) {
   EXPECT_EQ(r->unified().at("memory.oom.group"), "1");
   EXPECT_EQ(LinuxResourcesFromOciJson("[1]").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(LinuxResourcesFromOciJson("{").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvcri::shim::containerd
+
+namespace kvcri::shim::containerd {
+namespace {
+
+TEST(ContainerdImageLabels, AManifestsConfigAnIndexsPlatformAndAConfigsLabels) {
+  EXPECT_EQ(ConfigDigestOfManifest(R"({"config":{"digest":"sha256:abc","size":3},"layers":[]})").value(), "sha256:abc");
+  EXPECT_EQ(ConfigDigestOfManifest(R"({"layers":[]})").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ConfigDigestOfManifest("[]").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlatformManifestOfIndex(R"({"manifests":[
+      {"digest":"sha256:arm","platform":{"os":"linux","architecture":"arm64"}},
+      {"digest":"sha256:amd","platform":{"os":"linux","architecture":"amd64"}}]})")
+                .value(),
+            "sha256:amd");
+  EXPECT_EQ(PlatformManifestOfIndex(R"({"manifests":[{"digest":"sha256:only"}]})").value(), "sha256:only");
+  EXPECT_EQ(PlatformManifestOfIndex(R"({"manifests":[{"digest":"sha256:arm","platform":{"os":"linux","architecture":"arm64"}}]})")
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(IsIndexMediaType("application/vnd.oci.image.index.v1+json"));
+  EXPECT_TRUE(IsIndexMediaType("application/vnd.docker.distribution.manifest.list.v2+json"));
+  EXPECT_FALSE(IsIndexMediaType("application/vnd.oci.image.manifest.v1+json"));
+  absl::StatusOr<std::map<std::string, std::string>> labels = LabelsOfImageConfig(
+      R"({"architecture":"amd64","config":{"Labels":{"io.kubevirt-cri.cmdline":"console=ttyS0","n":1}}})");
+  ASSERT_TRUE(labels.ok()) << labels.status();
+  EXPECT_EQ(*labels, (std::map<std::string, std::string>{{"io.kubevirt-cri.cmdline", "console=ttyS0"}}))
+      << "a non-string label is not a label";
+  EXPECT_TRUE(LabelsOfImageConfig(R"({"config":{}})")->empty());
+  EXPECT_EQ(LabelsOfImageConfig("nope").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
