@@ -108,6 +108,30 @@ void CopyCapsFiles(const std::filesystem::path& from, const std::filesystem::pat
 
 }  // namespace
 
+std::string CurrentBootId() {
+  absl::StatusOr<std::string> id = base::ReadFileAtMost("/proc/sys/kernel/random/boot_id", 128);
+  if (!id.ok()) return "";
+  std::string out = *id;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+void SweepEarlierBoots(const config::Config& node, std::string_view boot_id) {
+  if (boot_id.empty()) return;
+  const std::filesystem::path roots = node.root / "shim", states = node.state_dir / "shim";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(roots, ec)) {
+    if (!e.is_directory(ec) || e.is_symlink(ec)) continue;
+    absl::StatusOr<std::string> recorded = base::ReadFileAtMost(e.path() / "boot_id", 128, /*follow_symlinks=*/false);
+    if (!recorded.ok() || *recorded == boot_id) continue;
+    const std::string name = e.path().filename().string();
+    base::LogInfo("removing a Pod's state from an earlier boot", {{"dir", e.path().string()}});
+    base::LogIfError(base::RemoveAll(e.path()), "earlier boot's Pod state");
+    base::LogIfError(base::RemoveAll(states / name), "earlier boot's Pod state");
+    std::filesystem::remove(roots / (name + ".lock"), ec);
+  }
+}
+
 struct ShimPod::Modules {
   config::Config config;
   std::filesystem::path shared_caps;
@@ -151,6 +175,11 @@ absl::StatusOr<std::unique_ptr<ShimPod>> ShimPod::Open(const config::Config& nod
   RETURN_IF_ERROR(base::MakeDirs(cfg.root, 0700));
   RETURN_IF_ERROR(base::MakeDirs(cfg.state_dir, 0700));
   RETURN_IF_ERROR(base::MakeDirs(cfg.root / "containers", 0700));
+  const std::string boot_id = CurrentBootId();
+  if (!boot_id.empty() && !std::filesystem::exists(cfg.root / "boot_id")) {
+    RETURN_IF_ERROR(base::WriteFileAtomic(cfg.root / "boot_id", boot_id, 0600));
+  }
+  SweepEarlierBoots(node, boot_id);  // ours carries this boot's id: kept
 
   cri::RuntimeDeps deps;
   deps.config = &m->config;

@@ -59,6 +59,16 @@ absl::StatusOr<config::Config> LoadNodeConfig();
 // the Pod's netns, and one Pod's libvirt is the shim's alone).
 absl::StatusOr<config::Config> PodConfig(const config::Config& node, std::string_view sandbox_id);
 
+// The per-Pod state directories live under <root>/shim, which survives a
+// node reboot while the VMs, and containerd's memory of the tasks, do not:
+// no `delete` ever comes for them. Each Pod's directory records the kernel's
+// boot id (/proc/sys/kernel/random/boot_id); a Pod's shim removes the
+// directories (root and state_dir sides, and their lock files) of Pods from
+// an earlier boot when it opens. Directories without a boot id are kept.
+void SweepEarlierBoots(const config::Config& node, std::string_view boot_id);
+// The current boot id ("" when unreadable: nothing is swept).
+std::string CurrentBootId();
+
 // Called for each change PodLifecycle reports, with no lock held.
 using PodEventFn = std::function<void(cri::ContainerEventType type, std::string_view container_id)>;
 

@@ -1,13 +1,18 @@
-// Task Stats and Update conversions: ContainerUsage as cgroups v1/v2 Metrics, OCI LinuxResources JSON as CRI's.
+// Shim conversions and sweeps: usage as cgroups Metrics, OCI LinuxResources, image labels, earlier boots' Pod state.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "shim/containerd/image_labels.h"
 #include "shim/containerd/names.h"
 #include "shim/containerd/proto/cgroups_v1.pb.h"
 #include "shim/containerd/proto/cgroups_v2.pb.h"
+#include "shim/containerd/shim_pod.h"
 #include "shim/containerd/spec_drafts.h"
 #include "shim/containerd/task_metrics.h"
+#include "test/fakes/scratch_dir.h"
 
 namespace kvcri::shim::containerd {
 namespace {
@@ -119,6 +124,39 @@ TEST(ContainerdImageLabels, AManifestsConfigAnIndexsPlatformAndAConfigsLabels) {
       << "a non-string label is not a label";
   EXPECT_TRUE(LabelsOfImageConfig(R"({"config":{}})")->empty());
   EXPECT_EQ(LabelsOfImageConfig("nope").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvcri::shim::containerd
+
+namespace kvcri::shim::containerd {
+namespace {
+
+class ShimBootSweepTest : public testing::ScratchDirTest {};
+
+// Pods' state from an earlier boot (their VMs are gone, containerd forgot
+// them) is removed; this boot's and unmarked directories stay.
+TEST_F(ShimBootSweepTest, StateFromAnEarlierBootIsRemovedAndThisBootsIsKept) {
+  config::Config node;
+  node.root = dir_ / "root";
+  node.state_dir = dir_ / "run";
+  for (const char* d : {"old", "new", "unmarked"}) {
+    std::filesystem::create_directories(node.root / "shim" / d / "libvirt");
+    std::filesystem::create_directories(node.state_dir / "shim" / d);
+  }
+  std::ofstream(node.root / "shim/old/boot_id") << "boot-1";
+  std::ofstream(node.root / "shim/old.lock") << "";
+  std::ofstream(node.root / "shim/new/boot_id") << "boot-2";
+  SweepEarlierBoots(node, "boot-2");
+  EXPECT_FALSE(std::filesystem::exists(node.root / "shim/old"));
+  EXPECT_FALSE(std::filesystem::exists(node.state_dir / "shim/old"));
+  EXPECT_FALSE(std::filesystem::exists(node.root / "shim/old.lock"));
+  EXPECT_TRUE(std::filesystem::exists(node.root / "shim/new/libvirt"));
+  EXPECT_TRUE(std::filesystem::exists(node.state_dir / "shim/new"));
+  EXPECT_TRUE(std::filesystem::exists(node.root / "shim/unmarked"));
+  SweepEarlierBoots(node, "");
+  EXPECT_TRUE(std::filesystem::exists(node.root / "shim/new")) << "no boot id: nothing swept";
+  EXPECT_FALSE(CurrentBootId().empty());
 }
 
 }  // namespace
