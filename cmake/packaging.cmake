@@ -47,7 +47,8 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/kubevirt-cri/kubevirt-cri"
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libvirt-daemon, libvirt-daemon-driver-qemu, qemu-system-x86, qemu-utils, containernetworking-plugins, iproute2, ovmf, passwd, iptables")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "containerd")
+# crun, a kernel, cpio and kmod: the Pod micro-VM's boot files (runtime/microvm/build-microvm.sh).
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "containerd, crun, linux-image-amd64, cpio, kmod")
 # swtpm: only Pods with the kubevirt-cri.io/tpm annotation (docs/security.md "vTPM").
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "cri-tools, swtpm, swtpm-tools")
 

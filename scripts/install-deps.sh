@@ -19,6 +19,9 @@ runtime_pkgs=(
   containernetworking-plugins iproute2 ovmf
   iptables  # containerd-shim mode: port-forward's redirect in the Pod's netns
   swtpm swtpm-tools  # the vTPM of annotation kubevirt-cri.io/tpm: libvirt runs swtpm_setup and swtpm
+  # The Pod micro-VM's boot files (runtime/microvm/build-microvm.sh): crun and
+  # its libraries in the initramfs, the distro kernel and its modules.
+  crun linux-image-amd64 cpio kmod
 )
 # What test/guest/build-guest.sh needs (and cc, from build-essential), and curl: the demo guest of scripts/demo.sh.
 demo_pkgs=(

@@ -10,6 +10,7 @@
 // host. Usage:
 //   kvcri-agent [--channel PATH]   the virtio-serial port (default below)
 //   kvcri-agent --listen PATH      a unix socket instead, one host at a time (tests)
+// As PID 1 (the Pod micro-VM's /init) it first sets the guest up (guest_init.h).
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,7 @@
 #include <vector>
 
 #include "runtime/agent/agent_protocol.h"
+#include "runtime/agent/guest/guest_init.h"
 
 namespace kvcri::runtime::agent {
 namespace {
@@ -836,5 +838,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  return kvcri::runtime::agent::Agent(channel, listen_path).Run();
+  if (!kvcri::runtime::agent::IsGuestInit()) return kvcri::runtime::agent::Agent(channel, listen_path).Run();
+  // The Pod micro-VM's init (guest_init.h). The kernel gives init no PATH,
+  // and exec's lookup (execvpe) searches ours.
+  setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+  kvcri::runtime::agent::InitGuest();
+  int rc = kvcri::runtime::agent::Agent(channel, listen_path).Run();
+  fprintf(stderr, "kvcri-agent init: the agent ended (%d); powering off\n", rc);
+  kvcri::runtime::agent::PowerOff();
 }

@@ -1,0 +1,154 @@
+// The Pod micro-VM boots its kernel and initramfs (runtime/microvm/build-microvm.sh) to kvcri-agent as init, which runs an OCI bundle from the Pod's virtio-fs share under crun.
+//
+// Drives LibvirtHypervisor on this test's own embedded-driver root, as
+// guest_agent_test does: the boot files and the in-guest runtime are what is
+// tested here, the CRI path is tested where it uses them.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/time/clock.h"
+#include "runtime/accelerator.h"
+#include "runtime/agent/agent_client.h"
+#include "runtime/libvirt_hypervisor.h"
+#include "test/client/pod_helpers.h"
+
+namespace kvcri::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+const fs::path kMicroVmDir = KVCRI_MICROVM_DIR;
+
+struct Ran {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs `argv` in the guest through kvcri-agent and collects both outputs.
+absl::StatusOr<Ran> RunInGuest(agent::AgentClient& client, std::vector<std::string> argv) {
+  agent::ExecOptions opts;
+  opts.argv = std::move(argv);
+  absl::StatusOr<std::unique_ptr<agent::Process>> p = client.Exec(opts);
+  if (!p.ok()) return p.status();
+  Ran r;
+  char buf[4096];
+  for (auto [which, into] : {std::pair{agent::Output::kStdout, &r.out}, std::pair{agent::Output::kStderr, &r.err}}) {
+    for (;;) {
+      absl::StatusOr<size_t> n = (*p)->Read(which, buf, sizeof buf);
+      if (!n.ok()) return n.status();
+      if (*n == 0) break;
+      into->append(buf, *n);
+    }
+  }
+  absl::StatusOr<int> code = (*p)->Wait(absl::Now() + absl::Seconds(60));
+  if (!code.ok()) return code.status();
+  r.exit_code = *code;
+  return r;
+}
+
+// A bundle as the host will write one per container: busybox-static as the
+// root's only program, and a minimal runtime spec.
+void WriteBundle(const fs::path& bundle, const std::vector<std::string>& args) {
+  fs::create_directories(bundle / "rootfs/bin");
+  fs::copy_file("/bin/busybox", bundle / "rootfs/bin/busybox", fs::copy_options::overwrite_existing);
+  fs::create_symlink("busybox", bundle / "rootfs/bin/sh");
+  for (const char* d : {"proc", "dev", "sys", "tmp", "etc"}) fs::create_directories(bundle / "rootfs" / d);
+  nlohmann::json spec = {
+      {"ociVersion", "1.0.2"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", 0}, {"gid", 0}}},
+        {"args", args},
+        {"env", {"PATH=/bin"}},
+        {"cwd", "/"}}},
+      {"root", {{"path", "rootfs"}, {"readonly", false}}},
+      {"hostname", "microvm-c1"},
+      {"mounts",
+       {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+        {{"destination", "/dev"},
+         {"type", "tmpfs"},
+         {"source", "tmpfs"},
+         {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}}}},
+      {"linux", {{"namespaces", {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}}}}},
+  };
+  std::ofstream(bundle / "config.json") << spec.dump();
+}
+
+TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
+  testing::RequireIntegrationEnvironment(/*need_guest_images=*/false);
+  for (const char* f : {"vmlinuz", "initramfs.img"}) {
+    ASSERT_TRUE(fs::exists(kMicroVmDir / f))
+        << kMicroVmDir / f << " missing: run runtime/microvm/build-microvm.sh " << kMicroVmDir;
+  }
+  char tmpl[] = "/tmp/kvmv-XXXXXX";  // short: sockets live below it
+  const fs::path root = ::mkdtemp(tmpl);
+  auto hv = LibvirtHypervisor::Open(LibvirtHypervisorOptions{"qemu:///embed?root=" + (root / "lv").string()});
+  ASSERT_TRUE(hv.ok()) << hv.status();
+  const fs::path share = root / "pod";
+  WriteBundle(share / "c1", {"/bin/sh", "-c", "echo hello-from-$(hostname) pid $$; echo oops >&2; exit 3"});
+
+  VmSpec spec;
+  spec.name = "kvcri-microvm1";
+  spec.pod_id = "pod-microvm1";
+  spec.container_id = "microvm1";
+  spec.pod_namespace = "default";
+  spec.pod_name = "microvm-test";
+  spec.memory_mib = 256;
+  auto accel = ChooseAccelerator(config::Accelerator::kAuto, HostProbe());
+  spec.accel = accel.ok() ? accel->accel : config::Accelerator::kTcg;
+  spec.kernel = kMicroVmDir / "vmlinuz";
+  spec.initrd = kMicroVmDir / "initramfs.img";
+  spec.cmdline = "console=ttyS0 panic=-1 quiet";
+  spec.console_log = root / "console.log";
+  spec.agent_socket = root / "agent.sock";
+  FilesystemSpec fsx;
+  fsx.source_dir = share;
+  fsx.tag = "kvcri-pod";
+  spec.filesystems.push_back(fsx);
+  const absl::Time t0 = absl::Now();
+  absl::Status created = (*hv)->Create(spec);
+  ASSERT_TRUE(created.ok()) << created;
+
+  // Ready = the agent answers HELLO on its channel.
+  absl::StatusOr<std::unique_ptr<agent::AgentClient>> client;
+  for (absl::Time deadline = absl::Now() + absl::Minutes(3); absl::Now() < deadline;) {
+    client = agent::ConnectAgent(spec.agent_socket, agent::AgentLimits{});
+    if (client.ok()) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(client.ok()) << client.status() << "\nconsole:\n" << testing::ReadFileOrEmpty(spec.console_log);
+  std::printf("micro-VM agent ready after %.1f s\n", absl::ToDoubleSeconds(absl::Now() - t0));
+  EXPECT_THAT((*client)->AgentVersion(), HasSubstr("kvcri-agent"));
+  const std::string console = testing::ReadFileOrEmpty(spec.console_log);
+  EXPECT_THAT(console, HasSubstr("kvcri-agent init: guest ready"));
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("kvcri-agent init: mount"))) << console;
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("kvcri-agent init: load"))) << console;
+
+  absl::StatusOr<Ran> version = RunInGuest(**client, {"crun", "--version"});
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(version->exit_code, 0) << version->err;
+  EXPECT_THAT(version->out, HasSubstr("crun version"));
+
+  // The bundle on the host's share, run by crun in the guest: its output
+  // and exit code come back through the agent's session.
+  absl::StatusOr<Ran> ran = RunInGuest(**client, {"crun", "run", "--bundle", "/run/kvcri/pod/c1", "c1"});
+  ASSERT_TRUE(ran.ok()) << ran.status();
+  EXPECT_EQ(ran->exit_code, 3) << ran->out << ran->err << "\nconsole:\n"
+                               << testing::ReadFileOrEmpty(spec.console_log);
+  EXPECT_EQ(ran->out, "hello-from-microvm-c1 pid 1\n");
+  EXPECT_EQ(ran->err, "oops\n");
+
+  EXPECT_TRUE((*hv)->Destroy(spec.name).ok());
+  EXPECT_TRUE((*hv)->Remove(spec.name).ok());
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace kvcri::runtime
