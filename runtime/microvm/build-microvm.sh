@@ -93,7 +93,7 @@ work="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 root="$work/root"
-mkdir -p "$root"/{dev,proc,sys,run,tmp,etc/kvcri,usr/bin,sbin}
+mkdir -p "$root"/{dev,proc,sys,run,tmp,newroot,etc/kvcri,usr/bin,sbin}
 install -m 0755 "$agent_bin" "$root/init"
 ln "$root/init" "$root/sbin/kvcri-agent"
 install -m 0755 "$crun" "$root/usr/bin/crun"

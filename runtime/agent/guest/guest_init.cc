@@ -103,11 +103,28 @@ void EnableControllers() {
   if (!all.empty()) WriteControl("/sys/fs/cgroup/cgroup.subtree_control", all);
 }
 
+// The initramfs is the kernel's rootfs mount, which has no parent: nothing
+// started on it may pivot_root (crun does, for every container: EINVAL).
+// A bind mount of it, moved over /, is an ordinary mount, and chrooting
+// into it leaves rootfs below us, as switch_root would without copying.
+void LeaveRootfs() {
+  mkdir("/newroot", 0755);
+  if (mount("/", "/newroot", nullptr, MS_BIND, nullptr) != 0) {
+    Warn("bind the initramfs on /newroot", errno);
+    return;
+  }
+  if (chdir("/newroot") != 0 || mount("/newroot", "/", nullptr, MS_MOVE, nullptr) != 0 || chroot(".") != 0 ||
+      chdir("/") != 0) {
+    Warn("move the initramfs bind over /", errno);
+  }
+}
+
 }  // namespace
 
 bool IsGuestInit() { return getpid() == 1; }
 
 void InitGuest() {
+  LeaveRootfs();
   constexpr unsigned long kNoDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
   MountOne("proc", "/proc", "proc", kNoDevExec, nullptr);
   MountOne("sysfs", "/sys", "sysfs", kNoDevExec, nullptr);
