@@ -16,7 +16,9 @@
 #include "config/base/unique_fd.h"
 #include "shim/containerd/lost_shim.h"
 #include "shim/containerd/names.h"
+#include "shim/containerd/proto/task.pb.h"
 #include "shim/containerd/shim_pod.h"
+#include "shim/ttrpc/client.h"
 #include "shim/ttrpc/unix_socket.h"
 
 namespace kvcri::shim::containerd {
@@ -105,8 +107,23 @@ absl::StatusOr<std::string> StartShim(const ShimArgs& args, const std::filesyste
 absl::StatusOr<std::string> DeleteShim(const ShimArgs& args, const std::filesystem::path& bundle) {
   absl::StatusOr<std::string> path = SocketPathInAddressFile(bundle);
   if (path.ok() && ttrpc::UnixSocketAnswers(*path)) {
-    // The Pod's shim lives (this task's Delete went through it): it owns the records.
-    base::LogDebug("delete: the Pod's shim still serves", {{"id", args.id}, {"bundle", bundle.string()}});
+    // The Pod's shim lives and owns the records. containerd runs `delete`
+    // when it lost its connection for this task (a Create or Start whose
+    // caller gave up) and forgets the task afterwards: the shim must drop
+    // it too, or it keeps a task nobody deletes and never shuts down. A
+    // task it no longer has (the usual case: its Delete came first) is fine.
+    pb::DeleteRequest req;
+    req.set_id(args.id);
+    pb::DeleteResponse resp;
+    absl::StatusOr<std::unique_ptr<ttrpc::Client>> client = ttrpc::Client::Dial(*path);
+    absl::Status s = client.ok() ? (*client)->CallMessage(kTaskService, kTaskDelete, req, &resp, absl::Seconds(60))
+                                 : client.status();
+    if (s.ok()) {
+      base::LogInfo("delete: the Pod's shim dropped the task", {{"id", args.id}});
+      return EncodeDeleteResponse(resp.pid(), resp.exit_status(), absl::Now());
+    }
+    base::LogDebug("delete: the Pod's shim still serves",
+                   {{"id", args.id}, {"bundle", bundle.string()}, {"delete", std::string(s.message())}});
     return EncodeDeleteResponse(0, kKilledExitStatus, absl::Now());
   }
   if (path.ok()) base::LogIfError(base::RemoveFile(*path), "delete: stale shim socket");

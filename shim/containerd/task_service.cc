@@ -122,7 +122,7 @@ uint32_t TaskService::PidOf(const Task& t) const {
   return t.pid;
 }
 
-absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallContext&, const pb::CreateTaskRequest& req) {
+absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallContext& ctx, const pb::CreateTaskRequest& req) {
   if (req.id().empty()) return absl::InvalidArgumentError("CreateTaskRequest.id is empty");
   if (req.bundle().empty()) return absl::InvalidArgumentError("CreateTaskRequest.bundle is empty");
   if (!req.checkpoint().empty()) {
@@ -138,7 +138,7 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::Create(const ttrpc::CallCont
     absl::MutexLock lock(&mu_);
     if (tasks_.contains(req.id())) return absl::AlreadyExistsError(base::StrCat("task \"", req.id(), "\" already exists"));
   }
-  if (facts.container_type == kContainerTypeContainer) return CreateContainer(req, config);
+  if (facts.container_type == kContainerTypeContainer) return CreateContainer(ctx, req, config);
   if (facts.container_type != kContainerTypeSandbox) {
     return absl::InvalidArgumentError(base::StrCat("task \"", req.id(), "\": its OCI spec has no annotation ",
                                                    kAnnotationContainerType,
@@ -202,7 +202,8 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateSandbox(const pb::Crea
   return resp;
 }
 
-absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateContainer(const pb::CreateTaskRequest& req,
+absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateContainer(const ttrpc::CallContext& ctx,
+                                                                    const pb::CreateTaskRequest& req,
                                                                     const std::string& config) {
   std::shared_ptr<VmTasks> vm = Vm();
   if (vm == nullptr) {
@@ -212,6 +213,15 @@ absl::StatusOr<pb::CreateTaskResponse> TaskService::CreateContainer(const pb::Cr
                          : "this shim runs without the VM orchestrator (a test of the front door)"));
   }
   RETURN_IF_ERROR(vm->CreateContainer(req, config));
+  if (ctx.cancelled() || absl::Now() >= ctx.deadline) {
+    // containerd gave up on this Create (its caller's deadline closed the
+    // connection) and has already run `delete` for the task, which found
+    // nothing: a task kept now would be one containerd never deletes, and
+    // this shim would never shut down. Undo it.
+    base::LogInfo("container task create abandoned by containerd; undone", {{"id", req.id()}});
+    base::LogIfError(vm->RemoveContainer(req.id()).status(), "abandoned container task rollback");
+    return absl::CancelledError(base::StrCat("task \"", req.id(), "\": the Create call's connection ended"));
+  }
   auto task = std::make_shared<Task>();
   task->id = req.id();
   task->bundle = req.bundle();

@@ -105,7 +105,9 @@ class TaskService {
   void OnExecExit(const std::string& id, const std::string& exec_id, const VmExit& e);
   absl::StatusOr<pb::CreateTaskResponse> CreateSandbox(const pb::CreateTaskRequest& req, const std::string& config,
                                                        const std::string& netns);
-  absl::StatusOr<pb::CreateTaskResponse> CreateContainer(const pb::CreateTaskRequest& req, const std::string& config);
+  // Undone when the call's connection ended or its deadline passed meanwhile.
+  absl::StatusOr<pb::CreateTaskResponse> CreateContainer(const ttrpc::CallContext& ctx, const pb::CreateTaskRequest& req,
+                                                         const std::string& config);
   void PublishCreate(const pb::CreateTaskRequest& req, uint32_t pid);
   void OnExit(const std::weak_ptr<Task>& task, const ProcessExit& e);
   void OnVmExit(const std::string& id, const VmExit& e);
