@@ -56,6 +56,7 @@ struct Session {
   Inbound in[2];      // exec: stdout, stderr; port: data
   uint32_t send_credit = 0;
   std::optional<int> exit_code;
+  uint32_t started = 0;  // STARTED's value: the process's pid in the guest
 };
 
 // The connection shared by the client and every Process/PortConnection made
@@ -91,6 +92,12 @@ class Conn {
   absl::Status Write(uint32_t id, FrameType type, std::string_view data);
   absl::Status SendControl(uint32_t id, FrameType type, std::string_view payload);
   absl::StatusOr<int> Wait(uint32_t id, absl::Time deadline);
+  // STARTED's value of an open session.
+  uint32_t Started(uint32_t id) {
+    absl::MutexLock l(&mu_);
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? 0 : it->second.started;
+  }
 
  private:
   void ReadLoop();
@@ -229,6 +236,8 @@ bool Conn::HandleFrame(const Frame& f) {
     switch (f.type) {
       case FrameType::kStarted:
         if (s.port) return fail("STARTED for a port connection");
+        // The pid; 0 when the payload is not one (only SPAWN's caller uses it).
+        if (!DecodeU32(f.payload, &s.started)) s.started = 0;
         s.phase = Phase::kOpen;
         break;
       case FrameType::kConnected:
@@ -526,6 +535,25 @@ class AgentClientImpl : public AgentClient {
     }
     ASSIGN_OR_RETURN(uint32_t id, conn_->Open(false, FrameType::kExec, std::move(payload)));
     return std::make_unique<AgentProcess>(conn_, id, o.tty);
+  }
+
+  absl::StatusOr<uint32_t> Spawn(const SpawnOptions& o) override {
+    if (o.argv.empty() || o.argv[0].empty()) return absl::InvalidArgumentError("spawn argv is empty");
+    SpawnMsg m{o.argv, o.env, o.cwd, o.stdout_path, o.stderr_path, o.exit_path};
+    std::string payload = EncodeSpawn(m);
+    SpawnMsg check;
+    if (!DecodeSpawn(payload, &check)) {
+      return absl::InvalidArgumentError(
+          "spawn: argv/env too long or holding NUL bytes, or a path not absolute or with \"..\"");
+    }
+    if (payload.size() > conn_->limits().max_frame_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("spawn argv and env take ", payload.size(), " bytes, more than the ",
+                                                     conn_->limits().max_frame_bytes, " an agent frame holds"));
+    }
+    ASSIGN_OR_RETURN(uint32_t id, conn_->Open(false, FrameType::kSpawn, std::move(payload)));
+    const uint32_t pid = conn_->Started(id);
+    conn_->Close(id);  // the process is not the session's: this only frees the id
+    return pid;
   }
 
   absl::StatusOr<std::unique_ptr<PortConnection>> ConnectPort(uint16_t port) override {

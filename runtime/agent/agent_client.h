@@ -41,6 +41,16 @@ struct ExecOptions {
   uint16_t width = 0, height = 0;  // initial pty size (tty only; 0 = agent default)
 };
 
+// A detached process in the guest (runtime/agent/agent_protocol.h SPAWN):
+// it outlives the connection; output and exit status go to files (for a
+// micro-VM container: on the Pod's share, where the host reads them).
+struct SpawnOptions {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "K=V", added to PATH
+  std::string cwd;               // empty: /
+  std::string stdout_path, stderr_path, exit_path;  // absolute guest paths
+};
+
 enum class Output { kStdout, kStderr };
 
 // One process in the guest. The destructor kills it (SIGKILL) if it still
@@ -79,6 +89,12 @@ class AgentClient {
   virtual absl::StatusOr<std::unique_ptr<Process>> Exec(const ExecOptions& options) = 0;
   // Unavailable with the guest's connect error (e.g. "connection refused").
   virtual absl::StatusOr<std::unique_ptr<PortConnection>> ConnectPort(uint16_t port) = 0;
+  // Its pid in the guest; the guest's ERROR text (a missing binary, an
+  // unwritable file) as FailedPrecondition. Needs kvcri-agent 2.
+  virtual absl::StatusOr<uint32_t> Spawn(const SpawnOptions& options) {
+    (void)options;
+    return absl::UnimplementedError("this agent client cannot spawn processes");
+  }
 };
 
 // Connects to the channel socket and says hello; Unavailable when nothing

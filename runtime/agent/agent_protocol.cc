@@ -82,7 +82,7 @@ bool DecodeStrings(PayloadReader* r, size_t max_count, std::vector<std::string>*
 }  // namespace
 
 bool KnownFrameType(uint8_t t) {
-  return t >= static_cast<uint8_t>(FrameType::kHello) && t <= static_cast<uint8_t>(FrameType::kError);
+  return t >= static_cast<uint8_t>(FrameType::kHello) && t <= static_cast<uint8_t>(FrameType::kSpawn);
 }
 
 const char* FrameTypeName(FrameType t) {
@@ -105,6 +105,7 @@ const char* FrameTypeName(FrameType t) {
     case FrameType::kClose: return "CLOSE";
     case FrameType::kWindow: return "WINDOW";
     case FrameType::kError: return "ERROR";
+    case FrameType::kSpawn: return "SPAWN";
   }
   return "UNKNOWN";
 }
@@ -198,6 +199,72 @@ bool DecodeExec(std::string_view p, ExecMsg* m) {
   if (!DecodeStrings(&r, kMaxExecArgs, &m->argv) || m->argv.empty() || m->argv[0].empty()) return false;
   if (!DecodeStrings(&r, kMaxExecArgs, &m->env)) return false;
   return r.Done();
+}
+
+namespace {
+bool CleanAbsolutePath(const std::string& p) {
+  if (p.empty() || p[0] != '/' || p.size() > 4096) return false;
+  for (size_t i = 0; i < p.size();) {
+    size_t j = p.find('/', i + 1);
+    if (j == std::string::npos) j = p.size();
+    if (p.compare(i, j - i, "/..") == 0) return false;
+    i = j;
+  }
+  return true;
+}
+}  // namespace
+
+std::string EncodeSpawn(const SpawnMsg& m) {
+  std::string p;
+  PutU32(&p, static_cast<uint32_t>(m.argv.size()));
+  for (const std::string& a : m.argv) PutString(&p, a);
+  PutU32(&p, static_cast<uint32_t>(m.env.size()));
+  for (const std::string& e : m.env) PutString(&p, e);
+  for (const std::string* s : {&m.cwd, &m.stdout_path, &m.stderr_path, &m.exit_path}) PutString(&p, *s);
+  return p;
+}
+
+bool DecodeSpawn(std::string_view p, SpawnMsg* m) {
+  PayloadReader r(p);
+  if (!DecodeStrings(&r, kMaxExecArgs, &m->argv) || m->argv.empty() || m->argv[0].empty()) return false;
+  if (!DecodeStrings(&r, kMaxExecArgs, &m->env)) return false;
+  for (std::string* s : {&m->cwd, &m->stdout_path, &m->stderr_path, &m->exit_path}) {
+    if (!r.String(s) || s->find('\0') != std::string::npos) return false;
+  }
+  if (!m->cwd.empty() && !CleanAbsolutePath(m->cwd)) return false;
+  for (const std::string* s : {&m->stdout_path, &m->stderr_path, &m->exit_path}) {
+    if (!CleanAbsolutePath(*s)) return false;
+  }
+  return r.Done();
+}
+
+std::string ExitFileText(bool signaled, uint32_t value) {
+  return "exit_code=" + std::to_string(signaled ? 128 + value : value) + "\nsignal=" +
+         std::to_string(signaled ? value : 0) + "\n";
+}
+
+bool ParseExitFile(std::string_view text, ExitMsg* m) {
+  // Exactly the two lines ExitFileText writes, small numbers only.
+  if (text.size() > 64) return false;
+  auto number = [&](std::string_view key, uint32_t* out) {
+    if (text.substr(0, key.size()) != key) return false;
+    text.remove_prefix(key.size());
+    size_t end = text.find('\n');
+    if (end == std::string_view::npos || end == 0 || end > 3) return false;
+    uint32_t v = 0;
+    for (char c : text.substr(0, end)) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<uint32_t>(c - '0');
+    }
+    text.remove_prefix(end + 1);
+    *out = v;
+    return true;
+  };
+  uint32_t code = 0, sig = 0;
+  if (!number("exit_code=", &code) || !number("signal=", &sig) || !text.empty() || code > 255 || sig > 64) return false;
+  m->signaled = sig != 0;
+  m->value = m->signaled ? sig : code;
+  return true;
 }
 
 std::string EncodeResize(const ResizeMsg& m) {

@@ -20,6 +20,13 @@
 //     and SHUT_WR (half-close) both ways; ERROR(text) when the socket failed.
 //   host CLOSE -> the guest kills what is left of the session, frees it and
 //     answers CLOSE; only then may the host forget the id.
+//   host SPAWN -> guest STARTED{pid} | ERROR(text): a detached process (a
+//     micro-VM container's runtime), not bound to the session or to the
+//     connection: its stdout and stderr are appended to the named files, and
+//     when it exits the guest writes its status to the exit file (written
+//     whole, then renamed into place; ExitFileText). It outlives the host's
+//     connection, so a daemon restart loses nothing. The host then CLOSEs
+//     the session, which only frees the id.
 // Flow control: each direction of each stream (stdin, stdout, stderr; DATA
 // both ways) has a window of HELLO.window bytes. A sender keeps at most that
 // many bytes unacknowledged; the receiver returns credit with WINDOW{stream,
@@ -62,6 +69,7 @@ enum class FrameType : uint8_t {
   kClose = 16,
   kWindow = 17,
   kError = 18,
+  kSpawn = 19,
 };
 // Whether `t` is one of the types above.
 bool KnownFrameType(uint8_t t);
@@ -148,6 +156,23 @@ struct ExitMsg {
 };
 std::string EncodeExit(const ExitMsg& m);
 bool DecodeExit(std::string_view p, ExitMsg* m);
+
+// SPAWN. Paths are absolute, without "..".
+struct SpawnMsg {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd;  // empty: /
+  std::string stdout_path, stderr_path, exit_path;
+};
+std::string EncodeSpawn(const SpawnMsg& m);
+bool DecodeSpawn(std::string_view p, SpawnMsg* m);
+// The exit file's contents: "exit_code=<n>\nsignal=<n>\n" (signal 0 when it
+// exited by itself).
+std::string ExitFileText(bool signaled, uint32_t value);
+// Parses what ExitFileText wrote; false for anything else (the file is the
+// guest's: untrusted).
+bool ParseExitFile(std::string_view text, ExitMsg* m);
+
 
 struct WindowMsg {
   StreamId stream = StreamId::kStdin;

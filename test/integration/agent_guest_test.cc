@@ -98,7 +98,7 @@ class AgentGuestTest : public ::testing::Test {
 TEST_F(AgentGuestTest, ExecPtyAndPortForwardInTheGuestThenANewHost) {
   std::unique_ptr<AgentClient> c = Connect();
   ASSERT_NE(c, nullptr);
-  EXPECT_EQ(c->AgentVersion(), "kvcri-agent 1");
+  EXPECT_EQ(c->AgentVersion(), "kvcri-agent 2");
 
   absl::StatusOr<std::unique_ptr<Process>> p = c->Exec({{"sh", "-c", "cat /proc/cmdline; echo err >&2; exit 3"}});
   ASSERT_TRUE(p.ok()) << p.status();

@@ -19,6 +19,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <optional>
+
 #include "config/base/unique_fd.h"
 #include "runtime/agent/agent_client.h"
 #include "runtime/agent/agent_protocol.h"
@@ -97,11 +100,50 @@ TEST(AgentProtocol, ExecRoundTripsAndRejectsMalformed) {
   EXPECT_FALSE(DecodeExec(huge, &back));
 }
 
+TEST(AgentProtocol, SpawnRoundTripsAndRefusesUncleanPaths) {
+  SpawnMsg m{{"crun", "run", "c1"}, {"A=b"}, "/run/kvcri/pod/c1", "/run/kvcri/pod/c1/stdout",
+             "/run/kvcri/pod/c1/stderr", "/run/kvcri/pod/c1/exit"};
+  SpawnMsg back;
+  ASSERT_TRUE(DecodeSpawn(EncodeSpawn(m), &back));
+  EXPECT_EQ(back.argv, m.argv);
+  EXPECT_EQ(back.env, m.env);
+  EXPECT_EQ(back.cwd, m.cwd);
+  EXPECT_EQ(back.exit_path, m.exit_path);
+  for (const char* bad : {"relative", "/a/../b", "/..", ""}) {
+    SpawnMsg b = m;
+    b.stderr_path = bad;
+    EXPECT_FALSE(DecodeSpawn(EncodeSpawn(b), &back)) << bad;
+  }
+  SpawnMsg dots = m;
+  dots.stdout_path = "/run/..x/ok";  // a name starting with dots is fine
+  EXPECT_TRUE(DecodeSpawn(EncodeSpawn(dots), &back));
+  SpawnMsg empty = m;
+  empty.argv.clear();
+  EXPECT_FALSE(DecodeSpawn(EncodeSpawn(empty), &back));
+  std::string trailing = EncodeSpawn(m) + "x";
+  EXPECT_FALSE(DecodeSpawn(trailing, &back));
+}
+
+TEST(AgentProtocol, ExitFilesParseStrictly) {
+  ExitMsg e;
+  ASSERT_TRUE(ParseExitFile(ExitFileText(false, 3), &e));
+  EXPECT_FALSE(e.signaled);
+  EXPECT_EQ(e.value, 3u);
+  ASSERT_TRUE(ParseExitFile(ExitFileText(true, 9), &e));
+  EXPECT_TRUE(e.signaled);
+  EXPECT_EQ(e.value, 9u);
+  for (const char* bad : {"", "exit_code=3\n", "exit_code=3\nsignal=0", "exit_code=999\nsignal=0\n",
+                          "exit_code=-1\nsignal=0\n", "exit_code=3\nsignal=0\nextra", "signal=0\nexit_code=3\n",
+                          "exit_code=1234\nsignal=0\n"}) {
+    EXPECT_FALSE(ParseExitFile(bad, &e)) << bad;
+  }
+}
+
 TEST(AgentProtocol, SmallMessagesRoundTrip) {
-  HelloMsg h{kProtocolVersion, 4096, 2048, "kvcri-agent 1"}, h2;
+  HelloMsg h{kProtocolVersion, 4096, 2048, "kvcri-agent 2"}, h2;
   ASSERT_TRUE(DecodeHello(EncodeHello(h), &h2));
   EXPECT_EQ(h2.window, 4096u);
-  EXPECT_EQ(h2.agent, "kvcri-agent 1");
+  EXPECT_EQ(h2.agent, "kvcri-agent 2");
   WindowMsg w{StreamId::kStderr, 77}, w2;
   ASSERT_TRUE(DecodeWindow(EncodeWindow(w), &w2));
   EXPECT_EQ(w2.stream, StreamId::kStderr);
@@ -184,7 +226,7 @@ class RealAgentTest : public testing::ScratchDirTest {
 };
 
 TEST_F(RealAgentTest, EchoAndExitCodes) {
-  EXPECT_EQ(client_->AgentVersion(), "kvcri-agent 1");
+  EXPECT_EQ(client_->AgentVersion(), "kvcri-agent 2");
   auto p = Sh("echo hello");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(ReadOut(*p), "hello\n");
@@ -355,6 +397,99 @@ TEST_F(RealAgentTest, HostDisconnectKillsItsSessionsAndTheAgentServesTheNextHost
   auto q = Sh("echo back");
   ASSERT_NE(q, nullptr);
   EXPECT_EQ(ReadOut(*q), "back\n");
+}
+
+// Waits for a SPAWNed process's exit file and parses it.
+std::optional<ExitMsg> WaitForExitFile(const std::filesystem::path& path, absl::Duration timeout = absl::Seconds(20)) {
+  for (absl::Time deadline = absl::Now() + timeout; absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(20))) {
+    std::ifstream in(path);
+    if (!in) continue;
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ExitMsg m;
+    if (ParseExitFile(text, &m)) return m;
+    ADD_FAILURE() << "unparsable exit file: " << text;
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+std::string Slurp(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST_F(RealAgentTest, SpawnedProcessAppendsItsOutputToFilesAndWritesItsExit) {
+  SpawnOptions o;
+  o.argv = {"sh", "-c", "pwd; echo err >&2; echo $KVCRI_T; exit 3"};
+  o.env = {"KVCRI_T=spawned"};
+  o.cwd = dir_.string();
+  o.stdout_path = (dir_ / "out").string();
+  o.stderr_path = (dir_ / "err").string();
+  o.exit_path = (dir_ / "exit").string();
+  absl::StatusOr<uint32_t> pid = client_->Spawn(o);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_GT(*pid, 0u);
+  std::optional<ExitMsg> exit = WaitForExitFile(dir_ / "exit");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_FALSE(exit->signaled);
+  EXPECT_EQ(exit->value, 3u);
+  EXPECT_EQ(Slurp(dir_ / "out"), dir_.string() + "\nspawned\n");
+  EXPECT_EQ(Slurp(dir_ / "err"), "err\n");
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "exit.tmp"));
+  // Killed by a signal: 128 + N, and the signal.
+  o.argv = {"sh", "-c", "kill -TERM $$"};
+  o.exit_path = (dir_ / "exit2").string();
+  ASSERT_TRUE(client_->Spawn(o).ok());
+  exit = WaitForExitFile(dir_ / "exit2");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->signaled);
+  EXPECT_EQ(exit->value, static_cast<uint32_t>(SIGTERM));
+  EXPECT_EQ(Slurp(dir_ / "exit2"), "exit_code=143\nsignal=15\n");
+}
+
+TEST_F(RealAgentTest, SpawnedProcessOutlivesTheHostConnection) {
+  SpawnOptions o;
+  o.argv = {"sh", "-c", "sleep 1; echo late"};
+  o.stdout_path = (dir_ / "out").string();
+  o.stderr_path = (dir_ / "err").string();
+  o.exit_path = (dir_ / "exit").string();
+  ASSERT_TRUE(client_->Spawn(o).ok());
+  // The daemon restarts: its connection goes, a new one says HELLO (which
+  // tears the old host's sessions down).
+  client_.reset();
+  absl::StatusOr<std::unique_ptr<AgentClient>> again = ConnectAgent(socket_, limits_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  client_ = std::move(*again);
+  std::optional<ExitMsg> exit = WaitForExitFile(dir_ / "exit");
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->value, 0u);
+  EXPECT_EQ(Slurp(dir_ / "out"), "late\n");
+}
+
+TEST_F(RealAgentTest, SpawnFailuresNameWhatFailed) {
+  SpawnOptions o;
+  o.argv = {"/no/such/program"};
+  o.stdout_path = (dir_ / "out").string();
+  o.stderr_path = (dir_ / "err").string();
+  o.exit_path = (dir_ / "exit").string();
+  absl::StatusOr<uint32_t> r = client_->Spawn(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("exec \"/no/such/program\""));
+  o.argv = {"true"};
+  o.stdout_path = (dir_ / "missing-dir/out").string();
+  r = client_->Spawn(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("open stdout file"));
+  o.stdout_path = "relative/out";
+  r = client_->Spawn(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  o.stdout_path = (dir_ / "a/../out").string();
+  EXPECT_EQ(client_->Spawn(o).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "exit")) << "nothing ran";
+  // The connection still serves.
+  auto p = Sh("echo fine");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(ReadOut(*p), "fine\n");
 }
 
 TEST_F(RealAgentTest, TwentyConcurrentSessions) {

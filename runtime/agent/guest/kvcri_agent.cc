@@ -47,8 +47,11 @@ namespace {
 
 constexpr char kChannelName[] = "io.kubevirt-cri.agent.0";  // agent_client.h's kAgentChannelName
 constexpr char kDefaultChannel[] = "/dev/virtio-ports/io.kubevirt-cri.agent.0";
-constexpr char kAgentVersion[] = "kvcri-agent 1";
+// 2: SPAWN (detached processes for micro-VM containers).
+constexpr char kAgentVersion[] = "kvcri-agent 2";
 constexpr size_t kMaxGuestSessions = 1024;
+// Detached processes (SPAWN) alive at once.
+constexpr size_t kMaxWorkloads = 1024;
 constexpr size_t kReadChunk = 64 << 10;
 // A host that takes no bytes for this long is gone.
 constexpr int kWriteTimeoutMs = 30000;
@@ -156,6 +159,9 @@ class Agent {
   void HandleFrame(const Frame& f);
   bool Send(FrameType type, uint32_t session, std::string_view payload);
   void StartExec(uint32_t id, const ExecMsg& m);
+  void StartSpawn(uint32_t id, const SpawnMsg& m);
+  // A SPAWNed process was reaped: its exit file, written whole then renamed.
+  void WriteExitFile(const std::string& path, int status);
   void StartConnect(uint32_t id, uint16_t port);
   void FinishConnect(Session* s);
   void KillSession(Session* s);
@@ -180,6 +186,9 @@ class Agent {
   uint32_t max_payload_ = 64 << 10;
   std::unique_ptr<FrameDecoder> decoder_;
   std::map<uint32_t, std::unique_ptr<Session>> sessions_;
+  // SPAWNed processes by pid: their exit files. Not sessions: a new host
+  // (HELLO) tears sessions down, never these.
+  std::map<pid_t, std::string> workloads_;
   std::string out_;  // frames being written, reused
 };
 
@@ -318,7 +327,7 @@ void Agent::HandleFrame(const Frame& f) {
     return;
   }
   if (!connected_) return ProtocolError(std::string(FrameTypeName(f.type)) + " before HELLO");
-  if (f.type == FrameType::kExec || f.type == FrameType::kConnect) {
+  if (f.type == FrameType::kExec || f.type == FrameType::kConnect || f.type == FrameType::kSpawn) {
     if (f.session == 0 || sessions_.count(f.session)) return ProtocolError("session id reused");
     if (sessions_.size() >= kMaxGuestSessions) {
       Send(FrameType::kError, f.session, "too many sessions");
@@ -328,6 +337,10 @@ void Agent::HandleFrame(const Frame& f) {
       ExecMsg m;
       if (!DecodeExec(f.payload, &m)) return ProtocolError("bad EXEC");
       StartExec(f.session, m);
+    } else if (f.type == FrameType::kSpawn) {
+      SpawnMsg m;
+      if (!DecodeSpawn(f.payload, &m)) return ProtocolError("bad SPAWN");
+      StartSpawn(f.session, m);
     } else {
       uint16_t port = 0;
       if (!DecodeU16(f.payload, &port)) return ProtocolError("bad CONNECT");
@@ -504,6 +517,94 @@ void Agent::StartExec(uint32_t id, const ExecMsg& m) {
   s->pid = pid;
   Send(FrameType::kStarted, id, EncodeU32(static_cast<uint32_t>(pid)));
   sessions_[id] = std::move(s);
+}
+
+void Agent::StartSpawn(uint32_t id, const SpawnMsg& m) {
+  // The session only carries the answer; CLOSE frees it, nothing else.
+  auto s = std::make_unique<Session>();
+  s->id = id;
+  s->reaped = true;
+  if (workloads_.size() >= kMaxWorkloads) {
+    Send(FrameType::kError, id, "too many spawned processes");
+    sessions_[id] = std::move(s);
+    return;
+  }
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  for (const std::string& e : m.env) env.push_back(e);
+  std::vector<char*> argv, envp;
+  for (const std::string& a : m.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const char* cwd = m.cwd.empty() ? "/" : m.cwd.c_str();
+  int errp[2];
+  if (pipe2(errp, O_CLOEXEC) != 0) {
+    Send(FrameType::kError, id, ErrnoText("pipe", errno));
+    sessions_[id] = std::move(s);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    auto fail = [&](int stage) {
+      int err[2] = {stage, errno};
+      ssize_t ignored = write(errp[1], err, sizeof(err));
+      (void)ignored;
+      _exit(127);
+    };
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int out = open(m.stdout_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (out < 0) fail(1);
+    int err = open(m.stderr_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (err < 0) fail(2);
+    if (in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) fail(3);
+    if (chdir(cwd) != 0) fail(4);
+    execvpe(argv[0], argv.data(), envp.data());
+    fail(5);
+  }
+  close(errp[1]);
+  if (pid < 0) {
+    close(errp[0]);
+    Send(FrameType::kError, id, ErrnoText("fork", errno));
+    sessions_[id] = std::move(s);
+    return;
+  }
+  int err[2] = {0, 0};
+  ssize_t got;
+  do {
+    got = read(errp[0], err, sizeof(err));  // 0 once exec closed the pipe
+  } while (got < 0 && errno == EINTR);
+  close(errp[0]);
+  if (got == sizeof(err)) {
+    waitpid(pid, nullptr, 0);
+    static const char* kStage[] = {"", "open stdout file", "open stderr file", "set up stdio", "chdir", "exec"};
+    const char* stage = err[0] >= 1 && err[0] <= 5 ? kStage[err[0]] : "spawn";
+    std::string what = std::string(stage) + " \"" + (err[0] == 1   ? m.stdout_path
+                                                       : err[0] == 2 ? m.stderr_path
+                                                       : err[0] == 4 ? std::string(cwd)
+                                                                     : m.argv[0]) + "\"";
+    Send(FrameType::kError, id, ErrnoText(what, err[1]));
+    sessions_[id] = std::move(s);
+    return;
+  }
+  workloads_[pid] = m.exit_path;
+  Send(FrameType::kStarted, id, EncodeU32(static_cast<uint32_t>(pid)));
+  sessions_[id] = std::move(s);
+}
+
+void Agent::WriteExitFile(const std::string& path, int status) {
+  const bool signaled = WIFSIGNALED(status);
+  const std::string text =
+      ExitFileText(signaled, static_cast<uint32_t>(signaled ? WTERMSIG(status) : WEXITSTATUS(status)));
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+  bool ok = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) Logf("cannot write the exit file %s", ErrnoText(path, errno).c_str());
 }
 
 void Agent::StartConnect(uint32_t id, uint16_t port) {
@@ -692,6 +793,11 @@ void Agent::Reap() {
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (auto w = workloads_.find(pid); w != workloads_.end()) {
+      WriteExitFile(w->second, status);
+      workloads_.erase(w);
+      continue;
+    }
     for (auto& [id, s] : sessions_) {
       if (s->pid != pid) continue;
       s->reaped = true;
