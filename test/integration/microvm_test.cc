@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "runtime/accelerator.h"
 #include "runtime/agent/agent_client.h"
+#include "runtime/agent/agent_protocol.h"
 #include "runtime/libvirt_hypervisor.h"
 #include "test/client/pod_helpers.h"
 
@@ -144,6 +145,39 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
                                << testing::ReadFileOrEmpty(spec.console_log);
   EXPECT_EQ(ran->out, "hello-from-microvm-c1 pid 1\n");
   EXPECT_EQ(ran->err, "oops\n");
+
+  // A container as the daemon will run it: crun SPAWNed detached, its
+  // output appended to files on the share, its exit status in a file; it
+  // keeps running while the host's connection is replaced (a daemon
+  // restart), and what it wrote meanwhile is there.
+  WriteBundle(share / "c2", {"/bin/sh", "-c", "echo before; sleep 3; echo after; echo to-stderr >&2; exit 4"});
+  agent::SpawnOptions so;
+  so.argv = {"crun", "run", "--bundle", "/run/kvcri/pod/c2", "c2"};
+  so.stdout_path = "/run/kvcri/pod/c2/stdout";
+  so.stderr_path = "/run/kvcri/pod/c2/stderr";
+  so.exit_path = "/run/kvcri/pod/c2/exit";
+  absl::StatusOr<uint32_t> pid = (*client)->Spawn(so);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  client->reset();
+  absl::StatusOr<std::unique_ptr<agent::AgentClient>> again;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(20); absl::Now() < deadline;) {
+    again = agent::ConnectAgent(spec.agent_socket, agent::AgentLimits{});
+    if (again.ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::string exit_text;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(60); absl::Now() < deadline && exit_text.empty();) {
+    exit_text = testing::ReadFileOrEmpty(share / "c2/exit");
+    if (exit_text.empty()) absl::SleepFor(absl::Milliseconds(100));
+  }
+  agent::ExitMsg exit;
+  ASSERT_TRUE(agent::ParseExitFile(exit_text, &exit)) << "exit file: \"" << exit_text << "\"\nstderr: "
+                                                      << testing::ReadFileOrEmpty(share / "c2/stderr");
+  EXPECT_FALSE(exit.signaled);
+  EXPECT_EQ(exit.value, 4u);
+  EXPECT_EQ(testing::ReadFileOrEmpty(share / "c2/stdout"), "before\nafter\n");
+  EXPECT_EQ(testing::ReadFileOrEmpty(share / "c2/stderr"), "to-stderr\n");
 
   EXPECT_TRUE((*hv)->Destroy(spec.name).ok());
   EXPECT_TRUE((*hv)->Remove(spec.name).ok());
