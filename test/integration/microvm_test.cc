@@ -106,7 +106,22 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
   spec.accel = accel.ok() ? accel->accel : config::Accelerator::kTcg;
   spec.kernel = kMicroVmDir / "vmlinuz";
   spec.initrd = kMicroVmDir / "initramfs.img";
-  spec.cmdline = "console=ttyS0 panic=-1 quiet";
+  // The Pod network the way the daemon will hand it over: a NIC on a tap,
+  // and the CNI result's address on the kernel command line (the guest
+  // has no DHCP client). Here the host end of the tap is the "gateway".
+  const std::string tap = "kvmvt" + std::to_string(::getpid() % 100000);
+  const std::string subnet = "10.251." + std::to_string(::getpid() % 200 + 1);
+  ASSERT_EQ(std::system(("ip tuntap add dev " + tap + " mode tap && ip addr add " + subnet + ".1/24 dev " + tap +
+                         " && ip link set " + tap + " up")
+                            .c_str()),
+            0);
+  struct TapGone {
+    std::string tap;
+    ~TapGone() { (void)std::system(("ip link del " + tap + " 2>/dev/null").c_str()); }
+  } tap_gone{tap};
+  spec.nics.push_back(NicSpec{tap, "52:54:00:7a:00:01", 1400});
+  spec.cmdline = "console=ttyS0 panic=-1 quiet kvcri.hostname=microvm-pod kvcri.ip=eth0," + subnet + ".2/24," +
+                 subnet + ".1,1400";
   spec.console_log = root / "console.log";
   spec.agent_socket = root / "agent.sock";
   FilesystemSpec fsx;
@@ -131,6 +146,9 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
   EXPECT_THAT(console, HasSubstr("kvcri-agent init: guest ready"));
   EXPECT_THAT(console, ::testing::Not(HasSubstr("kvcri-agent init: mount"))) << console;
   EXPECT_THAT(console, ::testing::Not(HasSubstr("kvcri-agent init: load"))) << console;
+
+  // The guest took its address, gateway and MTU from the command line.
+  EXPECT_TRUE(testing::PingFromHost(subnet + ".2")) << testing::ReadFileOrEmpty(spec.console_log);
 
   absl::StatusOr<Ran> version = RunInGuest(**client, {"crun", "--version"});
   ASSERT_TRUE(version.ok()) << version.status();

@@ -3,8 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 namespace kvcri::runtime::agent {
 namespace {
@@ -84,6 +89,112 @@ bool WriteControl(const char* path, const std::string& text) {
   return ok;
 }
 
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = s.find(sep, start);
+    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) return out;
+    start = end + 1;
+  }
+}
+
+// The kernel command line's words.
+std::vector<std::string> CmdlineWords() {
+  FILE* f = fopen("/proc/cmdline", "re");
+  if (f == nullptr) return {};
+  char buf[4096] = {};
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  std::vector<std::string> words;
+  for (const std::string& w : Split(std::string(buf, n), ' ')) {
+    std::string t = w;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+    if (!t.empty()) words.push_back(t);
+  }
+  return words;
+}
+
+bool SetInet(int s, const char* ifname, unsigned long req, in_addr addr) {
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+  auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+  sin->sin_family = AF_INET;
+  sin->sin_addr = addr;
+  return ioctl(s, req, &ifr) == 0;
+}
+
+// kvcri.ip=<ifname>,<address>/<prefix>[,<gateway>[,<mtu>]]: the Pod's
+// address on that NIC, as the host's CNI result gave it (the micro-VM has
+// no DHCP client; the host knows the address before the VM boots).
+void ConfigureInterface(const std::string& spec) {
+  std::vector<std::string> f = Split(spec, ',');
+  if (f.size() < 2 || f[0].empty() || f[0].size() >= IFNAMSIZ) {
+    fprintf(stderr, "kvcri-agent init: kvcri.ip=%s: want <ifname>,<address>/<prefix>[,<gateway>[,<mtu>]]\n",
+            spec.c_str());
+    return;
+  }
+  const std::string& ifname = f[0];
+  const size_t slash = f[1].find('/');
+  in_addr addr{}, gw{};
+  int prefix = slash == std::string::npos ? -1 : atoi(f[1].c_str() + slash + 1);
+  if (slash == std::string::npos || prefix < 0 || prefix > 32 ||
+      inet_pton(AF_INET, f[1].substr(0, slash).c_str(), &addr) != 1 ||
+      (f.size() > 2 && !f[2].empty() && inet_pton(AF_INET, f[2].c_str(), &gw) != 1)) {
+    fprintf(stderr, "kvcri-agent init: kvcri.ip=%s: not an IPv4 address/prefix and gateway\n", spec.c_str());
+    return;
+  }
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return Warn("socket for " + ifname, errno);
+  // The NIC's driver was just loaded: its probe may still be registering it.
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  for (int i = 0; i < 100 && ioctl(s, SIOCGIFFLAGS, &ifr) != 0; ++i) usleep(20000);
+  if (f.size() > 3 && !f[3].empty()) {
+    ifreq m{};
+    strncpy(m.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+    m.ifr_mtu = atoi(f[3].c_str());
+    if (ioctl(s, SIOCSIFMTU, &m) != 0) Warn("MTU of " + ifname, errno);
+  }
+  in_addr mask{};
+  mask.s_addr = prefix == 0 ? 0 : htonl(~uint32_t{0} << (32 - prefix));
+  if (!SetInet(s, ifname.c_str(), SIOCSIFADDR, addr) || !SetInet(s, ifname.c_str(), SIOCSIFNETMASK, mask)) {
+    Warn("address of " + ifname, errno);
+  }
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Warn("bring up " + ifname, errno);
+  } else {
+    Warn("flags of " + ifname, errno);
+  }
+  if (gw.s_addr != 0) {
+    rtentry rt{};
+    auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+    auto* gwa = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
+    auto* gm = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+    dst->sin_family = gwa->sin_family = gm->sin_family = AF_INET;
+    gwa->sin_addr = gw;
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    std::string dev = ifname;
+    rt.rt_dev = dev.data();
+    if (ioctl(s, SIOCADDRT, &rt) != 0 && errno != EEXIST) Warn("default route via " + f[2], errno);
+  }
+  close(s);
+}
+
+// kvcri.hostname= and every kvcri.ip= of the command line.
+void ConfigureFromCmdline() {
+  for (const std::string& w : CmdlineWords()) {
+    if (w.rfind("kvcri.hostname=", 0) == 0) {
+      const std::string name = w.substr(strlen("kvcri.hostname="));
+      if (sethostname(name.data(), name.size()) != 0) Warn("hostname " + name, errno);
+    } else if (w.rfind("kvcri.ip=", 0) == 0) {
+      ConfigureInterface(w.substr(strlen("kvcri.ip=")));
+    }
+  }
+}
+
 // The controllers the root offers, all enabled for children, so a
 // container's cgroup (crun's) can carry the CRI resources.
 void EnableControllers() {
@@ -137,6 +248,7 @@ void InitGuest() {
   EnableControllers();
   LoadModules();
   LoopbackUp();
+  ConfigureFromCmdline();
   // The Pod share exists once virtiofs is loaded; without one (EINVAL: no
   // such tag) containers cannot run, which the host learns when it tries.
   mkdir("/run/kvcri", 0700);

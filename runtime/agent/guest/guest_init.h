@@ -23,7 +23,10 @@ bool IsGuestInit();
 
 // Mounts /proc, /sys, /dev (+ pts, shm), /run, /tmp and the cgroup v2
 // hierarchy with every controller enabled for children; loads the listed
-// modules; brings up lo; mounts the Pod share when the VM has one. Each
+// modules; brings up lo; takes the hostname and each NIC's IPv4 address,
+// gateway and MTU from the kernel command line (kvcri.hostname=<name>,
+// kvcri.ip=<ifname>,<address>/<prefix>[,<gateway>[,<mtu>]]); mounts the
+// Pod share when the VM has one. Each
 // failure is printed on the console and the rest still runs: the host sees
 // what does not work when it uses it, and the console says why.
 void InitGuest();
