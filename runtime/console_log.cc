@@ -59,19 +59,19 @@ bool ParseOffset(std::string_view text, uint64_t* out) {
 
 }  // namespace
 
-std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text) {
-  return StrCat(base::Sv(absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone())), " stdout ",
+std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text, std::string_view stream) {
+  return StrCat(base::Sv(absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone())), " ", stream, " ",
                 partial ? "P " : "F ", text, "\n");
 }
 
-ConsoleLineSplitter::ConsoleLineSplitter(size_t max_line_bytes, bool raw)
-    : max_line_bytes_(std::max<size_t>(1, max_line_bytes)), raw_(raw) {
+ConsoleLineSplitter::ConsoleLineSplitter(size_t max_line_bytes, bool raw, std::string_view stream)
+    : max_line_bytes_(std::max<size_t>(1, max_line_bytes)), raw_(raw), stream_(stream) {
   if (!raw_) held_.reserve(max_line_bytes_);
 }
 
 void ConsoleLineSplitter::Emit(absl::Time t, bool partial, std::string_view text, std::string* out) {
   if (t != prefix_time_) {
-    prefix_ = StrCat(base::Sv(absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone())), " stdout ");
+    prefix_ = StrCat(base::Sv(absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", t, absl::UTCTimeZone())), " ", stream_, " ");
     prefix_time_ = t;
   }
   out->append(prefix_);
@@ -323,7 +323,8 @@ absl::Status ConsoleLogCopier::Drop(std::string_view id, Entry& e, uint64_t to, 
   const std::string marker = StrCat("kubevirt-cri: ", n, " bytes of console output dropped (more than ",
                                     options_.max_backlog_bytes, " bytes were waiting to be copied)");
   // Raw: on a line of its own, whatever the guest's last byte was.
-  return WriteLog(e, options_.raw ? StrCat("\r\n", marker, "\r\n") : FormatCriLogLine(now, false, marker));
+  return WriteLog(e, options_.raw ? StrCat("\r\n", marker, "\r\n")
+                                  : FormatCriLogLine(now, false, marker, e.target.stream));
 }
 
 void ConsoleLogCopier::Punch(std::string_view id, Entry& e) {

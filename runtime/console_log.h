@@ -68,8 +68,8 @@ struct ConsoleLogOptions {
   bool raw = false;
 };
 
-// Formats one CRI log line: "<RFC3339Nano UTC> stdout <F|P> <text>\n".
-std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text);
+// Formats one CRI log line: "<RFC3339Nano UTC> <stream> <F|P> <text>\n".
+std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text, std::string_view stream = "stdout");
 
 // Console bytes to CRI log lines, one chunk at a time, holding at most
 // max_line_bytes of an unfinished line. Pure (no I/O, no clock, no
@@ -79,7 +79,9 @@ std::string FormatCriLogLine(absl::Time t, bool partial, std::string_view text);
 class ConsoleLineSplitter {
  public:
   // `raw`: Feed passes bytes through unchanged and holds none (ConsoleLogOptions::raw).
-  explicit ConsoleLineSplitter(size_t max_line_bytes, bool raw = false);
+  // `stream`: the CRI log's stream tag ("stdout", or "stderr" for a micro-VM
+  // container's error output).
+  explicit ConsoleLineSplitter(size_t max_line_bytes, bool raw = false, std::string_view stream = "stdout");
 
   // Consumes a prefix of `data` and appends the lines it completes, stamped
   // `t`, to `*out`, stopping before `*out` would grow past `out_limit` (one
@@ -98,6 +100,7 @@ class ConsoleLineSplitter {
 
   const size_t max_line_bytes_;
   const bool raw_;
+  const std::string stream_;
   std::string held_;
   absl::Time prefix_time_ = absl::InfinitePast();  // FormatTime once per time, not per line
   std::string prefix_;
@@ -121,6 +124,10 @@ struct ConsoleTarget {
   std::filesystem::path log_rel;  // the CRI log, relative to log_dir (OpenCriLog)
   // libvirt's per-domain QEMU log to keep under max_qemu_log_bytes; empty: none.
   std::filesystem::path qemu_log;
+  // The CRI log's stream tag: a VM's console is stdout; a micro-VM
+  // container's stderr file is followed as a second target with "stderr",
+  // into the same CRI log.
+  std::string stream = "stdout";
 };
 
 // Counters for the metrics endpoint; they only grow.
@@ -169,7 +176,7 @@ class ConsoleLogCopier {
   // the map lock is not needed while its files are read and written.
   struct Entry {
     Entry(ConsoleTarget target, size_t max_line_bytes, bool raw)
-        : target(std::move(target)), splitter(max_line_bytes, raw) {}
+        : target(std::move(target)), splitter(max_line_bytes, raw, this->target.stream) {}
 
     const ConsoleTarget target;
     absl::Mutex mu;  // held across this entry's file I/O; never taken before the map lock

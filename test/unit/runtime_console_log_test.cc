@@ -78,6 +78,27 @@ TEST_F(ConsoleLogTest, CopiesCompleteLinesAndStripsCr) {
   EXPECT_THAT(LogLines(), ElementsAre(std::string(kTs) + " stdout F hello", std::string(kTs) + " stdout F world"));
 }
 
+TEST_F(ConsoleLogTest, AStderrFileGoesIntoTheSameCriLogTaggedStderr) {
+  // A micro-VM container: its stdout and stderr files, one CRI log.
+  ConsoleLogCopier c(Options());
+  const std::filesystem::path err = dir_ / "stderr";
+  Append("out line\n");
+  std::ofstream(err) << "err line\nerr tail";
+  ASSERT_TRUE(c.Add("c1", console_, log_).ok());
+  ConsoleTarget t;
+  t.console = err;
+  t.log_dir = dir_;
+  t.log_rel = "c.log";
+  t.stream = "stderr";
+  ASSERT_TRUE(c.Add("c1/stderr", t).ok());
+  c.PollOnce();
+  ASSERT_TRUE(c.Remove("c1/stderr").ok());  // the tail goes out as F
+  EXPECT_THAT(LogLines(), ElementsAre(std::string(kTs) + " stdout F out line", std::string(kTs) + " stderr F err line",
+                                      std::string(kTs) + " stderr F err tail"));
+  EXPECT_EQ(FormatCriLogLine(absl::FromUnixSeconds(0), true, "x", "stderr"),
+            "1970-01-01T00:00:00.000000000Z stderr P x\n");
+}
+
 TEST_F(ConsoleLogTest, PartialLineWaitsThenGoesOutAsP) {
   ConsoleLogCopier c(Options());
   ASSERT_TRUE(c.Add("c1", console_, log_).ok());
