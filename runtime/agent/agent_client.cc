@@ -539,7 +539,7 @@ class AgentClientImpl : public AgentClient {
 
   absl::StatusOr<uint32_t> Spawn(const SpawnOptions& o) override {
     if (o.argv.empty() || o.argv[0].empty()) return absl::InvalidArgumentError("spawn argv is empty");
-    SpawnMsg m{o.argv, o.env, o.cwd, o.stdout_path, o.stderr_path, o.exit_path};
+    SpawnMsg m{o.argv, o.env, o.cwd, o.stdout_path, o.stderr_path, o.exit_path, o.oom_cgroup};
     std::string payload = EncodeSpawn(m);
     SpawnMsg check;
     if (!DecodeSpawn(payload, &check)) {

@@ -49,6 +49,8 @@ struct SpawnOptions {
   std::vector<std::string> env;  // "K=V", added to PATH
   std::string cwd;               // empty: /
   std::string stdout_path, stderr_path, exit_path;  // absolute guest paths
+  // Optional: the cgroup whose OOM kills the exit file counts (SpawnMsg).
+  std::string oom_cgroup;
 };
 
 enum class Output { kStdout, kStderr };

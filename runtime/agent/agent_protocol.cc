@@ -220,7 +220,7 @@ std::string EncodeSpawn(const SpawnMsg& m) {
   for (const std::string& a : m.argv) PutString(&p, a);
   PutU32(&p, static_cast<uint32_t>(m.env.size()));
   for (const std::string& e : m.env) PutString(&p, e);
-  for (const std::string* s : {&m.cwd, &m.stdout_path, &m.stderr_path, &m.exit_path}) PutString(&p, *s);
+  for (const std::string* s : {&m.cwd, &m.stdout_path, &m.stderr_path, &m.exit_path, &m.oom_cgroup}) PutString(&p, *s);
   return p;
 }
 
@@ -228,29 +228,30 @@ bool DecodeSpawn(std::string_view p, SpawnMsg* m) {
   PayloadReader r(p);
   if (!DecodeStrings(&r, kMaxExecArgs, &m->argv) || m->argv.empty() || m->argv[0].empty()) return false;
   if (!DecodeStrings(&r, kMaxExecArgs, &m->env)) return false;
-  for (std::string* s : {&m->cwd, &m->stdout_path, &m->stderr_path, &m->exit_path}) {
+  for (std::string* s : {&m->cwd, &m->stdout_path, &m->stderr_path, &m->exit_path, &m->oom_cgroup}) {
     if (!r.String(s) || s->find('\0') != std::string::npos) return false;
   }
   if (!m->cwd.empty() && !CleanAbsolutePath(m->cwd)) return false;
+  if (!m->oom_cgroup.empty() && !CleanAbsolutePath(m->oom_cgroup)) return false;
   for (const std::string* s : {&m->stdout_path, &m->stderr_path, &m->exit_path}) {
     if (!CleanAbsolutePath(*s)) return false;
   }
   return r.Done();
 }
 
-std::string ExitFileText(bool signaled, uint32_t value) {
-  return "exit_code=" + std::to_string(signaled ? 128 + value : value) + "\nsignal=" +
-         std::to_string(signaled ? value : 0) + "\n";
+std::string ExitFileText(const ExitFile& e) {
+  return "exit_code=" + std::to_string(e.code()) + "\nsignal=" + std::to_string(e.signaled ? e.value : 0) +
+         "\noom_kill=" + std::to_string(e.oom_kills) + "\n";
 }
 
-bool ParseExitFile(std::string_view text, ExitMsg* m) {
-  // Exactly the two lines ExitFileText writes, small numbers only.
-  if (text.size() > 64) return false;
-  auto number = [&](std::string_view key, uint32_t* out) {
+bool ParseExitFile(std::string_view text, ExitFile* e) {
+  // Exactly the lines ExitFileText writes, small numbers only.
+  if (text.size() > 96) return false;
+  auto number = [&](std::string_view key, size_t max_digits, uint32_t* out) {
     if (text.substr(0, key.size()) != key) return false;
     text.remove_prefix(key.size());
     size_t end = text.find('\n');
-    if (end == std::string_view::npos || end == 0 || end > 3) return false;
+    if (end == std::string_view::npos || end == 0 || end > max_digits) return false;
     uint32_t v = 0;
     for (char c : text.substr(0, end)) {
       if (c < '0' || c > '9') return false;
@@ -260,10 +261,14 @@ bool ParseExitFile(std::string_view text, ExitMsg* m) {
     *out = v;
     return true;
   };
-  uint32_t code = 0, sig = 0;
-  if (!number("exit_code=", &code) || !number("signal=", &sig) || !text.empty() || code > 255 || sig > 64) return false;
-  m->signaled = sig != 0;
-  m->value = m->signaled ? sig : code;
+  uint32_t code = 0, sig = 0, oom = 0;
+  if (!number("exit_code=", 3, &code) || !number("signal=", 2, &sig) || !number("oom_kill=", 9, &oom) ||
+      !text.empty() || code > 255 || sig > 64) {
+    return false;
+  }
+  e->signaled = sig != 0;
+  e->value = e->signaled ? sig : code;
+  e->oom_kills = oom;
   return true;
 }
 

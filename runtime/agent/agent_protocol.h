@@ -163,15 +163,27 @@ struct SpawnMsg {
   std::vector<std::string> env;
   std::string cwd;  // empty: /
   std::string stdout_path, stderr_path, exit_path;
+  // Optional: a cgroup v2 directory whose memory.events oom_kill count goes
+  // into the exit file, and which is removed then (a container's cgroup
+  // parent: crun removes the container's own cgroup when it exits).
+  std::string oom_cgroup;
 };
 std::string EncodeSpawn(const SpawnMsg& m);
 bool DecodeSpawn(std::string_view p, SpawnMsg* m);
-// The exit file's contents: "exit_code=<n>\nsignal=<n>\n" (signal 0 when it
-// exited by itself).
-std::string ExitFileText(bool signaled, uint32_t value);
+
+// What the exit file says: the status as in EXIT, and the OOM kills counted
+// in the spawn's oom_cgroup (0 without one).
+struct ExitFile {
+  bool signaled = false;
+  uint32_t value = 0;  // exit code or signal number
+  uint32_t oom_kills = 0;
+  int code() const { return signaled ? 128 + static_cast<int>(value) : static_cast<int>(value); }
+};
+// "exit_code=<n>\nsignal=<n>\noom_kill=<n>\n" (signal 0 when it exited by itself).
+std::string ExitFileText(const ExitFile& e);
 // Parses what ExitFileText wrote; false for anything else (the file is the
 // guest's: untrusted).
-bool ParseExitFile(std::string_view text, ExitMsg* m);
+bool ParseExitFile(std::string_view text, ExitFile* e);
 
 
 struct WindowMsg {

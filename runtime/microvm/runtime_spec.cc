@@ -280,6 +280,8 @@ absl::StatusOr<json> LocalhostSeccomp(const std::string& text) {
 
 }  // namespace
 
+std::string GuestCgroupParent(const std::string& container_id) { return "/sys/fs/cgroup/kvcri/" + container_id; }
+
 const std::vector<std::string>& DefaultCapabilities() {
   static const std::vector<std::string> v = {
       "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",   "CAP_FOWNER",           "CAP_MKNOD",
@@ -454,7 +456,7 @@ absl::StatusOr<json> BuildRuntimeSpec(const ContainerRequest& req, const ImagePr
       break;
   }
 
-  json linux = {{"namespaces", namespaces}, {"cgroupsPath", "/kvcri/" + req.id}};
+  json linux = {{"namespaces", namespaces}, {"cgroupsPath", "/kvcri/" + req.id + "/ctr"}};
   json resources = json::object();
   if (req.privileged) {
     resources["devices"] = json::array({{{"allow", true}, {"access", "rwm"}}});

@@ -121,6 +121,12 @@ absl::StatusOr<UserDb> ReadUserDb(const std::filesystem::path& rootfs);
 absl::StatusOr<nlohmann::json> BuildRuntimeSpec(const ContainerRequest& req, const ImageProcess& image,
                                                 const UserDb& users);
 
+// A container's cgroups in the guest: crun makes and removes
+// <parent>/ctr (cgroupsPath); the parent stays until the container's exit
+// is recorded, so its memory.events still counts the OOM kills (SPAWN's
+// oom_cgroup).
+std::string GuestCgroupParent(const std::string& container_id);  // "/sys/fs/cgroup/kvcri/<id>"
+
 // containerd's default capability set, "CAP_" names.
 const std::vector<std::string>& DefaultCapabilities();
 // Every capability this kernel generation knows (CAP_CHOWN … CAP_CHECKPOINT_RESTORE).

@@ -17,6 +17,7 @@
 #include "runtime/agent/agent_client.h"
 #include "runtime/agent/agent_protocol.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "runtime/microvm/runtime_spec.h"
 #include "test/client/pod_helpers.h"
 
 namespace kvcri::runtime {
@@ -189,13 +190,59 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
     exit_text = testing::ReadFileOrEmpty(share / "c2/exit");
     if (exit_text.empty()) absl::SleepFor(absl::Milliseconds(100));
   }
-  agent::ExitMsg exit;
+  agent::ExitFile exit;
   ASSERT_TRUE(agent::ParseExitFile(exit_text, &exit)) << "exit file: \"" << exit_text << "\"\nstderr: "
                                                       << testing::ReadFileOrEmpty(share / "c2/stderr");
   EXPECT_FALSE(exit.signaled);
   EXPECT_EQ(exit.value, 4u);
   EXPECT_EQ(testing::ReadFileOrEmpty(share / "c2/stdout"), "before\nafter\n");
   EXPECT_EQ(testing::ReadFileOrEmpty(share / "c2/stderr"), "to-stderr\n");
+
+  // Specs from the production generator, run by the guest's crun: a memory
+  // limit the container exceeds (137, and the OOM kill counted), and a
+  // Localhost seccomp profile plus the default masked paths.
+  auto generated = [&](const std::string& id, microvm::ContainerRequest req) {
+    WriteBundle(share / id, {"true"});
+    req.id = id;
+    req.hostname = "microvm-pod";
+    absl::StatusOr<nlohmann::json> cfg = microvm::BuildRuntimeSpec(req, {}, microvm::UserDb{});
+    EXPECT_TRUE(cfg.ok()) << cfg.status();
+    std::ofstream(share / id / "config.json") << cfg.value_or(nlohmann::json()).dump();
+    agent::SpawnOptions o;
+    o.argv = {"crun", "run", "--bundle", "/run/kvcri/pod/" + id, id};
+    o.stdout_path = "/run/kvcri/pod/" + id + "/stdout";
+    o.stderr_path = "/run/kvcri/pod/" + id + "/stderr";
+    o.exit_path = "/run/kvcri/pod/" + id + "/exit";
+    o.oom_cgroup = microvm::GuestCgroupParent(id);
+    absl::StatusOr<uint32_t> spawned = (*again)->Spawn(o);
+    EXPECT_TRUE(spawned.ok()) << spawned.status();
+    agent::ExitFile e;
+    std::string text;
+    for (absl::Time deadline = absl::Now() + absl::Seconds(60); absl::Now() < deadline && text.empty();) {
+      text = testing::ReadFileOrEmpty(share / id / "exit");
+      if (text.empty()) absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(agent::ParseExitFile(text, &e)) << id << " exit file: \"" << text << "\"\nstderr: "
+                                                << testing::ReadFileOrEmpty(share / id / "stderr");
+    return e;
+  };
+  microvm::ContainerRequest hog;
+  hog.command = {"/bin/sh", "-c", "a=aaaaaaaaaaaaaaaa; while :; do a=$a$a; done"};
+  hog.resources.memory_limit_bytes = 32 << 20;
+  hog.seccomp = microvm::SeccompKind::kRuntimeDefault;
+  agent::ExitFile oom = generated("c3", hog);
+  EXPECT_EQ(oom.code(), 137) << testing::ReadFileOrEmpty(share / "c3/stderr");
+  EXPECT_GE(oom.oom_kills, 1u);
+
+  microvm::ContainerRequest confined;
+  confined.command = {"/bin/sh", "-c", "wc -c < /proc/kcore; mkdir /tmp/x || echo mkdir-refused; exit 0"};
+  confined.seccomp = microvm::SeccompKind::kLocalhost;
+  confined.seccomp_localhost_json =
+      R"({"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]})";
+  agent::ExitFile ok = generated("c4", confined);
+  EXPECT_EQ(ok.code(), 0);
+  EXPECT_EQ(ok.oom_kills, 0u);
+  EXPECT_EQ(testing::ReadFileOrEmpty(share / "c4/stdout"), "0\nmkdir-refused\n") << testing::ReadFileOrEmpty(share / "c4/stderr");
 
   EXPECT_TRUE((*hv)->Destroy(spec.name).ok());
   EXPECT_TRUE((*hv)->Remove(spec.name).ok());

@@ -189,7 +189,8 @@ TEST(MicroVmRuntimeSpec, NamespacesAreTheContainersOwnExceptWhatTheVmSharesAsThe
   EXPECT_THAT(Build(r)["linux"]["namespaces"], Contains(json{{"type", "pid"}, {"path", "/proc/7/ns/pid"}}));
   r.pid = PidMode::kNode;
   EXPECT_EQ(Build(r)["linux"]["namespaces"].size(), 2u);
-  EXPECT_EQ(Build(r)["linux"]["cgroupsPath"], "/kvcri/c1");
+  EXPECT_EQ(Build(r)["linux"]["cgroupsPath"], "/kvcri/c1/ctr");
+  EXPECT_EQ(GuestCgroupParent("c1"), "/sys/fs/cgroup/kvcri/c1");
 }
 
 TEST(MicroVmRuntimeSpec, MountsReplaceDefaultsAtTheSameDestinationAndKeepTheirMode) {

@@ -125,16 +125,21 @@ TEST(AgentProtocol, SpawnRoundTripsAndRefusesUncleanPaths) {
 }
 
 TEST(AgentProtocol, ExitFilesParseStrictly) {
-  ExitMsg e;
-  ASSERT_TRUE(ParseExitFile(ExitFileText(false, 3), &e));
+  ExitFile e;
+  ASSERT_TRUE(ParseExitFile(ExitFileText(ExitFile{false, 3, 0}), &e));
   EXPECT_FALSE(e.signaled);
   EXPECT_EQ(e.value, 3u);
-  ASSERT_TRUE(ParseExitFile(ExitFileText(true, 9), &e));
+  EXPECT_EQ(e.code(), 3);
+  ASSERT_TRUE(ParseExitFile(ExitFileText(ExitFile{true, 9, 2}), &e));
   EXPECT_TRUE(e.signaled);
   EXPECT_EQ(e.value, 9u);
-  for (const char* bad : {"", "exit_code=3\n", "exit_code=3\nsignal=0", "exit_code=999\nsignal=0\n",
-                          "exit_code=-1\nsignal=0\n", "exit_code=3\nsignal=0\nextra", "signal=0\nexit_code=3\n",
-                          "exit_code=1234\nsignal=0\n"}) {
+  EXPECT_EQ(e.code(), 137);
+  EXPECT_EQ(e.oom_kills, 2u);
+  EXPECT_EQ(ExitFileText(ExitFile{true, 9, 2}), "exit_code=137\nsignal=9\noom_kill=2\n");
+  for (const char* bad : {"", "exit_code=3\n", "exit_code=3\nsignal=0\n", "exit_code=3\nsignal=0\noom_kill=0",
+                          "exit_code=999\nsignal=0\noom_kill=0\n", "exit_code=-1\nsignal=0\noom_kill=0\n",
+                          "exit_code=3\nsignal=0\noom_kill=0\nextra", "signal=0\nexit_code=3\noom_kill=0\n",
+                          "exit_code=1234\nsignal=0\noom_kill=0\n", "exit_code=3\nsignal=0\noom_kill=x\n"}) {
     EXPECT_FALSE(ParseExitFile(bad, &e)) << bad;
   }
 }
@@ -400,12 +405,12 @@ TEST_F(RealAgentTest, HostDisconnectKillsItsSessionsAndTheAgentServesTheNextHost
 }
 
 // Waits for a SPAWNed process's exit file and parses it.
-std::optional<ExitMsg> WaitForExitFile(const std::filesystem::path& path, absl::Duration timeout = absl::Seconds(20)) {
+std::optional<ExitFile> WaitForExitFile(const std::filesystem::path& path, absl::Duration timeout = absl::Seconds(20)) {
   for (absl::Time deadline = absl::Now() + timeout; absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(20))) {
     std::ifstream in(path);
     if (!in) continue;
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    ExitMsg m;
+    ExitFile m;
     if (ParseExitFile(text, &m)) return m;
     ADD_FAILURE() << "unparsable exit file: " << text;
     return std::nullopt;
@@ -429,7 +434,7 @@ TEST_F(RealAgentTest, SpawnedProcessAppendsItsOutputToFilesAndWritesItsExit) {
   absl::StatusOr<uint32_t> pid = client_->Spawn(o);
   ASSERT_TRUE(pid.ok()) << pid.status();
   EXPECT_GT(*pid, 0u);
-  std::optional<ExitMsg> exit = WaitForExitFile(dir_ / "exit");
+  std::optional<ExitFile> exit = WaitForExitFile(dir_ / "exit");
   ASSERT_TRUE(exit.has_value());
   EXPECT_FALSE(exit->signaled);
   EXPECT_EQ(exit->value, 3u);
@@ -444,7 +449,7 @@ TEST_F(RealAgentTest, SpawnedProcessAppendsItsOutputToFilesAndWritesItsExit) {
   ASSERT_TRUE(exit.has_value());
   EXPECT_TRUE(exit->signaled);
   EXPECT_EQ(exit->value, static_cast<uint32_t>(SIGTERM));
-  EXPECT_EQ(Slurp(dir_ / "exit2"), "exit_code=143\nsignal=15\n");
+  EXPECT_EQ(Slurp(dir_ / "exit2"), "exit_code=143\nsignal=15\noom_kill=0\n");
 }
 
 TEST_F(RealAgentTest, SpawnedProcessOutlivesTheHostConnection) {
@@ -460,7 +465,7 @@ TEST_F(RealAgentTest, SpawnedProcessOutlivesTheHostConnection) {
   absl::StatusOr<std::unique_ptr<AgentClient>> again = ConnectAgent(socket_, limits_);
   ASSERT_TRUE(again.ok()) << again.status();
   client_ = std::move(*again);
-  std::optional<ExitMsg> exit = WaitForExitFile(dir_ / "exit");
+  std::optional<ExitFile> exit = WaitForExitFile(dir_ / "exit");
   ASSERT_TRUE(exit.has_value());
   EXPECT_EQ(exit->value, 0u);
   EXPECT_EQ(Slurp(dir_ / "out"), "late\n");

@@ -161,7 +161,7 @@ class Agent {
   void StartExec(uint32_t id, const ExecMsg& m);
   void StartSpawn(uint32_t id, const SpawnMsg& m);
   // A SPAWNed process was reaped: its exit file, written whole then renamed.
-  void WriteExitFile(const std::string& path, int status);
+  void WriteExitFile(const std::string& path, const std::string& oom_cgroup, int status);
   void StartConnect(uint32_t id, uint16_t port);
   void FinishConnect(Session* s);
   void KillSession(Session* s);
@@ -188,7 +188,10 @@ class Agent {
   std::map<uint32_t, std::unique_ptr<Session>> sessions_;
   // SPAWNed processes by pid: their exit files. Not sessions: a new host
   // (HELLO) tears sessions down, never these.
-  std::map<pid_t, std::string> workloads_;
+  struct Workload {
+    std::string exit_path, oom_cgroup;
+  };
+  std::map<pid_t, Workload> workloads_;
   std::string out_;  // frames being written, reused
 };
 
@@ -591,15 +594,35 @@ void Agent::StartSpawn(uint32_t id, const SpawnMsg& m) {
     sessions_[id] = std::move(s);
     return;
   }
-  workloads_[pid] = m.exit_path;
+  workloads_[pid] = Workload{m.exit_path, m.oom_cgroup};
   Send(FrameType::kStarted, id, EncodeU32(static_cast<uint32_t>(pid)));
   sessions_[id] = std::move(s);
 }
 
-void Agent::WriteExitFile(const std::string& path, int status) {
-  const bool signaled = WIFSIGNALED(status);
-  const std::string text =
-      ExitFileText(signaled, static_cast<uint32_t>(signaled ? WTERMSIG(status) : WEXITSTATUS(status)));
+// "oom_kill N" of a cgroup v2 memory.events (hierarchical: a removed
+// child's kills are counted in its parent); 0 when unreadable.
+uint32_t OomKills(const std::string& cgroup) {
+  FILE* f = fopen((cgroup + "/memory.events").c_str(), "re");
+  if (f == nullptr) return 0;
+  char key[64];
+  unsigned long long v = 0;
+  uint32_t kills = 0;
+  while (fscanf(f, "%63s %llu", key, &v) == 2) {
+    if (strcmp(key, "oom_kill") == 0) kills = static_cast<uint32_t>(std::min<unsigned long long>(v, 999999999));
+  }
+  fclose(f);
+  return kills;
+}
+
+void Agent::WriteExitFile(const std::string& path, const std::string& oom_cgroup, int status) {
+  ExitFile e;
+  e.signaled = WIFSIGNALED(status);
+  e.value = static_cast<uint32_t>(e.signaled ? WTERMSIG(status) : WEXITSTATUS(status));
+  if (!oom_cgroup.empty()) {
+    e.oom_kills = OomKills(oom_cgroup);
+    rmdir(oom_cgroup.c_str());  // empty now: crun removed the container's own
+  }
+  const std::string text = ExitFileText(e);
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
   bool ok = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
@@ -794,7 +817,7 @@ void Agent::Reap() {
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
     if (auto w = workloads_.find(pid); w != workloads_.end()) {
-      WriteExitFile(w->second, status);
+      WriteExitFile(w->second.exit_path, w->second.oom_cgroup, status);
       workloads_.erase(w);
       continue;
     }
