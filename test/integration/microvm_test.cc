@@ -17,6 +17,7 @@
 #include "runtime/agent/agent_client.h"
 #include "runtime/agent/agent_protocol.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "runtime/microvm/container_runner.h"
 #include "runtime/microvm/runtime_spec.h"
 #include "test/client/pod_helpers.h"
 
@@ -243,6 +244,44 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
   EXPECT_EQ(ok.code(), 0);
   EXPECT_EQ(ok.oom_kills, 0u);
   EXPECT_EQ(testing::ReadFileOrEmpty(share / "c4/stdout"), "0\nmkdir-refused\n") << testing::ReadFileOrEmpty(share / "c4/stderr");
+
+  // ContainerRunner, the host side the daemon uses: graceful stop by the
+  // stop signal, SIGKILL after the grace, once-only start, delete.
+  std::shared_ptr<agent::AgentClient> shared = std::move(*again);
+  microvm::ContainerRunner runner([&]() -> absl::StatusOr<std::shared_ptr<agent::AgentClient>> { return shared; });
+  auto started = [&](const std::string& id, const std::string& script) {
+    WriteBundle(share / id, {"true"});
+    microvm::ContainerRequest req;
+    req.id = id;
+    req.command = {"/bin/sh", "-c", script};
+    absl::StatusOr<nlohmann::json> cfg = microvm::BuildRuntimeSpec(req, {}, microvm::UserDb{});
+    EXPECT_TRUE(cfg.ok()) << cfg.status();
+    const microvm::Bundle b = microvm::BundleFor(share, id);
+    EXPECT_TRUE(runner.WriteSpec(b, *cfg).ok());
+    absl::StatusOr<uint32_t> pid = runner.Start(b);
+    EXPECT_TRUE(pid.ok()) << pid.status();
+    EXPECT_TRUE(testing::WaitForFileContains(share / id / "stdout", "up", std::chrono::seconds(60)))
+        << testing::ReadFileOrEmpty(share / id / "stderr");
+    return b;
+  };
+  const microvm::Bundle polite = started("c5", "trap 'echo got-term; exit 7' TERM; echo up; while :; do sleep 1; done");
+  absl::StatusOr<std::optional<agent::ExitFile>> running = runner.Exited(polite);
+  ASSERT_TRUE(running.ok());
+  EXPECT_FALSE(running->has_value());
+  absl::StatusOr<agent::ExitFile> stopped = runner.Stop(polite, absl::Seconds(20));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(stopped->code(), 7);
+  EXPECT_EQ(testing::ReadFileOrEmpty(share / "c5/stdout"), "up\ngot-term\n");
+  EXPECT_EQ(runner.Start(polite).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(runner.Delete(polite).ok());
+  const microvm::Bundle stubborn = started("c6", "trap '' TERM; echo up; while :; do sleep 1; done");
+  const absl::Time t_stop = absl::Now();
+  stopped = runner.Stop(stubborn, absl::Seconds(2));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(stopped->code(), 137);
+  EXPECT_GE(absl::Now() - t_stop, absl::Seconds(2)) << "SIGKILL before the grace ended";
+  EXPECT_TRUE(runner.Delete(stubborn).ok());
+  EXPECT_TRUE(runner.Delete(stubborn).ok()) << "a second delete is fine";
 
   EXPECT_TRUE((*hv)->Destroy(spec.name).ok());
   EXPECT_TRUE((*hv)->Remove(spec.name).ok());
