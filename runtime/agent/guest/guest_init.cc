@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -125,6 +127,76 @@ bool SetInet(int s, const char* ifname, unsigned long req, in_addr addr) {
   return ioctl(s, req, &ifr) == 0;
 }
 
+// One rtnetlink request with its attributes, acknowledged; the kernel's
+// errno (0 when it applied). For IPv6, which the classic ioctls cannot set.
+int NetlinkRequest(uint16_t type, const void* body, size_t body_len,
+                   const std::vector<std::pair<uint16_t, std::string>>& attrs) {
+  char buf[512] = {};
+  auto* nh = reinterpret_cast<nlmsghdr*>(buf);
+  nh->nlmsg_type = type;
+  nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  nh->nlmsg_seq = 1;
+  nh->nlmsg_len = NLMSG_LENGTH(body_len);
+  memcpy(NLMSG_DATA(nh), body, body_len);
+  for (const auto& [atype, value] : attrs) {
+    auto* rta = reinterpret_cast<rtattr*>(buf + NLMSG_ALIGN(nh->nlmsg_len));
+    rta->rta_type = atype;
+    rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(value.size()));
+    memcpy(RTA_DATA(rta), value.data(), value.size());
+    nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+  }
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return errno;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  int err = 0;
+  if (sendto(s, buf, nh->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
+    err = errno;
+  } else {
+    char reply[1024];
+    ssize_t n = recv(s, reply, sizeof reply, 0);
+    auto* rh = reinterpret_cast<nlmsghdr*>(reply);
+    if (n < 0) {
+      err = errno;
+    } else if (n >= static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr))) && rh->nlmsg_type == NLMSG_ERROR) {
+      err = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(rh))->error;
+    }
+  }
+  close(s);
+  return err;
+}
+
+// The IPv6 half of kvcri.ip: the address without duplicate detection (the
+// CNI's IPAM made it unique; DAD would only delay the Pod by a second),
+// and the default route through the gateway.
+void ConfigureInterface6(const std::string& ifname, const in6_addr& addr, int prefix, const in6_addr* gw) {
+  const unsigned index = if_nametoindex(ifname.c_str());
+  if (index == 0) return Warn("IPv6 on " + ifname, errno);
+  ifaddrmsg ifa{};
+  ifa.ifa_family = AF_INET6;
+  ifa.ifa_prefixlen = static_cast<unsigned char>(prefix);
+  ifa.ifa_flags = IFA_F_NODAD;
+  ifa.ifa_index = index;
+  const std::string a(reinterpret_cast<const char*>(&addr), sizeof addr);
+  if (int err = NetlinkRequest(RTM_NEWADDR, &ifa, sizeof ifa, {{IFA_LOCAL, a}, {IFA_ADDRESS, a}}); err != 0 && err != EEXIST) {
+    Warn("IPv6 address of " + ifname, err);
+  }
+  if (gw == nullptr) return;
+  rtmsg rt{};
+  rt.rtm_family = AF_INET6;
+  rt.rtm_table = RT_TABLE_MAIN;
+  rt.rtm_protocol = RTPROT_BOOT;
+  rt.rtm_scope = RT_SCOPE_UNIVERSE;
+  rt.rtm_type = RTN_UNICAST;
+  const uint32_t oif = index;
+  if (int err = NetlinkRequest(RTM_NEWROUTE, &rt, sizeof rt,
+                               {{RTA_GATEWAY, std::string(reinterpret_cast<const char*>(gw), sizeof *gw)},
+                                {RTA_OIF, std::string(reinterpret_cast<const char*>(&oif), sizeof oif)}});
+      err != 0 && err != EEXIST) {
+    Warn("IPv6 default route of " + ifname, err);
+  }
+}
+
 // kvcri.ip=<ifname>,<address>/<prefix>[,<gateway>[,<mtu>]]: the Pod's
 // address on that NIC, as the host's CNI result gave it (the micro-VM has
 // no DHCP client; the host knows the address before the VM boots).
@@ -139,6 +211,30 @@ void ConfigureInterface(const std::string& spec) {
   const size_t slash = f[1].find('/');
   in_addr addr{}, gw{};
   int prefix = slash == std::string::npos ? -1 : atoi(f[1].c_str() + slash + 1);
+  if (f[1].find(':') != std::string::npos) {
+    in6_addr a6{}, gw6{};
+    const bool has_gw = f.size() > 2 && !f[2].empty();
+    if (slash == std::string::npos || prefix < 1 || prefix > 128 ||
+        inet_pton(AF_INET6, f[1].substr(0, slash).c_str(), &a6) != 1 ||
+        (has_gw && inet_pton(AF_INET6, f[2].c_str(), &gw6) != 1)) {
+      fprintf(stderr, "kvcri-agent init: kvcri.ip=%s: not an IPv6 address/prefix and gateway\n", spec.c_str());
+      return;
+    }
+    // The interface is brought up (and its MTU set) by its IPv4 entry or here.
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s >= 0) {
+      ifreq ifr{};
+      strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+      for (int i = 0; i < 100 && ioctl(s, SIOCGIFFLAGS, &ifr) != 0; ++i) usleep(20000);
+      if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Warn("bring up " + ifname, errno);
+      }
+      close(s);
+    }
+    ConfigureInterface6(ifname, a6, prefix, has_gw ? &gw6 : nullptr);
+    return;
+  }
   if (slash == std::string::npos || prefix < 0 || prefix > 32 ||
       inet_pton(AF_INET, f[1].substr(0, slash).c_str(), &addr) != 1 ||
       (f.size() > 2 && !f[2].empty() && inet_pton(AF_INET, f[2].c_str(), &gw) != 1)) {

@@ -23,8 +23,9 @@ bool IsGuestInit();
 
 // Mounts /proc, /sys, /dev (+ pts, shm), /run, /tmp and the cgroup v2
 // hierarchy with every controller enabled for children; loads the listed
-// modules; brings up lo; takes the hostname and each NIC's IPv4 address,
-// gateway and MTU from the kernel command line (kvcri.hostname=<name>,
+// modules; brings up lo; takes the hostname and each NIC's addresses
+// (IPv4 and IPv6, one kvcri.ip per address), gateways and MTU from the
+// kernel command line (kvcri.hostname=<name>,
 // kvcri.ip=<ifname>,<address>/<prefix>[,<gateway>[,<mtu>]]); mounts the
 // Pod share when the VM has one. Each
 // failure is printed on the console and the rest still runs: the host sees
