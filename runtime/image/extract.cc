@@ -1,5 +1,6 @@
 // ExtractBootArtifacts: applies image layers (whiteouts included) and keeps the boot files.
 #include "runtime/image/extract.h"
+#include "runtime/image/layer_reader.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -23,18 +24,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaqueWhiteout = ".wh..wh..opq";
 constexpr std::string_view kKernel = "boot/vmlinuz";
 constexpr std::string_view kInitrd = "boot/initrd.img";
-constexpr size_t kReadBufSize = 1 << 20;
 // Zero runs of this size become holes: raw disks are mostly empty.
 constexpr size_t kHoleGranularity = 4096;
-
-struct ArchiveFree {
-  void operator()(archive* a) const { archive_read_free(a); }
-};
-using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
 
 enum class NodeType { kFile, kDir, kSymlink, kOther };
 
@@ -57,31 +50,6 @@ bool Relevant(std::string_view p) {
 bool NeedsContent(std::string_view p) {
   if (p == kKernel || p == kInitrd) return true;
   return StartsWith(p, "disk/") && p.find('/', 5) == std::string_view::npos;
-}
-
-// Cleans a tar entry name to "a/b/c" (no leading "./", no "//"); refuses
-// absolute names and "..". An empty result means the root itself.
-absl::StatusOr<std::string> NormalizeName(std::string_view name, std::string_view layer,
-                                          std::string_view what) {
-  auto refuse = [&](std::string_view why) {
-    return absl::InvalidArgumentError(
-        base::StrCat("layer ", layer, ": ", what, " \"", name, "\" ", why));
-  };
-  if (StartsWith(name, "/")) return refuse("is an absolute path");
-  std::string out;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t slash = name.find('/', start);
-    if (slash == std::string_view::npos) slash = name.size();
-    std::string_view c = name.substr(start, slash - start);
-    if (c == "..") return refuse("contains \"..\"");
-    if (!c.empty() && c != ".") {
-      if (!out.empty()) out.push_back('/');
-      out.append(c);
-    }
-    start = slash + 1;
-  }
-  return out;
 }
 
 class Extractor {
@@ -107,9 +75,7 @@ class Extractor {
     }
     return work_dir_ / base::StrCat(next_content_++);
   }
-  // Decompressed bytes of the layers already applied.
-  int64_t bytes_before_layer_ = 0;
-  int64_t entries_ = 0;
+  LayerBudget budget_;
 
   fs::path out_dir_;
   fs::path work_dir_;
@@ -118,81 +84,9 @@ class Extractor {
   uint64_t next_content_ = 0;
 };
 
-struct ReadContext {
-  VerifyingReader* reader;
-  std::vector<char> buf;
-  absl::Status error;
-};
-
-la_ssize_t ReadCallback(archive* a, void* opaque, const void** out) {
-  auto* ctx = static_cast<ReadContext*>(opaque);
-  absl::StatusOr<size_t> n = ctx->reader->Read(ctx->buf.data(), ctx->buf.size());
-  if (!n.ok()) {
-    ctx->error = n.status();
-    archive_set_error(a, EIO, "%s", std::string(n.status().message()).c_str());
-    return -1;
-  }
-  *out = ctx->buf.data();
-  return static_cast<la_ssize_t>(*n);
-}
-
 absl::Status Extractor::ApplyLayer(BlobSource& source, const Descriptor& layer, size_t index) {
-  ASSIGN_OR_RETURN(base::UniqueFd fd, source.Open(layer.digest));
-  VerifyingReader reader(std::move(fd), layer);
-  ReadContext ctx{&reader, std::vector<char>(kReadBufSize), absl::OkStatus()};
-  ArchivePtr a(archive_read_new());
-  if (!a) return absl::ResourceExhaustedError("archive_read_new failed");
-  // Only what OCI layers use: tar, optionally gzip or zstd compressed.
-  if (archive_read_support_filter_gzip(a.get()) != ARCHIVE_OK ||
-      archive_read_support_filter_zstd(a.get()) != ARCHIVE_OK ||
-      archive_read_support_format_tar(a.get()) != ARCHIVE_OK) {
-    return absl::InternalError(base::StrCat("libarchive lacks gzip, zstd or tar support: ",
-                                            archive_error_string(a.get())));
-  }
-  // On a libarchive error, a digest mismatch explains more than a
-  // decompression error, so check the blob first.
-  auto archive_error = [&](std::string_view what) -> absl::Status {
-    if (!ctx.error.ok()) return ctx.error;
-    if (absl::Status s = reader.Finish(); !s.ok()) return s;
-    const char* msg = archive_error_string(a.get());
-    return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": ", what, ": ",
-                                                   msg ? msg : "unknown libarchive error"));
-  };
-  if (archive_read_open(a.get(), &ctx, nullptr, ReadCallback, nullptr) != ARCHIVE_OK) {
-    return archive_error("not a tar archive");
-  }
-  archive_entry* e = nullptr;
-  while (true) {
-    int r = archive_read_next_header(a.get(), &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) return archive_error("reading an entry header");
-    // Bound the work before doing it: this entry's data is decompressed
-    // (written or skipped) only if its declared size fits what is left.
-    const int64_t consumed = bytes_before_layer_ + archive_filter_bytes(a.get(), 0);
-    const int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
-    if (declared < 0 || declared > limits_.max_bytes - consumed) {
-      const char* name = archive_entry_pathname(e);
-      return absl::InvalidArgumentError(
-          base::StrCat("layer ", layer.digest, ": entry \"", name ? name : "", "\" declares ", declared,
-                       " bytes after ", consumed, " decompressed; the image's layers would expand past the limit of ",
-                       limits_.max_bytes, " bytes ([images] max_image_bytes)"));
-    }
-    if (++entries_ > limits_.max_entries) {
-      return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": the image's layers hold more than ",
-                                                     limits_.max_entries, " entries ([images] max_image_entries)"));
-    }
-    if (absl::Status s = ApplyEntry(a.get(), e, layer.digest, index); !s.ok()) {
-      return ctx.error.ok() ? s : ctx.error;
-    }
-  }
-  const int64_t layer_bytes = archive_filter_bytes(a.get(), 0);
-  bytes_before_layer_ += layer_bytes;
-  if (bytes_before_layer_ > limits_.max_bytes) {
-    return absl::InvalidArgumentError(base::StrCat("layer ", layer.digest, ": the image's layers expand to ",
-                                                   bytes_before_layer_, " bytes, past the limit of ", limits_.max_bytes,
-                                                   " bytes ([images] max_image_bytes)"));
-  }
-  return reader.Finish();
+  return ReadLayer(source, layer, limits_, &budget_,
+                   [&](archive* a, archive_entry* e) { return ApplyEntry(a, e, layer.digest, index); });
 }
 
 absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_view digest,
@@ -201,12 +95,12 @@ absl::Status Extractor::ApplyEntry(archive* a, archive_entry* e, std::string_vie
   if (raw == nullptr) {
     return absl::InvalidArgumentError(base::StrCat("layer ", digest, ": an entry has no name"));
   }
-  ASSIGN_OR_RETURN(std::string path, NormalizeName(raw, digest, "entry"));
+  ASSIGN_OR_RETURN(std::string path, NormalizeEntryName(raw, digest, "entry"));
   const char* link_target = archive_entry_hardlink(e);
   std::string hardlink;
   if (link_target != nullptr) {
     ASSIGN_OR_RETURN(hardlink,
-                     NormalizeName(link_target, digest, base::StrCat("hardlink \"", raw, "\" to")));
+                     NormalizeEntryName(link_target, digest, base::StrCat("hardlink \"", raw, "\" to")));
     if (hardlink.empty()) {
       return absl::InvalidArgumentError(
           base::StrCat("layer ", digest, ": hardlink \"", raw, "\" points at the root"));

@@ -1,0 +1,229 @@
+// UnpackLayer against hand-made layers: types, owners, modes, times, whiteouts in overlayfs's format, refusals; an overlay mount of two unpacked layers (root: chown, mknod, trusted xattrs, mount).
+#include <archive.h>
+#include <archive_entry.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "config/base/file_util.h"
+#include "runtime/image/digest.h"
+#include "runtime/image/layer_unpack.h"
+#include "test/client/host_util.h"
+
+namespace kvcri::runtime::image {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+struct Entry {
+  std::string name;
+  mode_t type = AE_IFREG;
+  mode_t perm = 0644;
+  std::string data;  // file contents
+  std::string link;  // symlink target, or hardlink target when `hardlink`
+  bool hardlink = false;
+  int64_t uid = 0, gid = 0;
+  time_t mtime = 1700000000;
+  std::string capability;  // security.capability value
+};
+
+std::string Tar(const std::vector<Entry>& entries) {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  archive_write_open(
+      a, &out, nullptr,
+      [](archive*, void* o, const void* buf, size_t n) -> la_ssize_t {
+        static_cast<std::string*>(o)->append(static_cast<const char*>(buf), n);
+        return static_cast<la_ssize_t>(n);
+      },
+      nullptr);
+  for (const Entry& t : entries) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, t.name.c_str());
+    archive_entry_set_filetype(e, t.type);
+    archive_entry_set_perm(e, t.perm);
+    archive_entry_set_uid(e, t.uid);
+    archive_entry_set_gid(e, t.gid);
+    archive_entry_set_mtime(e, t.mtime, 0);
+    if (t.hardlink) {
+      archive_entry_set_hardlink(e, t.link.c_str());
+      archive_entry_set_size(e, 0);
+    } else if (t.type == AE_IFLNK) {
+      archive_entry_set_symlink(e, t.link.c_str());
+    } else if (t.type == AE_IFREG) {
+      archive_entry_set_size(e, static_cast<la_int64_t>(t.data.size()));
+    } else if (t.type == AE_IFCHR) {
+      archive_entry_set_rdev(e, makedev(8, 0));
+    }
+    if (!t.capability.empty()) {
+      archive_entry_xattr_add_entry(e, "security.capability", t.capability.data(), t.capability.size());
+    }
+    EXPECT_EQ(archive_write_header(a, e), ARCHIVE_OK) << archive_error_string(a);
+    if (!t.data.empty()) archive_write_data(a, t.data.data(), t.data.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+class LayerUnpack : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "needs root (chown, mknod, trusted.* xattrs, mount)";
+    char tmpl[] = "/tmp/kvlayer-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    ASSERT_TRUE(base::MakeDirs(dir_ / "blobs/sha256").ok());
+  }
+  void TearDown() override {
+    ::umount2((dir_ / "merged").c_str(), MNT_DETACH);
+    (void)base::RemoveAll(dir_);
+  }
+
+  Descriptor Blob(const std::string& tar) {
+    Descriptor d;
+    d.media_type = "application/vnd.oci.image.layer.v1.tar";
+    d.digest = Sha256Digest(tar);
+    d.size = static_cast<int64_t>(tar.size());
+    EXPECT_TRUE(base::WriteFileAtomic(dir_ / "blobs/sha256" / std::string(DigestHex(d.digest)), tar).ok());
+    return d;
+  }
+  absl::StatusOr<UnpackStats> Unpack(const std::vector<Entry>& entries, const std::string& out,
+                                     ExtractLimits limits = {}) {
+    Descriptor d = Blob(Tar(entries));
+    fs::create_directories(dir_ / out);
+    DirBlobSource source(dir_);
+    LayerBudget budget;
+    return UnpackLayer(source, d, dir_ / out, limits, &budget);
+  }
+  static struct stat Lstat(const fs::path& p) {
+    struct stat st {};
+    EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+    return st;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(LayerUnpack, EntriesKeepTheirTypeOwnerModeAndTime) {
+  const std::string cap("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+  absl::StatusOr<UnpackStats> st = Unpack(
+      {
+          {.name = "etc", .type = AE_IFDIR, .perm = 0755, .mtime = 1600000000},
+          {.name = "etc/passwd", .data = "root:x:0:0::/root:/bin/sh\n"},
+          {.name = "bin/su", .perm = 04755, .data = "#!su"},  // bin/ is implied
+          {.name = "bin/su2", .link = "bin/su", .hardlink = true},
+          {.name = "bin/ping", .perm = 0755, .data = "ping", .capability = cap},
+          {.name = "home/app/secret", .perm = 0600, .data = "s", .uid = 1000, .gid = 1001, .mtime = 1000000},
+          {.name = "lib", .type = AE_IFLNK, .link = "/usr/lib"},
+          {.name = "run/fifo", .type = AE_IFIFO, .perm = 0620},
+          {.name = "dev/sda", .type = AE_IFCHR, .perm = 0660},
+          {.name = "tmp", .type = AE_IFDIR, .perm = 01777},
+      },
+      "l1");
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->skipped_devices, 1);
+  const fs::path l = dir_ / "l1";
+  EXPECT_EQ(testing::ReadFileOrEmpty(l / "etc/passwd"), "root:x:0:0::/root:/bin/sh\n");
+  EXPECT_EQ(Lstat(l / "etc").st_mtime, 1600000000) << "a directory's time survives the entries below it";
+  EXPECT_EQ(Lstat(l / "bin/su").st_mode & 07777, 04755u) << "setuid kept";
+  EXPECT_EQ(Lstat(l / "bin/su").st_ino, Lstat(l / "bin/su2").st_ino) << "a hardlink";
+  struct stat secret = Lstat(l / "home/app/secret");
+  EXPECT_EQ(secret.st_uid, 1000u);
+  EXPECT_EQ(secret.st_gid, 1001u);
+  EXPECT_EQ(secret.st_mode & 07777, 0600u);
+  EXPECT_EQ(secret.st_mtime, 1000000);
+  EXPECT_TRUE(S_ISLNK(Lstat(l / "lib").st_mode));
+  EXPECT_EQ(fs::read_symlink(l / "lib"), "/usr/lib") << "a symlink's target is the guest's to resolve";
+  EXPECT_TRUE(S_ISFIFO(Lstat(l / "run/fifo").st_mode));
+  EXPECT_EQ(Lstat(l / "run/fifo").st_mode & 07777, 0620u);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(l / "dev/sda"))) << "no device node of the host on the share";
+  EXPECT_EQ(Lstat(l / "tmp").st_mode & 07777, 01777u);
+  char got[64];
+  ssize_t n = ::getxattr((l / "bin/ping").c_str(), "security.capability", got, sizeof got);
+  ASSERT_EQ(n, 20) << "file capabilities kept";
+  EXPECT_EQ(std::string(got, 20), cap);
+}
+
+TEST_F(LayerUnpack, WhiteoutsAreOverlayfsWhiteoutsAndAnOverlayMountHonoursThem) {
+  ASSERT_TRUE(Unpack({{.name = "a/gone", .data = "old"},
+                      {.name = "a/kept", .data = "kept"},
+                      {.name = "b/hidden", .data = "hidden"}},
+                     "lower")
+                  .ok());
+  absl::StatusOr<UnpackStats> st =
+      Unpack({{.name = "a/.wh.gone"}, {.name = "b/.wh..wh..opq"}, {.name = "b/new", .data = "new"}}, "upper-layer");
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->whiteouts, 2);
+  struct stat wh = Lstat(dir_ / "upper-layer/a/gone");
+  EXPECT_TRUE(S_ISCHR(wh.st_mode));
+  EXPECT_EQ(wh.st_rdev, makedev(0, 0));
+  char v[4] = {};
+  EXPECT_EQ(::getxattr((dir_ / "upper-layer/b").c_str(), "trusted.overlay.opaque", v, sizeof v), 1);
+  EXPECT_EQ(v[0], 'y');
+  for (const char* d : {"merged", "upper", "work"}) fs::create_directories(dir_ / d);
+  const std::string opts = "lowerdir=" + (dir_ / "upper-layer").string() + ":" + (dir_ / "lower").string() +
+                           ",upperdir=" + (dir_ / "upper").string() + ",workdir=" + (dir_ / "work").string();
+  ASSERT_EQ(::mount("overlay", (dir_ / "merged").c_str(), "overlay", MS_NODEV | MS_NOSUID, opts.c_str()), 0)
+      << strerror(errno);
+  EXPECT_FALSE(fs::exists(dir_ / "merged/a/gone"));
+  EXPECT_EQ(testing::ReadFileOrEmpty(dir_ / "merged/a/kept"), "kept");
+  EXPECT_FALSE(fs::exists(dir_ / "merged/b/hidden")) << "the opaque directory hides the lower one";
+  EXPECT_EQ(testing::ReadFileOrEmpty(dir_ / "merged/b/new"), "new");
+}
+
+TEST_F(LayerUnpack, WhatWouldEscapeOrMisleadIsRefused) {
+  struct Case {
+    std::vector<Entry> entries;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{{.name = "/etc/passwd", .data = "x"}}, "is an absolute path"},
+      {{{.name = "a/../../x", .data = "x"}}, "contains \"..\""},
+      {{{.name = "lib", .type = AE_IFLNK, .link = "/"}, {.name = "lib/evil", .data = "x"}},
+       "has /lib on its way, which is not a directory"},
+      {{{.name = "x", .link = "../outside", .hardlink = true}}, "contains \"..\""},
+      {{{.name = "x", .link = "missing", .hardlink = true}}, "which is not a file made earlier in this layer"},
+      {{{.name = "d", .type = AE_IFDIR}, {.name = "x", .link = "d", .hardlink = true}},
+       "which is not a file made earlier in this layer"},
+      {{{.name = "d", .type = AE_IFDIR}, {.name = "d", .data = "file now"}}, "replaces a directory of the same layer"},
+      {{{.name = "a/.wh.", .data = ""}}, "is a whiteout of no name"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    absl::StatusOr<UnpackStats> st = Unpack(c.entries, "refused" + std::to_string(i++));
+    ASSERT_FALSE(st.ok()) << c.message;
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument) << st.status();
+    EXPECT_THAT(std::string(st.status().message()), HasSubstr(c.message));
+  }
+  // Nothing was written outside the layer's directory.
+  EXPECT_FALSE(fs::exists(dir_ / "outside"));
+  EXPECT_FALSE(fs::exists(dir_ / "x"));
+}
+
+TEST_F(LayerUnpack, TheImageBudgetBoundsTheLayer) {
+  ExtractLimits limits;
+  limits.max_entries = 2;
+  absl::StatusOr<UnpackStats> st =
+      Unpack({{.name = "a", .data = "1"}, {.name = "b", .data = "2"}, {.name = "c", .data = "3"}}, "big", limits);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("max_image_entries"));
+  limits = {};
+  limits.max_bytes = 4096;
+  st = Unpack({{.name = "a", .data = std::string(10000, 'x')}}, "big2", limits);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("max_image_bytes"));
+}
+
+}  // namespace
+}  // namespace kvcri::runtime::image
