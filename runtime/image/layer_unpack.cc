@@ -50,6 +50,8 @@ class Unpacker {
   absl::Status Apply(archive* a, archive_entry* e);
   absl::Status Finish();
   const UnpackStats& stats() const { return stats_; }
+  // The existing directory holding `path`, reached without symlinks.
+  absl::StatusOr<UniqueFd> OpenParentOf(const std::string& path) { return OpenParent(path, /*create=*/false); }
 
  private:
   absl::Status Refuse(std::string_view path, std::string_view why) const {
@@ -145,17 +147,15 @@ absl::Status Unpacker::Apply(archive* a, archive_entry* e) {
   const std::string dir_path = slash == std::string::npos ? "" : path.substr(0, slash);
 
   if (StartsWith(name, kWhiteoutPrefix)) {
+    // Its directory is made now; the mark itself by ApplyOverlayMarks.
     ASSIGN_OR_RETURN(UniqueFd dir, OpenParent(path, /*create=*/true));
-    ++stats_.whiteouts;
     if (name == kOpaqueWhiteout) {
-      if (::fsetxattr(dir.get(), kOpaqueXattr, "y", 1, 0) != 0) return Errno("mark opaque", dir_path);
+      stats_.opaque_dirs.push_back(dir_path);
       return absl::OkStatus();
     }
     const std::string target = name.substr(kWhiteoutPrefix.size());
-    const std::string target_path = dir_path.empty() ? target : StrCat(dir_path, "/", target);
     if (target.empty() || target == "." || target == "..") return Refuse(path, "is a whiteout of no name");
-    RETURN_IF_ERROR(ClearFor(dir.get(), target, target_path, /*new_is_dir=*/false));
-    if (::mknodat(dir.get(), target.c_str(), S_IFCHR | 0, ::makedev(0, 0)) != 0) return Errno("whiteout", target_path);
+    stats_.whiteouts.push_back(dir_path.empty() ? target : StrCat(dir_path, "/", target));
     return absl::OkStatus();
   }
 
@@ -250,6 +250,45 @@ absl::Status Unpacker::Finish() {
 }
 
 }  // namespace
+
+absl::Status ApplyOverlayMarks(const std::filesystem::path& out_dir, const UnpackStats& marks) {
+  UniqueFd root(::open(out_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root.valid()) return absl::ErrnoToStatus(errno, StrCat("open \"", out_dir.string(), "\""));
+  Unpacker walk(root.get(), "(marks)");
+  auto clean = [](const std::string& p, bool root_ok) -> absl::Status {
+    absl::StatusOr<std::string> n = NormalizeEntryName(p, "(marks)", "path");
+    if (!n.ok()) return n.status();
+    if (*n != p || (p.empty() && !root_ok)) {
+      return absl::InvalidArgumentError(StrCat("overlay mark \"", p, "\" is not a clean relative path"));
+    }
+    return absl::OkStatus();
+  };
+  for (const std::string& p : marks.whiteouts) {
+    RETURN_IF_ERROR(clean(p, false));
+    ASSIGN_OR_RETURN(UniqueFd dir, walk.OpenParentOf(p));
+    const std::string name = p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1);
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) continue;  // the layer's own entry wins
+    if (::mknodat(dir.get(), name.c_str(), S_IFCHR | 0, ::makedev(0, 0)) != 0) {
+      return absl::ErrnoToStatus(errno, StrCat("whiteout /", p));
+    }
+  }
+  for (const std::string& p : marks.opaque_dirs) {
+    RETURN_IF_ERROR(clean(p, true));
+    UniqueFd d;
+    if (p.empty()) {
+      d = UniqueFd(::fcntl(root.get(), F_DUPFD_CLOEXEC, 0));
+    } else {
+      ASSIGN_OR_RETURN(UniqueFd dir, walk.OpenParentOf(p));
+      d = UniqueFd(OpenBeneath(dir.get(), p.substr(p.rfind('/') == std::string::npos ? 0 : p.rfind('/') + 1),
+                               O_RDONLY | O_DIRECTORY));
+    }
+    if (!d.valid() || ::fsetxattr(d.get(), kOpaqueXattr, "y", 1, 0) != 0) {
+      return absl::ErrnoToStatus(errno, StrCat("mark /", p, " opaque"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<UnpackStats> UnpackLayer(BlobSource& source, const Descriptor& layer,
                                         const std::filesystem::path& out_dir, const ExtractLimits& limits,

@@ -28,6 +28,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/image/extract.h"
@@ -38,14 +40,26 @@ namespace kvcri::runtime::image {
 
 struct UnpackStats {
   int64_t entries = 0;
-  int64_t whiteouts = 0;
   int64_t skipped_devices = 0;
+  // The whiteouts, left to ApplyOverlayMarks: relative paths ("a/b") of
+  // what is deleted, and of the directories made opaque. Their parent
+  // directories exist.
+  std::vector<std::string> whiteouts, opaque_dirs;
 };
 
 // `out_dir` must exist and be empty; the caller removes it on failure.
 // `budget` bounds this layer together with the image's others (ReadLayer).
+// Needs no CAP_MKNOD and no CAP_SYS_ADMIN: the whiteouts are only recorded.
 absl::StatusOr<UnpackStats> UnpackLayer(BlobSource& source, const Descriptor& layer,
                                         const std::filesystem::path& out_dir, const ExtractLimits& limits,
                                         LayerBudget* budget);
+
+// Makes the recorded whiteouts in `out_dir`: a 0:0 character device per
+// whiteout (where the layer itself put nothing: its own entry wins) and
+// trusted.overlay.opaque=y per opaque directory, never through a symlink.
+// The lists come from a sandboxed child (untrusted): each path must be a
+// clean relative path; InvalidArgument otherwise. Root (CAP_MKNOD,
+// CAP_SYS_ADMIN).
+absl::Status ApplyOverlayMarks(const std::filesystem::path& out_dir, const UnpackStats& marks);
 
 }  // namespace kvcri::runtime::image

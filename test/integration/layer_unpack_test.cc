@@ -104,7 +104,12 @@ class LayerUnpack : public ::testing::Test {
     fs::create_directories(dir_ / out);
     DirBlobSource source(dir_);
     LayerBudget budget;
-    return UnpackLayer(source, d, dir_ / out, limits, &budget);
+    absl::StatusOr<UnpackStats> st = UnpackLayer(source, d, dir_ / out, limits, &budget);
+    if (st.ok()) {
+      absl::Status marked = ApplyOverlayMarks(dir_ / out, *st);
+      if (!marked.ok()) return marked;
+    }
+    return st;
   }
   static struct stat Lstat(const fs::path& p) {
     struct stat st {};
@@ -164,7 +169,8 @@ TEST_F(LayerUnpack, WhiteoutsAreOverlayfsWhiteoutsAndAnOverlayMountHonoursThem) 
   absl::StatusOr<UnpackStats> st =
       Unpack({{.name = "a/.wh.gone"}, {.name = "b/.wh..wh..opq"}, {.name = "b/new", .data = "new"}}, "upper-layer");
   ASSERT_TRUE(st.ok()) << st.status();
-  EXPECT_EQ(st->whiteouts, 2);
+  EXPECT_EQ(st->whiteouts, std::vector<std::string>{"a/gone"});
+  EXPECT_EQ(st->opaque_dirs, std::vector<std::string>{"b"});
   struct stat wh = Lstat(dir_ / "upper-layer/a/gone");
   EXPECT_TRUE(S_ISCHR(wh.st_mode));
   EXPECT_EQ(wh.st_rdev, makedev(0, 0));
@@ -209,6 +215,27 @@ TEST_F(LayerUnpack, WhatWouldEscapeOrMisleadIsRefused) {
   // Nothing was written outside the layer's directory.
   EXPECT_FALSE(fs::exists(dir_ / "outside"));
   EXPECT_FALSE(fs::exists(dir_ / "x"));
+}
+
+TEST_F(LayerUnpack, MarksFromTheChildAreCheckedAndNeverFollowASymlink) {
+  ASSERT_TRUE(Unpack({{.name = "link", .type = AE_IFLNK, .link = "/"}, {.name = "d", .type = AE_IFDIR}}, "m").ok());
+  for (const char* bad : {"../x", "/etc/x", "a//b", "./a", ""}) {
+    UnpackStats marks;
+    marks.whiteouts = {bad};
+    EXPECT_EQ(ApplyOverlayMarks(dir_ / "m", marks).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  UnpackStats through;
+  through.whiteouts = {"link/etc"};
+  EXPECT_FALSE(ApplyOverlayMarks(dir_ / "m", through).ok()) << "a whiteout through a symlink";
+  EXPECT_FALSE(fs::exists(fs::symlink_status("/etc/etc")));
+  UnpackStats opaque;
+  opaque.opaque_dirs = {"link"};
+  EXPECT_FALSE(ApplyOverlayMarks(dir_ / "m", opaque).ok()) << "an opaque mark on a symlink";
+  UnpackStats fine;
+  fine.whiteouts = {"d/x"};
+  fine.opaque_dirs = {"d", ""};
+  EXPECT_TRUE(ApplyOverlayMarks(dir_ / "m", fine).ok());
+  EXPECT_TRUE(S_ISCHR(Lstat(dir_ / "m/d/x").st_mode));
 }
 
 TEST_F(LayerUnpack, TheImageBudgetBoundsTheLayer) {
