@@ -30,6 +30,7 @@
 #include "config/base/str.h"
 #include "config/base/unique_fd.h"
 #include "runtime/image/json_fields.h"
+#include "runtime/image/layer_unpack.h"
 
 namespace kvcri::runtime::image {
 namespace {
@@ -82,26 +83,36 @@ class FdBlobSource : public BlobSource {
   std::vector<std::pair<std::string, int>> fds_;
 };
 
-absl::Status DropCapabilities() {
+// Every capability but `keep` goes (bounding, effective, permitted,
+// inheritable, ambient), then no_new_privs.
+absl::Status DropCapabilities(const std::vector<cap_value_t>& keep = {}) {
   // The bounding set first: dropping it needs CAP_SETPCAP, which goes next.
   // (Already empty after an uid change: then EPERM is expected.)
   for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if (std::find(keep.begin(), keep.end(), cap) != keep.end()) continue;
     if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
       return Errno("prctl(PR_CAPBSET_DROP)");
     }
   }
   if (CAP_AMBIENT_SUPPORTED() && cap_reset_ambient() != 0) return Errno("cap_reset_ambient");
-  cap_t none = cap_init();  // all three sets empty
-  if (none == nullptr) return Errno("cap_init");
-  int r = cap_set_proc(none);
-  cap_free(none);
+  cap_t caps = cap_init();  // all three sets empty
+  if (caps == nullptr) return Errno("cap_init");
+  if (!keep.empty() && (cap_set_flag(caps, CAP_EFFECTIVE, static_cast<int>(keep.size()), keep.data(), CAP_SET) != 0 ||
+                        cap_set_flag(caps, CAP_PERMITTED, static_cast<int>(keep.size()), keep.data(), CAP_SET) != 0)) {
+    cap_free(caps);
+    return Errno("cap_set_flag");
+  }
+  int r = cap_set_proc(caps);
+  cap_free(caps);
   if (r != 0) return Errno("cap_set_proc");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Errno("prctl(PR_SET_NO_NEW_PRIVS)");
   return absl::OkStatus();
 }
 
-absl::Status LoadSeccomp() {
+// `unpack`: also what making a layer's files takes (owners, modes, times,
+// symlinks, file capabilities, FIFOs: mknodat only for S_IFIFO).
+absl::Status LoadSeccomp(bool unpack) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
   if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
   // What reading blobs, decompressing and writing files needs; nothing else.
@@ -141,6 +152,23 @@ absl::Status LoadSeccomp() {
       return absl::InternalError(base::StrCat("seccomp_rule_add(", name, ") failed"));
     }
   }
+  if (unpack) {
+    static constexpr const char* kUnpack[] = {"fchown",  "fchownat", "fchmod",    "fchmodat", "symlink",
+                                              "symlinkat", "utimensat", "fsetxattr", "openat2"};
+    for (const char* name : kUnpack) {
+      int nr = seccomp_syscall_resolve_name(name);
+      if (nr == __NR_SCMP_ERROR) continue;
+      if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0) {
+        seccomp_release(ctx);
+        return absl::InternalError(base::StrCat("seccomp_rule_add(", name, ") failed"));
+      }
+    }
+    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mknodat), 1,
+                         SCMP_A2(SCMP_CMP_MASKED_EQ, static_cast<scmp_datum_t>(S_IFMT), S_IFIFO)) != 0) {
+      seccomp_release(ctx);
+      return absl::InternalError("seccomp_rule_add(mknodat) failed");
+    }
+  }
   int r = seccomp_load(ctx);
   seccomp_release(ctx);
   if (r != 0) return absl::ErrnoToStatus(-r, "seccomp_load");
@@ -171,7 +199,7 @@ absl::Status DropToUser(uid_t uid, gid_t gid) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<BootArtifacts> ChildExtract(int layer_count) {
+absl::StatusOr<json> ChildMain(int layer_count) {
   // Whatever the parent leaked past CLOEXEC goes first.
   ::syscall(SYS_close_range, kFirstLayerFd + layer_count, ~0U, 0);
   std::string text;
@@ -221,6 +249,24 @@ absl::StatusOr<BootArtifacts> ChildExtract(int layer_count) {
   // Sanitizers reserve terabytes of shadow address space.
   if (!kSanitized) RETURN_IF_ERROR(SetLimit(RLIMIT_AS, kChildAddressSpace, "AS"));
   if (cpu_seconds > 0) RETURN_IF_ERROR(SetLimit(RLIMIT_CPU, static_cast<uint64_t>(cpu_seconds), "CPU"));
+  FdBlobSource source(std::move(fds));
+  if (JsonString(req, "op") == "unpack") {
+    // One layer's files with their owners: root stays, with only the
+    // capabilities that takes, and only the calls it needs.
+    if (!as_root || layers.size() != 1) return absl::InternalError("layer unpacking runs as root, one layer at a time");
+    RETURN_IF_ERROR(DropCapabilities({CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_SETFCAP}));
+    RETURN_IF_ERROR(LoadSeccomp(/*unpack=*/true));
+    LayerBudget budget;
+    budget.bytes = JsonInt(req, "budget_bytes").value_or(0);
+    budget.entries = JsonInt(req, "budget_entries").value_or(0);
+    ASSIGN_OR_RETURN(UnpackStats st, UnpackLayer(source, layers[0], root, limits, &budget));
+    return json{{"entries", st.entries},
+                {"skipped_devices", st.skipped_devices},
+                {"whiteouts", st.whiteouts},
+                {"opaque_dirs", st.opaque_dirs},
+                {"budget_bytes", budget.bytes},
+                {"budget_entries", budget.entries}};
+  }
   if (as_root) {
     // The bounding set needs CAP_SETPCAP, which the uid change takes away.
     for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
@@ -231,9 +277,9 @@ absl::StatusOr<BootArtifacts> ChildExtract(int layer_count) {
     RETURN_IF_ERROR(DropToUser(static_cast<uid_t>(*uid), static_cast<gid_t>(*gid)));
   }
   RETURN_IF_ERROR(DropCapabilities());
-  RETURN_IF_ERROR(LoadSeccomp());
-  FdBlobSource source(std::move(fds));
-  return ExtractBootArtifacts(source, layers, root, limits);
+  RETURN_IF_ERROR(LoadSeccomp(/*unpack=*/false));
+  ASSIGN_OR_RETURN(BootArtifacts a, ExtractBootArtifacts(source, layers, root, limits));
+  return json{{"disk", a.disk}, {"kernel", a.kernel}, {"initrd", a.initrd}, {"reason", a.unbootable_reason}};
 }
 
 // Runs in every process that links this library, before main(): only a
@@ -243,14 +289,11 @@ __attribute__((constructor)) void MaybeRunAsExtractChild() {
   if (marker == nullptr) return;
   int count = std::atoi(marker);
   ::unsetenv(kChildMarker);
-  absl::StatusOr<BootArtifacts> r = ChildExtract(count);
+  absl::StatusOr<json> r = ChildMain(count);
   json out;
   if (r.ok()) {
-    out = {{"ok", true},
-           {"disk", r->disk},
-           {"kernel", r->kernel},
-           {"initrd", r->initrd},
-           {"reason", r->unbootable_reason}};
+    out = *r;
+    out["ok"] = true;
   } else {
     out = {{"ok", false},
            {"code", static_cast<int>(r.status().code())},
@@ -354,24 +397,24 @@ class ScratchDir {
 
 }  // namespace
 
-absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
-                                                            const fs::path& out_dir, const SandboxOptions& options) {
-  const bool as_root = ::geteuid() == 0;
-  if (as_root && (options.uid == 0 || options.gid == 0)) {
-    return absl::InvalidArgumentError("extraction must not run as uid or gid 0 ([images] extract_uid, extract_gid)");
-  }
-  const fs::path out_abs = fs::absolute(out_dir);
-  ScratchDir scratch(out_abs.parent_path() / base::StrCat(out_abs.filename().string(), ".child"));
-  if (::mkdir(scratch.path().c_str(), 0700) != 0) {
-    return Errno(base::StrCat("mkdir \"", scratch.path().string(), "\""));
-  }
-  // The child writes only here, as its own uid.
-  if (as_root && ::chown(scratch.path().c_str(), options.uid, options.gid) != 0) {
-    return Errno(base::StrCat("chown \"", scratch.path().string(), "\""));
-  }
+namespace {
+
+// Runs the child (a fresh exec of this binary, found by kChildMarker) with
+// the request `req` (its "layers" filled in here from `layers`, whose blobs
+// it gets as fds), until it answers or options.deadline; the answer, with
+// "ok" true checked, or the child's own error status.
+absl::StatusOr<json> RunChild(BlobSource& source, const std::vector<Descriptor>& layers, json req,
+                              const SandboxOptions& options) {
   int64_t cpu_seconds = 0;
   if (options.deadline != absl::InfiniteFuture()) {
     cpu_seconds = std::max<int64_t>(1, absl::ToInt64Seconds(options.deadline - absl::Now()) + 1);
+  }
+  req["cpu_seconds"] = cpu_seconds;
+  req["max_bytes"] = options.limits.max_bytes;
+  req["max_entries"] = options.limits.max_entries;
+  req["layers"] = json::array();
+  for (const Descriptor& l : layers) {
+    req["layers"].push_back({{"mediaType", l.media_type}, {"digest", l.digest}, {"size", l.size}});
   }
 
   const int n = static_cast<int>(layers.size());
@@ -391,16 +434,6 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, 
   {
     base::UniqueFd w(pipe_fds[1]);
     RETURN_IF_ERROR(park(w.get()));
-  }
-  json req = {{"out_dir", scratch.path().string()},
-              {"layers", json::array()},
-              {"max_bytes", options.limits.max_bytes},
-              {"max_entries", options.limits.max_entries},
-              {"cpu_seconds", cpu_seconds},
-              {"uid", static_cast<int64_t>(options.uid)},
-              {"gid", static_cast<int64_t>(options.gid)}};
-  for (const Descriptor& l : layers) {
-    req["layers"].push_back({{"mediaType", l.media_type}, {"digest", l.digest}, {"size", l.size}});
   }
   {
     base::UniqueFd m(::memfd_create("kvcri-extract-request", MFD_CLOEXEC));
@@ -493,6 +526,30 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, 
     std::string message = JsonString(out, "message");
     return absl::Status(c, message.empty() ? "layer extraction failed" : message);
   }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
+                                                            const fs::path& out_dir, const SandboxOptions& options) {
+  const bool as_root = ::geteuid() == 0;
+  if (as_root && (options.uid == 0 || options.gid == 0)) {
+    return absl::InvalidArgumentError("extraction must not run as uid or gid 0 ([images] extract_uid, extract_gid)");
+  }
+  const fs::path out_abs = fs::absolute(out_dir);
+  ScratchDir scratch(out_abs.parent_path() / base::StrCat(out_abs.filename().string(), ".child"));
+  if (::mkdir(scratch.path().c_str(), 0700) != 0) {
+    return Errno(base::StrCat("mkdir \"", scratch.path().string(), "\""));
+  }
+  // The child writes only here, as its own uid.
+  if (as_root && ::chown(scratch.path().c_str(), options.uid, options.gid) != 0) {
+    return Errno(base::StrCat("chown \"", scratch.path().string(), "\""));
+  }
+  json req = {{"out_dir", scratch.path().string()},
+              {"uid", static_cast<int64_t>(options.uid)},
+              {"gid", static_cast<int64_t>(options.gid)}};
+  ASSIGN_OR_RETURN(json out, RunChild(source, layers, std::move(req), options));
   BootArtifacts a;
   a.disk = JsonString(out, "disk");
   a.kernel = JsonString(out, "kernel");
@@ -509,6 +566,44 @@ absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, 
     if (!rel->empty()) RETURN_IF_ERROR(TakeArtifact(scratch_fd.get(), out_fd.get(), *rel, scratch.path()));
   }
   return a;
+}
+
+}  // namespace kvcri::runtime::image
+
+namespace kvcri::runtime::image {
+
+absl::StatusOr<UnpackStats> UnpackLayerSandboxed(BlobSource& source, const Descriptor& layer, const fs::path& out_dir,
+                                                 const SandboxOptions& options, LayerBudget* budget) {
+  if (::geteuid() != 0) {
+    return absl::FailedPreconditionError("unpacking an image layer with its files' owners needs root");
+  }
+  json req = {{"op", "unpack"},
+              {"out_dir", fs::absolute(out_dir).string()},
+              {"budget_bytes", budget->bytes},
+              {"budget_entries", budget->entries}};
+  ASSIGN_OR_RETURN(json out, RunChild(source, {layer}, std::move(req), options));
+  // The answer is the child's: untrusted. Marks are checked by
+  // ApplyOverlayMarks; the lists are bounded by the entries they came from.
+  UnpackStats st;
+  st.entries = JsonInt(out, "entries").value_or(0);
+  st.skipped_devices = JsonInt(out, "skipped_devices").value_or(0);
+  for (const char* key : {"whiteouts", "opaque_dirs"}) {
+    if (!out.contains(key) || !out[key].is_array() || static_cast<int64_t>(out[key].size()) > st.entries) {
+      return absl::InternalError(base::StrCat("layer unpacking child's answer has no well-formed \"", key, "\""));
+    }
+    for (const json& p : out[key]) {
+      if (!p.is_string()) return absl::InternalError(base::StrCat("layer unpacking child's \"", key, "\" holds a non-string"));
+      (std::string_view(key) == "whiteouts" ? st.whiteouts : st.opaque_dirs).push_back(p.get<std::string>());
+    }
+  }
+  const std::optional<int64_t> bytes = JsonInt(out, "budget_bytes"), entries = JsonInt(out, "budget_entries");
+  if (!bytes || !entries || *bytes < budget->bytes || *entries < budget->entries) {
+    return absl::InternalError("layer unpacking child's answer has no well-formed budget");
+  }
+  RETURN_IF_ERROR(ApplyOverlayMarks(out_dir, st));
+  budget->bytes = *bytes;
+  budget->entries = *entries;
+  return st;
 }
 
 }  // namespace kvcri::runtime::image

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "runtime/image/extract.h"
+#include "runtime/image/layer_unpack.h"
 #include "runtime/image/oci.h"
 
 namespace kvcri::runtime::image {
@@ -54,5 +55,19 @@ struct SandboxOptions {
 absl::StatusOr<BootArtifacts> ExtractBootArtifactsSandboxed(BlobSource& source, const std::vector<Descriptor>& layers,
                                                             const std::filesystem::path& out_dir,
                                                             const SandboxOptions& options = {});
+
+// UnpackLayer (layer_unpack.h) in the same kind of child: a fresh exec,
+// only the layer's blob as an fd, chrooted into `out_dir`, rlimits from
+// `options`; it stays root but keeps only CAP_CHOWN, CAP_DAC_OVERRIDE,
+// CAP_FOWNER, CAP_FSETID and CAP_SETFCAP (owners, modes and file
+// capabilities as the layer says), with the extraction seccomp allowlist
+// plus fchown/fchmod/symlink/utimensat/fsetxattr/openat2 and mknodat for
+// FIFOs only: no device nodes, no exec, no sockets, no mount, no chroot, no
+// kill. The whiteouts it records are made here (ApplyOverlayMarks, every
+// path checked). `budget` carries the image's totals across its layers.
+// Root only (FailedPrecondition otherwise).
+absl::StatusOr<UnpackStats> UnpackLayerSandboxed(BlobSource& source, const Descriptor& layer,
+                                                 const std::filesystem::path& out_dir, const SandboxOptions& options,
+                                                 LayerBudget* budget);
 
 }  // namespace kvcri::runtime::image

@@ -15,6 +15,7 @@
 #include "config/base/file_util.h"
 #include "runtime/image/digest.h"
 #include "runtime/image/layer_unpack.h"
+#include "runtime/image/sandboxed_extract.h"
 #include "test/client/host_util.h"
 
 namespace kvcri::runtime::image {
@@ -98,12 +99,18 @@ class LayerUnpack : public ::testing::Test {
     EXPECT_TRUE(base::WriteFileAtomic(dir_ / "blobs/sha256" / std::string(DigestHex(d.digest)), tar).ok());
     return d;
   }
+  // In this process, or (`sandboxed_`) in the store's sandboxed child.
   absl::StatusOr<UnpackStats> Unpack(const std::vector<Entry>& entries, const std::string& out,
                                      ExtractLimits limits = {}) {
     Descriptor d = Blob(Tar(entries));
     fs::create_directories(dir_ / out);
     DirBlobSource source(dir_);
     LayerBudget budget;
+    if (sandboxed_) {
+      SandboxOptions o;
+      o.limits = limits;
+      return UnpackLayerSandboxed(source, d, dir_ / out, o, &budget);
+    }
     absl::StatusOr<UnpackStats> st = UnpackLayer(source, d, dir_ / out, limits, &budget);
     if (st.ok()) {
       absl::Status marked = ApplyOverlayMarks(dir_ / out, *st);
@@ -118,6 +125,13 @@ class LayerUnpack : public ::testing::Test {
   }
 
   fs::path dir_;
+  bool sandboxed_ = false;
+};
+
+// The same cases through the sandboxed child the store uses.
+class SandboxedLayerUnpack : public LayerUnpack {
+ protected:
+  SandboxedLayerUnpack() { sandboxed_ = true; }
 };
 
 TEST_F(LayerUnpack, EntriesKeepTheirTypeOwnerModeAndTime) {
@@ -248,6 +262,43 @@ TEST_F(LayerUnpack, TheImageBudgetBoundsTheLayer) {
   limits = {};
   limits.max_bytes = 4096;
   st = Unpack({{.name = "a", .data = std::string(10000, 'x')}}, "big2", limits);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("max_image_bytes"));
+}
+
+TEST_F(SandboxedLayerUnpack, TheChildMakesTheSameFilesAndTheParentTheWhiteouts) {
+  absl::StatusOr<UnpackStats> st = Unpack({{.name = "bin/su", .perm = 04755, .data = "#!su"},
+                                           {.name = "home/app/f", .perm = 0600, .data = "f", .uid = 1000, .gid = 1001},
+                                           {.name = "lib", .type = AE_IFLNK, .link = "/usr/lib"},
+                                           {.name = "run/fifo", .type = AE_IFIFO, .perm = 0620},
+                                           {.name = "dev/sda", .type = AE_IFCHR},
+                                           {.name = "a/.wh.gone"},
+                                           {.name = "b/.wh..wh..opq"}},
+                                          "s");
+  ASSERT_TRUE(st.ok()) << st.status();
+  const fs::path l = dir_ / "s";
+  EXPECT_EQ(Lstat(l / "bin/su").st_mode & 07777, 04755u);
+  EXPECT_EQ(Lstat(l / "home/app/f").st_uid, 1000u);
+  EXPECT_EQ(Lstat(l / "home/app/f").st_gid, 1001u);
+  EXPECT_TRUE(S_ISLNK(Lstat(l / "lib").st_mode));
+  EXPECT_TRUE(S_ISFIFO(Lstat(l / "run/fifo").st_mode));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(l / "dev/sda")));
+  EXPECT_EQ(st->skipped_devices, 1);
+  EXPECT_TRUE(S_ISCHR(Lstat(l / "a/gone").st_mode));
+  char v[4] = {};
+  EXPECT_EQ(::getxattr((l / "b").c_str(), "trusted.overlay.opaque", v, sizeof v), 1);
+  EXPECT_FALSE(fs::exists(l / "s.child")) << "nothing of the child's own left";
+}
+
+TEST_F(SandboxedLayerUnpack, RefusalsComeBackWithTheirCodeAndMessage) {
+  absl::StatusOr<UnpackStats> st =
+      Unpack({{.name = "lib", .type = AE_IFLNK, .link = "/"}, {.name = "lib/evil", .data = "x"}}, "r");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("has /lib on its way"));
+  ExtractLimits limits;
+  limits.max_bytes = 4096;
+  st = Unpack({{.name = "big", .data = std::string(100000, 'x')}}, "r2", limits);
   ASSERT_FALSE(st.ok());
   EXPECT_THAT(std::string(st.status().message()), HasSubstr("max_image_bytes"));
 }
