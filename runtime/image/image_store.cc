@@ -199,6 +199,7 @@ std::string ImageToJson(const ImageInfo& info, const fs::path& image_dir) {
             {"entrypoint", info.entrypoint},
             {"cmd", info.cmd},
             {"working_dir", info.working_dir},
+            {"layers", info.layers},
             {"os", info.os},
             {"architecture", info.architecture},
             {"boot", boot}};
@@ -259,6 +260,10 @@ absl::StatusOr<ImageInfo> ImageFromJson(std::string_view text, const fs::path& i
   info.entrypoint = strings(j, "entrypoint");
   info.cmd = strings(j, "cmd");
   info.working_dir = str(j, "working_dir");
+  info.layers = strings(j, "layers");
+  for (const std::string& d : info.layers) {
+    if (!ValidateDigest(d, "layer").ok()) return bad("has a malformed layer digest");
+  }
   info.os = str(j, "os");
   info.architecture = str(j, "architecture");
   auto b = j.find("boot");
@@ -309,6 +314,8 @@ absl::StatusOr<ImageInfo> LoadImage(const fs::path& dir, std::string_view id) {
   ASSIGN_OR_RETURN(ImageInfo info, ImageFromJson(text, image_dir));
   if (info.id != id)
     return absl::DataLossError(base::StrCat("image record of ", id, " names ", info.id));
+  const LayerStore layers(dir / "layers");
+  for (const std::string& d : info.layers) info.layer_dirs.push_back(layers.PathOf(d));
   return info;
 }
 
@@ -541,7 +548,11 @@ LocalImageStore::Options LocalImageStore::Options::FromConfig(const config::Imag
 }
 
 LocalImageStore::LocalImageStore(fs::path dir, Options options)
-    : dir_(std::move(dir)), options_(std::move(options)), blobs_(dir_), snapshot_(std::make_shared<Snapshot>()) {}
+    : dir_(std::move(dir)),
+      options_(std::move(options)),
+      blobs_(dir_),
+      layers_(dir_ / "layers"),
+      snapshot_(std::make_shared<Snapshot>()) {}
 
 absl::StatusOr<std::unique_ptr<LocalImageStore>> LocalImageStore::Open(fs::path dir,
                                                                        const Options& options) {
@@ -645,7 +656,8 @@ absl::Status LocalImageStore::CollectGarbage() {
     if (referenced.count(base::StrCat(kIdPrefix, name))) continue;
     RETURN_IF_ERROR(base::RemoveFile(dir_ / "blobs" / "sha256" / name));
   }
-  return absl::OkStatus();
+  // No import runs (we hold the lock without waiting): staging goes too.
+  return CollectLayers(index.images, /*all_staging=*/true);
 }
 
 absl::Status LocalImageStore::RefreshLocked() {
@@ -876,6 +888,12 @@ absl::StatusOr<ImageInfo> LocalImageStore::Commit(BlobSource& source, const Desc
     RETURN_IF_ERROR(base::SyncDir(final_dir.parent_path()));
     extracted = true;
   }
+  // A plain image's layers were unpacked outside the lock; the removal of
+  // another image using them may have collected them since. Under the lock
+  // nothing collects: what is missing now is unpacked again (rare).
+  if (absl::StatusOr<ImageInfo> stored = LoadImage(dir_, id); stored.ok() && !stored->layers.empty()) {
+    RETURN_IF_ERROR(EnsureLayers(source, manifest.layers, options.deadline));
+  }
   // (Another commit of the same image won the race: ours is dropped with
   // the work directory.)
   // Manifest and config blobs: kept for inspection; harmless if the index
@@ -965,12 +983,48 @@ absl::Status LocalImageStore::ExtractInto(BlobSource& source, const Descriptor& 
   } else if (!artifacts.disk.empty()) {
     boot.kind = BootKind::kDisk;
   }
+  if (boot.kind == BootKind::kNone) {
+    // A plain container image: its layers, for container roots
+    // (docs/microvm.md). VM images keep only their boot files. Unpacking
+    // with the files' owners takes root; a store opened by another user
+    // (a test, a CLI run without root) keeps the image without them.
+    if (::geteuid() == 0) {
+      RETURN_IF_ERROR(EnsureLayers(source, manifest.layers, deadline));
+      for (const Descriptor& l : manifest.layers) info.layers.push_back(l.digest);
+    } else {
+      base::LogWarn("plain image stored without its layers: unpacking them takes root", {{"image", ref.String()}});
+    }
+  }
   RETURN_IF_ERROR(base::WriteFileAtomic(work / "image.json", ImageToJson(info, work), 0444));
   for (const char* sub : {"disk", "boot"}) {
     struct stat st;
     if (::stat((work / sub).c_str(), &st) == 0) RETURN_IF_ERROR(base::SyncDir(work / sub));
   }
   return absl::OkStatus();
+}
+
+absl::Status LocalImageStore::EnsureLayers(BlobSource& source, const std::vector<Descriptor>& layers,
+                                           absl::Time deadline) const {
+  SandboxOptions sandbox;
+  sandbox.limits = options_.limits;
+  sandbox.deadline = deadline;
+  LayerBudget budget;  // the image's layers together, as for extraction
+  for (const Descriptor& l : layers) RETURN_IF_ERROR(layers_.Ensure(source, l, sandbox, &budget));
+  return absl::OkStatus();
+}
+
+absl::Status LocalImageStore::CollectLayers(const std::set<std::string>& image_ids, bool all_staging) const {
+  std::set<std::string> keep;
+  for (const std::string& id : image_ids) {
+    absl::StatusOr<ImageInfo> info = LoadImage(dir_, id);
+    if (!info.ok()) {
+      // Unreadable: keep everything rather than delete a layer it may use.
+      base::LogWarn("image layers not collected: an image record is unreadable", {{"id", id}});
+      return absl::OkStatus();
+    }
+    keep.insert(info->layers.begin(), info->layers.end());
+  }
+  return layers_.Collect(keep, all_staging);
 }
 
 absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& in_use) {
@@ -1032,6 +1086,9 @@ absl::Status LocalImageStore::Remove(std::string_view ref, const ImageInUseFn& i
       if (ValidateDigest(d, "digest").ok())
         base::LogIfError(base::RemoveFile(blobs_.BlobPath(d)), "remove blob");
     }
+    // Its layers, unless another image still uses them (kubelet's image GC
+    // frees disk this way).
+    base::LogIfError(CollectLayers(index.images, /*all_staging=*/false), "remove image layers");
     base::LogInfo("image removed", {{"ref", std::string(ref)}, {"id", m.id}});
   }
   absl::MutexLock l(&mu_);

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "config/config.h"
 #include "runtime/image/disk_format.h"
 #include "runtime/image/extract.h"
+#include "runtime/image/layer_store.h"
 #include "runtime/image/oci.h"
 #include "runtime/image/reference.h"
 
@@ -72,6 +74,11 @@ struct ImageInfo {
   std::vector<std::string> entrypoint;
   std::vector<std::string> cmd;
   std::string working_dir;
+  // A plain container image (boot kind none): its layers, bottom first, as
+  // digests and as the layer store's unpacked directories (overlayfs lower
+  // layers of a container's root). Empty for VM images.
+  std::vector<std::string> layers;
+  std::vector<std::filesystem::path> layer_dirs;
   std::string os;
   std::string architecture;
   BootInfo boot;
@@ -161,6 +168,8 @@ class BlobWriter {
 //   <dir>/store/<id-hex>/          image.json + disk/<name> | boot/vmlinuz, boot/initrd.img
 //   <dir>/tmp/                     extraction and ingest work, renamed into store/;
 //                                  an import-* directory is flocked while in use
+//   <dir>/layers/sha256/<hex>/     plain images' layers, unpacked once each
+//                                  (layer_store.h); removed with the last image using them
 //
 // Lookups re-read index.json when its inode, size or mtime changed, so a
 // daemon sees images the other process imported. image.json is immutable
@@ -244,9 +253,15 @@ class LocalImageStore : public ImageStore {
   absl::Status RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ImageInfo InfoLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The layers of `info` (a plain image) unpacked where missing.
+  absl::Status EnsureLayers(BlobSource& source, const std::vector<Descriptor>& layers, absl::Time deadline) const;
+  // Layers no image of `index` uses go.
+  absl::Status CollectLayers(const std::set<std::string>& image_ids, bool all_staging) const;
+
   const std::filesystem::path dir_;
   const Options options_;
   DirBlobSource blobs_;
+  LayerStore layers_;
   // Serializes this process's mutations; the flock serializes processes.
   absl::Mutex write_mu_;
   mutable absl::Mutex mu_;

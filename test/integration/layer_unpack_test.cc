@@ -12,8 +12,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "config/base/file_util.h"
 #include "runtime/image/digest.h"
+#include "runtime/image/image_store.h"
 #include "runtime/image/layer_unpack.h"
 #include "runtime/image/sandboxed_extract.h"
 #include "test/client/host_util.h"
@@ -301,6 +304,75 @@ TEST_F(SandboxedLayerUnpack, RefusalsComeBackWithTheirCodeAndMessage) {
   st = Unpack({{.name = "big", .data = std::string(100000, 'x')}}, "r2", limits);
   ASSERT_FALSE(st.ok());
   EXPECT_THAT(std::string(st.status().message()), HasSubstr("max_image_bytes"));
+}
+
+// An OCI layout at `dir` holding one image of `layers` (tar bytes), tagged latest.
+void WriteLayout(const fs::path& dir, const std::vector<std::string>& layers) {
+  using json = nlohmann::json;
+  ASSERT_TRUE(base::MakeDirs(dir / "blobs/sha256").ok());
+  auto blob = [&](const std::string& content, const std::string& type) {
+    const std::string digest = Sha256Digest(content);
+    EXPECT_TRUE(base::WriteFileAtomic(dir / "blobs/sha256" / std::string(DigestHex(digest)), content).ok());
+    return json{{"mediaType", type}, {"digest", digest}, {"size", content.size()}};
+  };
+  json config = {{"architecture", "amd64"},
+                 {"os", "linux"},
+                 {"config", {{"Cmd", {"/bin/sh"}}}},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
+  json descs = json::array();
+  for (const std::string& l : layers) {
+    config["rootfs"]["diff_ids"].push_back(Sha256Digest(l));
+    descs.push_back(blob(l, "application/vnd.oci.image.layer.v1.tar"));
+  }
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                   {"config", blob(config.dump(), "application/vnd.oci.image.config.v1+json")},
+                   {"layers", descs}};
+  json m = blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json");
+  m["annotations"] = {{"org.opencontainers.image.ref.name", "latest"}};
+  EXPECT_TRUE(base::WriteFileAtomic(dir / "index.json", json{{"schemaVersion", 2}, {"manifests", {m}}}.dump()).ok());
+  EXPECT_TRUE(base::WriteFileAtomic(dir / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})").ok());
+}
+
+TEST_F(LayerUnpack, TheStoreUnpacksAPlainImagesLayersOnceAndFreesThemWithTheLastImageUsingThem) {
+  const std::string base = Tar({{.name = "etc/passwd", .data = "root:x:0:0::/root:/bin/sh\n"},
+                                {.name = "etc/motd", .data = "hello"}});
+  const std::string top1 = Tar({{.name = "etc/.wh.motd"}, {.name = "app1", .data = "1"}});
+  const std::string top2 = Tar({{.name = "app2", .data = "2"}});
+  WriteLayout(dir_ / "layout1", {base, top1});
+  WriteLayout(dir_ / "layout2", {base, top2});
+  absl::StatusOr<std::unique_ptr<LocalImageStore>> store = LocalImageStore::Open(dir_ / "store", {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<ImageInfo> one = (*store)->Import(dir_ / "layout1", "plain/one:1", "");
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->layers.size(), 2u);
+  ASSERT_EQ(one->layer_dirs.size(), 2u);
+  EXPECT_EQ(one->layers[0], Sha256Digest(base));
+  EXPECT_EQ(testing::ReadFileOrEmpty(one->layer_dirs[0] / "etc/motd"), "hello");
+  EXPECT_TRUE(S_ISCHR(Lstat(one->layer_dirs[1] / "etc/motd").st_mode)) << "the upper layer's whiteout";
+  const ino_t base_ino = Lstat(one->layer_dirs[0]).st_ino;
+  absl::StatusOr<ImageInfo> two = (*store)->Import(dir_ / "layout2", "plain/two:1", "");
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_EQ(two->layer_dirs.size(), 2u);
+  EXPECT_EQ(two->layer_dirs[0], one->layer_dirs[0]) << "one directory for the shared layer";
+  EXPECT_EQ(Lstat(two->layer_dirs[0]).st_ino, base_ino) << "not unpacked again";
+  // Resolve gives the same paths.
+  absl::StatusOr<ImageInfo> resolved = (*store)->Resolve("plain/two:1");
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(resolved->layer_dirs, two->layer_dirs);
+
+  ASSERT_TRUE((*store)->Remove("plain/one:1", nullptr).ok());
+  EXPECT_FALSE(fs::exists(one->layer_dirs[1])) << "a layer only the removed image used goes";
+  EXPECT_TRUE(fs::exists(one->layer_dirs[0])) << "a layer another image uses stays";
+  ASSERT_TRUE((*store)->Remove("plain/two:1", nullptr).ok());
+  EXPECT_FALSE(fs::exists(two->layer_dirs[0]));
+  EXPECT_FALSE(fs::exists(two->layer_dirs[1]));
+  // A staging leftover (a crash mid-unpack) goes at the next open.
+  fs::create_directories(dir_ / "store/layers/sha256/.tmp-abc-123/etc");
+  store->reset();
+  store = LocalImageStore::Open(dir_ / "store", {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_FALSE(fs::exists(dir_ / "store/layers/sha256/.tmp-abc-123"));
 }
 
 }  // namespace
