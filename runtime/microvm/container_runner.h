@@ -52,6 +52,8 @@ class ContainerRunner {
   // nullopt while it runs; its exit once the guest wrote it. DataLoss for
   // an exit file that is not one.
   absl::StatusOr<std::optional<agent::ExitFile>> Exited(const Bundle& b) const;
+  // Polls the exit file until `deadline`: the exit, or nullopt still running.
+  absl::StatusOr<std::optional<agent::ExitFile>> WaitExit(const Bundle& b, absl::Time deadline) const;
   // `crun kill <id> <signo>`. OK when it has exited already.
   absl::Status Signal(const Bundle& b, int signo) const;
   // SIGTERM (or `stop_signal`), up to `grace` for the exit, then SIGKILL and
@@ -66,9 +68,6 @@ class ContainerRunner {
   // Runs `argv` in the guest, waits up to `timeout`; its exit code, and
   // stderr (cut) in *err.
   absl::StatusOr<int> RunInGuest(const std::vector<std::string>& argv, absl::Duration timeout, std::string* err) const;
-  // Polls the exit file until `deadline`.
-  absl::StatusOr<std::optional<agent::ExitFile>> WaitExit(const Bundle& b, absl::Time deadline) const;
-
   AgentFn agent_;
 };
 

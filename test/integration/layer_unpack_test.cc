@@ -20,66 +20,16 @@
 #include "runtime/image/layer_unpack.h"
 #include "runtime/image/sandboxed_extract.h"
 #include "test/client/host_util.h"
+#include "test/client/oci_layout.h"
 
 namespace kvcri::runtime::image {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-struct Entry {
-  std::string name;
-  mode_t type = AE_IFREG;
-  mode_t perm = 0644;
-  std::string data;  // file contents
-  std::string link;  // symlink target, or hardlink target when `hardlink`
-  bool hardlink = false;
-  int64_t uid = 0, gid = 0;
-  time_t mtime = 1700000000;
-  std::string capability;  // security.capability value
-};
-
-std::string Tar(const std::vector<Entry>& entries) {
-  std::string out;
-  archive* a = archive_write_new();
-  archive_write_set_format_pax_restricted(a);
-  archive_write_set_bytes_in_last_block(a, 1);
-  archive_write_open(
-      a, &out, nullptr,
-      [](archive*, void* o, const void* buf, size_t n) -> la_ssize_t {
-        static_cast<std::string*>(o)->append(static_cast<const char*>(buf), n);
-        return static_cast<la_ssize_t>(n);
-      },
-      nullptr);
-  for (const Entry& t : entries) {
-    archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, t.name.c_str());
-    archive_entry_set_filetype(e, t.type);
-    archive_entry_set_perm(e, t.perm);
-    archive_entry_set_uid(e, t.uid);
-    archive_entry_set_gid(e, t.gid);
-    archive_entry_set_mtime(e, t.mtime, 0);
-    if (t.hardlink) {
-      archive_entry_set_hardlink(e, t.link.c_str());
-      archive_entry_set_size(e, 0);
-    } else if (t.type == AE_IFLNK) {
-      archive_entry_set_symlink(e, t.link.c_str());
-    } else if (t.type == AE_IFREG) {
-      archive_entry_set_size(e, static_cast<la_int64_t>(t.data.size()));
-    } else if (t.type == AE_IFCHR) {
-      archive_entry_set_rdev(e, makedev(8, 0));
-    }
-    if (!t.capability.empty()) {
-      archive_entry_xattr_add_entry(e, "security.capability", t.capability.data(), t.capability.size());
-    }
-    EXPECT_EQ(archive_write_header(a, e), ARCHIVE_OK) << archive_error_string(a);
-    if (!t.data.empty()) archive_write_data(a, t.data.data(), t.data.size());
-    archive_entry_free(e);
-  }
-  archive_write_close(a);
-  archive_write_free(a);
-  return out;
-}
+using testing::Entry;
+using testing::Tar;
+using testing::WriteLayout;
 
 class LayerUnpack : public ::testing::Test {
  protected:
@@ -304,34 +254,6 @@ TEST_F(SandboxedLayerUnpack, RefusalsComeBackWithTheirCodeAndMessage) {
   st = Unpack({{.name = "big", .data = std::string(100000, 'x')}}, "r2", limits);
   ASSERT_FALSE(st.ok());
   EXPECT_THAT(std::string(st.status().message()), HasSubstr("max_image_bytes"));
-}
-
-// An OCI layout at `dir` holding one image of `layers` (tar bytes), tagged latest.
-void WriteLayout(const fs::path& dir, const std::vector<std::string>& layers) {
-  using json = nlohmann::json;
-  ASSERT_TRUE(base::MakeDirs(dir / "blobs/sha256").ok());
-  auto blob = [&](const std::string& content, const std::string& type) {
-    const std::string digest = Sha256Digest(content);
-    EXPECT_TRUE(base::WriteFileAtomic(dir / "blobs/sha256" / std::string(DigestHex(digest)), content).ok());
-    return json{{"mediaType", type}, {"digest", digest}, {"size", content.size()}};
-  };
-  json config = {{"architecture", "amd64"},
-                 {"os", "linux"},
-                 {"config", {{"Cmd", {"/bin/sh"}}}},
-                 {"rootfs", {{"type", "layers"}, {"diff_ids", json::array()}}}};
-  json descs = json::array();
-  for (const std::string& l : layers) {
-    config["rootfs"]["diff_ids"].push_back(Sha256Digest(l));
-    descs.push_back(blob(l, "application/vnd.oci.image.layer.v1.tar"));
-  }
-  json manifest = {{"schemaVersion", 2},
-                   {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-                   {"config", blob(config.dump(), "application/vnd.oci.image.config.v1+json")},
-                   {"layers", descs}};
-  json m = blob(manifest.dump(), "application/vnd.oci.image.manifest.v1+json");
-  m["annotations"] = {{"org.opencontainers.image.ref.name", "latest"}};
-  EXPECT_TRUE(base::WriteFileAtomic(dir / "index.json", json{{"schemaVersion", 2}, {"manifests", {m}}}.dump()).ok());
-  EXPECT_TRUE(base::WriteFileAtomic(dir / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})").ok());
 }
 
 TEST_F(LayerUnpack, TheStoreUnpacksAPlainImagesLayersOnceAndFreesThemWithTheLastImageUsingThem) {

@@ -16,9 +16,12 @@
 #include "runtime/accelerator.h"
 #include "runtime/agent/agent_client.h"
 #include "runtime/agent/agent_protocol.h"
+#include "runtime/image/image_store.h"
 #include "runtime/libvirt_hypervisor.h"
+#include "runtime/microvm/container_root.h"
 #include "runtime/microvm/container_runner.h"
 #include "runtime/microvm/runtime_spec.h"
+#include "test/client/oci_layout.h"
 #include "test/client/pod_helpers.h"
 
 namespace kvcri::runtime {
@@ -127,6 +130,9 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
                  subnet + ".1,1400 kvcri.ip=eth0," + subnet6 + "2/64," + subnet6 + "1";
   spec.console_log = root / "console.log";
   spec.agent_socket = root / "agent.sock";
+  // As the daemon will: the share is a shared mount point before QEMU (and
+  // virtiofsd) start, so container roots mounted below it later reach the guest.
+  ASSERT_TRUE(microvm::MountPodShare(share).ok());
   FilesystemSpec fsx;
   fsx.source_dir = share;
   fsx.tag = "kvcri-pod";
@@ -290,8 +296,50 @@ TEST(MicroVm, BootsToItsAgentAndRunsABundleFromThePodShareUnderCrun) {
   EXPECT_TRUE(runner.Delete(stubborn).ok());
   EXPECT_TRUE(runner.Delete(stubborn).ok()) << "a second delete is fine";
 
+  // A root from the layer store: a busybox image imported into an image
+  // store, its layers unpacked there, mounted as the container's overlay
+  // below the share; the user named by the request is looked up in that
+  // root's /etc/passwd, and what the container writes lands in its upper
+  // directory on the host.
+  testing::WriteLayout(root / "busybox-layout",
+                       {testing::BusyboxLayer(), testing::Tar({{.name = "etc/motd", .data = "from the top layer\n"}})});
+  absl::StatusOr<std::unique_ptr<image::LocalImageStore>> images = image::LocalImageStore::Open(root / "images", {});
+  ASSERT_TRUE(images.ok()) << images.status();
+  absl::StatusOr<image::ImageInfo> busybox = (*images)->Import(root / "busybox-layout", "test/busybox:1", "");
+  ASSERT_TRUE(busybox.ok()) << busybox.status();
+  ASSERT_EQ(busybox->layer_dirs.size(), 2u);
+  const microvm::Bundle layered = microvm::BundleFor(share, "c7");
+  fs::create_directories(layered.host_dir / "rootfs");
+  ASSERT_TRUE(microvm::MountContainerRoot(busybox->layer_dirs, root / "c7-upper", root / "c7-work",
+                                          layered.host_dir / "rootfs")
+                  .ok());
+  absl::StatusOr<microvm::UserDb> users = microvm::ReadUserDb(layered.host_dir / "rootfs");
+  ASSERT_TRUE(users.ok()) << users.status();
+  microvm::ContainerRequest as_app;
+  as_app.id = "c7";
+  as_app.command = {"/bin/sh", "-c", "id; echo data > /tmp/f; cat /etc/motd"};
+  as_app.run_as_username = "app";
+  as_app.supplemental_groups = {2000};
+  microvm::ImageProcess from_image{.env = {"PATH=/bin"}, .cmd = busybox->cmd};
+  absl::StatusOr<nlohmann::json> app_spec = microvm::BuildRuntimeSpec(as_app, from_image, *users);
+  ASSERT_TRUE(app_spec.ok()) << app_spec.status();
+  ASSERT_TRUE(runner.WriteSpec(layered, *app_spec).ok());
+  ASSERT_TRUE(runner.Start(layered).ok());
+  absl::StatusOr<std::optional<agent::ExitFile>> app_exit = runner.WaitExit(layered, absl::Now() + absl::Seconds(60));
+  ASSERT_TRUE(app_exit.ok() && app_exit->has_value()) << app_exit.status();
+  EXPECT_EQ((*app_exit)->code(), 0) << testing::ReadFileOrEmpty(share / "c7/stderr");
+  const std::string app_out = testing::ReadFileOrEmpty(share / "c7/stdout");
+  EXPECT_THAT(app_out, HasSubstr("uid=1000(app) gid=1000(app)"));
+  EXPECT_THAT(app_out, HasSubstr("50(staff)"));
+  EXPECT_THAT(app_out, HasSubstr("2000"));
+  EXPECT_THAT(app_out, HasSubstr("from the top layer"));
+  EXPECT_EQ(testing::ReadFileOrEmpty(root / "c7-upper/tmp/f"), "data\n") << "the container's write is in its upper dir";
+  EXPECT_FALSE(fs::exists(busybox->layer_dirs[0] / "tmp/f")) << "the layer itself is never written";
+
   EXPECT_TRUE((*hv)->Destroy(spec.name).ok());
   EXPECT_TRUE((*hv)->Remove(spec.name).ok());
+  EXPECT_TRUE(microvm::UnmountContainerRoot(layered.host_dir / "rootfs").ok());
+  EXPECT_TRUE(microvm::UnmountPodShare(share).ok());
   fs::remove_all(root);
 }
 
