@@ -182,41 +182,27 @@ absl::Status Extractor::WriteContent(archive* a, archive_entry* e, const fs::pat
   if (!fd.valid())
     return absl::ErrnoToStatus(errno, base::StrCat("create \"", path.string(), "\""));
   int64_t end = 0;
-  while (true) {
-    const void* buf = nullptr;
-    size_t len = 0;
-    la_int64_t off = 0;
-    int r = archive_read_data_block(a, &buf, &len, &off);
-    if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) {
-      const char* msg = archive_error_string(a);
-      return absl::InvalidArgumentError(base::StrCat(
-          "reading \"", archive_entry_pathname(e), "\": ", msg ? msg : "unknown libarchive error"));
-    }
-    // Never write past what the header declared (the budget checked it).
-    if (archive_entry_size_is_set(e) && (off < 0 || off + static_cast<int64_t>(len) > archive_entry_size(e))) {
-      return absl::InvalidArgumentError(base::StrCat(
-          "\"", archive_entry_pathname(e), "\" has data past its declared size of ", archive_entry_size(e), " bytes"));
-    }
-    const char* p = static_cast<const char*>(buf);
-    for (size_t done = 0; done < len;) {
-      size_t n = std::min(kHoleGranularity, len - done);
-      const char* chunk = p + done;
-      bool zero = chunk[0] == 0 && std::memcmp(chunk, chunk + 1, n - 1) == 0;
-      if (!zero) {
-        for (size_t w = 0; w < n;) {
-          ssize_t k = ::pwrite(fd.get(), chunk + w, n - w, static_cast<off_t>(off + done + w));
-          if (k < 0 && errno == EINTR) continue;
-          if (k < 0)
-            return absl::ErrnoToStatus(errno, base::StrCat("write \"", path.string(), "\""));
-          w += static_cast<size_t>(k);
+  RETURN_IF_ERROR(ForEachDataBlock(
+      a, e,
+      [&](const char* p, size_t len, int64_t off) -> absl::Status {
+        // Zero runs become holes: raw disks are mostly empty.
+        for (size_t done = 0; done < len;) {
+          size_t n = std::min(kHoleGranularity, len - done);
+          const char* chunk = p + done;
+          bool zero = chunk[0] == 0 && std::memcmp(chunk, chunk + 1, n - 1) == 0;
+          if (!zero) {
+            for (size_t w = 0; w < n;) {
+              ssize_t k = ::pwrite(fd.get(), chunk + w, n - w, static_cast<off_t>(off + done + w));
+              if (k < 0 && errno == EINTR) continue;
+              if (k < 0) return absl::ErrnoToStatus(errno, base::StrCat("write \"", path.string(), "\""));
+              w += static_cast<size_t>(k);
+            }
+          }
+          done += n;
         }
-      }
-      done += n;
-    }
-    end = std::max<int64_t>(end, off + static_cast<int64_t>(len));
-  }
-  if (archive_entry_size_is_set(e)) end = std::max<int64_t>(end, archive_entry_size(e));
+        return absl::OkStatus();
+      },
+      &end));
   if (::ftruncate(fd.get(), end) != 0 || ::fsync(fd.get()) != 0) {
     return absl::ErrnoToStatus(errno, base::StrCat("sync \"", path.string(), "\""));
   }

@@ -4,6 +4,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <vector>
@@ -42,6 +43,34 @@ la_ssize_t ReadCallback(archive* a, void* opaque, const void** out) {
 bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 }  // namespace
+
+absl::Status ForEachDataBlock(archive* a, archive_entry* e,
+                              const std::function<absl::Status(const char* data, size_t len, int64_t off)>& write,
+                              int64_t* end) {
+  *end = 0;
+  while (true) {
+    const void* buf = nullptr;
+    size_t len = 0;
+    la_int64_t off = 0;
+    int r = archive_read_data_block(a, &buf, &len, &off);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      const char* msg = archive_error_string(a);
+      return absl::InvalidArgumentError(base::StrCat("reading \"", archive_entry_pathname(e),
+                                                     "\": ", msg ? msg : "unknown libarchive error"));
+    }
+    // Never write past what the header declared (the budget checked it).
+    if (archive_entry_size_is_set(e) && (off < 0 || off + static_cast<int64_t>(len) > archive_entry_size(e))) {
+      return absl::InvalidArgumentError(base::StrCat("\"", archive_entry_pathname(e),
+                                                     "\" has data past its declared size of ", archive_entry_size(e),
+                                                     " bytes"));
+    }
+    RETURN_IF_ERROR(write(static_cast<const char*>(buf), len, off));
+    *end = std::max<int64_t>(*end, off + static_cast<int64_t>(len));
+  }
+  if (archive_entry_size_is_set(e)) *end = std::max<int64_t>(*end, archive_entry_size(e));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::string> NormalizeEntryName(std::string_view name, std::string_view layer, std::string_view what) {
   auto refuse = [&](std::string_view why) {

@@ -36,6 +36,16 @@ using LayerEntryFn = std::function<absl::Status(archive* a, archive_entry* e)>;
 absl::Status ReadLayer(BlobSource& source, const Descriptor& layer, const ExtractLimits& limits, LayerBudget* budget,
                        const LayerEntryFn& on_entry);
 
+// Hands each data block of the entry `e` (at `a`'s position) to `write` as
+// (bytes, length, offset in the file); sparse entries come as blocks at
+// offsets, the gaps are holes. Data past the entry's declared size is
+// InvalidArgument (the budget was checked against the declared size), as
+// is a libarchive read error; `write`'s error ends the loop. The end of the
+// file (the furthest block or the declared size) in *end.
+absl::Status ForEachDataBlock(archive* a, archive_entry* e,
+                              const std::function<absl::Status(const char* data, size_t len, int64_t off)>& write,
+                              int64_t* end);
+
 // Cleans a tar entry name to "a/b/c" (no leading "./", no "//"); refuses
 // absolute names and "..". An empty result means the root itself. `what`
 // describes the name in the error ("entry", "hardlink \"x\" to").

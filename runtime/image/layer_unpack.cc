@@ -113,26 +113,20 @@ absl::Status Unpacker::ClearFor(int dir, const std::string& name, const std::str
 }
 
 absl::Status Unpacker::WriteFile(archive* a, archive_entry* e, int fd, const std::string& path) {
-  for (;;) {
-    const void* buf = nullptr;
-    size_t len = 0;
-    la_int64_t off = 0;
-    int r = archive_read_data_block(a, &buf, &len, &off);
-    if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) {
-      const char* msg = archive_error_string(a);
-      return absl::InvalidArgumentError(
-          StrCat("layer ", digest_, ": reading /", path, ": ", msg ? msg : "unknown libarchive error"));
-    }
-    // Sparse entries come as blocks at offsets; the gaps stay holes.
-    for (size_t done = 0; done < len;) {
-      ssize_t n = ::pwrite(fd, static_cast<const char*>(buf) + done, len - done, static_cast<off_t>(off + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Errno("write", path);
-      done += static_cast<size_t>(n);
-    }
-  }
-  if (::ftruncate(fd, archive_entry_size(e)) != 0) return Errno("truncate", path);
+  int64_t end = 0;
+  RETURN_IF_ERROR(ForEachDataBlock(
+      a, e,
+      [&](const char* data, size_t len, int64_t off) -> absl::Status {
+        for (size_t done = 0; done < len;) {
+          ssize_t n = ::pwrite(fd, data + done, len - done, static_cast<off_t>(off + done));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) return Errno("write", path);
+          done += static_cast<size_t>(n);
+        }
+        return absl::OkStatus();
+      },
+      &end));
+  if (::ftruncate(fd, end) != 0) return Errno("truncate", path);
   return absl::OkStatus();
 }
 

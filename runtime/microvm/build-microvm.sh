@@ -22,6 +22,8 @@ if (($# != 1)); then
 fi
 out="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=runtime/microvm/guest-build-lib.sh
+. "$here/guest-build-lib.sh"
 
 # The virtio stack, virtio-fs (container roots), the NIC and block volumes;
 # their dependencies come from modprobe.
@@ -49,24 +51,10 @@ if [[ -z "$agent_bin" ]]; then
   agent_bin=/usr/share/kubevirt-cri/guest/kvcri-agent
   [[ -x "$agent_bin" ]] || agent_bin="$here/../../build/runtime/kvcri-agent"
 fi
-[[ -x "$agent_bin" ]] || die "kvcri-agent \"$agent_bin\" missing: build it (ninja -C build kvcri-agent) or set KVCRI_AGENT_BIN"
-# It is the guest's init, with no libc beside it.
-if ldd "$agent_bin" >/dev/null 2>&1; then die "kvcri-agent \"$agent_bin\" is not a static executable"; fi
-
-kver="${KVCRI_MICROVM_KVER:-}"
-if [[ -z "$kver" ]]; then
-  kernels=(/boot/vmlinuz-*-amd64)
-  [[ -e "${kernels[0]}" ]] || die "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
-  kernel="$(printf '%s\n' "${kernels[@]}" | sort -V | tail -n1)"
-  kver="${kernel#/boot/vmlinuz-}"
-fi
-kernel="/boot/vmlinuz-$kver"
-moddir="/lib/modules/$kver"
-[[ -r "$kernel" ]] || die "kernel \"$kernel\" not readable"
-[[ -f "$moddir/modules.dep" ]] || die "\"$moddir/modules.dep\" missing"
-
-# crun's shared libraries and the dynamic loader, as ldd resolves them.
-mapfile -t crun_libs < <(ldd "$crun" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+guest_check_static_agent "$agent_bin"  # it is the guest's init, with no libc beside it
+guest_pick_kernel "${KVCRI_MICROVM_KVER:-}"
+# crun's shared libraries and the dynamic loader.
+mapfile -t crun_libs < <(guest_libs_of "$crun")
 ((${#crun_libs[@]} > 0)) || die "ldd found no libraries of \"$crun\""
 # Module paths in load order, dependencies first, each once.
 mapfile -t kos < <(modprobe -S "$kver" --show-depends -a "${kModules[@]}" |
@@ -95,6 +83,8 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"/{dev,proc,sys,run,tmp,newroot,etc/kvcri,usr/bin,sbin}
 install -m 0755 "$agent_bin" "$root/init"
+# A build tree's agent carries debug info the guest only pays for in boot time.
+if command -v strip >/dev/null; then strip --strip-debug "$root/init"; fi
 ln "$root/init" "$root/sbin/kvcri-agent"
 install -m 0755 "$crun" "$root/usr/bin/crun"
 for lib in "${crun_libs[@]}"; do

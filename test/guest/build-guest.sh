@@ -24,6 +24,8 @@ if (($# != 1)); then
 fi
 out="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=runtime/microvm/guest-build-lib.sh
+. "$here/../../runtime/microvm/guest-build-lib.sh"
 
 # Kernel parameters baked into oci-kernel's label and the disk's syslinux.cfg.
 readonly kCmdline="console=ttyS0 panic=-1 quiet"
@@ -66,26 +68,13 @@ done
 readonly kQemuGa=/usr/sbin/qemu-ga
 [[ -x "$kQemuGa" ]] || die "\"$kQemuGa\" missing (package qemu-guest-agent)"
 # qemu-ga's shared libraries and the dynamic loader, as ldd resolves them.
-mapfile -t qga_libs < <(ldd "$kQemuGa" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+mapfile -t qga_libs < <(guest_libs_of "$kQemuGa")
 ((${#qga_libs[@]} > 0)) || die "ldd found no libraries of \"$kQemuGa\""
 [[ "$(id -u)" == 0 ]] || die "must run as root (needs mknod and chown to $kDiskUid)"
 
 agent_bin="${KVCRI_AGENT_BIN:-$here/../../build/runtime/kvcri-agent}"
-[[ -x "$agent_bin" ]] || die "kvcri-agent \"$agent_bin\" missing: build it (ninja -C build kvcri-agent) or set KVCRI_AGENT_BIN"
-# The guest has no libc of ours: a dynamic build (a sanitizer build) would not run.
-if ldd "$agent_bin" >/dev/null 2>&1; then die "kvcri-agent \"$agent_bin\" is not a static executable"; fi
-
-kver="${KVCRI_GUEST_KVER:-}"
-if [[ -z "$kver" ]]; then
-  kernels=(/boot/vmlinuz-*-amd64)
-  [[ -e "${kernels[0]}" ]] || die "no /boot/vmlinuz-*-amd64 (package linux-image-amd64)"
-  kernel="$(printf '%s\n' "${kernels[@]}" | sort -V | tail -n1)"
-  kver="${kernel#/boot/vmlinuz-}"
-fi
-kernel="/boot/vmlinuz-$kver"
-moddir="/lib/modules/$kver"
-[[ -r "$kernel" ]] || die "kernel \"$kernel\" not readable"
-[[ -f "$moddir/modules.dep" ]] || die "\"$moddir/modules.dep\" missing"
+guest_check_static_agent "$agent_bin"
+guest_pick_kernel "${KVCRI_GUEST_KVER:-}"
 
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
