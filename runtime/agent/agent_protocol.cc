@@ -252,6 +252,7 @@ bool ParseExitFile(std::string_view text, ExitFile* e) {
     text.remove_prefix(key.size());
     size_t end = text.find('\n');
     if (end == std::string_view::npos || end == 0 || end > max_digits) return false;
+    if (end > 1 && text[0] == '0') return false;  // one spelling per number
     uint32_t v = 0;
     for (char c : text.substr(0, end)) {
       if (c < '0' || c > '9') return false;
@@ -263,7 +264,7 @@ bool ParseExitFile(std::string_view text, ExitFile* e) {
   };
   uint32_t code = 0, sig = 0, oom = 0;
   if (!number("exit_code=", 3, &code) || !number("signal=", 2, &sig) || !number("oom_kill=", 9, &oom) ||
-      !text.empty() || code > 255 || sig > 64) {
+      !text.empty() || code > 255 || sig > 64 || (sig != 0 && code != 128 + sig)) {
     return false;
   }
   e->signaled = sig != 0;

@@ -31,6 +31,22 @@ void CheckPayload(const agent::Frame& f) {
       if (agent::DecodeExit(p, &m)) KVCRI_FUZZ_CHECK(kTarget, agent::EncodeExit(m) == p);
       break;
     }
+    case agent::FrameType::kSpawn: {
+      // What the guest accepts from the host; and the exit file the host
+      // reads back from the guest (the same bytes, parsed as one).
+      agent::SpawnMsg m;
+      if (agent::DecodeSpawn(p, &m)) {
+        KVCRI_FUZZ_CHECK(kTarget, !m.argv.empty() && !m.stdout_path.empty() && m.stdout_path[0] == '/');
+        for (const std::string* path : {&m.stdout_path, &m.stderr_path, &m.exit_path}) {
+          const bool ends_dotdot = path->size() >= 3 && path->compare(path->size() - 3, 3, "/..") == 0;
+          KVCRI_FUZZ_CHECK(kTarget, path->find("/../") == std::string::npos && !ends_dotdot);
+        }
+        KVCRI_FUZZ_CHECK(kTarget, agent::EncodeSpawn(m) == p);
+      }
+      agent::ExitFile e;
+      if (agent::ParseExitFile(p, &e)) KVCRI_FUZZ_CHECK(kTarget, agent::ExitFileText(e) == p);
+      break;
+    }
     case agent::FrameType::kWindow: {
       agent::WindowMsg m;
       if (agent::DecodeWindow(p, &m)) KVCRI_FUZZ_CHECK(kTarget, agent::EncodeWindow(m) == p);

@@ -139,7 +139,8 @@ TEST(AgentProtocol, ExitFilesParseStrictly) {
   for (const char* bad : {"", "exit_code=3\n", "exit_code=3\nsignal=0\n", "exit_code=3\nsignal=0\noom_kill=0",
                           "exit_code=999\nsignal=0\noom_kill=0\n", "exit_code=-1\nsignal=0\noom_kill=0\n",
                           "exit_code=3\nsignal=0\noom_kill=0\nextra", "signal=0\nexit_code=3\noom_kill=0\n",
-                          "exit_code=1234\nsignal=0\noom_kill=0\n", "exit_code=3\nsignal=0\noom_kill=x\n"}) {
+                          "exit_code=1234\nsignal=0\noom_kill=0\n", "exit_code=3\nsignal=0\noom_kill=x\n",
+                          "exit_code=03\nsignal=0\noom_kill=0\n", "exit_code=3\nsignal=9\noom_kill=0\n"}) {
     EXPECT_FALSE(ParseExitFile(bad, &e)) << bad;
   }
 }
