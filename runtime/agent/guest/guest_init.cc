@@ -63,20 +63,28 @@ void LoadModules() {
   fclose(f);
 }
 
+// The NIC's driver was just loaded: its probe may still be registering it.
+// Waits up to 2 s for `ifname` to exist.
+void WaitForInterface(int s, const std::string& ifname) {
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  for (int i = 0; i < 100 && ioctl(s, SIOCGIFFLAGS, &ifr) != 0; ++i) usleep(20000);
+}
+
+// Sets IFF_UP on `ifname` (s: an AF_INET datagram socket).
+void BringUp(int s, const std::string& ifname) {
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) return Warn("flags of " + ifname, errno);
+  if (ifr.ifr_flags & IFF_UP) return;
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Warn("bring up " + ifname, errno);
+}
+
 void LoopbackUp() {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) {
-    Warn("socket for lo", errno);
-    return;
-  }
-  ifreq ifr{};
-  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Warn("bring up lo", errno);
-  } else {
-    Warn("flags of lo", errno);
-  }
+  if (s < 0) return Warn("socket for lo", errno);
+  BringUp(s, "lo");
   close(s);
 }
 
@@ -223,13 +231,8 @@ void ConfigureInterface(const std::string& spec) {
     // The interface is brought up (and its MTU set) by its IPv4 entry or here.
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s >= 0) {
-      ifreq ifr{};
-      strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
-      for (int i = 0; i < 100 && ioctl(s, SIOCGIFFLAGS, &ifr) != 0; ++i) usleep(20000);
-      if (!(ifr.ifr_flags & IFF_UP)) {
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Warn("bring up " + ifname, errno);
-      }
+      WaitForInterface(s, ifname);
+      BringUp(s, ifname);
       close(s);
     }
     ConfigureInterface6(ifname, a6, prefix, has_gw ? &gw6 : nullptr);
@@ -243,10 +246,7 @@ void ConfigureInterface(const std::string& spec) {
   }
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return Warn("socket for " + ifname, errno);
-  // The NIC's driver was just loaded: its probe may still be registering it.
-  ifreq ifr{};
-  strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
-  for (int i = 0; i < 100 && ioctl(s, SIOCGIFFLAGS, &ifr) != 0; ++i) usleep(20000);
+  WaitForInterface(s, ifname);
   if (f.size() > 3 && !f[3].empty()) {
     ifreq m{};
     strncpy(m.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
@@ -258,12 +258,7 @@ void ConfigureInterface(const std::string& spec) {
   if (!SetInet(s, ifname.c_str(), SIOCSIFADDR, addr) || !SetInet(s, ifname.c_str(), SIOCSIFNETMASK, mask)) {
     Warn("address of " + ifname, errno);
   }
-  if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) Warn("bring up " + ifname, errno);
-  } else {
-    Warn("flags of " + ifname, errno);
-  }
+  BringUp(s, ifname);
   if (gw.s_addr != 0) {
     rtentry rt{};
     auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
