@@ -123,6 +123,14 @@ absl::Status Validate(const Config& c) {
   if (c.streaming.max_connections < 1 || c.streaming.max_connections > 65536) {
     return TypeError("streaming.max_connections", "1..65536");
   }
+  if (!c.microvm.kernel.is_absolute()) return TypeError("microvm.kernel", "an absolute path");
+  if (!c.microvm.initramfs.is_absolute()) return TypeError("microvm.initramfs", "an absolute path");
+  // The initramfs (≈ 8 MiB, unpacked into RAM) and the agent need 64 MiB.
+  if (c.microvm.memory_mib < 128 || c.microvm.memory_mib > 1048576) return TypeError("microvm.memory_mib", "128..1048576");
+  if (c.microvm.vcpus < 1 || c.microvm.vcpus > 255) return TypeError("microvm.vcpus", "1..255");
+  if (c.microvm.boot_timeout_seconds < 1 || c.microvm.boot_timeout_seconds > 3600) {
+    return TypeError("microvm.boot_timeout_seconds", "1..3600");
+  }
   return absl::OkStatus();
 }
 
@@ -254,7 +262,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   Config c;
   RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "root", "state_dir", "log_level", "libvirt",
                                        "vm", "cni", "runtime", "images", "upstream", "security",
-                                       "streaming", "metrics"}));
+                                       "streaming", "metrics", "microvm"}));
   RETURN_IF_ERROR(Get(root, "listen", "listen", &c.listen));
   RETURN_IF_ERROR(Get(root, "root", "root", &c.root));
   RETURN_IF_ERROR(Get(root, "state_dir", "state_dir", &c.state_dir));
@@ -348,6 +356,15 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     RETURN_IF_ERROR(Get(*t, "tls_key_file", "streaming.tls_key_file", &c.streaming.tls_key_file));
     RETURN_IF_ERROR(Get(*t, "token_ttl_seconds", "streaming.token_ttl_seconds", &c.streaming.token_ttl_seconds));
     RETURN_IF_ERROR(Get(*t, "max_connections", "streaming.max_connections", &c.streaming.max_connections));
+  }
+  RETURN_IF_ERROR(err);
+  if (const toml::table* t = Section(root, "microvm", &err)) {
+    RETURN_IF_ERROR(CheckKeys(*t, "microvm", {"kernel", "initramfs", "memory_mib", "vcpus", "boot_timeout_seconds"}));
+    RETURN_IF_ERROR(Get(*t, "kernel", "microvm.kernel", &c.microvm.kernel));
+    RETURN_IF_ERROR(Get(*t, "initramfs", "microvm.initramfs", &c.microvm.initramfs));
+    RETURN_IF_ERROR(Get(*t, "memory_mib", "microvm.memory_mib", &c.microvm.memory_mib));
+    RETURN_IF_ERROR(Get(*t, "vcpus", "microvm.vcpus", &c.microvm.vcpus));
+    RETURN_IF_ERROR(Get(*t, "boot_timeout_seconds", "microvm.boot_timeout_seconds", &c.microvm.boot_timeout_seconds));
   }
   RETURN_IF_ERROR(err);
   if (const toml::table* t = Section(root, "metrics", &err)) {

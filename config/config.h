@@ -147,6 +147,19 @@ struct StreamingConfig {
   int64_t max_connections = 256;
 };
 
+// The Pod micro-VM that runs plain-image containers (docs/microvm.md).
+// Its boot files are built from the node's Debian packages by
+// share/kubevirt-cri/microvm/build-microvm.sh (scripts/run.sh does it).
+struct MicroVmConfig {
+  std::filesystem::path kernel = "/var/lib/kubevirt-cri/microvm/vmlinuz";
+  std::filesystem::path initramfs = "/var/lib/kubevirt-cri/microvm/initramfs.img";
+  // The guest's size: its containers' cgroups (crun's, inside) divide it.
+  int64_t memory_mib = 512;
+  int64_t vcpus = 1;
+  // How long CreateContainer waits for a booting micro-VM's agent.
+  int64_t boot_timeout_seconds = 180;
+};
+
 // The Prometheus endpoint (docs/operator-guide.md, "Metrics").
 struct MetricsConfig {
   // "IP:port" ("[IPv6]:port") serving GET /metrics; empty: off.
@@ -169,6 +182,7 @@ struct Config {
   SecurityConfig security;
   StreamingConfig streaming;
   MetricsConfig metrics;
+  MicroVmConfig microvm;
 
   // The libvirt URI actually used: `libvirt.uri` or the embedded default.
   std::string LibvirtUri() const;

@@ -78,7 +78,69 @@ ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, 
   d.log_path = c.log_path();
   if (c.has_linux() && c.linux().has_resources()) d.resources = ResourcesFromPb(c.linux().resources());
   d.volumes = std::move(volumes);
+  d.process = ProcessFromPb(c);
+  if (c.has_linux() && c.linux().has_security_context() && c.linux().security_context().has_seccomp() &&
+      c.linux().security_context().seccomp().profile_type() == pb::SecurityProfile::Localhost) {
+    d.seccomp_localhost_path = c.linux().security_context().seccomp().localhost_ref();
+  }
   return d;
+}
+
+runtime::microvm::ContainerRequest ProcessFromPb(const pb::ContainerConfig& c) {
+  namespace mv = runtime::microvm;
+  mv::ContainerRequest r;
+  r.command.assign(c.command().begin(), c.command().end());
+  r.args.assign(c.args().begin(), c.args().end());
+  for (const pb::KeyValue& kv : c.envs()) r.env.emplace_back(kv.key(), kv.value());
+  r.working_dir = c.working_dir();
+  r.tty = c.tty();
+  r.stdin = c.stdin();
+  if (!c.has_linux()) return r;
+  if (c.linux().has_resources()) {
+    const pb::LinuxContainerResources& res = c.linux().resources();
+    r.resources.cpu_period = res.cpu_period();
+    r.resources.cpu_quota = res.cpu_quota();
+    r.resources.cpu_shares = res.cpu_shares();
+    r.resources.memory_limit_bytes = res.memory_limit_in_bytes();
+    r.resources.oom_score_adj = res.oom_score_adj();
+    r.resources.cpuset_cpus = res.cpuset_cpus();
+    r.resources.cpuset_mems = res.cpuset_mems();
+  }
+  if (!c.linux().has_security_context()) return r;
+  const pb::LinuxContainerSecurityContext& sc = c.linux().security_context();
+  if (sc.has_run_as_user()) r.run_as_user = sc.run_as_user().value();
+  if (sc.has_run_as_group()) r.run_as_group = sc.run_as_group().value();
+  r.run_as_username = sc.run_as_username();
+  r.supplemental_groups.assign(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
+  r.privileged = sc.privileged();
+  r.no_new_privs = sc.no_new_privs();
+  r.readonly_rootfs = sc.readonly_rootfs();
+  if (sc.has_capabilities()) {
+    r.add_capabilities.assign(sc.capabilities().add_capabilities().begin(), sc.capabilities().add_capabilities().end());
+    r.drop_capabilities.assign(sc.capabilities().drop_capabilities().begin(),
+                               sc.capabilities().drop_capabilities().end());
+  }
+  // kubelet always sends its defaults (or none for privileged / Unmasked):
+  // an empty list from kubelet means "none", as containerd reads it.
+  if (sc.masked_paths_size() > 0 || sc.readonly_paths_size() > 0) {
+    r.masked_paths.emplace(sc.masked_paths().begin(), sc.masked_paths().end());
+    r.readonly_paths.emplace(sc.readonly_paths().begin(), sc.readonly_paths().end());
+  }
+  if (sc.has_seccomp()) {
+    switch (sc.seccomp().profile_type()) {
+      case pb::SecurityProfile::RuntimeDefault: r.seccomp = mv::SeccompKind::kRuntimeDefault; break;
+      case pb::SecurityProfile::Localhost: r.seccomp = mv::SeccompKind::kLocalhost; break;
+      default: r.seccomp = mv::SeccompKind::kUnconfined; break;
+    }
+  }
+  if (sc.has_namespace_options()) {
+    switch (sc.namespace_options().pid()) {
+      case pb::POD: r.pid = mv::PidMode::kPod; break;
+      case pb::NODE: r.pid = mv::PidMode::kNode; break;
+      default: r.pid = mv::PidMode::kContainer; break;
+    }
+  }
+  return r;
 }
 
 pb::PodSandboxState ToPb(sandbox::SandboxState s) {

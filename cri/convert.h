@@ -19,6 +19,8 @@ ContainerResources ResourcesFromPb(const pb::LinuxContainerResources& r);
 
 // CreateContainer's request → a draft; `volumes` is ValidateVolumes' result.
 ContainerDraft ContainerDraftFromRequest(const pb::CreateContainerRequest& req, VolumePlan volumes);
+// The process part of a plain-image container (ContainerDraft::process).
+runtime::microvm::ContainerRequest ProcessFromPb(const pb::ContainerConfig& c);
 // CreateContainer's whole check and conversion (container_create.cc): the
 // request's IDs and config validated, devices and mounts resolved, a draft.
 // InvalidArgument or NotFound naming the field. Both front doors use it (the

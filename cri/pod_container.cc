@@ -299,6 +299,11 @@ absl::Status PodLifecycle::ConfineFiles(const sandbox::ContainerRecord& c) {
 }
 
 void PodLifecycle::RegisterConsole(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb) {
+  if (IsPlainContainer(c)) {
+    RegisterPlainLogs(c, sb);
+    WatchPlainExit(c);
+    return;
+  }
   const CriLogTarget log = CriLogOf(c, sb);
   if (log.empty()) return;  // no CRI log requested
   runtime::ConsoleTarget target;
@@ -317,18 +322,6 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   if (sb.state != sandbox::SandboxState::kReady) {
     return absl::FailedPreconditionError(StrCat("pod sandbox \"", sandbox_id, "\" is not ready"));
   }
-  for (const sandbox::ContainerRecord& c :
-       deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == sandbox_id; })) {
-    // A restart of the VM container (same name, old one exited) is fine; a
-    // second container, sidecar or init container is not.
-    if (c.metadata.name != draft.metadata.name || c.state != sandbox::ContainerState::kExited) {
-      return absl::FailedPreconditionError(StrCat(
-          "pod sandbox \"", sandbox_id, "\" already has container \"", c.metadata.name, "\" (", c.id,
-          "); a kubevirt-cri Pod runs exactly one VM container, so \"", draft.metadata.name,
-          "\" cannot be added (no sidecars or init containers)"));
-    }
-  }
-
   absl::StatusOr<runtime::image::ImageInfo> image = deps_.images->Resolve(draft.image);
   if (absl::IsNotFound(image.status())) {
     return absl::NotFoundError(
@@ -337,6 +330,44 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
   RETURN_IF_ERROR(image.status());
   // A persistent VM: the Pod names the block device it boots from.
   ASSIGN_OR_RETURN(std::optional<size_t> boot_device, BootDeviceIndex(sb.annotations, draft.volumes));
+  // Plain-image containers run in the Pod micro-VM, any number of them; a
+  // VM-disk container is the Pod's one VM, after its plain init containers.
+  const bool plain = image->boot.kind == runtime::image::BootKind::kNone && !boot_device;
+  for (const sandbox::ContainerRecord& c :
+       deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == sandbox_id; })) {
+    if (plain) {
+      if (IsPlainContainer(c) || c.state == sandbox::ContainerState::kExited) continue;
+      return absl::FailedPreconditionError(StrCat(
+          "pod sandbox \"", sandbox_id, "\" runs VM container \"", c.metadata.name, "\" (", c.id,
+          "); plain-image container \"", draft.metadata.name,
+          "\" cannot run beside it: the VM owns the Pod's network interface, and sidecars beside a VM-disk container "
+          "are not supported (docs/microvm.md); plain init containers before it are"));
+    }
+    if (IsPlainContainer(c)) {
+      if (c.state != sandbox::ContainerState::kRunning) continue;  // init containers that ran
+      return absl::FailedPreconditionError(StrCat(
+          "pod sandbox \"", sandbox_id, "\" still runs plain-image container \"", c.metadata.name, "\" (", c.id,
+          "); VM container \"", draft.metadata.name,
+          "\" can start only once the Pod's plain containers have ended (sidecars beside a VM-disk container are "
+          "not supported, docs/microvm.md)"));
+    }
+    // A restart of the VM container (same name, old one exited) is fine; a
+    // second VM container is not.
+    if (c.metadata.name != draft.metadata.name || c.state != sandbox::ContainerState::kExited) {
+      return absl::FailedPreconditionError(StrCat(
+          "pod sandbox \"", sandbox_id, "\" already has container \"", c.metadata.name, "\" (", c.id,
+          "); a kubevirt-cri Pod runs exactly one VM container, so \"", draft.metadata.name,
+          "\" cannot be added (no VM-disk sidecars)"));
+    }
+  }
+  if (plain) return CreatePlainContainer(draft, sb, *image);
+  if (!sb.pod_vm.domain_name.empty()) {
+    // The plain init containers are done: their micro-VM gives the Pod's
+    // network (its tap) to the VM.
+    ASSIGN_OR_RETURN(OpTracker::Hold vm_hold, ops_.Acquire(StrCat("podvm/", sandbox_id), Mode::kExclusive,
+                                                          "stop the Pod micro-VM", options_.op_wait));
+    RETURN_IF_ERROR(TearDownPodVm(sb));
+  }
   // With a boot device the image supplies at most a kernel: any image will
   // do (kubelet needs one), and a containerDisk's disk is not used.
   if (image->boot.kind == runtime::image::BootKind::kNone && !boot_device) {
@@ -601,6 +632,7 @@ absl::Status PodLifecycle::StartContainer(std::string_view id_arg) {
     RETURN_IF_ERROR(runtime::OpenCriLog(log.dir, log.rel).status());
   }
 
+  if (IsPlainContainer(c)) return StartPlainContainer(c, sb);
   if (!c.console_socket.empty()) {
     // The state dir is a tmpfs: a host reboot between create and start took
     // the socket dir with it.
@@ -749,6 +781,7 @@ uint64_t PodLifecycle::OomKillsOf(const sandbox::ContainerRecord& c) const {
 
 absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::Refresh(const sandbox::ContainerRecord& c) {
   if (c.state != sandbox::ContainerState::kRunning) return c;
+  if (IsPlainContainer(c)) return RefreshPlain(c);
   ASSIGN_OR_RETURN(runtime::VmStatus vm, deps_.hypervisor->Status(c.domain_name));
   if (IsUp(vm.phase)) return NoteIoErrorPause(c, vm);
   int exit_code = vm.exit_code;
@@ -877,6 +910,7 @@ absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration
   std::shared_ptr<absl::Notification> exited = WatchExit(*id);
   ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(*id));
   if (c.state != sandbox::ContainerState::kRunning) return absl::OkStatus();
+  if (IsPlainContainer(c)) return StopPlainContainer(c, grace);
   if (grace > absl::ZeroDuration()) {
     RETURN_IF_ERROR(deps_.hypervisor->PowerButton(c.domain_name));
     const absl::Time deadline = deps_.clock->Now() + grace;
@@ -902,6 +936,12 @@ absl::Status PodLifecycle::StopContainer(std::string_view id_arg, absl::Duration
 }
 
 absl::Status PodLifecycle::DeleteContainerArtifacts(const sandbox::ContainerRecord& c) {
+  if (IsPlainContainer(c)) {
+    absl::Status s = DeletePlainArtifacts(c);
+    ForgetTimings(c.id);
+    NotifyExit(c.id);
+    return s;
+  }
   absl::Status first;
   base::KeepFirstError(&first, deps_.console->Remove(c.id));
   if (std::string domain = DomainOf(c); !domain.empty()) base::KeepFirstError(&first, deps_.hypervisor->Remove(domain));
@@ -956,6 +996,11 @@ absl::Status PodLifecycle::ReopenContainerLog(std::string_view id_arg) {
   ASSIGN_OR_RETURN(sandbox::ContainerRecord c, deps_.store->GetContainer(id));
   if (c.state != sandbox::ContainerState::kRunning) {
     return absl::FailedPreconditionError(StrCat("container \"", id, "\" is not running"));
+  }
+  if (IsPlainContainer(c)) {
+    // Both output files write into the one CRI log.
+    RETURN_IF_ERROR(deps_.console->Reopen(id));
+    return deps_.console->Reopen(StrCat(id, "/stderr"));
   }
   return deps_.console->Reopen(id);
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cri/volumes.h"
+#include "runtime/microvm/runtime_spec.h"
 #include "sandbox/records.h"
 
 namespace kvcri::cri {
@@ -55,6 +56,13 @@ struct ContainerDraft {
   std::string log_path;
   ContainerResources resources;
   VolumePlan volumes;  // checked and resolved by ValidateVolumes
+  // The process a plain-image container runs (docs/microvm.md): command,
+  // args, env, user, security context as the request gave them; id,
+  // hostname, mounts and the Localhost seccomp profile's text are filled
+  // in by CreateContainer. A VM-disk container ignores it.
+  runtime::microvm::ContainerRequest process;
+  // SeccompKind::kLocalhost: the profile's host path (localhost_ref).
+  std::string seccomp_localhost_path;
   // As SandboxDraft::id: empty generates one.
   std::string id;
 };

@@ -16,11 +16,13 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "cri/container_event_sink.h"
+#include "cri/exit_watcher.h"
 #include "cri/op_tracker.h"
 #include "cri/pod_drafts.h"
 #include "cri/runtime_deps.h"
 #include "cri/vm_monitor.h"
 #include "runtime/cgroup/cgroup_placer.h"
+#include "runtime/microvm/container_runner.h"
 #include "runtime/vm_confinement.h"
 #include "sandbox/records.h"
 
@@ -30,6 +32,9 @@ struct LoadReport;
 namespace kvcri::runtime {
 struct VmStatus;
 }  // namespace kvcri::runtime
+namespace kvcri::runtime::image {
+struct ImageInfo;
+}  // namespace kvcri::runtime::image
 
 namespace kvcri::cri {
 
@@ -40,6 +45,8 @@ inline constexpr std::string_view kDomainPrefix = "kvcri-";
 // domain_name: it gets the name our rule gives its ID, so that stopping or
 // removing it still reaches its VM.
 std::string DomainOf(const sandbox::ContainerRecord& c);
+// A plain-image container, run by crun in its Pod's micro-VM (BootKind::kMicroVm).
+bool IsPlainContainer(const sandbox::ContainerRecord& c);
 // The cgroup the record names for its VM (empty path: none).
 runtime::cgroup::CgroupTarget CgroupOf(const sandbox::ContainerRecord& c);
 
@@ -196,6 +203,35 @@ class PodLifecycle {
   // Ownership of the container dir's files and ACL entries outside it, for
   // the VM's uid (docs/security.md "QEMU confinement").
   absl::Status ConfineFiles(const sandbox::ContainerRecord& c);
+  // pod_microvm.cc: plain-image containers in the Pod micro-VM (docs/microvm.md).
+  // Where the Pod's micro-VM lives and how it boots, from the sandbox and the config.
+  sandbox::PodVm PlanPodVm(const sandbox::SandboxRecord& sb) const;
+  sandbox::ContainerRecord PodVmAsRecord(const sandbox::SandboxRecord& sb) const;
+  absl::Status CheckMicroVmFiles() const;
+  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> PodAgent(const sandbox::SandboxRecord& sb);
+  runtime::microvm::ContainerRunner RunnerFor(const sandbox::SandboxRecord& sb);
+  // Boots the Pod's micro-VM unless it runs, and waits for its agent; the
+  // sandbox record as it is then. Serialized per Pod.
+  absl::StatusOr<sandbox::SandboxRecord> EnsurePodVm(const std::string& sandbox_id);
+  // Forces the micro-VM off (StopPodSandbox); OK when the Pod has none.
+  absl::Status StopPodVm(const sandbox::SandboxRecord& sb);
+  // Removes the micro-VM's domain, cgroup, share and files, then clears the
+  // record's pod_vm; keeps it when a step fails, for a retry.
+  absl::Status TearDownPodVm(const sandbox::SandboxRecord& sb);
+  absl::StatusOr<std::string> CreatePlainContainer(const ContainerDraft& draft, const sandbox::SandboxRecord& sb,
+                                                   const runtime::image::ImageInfo& image);
+  absl::Status StartPlainContainer(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
+  absl::Status StopPlainContainer(const sandbox::ContainerRecord& c, absl::Duration grace);
+  absl::StatusOr<sandbox::ContainerRecord> RefreshPlain(const sandbox::ContainerRecord& c);
+  absl::Status DeletePlainArtifacts(const sandbox::ContainerRecord& c);
+  // The container's stdout and stderr files into its CRI log.
+  void RegisterPlainLogs(const sandbox::ContainerRecord& c, const sandbox::SandboxRecord& sb);
+  void UnregisterPlainLogs(const std::string& id);
+  // Refreshes the container as soon as its exit file appears.
+  void WatchPlainExit(const sandbox::ContainerRecord& c);
+  void UnwatchPlainExit(const std::string& id);
+  void OnPlainExit(const std::string& id);
+
   // pod_recovery.cc
   void OnDomainEvent(const std::string& domain);
   // Retries a failed teardown with backoff; false while backing off.
@@ -253,7 +289,8 @@ class PodLifecycle {
   };
   absl::flat_hash_map<std::string, Backoff> retry_ ABSL_GUARDED_BY(retry_mu_);
 
-  // Declared last: its thread calls into the members above, so it stops first.
+  // Their threads call into the members above, so they stop first.
+  ExitFileWatcher exit_watcher_;
   VmMonitor monitor_;
 };
 

@@ -31,6 +31,7 @@ bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == r
 PodLifecycle::PodLifecycle(RuntimeDeps deps, PodLifecycleOptions options)
     : deps_(std::move(deps)),
       options_(options),
+      exit_watcher_([this](const std::string& id) { OnPlainExit(id); }),
       monitor_(
           deps_.hypervisor, deps_.clock, options_.monitor, [this](const std::string& d) { OnDomainEvent(d); },
           [this] { Sweep(); }) {}
@@ -76,7 +77,19 @@ void PodLifecycle::NotifyExit(const std::string& id) {
 
 void PodLifecycle::OnDomainEvent(const std::string& domain) {
   if (domain.rfind(kDomainPrefix, 0) != 0) return;  // not one of ours
-  absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(domain.substr(kDomainPrefix.size()));
+  const std::string id = domain.substr(kDomainPrefix.size());
+  if (absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(id);
+      sb.ok() && sb->pod_vm.domain_name == domain) {
+    // The Pod micro-VM: its plain containers end with it.
+    for (const sandbox::ContainerRecord& c : deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) {
+           return r.sandbox_id == id && r.state == sandbox::ContainerState::kRunning;
+         })) {
+      absl::StatusOr<sandbox::ContainerRecord> r = Refresh(c);
+      if (!r.ok()) base::LogWarn("monitor: refresh", {{"id", c.id}, {"error", std::string(r.status().message())}});
+    }
+    return;
+  }
+  absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(id);
   if (!c.ok() || c->domain_name != domain || c->state != sandbox::ContainerState::kRunning) return;
   absl::StatusOr<sandbox::ContainerRecord> r = Refresh(*c);
   if (!r.ok()) base::LogWarn("monitor: refresh", {{"id", c->id}, {"error", std::string(r.status().message())}});
@@ -194,6 +207,22 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
   ASSIGN_OR_RETURN(std::vector<runtime::VmListing> domains, deps_.hypervisor->List());
   for (const runtime::VmListing& vm : domains) {
     absl::StatusOr<sandbox::ContainerRecord> c = deps_.store->GetContainer(vm.container_id);
+    if (absl::IsNotFound(c.status())) {
+      // A Pod micro-VM is its sandbox's (docs/microvm.md).
+      absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(vm.container_id);
+      if (sb.ok() && !sb->load_error.empty()) {
+        base::LogWarn("recovery: keeping the micro-VM of an unreadable sandbox record", {{"domain", vm.name}});
+        continue;
+      }
+      if (sb.ok() && sb->pod_vm.domain_name == vm.name) {
+        if (vm.phase == runtime::VmPhase::kPaused && sb->pod_vm.started_at != 0 && vm.reason != runtime::kIoErrorReason) {
+          base::LogInfo("recovery: resuming a micro-VM a crash left paused", {{"domain", vm.name}});
+          base::LogIfError(deps_.hypervisor->Resume(vm.name), "recovery: resume");
+          ++fixed;
+        }
+        continue;  // a boot cut short (started_at 0) is redone by the next CreateContainer
+      }
+    }
     if (c.ok() && !c->load_error.empty()) {
       base::LogWarn("recovery: keeping the domain of an unreadable container record",
                     {{"domain", vm.name}, {"container", vm.container_id}, {"error", c->load_error}});
@@ -320,12 +349,30 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
     for (const sandbox::ContainerRecord& c : deps_.store->ListContainers()) {
       if (!c.console_socket.empty()) named.insert(std::filesystem::path(c.console_socket).parent_path().string());
     }
+    for (const sandbox::SandboxRecord& sb : deps_.store->ListSandboxes()) {
+      // Unreadable ones too: their micro-VM's sockets are where our rule puts them.
+      named.insert(std::filesystem::path(PlanPodVm(sb).agent_socket).parent_path().string());
+    }
     for (const auto& e : std::filesystem::directory_iterator(deps_.config->state_dir / "vm", ec)) {
       if (named.count(e.path().string())) continue;
       base::LogInfo("recovery: removing orphan VM socket dir", {{"path", e.path().string()}});
       base::LogIfError(base::RemoveAll(e.path()), "recovery: orphan VM socket dir");
       ++fixed;
     }
+  }
+
+  // 5c. Pod micro-VM directories (a share mount point and the roots below
+  //     it) without a sandbox record.
+  for (const auto& e : std::filesystem::directory_iterator(deps_.config->root / "pods", ec)) {
+    if (!report.complete) break;
+    if (deps_.store->GetSandbox(e.path().filename().string()).ok()) continue;
+    sandbox::SandboxRecord gone;
+    gone.id = e.path().filename().string();
+    gone.load_error = "no record";  // TearDownPodVm: nothing to update
+    gone.pod_vm = PlanPodVm(gone);
+    base::LogInfo("recovery: removing an orphan Pod micro-VM dir", {{"path", e.path().string()}});
+    base::LogIfError(TearDownPodVm(gone), "recovery: orphan Pod micro-VM dir");
+    ++fixed;
   }
 
   // 6. libvirt's per-domain QEMU logs of containers without a record (left
@@ -335,7 +382,7 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
       std::string name = e.path().filename();
       if (name.rfind("kvcri-", 0) != 0 || name.size() <= 10 || name.substr(name.size() - 4) != ".log") continue;
       std::string id = name.substr(6, name.size() - 10);
-      if (deps_.store->GetContainer(id).ok()) continue;
+      if (deps_.store->GetContainer(id).ok() || deps_.store->GetSandbox(id).ok()) continue;
       // A domain still defined (its record unreadable) keeps its log.
       absl::StatusOr<runtime::VmStatus> vm = deps_.hypervisor->Status(name.substr(0, name.size() - 4));
       if (!vm.ok() || vm->phase != runtime::VmPhase::kMissing) continue;

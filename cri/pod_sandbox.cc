@@ -184,8 +184,15 @@ absl::Status PodLifecycle::StopSandbox(std::string_view id_arg) {
   ASSIGN_OR_RETURN(OpTracker::Hold hold, ops_.Acquire(*id, Mode::kExclusive, "StopPodSandbox", options_.op_wait));
   ASSIGN_OR_RETURN(sandbox::SandboxRecord sb, deps_.store->GetSandbox(*id));
   absl::Status first;
+  // The micro-VM and with it every plain container still running (kubelet
+  // stopped them gracefully first); they are settled below.
+  KeepFirstError(&first, StopPodVm(sb));
   for (const sandbox::ContainerRecord& c :
        deps_.store->ListContainers([&](const sandbox::ContainerRecord& r) { return r.sandbox_id == *id; })) {
+    if (IsPlainContainer(c)) {
+      if (c.state == sandbox::ContainerState::kRunning) KeepFirstError(&first, Refresh(c).status());
+      continue;
+    }
     // An unreadable record's VM may be running: forced off too.
     if (c.state != sandbox::ContainerState::kRunning && c.load_error.empty()) continue;
     // kubelet stops containers gracefully first; what is still running is forced off.
@@ -236,6 +243,13 @@ absl::Status PodLifecycle::RemoveSandbox(std::string_view id_arg) {
     if (gone.ok() && c.load_error.empty()) gone = deps_.store->RemoveContainer(c.id);
     if (gone.ok()) Emit(ContainerEventType::kDeleted, c.id, *id);
     KeepFirstError(&first, gone);
+  }
+  {
+    // An unreadable record does not say whether the Pod had a micro-VM:
+    // whatever our rule would have named is taken down.
+    sandbox::SandboxRecord vm_of = *sb;
+    if (!sb->load_error.empty()) vm_of.pod_vm = PlanPodVm(*sb);
+    KeepFirstError(&first, TearDownPodVm(vm_of));
   }
   KeepFirstError(&first, ReleaseSandboxResources(*sb));
   if (!first.ok()) return first;  // keep the record: a retry, the sweep or recovery finishes

@@ -40,6 +40,7 @@ namespace kvcri::cri {
 
 class ExecDispatcher;
 class ContainerEventSink;
+class GuestAgents;
 
 // What the services need from the modules, owned by the daemon (shim/) and
 // handed in by pointer so tests can pass fakes.
@@ -71,6 +72,10 @@ struct RuntimeDeps {
   runtime::cgroup::CgroupPlacer* cgroups = nullptr;
   // ExecSync, and the checks before a URL is handed out; null answers UNAVAILABLE.
   ExecDispatcher* exec = nullptr;
+  // kvcri-agent connections (shared with `exec`): the Pod micro-VM's
+  // containers are started and stopped through them; null: plain-image
+  // containers are refused.
+  GuestAgents* agents = nullptr;
   // CONTAINER_CREATED/STARTED/STOPPED/DELETED for GetContainerEvents
   // (cri/container_events.h); null: no events are published.
   ContainerEventSink* events = nullptr;

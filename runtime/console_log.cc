@@ -2,7 +2,9 @@
 #include "runtime/console_log.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -137,6 +139,32 @@ std::filesystem::path ConsoleOffsetPath(const std::filesystem::path& console) {
   return std::filesystem::path(console.string() + ".offset");
 }
 
+namespace {
+
+std::filesystem::path OffsetFileOf(const ConsoleTarget& t) {
+  return t.offset_file.empty() ? ConsoleOffsetPath(t.console) : t.offset_file;
+}
+
+// open(2) of the console; a guest-written one through no symlink at all
+// (the guest may have swapped any directory of the share for one).
+int OpenConsole(const ConsoleTarget& t, int flags) {
+  if (!t.guest_written) return ::open(t.console.c_str(), flags);
+  open_how how{};
+  how.flags = static_cast<uint64_t>(flags) | O_NONBLOCK;  // a FIFO planted there must not block
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, t.console.c_str(), &how, sizeof how));
+  if (fd < 0) return fd;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
 absl::StatusOr<base::UniqueFd> OpenCriLog(const std::filesystem::path& log_dir, const std::filesystem::path& rel) {
   const std::filesystem::path full = log_dir / rel;
   if (log_dir.empty() || rel.empty() || rel.is_absolute()) {
@@ -263,7 +291,7 @@ absl::Status ConsoleLogCopier::SaveOffset(Entry& e) {
   // Rename-atomic without fsync: a daemon crash leaves the old or the new
   // offset; only a host crash can lose the last second of progress, which
   // then shows as repeated console lines.
-  std::filesystem::path path = ConsoleOffsetPath(e.target.console);
+  std::filesystem::path path = OffsetFileOf(e.target);
   std::filesystem::path tmp = path.string() + ".tmp";
   base::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid()) return absl::ErrnoToStatus(errno, StrCat("open \"", tmp.string(), "\""));
@@ -380,10 +408,10 @@ absl::Status ConsoleLogCopier::Copy(std::string_view id, Entry& e, bool final) {
   if (!e.in.valid()) {
     // Read-write so that copied bytes can be punched out; read-only where
     // that is refused (the copy still works, the file is not bounded).
-    int fd = ::open(e.target.console.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    int fd = OpenConsole(e.target, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     e.in_writable = fd >= 0;
     if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS)) {
-      fd = ::open(e.target.console.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+      fd = OpenConsole(e.target, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     }
     if (fd < 0) {
       if (errno == ENOENT) return absl::OkStatus();  // QEMU has not created it yet
@@ -522,11 +550,11 @@ absl::Status ConsoleLogCopier::Add(std::string_view id, const ConsoleTarget& tar
   uint64_t offset = 0;
   {
     absl::MutexLock el(&e->mu);
-    absl::StatusOr<std::string> saved = base::ReadFile(ConsoleOffsetPath(target.console));
+    absl::StatusOr<std::string> saved = base::ReadFile(OffsetFileOf(target));
     if (saved.ok()) {
       if (!ParseOffset(*saved, &e->offset)) {
         base::LogWarn("console offset unreadable; copying from the start",
-                      {{"id", std::string(id)}, {"path", ConsoleOffsetPath(target.console).string()}});
+                      {{"id", std::string(id)}, {"path", OffsetFileOf(target).string()}});
         e->offset = 0;
       }
     } else if (!absl::IsNotFound(saved.status())) {

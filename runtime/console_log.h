@@ -128,6 +128,12 @@ struct ConsoleTarget {
   // container's stderr file is followed as a second target with "stderr",
   // into the same CRI log.
   std::string stream = "stdout";
+  // Where the consumed offset is kept; empty: <console>.offset.
+  std::filesystem::path offset_file;
+  // The console is a file the guest wrote through a share (a micro-VM
+  // container's output): opened without following any symlink on its path,
+  // and only if it is a regular file. Its offset_file must be outside the share.
+  bool guest_written = false;
 };
 
 // Counters for the metrics endpoint; they only grow.

@@ -26,7 +26,8 @@ constexpr std::pair<std::string_view, ContainerState> kContainerStates[] = {
 constexpr std::pair<std::string_view, Protocol> kProtocols[] = {
     {"tcp", Protocol::kTcp}, {"udp", Protocol::kUdp}, {"sctp", Protocol::kSctp}};
 constexpr std::pair<std::string_view, BootKind> kBootKinds[] = {
-    {"", BootKind::kUnset}, {"kernel", BootKind::kKernel}, {"disk", BootKind::kDisk}, {"device", BootKind::kDevice}};
+    {"", BootKind::kUnset}, {"kernel", BootKind::kKernel}, {"disk", BootKind::kDisk}, {"device", BootKind::kDevice},
+    {"microvm", BootKind::kMicroVm}};
 
 template <typename E, size_t N>
 std::string_view NameOf(const std::pair<std::string_view, E> (&table)[N], E value) {
@@ -296,6 +297,15 @@ std::string SandboxRecord::ToJson() const {
       {"cgroup_parent", cgroup_parent},
       {"network", NetworkJson(network)},
   };
+  if (!pod_vm.domain_name.empty()) {  // records without one stay as before
+    j["pod_vm"] = {{"domain_name", pod_vm.domain_name},   {"dir", pod_vm.dir},
+                   {"share", pod_vm.share},               {"console_path", pod_vm.console_path},
+                   {"console_socket", pod_vm.console_socket}, {"agent_socket", pod_vm.agent_socket},
+                   {"kernel", pod_vm.kernel},             {"initrd", pod_vm.initrd},
+                   {"cmdline", pod_vm.cmdline},           {"vcpus", pod_vm.vcpus},
+                   {"memory_mib", pod_vm.memory_mib},     {"cgroup_path", pod_vm.cgroup_path},
+                   {"cgroup_unit", pod_vm.cgroup_unit},   {"started_at", pod_vm.started_at}};
+  }
   return Dump(j);
 }
 
@@ -352,6 +362,22 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(std::string_view text) {
       if (auto in = n->Object("nic")) ReadNic(*in, &nic);
       if (!nic.tap_name.empty()) r.network.nics.push_back(std::move(nic));
     }
+  }
+  if (auto v = top.Object("pod_vm")) {
+    v->Str("domain_name", &r.pod_vm.domain_name, true);
+    v->Str("dir", &r.pod_vm.dir);
+    v->Str("share", &r.pod_vm.share);
+    v->Str("console_path", &r.pod_vm.console_path);
+    v->Str("console_socket", &r.pod_vm.console_socket);
+    v->Str("agent_socket", &r.pod_vm.agent_socket);
+    v->Str("kernel", &r.pod_vm.kernel);
+    v->Str("initrd", &r.pod_vm.initrd);
+    v->Str("cmdline", &r.pod_vm.cmdline);
+    v->Int("vcpus", &r.pod_vm.vcpus);
+    v->Int("memory_mib", &r.pod_vm.memory_mib);
+    v->Str("cgroup_path", &r.pod_vm.cgroup_path);
+    v->Str("cgroup_unit", &r.pod_vm.cgroup_unit);
+    v->Int("started_at", &r.pod_vm.started_at);
   }
   CheckIdField("id", r.id, &status);
   if (!status.ok()) return Annotate(status, kWhat);
@@ -431,6 +457,7 @@ std::string ContainerRecord::ToJson() const {
       {"cgroup_path", cgroup_path},
       {"cgroup_unit", cgroup_unit},
   };
+  if (!bundle_dir.empty()) j["bundle_dir"] = bundle_dir;
   return Dump(j);
 }
 
@@ -515,6 +542,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
   top.Str("agent_socket", &r.agent_socket);
   top.Str("cgroup_path", &r.cgroup_path);
   top.Str("cgroup_unit", &r.cgroup_unit);
+  top.Str("bundle_dir", &r.bundle_dir);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

@@ -99,6 +99,30 @@ struct NetworkStatus {
   bool operator==(const NetworkStatus&) const = default;
 };
 
+// The Pod micro-VM (docs/microvm.md): the one VM of a Pod whose containers
+// are plain OCI images, booted from the runtime's kernel and initramfs at the
+// Pod's first plain container. Everything is named before the domain
+// exists, so recovery and the sweep find what a crash left. Empty
+// domain_name: the Pod has none.
+struct PodVm {
+  std::string domain_name;  // "kvcri-<sandbox id>"
+  std::string dir;          // <root>/pods/<sandbox id>: console.log, share/
+  std::string share;        // <dir>/share: served to the guest by virtio-fs, a mount point of its own
+  std::string console_path;
+  std::string console_socket;
+  std::string agent_socket;
+  std::string kernel, initrd, cmdline;
+  int32_t vcpus = 0;
+  int64_t memory_mib = 0;
+  // As ContainerRecord::cgroup_path: the VM's cgroup below the Pod's.
+  std::string cgroup_path;
+  std::string cgroup_unit;
+  // ns since the Unix epoch: when the domain was created (0: not yet).
+  int64_t started_at = 0;
+
+  bool operator==(const PodVm&) const = default;
+};
+
 struct SandboxRecord {
   std::string id;  // kIdLength lowercase hex
   SandboxMetadata metadata;
@@ -116,6 +140,7 @@ struct SandboxRecord {
   bool host_network = false;
   std::string cgroup_parent;
   NetworkStatus network;
+  PodVm pod_vm;
 
   // Memory only, never serialized: non-empty when Load() found this record's
   // file unreadable. Such a placeholder carries only `id`, state kNotReady and
@@ -140,8 +165,10 @@ struct ContainerMetadata {
 // How the VM boots: a kernel (+initrd, cmdline), a disk image (an overlay of
 // the image's disk), or through the firmware from one of the container's
 // block devices, used in place (the Pod's kubevirt-cri.io/boot-device
-// annotation, docs/volumes.md "Persistent VMs").
-enum class BootKind { kUnset, kKernel, kDisk, kDevice };
+// annotation, docs/volumes.md "Persistent VMs"). kMicroVm: not a VM of its
+// own but a plain-image container run by crun in the Pod micro-VM
+// (SandboxRecord::pod_vm) from its bundle (ContainerRecord::bundle_dir).
+enum class BootKind { kUnset, kKernel, kDisk, kDevice, kMicroVm };
 
 struct BootInfo {
   BootKind kind = BootKind::kUnset;
@@ -269,6 +296,10 @@ struct ContainerRecord {
   // Empty: none (records from before, or no cgroup placement configured).
   std::string cgroup_path;
   std::string cgroup_unit;
+  // kMicroVm: the container's OCI bundle on the Pod share (<share>/<id>),
+  // its root filesystem mounted at rootfs/ (overlay upper and work dirs
+  // in the container dir, out of the guest's reach).
+  std::string bundle_dir;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

@@ -233,6 +233,7 @@ absl::Status Daemon::Start() {
   ASSIGN_OR_RETURN(m.streaming, streaming::StreamingServer::Start(streaming_options, m.exec.get()));
   base::LogInfo("streaming server", {{"url", m.streaming->BaseUrl()}});
   deps.exec = m.exec.get();
+  deps.agents = m.guest_agents.get();
   deps.streaming = m.streaming.get();
   cri::PodLifecycleOptions pod_options;
   pod_options.monitor.use_events = config_.libvirt.lifecycle_events;

@@ -246,6 +246,7 @@ void ExpectNoLeftovers(TestDaemon& d) {
   EXPECT_TRUE(Entries(d.root() / "containers").empty()) << "container dirs left";
   EXPECT_TRUE(Entries(d.state_dir() / "netns").empty()) << "network namespaces left";
   EXPECT_TRUE(Entries(d.state_dir() / "vm").empty()) << "VM socket dirs left";
+  EXPECT_TRUE(Entries(d.root() / "pods").empty()) << "Pod micro-VM dirs left";
   // Pod network: no IP still allocated, no veth on the bridge, no cached ADD.
   for (const std::string& e : Entries(d.ipam_dir() / "kvcri-test")) {
     if (e != "lock" && e.rfind("last_reserved_ip", 0) != 0) ADD_FAILURE() << "IP still allocated: " << e;
