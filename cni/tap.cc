@@ -296,6 +296,45 @@ absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string
   return nic;
 }
 
+namespace {
+
+// Gives `cni_ifname` back the Pod's addresses (the tap's wiring record)
+// that WireTap took for the guest: CNI DEL's plugins find what to undo
+// through them (bridge's ipMasq rules are keyed by the addresses it reads
+// off the interface it deletes). Best effort: a failure only means what
+// the plugin cannot find it leaves, as before.
+void RestoreAddresses(nl_sock* s, std::string_view cni_ifname, std::string_view tap_name) {
+  absl::StatusOr<nl::LinkPtr> tap = nl::GetLink(s, tap_name);
+  absl::StatusOr<nl::LinkPtr> eth = nl::GetLink(s, cni_ifname);
+  if (!tap.ok() || !eth.ok()) return;
+  WiredNic nic;
+  if (!DecodeWiringAlias(nl::ReadLink(tap->get()).alias, &nic).ok()) return;
+  const int ifindex = rtnl_link_get_ifindex(eth->get());
+  for (const IpPrefix& p : nic.addresses) {
+    if (p.ipv6()) {
+      // WireTap turned IPv6 off on it; the address needs it on.
+      const std::string path = base::StrCat("/proc/sys/net/ipv6/conf/", cni_ifname, "/disable_ipv6");
+      base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (fd.valid()) (void)!::write(fd.get(), "0", 1);
+    }
+    nl_addr* raw = nullptr;
+    if (nl_addr_parse(p.Cidr().c_str(), AF_UNSPEC, &raw) < 0) continue;
+    nl::NlAddrPtr local(raw);
+    nl::RtAddrPtr a(rtnl_addr_alloc());
+    if (!a) return;
+    rtnl_addr_set_ifindex(a.get(), ifindex);
+    rtnl_addr_set_local(a.get(), local.get());
+    rtnl_addr_set_prefixlen(a.get(), p.prefix_len);
+    rtnl_addr_set_flags(a.get(), IFA_F_NODAD);
+    int err = rtnl_addr_add(s, a.get(), 0);
+    if (err < 0 && err != -NLE_EXIST) {
+      base::LogWarn("address not restored before CNI DEL", {{"address", p.Cidr()}, {"error", nl_geterror(err)}});
+    }
+  }
+}
+
+}  // namespace
+
 absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname,
                     std::string_view tap_name) {
   std::error_code ec;
@@ -304,6 +343,8 @@ absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifn
     ASSIGN_OR_RETURN(nl::SockPtr sock, nl::ConnectRoute());
     // Teardown continues past failures and reports the first.
     absl::Status first = RemoveIngress(sock.get(), cni_ifname);
+    // Before the tap (its record) goes.
+    RestoreAddresses(sock.get(), cni_ifname, tap_name);
     absl::Status del = DeleteLink(sock.get(), tap_name);
     if (first.ok()) first = del;
     return first;

@@ -74,9 +74,10 @@ struct WiredNic {
 absl::StatusOr<WiredNic> WireTap(const std::filesystem::path& netns, std::string_view cni_ifname = "eth0",
                                  std::string_view tap_name = "tap0");
 
-// Removes the tap and eth0's ingress qdisc. OK when they, or the netns
-// itself, are already gone. eth0's addresses are not restored: the netns is
-// about to be torn down by CNI DEL.
+// Removes the tap and eth0's ingress qdisc and gives eth0 back the Pod's
+// addresses (from the tap's wiring record), so that CNI DEL's plugins find
+// what they set up for them (bridge's ipMasq rules). OK when they, or the
+// netns itself, are already gone.
 absl::Status Unwire(const std::filesystem::path& netns, std::string_view cni_ifname = "eth0",
                     std::string_view tap_name = "tap0");
 

@@ -381,10 +381,12 @@ absl::Status PodLifecycle::Recover(const sandbox::LoadReport& report) {
     for (const auto& e : std::filesystem::directory_iterator(probe.parent_path(), ec)) {
       std::string name = e.path().filename();
       if (name.rfind("kvcri-", 0) != 0 || name.size() <= 10 || name.substr(name.size() - 4) != ".log") continue;
+      // "kvcri-<id>.log", or a virtiofsd's "kvcri-<id>-fs<N>-virtiofsd.log".
       std::string id = name.substr(6, name.size() - 10);
+      if (id.size() > sandbox::kIdLength && id[sandbox::kIdLength] == '-') id.resize(sandbox::kIdLength);
       if (deps_.store->GetContainer(id).ok() || deps_.store->GetSandbox(id).ok()) continue;
       // A domain still defined (its record unreadable) keeps its log.
-      absl::StatusOr<runtime::VmStatus> vm = deps_.hypervisor->Status(name.substr(0, name.size() - 4));
+      absl::StatusOr<runtime::VmStatus> vm = deps_.hypervisor->Status(StrCat(kDomainPrefix, id));
       if (!vm.ok() || vm->phase != runtime::VmPhase::kMissing) continue;
       base::LogInfo("recovery: removing orphan QEMU log", {{"path", e.path().string()}});
       base::LogIfError(base::RemoveFile(e.path()), "recovery: orphan QEMU log");

@@ -16,6 +16,7 @@
 
 #include "config/base/str.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "config/base/unique_fd.h"
 
 namespace kvcri::cri {
@@ -122,17 +123,25 @@ std::unique_ptr<PodConnection> WrapAgentPort(std::unique_ptr<runtime::agent::Por
 }
 
 absl::Status CopyBothWays(streaming::ByteStream& client, PodConnection& pod) {
+  // containerd's and CRI-O's wait for the second direction (1 s).
+  constexpr absl::Duration kOtherDirectionGrace = absl::Seconds(1);
   absl::Mutex mu;
   absl::Status first_error;  // guarded by mu
+  bool closing = false;      // guarded by mu: errors of our own close are not the pair's
+  absl::Notification up_done;
   auto fail = [&](absl::Status s) {
     {
       absl::MutexLock l(&mu);
-      if (first_error.ok()) first_error = std::move(s);
+      if (first_error.ok() && !closing) first_error = std::move(s);
     }
     pod.Abort();
     client.CancelRead();
   };
   std::thread up([&] {
+    struct Done {
+      absl::Notification* n;
+      ~Done() { n->Notify(); }
+    } done{&up_done};
     std::vector<char> buf(kCopyChunk);
     for (;;) {
       absl::StatusOr<size_t> n = client.Read(buf.data(), buf.size());
@@ -166,6 +175,19 @@ absl::Status CopyBothWays(streaming::ByteStream& client, PodConnection& pod) {
       fail(absl::Status(s.code(), base::StrCat("client stream: ", s.message())));
       break;
     }
+  }
+  // The Pod's side has ended. A client that does not half-close (curl
+  // reading an HTTP/1.0 answer to its end) would wait for us forever, and
+  // client-go closes the local connection only once the stream pair ends:
+  // as containerd and CRI-O do, the other direction gets a second, then
+  // both end.
+  if (!up_done.WaitForNotificationWithTimeout(kOtherDirectionGrace)) {
+    {
+      absl::MutexLock l(&mu);
+      closing = true;
+    }
+    client.CancelRead();
+    pod.Abort();
   }
   up.join();
   absl::MutexLock l(&mu);

@@ -317,7 +317,18 @@ absl::Status LibvirtHypervisor::Remove(std::string_view name) {
   }
   // libvirt keeps the QEMU log after undefine: one file per VM ever run.
   // Also when the domain is gone already, so a retried Remove finishes it.
-  if (std::filesystem::path log = DomainLogPath(name); !log.empty()) RETURN_IF_ERROR(base::RemoveFile(log));
+  if (std::filesystem::path log = DomainLogPath(name); !log.empty()) {
+    RETURN_IF_ERROR(base::RemoveFile(log));
+    // And each virtiofsd's, "<name>-fs<N>-virtiofsd.log" beside it.
+    std::error_code ec;
+    const std::string prefix = StrCat(name, "-fs");
+    for (const auto& e : std::filesystem::directory_iterator(log.parent_path(), ec)) {
+      const std::string f = e.path().filename();
+      if (f.rfind(prefix, 0) == 0 && f.size() > prefix.size() + 14 && f.ends_with("-virtiofsd.log")) {
+        RETURN_IF_ERROR(base::RemoveFile(e.path()));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -161,17 +161,19 @@ absl::StatusOr<UniqueFd> MountTargetAt(int dir, const std::string& name, bool di
 }
 
 absl::Status BindMountOnto(const std::filesystem::path& source, int target, bool read_only) {
-  const std::string to = FdPath(target);
-  if (::mount(source.c_str(), to.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-    return absl::ErrnoToStatus(errno, StrCat("bind-mount \"", source.string(), "\""));
+  // A detached copy of the source tree gets its attributes before it is
+  // attached (new mount API, Linux 5.12): no moment where it is writable
+  // or has devices, and the target is the fd's node, not a path.
+  UniqueFd tree(::open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+  if (!tree.valid()) return absl::ErrnoToStatus(errno, StrCat("open_tree \"", source.string(), "\""));
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | (read_only ? MOUNT_ATTR_RDONLY : 0);
+  if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("set ", read_only ? "read-only," : "", "nodev,nosuid on \"",
+                                             source.string(), "\""));
   }
-  // The remount applies to the new mount, reached through the same node.
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NODEV | MS_NOSUID | (read_only ? MS_RDONLY : 0);
-  if (::mount(nullptr, to.c_str(), nullptr, flags, nullptr) != 0) {
-    const int err = errno;
-    ::umount2(to.c_str(), MNT_DETACH);
-    return absl::ErrnoToStatus(err, StrCat("remount \"", source.string(), "\"", read_only ? " read-only" : "",
-                                           " nodev,nosuid"));
+  if (::move_mount(tree.get(), "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    return absl::ErrnoToStatus(errno, StrCat("attach the bind mount of \"", source.string(), "\""));
   }
   return absl::OkStatus();
 }

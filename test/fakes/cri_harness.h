@@ -55,6 +55,14 @@ class CriHarness : public ::testing::Test {
     plain.boot = {};
     plain.boot.unbootable_reason = "no /disk/ file and no /boot/vmlinuz";
     images_.Add("busybox", plain);
+    // A plain image whose layers were unpacked (the layer store's dirs).
+    runtime::image::ImageInfo layered = plain;
+    layered.id = "sha256:" + std::string(64, '3');
+    fs::create_directories(dir_ / "images" / "layer0" / "bin");
+    layered.layer_dirs = {dir_ / "images" / "layer0"};
+    images_.Add("busybox-layered", layered);
+    config_.microvm.kernel = dir_ / "microvm" / "vmlinuz";  // not there
+    config_.microvm.initramfs = dir_ / "microvm" / "initramfs.img";
     Restart();
   }
   void TearDown() override {

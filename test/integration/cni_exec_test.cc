@@ -20,6 +20,7 @@
 #include "cni/exec_cni_runner.h"
 #include "cni/netlink.h"
 #include "cni/plugin_exec.h"
+#include "cni/tap.h"
 #include "config/base/file_util.h"
 #include "config/base/netns_exec.h"
 
@@ -243,6 +244,29 @@ TEST_F(CniExecTest, CheckPassesWhenHealthyAndFailsWhenEth0IsGone) {
   EXPECT_THAT(std::string(check.message()), HasSubstr("\"bridge\""));
   EXPECT_TRUE(InHostNs([&] { return runner.Del(Spec()); }).ok());
   EXPECT_TRUE(Allocations(dir_ / "ipam").empty());
+}
+
+// bridge's ipMasq rules are found at DEL through the addresses on eth0,
+// which the tap wiring gave the guest: Unwire hands them back first.
+TEST_F(CniExecTest, IpMasqRulesGoWithDelAfterTheTapWasWiredAndUnwired) {
+  std::string conf = Conflist();
+  const std::string off = "\"ipMasq\":false";
+  ASSERT_NE(conf.find(off), std::string::npos);
+  conf.replace(conf.find(off), off.size(), "\"ipMasq\":true");
+  WriteConflist(conf);
+  ExecCniRunner runner(Options());
+  absl::StatusOr<CniResult> r = AddInHostNs(runner, Spec());
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string ip = PodIps(*r).at(0);
+  const std::string nat = "ip netns exec " + host_ns_ + " iptables -t nat -S POSTROUTING";
+  EXPECT_THAT(Sh(nat).out, HasSubstr(ip + "/32")) << "ipMasq made no rule";
+  const std::filesystem::path netns = Spec().netns;
+  ASSERT_TRUE(WireTap(netns, "eth0", "tap0").ok());
+  EXPECT_THAT(Sh("ip -n " + pod_ns_ + " -o -4 addr show dev eth0").out, ::testing::Not(HasSubstr(ip)));
+  ASSERT_TRUE(Unwire(netns, "eth0", "tap0").ok());
+  EXPECT_THAT(Sh("ip -n " + pod_ns_ + " -o -4 addr show dev eth0").out, HasSubstr(ip + "/24"));
+  ASSERT_TRUE(InHostNs([&] { return runner.Del(Spec()); }).ok());
+  EXPECT_THAT(Sh(nat).out, ::testing::Not(HasSubstr(ip + "/32"))) << "ipMasq rule left after DEL";
 }
 
 TEST_F(CniExecTest, DelAfterConflistChangedUsesCachedConfig) {

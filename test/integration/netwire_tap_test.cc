@@ -428,8 +428,8 @@ TEST_F(NetwireTest, WireTapLearnsTheIpv6GatewaysMac) {
   EXPECT_EQ(*again, *nic);
   ASSERT_TRUE(Unwire(netns_).ok());
 
-  // A gateway nobody answers for.
-  const std::string setup2 = "set -e; ip -n " + pod_ + " -6 addr add fd00:7::2/64 dev eth0 nodad; ip -n " + pod_ +
+  // A gateway nobody answers for (Unwire gave eth0 its addresses back).
+  const std::string setup2 = "set -e; ip -n " + pod_ + " -6 addr replace fd00:7::2/64 dev eth0 nodad; ip -n " + pod_ +
                              " -6 route replace default via fd00:7::99 dev eth0; sysctl -q -w net.ipv6.conf.eth0.disable_ipv6=0";
   r = Sh("ip netns exec " + pod_ + " sh -c 'sysctl -q -w net.ipv6.conf.eth0.disable_ipv6=0'; " + setup2);
   ASSERT_EQ(r.exit_code, 0) << setup2 << "\n" << r.output;

@@ -164,18 +164,26 @@ TEST_F(CriLifecycleTest, MetadataOutsideKubernetesRulesIsRefusedAtTheFirstCallNa
   ASSERT_TRUE(CreateVm(ok_resp.pod_sandbox_id(), "example.com/vm:1", &ctr, std::string(63, 'v')).ok());
 }
 
-TEST_F(CriLifecycleTest, ImageWithoutBootArtifactsIsFailedPrecondition) {
+TEST_F(CriLifecycleTest, APlainImageWithoutUnpackedLayersIsFailedPrecondition) {
   std::string pod, ctr;
   ASSERT_TRUE(RunPod("web", &pod).ok());
   grpc::Status s = CreateVm(pod, "busybox", &ctr);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("busybox"));
-  EXPECT_THAT(s.error_message(), HasSubstr("no /disk/ file"));
-  // A newcomer who tried a container image learns which images boot and where that is written.
-  EXPECT_THAT(s.error_message(), HasSubstr("containerDisk"));
-  EXPECT_THAT(s.error_message(), HasSubstr("/boot/vmlinuz"));
-  EXPECT_THAT(s.error_message(), HasSubstr("docs/images.md"));
+  EXPECT_THAT(s.error_message(), HasSubstr("without unpacked layers"));
   EXPECT_TRUE(store_->ListContainers().empty());
+}
+
+TEST_F(CriLifecycleTest, APlainImageWithoutTheMicroVmsBootFilesSaysHowToBuildThem) {
+  std::string pod, ctr;
+  ASSERT_TRUE(RunPod("web", &pod).ok());
+  grpc::Status s = CreateVm(pod, "busybox-layered", &ctr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("[microvm] kernel"));
+  EXPECT_THAT(s.error_message(), HasSubstr("build-microvm.sh"));
+  EXPECT_THAT(s.error_message(), HasSubstr("docs/microvm.md"));
+  EXPECT_TRUE(store_->ListContainers().empty());
+  EXPECT_TRUE(fs::is_empty(config_.root / "containers"));
 }
 
 TEST_F(CriLifecycleTest, NetworkNotReadyNamesTheCniDirectoryAndPointsToTheQuickstart) {

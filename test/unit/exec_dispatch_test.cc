@@ -629,5 +629,35 @@ TEST_F(ExecDispatchTest, PortForwardFailureOnThePodSideCancelsTheClientRead) {
   EXPECT_TRUE(client.in.cancelled());
 }
 
+TEST_F(ExecDispatchTest, PortForwardEndsASecondAfterThePodSideClosesFirst) {
+  // An HTTP/1.0 server answers and closes; the client (curl through
+  // client-go) never half-closes and waits for the pair to end.
+  class AnswersAndCloses : public PodConnection {
+   public:
+    absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+      if (sent_) return size_t{0};
+      sent_ = true;
+      const std::string answer = "HTTP/1.0 200 OK\r\n\r\nbody";
+      std::memcpy(buf, answer.data(), std::min(n, answer.size()));
+      return std::min(n, answer.size());
+    }
+    absl::Status Write(std::string_view) override { return absl::OkStatus(); }
+    absl::Status CloseWrite() override { return absl::OkStatus(); }
+    void Abort() override {}
+
+   private:
+    bool sent_ = false;
+  } server;
+  FakeByteStream client;  // never sends, never closes
+  const absl::Time t0 = absl::Now();
+  absl::Status s = CopyBothWays(client, server);
+  EXPECT_TRUE(s.ok()) << s << ": our own close is not an error";
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(900)) << "the client's direction gets its second";
+  EXPECT_EQ(client.out.data(), "HTTP/1.0 200 OK\r\n\r\nbody");
+  EXPECT_TRUE(client.out.closed());
+  EXPECT_TRUE(client.in.cancelled());
+}
+
 }  // namespace
 }  // namespace kvcri::cri
