@@ -6,8 +6,16 @@
 #include <optional>
 #include <thread>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "config/base/file_util.h"
 #include "config/base/str.h"
 #include "config/base/log.h"
+#include "runtime/microvm/container_runner.h"
+#include "runtime/microvm/share_fs.h"
 #include "cri/port_forward.h"
 #include "runtime/console_attach.h"
 #include "runtime/hypervisor.h"
@@ -105,6 +113,11 @@ absl::Status ExecDispatcher::CheckRunning(const std::string& container_id) {
 absl::Status ExecDispatcher::CheckAttachable(const std::string& container_id) {
   absl::StatusOr<sandbox::ContainerRecord> record = RunningRecord(container_id);
   if (!record.ok()) return record.status();
+  if (record->boot.kind == sandbox::BootKind::kMicroVm) {
+    return absl::UnimplementedError(base::StrCat(
+        "container ", container_id, ": attach to a plain-image container is not supported yet; its output is "
+        "in its CRI log (kubectl logs -f), and kubectl exec runs commands in it (docs/microvm.md)"));
+  }
   if (record->console_socket.empty()) return NoConsoleSocket(container_id);
   return absl::OkStatus();
 }
@@ -121,7 +134,68 @@ absl::Status ExecDispatcher::CheckSandboxReady(const std::string& pod_sandbox_id
   return absl::OkStatus();
 }
 
+std::shared_ptr<runtime::agent::AgentClient> ExecDispatcher::PodVmAgent(const sandbox::SandboxRecord& sb) {
+  if (sb.pod_vm.domain_name.empty() || sb.pod_vm.agent_socket.empty()) return nullptr;
+  absl::StatusOr<bool> open = hypervisor_->GuestChannelConnected(sb.pod_vm.domain_name, runtime::agent::kAgentChannelName);
+  if (open.ok() && !*open) return nullptr;
+  if (!open.ok() && !absl::IsUnimplemented(open.status())) return nullptr;
+  // Keyed by the sandbox: the Pod's containers share its one channel.
+  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> agent = agents_->Agent(sb.id, sb.pod_vm.agent_socket);
+  if (!agent.ok()) {
+    base::LogDebug("micro-VM kvcri-agent does not answer", {{"sandbox", sb.id}, {"error", std::string(agent.status().message())}});
+    return nullptr;
+  }
+  return *agent;
+}
+
+ExecDispatcher::ExecProcessFile::~ExecProcessFile() {
+  if (bundle.valid() && !name.empty()) ::unlinkat(bundle.get(), name.c_str(), 0);
+}
+
+absl::StatusOr<std::vector<std::string>> ExecDispatcher::AgentArgv(const Choice& choice,
+                                                                  const std::vector<std::string>& cmd, bool tty,
+                                                                  ExecProcessFile* file) {
+  if (choice.crun_id.empty()) return cmd;
+  // The container's own process with the exec's args, as containerd makes
+  // an exec's: same user, groups, capabilities, env, cwd.
+  nlohmann::json process = nlohmann::json::parse(choice.exec_process, nullptr, /*allow_exceptions=*/false);
+  if (!process.is_object()) {
+    return absl::FailedPreconditionError(
+        base::StrCat("container ", choice.crun_id, " has no exec process in its record (made by an older version?)"));
+  }
+  process["args"] = cmd;
+  process["terminal"] = tty;
+  if (tty && process["env"].is_array()) {
+    nlohmann::json env = nlohmann::json::array();
+    for (const nlohmann::json& e : process["env"]) {
+      if (!e.is_string() || e.get_ref<const std::string&>().rfind("TERM=", 0) != 0) env.push_back(e);
+    }
+    env.push_back("TERM=xterm");  // as containerd sets it for a tty exec
+    process["env"] = std::move(env);
+  }
+  const std::filesystem::path bundle(choice.bundle_dir);
+  absl::StatusOr<base::UniqueFd> share = runtime::microvm::OpenDir(bundle.parent_path());
+  if (!share.ok()) return share.status();
+  absl::StatusOr<base::UniqueFd> dir = runtime::microvm::OpenDirAt(share->get(), bundle.filename());
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<std::string> suffix = base::RandomHex(8);
+  if (!suffix.ok()) return suffix.status();
+  file->name = base::StrCat("exec-", *suffix, ".json");
+  if (absl::Status w = runtime::microvm::WriteFileAt(dir->get(), file->name, process.dump(), 0644); !w.ok()) {
+    file->name.clear();
+    return w;
+  }
+  file->bundle = *std::move(dir);
+  return std::vector<std::string>{
+      "crun", "exec", "--process",
+      base::StrCat(runtime::microvm::kGuestShareDir, "/", choice.crun_id, "/", file->name), choice.crun_id};
+}
+
 std::shared_ptr<runtime::agent::AgentClient> ExecDispatcher::KvcriAgent(const sandbox::ContainerRecord& record) {
+  if (record.boot.kind == sandbox::BootKind::kMicroVm) {
+    absl::StatusOr<sandbox::SandboxRecord> sb = store_->GetSandbox(record.sandbox_id);
+    return sb.ok() ? PodVmAgent(*sb) : nullptr;
+  }
   if (record.agent_socket.empty()) return nullptr;  // a VM made before the channel existed
   absl::StatusOr<bool> open = hypervisor_->GuestChannelConnected(record.domain_name, runtime::agent::kAgentChannelName);
   // A driver without channel state: the hello (bounded by its timeout) decides.
@@ -153,6 +227,17 @@ absl::StatusOr<ExecDispatcher::Choice> ExecDispatcher::Choose(const sandbox::Con
                                                               std::string_view what) {
   Choice choice;
   choice.agent = KvcriAgent(record);
+  if (record.boot.kind == sandbox::BootKind::kMicroVm) {
+    // crun in the micro-VM, which always runs kvcri-agent as its init.
+    if (choice.agent == nullptr) {
+      return absl::UnavailableError(base::StrCat("container ", record.id, ": the kvcri-agent of its Pod's micro-VM does "
+                                                 "not answer (is the micro-VM still running?)"));
+    }
+    choice.crun_id = record.id;
+    choice.bundle_dir = record.bundle_dir;
+    choice.exec_process = record.exec_process;
+    return choice;
+  }
   if (choice.agent != nullptr) return choice;
   if (qga_ok && QgaAnswers(record)) {
     choice.qga = true;
@@ -182,7 +267,12 @@ absl::StatusOr<ExecSyncResult> ExecDispatcher::ExecSync(const std::string& conta
   if (!record.ok()) return record.status();
   absl::StatusOr<Choice> choice = Choose(*record, /*qga_ok=*/true, "exec");
   if (!choice.ok()) return choice.status();
-  if (choice->agent != nullptr) return ExecSyncThroughAgent(*choice->agent, container_id, cmd, timeout);
+  if (choice->agent != nullptr) {
+    ExecProcessFile file;
+    absl::StatusOr<std::vector<std::string>> argv = AgentArgv(*choice, cmd, /*tty=*/false, &file);
+    if (!argv.ok()) return argv.status();
+    return ExecSyncThroughAgent(*choice->agent, container_id, *argv, timeout, /*term_first=*/!choice->crun_id.empty());
+  }
 
   const absl::Time deadline = timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
   absl::StatusOr<runtime::GuestExecResult> r = agents_->QgaExec(record->domain_name, cmd, "", deadline);
@@ -203,7 +293,7 @@ absl::StatusOr<ExecSyncResult> ExecDispatcher::ExecSync(const std::string& conta
 absl::StatusOr<ExecSyncResult> ExecDispatcher::ExecSyncThroughAgent(runtime::agent::AgentClient& agent,
                                                                     const std::string& id,
                                                                     const std::vector<std::string>& cmd,
-                                                                    absl::Duration timeout) {
+                                                                    absl::Duration timeout, bool term_first) {
   runtime::agent::ExecOptions opts;
   opts.argv = cmd;
   absl::StatusOr<std::unique_ptr<runtime::agent::Process>> proc = agent.Exec(opts);
@@ -223,6 +313,11 @@ absl::StatusOr<ExecSyncResult> ExecDispatcher::ExecSyncThroughAgent(runtime::age
     code = p.Wait(deadline);
     if (absl::IsDeadlineExceeded(code.status())) {
       timed_out = true;
+      if (term_first) {
+        p.Signal(SIGTERM).IgnoreError();
+        code = p.Wait(absl::Now() + absl::Seconds(1));
+        if (code.ok()) return;
+      }
       p.Signal(SIGKILL).IgnoreError();  // it may have just exited; Wait tells
       code = p.Wait(absl::Now() + options_.kill_wait);
     }
@@ -248,17 +343,24 @@ CommandResult ExecDispatcher::Exec(const streaming::ExecSpec& spec, streaming::R
   if (!record.ok()) return {record.status()};
   absl::StatusOr<Choice> choice = Choose(*record, /*qga_ok=*/!spec.tty, spec.tty ? "tty exec" : "exec");
   if (!choice.ok()) return {choice.status()};
-  if (choice->agent != nullptr) return ExecThroughAgent(*choice->agent, spec, streams);
+  if (choice->agent != nullptr) {
+    streaming::ExecSpec wrapped = spec;
+    ExecProcessFile file;
+    absl::StatusOr<std::vector<std::string>> argv = AgentArgv(*choice, spec.cmd, spec.tty, &file);
+    if (!argv.ok()) return {argv.status()};
+    wrapped.cmd = *std::move(argv);
+    return ExecThroughAgent(*choice->agent, wrapped, streams, /*set_term=*/choice->crun_id.empty());
+  }
   return ExecThroughQga(record->domain_name, spec, streams);
 }
 
 CommandResult ExecDispatcher::ExecThroughAgent(runtime::agent::AgentClient& agent, const streaming::ExecSpec& spec,
-                                               streaming::RemoteCommandStreams& streams) {
+                                               streaming::RemoteCommandStreams& streams, bool set_term) {
   runtime::agent::ExecOptions opts;
   opts.argv = spec.cmd;
   opts.tty = spec.tty;
   opts.stdin = spec.stdin && streams.Stdin() != nullptr;
-  if (spec.tty) opts.env = {"TERM=xterm"};  // as containerd sets it for a tty exec
+  if (spec.tty && set_term) opts.env = {"TERM=xterm"};  // as containerd sets it for a tty exec
   absl::StatusOr<std::unique_ptr<runtime::agent::Process>> proc = agent.Exec(opts);
   if (!proc.ok()) return {proc.status()};
   runtime::agent::Process& p = **proc;
@@ -417,7 +519,18 @@ absl::Status ExecDispatcher::PortForward(const std::string& pod_sandbox_id, uint
     return c.sandbox_id == pod_sandbox_id && c.state == sandbox::ContainerState::kRunning;
   });
   std::unique_ptr<PodConnection> conn;
+  // A Pod micro-VM's containers share its network: its agent reaches their 127.0.0.1.
+  if (std::shared_ptr<runtime::agent::AgentClient> agent = PodVmAgent(*sandbox); agent != nullptr) {
+    absl::StatusOr<std::unique_ptr<runtime::agent::PortConnection>> pc = agent->ConnectPort(port);
+    if (!pc.ok()) {
+      return absl::Status(pc.status().code(), base::StrCat("port ", port, " in the micro-VM of sandbox ", pod_sandbox_id,
+                                                           ": ", pc.status().message()));
+    }
+    conn = WrapAgentPort(std::move(*pc));
+  }
   for (const sandbox::ContainerRecord& vm : vms) {
+    if (conn != nullptr) break;
+    if (vm.boot.kind == sandbox::BootKind::kMicroVm) continue;
     std::shared_ptr<runtime::agent::AgentClient> agent = KvcriAgent(vm);
     if (agent == nullptr) continue;
     absl::StatusOr<std::unique_ptr<runtime::agent::PortConnection>> pc = agent->ConnectPort(port);

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "config/base/unique_fd.h"
 #include "cri/streaming/stream_io.h"
 #include "runtime/agent/agent_client.h"
 #include "runtime/qemu_guest_agent.h"
@@ -33,6 +34,7 @@ class Hypervisor;
 namespace kvcri::sandbox {
 class SandboxStore;
 struct ContainerRecord;
+struct SandboxRecord;
 }  // namespace kvcri::sandbox
 
 namespace kvcri::cri {
@@ -112,7 +114,27 @@ class ExecDispatcher : public streaming::StreamingBackend {
   struct Choice {
     std::shared_ptr<runtime::agent::AgentClient> agent;  // non-null: kvcri-agent
     bool qga = false;                                      // else: qemu-guest-agent answers
+    // A plain-image container of the Pod micro-VM: the command runs in it
+    // through `crun exec <crun_id>` (its namespaces, root, user and env).
+    std::string crun_id;
+    std::string bundle_dir;    // the container's bundle on the host's side of the share
+    std::string exec_process;  // ContainerRecord::exec_process
   };
+  // A plain container's exec process file (`crun exec --process`) on the
+  // share, removed with this object.
+  struct ExecProcessFile {
+    base::UniqueFd bundle;
+    std::string name;
+    ExecProcessFile() = default;
+    ExecProcessFile(ExecProcessFile&&) = default;
+    ~ExecProcessFile();
+  };
+  // The command the agent runs for `cmd` under `choice`; for a plain
+  // container, the process file it names in *file.
+  static absl::StatusOr<std::vector<std::string>> AgentArgv(const Choice& choice, const std::vector<std::string>& cmd,
+                                                            bool tty, ExecProcessFile* file);
+  // The kvcri-agent of sandbox `sb`'s micro-VM; null when it has none or it does not answer.
+  std::shared_ptr<runtime::agent::AgentClient> PodVmAgent(const sandbox::SandboxRecord& sb);
   absl::StatusOr<sandbox::ContainerRecord> RunningRecord(const std::string& container_id);
   // kvcri-agent when it answers, else (when `qga_ok`) qemu-guest-agent, else
   // FailedPrecondition naming both.
@@ -121,11 +143,14 @@ class ExecDispatcher : public streaming::StreamingBackend {
   bool QgaAnswers(const sandbox::ContainerRecord& record);
 
   streaming::CommandResult ExecThroughAgent(runtime::agent::AgentClient& agent, const streaming::ExecSpec& spec,
-                                            streaming::RemoteCommandStreams& streams);
+                                            streaming::RemoteCommandStreams& streams, bool set_term = true);
   streaming::CommandResult ExecThroughQga(const std::string& domain, const streaming::ExecSpec& spec,
                                           streaming::RemoteCommandStreams& streams);
+  // term_first: a timeout sends SIGTERM, then SIGKILL after a second (crun
+  // exec passes SIGTERM on to the command; a SIGKILL would only end crun).
   absl::StatusOr<ExecSyncResult> ExecSyncThroughAgent(runtime::agent::AgentClient& agent, const std::string& id,
-                                                      const std::vector<std::string>& cmd, absl::Duration timeout);
+                                                      const std::vector<std::string>& cmd, absl::Duration timeout,
+                                                      bool term_first = false);
 
   sandbox::SandboxStore* const store_;
   runtime::Hypervisor* const hypervisor_;

@@ -429,11 +429,14 @@ absl::StatusOr<std::string> PodLifecycle::CreatePlainContainer(const ContainerDr
   process.working_dir = image.working_dir;
   ASSIGN_OR_RETURN(nlohmann::json spec, mv::BuildRuntimeSpec(req, process, users));
   RETURN_IF_ERROR(mv::WriteFileAt(bundle.get(), "config.json", spec.dump(), 0644));
+  nlohmann::json exec_process = spec["process"];
+  exec_process.erase("args");
 
   RETURN_IF_ERROR(deps_.store
                       ->UpdateContainer(id,
-                                        [](sandbox::ContainerRecord& r) {
+                                        [&](sandbox::ContainerRecord& r) {
                                           r.phase = sandbox::Phase::kReady;
+                                          r.exec_process = exec_process.dump();
                                           return absl::OkStatus();
                                         })
                       .status());

@@ -458,6 +458,7 @@ std::string ContainerRecord::ToJson() const {
       {"cgroup_unit", cgroup_unit},
   };
   if (!bundle_dir.empty()) j["bundle_dir"] = bundle_dir;
+  if (!exec_process.empty()) j["exec_process"] = exec_process;
   return Dump(j);
 }
 
@@ -543,6 +544,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(std::string_view text)
   top.Str("cgroup_path", &r.cgroup_path);
   top.Str("cgroup_unit", &r.cgroup_unit);
   top.Str("bundle_dir", &r.bundle_dir);
+  top.Str("exec_process", &r.exec_process);
   CheckIdField("id", r.id, &status);
   CheckIdField("sandbox_id", r.sandbox_id, &status);
   if (!status.ok()) return Annotate(status, kWhat);

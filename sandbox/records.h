@@ -300,6 +300,11 @@ struct ContainerRecord {
   // its root filesystem mounted at rootfs/ (overlay upper and work dirs
   // in the container dir, out of the guest's reach).
   std::string bundle_dir;
+  // kMicroVm: the OCI process of the container's spec without its args
+  // (JSON), which an exec's process is made from (`crun exec --process`),
+  // as containerd makes an exec's from the container's: same user, groups,
+  // capabilities, env and cwd.
+  std::string exec_process;
 
   // Memory only, as SandboxRecord::load_error; placeholders are kUnknown.
   std::string load_error;

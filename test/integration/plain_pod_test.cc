@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "test/client/exec_helpers.h"
 #include "test/client/oci_layout.h"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
@@ -265,6 +266,73 @@ TEST_F(PlainPodTest, AnExitedContainerIsReplacedInTheSameSandbox) {
   EXPECT_THAT(ReadFileOrEmpty(fs::path(sandbox_->log_directory()) / "again/1.log"), HasSubstr("attempt-run"));
   Remove(first.id());
   Remove(second.id());
+}
+
+TEST_F(PlainPodTest, ExecRunsInTheContainerAndPortForwardReachesItsLocalhost) {
+  pb::ContainerConfig c = Config("shell", {"/bin/sh", "-c",
+                                           "echo in-container > /tmp/marker; mkdir -p /tmp/www; echo pf-ok > /tmp/www/index.html; "
+                                           "exec httpd -f -p 127.0.0.1:8081 -h /tmp/www"});
+  c.mutable_linux()->mutable_security_context()->set_run_as_username("app");
+  const std::string id = Run(c);
+  ASSERT_FALSE(id.empty());
+  absl::Status ready = WaitForExec(d(), id, std::chrono::seconds(60));
+  ASSERT_TRUE(ready.ok()) << ready;
+  // ExecSync: the container's root (its /tmp), user and PID namespace.
+  absl::StatusOr<pb::ExecSyncResponse> r =
+      ExecSync(d(), id, {"/bin/sh", "-c", "cat /tmp/marker; id -un; echo to-err >&2; exit 4"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout(), "in-container\napp\n");
+  EXPECT_EQ(r->stderr(), "to-err\n");
+  EXPECT_EQ(r->exit_code(), 4);
+  // A timeout kills the command and returns.
+  const auto t0 = std::chrono::steady_clock::now();
+  r = ExecSync(d(), id, {"sleep", "30"}, 2);
+  EXPECT_FALSE(r.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+  absl::StatusOr<pb::ExecSyncResponse> ps = ExecSync(d(), id, {"ps"});
+  ASSERT_TRUE(ps.ok()) << ps.status();
+  EXPECT_THAT(ps->stdout(), Not(HasSubstr("sleep 30")));
+  // A tty exec sees its window size.
+  for (Transport t : {Transport::kSpdy, Transport::kWebSocket}) {
+    SCOPED_TRACE(TransportName(t));
+    auto sh = OpenExec(d(), t, MakeExecRequest(id, {"/bin/sh"}, /*tty=*/true, /*stdin=*/true));
+    ASSERT_TRUE(sh.ok()) << sh.status();
+    ASSERT_TRUE((*sh)->Resize(120, 33).ok());
+    absl::StatusOr<std::string> got = absl::DeadlineExceededError("no try");
+    for (int i = 0; i < 10 && !got.ok(); ++i) {
+      ASSERT_TRUE((*sh)->WriteStdin("stty size\n").ok());
+      got = (*sh)->ReadStdoutUntil("33 120\r\n", absl::Seconds(3));
+    }
+    EXPECT_TRUE(got.ok()) << got.status();
+    ASSERT_TRUE((*sh)->WriteStdin("exit 6\n").ok());
+    absl::StatusOr<RemoteCommandResult> end = (*sh)->Wait(absl::Seconds(30));
+    ASSERT_TRUE(end.ok()) << end.status();
+    EXPECT_EQ(end->exit_code, 6) << end->error_text;
+  }
+  // Port-forward: the micro-VM's 127.0.0.1, which its containers share.
+  absl::StatusOr<std::string> url = PortForwardUrl(d(), *pod_, {8081});
+  ASSERT_TRUE(url.ok()) << url.status();
+  absl::StatusOr<std::unique_ptr<PortForwardClient>> pf = OpenSpdyPortForward(*url);
+  ASSERT_TRUE(pf.ok()) << pf.status();
+  absl::StatusOr<std::unique_ptr<ForwardedConnection>> conn = (*pf)->Connect(8081);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)->Write("GET /index.html HTTP/1.0\r\n\r\n").ok());
+  std::string answer;
+  char buf[4096];
+  for (;;) {
+    absl::StatusOr<size_t> n = (*conn)->Read(buf, sizeof buf);
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0) break;  // the server closed first: the stream still ends
+    answer.append(buf, *n);
+  }
+  EXPECT_THAT(answer, HasSubstr("pf-ok"));
+  // Attach is refused with a reason.
+  pb::AttachRequest attach;
+  attach.set_container_id(id);
+  attach.set_stdout(true);
+  EXPECT_EQ(AttachUrl(d(), attach).status().code(), absl::StatusCode::kUnimplemented);
+  Stop(id, 5);
+  Remove(id);
 }
 
 TEST_F(PlainPodTest, TwoRunningContainersSurviveAKill9OfTheDaemon) {
