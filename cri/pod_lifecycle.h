@@ -212,7 +212,11 @@ class PodLifecycle {
   runtime::microvm::ContainerRunner RunnerFor(const sandbox::SandboxRecord& sb);
   // Boots the Pod's micro-VM unless it runs, and waits for its agent; the
   // sandbox record as it is then. Serialized per Pod.
-  absl::StatusOr<sandbox::SandboxRecord> EnsurePodVm(const std::string& sandbox_id);
+  // `devices`: the block volumes of the container that boots it, given to
+  // the VM as virtio disks (a running micro-VM cannot take more yet).
+  absl::StatusOr<sandbox::SandboxRecord> EnsurePodVm(const std::string& sandbox_id,
+                                                     const std::vector<sandbox::DeviceSpec>& devices,
+                                                     const std::string& container_id);
   // Forces the micro-VM off (StopPodSandbox); OK when the Pod has none.
   absl::Status StopPodVm(const sandbox::SandboxRecord& sb);
   // Removes the micro-VM's domain, cgroup, share and files, then clears the

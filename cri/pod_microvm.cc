@@ -14,6 +14,7 @@
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/volumes.h"
 #include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/console_log.h"
 #include "runtime/domain_xml.h"
@@ -167,7 +168,9 @@ absl::Status PodLifecycle::CheckMicroVmFiles() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::string& sandbox_id) {
+absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::string& sandbox_id,
+                                                                 const std::vector<sandbox::DeviceSpec>& devices,
+                                                                 const std::string& container_id) {
   // One boot per Pod: concurrent CreateContainers of the Pod wait here.
   ASSIGN_OR_RETURN(OpTracker::Hold hold, ops_.Acquire(StrCat("podvm/", sandbox_id), Mode::kExclusive,
                                                       "boot the Pod micro-VM", options_.op_wait));
@@ -179,6 +182,12 @@ absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::stri
       return absl::FailedPreconditionError(
           StrCat("the micro-VM of pod sandbox \"", sandbox_id, "\" has stopped (", vm.reason,
                  "); its containers cannot run: stop and remove the sandbox (kubelet makes a new one)"));
+    }
+    if (!devices.empty()) {
+      return absl::UnimplementedError(StrCat(
+          "config.devices: the micro-VM of pod sandbox \"", sandbox_id, "\" runs already, and block devices are "
+          "given to it only when it boots, by the Pod's first plain container (an init container, say); "
+          "hot-plugging them into a running micro-VM is not built yet (docs/microvm.md)"));
     }
     return sb;
   }
@@ -251,6 +260,23 @@ absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::stri
   share.tag = kPodShareTag;
   share.driver = runtime::FsDriver::kVirtiofs;
   spec.filesystems.push_back(share);
+  for (const sandbox::DeviceSpec& d : devices) {
+    // As a VM-disk container's (AddVolumesToVmSpec): raw, no host cache; the
+    // guest's init links it as /dev/disk/by-id/virtio-<serial>.
+    runtime::DiskSpec disk;
+    disk.path = d.host_path;
+    disk.format = "raw";
+    disk.read_only = d.permissions.find('w') == std::string::npos;
+    disk.serial = DiskSerialFor(d.container_path);
+    disk.block_device = true;
+    disk.cache = "none";
+    disk.io = "native";
+    spec.disks.push_back(std::move(disk));
+  }
+  if (!devices.empty()) {
+    base::LogInfo("Pod micro-VM boots with block devices", {{"sandbox", sb.id}, {"container", container_id},
+                                                            {"devices", StrCat(devices.size())}});
+  }
   const absl::Time t0 = deps_.clock->Now();
   RETURN_IF_ERROR(deps_.hypervisor->Create(spec));
   RETURN_IF_ERROR(PlaceVm(PodVmAsRecord(sb)));
@@ -317,11 +343,6 @@ absl::Status PodLifecycle::TearDownPodVm(const sandbox::SandboxRecord& sb) {
 absl::StatusOr<std::string> PodLifecycle::CreatePlainContainer(const ContainerDraft& draft,
                                                                const sandbox::SandboxRecord& sb_in,
                                                                const runtime::image::ImageInfo& image) {
-  if (!draft.volumes.devices.empty()) {
-    return absl::UnimplementedError(
-        StrCat("config.devices: image \"", draft.image, "\" is a plain container image, and devices are not yet "
-               "passed into the Pod micro-VM's containers (docs/microvm.md)"));
-  }
   if (image.layer_dirs.empty()) {
     return absl::FailedPreconditionError(StrCat("image \"", draft.image, "\" (", image.id,
                                                 ") is a plain container image without unpacked layers (pulled or "
@@ -359,9 +380,18 @@ absl::StatusOr<std::string> PodLifecycle::CreatePlainContainer(const ContainerDr
   rec.created_at = absl::ToUnixNanos(deps_.clock->Now());
   rec.resources = RecordResources(draft.resources);
   rec.mounts = draft.volumes.mounts;
+  rec.devices = draft.volumes.devices;
   rec.boot.kind = sandbox::BootKind::kMicroVm;
   rec.bundle_dir = (std::filesystem::path(PlanPodVm(sb_in).share) / rec.id).string();
   const std::filesystem::path dir = ContainerDir(rec.id);
+
+  // A block device is open in one VM of the node at a time (pod_device_claims.cc).
+  RETURN_IF_ERROR(ClaimDevices(rec.id, rec.devices));
+  struct Unclaim {
+    PodLifecycle* self;
+    std::string id;
+    ~Unclaim() { self->ReleaseDeviceClaims(id); }  // the record holds them from PutContainer on
+  } unclaim{this, rec.id};
 
   base::Rollback undo;
   RETURN_IF_ERROR(deps_.store->PutContainer(rec));
@@ -380,7 +410,7 @@ absl::StatusOr<std::string> PodLifecycle::CreatePlainContainer(const ContainerDr
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
   // The Pod's micro-VM: booted by its first plain container (the image is
   // pulled by then), shared by the rest.
-  ASSIGN_OR_RETURN(sandbox::SandboxRecord sb, EnsurePodVm(sb_in.id));
+  ASSIGN_OR_RETURN(sandbox::SandboxRecord sb, EnsurePodVm(sb_in.id, rec.devices, rec.id));
 
   // The bundle: every step below the share through directory fds (share_fs.h).
   ASSIGN_OR_RETURN(base::UniqueFd share, mv::OpenDir(sb.pod_vm.share));
@@ -408,6 +438,12 @@ absl::StatusOr<std::string> PodLifecycle::CreatePlainContainer(const ContainerDr
       return absl::Status(s.code(), StrCat("config.mounts[", i, "] (", m.container_path, "): ", s.message()));
     }
     req.mounts.push_back(mv::BindMount{StrCat(guest_bundle, "/mounts/", name), m.container_path, m.readonly});
+  }
+  // Block devices: the guest's node of each, by the serial the VM gave it.
+  for (const sandbox::DeviceSpec& d : draft.volumes.devices) {
+    req.mounts.push_back(mv::BindMount{StrCat("/dev/disk/by-id/virtio-", DiskSerialFor(d.container_path)),
+                                       d.container_path, d.permissions.find('w') == std::string::npos});
+    req.block_devices = true;
   }
   // What containerd gives every container unless kubelet mounts its own.
   ASSIGN_OR_RETURN(base::UniqueFd etc, mv::MakeDirAt(bundle.get(), "etc", 0755));
@@ -489,7 +525,17 @@ absl::Status PodLifecycle::StartPlainContainer(const sandbox::ContainerRecord& c
     return absl::OkStatus();
   }));
   RegisterPlainLogs(started, sb);
-  absl::StatusOr<uint32_t> pid = RunnerFor(sb).Start(mv::BundleFor(sb.pod_vm.share, c.id));
+  const mv::ContainerRunner runner = RunnerFor(sb);
+  const mv::Bundle bundle = mv::BundleFor(sb.pod_vm.share, c.id);
+  absl::StatusOr<uint32_t> pid = runner.Start(bundle);
+  // Returned once crun runs the process, as containerd's StartContainer
+  // does: an exec probe or postStart hook right after finds it.
+  if (pid.ok()) {
+    if (absl::Status up = runner.WaitStarted(bundle, absl::Now() + absl::Seconds(60)); !up.ok()) {
+      base::LogIfError(runner.Stop(bundle, absl::ZeroDuration()).status(), "stop a container that did not start");
+      pid = up;
+    }
+  }
   if (!pid.ok()) {
     UnregisterPlainLogs(c.id);
     deps_.store
@@ -536,7 +582,8 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::RefreshPlain(const sandbo
       ASSIGN_OR_RETURN(runtime::VmStatus vm, deps_.hypervisor->Status(domain));
       if (IsUp(vm.phase)) return c;
     }
-    exit = runtime::agent::ExitFile{false, 255, 0};
+    // As containerd reports a task killed with its sandbox: SIGKILL.
+    exit = runtime::agent::ExitFile{true, 9, 0};
     message = "the Pod micro-VM stopped while the container ran";
   }
   const int code = exit->code();

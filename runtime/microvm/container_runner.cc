@@ -14,6 +14,8 @@ namespace {
 
 // Of crun's stderr, what an error message carries.
 constexpr size_t kMaxErrText = 512;
+// `crun state` prints a small JSON object.
+constexpr size_t kMaxStateText = 4096;
 // An exit file is two short lines; anything longer is not one.
 constexpr size_t kMaxExitFileBytes = 128;
 constexpr absl::Duration kExitPoll = absl::Milliseconds(50);
@@ -59,7 +61,7 @@ absl::StatusOr<std::optional<agent::ExitFile>> ContainerRunner::Exited(const Bun
 }
 
 absl::StatusOr<int> ContainerRunner::RunInGuest(const std::vector<std::string>& argv, absl::Duration timeout,
-                                                std::string* err) const {
+                                                std::string* err, std::string* out) const {
   ASSIGN_OR_RETURN(std::shared_ptr<agent::AgentClient> client, agent_());
   agent::ExecOptions o;
   o.argv = argv;
@@ -72,9 +74,32 @@ absl::StatusOr<int> ContainerRunner::RunInGuest(const std::vector<std::string>& 
       if (which == agent::Output::kStderr && err->size() < kMaxErrText) {
         err->append(buf, std::min(n, kMaxErrText - err->size()));
       }
+      if (which == agent::Output::kStdout && out != nullptr && out->size() < kMaxStateText) {
+        out->append(buf, std::min(n, kMaxStateText - out->size()));
+      }
     }
   }
   return p->Wait(absl::Now() + timeout);
+}
+
+absl::Status ContainerRunner::WaitStarted(const Bundle& b, absl::Time deadline) const {
+  for (;;) {
+    ASSIGN_OR_RETURN(std::optional<agent::ExitFile> exited, Exited(b));
+    if (exited) return absl::OkStatus();
+    std::string err, out;
+    ASSIGN_OR_RETURN(int code, RunInGuest({"crun", "state", b.id}, kCrunCallTimeout, &err, &out));
+    // crun's state JSON: "status": "running" once the container's process
+    // runs (before: "created", or no state yet).
+    if (code == 0) {
+      nlohmann::json state = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+      if (state.is_object() && state.value("status", "") != "created" && state.contains("status")) return absl::OkStatus();
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("container \"", b.id, "\" was not running by its deadline: ",
+                                                      agent::SanitizeText(err)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
 }
 
 absl::Status ContainerRunner::Signal(const Bundle& b, int signo) const {

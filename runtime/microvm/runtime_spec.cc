@@ -463,6 +463,7 @@ absl::StatusOr<json> BuildRuntimeSpec(const ContainerRequest& req, const ImagePr
   } else {
     // Default device rules (crun adds the standard nodes it creates).
     resources["devices"] = json::array({{{"allow", false}, {"access", "rwm"}}});
+    if (req.block_devices) resources["devices"].push_back({{"allow", true}, {"type", "b"}, {"access", "rwm"}});
     linux["maskedPaths"] = req.masked_paths.value_or(DefaultMaskedPaths());
     linux["readonlyPaths"] = req.readonly_paths.value_or(DefaultReadonlyPaths());
   }

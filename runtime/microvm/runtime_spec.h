@@ -80,6 +80,10 @@ struct ContainerRequest {
   std::string pod_pid_namespace;  // kPod: /proc/<pid>/ns/pid in the guest
   std::string hostname;           // the Pod's, for HOSTNAME
   std::vector<BindMount> mounts;
+  // The container was given block devices (bound in through `mounts` from
+  // the guest's /dev/disk/by-id): its device cgroup allows block devices.
+  // The micro-VM's only block devices are the Pod's own volumes.
+  bool block_devices = false;
   ContainerResources resources;
 };
 

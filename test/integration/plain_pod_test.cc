@@ -275,6 +275,11 @@ TEST_F(PlainPodTest, ExecRunsInTheContainerAndPortForwardReachesItsLocalhost) {
   c.mutable_linux()->mutable_security_context()->set_run_as_username("app");
   const std::string id = Run(c);
   ASSERT_FALSE(id.empty());
+  // At once: StartContainer returns once crun runs the process, as an exec
+  // probe or postStart hook right after it expects.
+  absl::StatusOr<pb::ExecSyncResponse> first = ExecSync(d(), id, {"true"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->exit_code(), 0) << first->stderr();
   absl::Status ready = WaitForExec(d(), id, std::chrono::seconds(60));
   ASSERT_TRUE(ready.ok()) << ready;
   // ExecSync: the container's root (its /tmp), user and PID namespace.

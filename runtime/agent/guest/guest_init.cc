@@ -1,6 +1,8 @@
 // PID 1 duties of kvcri-agent in a Pod micro-VM (guest_init.h).
 #include "runtime/agent/guest/guest_init.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -323,6 +325,37 @@ void LeaveRootfs() {
 
 }  // namespace
 
+// What udev would make: /dev/disk/by-id/virtio-<serial> for each virtio
+// disk, so the host names a Pod's block volume by the serial it gave it
+// (cri/volumes.h DiskSerialFor), whatever vdX the kernel probed it as.
+void LinkDisksBySerial() {
+  DIR* d = opendir("/sys/block");
+  if (d == nullptr) return;
+  bool made = false;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.rfind("vd", 0) != 0) continue;
+    std::string serial;
+    if (FILE* f = fopen(("/sys/block/" + name + "/serial").c_str(), "re")) {
+      char buf[64] = {};
+      if (fgets(buf, sizeof buf, f) != nullptr) serial = buf;
+      fclose(f);
+    }
+    while (!serial.empty() && (serial.back() == '\n' || serial.back() == ' ')) serial.pop_back();
+    bool ok = !serial.empty() && serial.size() <= 20;
+    for (char ch : serial) ok = ok && (isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.');
+    if (!ok) continue;
+    if (!made) {
+      mkdir("/dev/disk", 0755);
+      mkdir("/dev/disk/by-id", 0755);
+      made = true;
+    }
+    const std::string link = "/dev/disk/by-id/virtio-" + serial;
+    if (symlink(("../../" + name).c_str(), link.c_str()) != 0 && errno != EEXIST) Warn("link " + link, errno);
+  }
+  closedir(d);
+}
+
 bool IsGuestInit() { return getpid() == 1; }
 
 void InitGuest() {
@@ -338,6 +371,7 @@ void InitGuest() {
   MountOne("cgroup2", "/sys/fs/cgroup", "cgroup2", kNoDevExec, nullptr);
   EnableControllers();
   LoadModules();
+  LinkDisksBySerial();
   LoopbackUp();
   ConfigureFromCmdline();
   // The Pod share exists once virtiofs is loaded; without one (EINVAL: no
