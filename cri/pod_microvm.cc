@@ -528,6 +528,7 @@ absl::Status PodLifecycle::StartPlainContainer(const sandbox::ContainerRecord& c
   const mv::ContainerRunner runner = RunnerFor(sb);
   const mv::Bundle bundle = mv::BundleFor(sb.pod_vm.share, c.id);
   absl::StatusOr<uint32_t> pid = runner.Start(bundle);
+  const absl::Duration spawn_took = deps_.clock->Now() - t0;
   // Returned once crun runs the process, as containerd's StartContainer
   // does: an exec probe or postStart hook right after finds it.
   if (pid.ok()) {
@@ -555,8 +556,13 @@ absl::Status PodLifecycle::StartPlainContainer(const sandbox::ContainerRecord& c
   }
   WatchPlainExit(started);
   Emit(ContainerEventType::kStarted, c.id, c.sandbox_id);
-  RecordTimings(c.id, StrCat("{\"startMs\":", absl::ToDoubleMilliseconds(deps_.clock->Now() - t0), "}"));
-  base::LogInfo("container started", {{"id", c.id}, {"sandbox", sb.id}, {"guest_pid", StrCat(*pid)}});
+  RecordTimings(c.id, StrCat("{\"startMs\":", absl::ToDoubleMilliseconds(deps_.clock->Now() - t0),
+                             ",\"spawnMs\":", absl::ToDoubleMilliseconds(spawn_took), "}"));
+  base::LogInfo("container started", {{"id", c.id},
+                                      {"sandbox", sb.id},
+                                      {"guest_pid", StrCat(*pid)},
+                                      {"spawn_ms", StrCat(absl::ToInt64Milliseconds(spawn_took))},
+                                      {"took_ms", StrCat(absl::ToInt64Milliseconds(deps_.clock->Now() - t0))}});
   return absl::OkStatus();
 }
 
