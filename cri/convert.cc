@@ -51,7 +51,10 @@ SandboxRecord SandboxRecordFromConfig(const pb::PodSandboxConfig& c) {
   r.host_network = c.has_linux() && c.linux().has_security_context() &&
                    c.linux().security_context().has_namespace_options() &&
                    c.linux().security_context().namespace_options().network() == pb::NODE;
-  if (c.has_linux()) r.cgroup_parent = c.linux().cgroup_parent();
+  if (c.has_linux()) {
+    r.cgroup_parent = c.linux().cgroup_parent();
+    r.sysctls = ToStdMap(c.linux().sysctls());
+  }
   return r;
 }
 

@@ -314,6 +314,22 @@ void PodLifecycle::RegisterConsole(const sandbox::ContainerRecord& c, const sand
   base::LogIfError(deps_.console->Add(c.id, target), "console log copy not started");
 }
 
+absl::Status PodLifecycle::PutNewContainer(const sandbox::ContainerRecord& rec, base::Rollback& undo) {
+  RETURN_IF_ERROR(deps_.store->PutContainer(rec));
+  undo.Add("remove container record", [this, id = rec.id, &undo]() -> absl::Status {
+    if (!undo.failed()) return deps_.store->RemoveContainer(id);
+    // Files could not be removed: RemoveContainer or the sweep retries.
+    return deps_.store
+        ->UpdateContainer(id,
+                          [](sandbox::ContainerRecord& r) {
+                            r.phase = sandbox::Phase::kRemoving;
+                            return absl::OkStatus();
+                          })
+        .status();
+  });
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& draft) {
   ASSIGN_OR_RETURN(std::string sandbox_id, deps_.store->ResolveSandboxId(draft.sandbox_id));
   ASSIGN_OR_RETURN(OpTracker::Hold hold,
@@ -360,7 +376,9 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
           "\" cannot be added (no VM-disk sidecars)"));
     }
   }
-  if (plain) return CreatePlainContainer(draft, sb, *image);
+  // Plain images run in the Pod micro-VM, which needs the daemon's guest
+  // agent connections; containerd-shim mode has none and refuses below.
+  if (plain && deps_.agents != nullptr) return CreatePlainContainer(draft, sb, *image);
   if (!sb.pod_vm.domain_name.empty()) {
     // The plain init containers are done: their micro-VM gives the Pod's
     // network (its tap) to the VM.
@@ -375,9 +393,11 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
                                                 ") cannot boot a VM: ", image->boot.unbootable_reason,
                                                 "; kubevirt-cri boots a KubeVirt containerDisk (exactly one disk file "
                                                 "under /disk/) or a kernel image (/boot/vmlinuz, optionally "
-                                                "/boot/initrd.img), not a container image: see docs/images.md; "
+                                                "/boot/initrd.img) here: see docs/images.md; "
                                                 "or boot the VM from a block volume (Pod annotation ",
-                                                kBootDeviceAnnotation, ", docs/volumes.md)"));
+                                                kBootDeviceAnnotation, ", docs/volumes.md); plain container images "
+                                                "run in a Pod micro-VM through the daemon's own socket, not through "
+                                                "containerd's kubevirt runtime (docs/microvm.md)"));
   }
   ASSIGN_OR_RETURN(VmSize size, SizeVm(deps_.config->vm, draft.resources, "config.linux.resources."));
   // The overlay grows at most to the virtual size of the image's disk: that
@@ -523,26 +543,11 @@ absl::StatusOr<std::string> PodLifecycle::CreateContainer(const ContainerDraft& 
 
   // Before anything exists: a refused device leaves nothing behind.
   RETURN_IF_ERROR(ClaimDevices(rec.id, rec.devices));
-  struct Unclaim {
-    PodLifecycle* self;
-    std::string id;
-    ~Unclaim() { self->ReleaseDeviceClaims(id); }  // the record holds them from PutContainer on
-  } unclaim{this, rec.id};
+  DeviceClaimHold unclaim{this, rec.id};
 
   base::Rollback undo;
-  RETURN_IF_ERROR(deps_.store->PutContainer(rec));
+  RETURN_IF_ERROR(PutNewContainer(rec, undo));
   const std::string id = rec.id;
-  undo.Add("remove container record", [this, id, &undo]() -> absl::Status {
-    if (!undo.failed()) return deps_.store->RemoveContainer(id);
-    // Files could not be removed: RemoveContainer or the sweep retries.
-    return deps_.store
-        ->UpdateContainer(id,
-                          [](sandbox::ContainerRecord& r) {
-                            r.phase = sandbox::Phase::kRemoving;
-                            return absl::OkStatus();
-                          })
-        .status();
-  });
   undo.Add("remove container dir", [dir] { return base::RemoveAll(dir); });
   if (rec.vm_uid != 0) {
     undo.Add("revoke the VM's ACL entries",

@@ -29,6 +29,9 @@
 namespace kvcri::sandbox {
 struct LoadReport;
 }  // namespace kvcri::sandbox
+namespace kvcri::base {
+class Rollback;
+}  // namespace kvcri::base
 namespace kvcri::runtime {
 struct VmStatus;
 }  // namespace kvcri::runtime
@@ -200,6 +203,17 @@ class PodLifecycle {
   // record holds them (or the call failed).
   absl::Status ClaimDevices(const std::string& container_id, const std::vector<sandbox::DeviceSpec>& devices);
   void ReleaseDeviceClaims(const std::string& container_id);
+  // Releases a CreateContainer's pending claims when it returns: from
+  // PutContainer on, the record holds them.
+  struct DeviceClaimHold {
+    PodLifecycle* self;
+    std::string id;
+    ~DeviceClaimHold() { self->ReleaseDeviceClaims(id); }
+  };
+  // Writes a new container record (phase creating) and registers its
+  // rollback: removed, or, when a later rollback step failed, left in phase
+  // removing for RemoveContainer or the sweep to finish.
+  absl::Status PutNewContainer(const sandbox::ContainerRecord& rec, base::Rollback& undo);
   // Ownership of the container dir's files and ACL entries outside it, for
   // the VM's uid (docs/security.md "QEMU confinement").
   absl::Status ConfineFiles(const sandbox::ContainerRecord& c);

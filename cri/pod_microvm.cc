@@ -231,6 +231,14 @@ absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::stri
     return absl::ErrnoToStatus(errno, StrCat("mkdir \"", plan.share, "\""));
   }
   RETURN_IF_ERROR(mv::MountPodShare(plan.share));
+  {
+    // The Pod's sysctls, for the guest's init to apply before any container
+    // runs (values may hold spaces, which the kernel command line cannot).
+    std::string lines;
+    for (const auto& [name, value] : sb.sysctls) lines += StrCat(name, "=", value, "\n");
+    ASSIGN_OR_RETURN(base::UniqueFd share_fd, mv::OpenDir(plan.share));
+    RETURN_IF_ERROR(mv::WriteFileAt(share_fd.get(), mv::kSysctlFile, lines, 0644));
+  }
   RETURN_IF_ERROR(base::MakeDirs(std::filesystem::path(plan.agent_socket).parent_path(), 0700));
 
   runtime::VmSpec spec;
@@ -387,25 +395,11 @@ absl::StatusOr<std::string> PodLifecycle::CreatePlainContainer(const ContainerDr
 
   // A block device is open in one VM of the node at a time (pod_device_claims.cc).
   RETURN_IF_ERROR(ClaimDevices(rec.id, rec.devices));
-  struct Unclaim {
-    PodLifecycle* self;
-    std::string id;
-    ~Unclaim() { self->ReleaseDeviceClaims(id); }  // the record holds them from PutContainer on
-  } unclaim{this, rec.id};
+  DeviceClaimHold unclaim{this, rec.id};
 
   base::Rollback undo;
-  RETURN_IF_ERROR(deps_.store->PutContainer(rec));
+  RETURN_IF_ERROR(PutNewContainer(rec, undo));
   const std::string id = rec.id;
-  undo.Add("remove container record", [this, id, &undo]() -> absl::Status {
-    if (!undo.failed()) return deps_.store->RemoveContainer(id);
-    return deps_.store
-        ->UpdateContainer(id,
-                          [](sandbox::ContainerRecord& r) {
-                            r.phase = sandbox::Phase::kRemoving;
-                            return absl::OkStatus();
-                          })
-        .status();
-  });
   undo.Add("remove the container's files", [this, rec] { return DeletePlainArtifacts(rec); });
   RETURN_IF_ERROR(base::MakeDirs(dir, 0700));
   // The Pod's micro-VM: booted by its first plain container (the image is

@@ -1,6 +1,7 @@
 // Validation of CRI requests: sandbox and container configs, ID arguments.
 #include "cri/validate.h"
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 
@@ -137,6 +138,20 @@ absl::Status ValidateSandboxConfig(const pb::PodSandboxConfig& config) {
       return Invalid("config.log_directory", base::StrCat("\"", config.log_directory(), "\" is not absolute"));
     if (HasDotDot(dir))
       return Invalid("config.log_directory", base::StrCat("\"", config.log_directory(), "\" contains \"..\""));
+  }
+  if (config.has_linux()) {
+    // Applied in a Pod micro-VM by its init (docs/microvm.md): names as
+    // /proc/sys paths, values as one line each.
+    if (config.linux().sysctls_size() > 64) return Invalid("config.linux.sysctls", "has more than 64 entries");
+    for (const auto& [name, value] : config.linux().sysctls()) {
+      const std::string field = base::StrCat("config.linux.sysctls[", Quote(name), "]");
+      bool ok = !name.empty() && name.size() <= 128 && name.front() != '.' && name.front() != '/' &&
+                name.find("..") == std::string::npos;
+      for (char ch : name) ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' || ch == '/');
+      if (!ok) return Invalid(field, "is not a sysctl name (letters, digits, \"._-/\", no \"..\")");
+      if (value.size() > 256) return Invalid(field, "has a value longer than 256 bytes");
+      if (absl::Status s = CheckNoControlChars(field, value); !s.ok()) return s;
+    }
   }
   for (int i = 0; i < config.port_mappings_size(); ++i) {
     const pb::PortMapping& pm = config.port_mappings(i);

@@ -297,6 +297,7 @@ std::string SandboxRecord::ToJson() const {
       {"cgroup_parent", cgroup_parent},
       {"network", NetworkJson(network)},
   };
+  if (!sysctls.empty()) j["sysctls"] = sysctls;
   if (!pod_vm.domain_name.empty()) {  // records without one stay as before
     j["pod_vm"] = {{"domain_name", pod_vm.domain_name},   {"dir", pod_vm.dir},
                    {"share", pod_vm.share},               {"console_path", pod_vm.console_path},
@@ -363,6 +364,7 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(std::string_view text) {
       if (!nic.tap_name.empty()) r.network.nics.push_back(std::move(nic));
     }
   }
+  top.StrMap("sysctls", &r.sysctls);
   if (auto v = top.Object("pod_vm")) {
     v->Str("domain_name", &r.pod_vm.domain_name, true);
     v->Str("dir", &r.pod_vm.dir);

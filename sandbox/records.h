@@ -139,6 +139,8 @@ struct SandboxRecord {
   std::vector<PortMapping> port_mappings;
   bool host_network = false;
   std::string cgroup_parent;
+  // CRI linux.sysctls: applied by a Pod micro-VM's init (docs/microvm.md).
+  std::map<std::string, std::string> sysctls;
   NetworkStatus network;
   PodVm pod_vm;
 

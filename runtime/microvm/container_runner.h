@@ -29,6 +29,9 @@ namespace kvcri::runtime::microvm {
 
 // Where the Pod share is mounted in the guest (guest_init.h kPodShareDir).
 inline constexpr char kGuestShareDir[] = "/run/kvcri/pod";
+// In the share's root, written before the micro-VM boots: the Pod's sysctls,
+// "name=value" per line, which the guest's init applies (guest_init.cc).
+inline constexpr char kSysctlFile[] = ".kvcri-sysctls";
 
 struct Bundle {
   std::string id;                 // the container's id: crun's id and the directory's name

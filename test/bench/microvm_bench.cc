@@ -212,15 +212,16 @@ TEST(MicroVmBench, PodStartSecondContainerAndMemory) {
   // 3 (taken now, the Pod idle with one busybox container): memory.
   std::this_thread::sleep_for(std::chrono::seconds(5));
   Pss qemu, virtiofsd;
-  // QEMU names the domain; virtiofsd only its socket below the embed root
-  // (one Pod runs now).
-  for (int pid : ProcessesMatching((d.root() / "libvirt").string())) {
-    const std::string cmd = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/cmdline");
+  // QEMU's command line names the domain, virtiofsd's the Pod's share.
+  auto add = [](Pss& into, int pid) {
     Pss p = PssOf(pid);
-    Pss& into = cmd.find("virtiofsd") != std::string::npos ? virtiofsd : qemu;
     into.total_mib += p.total_mib;
     into.tcg_mib += p.tcg_mib;
+  };
+  for (int pid : ProcessesMatching("kvcri-" + ours)) {
+    if (ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/cmdline").find("virtiofsd") == std::string::npos) add(qemu, pid);
   }
+  for (int pid : ProcessesMatching((d.root() / "pods" / ours / "share").string())) add(virtiofsd, pid);
   const double daemon_with = PssOf(d.pid()).total_mib;
   std::printf("daemon PSS with the idle Pod: %.1f MiB\n", daemon_with);
 

@@ -14,6 +14,7 @@
 #include "cri/runtime_service.h"
 #include "runtime/console_log.h"
 #include "sandbox/file_sandbox_store.h"
+#include "test/fakes/fake_agent.h"
 #include "test/fakes/fake_hypervisor.h"
 #include "test/fakes/fake_image_store.h"
 #include "test/fakes/fake_netns.h"
@@ -89,6 +90,7 @@ class CriHarness : public ::testing::Test {
     deps.store = store_.get();
     deps.netns = &netns_;
     deps.network = &network_;
+    deps.agents = &agents_;  // the daemon's: plain images take the micro-VM path
     if (add_deps_) add_deps_(deps);
     pods_ = std::make_unique<PodLifecycle>(deps, pod_options_);
     ASSERT_TRUE(pods_->Recover(*report).ok());
@@ -201,6 +203,7 @@ class CriHarness : public ::testing::Test {
   ContainerEventHub* event_hub_ = nullptr;
   fs::path dir_;
   config::Config config_;
+  testing::FakeGuestAgents agents_;
   FakeHypervisor hv_;
   FakeNetns netns_;
   FakeImageStore images_;

@@ -43,6 +43,8 @@ class PlainPodTest : public ::testing::Test {
     sandbox_->mutable_dns_config()->add_servers("10.96.0.10");
     sandbox_->mutable_dns_config()->add_searches("default.svc.cluster.local");
     sandbox_->mutable_dns_config()->add_options("ndots:5");
+    (*sandbox_->mutable_linux()->mutable_sysctls())["net.ipv4.ip_unprivileged_port_start"] = "80";
+    (*sandbox_->mutable_linux()->mutable_sysctls())["net.ipv4.ip_local_port_range"] = "20000 30000";
     pb::RunPodSandboxRequest req;
     *req.mutable_config() = *sandbox_;
     req.set_runtime_handler("kubevirt");
@@ -182,15 +184,21 @@ TEST_F(PlainPodTest, AReadOnlyRootRefusesWritesAndCapabilitiesAreAsAsked) {
   Remove(st.id());
 }
 
-TEST_F(PlainPodTest, DnsConfigHostnameAndHosts) {
+TEST_F(PlainPodTest, DnsConfigHostnameHostsAndSysctls) {
   pb::ContainerStatus st =
-      RunToExit(Config("dns", {"/bin/sh", "-c", "cat /etc/resolv.conf; echo host=$(hostname); cat /etc/hosts"}));
+      RunToExit(Config("dns", {"/bin/sh", "-c",
+                               "cat /etc/resolv.conf; echo host=$(hostname); cat /etc/hosts; "
+                               "echo unpriv=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); "
+                               "echo range=$(cat /proc/sys/net/ipv4/ip_local_port_range)"}));
   const std::string log = Log("dns");
   EXPECT_THAT(log, HasSubstr("nameserver 10.96.0.10"));
   EXPECT_THAT(log, HasSubstr("search default.svc.cluster.local"));
   EXPECT_THAT(log, HasSubstr("options ndots:5"));
   EXPECT_THAT(log, HasSubstr("host=plain"));
   EXPECT_THAT(log, HasSubstr("localhost"));
+  // The Pod's sysctls, applied in the micro-VM before its first container.
+  EXPECT_THAT(log, HasSubstr("unpriv=80"));
+  EXPECT_THAT(log, ::testing::ContainsRegex("range=20000[ \t]+30000"));
   Remove(st.id());
 }
 

@@ -115,6 +115,10 @@ TEST_F(CriLifecycleTest, MetadataOutsideKubernetesRulesIsRefusedAtTheFirstCallNa
       {"config.log_directory", [](auto* c) { c->set_log_directory("/var/log/pods/a\nb"); }},
       {"config.annotations[\"kubevirt-cri.io/kernel-cmdline\"]",
        [](auto* c) { (*c->mutable_annotations())["kubevirt-cri.io/kernel-cmdline"] = "console=ttyS0\n"; }},
+      {"config.linux.sysctls[\"../../etc/passwd\"]",
+       [](auto* c) { (*c->mutable_linux()->mutable_sysctls())["../../etc/passwd"] = "x"; }},
+      {"config.linux.sysctls[\"net.core.somaxconn\"]",
+       [](auto* c) { (*c->mutable_linux()->mutable_sysctls())["net.core.somaxconn"] = "1024\nkernel.x=1"; }},
   };
   for (const Bad& b : bad) {
     pb::RunPodSandboxRequest req;

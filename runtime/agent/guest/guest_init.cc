@@ -356,6 +356,42 @@ void LinkDisksBySerial() {
   closedir(d);
 }
 
+// The Pod's sysctls (CRI linux.sysctls), one "name=value" per line in
+// `file` on the share, as the host wrote them before the boot (names with
+// dots or slashes: /proc/sys/<name>). Each failure is printed; the rest
+// still apply.
+void ApplySysctls(const std::string& file) {
+  FILE* f = fopen(file.c_str(), "re");
+  if (f == nullptr) return;  // no sysctls
+  char line[512];
+  while (fgets(line, sizeof line, f) != nullptr) {
+    std::string l = line;
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    const size_t eq = l.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    std::string name = l.substr(0, eq);
+    const std::string value = l.substr(eq + 1);
+    if (name.find("..") != std::string::npos || name[0] == '/') {
+      Warn("sysctl " + name + ": not a sysctl name", EINVAL);
+      continue;
+    }
+    // Kubernetes' two spellings: with a '/' the name is the path (a '.'
+    // in it is literal, as in an interface name), else dots separate.
+    if (name.find('/') == std::string::npos) {
+      for (char& ch : name) {
+        if (ch == '.') ch = '/';
+      }
+    }
+    const std::string path = "/proc/sys/" + name;
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+      Warn("sysctl " + l.substr(0, eq), errno);
+    }
+    if (fd >= 0) close(fd);
+  }
+  fclose(f);
+}
+
 bool IsGuestInit() { return getpid() == 1; }
 
 void InitGuest() {
@@ -381,6 +417,7 @@ void InitGuest() {
   if (mount(kPodShareTag, kPodShareDir, "virtiofs", MS_NOSUID | MS_NODEV, nullptr) != 0) {
     Warn(std::string("mount the Pod share (virtio-fs tag ") + kPodShareTag + ") on " + kPodShareDir, errno);
   }
+  ApplySysctls(std::string(kPodShareDir) + "/.kvcri-sysctls");
   fprintf(stderr, "kvcri-agent init: guest ready\n");
 }
 
