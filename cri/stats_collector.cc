@@ -160,6 +160,26 @@ PodUsage StatsCollector::Pod(const sandbox::SandboxRecord& sb, const std::vector
     if (u.processes) p.processes += *u.processes;
     p.containers.push_back(std::move(u));
   }
+  // The Pod micro-VM (plain-image containers): its QEMU and virtiofsd are
+  // the Pod's, in a cgroup of their own; its containers have none on the
+  // host, so nothing is counted twice.
+  if (deps_.cgroups != nullptr && !sb.pod_vm.cgroup_path.empty()) {
+    runtime::cgroup::CgroupTarget t;
+    t.path = sb.pod_vm.cgroup_path;
+    t.unit = sb.pod_vm.cgroup_unit;
+    if (absl::StatusOr<runtime::cgroup::CgroupSample> s = deps_.cgroups->Sample(t); s.ok()) {
+      have_cpu = have_mem = true;
+      cpu.usage_core_ns += s->cpu_usage_ns;
+      mem.working_set_bytes += s->memory_working_set_bytes;
+      mem.usage_bytes += s->memory_usage_bytes;
+      mem.rss_bytes += s->memory_rss_bytes;
+      mem.page_faults += s->page_faults;
+      mem.major_page_faults += s->major_page_faults;
+      mem.limit_bytes += s->memory_limit_bytes;
+      mem.oom_kills += s->oom_kills;
+      p.processes += s->pids;
+    }
+  }
   if (have_cpu) {
     cpu.usage_nano_cores = Rate(sb.id, cpu.usage_core_ns, cpu.timestamp);
     p.cpu = cpu;

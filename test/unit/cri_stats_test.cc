@@ -347,6 +347,33 @@ TEST_F(CriStatsTest, PodStatsSumItsContainersAndReportTheCniInterfaceButNotLoOrT
   EXPECT_TRUE(stats[0].linux().has_cpu());
 }
 
+TEST_F(CriStatsTest, PodStatsCountThePodMicroVmsCgroup) {
+  // A Pod of plain-image containers: its micro-VM's QEMU is in a cgroup of
+  // its own, named by the sandbox record.
+  std::string pod;
+  ASSERT_TRUE(RunPod("plain", &pod).ok());
+  absl::StatusOr<runtime::cgroup::CgroupTarget> t = placer_->Plan("", pod);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE(runtime::cgroup::CreateCgroup(placer_->layout(), t->path).ok());
+  ASSERT_TRUE(store_
+                  ->UpdateSandbox(pod,
+                                  [&](sandbox::SandboxRecord& r) {
+                                    r.pod_vm.domain_name = "kvcri-" + pod;
+                                    r.pod_vm.cgroup_path = t->path;
+                                    return absl::OkStatus();
+                                  })
+                  .ok());
+  SetUsage(t->path, 2'000'000'000, 300 * kMiB, 0, 250 * kMiB, kGiB, 9);
+  pb::PodSandboxStatsRequest req;
+  req.set_pod_sandbox_id(pod);
+  pb::PodSandboxStatsResponse resp;
+  ASSERT_TRUE(service_->PodSandboxStats(nullptr, &req, &resp).ok());
+  const pb::LinuxPodSandboxStats& l = resp.stats().linux();
+  EXPECT_EQ(l.cpu().usage_core_nano_seconds().value(), 2'000'000'000u);
+  EXPECT_EQ(l.memory().working_set_bytes().value(), 300 * kMiB);
+  EXPECT_EQ(l.process().process_count().value(), 9u);
+}
+
 TEST_F(CriStatsTest, RemovedContainersLeaveTheSampleCacheOnTheNextUnfilteredList) {
   std::string pod;
   const std::string ctr = RunningPodVm("web", &pod);
