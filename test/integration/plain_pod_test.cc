@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "test/client/exec_helpers.h"
+#include "test/client/host_util.h"
 #include "test/client/oci_layout.h"
 #include "test/client/pod_helpers.h"
 #include "test/client/test_daemon.h"
@@ -44,6 +45,11 @@ class PlainPodTest : public ::testing::Test {
     sandbox_->mutable_dns_config()->add_searches("default.svc.cluster.local");
     sandbox_->mutable_dns_config()->add_options("ndots:5");
     (*sandbox_->mutable_linux()->mutable_sysctls())["net.ipv4.ip_unprivileged_port_start"] = "80";
+    host_port_ = 30000 + ::getpid() % 20000;
+    pb::PortMapping* pm = sandbox_->add_port_mappings();
+    pm->set_protocol(pb::TCP);
+    pm->set_container_port(8082);
+    pm->set_host_port(host_port_);
     (*sandbox_->mutable_linux()->mutable_sysctls())["net.ipv4.ip_local_port_range"] = "20000 30000";
     pb::RunPodSandboxRequest req;
     *req.mutable_config() = *sandbox_;
@@ -116,7 +122,9 @@ class PlainPodTest : public ::testing::Test {
   static TestDaemon* daemon_;
   static pb::PodSandboxConfig* sandbox_;
   static std::string* pod_;
+  static int host_port_;
 };
+int PlainPodTest::host_port_ = 0;
 TestDaemon* PlainPodTest::daemon_ = nullptr;
 pb::PodSandboxConfig* PlainPodTest::sandbox_ = nullptr;
 std::string* PlainPodTest::pod_ = nullptr;
@@ -230,6 +238,24 @@ TEST_F(PlainPodTest, SidecarsShareLocalhost) {
   Stop(server, 10);
   Remove(server);
   Remove(st.id());
+}
+
+TEST_F(PlainPodTest, TheHostReachesAContainerAtThePodIpAndThroughItsHostPort) {
+  const std::string server = Run(Config(
+      "web", {"/bin/sh", "-c", "mkdir -p /www && echo plain-web-answer > /www/index.html && httpd -f -p 8082 -h /www"}));
+  ASSERT_FALSE(server.empty());
+  pb::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(*pod_);
+  pb::PodSandboxStatusResponse resp;
+  ASSERT_TRUE(d().runtime().PodSandboxStatus(Ctx().get(), req, &resp).ok());
+  const std::string ip = resp.status().network().ip();
+  ASSERT_FALSE(ip.empty());
+  EXPECT_THAT(HttpGetUntil(ip, 8082, "/", "plain-web-answer"), HasSubstr("plain-web-answer"));
+  // portmap's DNAT, through the host's address on the Pod bridge (".1").
+  const std::string gateway = d().subnet().substr(0, d().subnet().rfind('.') + 1) + "1";
+  EXPECT_THAT(HttpGetUntil(gateway, host_port_, "/", "plain-web-answer"), HasSubstr("plain-web-answer"));
+  Stop(server, 5);
+  Remove(server);
 }
 
 TEST_F(PlainPodTest, StopIsSigtermThenSigkillAfterTheTimeout) {
