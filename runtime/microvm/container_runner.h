@@ -52,9 +52,9 @@ class ContainerRunner {
   // crun in the guest. FailedPrecondition when the container ran before
   // (its exit file exists): a container runs once, kubelet makes a new one.
   absl::StatusOr<uint32_t> Start(const Bundle& b) const;
-  // After Start: waits until crun reports the container running (its
-  // process exists, so an exec finds it) or it has exited, until `deadline`.
-  // DeadlineExceeded when neither happened.
+  // After Start: waits until the container's process exists (crun's pid
+  // file appears in the bundle, so an exec finds it) or it has exited,
+  // until `deadline`. DeadlineExceeded when neither happened.
   absl::Status WaitStarted(const Bundle& b, absl::Time deadline) const;
   // nullopt while it runs; its exit once the guest wrote it. DataLoss for
   // an exit file that is not one.
@@ -74,8 +74,7 @@ class ContainerRunner {
  private:
   // Runs `argv` in the guest, waits up to `timeout`; its exit code, and
   // stderr (cut) in *err.
-  absl::StatusOr<int> RunInGuest(const std::vector<std::string>& argv, absl::Duration timeout, std::string* err,
-                                 std::string* out = nullptr) const;
+  absl::StatusOr<int> RunInGuest(const std::vector<std::string>& argv, absl::Duration timeout, std::string* err) const;
   AgentFn agent_;
 };
 
