@@ -134,18 +134,25 @@ absl::Status ExecDispatcher::CheckSandboxReady(const std::string& pod_sandbox_id
   return absl::OkStatus();
 }
 
-std::shared_ptr<runtime::agent::AgentClient> ExecDispatcher::PodVmAgent(const sandbox::SandboxRecord& sb) {
-  if (sb.pod_vm.domain_name.empty() || sb.pod_vm.agent_socket.empty()) return nullptr;
-  absl::StatusOr<bool> open = hypervisor_->GuestChannelConnected(sb.pod_vm.domain_name, runtime::agent::kAgentChannelName);
+std::shared_ptr<runtime::agent::AgentClient> ExecDispatcher::AgentOf(const std::string& domain, const std::string& key,
+                                                                   const std::string& socket) {
+  if (socket.empty()) return nullptr;  // a VM made before the channel existed
+  absl::StatusOr<bool> open = hypervisor_->GuestChannelConnected(domain, runtime::agent::kAgentChannelName);
+  // A driver without channel state: the hello (bounded by its timeout) decides.
   if (open.ok() && !*open) return nullptr;
   if (!open.ok() && !absl::IsUnimplemented(open.status())) return nullptr;
-  // Keyed by the sandbox: the Pod's containers share its one channel.
-  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> agent = agents_->Agent(sb.id, sb.pod_vm.agent_socket);
+  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> agent = agents_->Agent(key, socket);
   if (!agent.ok()) {
-    base::LogDebug("micro-VM kvcri-agent does not answer", {{"sandbox", sb.id}, {"error", std::string(agent.status().message())}});
+    base::LogDebug("kvcri-agent does not answer", {{"domain", domain}, {"error", std::string(agent.status().message())}});
     return nullptr;
   }
   return *agent;
+}
+
+std::shared_ptr<runtime::agent::AgentClient> ExecDispatcher::PodVmAgent(const sandbox::SandboxRecord& sb) {
+  if (sb.pod_vm.domain_name.empty()) return nullptr;
+  // Keyed by the sandbox: the Pod's containers share its one channel.
+  return AgentOf(sb.pod_vm.domain_name, sb.id, sb.pod_vm.agent_socket);
 }
 
 ExecDispatcher::ExecProcessFile::~ExecProcessFile() {
@@ -196,17 +203,7 @@ std::shared_ptr<runtime::agent::AgentClient> ExecDispatcher::KvcriAgent(const sa
     absl::StatusOr<sandbox::SandboxRecord> sb = store_->GetSandbox(record.sandbox_id);
     return sb.ok() ? PodVmAgent(*sb) : nullptr;
   }
-  if (record.agent_socket.empty()) return nullptr;  // a VM made before the channel existed
-  absl::StatusOr<bool> open = hypervisor_->GuestChannelConnected(record.domain_name, runtime::agent::kAgentChannelName);
-  // A driver without channel state: the hello (bounded by its timeout) decides.
-  if (open.ok() && !*open) return nullptr;
-  if (!open.ok() && !absl::IsUnimplemented(open.status())) return nullptr;
-  absl::StatusOr<std::shared_ptr<runtime::agent::AgentClient>> agent = agents_->Agent(record.id, record.agent_socket);
-  if (!agent.ok()) {
-    base::LogDebug("kvcri-agent does not answer", {{"container", record.id}, {"error", std::string(agent.status().message())}});
-    return nullptr;
-  }
-  return *agent;
+  return AgentOf(record.domain_name, record.id, record.agent_socket);
 }
 
 bool ExecDispatcher::QgaAnswers(const sandbox::ContainerRecord& record) {

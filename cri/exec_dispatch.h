@@ -133,6 +133,10 @@ class ExecDispatcher : public streaming::StreamingBackend {
   // container, the process file it names in *file.
   static absl::StatusOr<std::vector<std::string>> AgentArgv(const Choice& choice, const std::vector<std::string>& cmd,
                                                             bool tty, ExecProcessFile* file);
+  // The kvcri-agent client `key` of `domain` over `socket`, when its channel
+  // is open and it answers; null otherwise.
+  std::shared_ptr<runtime::agent::AgentClient> AgentOf(const std::string& domain, const std::string& key,
+                                                       const std::string& socket);
   // The kvcri-agent of sandbox `sb`'s micro-VM; null when it has none or it does not answer.
   std::shared_ptr<runtime::agent::AgentClient> PodVmAgent(const sandbox::SandboxRecord& sb);
   absl::StatusOr<sandbox::ContainerRecord> RunningRecord(const std::string& container_id);

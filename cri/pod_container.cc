@@ -155,17 +155,9 @@ runtime::VmSpec BuildVmSpec(const sandbox::ContainerRecord& c, const sandbox::Sa
     seed.serial = "cidata";
     spec.disks.push_back(seed);
   }
-  for (const sandbox::GuestNic& g : sb.network.nics) {
-    // The taps exist in the Pod netns since RunPodSandbox: the guest's first
-    // frame already crosses a complete wiring. Record order = CNI result
-    // order = PCI slot order (domain_xml.h).
-    if (g.tap_name.empty()) continue;
-    runtime::NicSpec nic;
-    nic.tap_name = g.tap_name;
-    nic.mac = g.mac;
-    nic.mtu = g.mtu;
-    spec.nics.push_back(nic);
-  }
+  // The taps exist in the Pod netns since RunPodSandbox: the guest's first
+  // frame already crosses a complete wiring (PCI slot order: domain_xml.h).
+  spec.nics = NicSpecsFor(sb);
   return spec;
 }
 
@@ -189,7 +181,6 @@ CriLogTarget CriLogOf(const sandbox::ContainerRecord& c, const sandbox::SandboxR
   return {sb.log_directory, p};
 }
 
-bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
 
 
 }  // namespace

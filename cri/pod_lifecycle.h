@@ -50,6 +50,10 @@ inline constexpr std::string_view kDomainPrefix = "kvcri-";
 std::string DomainOf(const sandbox::ContainerRecord& c);
 // A plain-image container, run by crun in its Pod's micro-VM (BootKind::kMicroVm).
 bool IsPlainContainer(const sandbox::ContainerRecord& c);
+// A plain container's bundle, from the directory its record names.
+runtime::microvm::Bundle BundleOf(const sandbox::ContainerRecord& c);
+// A VM that runs or is paused (its domain is up).
+inline bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
 // The cgroup the record names for its VM (empty path: none).
 runtime::cgroup::CgroupTarget CgroupOf(const sandbox::ContainerRecord& c);
 

@@ -14,6 +14,7 @@
 #include "config/base/str.h"
 #include "cri/exec_dispatch.h"
 #include "cri/pod_lifecycle.h"
+#include "cri/pod_network_spec.h"
 #include "cri/volumes.h"
 #include "runtime/cgroup/cgroup_placer.h"
 #include "runtime/console_log.h"
@@ -41,7 +42,6 @@ constexpr size_t kMaxSeccompProfileBytes = 1 << 20;
 constexpr char kCompleted[] = "Completed";
 constexpr char kError[] = "Error";
 
-bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
 
 // Safe on the kernel command line: a DNS name (CRI validation already
 // checks hostnames; this keeps a space or quote from adding a parameter).
@@ -113,6 +113,10 @@ std::string StderrEntry(std::string_view id) { return StrCat(id, "/stderr"); }
 }  // namespace
 
 bool IsPlainContainer(const sandbox::ContainerRecord& c) { return c.boot.kind == sandbox::BootKind::kMicroVm; }
+
+mv::Bundle BundleOf(const sandbox::ContainerRecord& c) {
+  return mv::BundleFor(std::filesystem::path(c.bundle_dir).parent_path(), c.id);
+}
 
 sandbox::PodVm PodLifecycle::PlanPodVm(const sandbox::SandboxRecord& sb) const {
   sandbox::PodVm v;
@@ -200,7 +204,6 @@ absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::stri
     return absl::FailedPreconditionError("plain-image containers need the daemon's guest agent connections, "
                                          "which this process (containerd-shim mode) does not have");
   }
-  RETURN_IF_ERROR(CheckMicroVmFiles());
   if (deps_.accelerator == config::Accelerator::kAuto) {
     return absl::FailedPreconditionError(StrCat("no usable accelerator: ", deps_.accelerator_reason));
   }
@@ -259,28 +262,15 @@ absl::StatusOr<sandbox::SandboxRecord> PodLifecycle::EnsurePodVm(const std::stri
   spec.qga_socket = std::filesystem::path(plan.agent_socket).parent_path() / "qga.sock";
   spec.netns = sb.netns_path;
   spec.start_paused = true;
-  for (const sandbox::GuestNic& g : sb.network.nics) {
-    if (g.tap_name.empty()) continue;
-    spec.nics.push_back(runtime::NicSpec{g.tap_name, g.mac, g.mtu});
-  }
+  spec.nics = NicSpecsFor(sb);
   runtime::FilesystemSpec share;
   share.source_dir = plan.share;
   share.tag = kPodShareTag;
   share.driver = runtime::FsDriver::kVirtiofs;
   spec.filesystems.push_back(share);
-  for (const sandbox::DeviceSpec& d : devices) {
-    // As a VM-disk container's (AddVolumesToVmSpec): raw, no host cache; the
-    // guest's init links it as /dev/disk/by-id/virtio-<serial>.
-    runtime::DiskSpec disk;
-    disk.path = d.host_path;
-    disk.format = "raw";
-    disk.read_only = d.permissions.find('w') == std::string::npos;
-    disk.serial = DiskSerialFor(d.container_path);
-    disk.block_device = true;
-    disk.cache = "none";
-    disk.io = "native";
-    spec.disks.push_back(std::move(disk));
-  }
+  // As a VM-disk container's; the guest's init links each as
+  // /dev/disk/by-id/virtio-<serial>.
+  for (const sandbox::DeviceSpec& d : devices) spec.disks.push_back(BlockVolumeDisk(d));
   if (!devices.empty()) {
     base::LogInfo("Pod micro-VM boots with block devices", {{"sandbox", sb.id}, {"container", container_id},
                                                             {"devices", StrCat(devices.size())}});
@@ -520,7 +510,7 @@ absl::Status PodLifecycle::StartPlainContainer(const sandbox::ContainerRecord& c
   }));
   RegisterPlainLogs(started, sb);
   const mv::ContainerRunner runner = RunnerFor(sb);
-  const mv::Bundle bundle = mv::BundleFor(sb.pod_vm.share, c.id);
+  const mv::Bundle bundle = BundleOf(c);
   absl::StatusOr<uint32_t> pid = runner.Start(bundle);
   const absl::Duration spawn_took = deps_.clock->Now() - t0;
   // Returned once crun runs the process, as containerd's StartContainer
@@ -564,7 +554,7 @@ absl::StatusOr<sandbox::ContainerRecord> PodLifecycle::RefreshPlain(const sandbo
   if (c.state != sandbox::ContainerState::kRunning) return c;
   absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c.sandbox_id);
   if (!sb.ok()) return c;
-  const mv::Bundle b = mv::BundleFor(sb->pod_vm.share.empty() ? PlanPodVm(*sb).share : sb->pod_vm.share, c.id);
+  const mv::Bundle b = BundleOf(c);
   std::optional<runtime::agent::ExitFile> exit;
   std::string message;
   absl::StatusOr<std::optional<runtime::agent::ExitFile>> read = RunnerFor(*sb).Exited(b);
@@ -636,7 +626,7 @@ absl::Status PodLifecycle::StopPlainContainer(const sandbox::ContainerRecord& c,
   absl::StatusOr<runtime::VmStatus> vm = deps_.hypervisor->Status(sb.pod_vm.domain_name);
   if (vm.ok() && IsUp(vm->phase)) {
     absl::StatusOr<runtime::agent::ExitFile> stopped =
-        RunnerFor(sb).Stop(mv::BundleFor(sb.pod_vm.share, c.id), grace);
+        RunnerFor(sb).Stop(BundleOf(c), grace);
     if (!stopped.ok()) base::LogWarn("container stop", {{"id", c.id}, {"error", std::string(stopped.status().message())}});
   }
   return RefreshPlain(c).status();
@@ -649,13 +639,13 @@ absl::Status PodLifecycle::DeletePlainArtifacts(const sandbox::ContainerRecord& 
   absl::StatusOr<sandbox::SandboxRecord> sb = deps_.store->GetSandbox(c.sandbox_id);
   // Without a readable sandbox the share goes with the Pod's directory.
   if (sb.ok() && sb->load_error.empty()) {
-    const std::string share = sb->pod_vm.share.empty() ? PlanPodVm(*sb).share : sb->pod_vm.share;
+    const std::string share = std::filesystem::path(c.bundle_dir).parent_path();
     absl::StatusOr<runtime::VmStatus> vm = sb->pod_vm.domain_name.empty()
                                                ? absl::StatusOr<runtime::VmStatus>(runtime::VmStatus{})
                                                : deps_.hypervisor->Status(sb->pod_vm.domain_name);
     if (vm.ok() && IsUp(vm->phase)) {
       // crun forgets it (and kills what is left of it) in the guest.
-      absl::Status deleted = RunnerFor(*sb).Delete(mv::BundleFor(share, c.id));
+      absl::Status deleted = RunnerFor(*sb).Delete(BundleOf(c));
       if (!deleted.ok()) base::LogWarn("crun delete", {{"id", c.id}, {"error", std::string(deleted.message())}});
     }
     absl::StatusOr<base::UniqueFd> share_fd = mv::OpenDir(share);

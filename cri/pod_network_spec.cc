@@ -123,4 +123,17 @@ runtime::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb) {
   return seed;
 }
 
+std::vector<runtime::NicSpec> NicSpecsFor(const sandbox::SandboxRecord& sb) {
+  std::vector<runtime::NicSpec> out;
+  for (const sandbox::GuestNic& g : sb.network.nics) {
+    if (g.tap_name.empty()) continue;
+    runtime::NicSpec nic;
+    nic.tap_name = g.tap_name;
+    nic.mac = g.mac;
+    nic.mtu = g.mtu;
+    out.push_back(nic);
+  }
+  return out;
+}
+
 }  // namespace kvcri::cri

@@ -9,6 +9,7 @@
 #include "cni/pod_network.h"
 #include "cni/tap.h"
 #include "runtime/cloud_init_seed.h"
+#include "runtime/hypervisor.h"
 #include "sandbox/records.h"
 
 namespace kvcri::cri {
@@ -38,5 +39,9 @@ sandbox::NetworkStatus NetworkStatusFrom(const std::vector<cni::WiredNic>& nics,
 // hostname, user-data from the kubevirt-cri.io/user-data annotation,
 // network-config v2 for the wired NICs (when there are any).
 runtime::CloudInitSeed SeedFor(const sandbox::SandboxRecord& sb);
+
+// The VM's NICs on the Pod's taps, in the record's (= CNI result's = PCI
+// slot) order; interfaces without a tap are left out.
+std::vector<runtime::NicSpec> NicSpecsFor(const sandbox::SandboxRecord& sb);
 
 }  // namespace kvcri::cri

@@ -24,7 +24,6 @@ namespace {
 constexpr absl::Duration kFirstRetry = absl::Seconds(10);
 constexpr absl::Duration kMaxRetry = absl::Minutes(5);
 
-bool IsUp(runtime::VmPhase p) { return p == runtime::VmPhase::kRunning || p == runtime::VmPhase::kPaused; }
 
 }  // namespace
 

@@ -442,6 +442,20 @@ absl::Status VerifyVolumesUnchanged(const sandbox::ContainerRecord& c) {
   return absl::OkStatus();
 }
 
+runtime::DiskSpec BlockVolumeDisk(const sandbox::DeviceSpec& d) {
+  runtime::DiskSpec disk;
+  disk.path = d.host_path;
+  disk.format = "raw";  // a block volume is the guest's disk as is, never probed
+  disk.read_only = d.permissions.find('w') == std::string::npos;
+  disk.serial = DiskSerialFor(d.container_path);
+  disk.block_device = true;
+  // Shared storage: no host page cache (another node may attach the volume
+  // next), Linux native AIO on O_DIRECT.
+  disk.cache = "none";
+  disk.io = "native";
+  return disk;
+}
+
 absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeOptions& options,
                                 runtime::VmSpec* spec) {
   RETURN_IF_ERROR(VerifyVolumesUnchanged(c));
@@ -450,16 +464,7 @@ absl::Status AddVolumesToVmSpec(const sandbox::ContainerRecord& c, const VolumeO
     const sandbox::DeviceSpec& d = c.devices[i];
     // The UEFI variable store: QEMU's pflash (<nvram type='block'>), not a disk.
     if (!c.boot.nvram_device.empty() && d.container_path == c.boot.nvram_device) continue;
-    runtime::DiskSpec disk;
-    disk.path = d.host_path;
-    disk.format = "raw";  // a block volume is the guest's disk as is, never probed
-    disk.read_only = d.permissions.find('w') == std::string::npos;
-    disk.serial = DiskSerialFor(d.container_path);
-    disk.block_device = true;
-    // Shared storage: no host page cache (another node may attach the volume
-    // next), Linux native AIO on O_DIRECT.
-    disk.cache = "none";
-    disk.io = "native";
+    runtime::DiskSpec disk = BlockVolumeDisk(d);
     if (!c.boot.device.empty() && d.container_path == c.boot.device) {
       // The persistent disk, in place (no overlay): first, so a guest names
       // it vda whatever else it has, and the firmware's first choice.

@@ -74,6 +74,10 @@ struct VolumeOptions {
 // The guest finds the disk as /dev/disk/by-id/virtio-<serial>.
 std::string DiskSerialFor(std::string_view container_path);
 
+// The virtio disk of CRI block device `d`: raw, no host page cache, native
+// AIO, read-only unless its permissions write, serial DiskSerialFor.
+runtime::DiskSpec BlockVolumeDisk(const sandbox::DeviceSpec& d);
+
 // The mount tag of a directory mounted at `container_path` (<= 36 bytes):
 // "/data" -> "data", "/var/lib/x" -> "var-lib-x"; long ones hashed.
 std::string MountTagFor(std::string_view container_path);
